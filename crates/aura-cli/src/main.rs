@@ -1,0 +1,71 @@
+//! `aura`: the one binary of the Aura VPN.
+//!
+//! Human-facing edge of the workspace: argument parsing (clap), error reporting with the
+//! whole cause chain, and exit codes: 0 success, 1 runtime error, 2 usage error.
+
+mod bench_crypto;
+mod pki_cmd;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Aura: a self-hosted, post-quantum, censorship-resistant VPN.
+#[derive(Debug, Parser)]
+#[command(name = "aura", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the deployment's certificate authority, certificates and revocation list.
+    Pki(pki_cmd::PkiArgs),
+    /// Measure the hybrid KEM and the AEAD suites on this machine.
+    BenchCrypto {
+        /// Seconds to spend on each measurement.
+        #[arg(long, default_value_t = 1.0, value_parser = parse_seconds)]
+        seconds: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("not a number: {e}"))?;
+    if !(0.01..=60.0).contains(&v) {
+        return Err("must be between 0.01 and 60".into());
+    }
+    Ok(v)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pki(args) => pki_cmd::run(args),
+        Command::BenchCrypto { seconds, json } => {
+            let figures = bench_crypto::run(Duration::from_secs_f64(seconds))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                print!("{}", bench_crypto::render(&figures));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with status 2; --help and --version exit 0.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

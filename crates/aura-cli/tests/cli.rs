@@ -1,0 +1,149 @@
+//! The `aura` binary as a user meets it: help, version, exit codes, error messages, and
+//! the PKI workflow end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn aura(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aura"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AURA_PKI_DIR")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_and_version_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = aura(&["--version"], dir.path());
+    assert_eq!(v.status.code(), Some(0));
+    assert!(text(&v).starts_with("aura "));
+    for cmd in [
+        &["--help"][..],
+        &["pki", "--help"],
+        &["pki", "init", "--help"],
+        &["pki", "issue-server", "--help"],
+        &["pki", "issue-client", "--help"],
+        &["pki", "revoke", "--help"],
+        &["pki", "list", "--help"],
+        &["pki", "crl", "--help"],
+        &["bench-crypto", "--help"],
+    ] {
+        let o = aura(cmd, dir.path());
+        assert_eq!(o.status.code(), Some(0), "{cmd:?}");
+        assert!(text(&o).contains("Usage:"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_runtime_errors_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        &["no-such-command"][..],
+        &["pki", "issue-server"],
+        &["pki", "revoke", "x", "--reason", "bogus"],
+        &["pki", "issue-client", "--days", "0"],
+        &["bench-crypto", "--seconds", "-1"],
+    ] {
+        let o = aura(bad, dir.path());
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
+    }
+    let o = aura(&["pki", "--dir", "missing", "issue-client"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(t.starts_with("error: "), "{t}");
+    assert!(t.contains("no CA in missing"), "{t}");
+    // Nothing was created by the failed command.
+    assert!(!dir.path().join("missing").exists());
+}
+
+#[test]
+fn pki_workflow_and_cause_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let o = aura(args, d);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        text(&o)
+    };
+    ok(&["pki", "--dir", "p", "init", "--name", "Test CA"]);
+    let again = aura(&["pki", "--dir", "p", "init"], d);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+
+    ok(&[
+        "pki",
+        "--dir",
+        "p",
+        "issue-server",
+        "--name",
+        "vpn.example.com",
+        "--san",
+        "192.0.2.1",
+    ]);
+    let anon = ok(&["pki", "--dir", "p", "issue-client"]);
+    // The default id is a UUIDv4: 8-4-4-4-12 hex with version nibble 4.
+    let id = anon.split_whitespace().nth(3).unwrap().to_owned();
+    let parts: Vec<&str> = id.split('-').collect();
+    assert_eq!(
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        [8, 4, 4, 4, 12],
+        "{id}"
+    );
+    assert!(parts[2].starts_with('4'), "{id}");
+    ok(&["pki", "--dir", "p", "issue-client", "--id", "alice"]);
+
+    let dup = aura(&["pki", "--dir", "p", "issue-client", "--id", "alice"], d);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(text(&dup).contains("alice"), "{}", text(&dup));
+
+    ok(&[
+        "pki",
+        "--dir",
+        "p",
+        "revoke",
+        "alice",
+        "--reason",
+        "key-compromise",
+    ]);
+    let unknown = aura(&["pki", "--dir", "p", "revoke", "bob"], d);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown).contains("bob"));
+
+    let json = ok(&["pki", "--dir", "p", "list", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let alice = entries.iter().find(|e| e["id"] == "alice").unwrap();
+    assert_eq!(alice["role"], "client");
+    assert_eq!(alice["revoked"]["reason"], "key-compromise");
+    let server = entries
+        .iter()
+        .find(|e| e["id"] == "vpn.example.com")
+        .unwrap();
+    assert_eq!(server["role"], "server");
+    assert!(server["revoked"].is_null());
+    assert!(entries.iter().any(|e| e["id"] == id.as_str()));
+
+    let table = ok(&["pki", "--dir", "p", "list"]);
+    assert!(table.contains("key-compromise") && table.contains("vpn.example.com"));
+
+    let crl = ok(&["pki", "--dir", "p", "crl"]);
+    assert!(crl.contains("CRL number 3"), "{crl}");
+
+    // A corrupt CA certificate is reported with its file name.
+    std::fs::write(d.join("p/ca.crt"), "not a certificate").unwrap();
+    let bad = aura(&["pki", "--dir", "p", "issue-client"], d);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("ca.crt"), "{}", text(&bad));
+}
