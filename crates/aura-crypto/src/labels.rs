@@ -1,4 +1,4 @@
-//! Every domain-separation label Aura feeds to a hash, MAC or KDF.
+//! Every domain-separation label Aura feeds to a hash, MAC, KDF or signature.
 //!
 //! Keeping them in one module makes two properties reviewable at a glance: no two
 //! uses share a label, and every label names the protocol version it belongs to.
@@ -10,27 +10,84 @@ pub const HYBRID_KEM_COMBINER: &[u8] = b"aura/v1 hybrid-kem x25519+ml-kem-768";
 /// Prefix of every HKDF-Expand `info` built by [`crate::kdf::expand_label`].
 pub const EXPAND_PREFIX: &[u8] = b"aura/v1 ";
 
-/// All labels, for the uniqueness test.
+/// Salt of the Extract giving the key of mac1, the MAC on every handshake datagram
+/// (input: SHA-256 of the deployment's CA certificate).
+pub const MAC1: &[u8] = b"aura/v1 mac1";
+
+/// Salt of the Extract giving the key that seals cookie replies.
+pub const COOKIE_SEAL: &[u8] = b"aura/v1 cookie seal";
+
+/// First input of the handshake transcript hash.
+pub const TRANSCRIPT: &[u8] = b"aura/v1 transcript";
+
+/// Context string the server signs before the transcript hash (NUL-terminated).
+pub const SERVER_SIGNATURE: &[u8] = b"aura/v1 server signature\0";
+
+/// Context string the client signs before the transcript hash (NUL-terminated).
+pub const CLIENT_SIGNATURE: &[u8] = b"aura/v1 client signature\0";
+
+/// Labels for [`crate::kdf::expand_label`] (the `"aura/v1 "` prefix is added there).
+pub mod expand {
+    /// Client handshake traffic secret.
+    pub const CLIENT_HANDSHAKE: &[u8] = b"c hs traffic";
+    /// Server handshake traffic secret.
+    pub const SERVER_HANDSHAKE: &[u8] = b"s hs traffic";
+    /// Master secret from the handshake secret.
+    pub const MASTER: &[u8] = b"master";
+    /// Client-to-server data-channel secret.
+    pub const CLIENT_DATA: &[u8] = b"c data traffic";
+    /// Server-to-client data-channel secret.
+    pub const SERVER_DATA: &[u8] = b"s data traffic";
+    /// AEAD key from a traffic secret.
+    pub const KEY: &[u8] = b"key";
+    /// AEAD IV from a traffic secret.
+    pub const IV: &[u8] = b"iv";
+    /// Finished-MAC key from a handshake traffic secret.
+    pub const FINISHED: &[u8] = b"finished";
+    /// Every expand label, for the uniqueness test.
+    #[cfg(test)]
+    pub(crate) const ALL: &[&[u8]] = &[
+        CLIENT_HANDSHAKE,
+        SERVER_HANDSHAKE,
+        MASTER,
+        CLIENT_DATA,
+        SERVER_DATA,
+        KEY,
+        IV,
+        FINISHED,
+    ];
+}
+
+/// Every top-level label, for the uniqueness test.
 #[cfg(test)]
-pub(crate) const ALL: &[&[u8]] = &[HYBRID_KEM_COMBINER, EXPAND_PREFIX];
+pub(crate) const ALL: &[&[u8]] = &[
+    HYBRID_KEM_COMBINER,
+    EXPAND_PREFIX,
+    MAC1,
+    COOKIE_SEAL,
+    TRANSCRIPT,
+    SERVER_SIGNATURE,
+    CLIENT_SIGNATURE,
+];
 
 #[cfg(test)]
 mod tests {
-    use super::ALL;
+    use super::{ALL, expand};
 
     #[test]
     fn labels_are_distinct_and_versioned() {
         for (i, a) in ALL.iter().enumerate() {
             assert!(
-                a.starts_with(b"aura/v1"),
+                a.starts_with(b"aura/v1 "),
                 "label {i} lacks the version prefix"
             );
             for b in &ALL[i + 1..] {
                 assert_ne!(a, b, "duplicate label");
-                assert!(
-                    !b.starts_with(a) || a == &super::EXPAND_PREFIX,
-                    "label is a prefix of another"
-                );
+            }
+        }
+        for (i, a) in expand::ALL.iter().enumerate() {
+            for b in &expand::ALL[i + 1..] {
+                assert_ne!(a, b, "duplicate expand label");
             }
         }
     }

@@ -1,0 +1,437 @@
+//! The handshake as pure message-level state machines (docs/PROTOCOL.md §6–7).
+//!
+//! [`Initiator`] (client) and [`Responder`] (server) turn whole handshake messages into
+//! whole handshake messages; fragmentation, MACs, retransmission and timers belong to the
+//! [`Endpoint`](crate::Endpoint).
+//!
+//! ```text
+//! Init   C→S  versions, suites, random, hybrid ephemeral pk
+//! Resp   S←   version, suite, random, KEM ciphertext, AEAD_s_hs{cert_S, sig_S, fin_S}
+//! Finish C→S  AEAD_c_hs{cert_C, sig_C, fin_C}        (client data may follow at once)
+//! ```
+
+use std::sync::Arc;
+
+use aura_crypto::aead::{Suite, TAG_LEN, nonce_for};
+use aura_crypto::kdf;
+use aura_crypto::kem::{self, HybridSecretKey};
+use aura_crypto::labels;
+use aura_pki::{VerifiedPeer, Verifier};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use rand_core::{CryptoRng, RngCore};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+use crate::error::{HandshakeError, ProtoError};
+use crate::keys::{DeploymentKeys, DirectionKeys, HandshakeSecrets, SessionKeys, Transcript};
+use crate::wire::{AuthMsg, InitMsg, RESP_CLEAR_LEN, RespMsg, SUPPORTED_VERSIONS};
+
+/// Signs handshake transcripts with this side's long-term key.
+///
+/// The production signer is [`EcdsaP256Signer`] (AWS-LC, randomized nonces). Tests that
+/// need byte-exact transcripts plug in a deterministic signer.
+pub trait Signer: Send + Sync + core::fmt::Debug {
+    /// Signs `msg` (ECDSA P-256 with SHA-256, ASN.1 DER signature).
+    ///
+    /// # Errors
+    /// A description of the local failure.
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// ECDSA P-256 / SHA-256 signing with AWS-LC.
+pub struct EcdsaP256Signer {
+    key: EcdsaKeyPair,
+}
+
+impl core::fmt::Debug for EcdsaP256Signer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("EcdsaP256Signer(..)")
+    }
+}
+
+impl EcdsaP256Signer {
+    /// Loads a PKCS#8 DER P-256 private key.
+    ///
+    /// # Errors
+    /// [`ProtoError::Config`] when the key is not a P-256 PKCS#8 key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, ProtoError> {
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).map_err(|e| {
+            ProtoError::Config(format!("private key is not ECDSA P-256 PKCS#8: {e}"))
+        })?;
+        Ok(Self { key })
+    }
+}
+
+impl Signer for EcdsaP256Signer {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        self.key
+            .sign(&SystemRandom::new(), msg)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// This side's certificate and signing key.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// DER certificate issued by the deployment's CA.
+    pub cert_der: Vec<u8>,
+    /// Signs with the certificate's key.
+    pub signer: Arc<dyn Signer>,
+}
+
+/// What a handshake step needs from the endpoint.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub deployment: &'a DeploymentKeys,
+    pub verifier: &'a Verifier,
+    pub identity: &'a Identity,
+    pub wall: UnixTime,
+    pub suites: &'a [Suite],
+}
+
+fn sign(identity: &Identity, context: &[u8], th: &[u8; 32]) -> Result<Vec<u8>, HandshakeError> {
+    let mut msg = Vec::with_capacity(context.len() + th.len());
+    msg.extend_from_slice(context);
+    msg.extend_from_slice(th);
+    identity.signer.sign(&msg).map_err(HandshakeError::Local)
+}
+
+fn verify_signature(
+    cert: &[u8],
+    context: &[u8],
+    th: &[u8; 32],
+    sig: &[u8],
+) -> Result<(), HandshakeError> {
+    let der = CertificateDer::from(cert);
+    let ee = webpki::EndEntityCert::try_from(&der).map_err(|_| HandshakeError::BadSignature)?;
+    let mut msg = Vec::with_capacity(context.len() + th.len());
+    msg.extend_from_slice(context);
+    msg.extend_from_slice(th);
+    ee.verify_signature(webpki::aws_lc_rs::ECDSA_P256_SHA256, &msg, sig)
+        .map_err(|_| HandshakeError::BadSignature)
+}
+
+fn seal(
+    keys: &DirectionKeys,
+    counter: u64,
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, HandshakeError> {
+    let mut buf = Vec::with_capacity(plain.len() + TAG_LEN);
+    buf.extend_from_slice(plain);
+    buf.resize(plain.len() + TAG_LEN, 0);
+    keys.key
+        .seal_in_place(&nonce_for(&keys.iv, counter), aad, &mut buf, plain.len())
+        .map_err(|e| HandshakeError::Local(e.to_string()))?;
+    Ok(buf)
+}
+
+fn open(
+    keys: &DirectionKeys,
+    counter: u64,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, HandshakeError> {
+    let mut buf = sealed.to_vec();
+    let n = keys
+        .key
+        .open_in_place(&nonce_for(&keys.iv, counter), aad, &mut buf)
+        .map_err(|_| HandshakeError::Decrypt)?
+        .len();
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Nonce counters used under the handshake keys.
+const AUTH_COUNTER: u64 = 0;
+const ALERT_COUNTER: u64 = 1;
+
+/// The server's authentication block and the state both sides share after it.
+struct ServerFlight {
+    secrets: HandshakeSecrets,
+    th4: Transcript,
+}
+
+/// A client handshake waiting for the server's reply.
+pub(crate) struct Initiator {
+    kem: HybridSecretKey,
+    transcript: Transcript,
+    versions: Vec<u8>,
+    suites: Vec<u8>,
+}
+
+impl core::fmt::Debug for Initiator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Initiator").finish_non_exhaustive()
+    }
+}
+
+/// A completed client handshake.
+#[derive(Debug)]
+pub(crate) struct InitiatorDone {
+    pub finish_msg: Vec<u8>,
+    pub keys: SessionKeys,
+    pub peer: VerifiedPeer,
+    /// Opens an alert the server may send if it refuses our Finish.
+    pub server_hs: DirectionKeys,
+    pub th4: [u8; 32],
+}
+
+impl Initiator {
+    /// Builds the Init message. Randomness: the hybrid key pair, then 32 random bytes.
+    pub(crate) fn start<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        suites: &[Suite],
+        local_index: u32,
+    ) -> Result<(Self, Vec<u8>), ProtoError> {
+        let kem = HybridSecretKey::generate(rng)?;
+        let mut random = [0u8; 32];
+        rng.fill_bytes(&mut random);
+        let versions = SUPPORTED_VERSIONS.to_vec();
+        let suites: Vec<u8> = suites.iter().map(|s| s.id()).collect();
+        let msg = InitMsg {
+            versions: versions.clone(),
+            suites: suites.clone(),
+            random,
+            kem_pk: kem.public_key().as_bytes().to_vec(),
+        }
+        .encode();
+        let mut transcript = Transcript::new();
+        transcript.add(&local_index.to_be_bytes());
+        transcript.add(&msg);
+        Ok((
+            Self {
+                kem,
+                transcript,
+                versions,
+                suites,
+            },
+            msg,
+        ))
+    }
+
+    /// Processes the server's Resp and builds the Finish message.
+    pub(crate) fn on_resp(
+        &self,
+        server_index: u32,
+        resp: &[u8],
+        server_name: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<InitiatorDone, HandshakeError> {
+        let msg = RespMsg::decode(resp).map_err(HandshakeError::Malformed)?;
+        if !self.versions.contains(&msg.version) || !self.suites.contains(&msg.suite) {
+            return Err(HandshakeError::Downgrade {
+                version: msg.version,
+                suite: msg.suite,
+            });
+        }
+        let suite = Suite::from_id(msg.suite).ok_or(HandshakeError::Downgrade {
+            version: msg.version,
+            suite: msg.suite,
+        })?;
+        let ss = self
+            .kem
+            .decapsulate(&msg.kem_ct)
+            .map_err(HandshakeError::Kem)?;
+        let mut t = self.transcript.clone();
+        t.add(&server_index.to_be_bytes());
+        t.add(resp.get(..RESP_CLEAR_LEN).unwrap_or_default());
+        let th1 = t.hash();
+        let secrets = HandshakeSecrets::derive(&ctx.deployment.id, &ss, &th1).map_err(local)?;
+        let server_hs = DirectionKeys::from_secret(&secrets.server, suite).map_err(local)?;
+        let auth = open(&server_hs, AUTH_COUNTER, &th1, &msg.sealed_auth)?;
+        let auth = AuthMsg::decode(&auth).map_err(HandshakeError::Malformed)?;
+
+        let peer = ctx
+            .verifier
+            .verify_server(&auth.cert, server_name, ctx.wall)
+            .map_err(HandshakeError::PeerCertificate)?;
+        t.add(&auth.cert);
+        verify_signature(
+            &auth.cert,
+            labels::SERVER_SIGNATURE,
+            &t.hash(),
+            &auth.signature,
+        )?;
+        t.add(&auth.signature);
+        let expected = HandshakeSecrets::finished(&secrets.server, &t.hash()).map_err(local)?;
+        if !kdf::ct_eq(&expected, &auth.finished) {
+            return Err(HandshakeError::BadFinished);
+        }
+        t.add(&auth.finished);
+        let th4 = t.hash();
+        let (c_data, s_data) = secrets.data_secrets(&th4).map_err(local)?;
+
+        // Our authentication, sealed under the client handshake key.
+        let cert = ctx.identity.cert_der.clone();
+        t.add(&cert);
+        let signature = sign(ctx.identity, labels::CLIENT_SIGNATURE, &t.hash())?;
+        t.add(&signature);
+        let finished = HandshakeSecrets::finished(&secrets.client, &t.hash()).map_err(local)?;
+        let client_hs = DirectionKeys::from_secret(&secrets.client, suite).map_err(local)?;
+        let plain = AuthMsg {
+            cert,
+            signature,
+            finished,
+        }
+        .encode();
+        let finish_msg = seal(&client_hs, AUTH_COUNTER, &th4, &plain)?;
+        Ok(InitiatorDone {
+            finish_msg,
+            keys: SessionKeys {
+                suite,
+                send: DirectionKeys::from_secret(&c_data, suite).map_err(local)?,
+                recv: DirectionKeys::from_secret(&s_data, suite).map_err(local)?,
+            },
+            peer,
+            server_hs,
+            th4,
+        })
+    }
+}
+
+fn local(e: ProtoError) -> HandshakeError {
+    HandshakeError::Local(e.to_string())
+}
+
+/// A server handshake that sent Resp and waits for Finish.
+pub(crate) struct Responder {
+    flight: ServerFlight,
+    suite: Suite,
+}
+
+impl core::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Responder")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// Processes an Init and builds the Resp. Randomness: 32 random bytes, then the
+    /// encapsulation's 64.
+    pub(crate) fn respond<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        client_index: u32,
+        local_index: u32,
+        init: &[u8],
+        ctx: &Ctx<'_>,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        let msg = InitMsg::decode(init).map_err(HandshakeError::Malformed)?;
+        let version = SUPPORTED_VERSIONS
+            .iter()
+            .copied()
+            .find(|v| msg.versions.contains(v))
+            .ok_or_else(|| HandshakeError::NoCommonVersion(msg.versions.clone()))?;
+        // The client's preference among the suites this server allows.
+        let suite = msg
+            .suites
+            .iter()
+            .filter_map(|&id| Suite::from_id(id))
+            .find(|s| ctx.suites.contains(s))
+            .ok_or_else(|| HandshakeError::NoCommonSuite(msg.suites.clone()))?;
+        let mut random = [0u8; 32];
+        rng.fill_bytes(&mut random);
+        let (ct, ss) = kem::encapsulate(&msg.kem_pk, rng).map_err(HandshakeError::Kem)?;
+
+        let mut resp = RespMsg {
+            version,
+            suite: suite.id(),
+            random,
+            kem_ct: ct.as_bytes().to_vec(),
+            sealed_auth: Vec::new(),
+        };
+        let mut clear = resp.encode();
+        clear.truncate(RESP_CLEAR_LEN);
+
+        let mut t = Transcript::new();
+        t.add(&client_index.to_be_bytes());
+        t.add(init);
+        t.add(&local_index.to_be_bytes());
+        t.add(&clear);
+        let th1 = t.hash();
+        let secrets = HandshakeSecrets::derive(&ctx.deployment.id, &ss, &th1).map_err(local)?;
+
+        let cert = ctx.identity.cert_der.clone();
+        t.add(&cert);
+        let signature = sign(ctx.identity, labels::SERVER_SIGNATURE, &t.hash())?;
+        t.add(&signature);
+        let finished = HandshakeSecrets::finished(&secrets.server, &t.hash()).map_err(local)?;
+        t.add(&finished);
+        let server_hs = DirectionKeys::from_secret(&secrets.server, suite).map_err(local)?;
+        let plain = AuthMsg {
+            cert,
+            signature,
+            finished,
+        }
+        .encode();
+        resp.sealed_auth = seal(&server_hs, AUTH_COUNTER, &th1, &plain)?;
+        Ok((
+            Self {
+                flight: ServerFlight { secrets, th4: t },
+                suite,
+            },
+            resp.encode(),
+        ))
+    }
+
+    /// Processes the client's Finish: on success, the session keys and the client.
+    pub(crate) fn on_finish(
+        &self,
+        finish: &[u8],
+        ctx: &Ctx<'_>,
+    ) -> Result<(SessionKeys, VerifiedPeer, Vec<u8>), HandshakeError> {
+        let suite = self.suite;
+        let th4 = self.flight.th4.hash();
+        let client_hs =
+            DirectionKeys::from_secret(&self.flight.secrets.client, suite).map_err(local)?;
+        let auth = open(&client_hs, AUTH_COUNTER, &th4, finish)?;
+        let auth = AuthMsg::decode(&auth).map_err(HandshakeError::Malformed)?;
+        let peer = ctx
+            .verifier
+            .verify_client(&auth.cert, ctx.wall)
+            .map_err(HandshakeError::PeerCertificate)?;
+        let mut t = self.flight.th4.clone();
+        t.add(&auth.cert);
+        verify_signature(
+            &auth.cert,
+            labels::CLIENT_SIGNATURE,
+            &t.hash(),
+            &auth.signature,
+        )?;
+        t.add(&auth.signature);
+        let expected =
+            HandshakeSecrets::finished(&self.flight.secrets.client, &t.hash()).map_err(local)?;
+        if !kdf::ct_eq(&expected, &auth.finished) {
+            return Err(HandshakeError::BadFinished);
+        }
+        let (c_data, s_data) = self.flight.secrets.data_secrets(&th4).map_err(local)?;
+        Ok((
+            SessionKeys {
+                suite,
+                send: DirectionKeys::from_secret(&s_data, suite).map_err(local)?,
+                recv: DirectionKeys::from_secret(&c_data, suite).map_err(local)?,
+            },
+            peer,
+            auth.cert,
+        ))
+    }
+
+    /// Seals an alert code for the client under the server handshake key.
+    pub(crate) fn seal_alert(&self, code: u8) -> Result<Vec<u8>, HandshakeError> {
+        let keys =
+            DirectionKeys::from_secret(&self.flight.secrets.server, self.suite).map_err(local)?;
+        seal(&keys, ALERT_COUNTER, &self.flight.th4.hash(), &[code])
+    }
+}
+
+/// Opens an alert sealed by [`Responder::seal_alert`].
+pub(crate) fn open_alert(server_hs: &DirectionKeys, th4: &[u8; 32], sealed: &[u8]) -> Option<u8> {
+    let plain = open(server_hs, ALERT_COUNTER, th4, sealed).ok()?;
+    match plain.as_slice() {
+        [code] => Some(*code),
+        _ => None,
+    }
+}

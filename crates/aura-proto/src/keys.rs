@@ -1,0 +1,152 @@
+//! The key schedule (docs/PROTOCOL.md §6): deployment keys, transcript, traffic keys.
+
+use aura_crypto::aead::{AeadKey, NONCE_LEN, Suite};
+use aura_crypto::kdf::{self, SECRET_LEN, Secret};
+use aura_crypto::labels::{self, expand};
+use aws_lc_rs::digest;
+
+use crate::ProtoError;
+
+/// Keys derived from the deployment's CA certificate, shared by every member.
+pub(crate) struct DeploymentKeys {
+    /// SHA-256 of the CA certificate: salts the handshake secret.
+    pub id: [u8; SECRET_LEN],
+    /// Key of mac1.
+    pub mac1: Secret,
+    /// Seals cookie replies.
+    pub cookie_seal: AeadKey,
+}
+
+impl core::fmt::Debug for DeploymentKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeploymentKeys")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeploymentKeys {
+    pub(crate) fn new(ca_cert_der: &[u8]) -> Result<Self, ProtoError> {
+        let id = kdf::sha256(&[ca_cert_der]);
+        let mac1 = kdf::extract(labels::MAC1, &[&id]);
+        let cookie = kdf::extract(labels::COOKIE_SEAL, &[&id]);
+        let cookie_seal = AeadKey::new(Suite::Aes256Gcm, cookie.expose())?;
+        Ok(Self {
+            id,
+            mac1,
+            cookie_seal,
+        })
+    }
+}
+
+/// Truncated HMAC-SHA256.
+pub(crate) fn mac16(key: &[u8], data: &[u8]) -> [u8; 16] {
+    let full = kdf::hmac_sha256(key, &[data]);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// The running transcript hash.
+#[derive(Clone)]
+pub(crate) struct Transcript(digest::Context);
+
+impl core::fmt::Debug for Transcript {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Transcript(..)")
+    }
+}
+
+impl Transcript {
+    pub(crate) fn new() -> Self {
+        let mut c = digest::Context::new(&digest::SHA256);
+        c.update(labels::TRANSCRIPT);
+        Self(c)
+    }
+
+    /// Adds a length-prefixed item, so item boundaries are unambiguous.
+    pub(crate) fn add(&mut self, item: &[u8]) {
+        let len = u32::try_from(item.len()).unwrap_or(u32::MAX);
+        self.0.update(&len.to_be_bytes());
+        self.0.update(item);
+    }
+
+    pub(crate) fn hash(&self) -> [u8; SECRET_LEN] {
+        let d = self.0.clone().finish();
+        let mut out = [0u8; SECRET_LEN];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
+}
+
+/// One direction's AEAD key and IV.
+pub(crate) struct DirectionKeys {
+    pub key: AeadKey,
+    pub iv: [u8; NONCE_LEN],
+}
+
+impl core::fmt::Debug for DirectionKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DirectionKeys")
+            .field("suite", &self.key.suite())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectionKeys {
+    pub(crate) fn from_secret(secret: &Secret, suite: Suite) -> Result<Self, ProtoError> {
+        let key = kdf::expand_secret(secret, expand::KEY, b"")?;
+        let mut iv = [0u8; NONCE_LEN];
+        kdf::expand_label(secret, expand::IV, b"", &mut iv)?;
+        Ok(Self {
+            key: AeadKey::new(suite, key.expose())?,
+            iv,
+        })
+    }
+}
+
+/// The handshake secrets of one handshake.
+pub(crate) struct HandshakeSecrets {
+    pub hs: Secret,
+    pub client: Secret,
+    pub server: Secret,
+}
+
+impl HandshakeSecrets {
+    /// `hs = Extract(deployment id, kem secret)`; the two handshake traffic secrets are
+    /// expanded with the transcript hash through the server's KEM ciphertext.
+    pub(crate) fn derive(
+        deployment_id: &[u8; 32],
+        kem_secret: &Secret,
+        th: &[u8; 32],
+    ) -> Result<Self, ProtoError> {
+        let hs = kdf::extract(deployment_id, &[kem_secret.expose()]);
+        let client = kdf::expand_secret(&hs, expand::CLIENT_HANDSHAKE, th)?;
+        let server = kdf::expand_secret(&hs, expand::SERVER_HANDSHAKE, th)?;
+        Ok(Self { hs, client, server })
+    }
+
+    /// Finished MAC of one side over a transcript hash.
+    pub(crate) fn finished(side: &Secret, th: &[u8; 32]) -> Result<[u8; 32], ProtoError> {
+        let key = kdf::expand_secret(side, expand::FINISHED, b"")?;
+        Ok(kdf::hmac_sha256(key.expose(), &[th]))
+    }
+
+    /// Data-channel secrets (client-to-server, server-to-client), from the transcript
+    /// through the server's finished MAC.
+    pub(crate) fn data_secrets(&self, th: &[u8; 32]) -> Result<(Secret, Secret), ProtoError> {
+        let master = kdf::expand_secret(&self.hs, expand::MASTER, th)?;
+        Ok((
+            kdf::expand_secret(&master, expand::CLIENT_DATA, b"")?,
+            kdf::expand_secret(&master, expand::SERVER_DATA, b"")?,
+        ))
+    }
+}
+
+/// Both directions' data-channel keys of a session, from one side's point of view.
+#[derive(Debug)]
+pub(crate) struct SessionKeys {
+    pub suite: Suite,
+    pub send: DirectionKeys,
+    pub recv: DirectionKeys,
+}
