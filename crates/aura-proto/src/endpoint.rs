@@ -251,6 +251,7 @@ struct Connection {
     last_sent: Instant,
     last_recv: Instant,
     stats: ConnectionStats,
+    /// The time of this connection's live entry in the timer heap.
     deadline: Option<Instant>,
 }
 
@@ -1336,37 +1337,42 @@ impl Endpoint {
             .min()
     }
 
+    /// The earliest instant at which one of the connection's timers may fire. No
+    /// allocation: this runs for every packet.
     fn next_deadline(&self, c: &Connection) -> Option<Instant> {
         let t = &self.config.timers;
-        let mut d: Vec<Instant> = Vec::with_capacity(6);
-        if let Some(hs) = &c.handshake {
-            d.push(hs.retransmit_at);
-            d.push(hs.started + t.handshake_timeout);
-        }
-        if let Some(s) = &c.current {
-            d.push(c.last_sent + t.keepalive);
-            d.push(c.last_recv + t.dead_peer);
-            d.push(s.created + t.reject_after_time);
-            if c.server_name.is_some() && c.handshake.is_none() {
-                d.push(s.created + t.rekey_after_time);
-            }
-        }
-        if let Some((_, until)) = &c.previous {
-            d.push(*until);
-        }
-        d.into_iter().min()
+        let hs = c.handshake.as_ref();
+        let s = c.current.as_ref();
+        let rekey = s.filter(|_| c.server_name.is_some() && hs.is_none());
+        [
+            hs.map(|h| h.retransmit_at),
+            hs.map(|h| h.started + t.handshake_timeout),
+            s.map(|_| c.last_sent + t.keepalive),
+            s.map(|_| c.last_recv + t.dead_peer),
+            s.map(|s| s.created + t.reject_after_time),
+            rekey.map(|s| s.created + t.rekey_after_time),
+            c.previous.as_ref().map(|(_, until)| *until),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
+    /// Makes sure the timer heap holds an entry no later than the connection's next
+    /// deadline. A deadline that moves later (the usual case: every received packet
+    /// postpones the dead-peer timer) pushes nothing; the earlier entry fires, finds
+    /// nothing due, and reschedules. So the heap grows by at most one entry per timer
+    /// firing, not per packet.
     fn reschedule(&mut self, h: ConnectionHandle) {
         let Some(c) = self.conns.get(&h) else { return };
-        let deadline = self.next_deadline(c);
+        let Some(deadline) = self.next_deadline(c) else {
+            return;
+        };
         if let Some(c) = self.conns.get_mut(&h)
-            && c.deadline != deadline
+            && c.deadline.is_none_or(|scheduled| deadline < scheduled)
         {
-            c.deadline = deadline;
-            if let Some(at) = deadline {
-                self.timers.push(Reverse((at, h)));
-            }
+            c.deadline = Some(deadline);
+            self.timers.push(Reverse((deadline, h)));
         }
     }
 
@@ -1430,8 +1436,14 @@ impl Endpoint {
             if now.saturating_duration_since(hs.started) >= t.handshake_timeout {
                 let first = c.current.is_none();
                 let index = hs.local_index;
+                let awaiting_resp = matches!(hs.phase, ClientPhase::AwaitResp { .. });
                 c.handshake = None;
-                self.by_index.remove(&index);
+                if awaiting_resp {
+                    self.by_index.remove(&index);
+                } else if let Some(next) = c.next.take() {
+                    // An unconfirmed rekey: keep using the current keys.
+                    self.by_index.remove(&next.local_index);
+                }
                 if first {
                     self.close(h, CloseReason::HandshakeFailed(HandshakeError::Timeout));
                     return;
