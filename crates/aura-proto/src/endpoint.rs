@@ -151,6 +151,13 @@ pub enum Event {
         /// The negotiated suite.
         suite: Suite,
     },
+    /// Client side: the server proved it holds the keys of the first handshake (its first
+    /// packet arrived), so it accepted this client. Data sent before this may have been
+    /// lost if the Finish was.
+    Confirmed {
+        /// The connection.
+        conn: ConnectionHandle,
+    },
     /// A connection switched to fresh keys.
     Rekeyed {
         /// The connection.
@@ -662,6 +669,9 @@ impl Endpoint {
         }
         if confirmed_now {
             conn.handshake = None;
+            if conn.stats.handshakes == 1 && !promote {
+                self.events.push_back(Event::Confirmed { conn: handle });
+            }
         }
         if remote != conn.remote {
             conn.remote = remote;
