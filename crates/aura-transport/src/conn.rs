@@ -1,0 +1,163 @@
+//! The packet connection the daemons use, whatever the carrier.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aura_pki::VerifiedPeer;
+use aura_proto::ConnectionHandle;
+use tokio::sync::mpsc;
+
+use crate::TransportError;
+use crate::driver::Command;
+
+/// How packets cross the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Carrier {
+    /// Aura datagrams on UDP.
+    Udp,
+    /// QUIC with DATAGRAM frames.
+    Quic,
+    /// TLS 1.3 over TCP.
+    Tls,
+    /// In-memory (tests).
+    Mem,
+}
+
+impl Carrier {
+    /// Lowercase name, as in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Carrier::Udp => "udp",
+            Carrier::Quic => "quic",
+            Carrier::Tls => "tls",
+            Carrier::Mem => "mem",
+        }
+    }
+}
+
+impl core::fmt::Display for Carrier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Counters of one connection, updated by the driver and the connection.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub drops: AtomicU64,
+}
+
+/// A copy of a connection's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// IP payload bytes received.
+    pub bytes_in: u64,
+    /// IP payload bytes sent.
+    pub bytes_out: u64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Packets dropped (queue full, too large).
+    pub drops: u64,
+}
+
+/// A verified connection carrying IP packets.
+#[derive(Debug)]
+pub struct PacketConn {
+    pub(crate) handle: ConnectionHandle,
+    pub(crate) inbound: mpsc::Receiver<Vec<u8>>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) peer: VerifiedPeer,
+    pub(crate) carrier: Carrier,
+    pub(crate) remote: SocketAddr,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl PacketConn {
+    /// Sends a batch of IP packets (one command to the driver for the whole batch).
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the connection or the driver is gone.
+    pub async fn send_batch(&self, packets: Vec<Vec<u8>>) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::Send {
+                conn: self.handle,
+                packets,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// Sends one IP packet.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the connection or the driver is gone.
+    pub async fn send(&self, packet: Vec<u8>) -> Result<(), TransportError> {
+        self.send_batch(vec![packet]).await
+    }
+
+    /// Receives the next IP packet; `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.inbound.recv().await
+    }
+
+    /// Receives at least one and at most `max` packets into `out`; 0 once closed.
+    pub async fn recv_batch(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> usize {
+        let Some(first) = self.inbound.recv().await else {
+            return 0;
+        };
+        out.push(first);
+        let mut n = 1;
+        while n < max {
+            match self.inbound.try_recv() {
+                Ok(p) => {
+                    out.push(p);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        n
+    }
+
+    /// The verified peer.
+    pub fn peer(&self) -> &VerifiedPeer {
+        &self.peer
+    }
+
+    /// The carrier in use.
+    pub fn carrier(&self) -> Carrier {
+        self.carrier
+    }
+
+    /// The peer's network address (at connection time).
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The connection's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        let c = &self.counters;
+        StatsSnapshot {
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            packets_in: c.packets_in.load(Ordering::Relaxed),
+            packets_out: c.packets_out.load(Ordering::Relaxed),
+            drops: c.drops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the connection and forgets its keys.
+    pub async fn close(self) {
+        let _ = self
+            .commands
+            .send(Command::Close { conn: self.handle })
+            .await;
+    }
+}

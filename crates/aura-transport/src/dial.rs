@@ -1,0 +1,204 @@
+//! Client side: try carriers in the configured order, then bridges, and report which
+//! carrier and address won.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use aura_pki::Verifier;
+use aura_proto::{Endpoint, EndpointConfig, Identity, Timers};
+use rand_core::{CryptoRng, RngCore};
+use rustls_pki_types::UnixTime;
+
+use crate::conn::{Carrier, PacketConn};
+use crate::driver::{Driver, DriverHandle};
+use crate::quic::{self, QuicOptions};
+use crate::tls::{self, TlsOptions};
+use crate::{TransportError, udp};
+
+/// What a client needs to authenticate.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// The deployment's CA certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// CRLs (DER) the client checks the server against.
+    pub crl_ders: Vec<Vec<u8>>,
+    /// The client's certificate and key.
+    pub identity: Identity,
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct DialConfig {
+    /// Credentials.
+    pub credentials: ClientCredentials,
+    /// The name the server's certificate must carry (inner, authenticated).
+    pub server_name: String,
+    /// The primary server address.
+    pub server: IpAddr,
+    /// Secondary addresses of the same server (or relays), tried after the primary in a
+    /// random order.
+    pub bridges: Vec<IpAddr>,
+    /// Carriers in the order to try.
+    pub carriers: Vec<Carrier>,
+    /// UDP carrier port.
+    pub udp_port: u16,
+    /// QUIC carrier port.
+    pub quic_port: u16,
+    /// TLS carrier port.
+    pub tls_port: u16,
+    /// Outer SNI for QUIC and TLS (camouflage; not authenticated).
+    pub sni: String,
+    /// Time allowed for one attempt (carrier connection plus Aura handshake).
+    pub attempt_timeout: Duration,
+    /// Protocol timers.
+    pub timers: Timers,
+    /// TLS carrier options.
+    pub tls_options: TlsOptions,
+    /// QUIC carrier options.
+    pub quic_options: QuicOptions,
+    /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
+    /// it to their PKI's time.
+    pub wall_clock: fn() -> UnixTime,
+}
+
+/// A successful dial.
+#[derive(Debug)]
+pub struct Dialed {
+    /// The connection.
+    pub conn: PacketConn,
+    /// The carrier that won.
+    pub carrier: Carrier,
+    /// The address that won.
+    pub addr: SocketAddr,
+    /// The attempts that failed before, with their reasons.
+    pub failures: Vec<String>,
+    /// Keeps the connection's driver reachable for run-time changes.
+    pub driver: DriverHandle,
+}
+
+impl DialConfig {
+    fn endpoint_config(&self) -> Result<EndpointConfig, TransportError> {
+        let c = &self.credentials;
+        let verifier = Verifier::new(&c.ca_der, &c.crl_ders)
+            .map_err(|e| TransportError::Tls(format!("client verifier: {e}")))?;
+        let mut cfg = EndpointConfig::new(c.ca_der.clone(), c.identity.clone(), verifier, false);
+        cfg.timers = self.timers.clone();
+        Ok(cfg)
+    }
+
+    /// Every (carrier, address) pair in the order they are tried: all carriers on the
+    /// primary, then all carriers on each bridge (bridges shuffled).
+    pub fn targets<R: RngCore>(&self, rng: &mut R) -> Vec<(Carrier, SocketAddr)> {
+        let mut bridges = self.bridges.clone();
+        for i in (1..bridges.len()).rev() {
+            let j = usize::try_from(rng.next_u64() % (i as u64 + 1)).unwrap_or(0);
+            bridges.swap(i, j);
+        }
+        let mut out = Vec::new();
+        for ip in std::iter::once(self.server).chain(bridges) {
+            for &c in &self.carriers {
+                let port = match c {
+                    Carrier::Udp => self.udp_port,
+                    Carrier::Quic => self.quic_port,
+                    Carrier::Tls => self.tls_port,
+                    Carrier::Mem => continue,
+                };
+                out.push((c, SocketAddr::new(ip, port)));
+            }
+        }
+        out
+    }
+}
+
+async fn attempt(
+    cfg: &DialConfig,
+    carrier: Carrier,
+    addr: SocketAddr,
+    seed: [u8; 32],
+) -> Result<(PacketConn, DriverHandle), TransportError> {
+    let ep = Endpoint::new(
+        cfg.endpoint_config()?,
+        seed,
+        Instant::now(),
+        (cfg.wall_clock)(),
+    )?;
+    match carrier {
+        Carrier::Udp => {
+            let any: SocketAddr = if addr.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            };
+            let socket = udp::bind(any)?;
+            let (handle, _accept) = Driver::spawn(ep, Some(socket));
+            let conn = handle.connect(addr, &cfg.server_name).await?;
+            Ok((conn, handle))
+        }
+        Carrier::Tls | Carrier::Quic => {
+            let link = if carrier == Carrier::Tls {
+                tls::connect(addr, &cfg.sni, &cfg.tls_options).await?
+            } else {
+                quic::connect(addr, &cfg.sni, &cfg.quic_options).await?
+            };
+            let (handle, _accept) = Driver::spawn(ep, None);
+            let synthetic = handle.add_link(link, carrier).await?;
+            let conn = handle.connect(synthetic, &cfg.server_name).await?;
+            Ok((conn, handle))
+        }
+        Carrier::Mem => Err(TransportError::AllAttemptsFailed(
+            "the in-memory carrier cannot be dialed".into(),
+        )),
+    }
+}
+
+/// Tries every target in order, each for at most `attempt_timeout`, and returns the first
+/// connection that completes the Aura handshake. A refusal by the server (a revoked
+/// client, a certificate the client refuses) ends the dial at once: another carrier would
+/// meet the same answer.
+///
+/// # Errors
+/// [`TransportError::AllAttemptsFailed`] listing each attempt's failure, or the
+/// handshake error that ended the dial.
+pub async fn dial<R: RngCore + CryptoRng>(
+    cfg: &DialConfig,
+    rng: &mut R,
+) -> Result<Dialed, TransportError> {
+    let mut failures = Vec::new();
+    for (carrier, addr) in cfg.targets(rng) {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        match tokio::time::timeout(cfg.attempt_timeout, attempt(cfg, carrier, addr, seed)).await {
+            Ok(Ok((conn, driver))) => {
+                return Ok(Dialed {
+                    conn,
+                    carrier,
+                    addr,
+                    failures,
+                    driver,
+                });
+            }
+            Ok(Err(TransportError::Handshake {
+                error,
+                carrier,
+                addr,
+            })) if !matches!(error, aura_proto::HandshakeError::Timeout) => {
+                return Err(TransportError::Handshake {
+                    carrier,
+                    addr,
+                    error,
+                });
+            }
+            Ok(Err(e)) => failures.push(format!("{carrier} {addr}: {e}")),
+            Err(_) => failures.push(format!(
+                "{carrier} {addr}: no answer within {:?}",
+                cfg.attempt_timeout
+            )),
+        }
+    }
+    let mut msg = String::new();
+    for (i, f) in failures.iter().enumerate() {
+        let _ = write!(msg, "{}{f}", if i == 0 { "" } else { "; " });
+    }
+    Err(TransportError::AllAttemptsFailed(msg))
+}

@@ -1,0 +1,428 @@
+//! The driver: one task that owns the protocol endpoint and moves datagrams between it,
+//! the UDP socket, the stream links, and the packet connections.
+//!
+//! Every input (a UDP datagram, a link datagram, a command from a connection, a timer) is
+//! handled to completion before the next, so the endpoint needs no lock. Sealing and
+//! opening happen in the driver's reusable buffers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use aura_pki::Verifier;
+use aura_proto::{
+    CloseReason, ConnectionHandle, DATA_OVERHEAD, Endpoint, Event, HandshakeError, SEAL_HEADROOM,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::TransportError;
+use crate::conn::{Carrier, Counters, PacketConn};
+use crate::link::{DatagramLink, is_synthetic, synthetic_addr};
+
+/// Depth of a connection's queue of received packets. When the application does not
+/// keep up, further packets are dropped and counted.
+pub const CONN_QUEUE: usize = 4096;
+/// Largest UDP datagram read.
+const MAX_UDP: usize = 65_536;
+
+pub(crate) enum Command {
+    Send {
+        conn: ConnectionHandle,
+        packets: Vec<Vec<u8>>,
+    },
+    Close {
+        conn: ConnectionHandle,
+    },
+    AddLink {
+        link: DatagramLink,
+        carrier: Carrier,
+        reply: oneshot::Sender<SocketAddr>,
+    },
+    Connect {
+        remote: SocketAddr,
+        server_name: String,
+        reply: oneshot::Sender<Result<PacketConn, TransportError>>,
+    },
+    SetVerifier(Box<Verifier>),
+}
+
+type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
+
+struct ConnState {
+    inbound: mpsc::Sender<Vec<u8>>,
+    counters: Arc<Counters>,
+}
+
+struct LinkState {
+    outbound: mpsc::Sender<Vec<u8>>,
+    carrier: Carrier,
+    peer: SocketAddr,
+}
+
+/// Spawns and talks to the driver.
+#[derive(Debug, Clone)]
+pub struct DriverHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+/// Entry point to start a driver.
+#[derive(Debug)]
+pub struct Driver;
+
+impl Driver {
+    /// Starts a driver task around `endpoint`, reading and writing `udp` when given.
+    /// Connections that servers accept arrive on the returned receiver.
+    pub fn spawn(
+        endpoint: Endpoint,
+        udp: Option<UdpSocket>,
+    ) -> (DriverHandle, mpsc::Receiver<PacketConn>) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (accept_tx, accept_rx) = mpsc::channel(256);
+        let (link_tx, link_rx) = mpsc::channel(4096);
+        let task = Task {
+            ep: endpoint,
+            udp,
+            commands_tx: cmd_tx.downgrade(),
+            commands: cmd_rx,
+            accept: accept_tx,
+            link_in_tx: link_tx,
+            link_in: link_rx,
+            links: HashMap::new(),
+            next_link: 1,
+            conns: HashMap::new(),
+            connecting: HashMap::new(),
+            confirming: HashMap::new(),
+            scratch: vec![0u8; MAX_UDP],
+        };
+        tokio::spawn(task.run());
+        (DriverHandle { commands: cmd_tx }, accept_rx)
+    }
+}
+
+impl DriverHandle {
+    /// Hands a stream carrier's link to the driver; returns the synthetic address the
+    /// endpoint knows it by.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn add_link(
+        &self,
+        link: DatagramLink,
+        carrier: Carrier,
+    ) -> Result<SocketAddr, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::AddLink {
+                link,
+                carrier,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)
+    }
+
+    /// Starts an Aura handshake with `remote` (a UDP address or a link's synthetic
+    /// address) and waits for it to complete or fail.
+    ///
+    /// # Errors
+    /// The handshake's failure, or [`TransportError::Closed`].
+    pub async fn connect(
+        &self,
+        remote: SocketAddr,
+        server_name: &str,
+    ) -> Result<PacketConn, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connect {
+                remote,
+                server_name: server_name.to_owned(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)?
+    }
+
+    /// Replaces the certificate verifier (a new CRL): connected peers the new verifier
+    /// refuses are closed.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn set_verifier(&self, verifier: Verifier) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::SetVerifier(Box::new(verifier)))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+}
+
+enum LinkIn {
+    Datagram(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+struct Task {
+    ep: Endpoint,
+    udp: Option<UdpSocket>,
+    /// Weak, so the task ends once every handle and connection is dropped.
+    commands_tx: mpsc::WeakSender<Command>,
+    commands: mpsc::Receiver<Command>,
+    accept: mpsc::Sender<PacketConn>,
+    link_in_tx: mpsc::Sender<LinkIn>,
+    link_in: mpsc::Receiver<LinkIn>,
+    links: HashMap<SocketAddr, LinkState>,
+    next_link: u64,
+    conns: HashMap<ConnectionHandle, ConnState>,
+    connecting: HashMap<ConnectionHandle, (SocketAddr, Reply)>,
+    confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
+    scratch: Vec<u8>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut udp_buf = vec![0u8; MAX_UDP];
+        loop {
+            let deadline = self.ep.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let udp_recv = async {
+                match &self.udp {
+                    Some(s) => s.recv_from(&mut udp_buf).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = udp_recv => {
+                    if let Ok((n, from)) = r {
+                        let mut d = udp_buf[..n].to_vec();
+                        self.on_datagram(from, &mut d);
+                    }
+                }
+                Some(msg) = self.link_in.recv() => match msg {
+                    LinkIn::Datagram(from, mut d) => self.on_datagram(from, &mut d),
+                    LinkIn::Closed(addr) => self.on_link_closed(addr),
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(c) => self.on_command(c).await,
+                    None => return,
+                },
+                () = sleep => self.ep.handle_timeout(Instant::now()),
+            }
+            self.flush().await;
+        }
+    }
+
+    fn carrier_of(&self, addr: &SocketAddr) -> Carrier {
+        self.links.get(addr).map_or(Carrier::Udp, |l| l.carrier)
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
+        if let Ok(Some(r)) = self.ep.handle_datagram(Instant::now(), from, d)
+            && let Some(c) = self.conns.get(&r.conn)
+        {
+            let payload = d.get(r.payload).unwrap_or_default();
+            c.counters.packets_in.fetch_add(1, Ordering::Relaxed);
+            c.counters
+                .bytes_in
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            if c.inbound.try_send(payload.to_vec()).is_err() {
+                c.counters.drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_link_closed(&mut self, addr: SocketAddr) {
+        self.links.remove(&addr);
+        let gone: Vec<ConnectionHandle> = self
+            .ep
+            .connections()
+            .into_iter()
+            .filter(|h| {
+                self.ep
+                    .connection_info(*h)
+                    .is_some_and(|i| i.remote == addr)
+            })
+            .collect();
+        for h in gone {
+            self.ep.close(h, CloseReason::Local);
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Send { conn, packets } => {
+                let Some(counters) = self.conns.get(&conn).map(|c| c.counters.clone()) else {
+                    return;
+                };
+                for p in packets {
+                    let need = SEAL_HEADROOM + p.len() + DATA_OVERHEAD;
+                    if need > self.scratch.len() {
+                        counters.drops.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(&p);
+                    match self.ep.seal(now, conn, &mut self.scratch, p.len()) {
+                        Ok((remote, n)) => {
+                            counters.packets_out.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .bytes_out
+                                .fetch_add(p.len() as u64, Ordering::Relaxed);
+                            let sent =
+                                send_to(&self.udp, &self.links, remote, &self.scratch[..n]).await;
+                            if !sent {
+                                counters.drops.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            counters.drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Command::Close { conn } => self.ep.close(conn, CloseReason::Local),
+            Command::AddLink {
+                link,
+                carrier,
+                reply,
+            } => {
+                let addr = synthetic_addr(self.next_link);
+                self.next_link += 1;
+                let DatagramLink {
+                    peer,
+                    mut inbound,
+                    outbound,
+                } = link;
+                self.links.insert(
+                    addr,
+                    LinkState {
+                        outbound,
+                        carrier,
+                        peer,
+                    },
+                );
+                let tx = self.link_in_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(d) = inbound.recv().await {
+                        if tx.send(LinkIn::Datagram(addr, d)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(LinkIn::Closed(addr)).await;
+                });
+                let _ = reply.send(addr);
+            }
+            Command::Connect {
+                remote,
+                server_name,
+                reply,
+            } => match self.ep.connect(now, remote, &server_name) {
+                Ok(h) => {
+                    self.connecting.insert(h, (remote, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::SetVerifier(v) => self.ep.set_verifier(*v, now),
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.ep.poll_transmit() {
+            let _ = send_to(&self.udp, &self.links, t.remote, &t.data).await;
+        }
+        while let Some(e) = self.ep.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::Connected {
+                conn, peer, remote, ..
+            } => {
+                let (tx, rx) = mpsc::channel(CONN_QUEUE);
+                let counters = Arc::new(Counters::default());
+                self.conns.insert(
+                    conn,
+                    ConnState {
+                        inbound: tx,
+                        counters: counters.clone(),
+                    },
+                );
+                let carrier = self.carrier_of(&remote);
+                let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
+                let Some(commands) = self.commands_tx.upgrade() else {
+                    return;
+                };
+                let pc = PacketConn {
+                    handle: conn,
+                    inbound: rx,
+                    commands,
+                    peer,
+                    carrier,
+                    remote: real_remote,
+                    counters,
+                };
+                if let Some((remote, reply)) = self.connecting.remove(&conn) {
+                    // Wait for the server's confirmation: a refused client learns it here.
+                    self.confirming.insert(conn, (remote, pc, reply));
+                } else if self.accept.try_send(pc).is_err() {
+                    self.ep.close(conn, CloseReason::Local);
+                }
+            }
+            Event::Confirmed { conn } => {
+                if let Some((_, pc, reply)) = self.confirming.remove(&conn) {
+                    let _ = reply.send(Ok(pc));
+                }
+            }
+            Event::Closed { conn, reason } => {
+                self.conns.remove(&conn);
+                let pending = self.connecting.remove(&conn).or_else(|| {
+                    self.confirming
+                        .remove(&conn)
+                        .map(|(r, _, reply)| (r, reply))
+                });
+                if let Some((remote, reply)) = pending {
+                    let error = match reason {
+                        CloseReason::HandshakeFailed(e) => e,
+                        _ => HandshakeError::Timeout,
+                    };
+                    let carrier = self.carrier_of(&remote);
+                    let _ = reply.send(Err(TransportError::Handshake {
+                        carrier,
+                        addr: self.links.get(&remote).map_or(remote, |l| l.peer),
+                        error,
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn send_to(
+    udp: &Option<UdpSocket>,
+    links: &HashMap<SocketAddr, LinkState>,
+    to: SocketAddr,
+    data: &[u8],
+) -> bool {
+    if is_synthetic(&to) {
+        return links
+            .get(&to)
+            .is_some_and(|l| l.outbound.try_send(data.to_vec()).is_ok());
+    }
+    match udp {
+        Some(s) => s.send_to(data, to).await.is_ok(),
+        None => false,
+    }
+}

@@ -1,0 +1,805 @@
+//! The QUIC carrier: real QUIC v1 (quinn) with an outer TLS 1.3 handshake and ALPN "h3",
+//! turned into a [`DatagramLink`] on both sides.
+//!
+//! # Mapping of Aura datagrams
+//!
+//! - **One bidirectional stream** carries every Aura datagram that is not a data packet
+//!   (handshake fragments, cookie replies, alerts: types 1–4 and 6), framed as
+//!   `u16_be length || bytes` (length 1..=65535). The client opens it and writes first; the
+//!   server accepts it. The stream is reliable and ordered, and a full inbound queue holds
+//!   the peer back through QUIC flow control, so stream frames are never dropped here.
+//! - **Data packets** (type 5) ride QUIC DATAGRAM frames (RFC 9221), so one lost packet
+//!   never holds up the others. A data packet larger than the connection's current
+//!   datagram limit (cached by the sender, refreshed every [`SIZE_REFRESH_PACKETS`] packets
+//!   and whenever the sender goes idle) or refused by quinn as too large travels on the
+//!   stream instead; the connection is never dropped for it ([`QuicStats::stream_fallbacks`]).
+//! - **Queues.** Outbound, a full quinn datagram queue ([`DATAGRAM_SEND_BUFFER`]) makes the
+//!   writer wait, which fills the link's outbound queue, where the driver drops. Inbound, a
+//!   full link queue makes the datagram reader wait while quinn buffers up to
+//!   [`DATAGRAM_RECEIVE_BUFFER`] bytes and then drops the oldest. Every queue is bounded;
+//!   bursts are absorbed rather than dropped at the first full queue.
+
+//! # Datagram size
+//!
+//! The transport starts at [`INITIAL_MTU`] (1400-byte UDP payloads) with path MTU
+//! discovery on, so the datagram limit is usable for a ~1300-byte inner packet from the
+//! first packet. Observed on loopback (IPv4, 2 vCPU test machine, quinn 0.11.12):
+//! `max_datagram_size()` is **1362** right after the handshake and **1414** two seconds
+//! later, once MTU discovery has probed up to quinn's default upper bound of 1452 (test
+//! `observed_max_datagram_size`). Quinn's default initial MTU of 1200 would give 1162.
+//!
+//! # Robustness (server side)
+//!
+//! - Non-QUIC bytes on the port are discarded by quinn.
+//! - At most [`MAX_HANDSHAKES_PER_SOURCE`] connections per source address (IPv6: per /64)
+//!   and [`MAX_HANDSHAKES_IN_FLIGHT`] in all may be between the first packet and the opening
+//!   of their stream; beyond that new connections are refused (QUIC `CONNECTION_REFUSED`).
+//!   Above [`RETRY_ABOVE`] handshakes in flight, sources that have not proven their address
+//!   are first sent a stateless Retry.
+//! - A connection whose handshake, stream and first complete stream frame do not arrive
+//!   within [`QuicOptions::handshake_timeout`] is closed; only then is it handed over as a
+//!   link (that frame queued), so a probe never reaches the driver. Every connection runs in
+//!   its own task.
+//! - A stream frame of length zero or whose first byte is not an Aura packet type (1..=6)
+//!   closes the connection; a DATAGRAM frame that is not a data packet is dropped.
+//! - The server allows the client one bidirectional stream and no unidirectional stream;
+//!   the client allows the server none.
+//!
+//! When either side closes (or the idle timeout fires) the link's inbound channel ends;
+//! dropping the link's outbound sender closes the connection.
+//!
+//! # Outer certificate
+//!
+//! The client accepts any outer certificate (the verifier of [`crate::tls`]): the inner
+//! Aura handshake authenticates both sides, the outer layer is camouflage and transport.
+//! See [`crate::tls::client_config`].
+//!
+//! ```no_run
+//! # async fn demo(outer: aura_transport::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
+//! use aura_transport::quic::{self, QuicOptions};
+//! let (tx, mut accepted) = tokio::sync::mpsc::channel(16);
+//! let addr = quic::listen("127.0.0.1:0".parse().unwrap(), outer.cert_chain, outer.key,
+//!     QuicOptions::default(), tx).await?;
+//! let client = quic::connect(addr, "www.example.com", &QuicOptions::default()).await?;
+//! client.outbound.send(vec![1, 0, 0]).await.ok();
+//! let server_side = accepted.recv().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aura_proto::wire::PacketType;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{
+    Connection, ConnectionError, Endpoint, EndpointConfig, IdleTimeout, MtuDiscoveryConfig,
+    RecvStream, SendDatagramError, SendStream, TokioRuntime, TransportConfig, VarInt,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::TransportError;
+use crate::conn::Carrier;
+use crate::link::{DatagramLink, LINK_QUEUE};
+use crate::tls::{self, OuterIdentity};
+
+/// The ALPN protocol offered and accepted by default (HTTP/3).
+pub const QUIC_ALPN: &[u8] = b"h3";
+/// Default [`QuicOptions::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`QuicOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default [`QuicOptions::keep_alive`].
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Server: connections allowed between their first packet and their first stream, all
+/// sources together.
+pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 1024;
+/// Server: connections allowed between their first packet and their first stream from one
+/// source address (IPv6: one /64).
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 20;
+/// Server: above this many handshakes in flight, a source whose address is not yet
+/// validated is sent a stateless Retry before any state is kept for it.
+pub const RETRY_ABOVE: usize = 256;
+/// Initial UDP payload size, in bytes (quinn's default is 1200; MTU discovery then probes
+/// upwards from here and falls back on black holes).
+pub const INITIAL_MTU: u16 = 1400;
+/// Bytes of received DATAGRAM frames quinn buffers (while the link's inbound queue is
+/// full) before dropping the oldest.
+pub const DATAGRAM_RECEIVE_BUFFER: usize = 4 << 20;
+/// Bytes of DATAGRAM frames quinn queues for sending; a full queue makes the sender wait,
+/// which backs up into the link's outbound queue (and drops there). Kept at 1 MiB rather
+/// than more so that a congested connection does not hide seconds of latency.
+pub const DATAGRAM_SEND_BUFFER: usize = 1 << 20;
+/// The sender re-reads the datagram limit after this many packets (and whenever idle).
+pub const SIZE_REFRESH_PACKETS: u32 = 1024;
+/// Largest Aura datagram one stream frame carries (the `u16` length prefix).
+pub const MAX_FRAME_PAYLOAD: usize = u16::MAX as usize;
+
+/// Requested UDP socket buffers, in bytes (best effort: the kernel may cap them).
+const SOCKET_BUFFER: usize = 4 << 20;
+/// Read buffer of the stream reader, in bytes (per connection: kept small; frames larger
+/// than this are read straight into their own buffer).
+const STREAM_READ_BUFFER: usize = 4 << 10;
+/// Length of the frame header (`u16_be` length).
+const FRAME_HEADER: usize = 2;
+
+/// Close codes, chosen from HTTP/3's (RFC 9114 §8.1) so a close looks like an h3 one.
+const H3_NO_ERROR: u32 = 0x100;
+const H3_FRAME_ERROR: u32 = 0x106;
+const H3_REQUEST_REJECTED: u32 = 0x10b;
+
+/// Settings of the QUIC carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicOptions {
+    /// ALPN protocols, most preferred first (client offers them, server accepts them).
+    pub alpn: Vec<Vec<u8>>,
+    /// Client: deadline for the QUIC handshake. Server: deadline for the QUIC handshake,
+    /// the opening of the client's stream and its first complete frame.
+    pub handshake_timeout: Duration,
+    /// QUIC idle timeout (the smaller of both sides' values applies).
+    pub idle_timeout: Duration,
+    /// Interval of QUIC keep-alive (PING) packets; zero disables them.
+    pub keep_alive: Duration,
+}
+
+impl Default for QuicOptions {
+    fn default() -> Self {
+        QuicOptions {
+            alpn: vec![QUIC_ALPN.to_vec()],
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+        }
+    }
+}
+
+/// Process-wide counters of the QUIC carrier (all connections together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuicStats {
+    /// Data packets sent on the stream because they did not fit a DATAGRAM frame.
+    pub stream_fallbacks: u64,
+    /// Outbound datagrams dropped because no frame can carry them (empty or over 64 KiB).
+    pub unsendable_drops: u64,
+    /// Inbound DATAGRAM frames dropped because they were not Aura data packets.
+    pub foreign_datagrams: u64,
+    /// Connections closed for a malformed stream frame.
+    pub bad_frames: u64,
+    /// Server: connections refused by the handshake caps.
+    pub refused: u64,
+    /// Server: stateless Retry packets sent.
+    pub retries: u64,
+    /// Server: connections closed for not completing handshake and stream in time.
+    pub handshake_timeouts: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    stream_fallbacks: AtomicU64,
+    unsendable_drops: AtomicU64,
+    foreign_datagrams: AtomicU64,
+    bad_frames: AtomicU64,
+    refused: AtomicU64,
+    retries: AtomicU64,
+    handshake_timeouts: AtomicU64,
+}
+
+static COUNTERS: Counters = Counters {
+    stream_fallbacks: AtomicU64::new(0),
+    unsendable_drops: AtomicU64::new(0),
+    foreign_datagrams: AtomicU64::new(0),
+    bad_frames: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    retries: AtomicU64::new(0),
+    handshake_timeouts: AtomicU64::new(0),
+};
+
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A copy of the carrier's process-wide counters.
+pub fn stats() -> QuicStats {
+    let c = &COUNTERS;
+    QuicStats {
+        stream_fallbacks: c.stream_fallbacks.load(Ordering::Relaxed),
+        unsendable_drops: c.unsendable_drops.load(Ordering::Relaxed),
+        foreign_datagrams: c.foreign_datagrams.load(Ordering::Relaxed),
+        bad_frames: c.bad_frames.load(Ordering::Relaxed),
+        refused: c.refused.load(Ordering::Relaxed),
+        retries: c.retries.load(Ordering::Relaxed),
+        handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
+    }
+}
+
+fn invalid_option(what: &str) -> TransportError {
+    TransportError::Io(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned()))
+}
+
+/// The QUIC transport parameters both sides use: datagrams on with generous buffers,
+/// [`INITIAL_MTU`] plus MTU discovery, idle timeout and keep-alive from `opts`, and the
+/// stream limits of the mapping (`server`: one bidirectional stream from the client).
+fn transport_config(
+    opts: &QuicOptions,
+    server: bool,
+) -> Result<Arc<TransportConfig>, TransportError> {
+    let idle = IdleTimeout::try_from(opts.idle_timeout)
+        .map_err(|_| invalid_option("QUIC idle timeout too large"))?;
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(Some(idle))
+        .keep_alive_interval((!opts.keep_alive.is_zero()).then_some(opts.keep_alive))
+        .initial_mtu(INITIAL_MTU)
+        .mtu_discovery_config(Some(MtuDiscoveryConfig::default()))
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
+        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
+        .max_concurrent_uni_streams(VarInt::from_u32(0));
+    Ok(Arc::new(t))
+}
+
+/// The quinn server configuration: the outer TLS of [`crate::tls::server_config`] (QUIC
+/// restricts it to TLS 1.3) with `opts.alpn`, and this carrier's transport parameters.
+///
+/// # Errors
+/// [`TransportError::Tls`] for an unusable certificate or key;
+/// [`TransportError::Io`] for an out-of-range option.
+pub fn server_config(
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    opts: &QuicOptions,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let tls = tls::server_config(OuterIdentity { cert_chain, key }, &opts.alpn)?;
+    let crypto = QuicServerConfig::try_from(tls)
+        .map_err(|e| TransportError::Tls(format!("QUIC server: {e}")))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(transport_config(opts, true)?);
+    Ok(cfg)
+}
+
+/// The quinn client configuration: the outer TLS of [`crate::tls::client_config`] (any
+/// outer certificate accepted, handshake signatures still checked; QUIC restricts it to
+/// TLS 1.3) with `opts.alpn`, and this carrier's transport parameters.
+///
+/// # Errors
+/// [`TransportError::Tls`] when the TLS configuration is unusable for QUIC (a bug);
+/// [`TransportError::Io`] for an out-of-range option.
+pub fn client_config(opts: &QuicOptions) -> Result<quinn::ClientConfig, TransportError> {
+    let tls = tls::client_config(&opts.alpn)?;
+    let crypto = QuicClientConfig::try_from(tls)
+        .map_err(|e| TransportError::Tls(format!("QUIC client: {e}")))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport_config(opts, false)?);
+    Ok(cfg)
+}
+
+/// A UDP socket bound to `addr` with enlarged buffers (best effort).
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn endpoint_on(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> io::Result<Endpoint> {
+    Endpoint::new(
+        EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(TokioRuntime),
+    )
+}
+
+/// Binds a QUIC server endpoint on `addr` (UDP) and runs an accept loop task: every
+/// connection whose QUIC handshake completes and whose first bidirectional stream opens
+/// with a well-formed frame becomes a [`DatagramLink`] sent on `links` (that frame queued
+/// on its inbound side). Returns the bound address.
+///
+/// The loop stops accepting when `links` is closed; links already handed out live on.
+///
+/// # Errors
+/// [`TransportError::Tls`] for an unusable certificate or key; [`TransportError::Bind`]
+/// when `addr` cannot be bound; [`TransportError::Io`] for an out-of-range option.
+pub async fn listen(
+    addr: SocketAddr,
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    opts: QuicOptions,
+    links: mpsc::Sender<DatagramLink>,
+) -> Result<SocketAddr, TransportError> {
+    let cfg = server_config(cert_chain, key, &opts)?;
+    let bind_err = |source| TransportError::Bind {
+        carrier: Carrier::Quic,
+        addr,
+        source,
+    };
+    let socket = bind_udp(addr).map_err(bind_err)?;
+    let endpoint = endpoint_on(socket, Some(cfg)).map_err(bind_err)?;
+    let local = endpoint.local_addr().map_err(bind_err)?;
+    let limiter = Arc::new(HandshakeLimiter::new(
+        MAX_HANDSHAKES_PER_SOURCE,
+        MAX_HANDSHAKES_IN_FLIGHT,
+    ));
+    tokio::spawn(accept_loop(
+        endpoint,
+        opts.handshake_timeout,
+        links,
+        limiter,
+    ));
+    Ok(local)
+}
+
+async fn accept_loop(
+    endpoint: Endpoint,
+    handshake_timeout: Duration,
+    links: mpsc::Sender<DatagramLink>,
+    limiter: Arc<HandshakeLimiter>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => return,
+            },
+            () = links.closed() => break,
+        };
+        if limiter.in_flight() >= RETRY_ABOVE
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            count(&COUNTERS.retries);
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            continue;
+        }
+        let Some(slot) = HandshakeLimiter::acquire(&limiter, incoming.remote_address().ip()) else {
+            count(&COUNTERS.refused);
+            incoming.refuse();
+            continue;
+        };
+        tokio::spawn(serve_incoming(
+            incoming,
+            slot,
+            handshake_timeout,
+            links.clone(),
+        ));
+    }
+    // Refuse new connections; established ones keep the endpoint running until they end.
+    endpoint.set_server_config(None);
+}
+
+/// One server connection: QUIC handshake, first stream and frame, hand-off.
+async fn serve_incoming(
+    incoming: quinn::Incoming,
+    slot: HandshakeSlot,
+    handshake_timeout: Duration,
+    links: mpsc::Sender<DatagramLink>,
+) {
+    let deadline = Instant::now() + handshake_timeout;
+    let Ok(connecting) = incoming.accept() else {
+        return;
+    };
+    // On timeout, dropping `connecting` abandons (closes) the connection.
+    let conn = match timeout_at(deadline, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            count(&COUNTERS.handshake_timeouts);
+            return;
+        }
+    };
+    let (send, recv) = match timeout_at(deadline, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            count(&COUNTERS.handshake_timeouts);
+            conn.close(VarInt::from_u32(H3_REQUEST_REJECTED), b"");
+            return;
+        }
+    };
+    let mut rd = BufReader::with_capacity(STREAM_READ_BUFFER, recv);
+    let first = match timeout_at(deadline, read_frame(&mut rd)).await {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => return close_for(&conn, &e),
+        Err(_) => {
+            count(&COUNTERS.handshake_timeouts);
+            return close(&conn, H3_REQUEST_REJECTED);
+        }
+    };
+    drop(slot);
+    let link = spawn_link(None, conn, send, rd, Some(first));
+    // A refused or stalled hand-off drops the link, whose writer then closes the
+    // connection.
+    let _ = timeout(handshake_timeout, links.send(link)).await;
+}
+
+/// Connects to `addr` from an ephemeral UDP port of the same address family, with `sni`
+/// as the outer server name (any outer certificate accepted), opens the stream and
+/// returns the link. The QUIC handshake is bounded by [`QuicOptions::handshake_timeout`].
+///
+/// The server sees the stream (and hands the link to its driver) once the first datagram
+/// is sent on it.
+///
+/// # Errors
+/// [`TransportError::Tls`] for an invalid `sni`; [`TransportError::Io`] when the socket
+/// cannot be bound, the handshake fails (kind `ConnectionRefused`, `ConnectionReset`,
+/// `Other`) or times out (`TimedOut`).
+pub async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    opts: &QuicOptions,
+) -> Result<DatagramLink, TransportError> {
+    let cfg = client_config(opts)?;
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let endpoint = endpoint_on(bind_udp(local)?, None)?;
+    let connecting = endpoint.connect_with(cfg, addr, sni).map_err(|e| match e {
+        quinn::ConnectError::InvalidServerName(name) => {
+            TransportError::Tls(format!("invalid server name {name:?}"))
+        }
+        other => TransportError::Io(io::Error::other(format!("QUIC connect to {addr}: {other}"))),
+    })?;
+    let conn = timeout(opts.handshake_timeout, connecting)
+        .await
+        .map_err(|_| {
+            TransportError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("QUIC handshake with {addr} timed out"),
+            ))
+        })?
+        .map_err(|e| connection_error(addr, &e))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| connection_error(addr, &e))?;
+    let rd = BufReader::with_capacity(STREAM_READ_BUFFER, recv);
+    Ok(spawn_link(Some(endpoint), conn, send, rd, None))
+}
+
+fn connection_error(addr: SocketAddr, e: &ConnectionError) -> TransportError {
+    let kind = match e {
+        ConnectionError::TimedOut => io::ErrorKind::TimedOut,
+        ConnectionError::Reset => io::ErrorKind::ConnectionReset,
+        ConnectionError::ConnectionClosed(_) | ConnectionError::ApplicationClosed(_) => {
+            io::ErrorKind::ConnectionRefused
+        }
+        _ => io::ErrorKind::Other,
+    };
+    TransportError::Io(io::Error::new(
+        kind,
+        format!("QUIC connection with {addr}: {e}"),
+    ))
+}
+
+/// Starts the three tasks of one connection (stream reader, datagram reader, writer) and
+/// returns its link, with `first` already queued inbound. `endpoint` (client side) is kept
+/// alive by the writer.
+fn spawn_link(
+    endpoint: Option<Endpoint>,
+    conn: Connection,
+    send: SendStream,
+    rd: BufReader<RecvStream>,
+    first: Option<Vec<u8>>,
+) -> DatagramLink {
+    let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
+    if let Some(first) = first {
+        // The queue is new and empty: this cannot fail.
+        let _ = in_tx.try_send(first);
+    }
+    let peer = conn.remote_address();
+    tokio::spawn(read_stream(conn.clone(), rd, in_tx.clone()));
+    tokio::spawn(read_datagrams(conn.clone(), in_tx));
+    tokio::spawn(write_loop(endpoint, conn, send, out_rx));
+    DatagramLink {
+        peer,
+        inbound: in_rx,
+        outbound: out_tx,
+    }
+}
+
+fn close(conn: &Connection, code: u32) {
+    conn.close(VarInt::from_u32(code), b"");
+}
+
+/// Why a stream frame could not be read.
+#[derive(Debug, PartialEq, Eq)]
+enum FrameError {
+    /// End of stream or connection lost.
+    Ended,
+    /// Zero length, or a first byte that is not an Aura packet type.
+    Malformed,
+}
+
+/// Reads one `u16_be length || bytes` frame holding an Aura datagram.
+async fn read_frame(rd: &mut BufReader<RecvStream>) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; FRAME_HEADER];
+    rd.read_exact(&mut header)
+        .await
+        .map_err(|_| FrameError::Ended)?;
+    let len = usize::from(u16::from_be_bytes(header));
+    if len == 0 {
+        return Err(FrameError::Malformed);
+    }
+    let mut frame = vec![0u8; len];
+    rd.read_exact(&mut frame)
+        .await
+        .map_err(|_| FrameError::Ended)?;
+    if frame
+        .first()
+        .and_then(|&t| PacketType::from_u8(t))
+        .is_none()
+    {
+        return Err(FrameError::Malformed);
+    }
+    Ok(frame)
+}
+
+/// Closes `conn` for a frame error (closing a closed connection is a no-op).
+fn close_for(conn: &Connection, e: &FrameError) {
+    match e {
+        FrameError::Ended => close(conn, H3_NO_ERROR),
+        FrameError::Malformed => {
+            count(&COUNTERS.bad_frames);
+            close(conn, H3_FRAME_ERROR);
+        }
+    }
+}
+
+/// Stream frames to the link, waiting while its inbound queue is full (QUIC flow control
+/// then holds the peer back). Ends, closing the connection, on a malformed frame, the end
+/// of the stream, or a dropped link.
+async fn read_stream(
+    conn: Connection,
+    mut rd: BufReader<RecvStream>,
+    inbound: mpsc::Sender<Vec<u8>>,
+) {
+    loop {
+        let frame = match read_frame(&mut rd).await {
+            Ok(frame) => frame,
+            Err(e) => return close_for(&conn, &e),
+        };
+        if inbound.send(frame).await.is_err() {
+            return close(&conn, H3_NO_ERROR);
+        }
+    }
+}
+
+/// DATAGRAM frames to the link, data packets only. While the link's inbound queue is
+/// full this task waits and quinn keeps buffering received datagrams, up to
+/// [`DATAGRAM_RECEIVE_BUFFER`] bytes, beyond which it drops the oldest: the queue is
+/// bounded either way, and bursts are absorbed rather than dropped.
+async fn read_datagrams(conn: Connection, inbound: mpsc::Sender<Vec<u8>>) {
+    let data = PacketType::Data as u8;
+    while let Ok(d) = conn.read_datagram().await {
+        if d.first() != Some(&data) {
+            count(&COUNTERS.foreign_datagrams);
+            continue;
+        }
+        if inbound.send(Vec::from(d)).await.is_err() {
+            return close(&conn, H3_NO_ERROR);
+        }
+    }
+}
+
+/// What the writer does with one outbound datagram.
+enum Sent {
+    Done,
+    /// Send it on the stream instead.
+    Fallback(Vec<u8>),
+    /// The connection is gone.
+    Lost,
+}
+
+/// The link's outbound queue to the connection; closes the connection when the link's
+/// sender is dropped.
+async fn write_loop(
+    _endpoint: Option<Endpoint>,
+    conn: Connection,
+    mut send: SendStream,
+    mut outbound: mpsc::Receiver<Vec<u8>>,
+) {
+    let data = PacketType::Data as u8;
+    let mut max_datagram = conn.max_datagram_size().unwrap_or(0);
+    let mut since_refresh = 0u32;
+    // Grows to the largest frame sent, not more.
+    let mut frame = Vec::new();
+    loop {
+        let packet = match outbound.try_recv() {
+            Ok(p) => p,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                max_datagram = conn.max_datagram_size().unwrap_or(0);
+                since_refresh = 0;
+                tokio::select! {
+                    p = outbound.recv() => match p {
+                        Some(p) => p,
+                        None => break,
+                    },
+                    _ = conn.closed() => return,
+                }
+            }
+        };
+        since_refresh += 1;
+        if since_refresh >= SIZE_REFRESH_PACKETS {
+            max_datagram = conn.max_datagram_size().unwrap_or(0);
+            since_refresh = 0;
+        }
+        let packet = if packet.first() == Some(&data) && packet.len() <= max_datagram {
+            match send_datagram(&conn, packet).await {
+                Sent::Done => continue,
+                Sent::Lost => return,
+                Sent::Fallback(p) => {
+                    max_datagram = conn.max_datagram_size().unwrap_or(0);
+                    count(&COUNTERS.stream_fallbacks);
+                    p
+                }
+            }
+        } else {
+            if packet.first() == Some(&data) {
+                count(&COUNTERS.stream_fallbacks);
+            }
+            packet
+        };
+        let Ok(len) = u16::try_from(packet.len()) else {
+            count(&COUNTERS.unsendable_drops);
+            continue;
+        };
+        if len == 0 {
+            count(&COUNTERS.unsendable_drops);
+            continue;
+        }
+        frame.clear();
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&packet);
+        if send.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+    close(&conn, H3_NO_ERROR);
+}
+
+/// Sends one data packet as a DATAGRAM frame, waiting while quinn's datagram queue is full.
+async fn send_datagram(conn: &Connection, packet: Vec<u8>) -> Sent {
+    // The conversion takes over the Vec's buffer without copying; the clone shares it (one
+    // small bookkeeping allocation) so that a refused packet can still go on the stream.
+    let datagram = packet.into();
+    let kept = Clone::clone(&datagram);
+    match conn.send_datagram_wait(datagram).await {
+        Ok(()) => Sent::Done,
+        Err(SendDatagramError::ConnectionLost(_)) => Sent::Lost,
+        Err(
+            SendDatagramError::TooLarge
+            | SendDatagramError::UnsupportedByPeer
+            | SendDatagramError::Disabled,
+        ) => Sent::Fallback(Vec::from(kept)),
+    }
+}
+
+/// Counts connections between their first packet and their first stream, per source and
+/// in all.
+struct HandshakeLimiter {
+    per_source_max: usize,
+    total_max: usize,
+    total: AtomicUsize,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place in the handshake phase; released on drop.
+struct HandshakeSlot {
+    limiter: Arc<HandshakeLimiter>,
+    source: IpAddr,
+}
+
+impl HandshakeLimiter {
+    fn new(per_source_max: usize, total_max: usize) -> Self {
+        HandshakeLimiter {
+            per_source_max,
+            total_max,
+            total: AtomicUsize::new(0),
+            per_source: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// IPv4 (and IPv4-mapped) addresses count alone; IPv6 addresses by /64.
+    fn source_key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+
+    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
+        let source = Self::source_key(ip);
+        let mut per_source = this
+            .per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if this.total.load(Ordering::Relaxed) >= this.total_max {
+            return None;
+        }
+        let n = per_source.entry(source).or_insert(0);
+        if *n >= this.per_source_max {
+            return None;
+        }
+        *n += 1;
+        this.total.fetch_add(1, Ordering::Relaxed);
+        Some(HandshakeSlot {
+            limiter: this.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut per_source = self
+            .limiter
+            .per_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.limiter.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(n) = per_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn limiter_counts_and_releases() {
+        let l = Arc::new(HandshakeLimiter::new(2, 3));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let a_mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let b2: IpAddr = "2001:db8::2".parse().unwrap();
+        let a1 = HandshakeLimiter::acquire(&l, a).unwrap();
+        let _a2 = HandshakeLimiter::acquire(&l, a_mapped).unwrap();
+        assert!(HandshakeLimiter::acquire(&l, a).is_none(), "per-source cap");
+        let _b1 = HandshakeLimiter::acquire(&l, b).unwrap();
+        assert_eq!(l.in_flight(), 3);
+        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "global cap");
+        drop(a1);
+        let _b2 = HandshakeLimiter::acquire(&l, b2).unwrap();
+        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "same /64");
+        assert!(HandshakeLimiter::acquire(&l, a).is_none(), "global cap");
+    }
+
+    #[test]
+    fn transport_limits() {
+        assert!(transport_config(&QuicOptions::default(), true).is_ok());
+        let huge = QuicOptions {
+            idle_timeout: Duration::from_secs(u64::MAX / 4),
+            ..QuicOptions::default()
+        };
+        assert!(transport_config(&huge, false).is_err());
+    }
+}

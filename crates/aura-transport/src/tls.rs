@@ -1,0 +1,766 @@
+//! The TLS-over-TCP carrier: outer TLS (1.3 preferred, 1.2 allowed) with ALPN
+//! "h2"/"http/1.1", then Aura datagrams as length-prefixed frames, turned into a
+//! [`DatagramLink`] on both sides.
+//!
+//! # Wire
+//!
+//! Inside the TLS stream each Aura datagram travels as `u16_be length || bytes`, length
+//! 1..=65535. Nothing else is sent: before and during the outer handshake the connection
+//! is plain TLS to the same server as any browser's, and afterwards only TLS records
+//! carrying those frames cross the wire.
+//!
+//! # Robustness (server side)
+//!
+//! - The outer handshake must complete within [`TlsOptions::handshake_timeout`]
+//!   (slow-loris, half-open TCP and non-TLS bytes are closed).
+//! - After TLS, the first complete frame must arrive within the same timeout; only then is
+//!   the connection handed to the driver as a link, with that frame queued. A zero length
+//!   or a frame whose first byte is not an Aura packet type (1..=6) closes the connection at
+//!   once, so a browser's `GET / HTTP/1.1` is closed without a reply.
+//! - A link with no frame in either direction for [`TlsOptions::idle_timeout`] is closed.
+//! - At most [`TlsOptions::max_handshakes_per_ip`] connections per source address (IPv6:
+//!   per /64) and [`TlsOptions::max_handshakes`] in all may be in the pre-link phase; excess
+//!   connections are closed as soon as they are accepted.
+//! - Memory per connection is bounded: the reader buffers at most one maximal frame, the
+//!   writer one batch, and both link queues hold [`LINK_QUEUE`] datagrams. A full inbound
+//!   queue drops datagrams (this is a datagram carrier).
+//!
+//! When either side closes (end of stream, error, timeout, bad frame) the link's inbound
+//! channel ends; dropping the link's outbound sender closes the connection.
+//!
+//! # Outer certificate
+//!
+//! The client accepts any outer certificate; see [`client_config`] for why that is safe.
+//!
+//! ```no_run
+//! # async fn demo(outer: aura_transport::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
+//! use aura_transport::tls::{self, TlsOptions};
+//! let (tx, mut accepted) = tokio::sync::mpsc::channel(16);
+//! let addr = tls::listen("127.0.0.1:0".parse().unwrap(), outer, TlsOptions::default(), tx).await?;
+//! let client = tls::connect(addr, "www.example.com", &TlsOptions::default()).await?;
+//! client.outbound.send(vec![1, 0, 0]).await.ok();
+//! let server_side = accepted.recv().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aura_proto::wire::PacketType;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::TransportError;
+use crate::conn::Carrier;
+use crate::link::{DatagramLink, LINK_QUEUE};
+
+/// ALPN protocols offered and accepted by default, as a browser and a web server would.
+pub const DEFAULT_TLS_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// Default [`TlsOptions::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`TlsOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default [`TlsOptions::max_handshakes_per_ip`].
+pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 20;
+/// Default [`TlsOptions::max_handshakes`].
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+/// Largest datagram a frame carries, in bytes (the `u16` length prefix).
+pub const MAX_FRAME_PAYLOAD: usize = u16::MAX as usize;
+
+/// Length of the frame header (`u16_be` length).
+const FRAME_HEADER: usize = 2;
+/// Initial reader buffer, in bytes; it grows to one maximal frame only when needed.
+const READ_BUF_INITIAL: usize = 4096;
+/// The writer stops collecting queued datagrams into one write beyond this many bytes.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Time granted to send `close_notify` when a connection ends.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The outer certificate a server presents (Aura reuses its server certificate and key).
+pub struct OuterIdentity {
+    /// The certificate chain, end entity first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The private key of the end-entity certificate.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for OuterIdentity {
+    fn clone(&self) -> Self {
+        OuterIdentity {
+            cert_chain: self.cert_chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl fmt::Debug for OuterIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OuterIdentity")
+            .field("cert_chain_len", &self.cert_chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of the TLS-over-TCP carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// ALPN protocols, most preferred first (client offers them, server accepts them).
+    pub alpn: Vec<Vec<u8>>,
+    /// Deadline for the TCP connect plus outer TLS handshake, and (server) for the first
+    /// complete frame after it.
+    pub handshake_timeout: Duration,
+    /// A link with no frame in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Server: connections from one source address (IPv6: one /64) allowed in the
+    /// handshake phase at once.
+    pub max_handshakes_per_ip: usize,
+    /// Server: connections allowed in the handshake phase at once, all sources together.
+    pub max_handshakes: usize,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            alpn: DEFAULT_TLS_ALPN.iter().map(|p| p.to_vec()).collect(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+fn tls_err(context: &str, e: impl fmt::Display) -> TransportError {
+    TransportError::Tls(format!("{context}: {e}"))
+}
+
+/// The outer server configuration: TLS 1.3 and 1.2 with the aws-lc-rs provider (post-quantum
+/// key exchange preferred), no client certificate, `alpn` accepted.
+///
+/// # Errors
+/// [`TransportError::Tls`] when the certificate or key is unusable.
+pub fn server_config(
+    outer: OuterIdentity,
+    alpn: &[Vec<u8>],
+) -> Result<Arc<ServerConfig>, TransportError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| tls_err("server configuration", e))?
+        .with_no_client_auth()
+        .with_single_cert(outer.cert_chain, outer.key)
+        .map_err(|e| tls_err("outer certificate", e))?;
+    cfg.alpn_protocols = alpn.to_vec();
+    Ok(Arc::new(cfg))
+}
+
+/// The outer client configuration: TLS 1.3 and 1.2 with the aws-lc-rs provider, `alpn`
+/// offered, and **any** server certificate accepted.
+///
+/// Why accepting any outer certificate is safe: the outer TLS is camouflage and transport
+/// only. Authentication happens in the inner Aura handshake carried inside it, where the
+/// client verifies the server's certificate chain to the deployment CA, its name and the
+/// CRL, and the server verifies the client the same way. A man in the middle on the outer
+/// layer terminates TLS but sees only Aura ciphertext, and cannot complete the inner
+/// handshake without the server's key. Handshake signatures are still checked against the
+/// presented certificate, so the outer session is at least bound to whoever holds that
+/// certificate's key.
+///
+/// # Errors
+/// [`TransportError::Tls`] when the provider cannot serve these protocol versions (a bug).
+pub fn client_config(alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>, TransportError> {
+    let provider = provider();
+    let verifier = Arc::new(AnyServerCert {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| tls_err("client configuration", e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.to_vec();
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts any outer server certificate but verifies the handshake signatures made with it
+/// (see [`client_config`] for why this is safe).
+#[derive(Debug)]
+struct AnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Binds `addr` and runs an accept loop task: every connection whose outer TLS handshake
+/// completes and whose first frame is a well-formed Aura datagram becomes a
+/// [`DatagramLink`] sent on `links` (that frame already queued on its inbound side).
+/// Returns the bound address. The loop ends when `links` is closed.
+///
+/// # Errors
+/// [`TransportError::Tls`] for an unusable certificate or key;
+/// [`TransportError::Bind`] when `addr` cannot be bound.
+pub async fn listen(
+    addr: SocketAddr,
+    outer: OuterIdentity,
+    opts: TlsOptions,
+    links: mpsc::Sender<DatagramLink>,
+) -> Result<SocketAddr, TransportError> {
+    let acceptor = TlsAcceptor::from(server_config(outer, &opts.alpn)?);
+    let bind_err = |source| TransportError::Bind {
+        carrier: Carrier::Tls,
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    let limiter = Arc::new(HandshakeLimiter::new(
+        opts.max_handshakes_per_ip,
+        opts.max_handshakes,
+    ));
+    let opts = Arc::new(opts);
+    tokio::spawn(accept_loop(listener, acceptor, opts, links, limiter));
+    Ok(local)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    opts: Arc<TlsOptions>,
+    links: mpsc::Sender<DatagramLink>,
+    limiter: Arc<HandshakeLimiter>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = links.closed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(_) => {
+                sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Over the limit: dropped here, i.e. closed at once.
+        let Some(slot) = HandshakeLimiter::acquire(&limiter, peer.ip()) else {
+            continue;
+        };
+        tokio::spawn(serve_conn(
+            tcp,
+            peer,
+            acceptor.clone(),
+            opts.clone(),
+            links.clone(),
+            slot,
+        ));
+    }
+}
+
+/// One server connection: outer handshake, first frame, hand-off, then the link.
+async fn serve_conn(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    opts: Arc<TlsOptions>,
+    links: mpsc::Sender<DatagramLink>,
+    slot: HandshakeSlot,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut tls = match timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        // Handshake failure (rustls has sent its alert) or timeout: dropping closes TCP.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let mut reader = FrameReader::new();
+    let first = match timeout(opts.handshake_timeout, reader.read_frame(&mut tls)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+            close_gracefully(&mut tls).await;
+            return;
+        }
+    };
+    drop(slot);
+    let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
+    if in_tx.try_send(first).is_err() {
+        return;
+    }
+    let link = DatagramLink {
+        peer,
+        inbound: in_rx,
+        outbound: out_tx,
+    };
+    match timeout(opts.handshake_timeout, links.send(link)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => {
+            close_gracefully(&mut tls).await;
+            return;
+        }
+    }
+    run_link(tls, reader, in_tx, out_rx, opts.idle_timeout).await;
+}
+
+/// Connects to `addr`, runs the outer TLS handshake with `sni` as the server name (any
+/// outer certificate accepted, see [`client_config`]) and returns the link. Both steps
+/// together are bounded by [`TlsOptions::handshake_timeout`] each.
+///
+/// # Errors
+/// [`TransportError::Tls`] for an invalid `sni` or a failed outer handshake;
+/// [`TransportError::Io`] when TCP fails or a step times out.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    opts: &TlsOptions,
+) -> Result<DatagramLink, TransportError> {
+    let name = ServerName::try_from(sni.to_owned())
+        .map_err(|e| tls_err(&format!("server name {sni:?}"), e))?;
+    let connector = TlsConnector::from(client_config(&opts.alpn)?);
+    let timed_out = |what: &str| {
+        TransportError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} to {addr} timed out"),
+        ))
+    };
+    let tcp = timeout(opts.handshake_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out("TCP connect"))??;
+    tcp.set_nodelay(true)?;
+    let tls = timeout(opts.handshake_timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| timed_out("TLS handshake"))?
+        .map_err(|e| tls_err(&format!("outer handshake with {addr}"), e))?;
+    let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
+    tokio::spawn(run_link(
+        tls,
+        FrameReader::new(),
+        in_tx,
+        out_rx,
+        opts.idle_timeout,
+    ));
+    Ok(DatagramLink {
+        peer: addr,
+        inbound: in_rx,
+        outbound: out_tx,
+    })
+}
+
+/// Moves frames between `stream` and the link queues until either side closes, a bad frame
+/// arrives, a write stalls for `idle`, or no frame passes either way for `idle`. Ending
+/// drops `inbound`, which ends the link's inbound channel.
+async fn run_link<S>(
+    stream: S,
+    reader: FrameReader,
+    inbound: mpsc::Sender<Vec<u8>>,
+    outbound: mpsc::Receiver<Vec<u8>>,
+    idle: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let epoch = Instant::now();
+    let last_activity_ms = AtomicU64::new(0);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    {
+        let activity = Activity {
+            epoch,
+            last_ms: &last_activity_ms,
+        };
+        tokio::select! {
+            () = read_loop(&mut rd, reader, inbound, activity) => {}
+            () = write_loop(&mut wr, outbound, activity, idle) => {}
+            () = idle_watchdog(activity, idle) => {}
+        }
+    }
+    let _ = timeout(CLOSE_TIMEOUT, wr.shutdown()).await;
+}
+
+/// Time of the last frame in either direction, shared by a connection's loops.
+#[derive(Clone, Copy)]
+struct Activity<'a> {
+    epoch: Instant,
+    last_ms: &'a AtomicU64,
+}
+
+impl Activity<'_> {
+    fn touch(self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_deadline(self, idle: Duration) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    mut reader: FrameReader,
+    inbound: mpsc::Sender<Vec<u8>>,
+    activity: Activity<'_>,
+) {
+    loop {
+        // Frames already buffered behind the first one come out without a read.
+        let frame = match reader.read_frame(rd).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => return,
+        };
+        activity.touch();
+        match inbound.try_send(frame) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut outbound: mpsc::Receiver<Vec<u8>>,
+    activity: Activity<'_>,
+    stall: Duration,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH_BYTES + FRAME_HEADER + MAX_FRAME_PAYLOAD);
+    while let Some(first) = outbound.recv().await {
+        batch.clear();
+        push_frame(&mut batch, &first);
+        while batch.len() < WRITE_BATCH_BYTES {
+            match outbound.try_recv() {
+                Ok(d) => push_frame(&mut batch, &d),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let write = async {
+            wr.write_all(&batch).await?;
+            wr.flush().await
+        };
+        match timeout(stall, write).await {
+            Ok(Ok(())) => activity.touch(),
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// Appends `d` as one frame; a datagram no frame can carry (empty or over
+/// [`MAX_FRAME_PAYLOAD`]) is dropped.
+fn push_frame(batch: &mut Vec<u8>, d: &[u8]) {
+    let Ok(len) = u16::try_from(d.len()) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    batch.extend_from_slice(&len.to_be_bytes());
+    batch.extend_from_slice(d);
+}
+
+async fn idle_watchdog(activity: Activity<'_>, idle: Duration) {
+    loop {
+        let deadline = activity.idle_deadline(idle);
+        if Instant::now() >= deadline {
+            return;
+        }
+        sleep_until(deadline).await;
+    }
+}
+
+/// Sends `close_notify` and shuts the TCP write side, within [`CLOSE_TIMEOUT`].
+async fn close_gracefully<S: AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+}
+
+/// Why the frame reader gave up (never sent to the peer).
+#[derive(Debug)]
+enum FrameError {
+    Io,
+    ZeroLength,
+    NotAura,
+}
+
+/// Reassembles frames from the TLS plaintext; holds at most one maximal frame.
+struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    fn new() -> Self {
+        FrameReader {
+            buf: vec![0; READ_BUF_INITIAL],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next complete frame's payload, reading as needed; `None` at end of stream.
+    async fn read_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+    ) -> Result<Option<Vec<u8>>, FrameError> {
+        loop {
+            let need = match self.parse()? {
+                Parsed::Frame(f) => return Ok(Some(f)),
+                Parsed::Need(n) => n,
+            };
+            if self.buf.len() - self.start < need {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buf.len() < need {
+                    self.buf.resize(need, 0);
+                }
+            }
+            let Some(free) = self.buf.get_mut(self.end..) else {
+                return Err(FrameError::Io);
+            };
+            let n = rd.read(free).await.map_err(|_| FrameError::Io)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.end += n;
+        }
+    }
+
+    /// A complete frame from the buffer, or how many buffered bytes the next one needs.
+    fn parse(&mut self) -> Result<Parsed, FrameError> {
+        let avail = self.buf.get(self.start..self.end).unwrap_or_default();
+        let (len, body) = match avail {
+            [hi, lo, body @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), body),
+            _ => return Ok(Parsed::Need(FRAME_HEADER)),
+        };
+        if len == 0 {
+            return Err(FrameError::ZeroLength);
+        }
+        if let Some(&ty) = body.first()
+            && PacketType::from_u8(ty).is_none()
+        {
+            return Err(FrameError::NotAura);
+        }
+        match body.get(..len) {
+            Some(payload) => {
+                let frame = payload.to_vec();
+                self.start += FRAME_HEADER + len;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                }
+                Ok(Parsed::Frame(frame))
+            }
+            None => Ok(Parsed::Need(FRAME_HEADER + len)),
+        }
+    }
+}
+
+enum Parsed {
+    Frame(Vec<u8>),
+    Need(usize),
+}
+
+/// Counts connections in the handshake phase, per source and in all.
+struct HandshakeLimiter {
+    per_source_max: usize,
+    total_max: usize,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in the handshake phase; released on drop.
+struct HandshakeSlot {
+    limiter: Arc<HandshakeLimiter>,
+    source: IpAddr,
+}
+
+impl HandshakeLimiter {
+    fn new(per_source_max: usize, total_max: usize) -> Self {
+        HandshakeLimiter {
+            per_source_max,
+            total_max,
+            state: Mutex::new(LimiterState::default()),
+        }
+    }
+
+    /// IPv4 (and IPv4-mapped) addresses count alone; IPv6 addresses by /64, the unit an
+    /// attacker usually gets.
+    fn source_key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        }
+    }
+
+    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
+        let source = Self::source_key(ip);
+        let mut st = this.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.total >= this.total_max {
+            return None;
+        }
+        let count = st.per_source.entry(source).or_insert(0);
+        if *count >= this.per_source_max {
+            return None;
+        }
+        *count += 1;
+        st.total += 1;
+        Some(HandshakeSlot {
+            limiter: this.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut st = self
+            .limiter
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        st.total = st.total.saturating_sub(1);
+        if let Some(count) = st.per_source.get_mut(&self.source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                st.per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    async fn frames(input: &[u8]) -> (Vec<Vec<u8>>, Result<(), FrameError>) {
+        let mut r = FrameReader::new();
+        let mut src = input;
+        let mut out = Vec::new();
+        loop {
+            match r.read_frame(&mut src).await {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => return (out, Ok(())),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let sizes = [1usize, 2, 100, 4095, 4096, 5000, MAX_FRAME_PAYLOAD, 3];
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let mut d: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+            d[0] = (i % 6) as u8 + 1;
+            push_frame(&mut wire, &d);
+            expected.push(d);
+        }
+        push_frame(&mut wire, &[]);
+        push_frame(&mut wire, &vec![1u8; MAX_FRAME_PAYLOAD + 1]);
+        let (got, end) = frames(&wire).await;
+        assert!(end.is_ok());
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn bad_frames_rejected() {
+        assert!(matches!(
+            frames(&[0, 0, 1]).await.1,
+            Err(FrameError::ZeroLength)
+        ));
+        assert!(matches!(
+            frames(b"GET / HTTP/1.1\r\n").await.1,
+            Err(FrameError::NotAura)
+        ));
+        assert!(matches!(
+            frames(&[0, 2, 7]).await.1,
+            Err(FrameError::NotAura)
+        ));
+        let (got, end) = frames(&[0, 1, 5, 0, 3, 0]).await;
+        assert_eq!(got, vec![vec![5]]);
+        assert!(matches!(end, Err(FrameError::NotAura)));
+        // Truncated: ends without error or frame.
+        let (got, end) = frames(&[0, 9, 1, 2]).await;
+        assert!(got.is_empty() && end.is_ok());
+    }
+
+    #[test]
+    fn limiter_counts_and_releases() {
+        let l = Arc::new(HandshakeLimiter::new(2, 3));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let b2: IpAddr = "2001:db8::2".parse().unwrap();
+        let a1 = HandshakeLimiter::acquire(&l, a).unwrap();
+        let _a2 = HandshakeLimiter::acquire(&l, a).unwrap();
+        assert!(HandshakeLimiter::acquire(&l, a).is_none());
+        let _b1 = HandshakeLimiter::acquire(&l, b).unwrap();
+        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "global cap");
+        drop(a1);
+        // Same /64 counts together.
+        let _b2 = HandshakeLimiter::acquire(&l, b2).unwrap();
+        assert!(HandshakeLimiter::acquire(&l, a).is_none());
+    }
+}

@@ -1,0 +1,159 @@
+//! The UDP carrier end to end on loopback: handshake, 10,000 packets each way with
+//! contents checked, many clients on one socket, wrong CA and revoked clients refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use aura_testkit::{TEST_SERVER_NAME, TestPki};
+use aura_transport::{Carrier, Driver, udp};
+use common::{client_endpoint, packet, server_endpoint};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_packets_each_way() {
+    let pki = TestPki::new(1).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
+    let (client, _) = Driver::spawn(
+        client_endpoint(&pki, pki.alice(), 2),
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+    );
+    let mut c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    assert_eq!(c.carrier(), Carrier::Udp);
+    assert_eq!(c.peer().id, TEST_SERVER_NAME);
+    assert_eq!(s.peer().id, "alice");
+
+    const N: u32 = 10_000;
+    // Send in batches, waiting for the receiver so loopback buffers never overflow.
+    let mut got_s = 0u32;
+    let mut got_c = 0u32;
+    for base in (0..N).step_by(100) {
+        let batch: Vec<Vec<u8>> = (base..base + 100)
+            .map(|i| packet(0, i, 64 + (i as usize % 1300)))
+            .collect();
+        c.send_batch(batch).await.unwrap();
+        let batch: Vec<Vec<u8>> = (base..base + 100)
+            .map(|i| packet(1, i, 64 + (i as usize % 1300)))
+            .collect();
+        s.send_batch(batch).await.unwrap();
+        for _ in 0..100 {
+            let p = timeout(T, s.recv()).await.unwrap().unwrap();
+            assert_eq!(p, packet(0, got_s, 64 + (got_s as usize % 1300)));
+            got_s += 1;
+            let p = timeout(T, c.recv()).await.unwrap().unwrap();
+            assert_eq!(p, packet(1, got_c, 64 + (got_c as usize % 1300)));
+            got_c += 1;
+        }
+    }
+    assert_eq!((got_s, got_c), (N, N));
+    let st = c.stats();
+    assert_eq!(st.packets_out, u64::from(N));
+    assert_eq!(st.packets_in, u64::from(N));
+    assert!(st.bytes_in > 0 && st.bytes_out > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_ca_is_met_with_silence_and_revoked_client_is_refused() {
+    let mut pki = TestPki::new(3).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let crl = pki.revoke("bob").unwrap();
+    let mut server_ep_cfg = aura_proto::EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        common::identity(pki.server()),
+        aura_pki::Verifier::new(pki.ca_der(), [&crl]).unwrap(),
+        true,
+    );
+    server_ep_cfg.cookie_threshold = 256;
+    let server_ep = aura_proto::Endpoint::new(
+        server_ep_cfg,
+        [9; 32],
+        std::time::Instant::now(),
+        common::wall(),
+    )
+    .unwrap();
+    let (_server, _accept) = Driver::spawn(server_ep, Some(sock));
+
+    // Bob is revoked: the server says so (sealed alert), the client reports it.
+    let (client, _) = Driver::spawn(
+        client_endpoint(&pki, pki.bob(), 4),
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+    );
+    let err = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+
+    // A client of another deployment gets no answer at all.
+    let other = pki.other_deployment().unwrap();
+    let (stranger, _) = Driver::spawn(
+        client_endpoint(&other, other.alice(), 5),
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+    );
+    let r = timeout(
+        Duration::from_secs(3),
+        stranger.connect(server_addr, TEST_SERVER_NAME),
+    )
+    .await;
+    assert!(r.is_err(), "a stranger got an answer: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_on_one_socket() {
+    let mut pki = TestPki::new(5).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
+    let mut clients = Vec::new();
+    for i in 0..200u32 {
+        let id = pki.issue_client(&format!("client-{i}")).unwrap();
+        let (d, _) = Driver::spawn(
+            client_endpoint(&pki, &id, (i % 250) as u8),
+            Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        );
+        clients.push(d);
+    }
+    let mut conns = Vec::new();
+    for d in &clients {
+        conns.push(tokio::spawn({
+            let d = d.clone();
+            async move { d.connect(server_addr, TEST_SERVER_NAME).await }
+        }));
+    }
+    let mut client_conns = Vec::new();
+    for c in conns {
+        client_conns.push(timeout(T, c).await.unwrap().unwrap().unwrap());
+    }
+    let mut server_conns = std::collections::HashMap::new();
+    for _ in 0..200 {
+        let s = timeout(T, accept.recv()).await.unwrap().unwrap();
+        server_conns.insert(s.peer().id.clone(), s);
+    }
+    assert_eq!(server_conns.len(), 200);
+    // Each client sends one packet naming itself; the server sees it on that client's
+    // connection and echoes it back.
+    for (i, c) in client_conns.iter().enumerate() {
+        c.send(format!("\x45client-{i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    for (id, s) in server_conns.iter_mut() {
+        let p = timeout(T, s.recv()).await.unwrap().unwrap();
+        assert_eq!(p, format!("\x45{id}").into_bytes());
+        s.send(p).await.unwrap();
+    }
+    for (i, c) in client_conns.iter_mut().enumerate() {
+        let p = timeout(T, c.recv()).await.unwrap().unwrap();
+        assert_eq!(p, format!("\x45client-{i}").into_bytes());
+    }
+}
