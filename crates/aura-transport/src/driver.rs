@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::TransportError;
 use crate::conn::{Carrier, Counters, PacketConn};
 use crate::link::{DatagramLink, is_synthetic, synthetic_addr};
+use crate::shape::{self, Profile};
 
 /// Depth of a connection's queue of received packets. When the application does not
 /// keep up, further packets are dropped and counted.
@@ -47,6 +48,14 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<PacketConn, TransportError>>,
     },
     SetVerifier(Box<Verifier>),
+    SetUdpProfile(Profile),
+}
+
+/// Shapes outgoing UDP datagrams (docs: [`crate::shape`]).
+struct Shaper {
+    profile: Profile,
+    noise: u64,
+    buf: Vec<u8>,
 }
 
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
@@ -96,6 +105,11 @@ impl Driver {
             connecting: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
+            shaper: Shaper {
+                profile: Profile::default(),
+                noise: 0,
+                buf: Vec::with_capacity(MAX_UDP),
+            },
         };
         tokio::spawn(task.run());
         (DriverHandle { commands: cmd_tx }, accept_rx)
@@ -147,6 +161,17 @@ impl DriverHandle {
         rx.await.map_err(|_| TransportError::Closed)?
     }
 
+    /// Changes the UDP padding profile at run time; sessions are not affected.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn set_udp_profile(&self, profile: Profile) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::SetUdpProfile(profile))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
     /// Replaces the certificate verifier (a new CRL): connected peers the new verifier
     /// refuses are closed.
     ///
@@ -180,6 +205,7 @@ struct Task {
     connecting: HashMap<ConnectionHandle, (SocketAddr, Reply)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
+    shaper: Shaper,
 }
 
 impl Task {
@@ -201,8 +227,10 @@ impl Task {
             };
             tokio::select! {
                 r = udp_recv => {
-                    if let Ok((n, from)) = r {
-                        let mut d = udp_buf[..n].to_vec();
+                    if let Ok((n, from)) = r
+                        && let Some(inner) = shape::unwrap(&udp_buf[..n])
+                    {
+                        let mut d = inner.to_vec();
                         self.on_datagram(from, &mut d);
                     }
                 }
@@ -276,8 +304,14 @@ impl Task {
                             counters
                                 .bytes_out
                                 .fetch_add(p.len() as u64, Ordering::Relaxed);
-                            let sent =
-                                send_to(&self.udp, &self.links, remote, &self.scratch[..n]).await;
+                            let sent = send_to(
+                                &self.udp,
+                                &self.links,
+                                &mut self.shaper,
+                                remote,
+                                &self.scratch[..n],
+                            )
+                            .await;
                             if !sent {
                                 counters.drops.fetch_add(1, Ordering::Relaxed);
                             }
@@ -333,12 +367,13 @@ impl Task {
                 }
             },
             Command::SetVerifier(v) => self.ep.set_verifier(*v, now),
+            Command::SetUdpProfile(p) => self.shaper.profile = p,
         }
     }
 
     async fn flush(&mut self) {
         while let Some(t) = self.ep.poll_transmit() {
-            let _ = send_to(&self.udp, &self.links, t.remote, &t.data).await;
+            let _ = send_to(&self.udp, &self.links, &mut self.shaper, t.remote, &t.data).await;
         }
         while let Some(e) = self.ep.poll_event() {
             self.on_event(e);
@@ -413,6 +448,7 @@ impl Task {
 async fn send_to(
     udp: &Option<UdpSocket>,
     links: &HashMap<SocketAddr, LinkState>,
+    shaper: &mut Shaper,
     to: SocketAddr,
     data: &[u8],
 ) -> bool {
@@ -421,8 +457,8 @@ async fn send_to(
             .get(&to)
             .is_some_and(|l| l.outbound.try_send(data.to_vec()).is_ok());
     }
-    match udp {
-        Some(s) => s.send_to(data, to).await.is_ok(),
-        None => false,
-    }
+    let Some(s) = udp else { return false };
+    shaper.noise = shaper.noise.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    shape::wrap(data, shaper.profile, shaper.noise >> 32, &mut shaper.buf);
+    s.send_to(&shaper.buf, to).await.is_ok()
 }

@@ -20,6 +20,7 @@ pub mod driver;
 pub mod link;
 pub mod quic;
 pub mod server;
+pub mod shape;
 pub mod tls;
 pub mod udp;
 

@@ -157,3 +157,38 @@ async fn two_hundred_clients_on_one_socket() {
         assert_eq!(p, format!("\x45client-{i}").into_bytes());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padding_profile_changes_at_run_time_without_dropping_the_session() {
+    let pki = TestPki::new(6).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
+    let (client, _) = Driver::spawn(
+        client_endpoint(&pki, pki.alice(), 7),
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+    );
+    let mut c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    for (i, profile) in [3u8, 1, 2, 0].into_iter().enumerate() {
+        let p = aura_transport::shape::Profile::from_index(profile).unwrap();
+        client.set_udp_profile(p).await.unwrap();
+        server.set_udp_profile(p).await.unwrap();
+        for j in 0..50u32 {
+            let seq = i as u32 * 100 + j;
+            c.send(packet(0, seq, 200)).await.unwrap();
+            assert_eq!(
+                timeout(T, s.recv()).await.unwrap().unwrap(),
+                packet(0, seq, 200)
+            );
+            s.send(packet(1, seq, 900)).await.unwrap();
+            assert_eq!(
+                timeout(T, c.recv()).await.unwrap().unwrap(),
+                packet(1, seq, 900)
+            );
+        }
+    }
+}
