@@ -17,6 +17,7 @@
 pub mod conn;
 pub mod dial;
 pub mod driver;
+mod limit;
 pub mod link;
 pub mod quic;
 pub mod server;

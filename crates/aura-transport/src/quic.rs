@@ -66,11 +66,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aura_proto::wire::PacketType;
@@ -88,6 +87,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::TransportError;
 use crate::conn::Carrier;
+use crate::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::link::{DatagramLink, LINK_QUEUE};
 use crate::tls::{self, OuterIdentity};
 
@@ -689,109 +689,11 @@ async fn send_datagram(conn: &Connection, packet: Vec<u8>) -> Sent {
     }
 }
 
-/// Counts connections between their first packet and their first stream, per source and
-/// in all.
-struct HandshakeLimiter {
-    per_source_max: usize,
-    total_max: usize,
-    total: AtomicUsize,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// A connection's place in the handshake phase; released on drop.
-struct HandshakeSlot {
-    limiter: Arc<HandshakeLimiter>,
-    source: IpAddr,
-}
-
-impl HandshakeLimiter {
-    fn new(per_source_max: usize, total_max: usize) -> Self {
-        HandshakeLimiter {
-            per_source_max,
-            total_max,
-            total: AtomicUsize::new(0),
-            per_source: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    /// IPv4 (and IPv4-mapped) addresses count alone; IPv6 addresses by /64.
-    fn source_key(ip: IpAddr) -> IpAddr {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        }
-    }
-
-    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
-        let source = Self::source_key(ip);
-        let mut per_source = this
-            .per_source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if this.total.load(Ordering::Relaxed) >= this.total_max {
-            return None;
-        }
-        let n = per_source.entry(source).or_insert(0);
-        if *n >= this.per_source_max {
-            return None;
-        }
-        *n += 1;
-        this.total.fetch_add(1, Ordering::Relaxed);
-        Some(HandshakeSlot {
-            limiter: this.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut per_source = self
-            .limiter
-            .per_source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.limiter.total.fetch_sub(1, Ordering::Relaxed);
-        if let Some(n) = per_source.get_mut(&self.source) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                per_source.remove(&self.source);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[test]
-    fn limiter_counts_and_releases() {
-        let l = Arc::new(HandshakeLimiter::new(2, 3));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let a_mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        let b: IpAddr = "2001:db8::1".parse().unwrap();
-        let b2: IpAddr = "2001:db8::2".parse().unwrap();
-        let a1 = HandshakeLimiter::acquire(&l, a).unwrap();
-        let _a2 = HandshakeLimiter::acquire(&l, a_mapped).unwrap();
-        assert!(HandshakeLimiter::acquire(&l, a).is_none(), "per-source cap");
-        let _b1 = HandshakeLimiter::acquire(&l, b).unwrap();
-        assert_eq!(l.in_flight(), 3);
-        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "global cap");
-        drop(a1);
-        let _b2 = HandshakeLimiter::acquire(&l, b2).unwrap();
-        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "same /64");
-        assert!(HandshakeLimiter::acquire(&l, a).is_none(), "global cap");
-    }
 
     #[test]
     fn transport_limits() {

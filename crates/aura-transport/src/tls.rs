@@ -43,12 +43,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aura_proto::wire::PacketType;
@@ -64,6 +63,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::TransportError;
 use crate::conn::Carrier;
+use crate::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::link::{DatagramLink, LINK_QUEUE};
 
 /// ALPN protocols offered and accepted by default, as a browser and a web server would.
@@ -612,82 +612,6 @@ enum Parsed {
     Need(usize),
 }
 
-/// Counts connections in the handshake phase, per source and in all.
-struct HandshakeLimiter {
-    per_source_max: usize,
-    total_max: usize,
-    state: Mutex<LimiterState>,
-}
-
-#[derive(Default)]
-struct LimiterState {
-    total: usize,
-    per_source: HashMap<IpAddr, usize>,
-}
-
-/// A connection's place in the handshake phase; released on drop.
-struct HandshakeSlot {
-    limiter: Arc<HandshakeLimiter>,
-    source: IpAddr,
-}
-
-impl HandshakeLimiter {
-    fn new(per_source_max: usize, total_max: usize) -> Self {
-        HandshakeLimiter {
-            per_source_max,
-            total_max,
-            state: Mutex::new(LimiterState::default()),
-        }
-    }
-
-    /// IPv4 (and IPv4-mapped) addresses count alone; IPv6 addresses by /64, the unit an
-    /// attacker usually gets.
-    fn source_key(ip: IpAddr) -> IpAddr {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => IpAddr::V4(v4),
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        }
-    }
-
-    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<HandshakeSlot> {
-        let source = Self::source_key(ip);
-        let mut st = this.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if st.total >= this.total_max {
-            return None;
-        }
-        let count = st.per_source.entry(source).or_insert(0);
-        if *count >= this.per_source_max {
-            return None;
-        }
-        *count += 1;
-        st.total += 1;
-        Some(HandshakeSlot {
-            limiter: this.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut st = self
-            .limiter
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        st.total = st.total.saturating_sub(1);
-        if let Some(count) = st.per_source.get_mut(&self.source) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                st.per_source.remove(&self.source);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -745,22 +669,5 @@ mod tests {
         // Truncated: ends without error or frame.
         let (got, end) = frames(&[0, 9, 1, 2]).await;
         assert!(got.is_empty() && end.is_ok());
-    }
-
-    #[test]
-    fn limiter_counts_and_releases() {
-        let l = Arc::new(HandshakeLimiter::new(2, 3));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "2001:db8::1".parse().unwrap();
-        let b2: IpAddr = "2001:db8::2".parse().unwrap();
-        let a1 = HandshakeLimiter::acquire(&l, a).unwrap();
-        let _a2 = HandshakeLimiter::acquire(&l, a).unwrap();
-        assert!(HandshakeLimiter::acquire(&l, a).is_none());
-        let _b1 = HandshakeLimiter::acquire(&l, b).unwrap();
-        assert!(HandshakeLimiter::acquire(&l, b2).is_none(), "global cap");
-        drop(a1);
-        // Same /64 counts together.
-        let _b2 = HandshakeLimiter::acquire(&l, b2).unwrap();
-        assert!(HandshakeLimiter::acquire(&l, a).is_none());
     }
 }
