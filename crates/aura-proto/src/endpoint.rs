@@ -857,27 +857,43 @@ impl Endpoint {
         self.transmits.push_back(Transmit { remote, data: d });
     }
 
-    fn handle_cookie_reply(
-        &mut self,
-        now: Instant,
-        remote: SocketAddr,
+    /// Checks the length and mac1 of a fixed-size server-to-client packet (cookie reply,
+    /// alert) and finds the connection named by the receiver index at `index_at`.
+    fn fixed_size_packet(
+        &self,
         buf: &[u8],
-    ) -> Result<(), DropReason> {
-        if buf.len() != COOKIE_REPLY_LEN {
+        len: usize,
+        index_at: usize,
+        what: &'static str,
+    ) -> Result<(ConnectionHandle, u32), DropReason> {
+        if buf.len() != len {
             return Err(DropReason::Malformed(WireError::Truncated {
-                what: "cookie reply",
-                needed: COOKIE_REPLY_LEN,
+                what,
+                needed: len,
                 have: buf.len(),
             }));
         }
         if !self.check_mac1(buf, MAC_LEN) {
             return Err(DropReason::BadMac1);
         }
-        let receiver = u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]);
+        let mut index = [0u8; 4];
+        index.copy_from_slice(&buf[index_at..index_at + 4]);
+        let receiver = u32::from_be_bytes(index);
         let handle = *self
             .by_index
             .get(&receiver)
             .ok_or(DropReason::UnknownIndex)?;
+        Ok((handle, receiver))
+    }
+
+    fn handle_cookie_reply(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        buf: &[u8],
+    ) -> Result<(), DropReason> {
+        let (handle, receiver) =
+            self.fixed_size_packet(buf, COOKIE_REPLY_LEN, 2, "cookie reply")?;
         let conn = self.conns.get(&handle).ok_or(DropReason::UnknownIndex)?;
         let Some(hs) = conn
             .handshake
@@ -1208,21 +1224,7 @@ impl Endpoint {
     }
 
     fn handle_alert(&mut self, _now: Instant, buf: &[u8]) -> Result<(), DropReason> {
-        if buf.len() != ALERT_LEN {
-            return Err(DropReason::Malformed(WireError::Truncated {
-                what: "alert",
-                needed: ALERT_LEN,
-                have: buf.len(),
-            }));
-        }
-        if !self.check_mac1(buf, MAC_LEN) {
-            return Err(DropReason::BadMac1);
-        }
-        let receiver = u32::from_be_bytes([buf[6], buf[7], buf[8], buf[9]]);
-        let handle = *self
-            .by_index
-            .get(&receiver)
-            .ok_or(DropReason::UnknownIndex)?;
+        let (handle, _) = self.fixed_size_packet(buf, ALERT_LEN, 6, "alert")?;
         let conn = self.conns.get(&handle).ok_or(DropReason::UnknownIndex)?;
         let Some(ClientHandshake {
             phase: ClientPhase::AwaitConfirm { server_hs, th4, .. },
