@@ -97,6 +97,8 @@ pub struct EndpointConfig {
     pub max_pending_handshakes: usize,
     /// Handshakes in progress above which a server demands cookies.
     pub cookie_threshold: usize,
+    /// Upper bound on handshakes in progress from one source IP address (server).
+    pub max_pending_per_source: usize,
 }
 
 impl EndpointConfig {
@@ -112,6 +114,7 @@ impl EndpointConfig {
             timers: Timers::default(),
             max_pending_handshakes: 4096,
             cookie_threshold: 256,
+            max_pending_per_source: 16,
         }
     }
 }
@@ -763,10 +766,24 @@ impl Endpoint {
             self.send_cookie_reply(remote, frag);
             return Err(DropReason::CookieRequired);
         }
-        if !self.init_buffers.contains_key(&key)
-            && self.init_buffers.len() + self.pending.len() >= self.config.max_pending_handshakes
-        {
-            return Err(DropReason::Overloaded);
+        if !self.init_buffers.contains_key(&key) {
+            if self.init_buffers.len() + self.pending.len() >= self.config.max_pending_handshakes {
+                return Err(DropReason::Overloaded);
+            }
+            let ip = remote.ip();
+            let from_source = self
+                .init_buffers
+                .keys()
+                .filter(|(a, _)| a.ip() == ip)
+                .count()
+                + self
+                    .pending
+                    .values()
+                    .filter(|p| p.remote.ip() == ip)
+                    .count();
+            if from_source >= self.config.max_pending_per_source {
+                return Err(DropReason::Overloaded);
+            }
         }
         let entry = self.init_buffers.entry(key).or_insert_with(|| InitBuffer {
             reassembly: Reassembly::new(frag.msg_len),

@@ -519,3 +519,40 @@ fn dead_peer_is_detected_and_keepalives_flow_when_idle() {
         }
     )));
 }
+
+#[test]
+fn one_source_cannot_fill_the_handshake_table() {
+    let p = pki();
+    let mut w = World::new(Setup::new(&p), 70);
+    assert!(w.run_until(Duration::from_secs(2), |w| w.server_conn().is_some()));
+    // 40 genuine clients behind one address each start a handshake and stop after the
+    // first Init fragment, leaving it half-open on the server.
+    let mut extra = Vec::new();
+    for i in 0..40u16 {
+        let setup = Setup::new(&p);
+        let cc = aura_proto::EndpointConfig::new(
+            setup.client_ca.clone(),
+            common::identity(&setup.client_id),
+            setup.client_verifier,
+            false,
+        );
+        let mut c =
+            aura_proto::Endpoint::new(cc, [i as u8; 32], w.clock.now(), w.clock.wall()).unwrap();
+        c.connect(w.clock.now(), addr(common::SERVER), "server.test")
+            .unwrap();
+        extra.push((std::net::SocketAddr::from(([192, 0, 2, 99], 2000 + i)), c));
+    }
+    let now = w.clock.now();
+    for (from, c) in &mut extra {
+        // Only the first Init fragment: the handshake stays half-open on the server.
+        if let Some(t) = c.poll_transmit() {
+            let mut buf = t.data.clone();
+            let _ = w.server.ep.handle_datagram(now, *from, &mut buf);
+        }
+    }
+    // 16 half-open handshakes from 192.0.2.99 at most; the established client is unharmed.
+    assert_eq!(w.server.ep.pending_handshakes(), 16);
+    assert!(w.send(true, &payload(0, 1)));
+    w.run_for(Duration::from_millis(50));
+    assert_eq!(w.server.received.len(), 1);
+}
