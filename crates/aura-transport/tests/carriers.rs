@@ -320,3 +320,50 @@ async fn garbage_flood_does_not_disturb_established_clients() {
     }
     assert!(flood.await.unwrap() > 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
+    let pki = pki();
+    let first = server(&pki, LOCALHOST, None).await;
+    for (carrier, taken) in [
+        ("udp", first.udp_addr.unwrap()),
+        ("quic", first.quic_addr.unwrap()),
+        ("tls", first.tls_addr.unwrap()),
+    ] {
+        let endpoint = EndpointConfig::new(
+            pki.ca_der().to_vec(),
+            identity(pki.server()),
+            pki.verifier().unwrap(),
+            true,
+        );
+        let free = SocketAddr::new(LOCALHOST, 0);
+        let pick = |c: &str| {
+            if c == carrier {
+                Some(taken)
+            } else {
+                Some(free)
+            }
+        };
+        let err = Server::bind(ServerConfig {
+            endpoint,
+            seed: [8; 32],
+            udp: pick("udp"),
+            quic: pick("quic"),
+            tls: pick("tls"),
+            outer: Some(Arc::new(OuterIdentity {
+                cert_chain: vec![pki.server().cert()],
+                key: pki.server().key(),
+            })),
+            tls_options: TlsOptions::default(),
+            quic_options: QuicOptions::default(),
+            wall_clock: common::wall,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(carrier) && err.contains(&taken.to_string()),
+            "{err}"
+        );
+    }
+}
