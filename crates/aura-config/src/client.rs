@@ -1,0 +1,224 @@
+//! `client.toml`: `[client]`, `[client.circuit]`, `[transport]`, `[tunnel]`, `[pki]`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+use crate::common::{
+    Resolver, TransportSection, TunnelSection, check_dns_name, check_file, check_host,
+    check_socket_path, check_user,
+};
+use crate::error::Problems;
+
+/// Default admin socket of the client daemon.
+pub const DEFAULT_CLIENT_ADMIN_SOCKET: &str = "/run/aura/client.sock";
+/// Default and largest number of hops of a circuit.
+pub const MAX_HOPS: u8 = 2;
+
+/// A whole client configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `[client]` (required: it names the server).
+    pub client: ClientSection,
+    /// `[transport]`.
+    #[serde(default)]
+    pub transport: TransportSection,
+    /// `[tunnel]`.
+    #[serde(default)]
+    pub tunnel: TunnelSection,
+    /// `[pki]` (required).
+    pub pki: ClientPki,
+}
+
+fn default_client_admin_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CLIENT_ADMIN_SOCKET)
+}
+
+/// `[client]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// The server: a DNS name or an IP address, without port. Required.
+    pub server: String,
+    /// The name the server's certificate must carry. Default: `server`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Other addresses of the same server, tried (in random order) after `server`.
+    /// Default: none.
+    #[serde(default)]
+    pub bridges: Vec<String>,
+    /// Admin socket path. Default [`DEFAULT_CLIENT_ADMIN_SOCKET`].
+    #[serde(default = "default_client_admin_socket")]
+    pub admin_socket: PathBuf,
+    /// Redact identities and addresses from logs. Default `false`.
+    #[serde(default)]
+    pub no_logs: bool,
+    /// User to switch to once the TUN is open. Default: stay as started.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// `[client.circuit]`.
+    #[serde(default)]
+    pub circuit: CircuitSection,
+}
+
+impl ClientSection {
+    /// The name the server's certificate must carry: `server_name`, else `server`.
+    pub fn server_name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or(&self.server)
+    }
+}
+
+fn default_hops() -> u8 {
+    MAX_HOPS
+}
+
+/// `[client.circuit]`: reach `server` (the exit) through a relay (the entry).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitSection {
+    /// Use a circuit. Default `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Servers on the path, exit included: 1 (direct) or 2 (entry relay, then exit).
+    /// Default 2.
+    #[serde(default = "default_hops")]
+    pub hops: u8,
+    /// The entry relay (DNS name or IP address); required when `enabled` and `hops` = 2.
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// The name the entry relay's certificate must carry. Default: `entry`.
+    #[serde(default)]
+    pub entry_name: Option<String>,
+}
+
+impl Default for CircuitSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            hops: MAX_HOPS,
+            entry: None,
+            entry_name: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[pki]` of a client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPki {
+    /// CA certificate (PEM). Required.
+    pub ca_cert: PathBuf,
+    /// The client's certificate (PEM). Required.
+    pub cert: PathBuf,
+    /// The client's private key (PEM, mode 0600). Required.
+    pub key: PathBuf,
+    /// The CA's CRL (PEM). Required: the server's certificate is checked against it
+    /// before the server can push a newer one.
+    pub crl: PathBuf,
+    /// Accept a newer CRL pushed by the server (signature checked against the CA) and
+    /// store it at `crl`. Default `true`.
+    #[serde(default = "yes")]
+    pub accept_pushed_crl: bool,
+}
+
+impl ClientConfig {
+    /// The outer SNI to send: `[transport] sni`, else the server name when it is a DNS
+    /// name, else none (an IP address cannot be an SNI).
+    pub fn sni(&self) -> Option<&str> {
+        if let Some(s) = &self.transport.sni {
+            return Some(s);
+        }
+        let name = self.client.server_name();
+        name.parse::<IpAddr>().is_err().then_some(name)
+    }
+
+    pub(crate) fn resolve(&mut self, r: &Resolver<'_>) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        r.resolve(&mut p, "client.admin_socket", &mut self.client.admin_socket);
+        r.resolve(&mut p, "pki.ca_cert", &mut self.pki.ca_cert);
+        r.resolve(&mut p, "pki.cert", &mut self.pki.cert);
+        r.resolve(&mut p, "pki.key", &mut self.pki.key);
+        r.resolve(&mut p, "pki.crl", &mut self.pki.crl);
+        p.finish()
+    }
+
+    /// Checks every value, and that the `[pki]` files exist and are readable; returns
+    /// all problems found at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing each problem with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        let c = &self.client;
+        if let Err(why) = check_host(&c.server) {
+            p.push("client.server", format!("{:?} {why}", c.server));
+        }
+        if let Some(n) = &c.server_name
+            && n.parse::<IpAddr>().is_err()
+            && let Err(why) = check_dns_name(n)
+        {
+            p.push("client.server_name", format!("{n:?} {why}"));
+        }
+        for (i, b) in c.bridges.iter().enumerate() {
+            if let Err(why) = check_host(b) {
+                p.push("client.bridges", format!("{b:?} {why}"));
+            } else if b.eq_ignore_ascii_case(&c.server) {
+                p.push(
+                    "client.bridges",
+                    format!("{b:?} is the server itself; list other addresses"),
+                );
+            } else if c.bridges.get(..i).is_some_and(|s| s.contains(b)) {
+                p.push("client.bridges", format!("{b:?} is listed more than once"));
+            }
+        }
+        check_socket_path(&mut p, "client.admin_socket", &c.admin_socket);
+        if let Some(u) = &c.run_as
+            && let Err(why) = check_user(u)
+        {
+            p.push("client.run_as", format!("{u:?} {why}"));
+        }
+        let k = &c.circuit;
+        if !(1..=MAX_HOPS).contains(&k.hops) {
+            p.push(
+                "client.circuit.hops",
+                format!("{} is out of range 1..={MAX_HOPS}", k.hops),
+            );
+        }
+        if let Some(e) = &k.entry {
+            if let Err(why) = check_host(e) {
+                p.push("client.circuit.entry", format!("{e:?} {why}"));
+            } else if e.eq_ignore_ascii_case(&c.server) {
+                p.push(
+                    "client.circuit.entry",
+                    format!("{e:?} is the exit (client.server); the entry must be another server"),
+                );
+            }
+        } else if k.enabled && k.hops == 2 {
+            p.push(
+                "client.circuit.entry",
+                "a two-hop circuit needs the entry relay's address",
+            );
+        }
+        if let Some(n) = &k.entry_name
+            && n.parse::<IpAddr>().is_err()
+            && let Err(why) = check_dns_name(n)
+        {
+            p.push("client.circuit.entry_name", format!("{n:?} {why}"));
+        }
+        self.transport.check(&mut p);
+        self.tunnel.check(&mut p);
+        let k = &self.pki;
+        check_file(&mut p, "pki.ca_cert", &k.ca_cert, false);
+        check_file(&mut p, "pki.cert", &k.cert, false);
+        check_file(&mut p, "pki.key", &k.key, true);
+        check_file(&mut p, "pki.crl", &k.crl, false);
+        p.finish()
+    }
+}

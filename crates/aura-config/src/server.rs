@@ -1,0 +1,366 @@
+//! `server.toml`: `[server]`, `[server.pool]`, `[server.nat]`, `[server.relay]`,
+//! `[transport]`, `[tunnel]`, `[pki]`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+use crate::cidr::Ipv4Cidr;
+use crate::common::{
+    Resolver, TransportSection, TunnelSection, check_client_id, check_dns_name, check_file,
+    check_iface_name, check_socket_path, check_user,
+};
+use crate::error::Problems;
+
+/// Default admin socket of the server daemon (distinct from the client's, so both can run
+/// on one host).
+pub const DEFAULT_SERVER_ADMIN_SOCKET: &str = "/run/aura/server.sock";
+/// Default client address pool. A /24 in 10/8 that home routers, Docker (172.17/16) and
+/// Podman (10.88/16) do not use by default.
+pub const DEFAULT_POOL_CIDR: &str = "10.77.0.0/24";
+
+/// A whole server configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[server]` (required: it holds the server's name).
+    pub server: ServerSection,
+    /// `[transport]`.
+    #[serde(default)]
+    pub transport: TransportSection,
+    /// `[tunnel]`.
+    #[serde(default)]
+    pub tunnel: TunnelSection,
+    /// `[pki]` (required).
+    pub pki: ServerPki,
+}
+
+fn default_listen() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+fn default_server_admin_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SERVER_ADMIN_SOCKET)
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The server's DNS name; its certificate must carry it, clients check it. Required.
+    pub name: String,
+    /// Address every carrier binds to. Default `0.0.0.0`.
+    #[serde(default = "default_listen")]
+    pub listen: IpAddr,
+    /// Admin socket path. Default [`DEFAULT_SERVER_ADMIN_SOCKET`].
+    #[serde(default = "default_server_admin_socket")]
+    pub admin_socket: PathBuf,
+    /// Redact client identities and addresses from logs. Default `false`.
+    #[serde(default)]
+    pub no_logs: bool,
+    /// User to switch to once the TUN and sockets are open. Default: stay as started.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// `[server.pool]`.
+    #[serde(default)]
+    pub pool: PoolSection,
+    /// `[server.nat]`.
+    #[serde(default)]
+    pub nat: NatSection,
+    /// `[server.relay]`.
+    #[serde(default)]
+    pub relay: RelaySection,
+}
+
+/// How addresses are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolStrategy {
+    /// Only clients listed in `static` are admitted, each at its address.
+    StaticOnly,
+    /// Every client gets a free address; `static` must be empty.
+    DynamicOnly,
+    /// Listed clients get their address, others a free one. The default.
+    #[default]
+    StaticOrDynamic,
+}
+
+impl PoolStrategy {
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolStrategy::StaticOnly => "static_only",
+            PoolStrategy::DynamicOnly => "dynamic_only",
+            PoolStrategy::StaticOrDynamic => "static_or_dynamic",
+        }
+    }
+}
+
+fn default_pool_cidr() -> Ipv4Cidr {
+    Ipv4Cidr::clamped(Ipv4Addr::new(10, 77, 0, 0), 24)
+}
+
+/// `[server.pool]`: tunnel addresses for clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    /// The network. Its network and broadcast addresses and the server's own address are
+    /// never handed out. Default [`DEFAULT_POOL_CIDR`].
+    #[serde(default = "default_pool_cidr")]
+    pub cidr: Ipv4Cidr,
+    /// Default [`PoolStrategy::StaticOrDynamic`].
+    #[serde(default)]
+    pub strategy: PoolStrategy,
+    /// The server's own tunnel address. Default: the first address of `cidr`.
+    #[serde(default)]
+    pub server_address: Option<Ipv4Addr>,
+    /// Fixed addresses: client id → address.
+    #[serde(default, rename = "static")]
+    pub static_map: BTreeMap<String, Ipv4Addr>,
+}
+
+impl Default for PoolSection {
+    fn default() -> Self {
+        Self {
+            cidr: default_pool_cidr(),
+            strategy: PoolStrategy::default(),
+            server_address: None,
+            static_map: BTreeMap::new(),
+        }
+    }
+}
+
+impl PoolSection {
+    /// The server's own tunnel address: `server_address`, or the first address of `cidr`.
+    pub fn server_address(&self) -> Ipv4Addr {
+        self.server_address.unwrap_or(self.cidr.first_host())
+    }
+
+    /// How many addresses can go to clients: the network minus its network and
+    /// broadcast addresses and the server's own.
+    pub fn client_capacity(&self) -> u64 {
+        self.cidr.size().saturating_sub(3)
+    }
+
+    fn check(&self, p: &mut Problems) {
+        let cidr = self.cidr;
+        let mut usable = true;
+        if cidr.has_host_bits() {
+            p.push(
+                "server.pool.cidr",
+                format!(
+                    "{cidr} has host bits set; write the network address, {}/{}",
+                    cidr.network(),
+                    cidr.prefix_len()
+                ),
+            );
+            usable = false;
+        }
+        if cidr.prefix_len() > 30 {
+            p.push(
+                "server.pool.cidr",
+                format!(
+                    "{cidr} is too small: a pool needs at least a /30 (network, server, one \
+                     client, broadcast)"
+                ),
+            );
+            usable = false;
+        }
+        if !usable {
+            return;
+        }
+        let server = self.server_address();
+        let reserved = |ip: Ipv4Addr| -> Option<&'static str> {
+            if ip == cidr.network() {
+                Some("the pool's network address")
+            } else if ip == cidr.broadcast() {
+                Some("the pool's broadcast address")
+            } else {
+                None
+            }
+        };
+        if let Some(a) = self.server_address {
+            if !cidr.contains(a) {
+                p.push(
+                    "server.pool.server_address",
+                    format!("{a} is outside the pool {cidr}"),
+                );
+            } else if let Some(what) = reserved(a) {
+                p.push("server.pool.server_address", format!("{a} is {what}"));
+            }
+        }
+        let n = self.static_map.len() as u64;
+        if n > self.client_capacity() {
+            p.push(
+                "server.pool.static",
+                format!(
+                    "{n} static addresses do not fit in {cidr}, which has room for {} \
+                     (network, broadcast and server addresses are reserved)",
+                    self.client_capacity()
+                ),
+            );
+        }
+        match self.strategy {
+            PoolStrategy::StaticOnly if self.static_map.is_empty() => p.push(
+                "server.pool.static",
+                "strategy is static_only but no client is listed, so no client could connect",
+            ),
+            PoolStrategy::DynamicOnly if !self.static_map.is_empty() => p.push(
+                "server.pool.strategy",
+                "dynamic_only ignores the static map; use static_or_dynamic or remove \
+                 [server.pool.static]",
+            ),
+            _ => {}
+        }
+        let mut seen: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+        for (id, &addr) in &self.static_map {
+            let key = format!("server.pool.static.{id}");
+            if let Err(why) = check_client_id(id) {
+                p.push(&key, format!("the client id {id:?} {why}"));
+            }
+            if !cidr.contains(addr) {
+                p.push(&key, format!("{addr} is outside the pool {cidr}"));
+            } else if let Some(what) = reserved(addr) {
+                p.push(&key, format!("{addr} is {what}, which is reserved"));
+            } else if addr == server {
+                p.push(
+                    &key,
+                    format!("{addr} is the server's own address, which is reserved"),
+                );
+            } else if let Some(other) = seen.insert(addr, id) {
+                p.push(&key, format!("{addr} is already assigned to {other}"));
+            }
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[server.nat]`: IPv4 forwarding and masquerading of client traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSection {
+    /// Enable IPv4 forwarding and MASQUERADE toward the egress interface at start, undo
+    /// at exit. Default `true`: without it clients reach nothing beyond the server.
+    #[serde(default = "yes")]
+    pub auto: bool,
+    /// Egress interface. Default: the interface of the default route, found at start.
+    #[serde(default)]
+    pub egress_iface: Option<String>,
+    /// Log the changes instead of making them. Default `false`.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Default for NatSection {
+    fn default() -> Self {
+        Self {
+            auto: true,
+            egress_iface: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// `[server.relay]`: act as the entry hop of clients' two-hop circuits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// Accept circuit extension requests. Default `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Exits (`IP:port`) circuits may be extended to. Required non-empty when enabled:
+    /// an open relay would forward to anyone.
+    #[serde(default)]
+    pub allow_extend_to: Vec<SocketAddr>,
+}
+
+/// `[pki]` of a server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPki {
+    /// CA certificate (PEM). Required.
+    pub ca_cert: PathBuf,
+    /// The server's certificate (PEM). Required.
+    pub cert: PathBuf,
+    /// The server's private key (PEM, mode 0600). Required.
+    pub key: PathBuf,
+    /// The CA's CRL (PEM). Required: the verifier is strict and denies without one.
+    pub crl: PathBuf,
+    /// CA private key, only needed to re-sign the CRL before it expires. Default: none.
+    #[serde(default)]
+    pub ca_key: Option<PathBuf>,
+    /// Send the CRL to each client right after its handshake. Default `true`.
+    #[serde(default = "yes")]
+    pub crl_push: bool,
+}
+
+impl ServerConfig {
+    pub(crate) fn resolve(&mut self, r: &Resolver<'_>) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        r.resolve(&mut p, "server.admin_socket", &mut self.server.admin_socket);
+        r.resolve(&mut p, "pki.ca_cert", &mut self.pki.ca_cert);
+        r.resolve(&mut p, "pki.cert", &mut self.pki.cert);
+        r.resolve(&mut p, "pki.key", &mut self.pki.key);
+        r.resolve(&mut p, "pki.crl", &mut self.pki.crl);
+        if let Some(k) = &mut self.pki.ca_key {
+            r.resolve(&mut p, "pki.ca_key", k);
+        }
+        p.finish()
+    }
+
+    /// Checks every value, and that the `[pki]` files exist and are readable; returns
+    /// all problems found at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing each problem with its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        let s = &self.server;
+        if let Err(why) = check_dns_name(&s.name) {
+            p.push("server.name", format!("{:?} {why}", s.name));
+        }
+        check_socket_path(&mut p, "server.admin_socket", &s.admin_socket);
+        if let Some(u) = &s.run_as
+            && let Err(why) = check_user(u)
+        {
+            p.push("server.run_as", format!("{u:?} {why}"));
+        }
+        s.pool.check(&mut p);
+        if let Some(i) = &s.nat.egress_iface
+            && let Err(why) = check_iface_name(i)
+        {
+            p.push("server.nat.egress_iface", format!("{i:?} {why}"));
+        }
+        if s.relay.enabled && s.relay.allow_extend_to.is_empty() {
+            p.push(
+                "server.relay.allow_extend_to",
+                "the relay is enabled but no exit is allowed; list the exits (\"IP:port\") \
+                 circuits may be extended to",
+            );
+        }
+        for a in &s.relay.allow_extend_to {
+            if a.port() == 0 {
+                p.push(
+                    "server.relay.allow_extend_to",
+                    format!("{a}: port 0 is not a valid port"),
+                );
+            }
+        }
+        self.transport.check(&mut p);
+        self.tunnel.check(&mut p);
+        let k = &self.pki;
+        check_file(&mut p, "pki.ca_cert", &k.ca_cert, false);
+        check_file(&mut p, "pki.cert", &k.cert, false);
+        check_file(&mut p, "pki.key", &k.key, true);
+        check_file(&mut p, "pki.crl", &k.crl, false);
+        if let Some(ca_key) = &k.ca_key {
+            check_file(&mut p, "pki.ca_key", ca_key, true);
+        }
+        p.finish()
+    }
+}

@@ -1,0 +1,621 @@
+//! One test per bad configuration, each checking the message an operator would read.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use aura_config::{ClientConfig, ConfigError, ServerConfig};
+use tempfile::TempDir;
+
+const SERVER: &str = r#"[server]
+name = "vpn.example.com"
+
+[server.pool]
+cidr = "10.77.0.0/24"
+
+[pki]
+ca_cert = "ca.crt"
+cert = "server.crt"
+key = "server.key"
+crl = "crl.pem"
+"#;
+
+const CLIENT: &str = r#"[client]
+server = "vpn.example.com"
+
+[pki]
+ca_cert = "ca.crt"
+cert = "client.crt"
+key = "client.key"
+crl = "crl.pem"
+"#;
+
+/// A directory holding every PKI file the two base configurations name.
+struct Fixture(TempDir);
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "ca.crt",
+            "crl.pem",
+            "server.crt",
+            "server.key",
+            "client.crt",
+            "client.key",
+        ] {
+            let p = dir.path().join(f);
+            fs::write(&p, "x").unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        Fixture(dir)
+    }
+
+    fn dir(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn server(&self, text: &str) -> Result<ServerConfig, ConfigError> {
+        let cfg = aura_config::parse_server(text, self.dir())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn client(&self, text: &str) -> Result<ClientConfig, ConfigError> {
+        let cfg = aura_config::parse_client(text, self.dir())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `SERVER` with `from` replaced by `to` (which must occur).
+fn server_with(from: &str, to: &str) -> String {
+    assert!(SERVER.contains(from), "{from}");
+    SERVER.replacen(from, to, 1)
+}
+
+fn pool(extra: &str) -> String {
+    server_with("cidr = \"10.77.0.0/24\"\n", extra)
+}
+
+/// The error's text, asserting it is an `Invalid` listing exactly `expected` (in order).
+fn problems(err: ConfigError, expected: &[&str]) {
+    assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+    assert_eq!(err.to_string(), expected.join("\n"));
+}
+
+/// Asserts a parse error at `line`:`column` about `key` with a message containing `msg`.
+fn parse_error(err: ConfigError, line: usize, column: usize, key: &str, msg: &str) {
+    let text = err.to_string();
+    let ConfigError::Parse {
+        line: l,
+        column: c,
+        key: k,
+        message,
+        ..
+    } = err
+    else {
+        panic!("not a parse error: {err:?}");
+    };
+    assert_eq!((l, c, k.as_deref()), (line, column, Some(key)), "{text}");
+    assert!(message.contains(msg), "{message}");
+    assert_eq!(
+        text,
+        format!("line {line}, column {column}: {key}: {message}")
+    );
+}
+
+#[test]
+fn base_configurations_are_valid() {
+    let f = Fixture::new();
+    f.server(SERVER).unwrap();
+    f.client(CLIENT).unwrap();
+}
+
+#[test]
+fn unknown_key_names_key_line_and_column() {
+    let f = Fixture::new();
+    let err = f
+        .server(&pool(
+            "cidr = \"10.77.0.0/24\"\n  cdir = \"10.77.0.0/24\"\n",
+        ))
+        .unwrap_err();
+    parse_error(
+        err,
+        6,
+        3,
+        "server.pool.cdir",
+        "unknown field `cdir`, expected one of `cidr`, `strategy`, `server_address`, `static`",
+    );
+}
+
+#[test]
+fn unknown_section_is_rejected() {
+    let f = Fixture::new();
+    let err = f
+        .server(&format!(
+            "{SERVER}\n[server.poool]\ncidr = \"10.0.0.0/24\"\n"
+        ))
+        .unwrap_err();
+    parse_error(err, 13, 9, "server.poool", "unknown field `poool`");
+    let err = f
+        .server(&format!("{SERVER}\n[tunel]\nmtu = 1280\n"))
+        .unwrap_err();
+    parse_error(err, 13, 2, "tunel", "unknown field `tunel`");
+}
+
+#[test]
+fn unknown_key_in_client_and_inline_table() {
+    let f = Fixture::new();
+    let err = f
+        .client(&CLIENT.replace(
+            "server = \"vpn.example.com\"",
+            "server = \"vpn.example.com\"\ncircuit = { enabled = true, hop = 2 }",
+        ))
+        .unwrap_err();
+    parse_error(err, 3, 29, "client.circuit.hop", "unknown field `hop`");
+}
+
+#[test]
+fn missing_required_key() {
+    let f = Fixture::new();
+    let err = f
+        .server(&server_with("name = \"vpn.example.com\"\n", ""))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ConfigError::Parse { .. }) && text.contains("missing field `name`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_cidr() {
+    let f = Fixture::new();
+    let err = f.server(&pool("cidr = \"10.8.0.0/33\"\n")).unwrap_err();
+    parse_error(
+        err,
+        5,
+        8,
+        "server.pool.cidr",
+        "10.8.0.0/33 is not a valid CIDR: the prefix length must be in 0..=32",
+    );
+    let err = f.server(&pool("cidr = \"10.8.0.0\"\n")).unwrap_err();
+    parse_error(
+        err,
+        5,
+        8,
+        "server.pool.cidr",
+        "10.8.0.0 is not a valid CIDR: expected ADDRESS/PREFIX",
+    );
+}
+
+#[test]
+fn cidr_with_host_bits_or_too_small() {
+    let f = Fixture::new();
+    problems(
+        f.server(&pool("cidr = \"10.77.0.1/24\"\n")).unwrap_err(),
+        &[
+            "server.pool.cidr: 10.77.0.1/24 has host bits set; write the network address, 10.77.0.0/24",
+        ],
+    );
+    problems(
+        f.server(&pool("cidr = \"10.77.0.0/31\"\n")).unwrap_err(),
+        &[
+            "server.pool.cidr: 10.77.0.0/31 is too small: a pool needs at least a /30 \
+           (network, server, one client, broadcast)",
+        ],
+    );
+}
+
+#[test]
+fn pool_too_small_for_static_map() {
+    let f = Fixture::new();
+    let text = pool(
+        "cidr = \"10.77.0.0/30\"\nstrategy = \"static_only\"\n\
+         static = { alice = \"10.77.0.2\", bob = \"10.77.0.3\" }\n",
+    );
+    problems(
+        f.server(&text).unwrap_err(),
+        &[
+            "server.pool.static: 2 static addresses do not fit in 10.77.0.0/30, which has room \
+             for 1 (network, broadcast and server addresses are reserved)",
+            "server.pool.static.bob: 10.77.0.3 is the pool's broadcast address, which is reserved",
+        ],
+    );
+}
+
+#[test]
+fn static_address_outside_pool_or_reserved() {
+    let f = Fixture::new();
+    let text = pool(
+        "cidr = \"10.77.0.0/24\"\nserver_address = \"10.77.0.254\"\n\n\
+         [server.pool.static]\n\
+         alice = \"10.8.0.5\"\n\
+         bob = \"10.77.0.0\"\n\
+         carol = \"10.77.0.255\"\n\
+         dave = \"10.77.0.254\"\n\
+         erin = \"10.77.0.1\"\n",
+    );
+    problems(
+        f.server(&text).unwrap_err(),
+        &[
+            "server.pool.static.alice: 10.8.0.5 is outside the pool 10.77.0.0/24",
+            "server.pool.static.bob: 10.77.0.0 is the pool's network address, which is reserved",
+            "server.pool.static.carol: 10.77.0.255 is the pool's broadcast address, which is reserved",
+            "server.pool.static.dave: 10.77.0.254 is the server's own address, which is reserved",
+        ],
+    );
+    problems(
+        f.server(&pool(
+            "cidr = \"10.77.0.0/24\"\nserver_address = \"10.78.0.1\"\n",
+        ))
+        .unwrap_err(),
+        &["server.pool.server_address: 10.78.0.1 is outside the pool 10.77.0.0/24"],
+    );
+}
+
+#[test]
+fn static_address_that_is_not_an_address() {
+    let f = Fixture::new();
+    let text = pool("cidr = \"10.77.0.0/24\"\n\n[server.pool.static]\nalice = \"10.77.0.300\"\n");
+    let err = f.server(&text).unwrap_err();
+    parse_error(
+        err,
+        8,
+        9,
+        "server.pool.static.alice",
+        "invalid IPv4 address syntax",
+    );
+}
+
+#[test]
+fn duplicate_static_address() {
+    let f = Fixture::new();
+    let text =
+        pool("cidr = \"10.77.0.0/24\"\nstatic = { alice = \"10.77.0.9\", bob = \"10.77.0.9\" }\n");
+    problems(
+        f.server(&text).unwrap_err(),
+        &["server.pool.static.bob: 10.77.0.9 is already assigned to alice"],
+    );
+}
+
+#[test]
+fn bad_client_id_and_strategy_mismatch() {
+    let f = Fixture::new();
+    let text = pool(
+        "cidr = \"10.77.0.0/24\"\nstrategy = \"dynamic_only\"\n\
+         static = { \"-bad id\" = \"10.77.0.9\" }\n",
+    );
+    problems(
+        f.server(&text).unwrap_err(),
+        &[
+            "server.pool.strategy: dynamic_only ignores the static map; use static_or_dynamic \
+             or remove [server.pool.static]",
+            "server.pool.static.-bad id: the client id \"-bad id\" must not start with '.' or '-'",
+        ],
+    );
+    problems(
+        f.server(&pool("strategy = \"static_only\"\n")).unwrap_err(),
+        &[
+            "server.pool.static: strategy is static_only but no client is listed, so no client \
+           could connect",
+        ],
+    );
+}
+
+#[test]
+fn bad_strategy_value() {
+    let f = Fixture::new();
+    let err = f.server(&pool("strategy = \"round_robin\"\n")).unwrap_err();
+    parse_error(
+        err,
+        5,
+        12,
+        "server.pool.strategy",
+        "unknown variant `round_robin`, expected one of `static_only`, `dynamic_only`, \
+         `static_or_dynamic`",
+    );
+}
+
+#[test]
+fn missing_and_unsafe_pki_files() {
+    let f = Fixture::new();
+    fs::remove_file(f.dir().join("server.crt")).unwrap();
+    let crl = f.dir().join("crl.pem");
+    fs::remove_file(&crl).unwrap();
+    fs::create_dir(&crl).unwrap();
+    let mut expected = vec![
+        format!(
+            "pki.cert: {} does not exist",
+            f.dir().join("server.crt").display()
+        ),
+        format!("pki.crl: {} is not a regular file", crl.display()),
+        format!(
+            "pki.ca_key: {} does not exist",
+            f.dir().join("nope/ca.key").display()
+        ),
+    ];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = f.dir().join("server.key");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        expected.insert(
+            1,
+            format!(
+                "pki.key: {} is a private key accessible by group or others (mode 0644); run \
+                 `chmod 600 {}`",
+                key.display(),
+                key.display()
+            ),
+        );
+    }
+    let text = format!("{SERVER}ca_key = \"nope/ca.key\"\n");
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    problems(f.server(&text).unwrap_err(), &expected);
+}
+
+#[test]
+fn unknown_carrier() {
+    let f = Fixture::new();
+    let err = f
+        .server(&format!(
+            "{SERVER}\n[transport]\ncarriers = [\n  \"udp\",\n  \"wireguard\",\n]\n"
+        ))
+        .unwrap_err();
+    parse_error(
+        err,
+        16,
+        3,
+        "transport.carriers",
+        "unknown variant `wireguard`, expected one of `udp`, `quic`, `tls`",
+    );
+}
+
+#[test]
+fn duplicate_or_no_carrier() {
+    let f = Fixture::new();
+    problems(
+        f.client(&format!(
+            "{CLIENT}\n[transport]\ncarriers = [\"tls\", \"udp\", \"tls\"]\n"
+        ))
+        .unwrap_err(),
+        &["transport.carriers: \"tls\" is listed more than once"],
+    );
+    problems(
+        f.client(&format!("{CLIENT}\n[transport]\ncarriers = []\n"))
+            .unwrap_err(),
+        &["transport.carriers: the list is empty; name at least one of \"udp\", \"quic\", \"tls\""],
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    let f = Fixture::new();
+    let err = f
+        .server(&format!("{SERVER}\n[transport]\nudp_port = 0\n"))
+        .unwrap_err();
+    parse_error(
+        err,
+        14,
+        12,
+        "transport.udp_port",
+        "port 0 is out of range 1..=65535",
+    );
+    let err = f
+        .client(&format!("{CLIENT}\n[transport]\ntls_port = 70000\n"))
+        .unwrap_err();
+    parse_error(
+        err,
+        11,
+        12,
+        "transport.tls_port",
+        "port 70000 is out of range 1..=65535",
+    );
+}
+
+#[test]
+fn udp_and_quic_on_the_same_port() {
+    let f = Fixture::new();
+    problems(
+        f.server(&format!("{SERVER}\n[transport]\nudp_port = 443\n"))
+            .unwrap_err(),
+        &[
+            "transport.udp_port: 443 is also transport.quic_port; the udp and quic carriers \
+           both use UDP and cannot share a port",
+        ],
+    );
+    // Without the quic carrier, UDP/443 is free for the udp carrier.
+    f.server(&format!(
+        "{SERVER}\n[transport]\ncarriers = [\"udp\", \"tls\"]\nudp_port = 443\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn mtu_out_of_range() {
+    let f = Fixture::new();
+    for mtu in [575, 1438, 9000] {
+        problems(
+            f.server(&format!("{SERVER}\n[tunnel]\nmtu = {mtu}\n"))
+                .unwrap_err(),
+            &[&format!(
+                "tunnel.mtu: {mtu} is out of range 576..=1437 (larger inner packets cannot \
+                 cross a 1500-byte path on any carrier without fragmentation)"
+            )],
+        );
+    }
+    f.server(&format!("{SERVER}\n[tunnel]\nmtu = 1437\n"))
+        .unwrap();
+}
+
+#[test]
+fn padding_profile_out_of_range() {
+    let f = Fixture::new();
+    problems(
+        f.client(&format!("{CLIENT}\n[transport]\npadding_profile = 7\n"))
+            .unwrap_err(),
+        &[
+            "transport.padding_profile: 7 is not a padding profile; use 0 (HTTPS-like \
+           buckets), 1 (none), 2 (jitter) or 3 (constant)",
+        ],
+    );
+}
+
+#[test]
+fn bad_names() {
+    let f = Fixture::new();
+    let text = server_with(
+        "name = \"vpn.example.com\"",
+        "name = \"vpn example\"\nrun_as = \"-x\"",
+    );
+    let text = format!(
+        "{text}\n[tunnel]\nname = \"a-very-long-interface\"\n[server.nat]\negress_iface = \"eth/0\"\n"
+    );
+    problems(
+        f.server(&text).unwrap_err(),
+        &[
+            "server.name: \"vpn example\" is not a DNS name (only letters, digits, '.', '-' and \
+             '_' are allowed)",
+            "server.run_as: \"-x\" must not start with '-'",
+            "server.nat.egress_iface: \"eth/0\" must be printable ASCII without '/', ':' or spaces",
+            "tunnel.name: \"a-very-long-interface\" must be 1 to 15 characters long",
+        ],
+    );
+}
+
+#[test]
+fn relay_without_whitelist() {
+    let f = Fixture::new();
+    problems(
+        f.server(&format!("{SERVER}\n[server.relay]\nenabled = true\n"))
+            .unwrap_err(),
+        &[
+            "server.relay.allow_extend_to: the relay is enabled but no exit is allowed; list \
+           the exits (\"IP:port\") circuits may be extended to",
+        ],
+    );
+    f.server(&format!(
+        "{SERVER}\n[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.7:8443\"]\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn client_server_bridges_and_circuit() {
+    let f = Fixture::new();
+    let text = CLIENT.replace(
+        "server = \"vpn.example.com\"",
+        "server = \"vpn.example.com:443\"\n\
+         bridges = [\"198.51.100.2\", \"198.51.100.2\", \"bad..name\"]\n\
+         circuit = { enabled = true, hops = 3 }",
+    );
+    problems(
+        f.client(&text).unwrap_err(),
+        &[
+            "client.server: \"vpn.example.com:443\" must be a host name or an IP address \
+             without a port (ports come from [transport])",
+            "client.bridges: \"198.51.100.2\" is listed more than once",
+            "client.bridges: \"bad..name\" is not a DNS name (empty label)",
+            "client.circuit.hops: 3 is out of range 1..=2",
+        ],
+    );
+    let text = format!("{CLIENT}\n[client.circuit]\nenabled = true\n");
+    problems(
+        f.client(&text).unwrap_err(),
+        &["client.circuit.entry: a two-hop circuit needs the entry relay's address"],
+    );
+}
+
+#[test]
+fn client_by_ip_address() {
+    let f = Fixture::new();
+    let cfg = f
+        .client(&CLIENT.replace("\"vpn.example.com\"", "\"203.0.113.9\""))
+        .unwrap();
+    assert_eq!(cfg.client.server_name(), "203.0.113.9");
+    assert_eq!(cfg.sni(), None);
+    let cfg = f
+        .client(&CLIENT.replace(
+            "server = \"vpn.example.com\"",
+            "server = \"2001:db8::9\"\nserver_name = \"vpn.example.com\"",
+        ))
+        .unwrap();
+    assert_eq!(cfg.sni(), Some("vpn.example.com"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let f = Fixture::new();
+    fs::remove_file(f.dir().join("client.key")).unwrap();
+    let text = format!(
+        "{CLIENT}\n[transport]\npadding_profile = 4\ncarriers = [\"quic\", \"quic\"]\n\
+         [tunnel]\nmtu = 100\n"
+    );
+    let err = f.client(&text).unwrap_err();
+    assert_eq!(err.problems().len(), 4);
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "transport.carriers",
+            "transport.padding_profile",
+            "tunnel.mtu",
+            "pki.key"
+        ]
+    );
+    assert_eq!(err.to_string().lines().count(), 4);
+}
+
+#[test]
+fn tilde_and_relative_paths() {
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+    let base = Path::new("/srv/aura");
+    let text = CLIENT
+        .replace("\"ca.crt\"", "\"~/aura/ca.crt\"")
+        .replace("\"client.crt\"", "\"/etc/aura/client.crt\"")
+        .replace("\"crl.pem\"", "\"../shared/crl.pem\"");
+    let cfg = aura_config::parse_client(&text, base).unwrap();
+    assert_eq!(cfg.pki.ca_cert, home.join("aura/ca.crt"));
+    assert_eq!(cfg.pki.cert, Path::new("/etc/aura/client.crt"));
+    assert_eq!(cfg.pki.key, base.join("client.key"));
+    assert_eq!(cfg.pki.crl, base.join("../shared/crl.pem"));
+
+    let err = aura_config::parse_client(&CLIENT.replace("\"ca.crt\"", "\"~root/ca.crt\""), base)
+        .unwrap_err();
+    problems(
+        err,
+        &[
+            "pki.ca_cert: \"~root/ca.crt\": only `~` and `~/...` (the current user's home) are \
+           expanded",
+        ],
+    );
+}
+
+#[test]
+fn load_reports_the_file() {
+    let f = Fixture::new();
+    let missing = f.dir().join("absent.toml");
+    let err = aura_config::load_server(&missing).unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read {}: ", missing.display()))
+    );
+
+    let path = f.dir().join("server.toml");
+    fs::write(&path, format!("{SERVER}\n[tunnel]\nmtu = \"big\"\n")).unwrap();
+    let err = aura_config::load_server(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: line 14, column 7: tunnel.mtu: invalid type: string \"big\", expected u16",
+            path.display()
+        )
+    );
+}
