@@ -4,6 +4,7 @@
 //! whole cause chain, and exit codes: 0 success, 1 runtime error, 2 usage error.
 
 mod bench_crypto;
+mod deploy_cmd;
 mod pki_cmd;
 
 use std::process::ExitCode;
@@ -24,6 +25,11 @@ struct Cli {
 enum Command {
     /// Manage the deployment's certificate authority, certificates and revocation list.
     Pki(pki_cmd::PkiArgs),
+    /// Create a deployment: CA, server certificate and a ready server.toml.
+    ServerInit(deploy_cmd::ServerInitArgs),
+    /// Issue a client certificate and write a bundle (ca.crt, crl.pem, client.crt,
+    /// client.key, client.toml) ready to copy to a device.
+    ProvisionClient(deploy_cmd::ProvisionClientArgs),
     /// Measure the hybrid KEM and the AEAD suites on this machine.
     BenchCrypto {
         /// Seconds to spend on each measurement.
@@ -46,6 +52,8 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pki(args) => pki_cmd::run(args),
+        Command::ServerInit(args) => deploy_cmd::server_init(args),
+        Command::ProvisionClient(args) => deploy_cmd::provision_client(args),
         Command::BenchCrypto { seconds, json } => {
             let figures = bench_crypto::run(Duration::from_secs_f64(seconds))?;
             if json {

@@ -38,6 +38,8 @@ fn help_and_version_on_every_command() {
         &["pki", "list", "--help"],
         &["pki", "crl", "--help"],
         &["bench-crypto", "--help"],
+        &["server-init", "--help"],
+        &["provision-client", "--help"],
     ] {
         let o = aura(cmd, dir.path());
         assert_eq!(o.status.code(), Some(0), "{cmd:?}");
@@ -146,4 +148,79 @@ fn pki_workflow_and_cause_chains() {
     let bad = aura(&["pki", "--dir", "p", "issue-client"], d);
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("ca.crt"), "{}", text(&bad));
+}
+
+#[test]
+fn server_init_and_provision_client_write_valid_deployments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| aura(args, d);
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "dep",
+        "--name",
+        "vpn.example.com",
+        "--listen",
+        "192.0.2.1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The written configuration validates, and names the server's certificate.
+    let server = aura_config::load_server(d.join("dep/server.toml")).unwrap();
+    assert_eq!(server.server.name, "vpn.example.com");
+    assert!(d.join("dep/pki/servers/vpn.example.com.key").exists());
+
+    // Refuses to overwrite without --force, and leaves the deployment as it was.
+    let before = std::fs::read(d.join("dep/pki/ca.crt")).unwrap();
+    let o = run(&["server-init", "--dir", "dep", "--name", "vpn.example.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(std::fs::read(d.join("dep/pki/ca.crt")).unwrap(), before);
+
+    let o = run(&[
+        "provision-client",
+        "--dir",
+        "dep",
+        "--id",
+        "alice",
+        "--server",
+        "192.0.2.1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let bundle = d.join("dep/clients/alice");
+    for f in [
+        "ca.crt",
+        "crl.pem",
+        "client.crt",
+        "client.key",
+        "client.toml",
+    ] {
+        assert!(bundle.join(f).exists(), "{f} missing");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(bundle.join("client.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let client = aura_config::load_client(bundle.join("client.toml")).unwrap();
+    assert_eq!(client.client.server, "192.0.2.1");
+    // The bundle's certificate chains to the deployment's CA and carries the id.
+    let pem = std::fs::read_to_string(bundle.join("client.crt")).unwrap();
+    let der = aura_pki::cert_der_from_pem(&pem).unwrap();
+    let store = aura_pki::PkiStore::new(d.join("dep/pki"));
+    let verifier = store.verifier().unwrap();
+    let now = rustls_pki_types::UnixTime::now();
+    assert_eq!(verifier.verify_client(&der, now).unwrap().id, "alice");
+
+    let o = run(&["provision-client", "--dir", "dep", "--id", "alice"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("already exists"), "{}", text(&o));
+    let o = run(&["provision-client", "--dir", "nowhere"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("server-init"), "{}", text(&o));
+    // Without --id: a UUIDv4 bundle.
+    let o = run(&["provision-client", "--dir", "dep"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(d.join("dep/clients")).unwrap().count(), 2);
 }
