@@ -6,6 +6,7 @@
 mod bench_crypto;
 mod deploy_cmd;
 mod pki_cmd;
+mod status_cmd;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +31,8 @@ enum Command {
     /// Issue a client certificate and write a bundle (ca.crt, crl.pem, client.crt,
     /// client.key, client.toml) ready to copy to a device.
     ProvisionClient(deploy_cmd::ProvisionClientArgs),
+    /// Show a running daemon's state and peers (over its admin socket).
+    Status(status_cmd::StatusArgs),
     /// Measure the hybrid KEM and the AEAD suites on this machine.
     BenchCrypto {
         /// Seconds to spend on each measurement.
@@ -54,6 +57,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pki(args) => pki_cmd::run(args),
         Command::ServerInit(args) => deploy_cmd::server_init(args),
         Command::ProvisionClient(args) => deploy_cmd::provision_client(args),
+        Command::Status(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(status_cmd::run(args)),
         Command::BenchCrypto { seconds, json } => {
             let figures = bench_crypto::run(Duration::from_secs_f64(seconds))?;
             if json {

@@ -224,3 +224,40 @@ fn server_init_and_provision_client_write_valid_deployments() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(std::fs::read_dir(d.join("dep/clients")).unwrap().count(), 2);
 }
+
+#[test]
+fn status_asks_the_admin_socket() {
+    use aura_node::admin::{self, PeerStatus, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let handler: admin::Handler = std::sync::Arc::new(|_| Response::Server {
+        peers: vec![PeerStatus {
+            id: "alice".into(),
+            carrier: "tls".into(),
+            remote: "192.0.2.7:5555".into(),
+            tunnel_address: "10.77.0.2".into(),
+            bytes_in: 1234,
+            bytes_out: 5678,
+            last_handshake: 1,
+            connected_since: 1,
+        }],
+    });
+    let _task = rt.block_on(admin::serve(&sock, handler)).unwrap();
+    let s = sock.to_str().unwrap();
+    let o = aura(&["status", "--socket", s, "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["peers"][0]["id"], "alice");
+    assert_eq!(v["peers"][0]["bytes_in"], 1234);
+    let o = aura(&["status", "--socket", s], dir.path());
+    assert!(
+        text(&o).contains("10.77.0.2") && text(&o).contains("tls"),
+        "{}",
+        text(&o)
+    );
+    // No daemon: a clear error naming the socket.
+    let o = aura(&["status", "--socket", "/nonexistent/x.sock"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("/nonexistent/x.sock"), "{}", text(&o));
+}

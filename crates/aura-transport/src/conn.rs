@@ -143,14 +143,7 @@ impl PacketConn {
 
     /// The connection's counters.
     pub fn stats(&self) -> StatsSnapshot {
-        let c = &self.counters;
-        StatsSnapshot {
-            bytes_in: c.bytes_in.load(Ordering::Relaxed),
-            bytes_out: c.bytes_out.load(Ordering::Relaxed),
-            packets_in: c.packets_in.load(Ordering::Relaxed),
-            packets_out: c.packets_out.load(Ordering::Relaxed),
-            drops: c.drops.load(Ordering::Relaxed),
-        }
+        snapshot(&self.counters)
     }
 
     /// Closes the connection and forgets its keys.
@@ -159,5 +152,63 @@ impl PacketConn {
             .commands
             .send(Command::Close { conn: self.handle })
             .await;
+    }
+}
+
+/// The sending half of a [`PacketConn`]: cheap to clone, shareable across tasks.
+#[derive(Debug, Clone)]
+pub struct PacketSender {
+    handle: ConnectionHandle,
+    commands: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+}
+
+impl PacketSender {
+    /// Sends a batch of IP packets.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the connection or the driver is gone.
+    pub async fn send_batch(&self, packets: Vec<Vec<u8>>) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::Send {
+                conn: self.handle,
+                packets,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// The connection's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        snapshot(&self.counters)
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self
+            .commands
+            .send(Command::Close { conn: self.handle })
+            .await;
+    }
+}
+
+fn snapshot(c: &Counters) -> StatsSnapshot {
+    StatsSnapshot {
+        bytes_in: c.bytes_in.load(Ordering::Relaxed),
+        bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        packets_in: c.packets_in.load(Ordering::Relaxed),
+        packets_out: c.packets_out.load(Ordering::Relaxed),
+        drops: c.drops.load(Ordering::Relaxed),
+    }
+}
+
+impl PacketConn {
+    /// A sending half that can live in another task while this connection receives.
+    pub fn sender(&self) -> PacketSender {
+        PacketSender {
+            handle: self.handle,
+            commands: self.commands.clone(),
+            counters: self.counters.clone(),
+        }
     }
 }

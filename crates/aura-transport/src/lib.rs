@@ -25,7 +25,7 @@ pub mod shape;
 pub mod tls;
 pub mod udp;
 
-pub use conn::{Carrier, PacketConn, StatsSnapshot};
+pub use conn::{Carrier, PacketConn, PacketSender, StatsSnapshot};
 pub use driver::{Driver, DriverHandle};
 pub use link::{DatagramLink, mem_pair};
 

@@ -1,0 +1,175 @@
+//! The recorded [`Change`]s and the [`Backend`] that performs them: the real host
+//! through each concern's `imp`, or a [`MemoryHost`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::memory::MemoryHost;
+use crate::routes::{DefaultRoute, Lookup, RouteSpec};
+use crate::{NetcfgError, forwarding, nat, routes};
+
+/// One change to the host, with what is needed to revert it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A sysctl was set to `value`; it was `previous`.
+    Sysctl {
+        key: &'static str,
+        previous: String,
+        value: String,
+    },
+    /// Aura's nftables table was (re)created by `payload`; `undo` deletes it.
+    NftTable { payload: String, undo: String },
+    /// A route was added.
+    Route(RouteSpec),
+}
+
+impl Change {
+    /// The command that makes the change, as an operator would type it.
+    pub(crate) fn apply_cmd(&self) -> String {
+        match self {
+            Self::Sysctl { key, value, .. } => format!("sysctl -w {key}={value}"),
+            Self::NftTable { payload, .. } => nat::show_batch(payload),
+            Self::Route(r) => format!("ip route add {r}"),
+        }
+    }
+
+    /// The command that reverts it.
+    pub(crate) fn undo_cmd(&self) -> String {
+        match self {
+            Self::Sysctl { key, previous, .. } => format!("sysctl -w {key}={previous}"),
+            Self::NftTable { undo, .. } => nat::show_batch(undo),
+            Self::Route(r) => format!("ip route del {r}"),
+        }
+    }
+}
+
+/// Where changes go.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// The host this process runs on (in the calling thread's network namespace).
+    System {
+        /// `nft` to run; `None`: found on `PATH` or in the sbin dirs.
+        nft: Option<PathBuf>,
+    },
+    /// The in-memory double.
+    Memory(MemoryHost),
+}
+
+impl Backend {
+    fn nft_program(&self) -> Result<PathBuf, NetcfgError> {
+        match self {
+            Self::System { nft } => nat::imp::resolve_program(nft.as_deref()),
+            Self::Memory(_) => Ok(PathBuf::from("nft")),
+        }
+    }
+
+    pub(crate) fn read_sysctl(&self, key: &'static str) -> Result<String, NetcfgError> {
+        match self {
+            Self::System { .. } => forwarding::imp::read(key),
+            Self::Memory(m) => m.read_sysctl(key),
+        }
+    }
+
+    pub(crate) async fn nft_has_table(&self) -> Result<bool, NetcfgError> {
+        match self {
+            Self::System { .. } => nat::imp::has_table(&self.nft_program()?).await,
+            Self::Memory(m) => m.nft_has_table(),
+        }
+    }
+
+    /// Checks that `nft` can be found, without running it.
+    pub(crate) fn nft_present(&self) -> Result<(), NetcfgError> {
+        match self {
+            Self::System { .. } => self.nft_program().map(drop),
+            Self::Memory(m) => m.nft_has_table().map(drop),
+        }
+    }
+
+    pub(crate) async fn nft_delete_table(&self) -> Result<(), NetcfgError> {
+        match self {
+            Self::System { .. } => {
+                let undo = nat::delete_batch()?;
+                nat::imp::apply(&self.nft_program()?, &undo, "deleting table inet aura").await
+            }
+            Self::Memory(m) => m.nft_delete_table(),
+        }
+    }
+
+    pub(crate) async fn link_index(&self, name: &str) -> Result<u32, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::link_index(name).await,
+            Self::Memory(m) => m.link_index(name),
+        }
+    }
+
+    pub(crate) async fn default_route(&self) -> Result<DefaultRoute, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::default_route().await,
+            Self::Memory(m) => m.default_route(),
+        }
+    }
+
+    pub(crate) async fn lookup(&self, addr: IpAddr) -> Result<Option<Lookup>, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::lookup(addr).await,
+            Self::Memory(m) => Ok(m.lookup(addr)),
+        }
+    }
+
+    pub(crate) async fn own_routes(&self) -> Result<Vec<RouteSpec>, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::own_routes().await,
+            Self::Memory(m) => Ok(m.own_routes()),
+        }
+    }
+
+    pub(crate) async fn route_del(&self, spec: &RouteSpec) -> Result<bool, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::del(spec).await,
+            Self::Memory(m) => m.route_del(spec),
+        }
+    }
+
+    /// Makes `change`; `Ok(false)` when the host already had it (then it is not ours
+    /// to revert).
+    pub(crate) async fn apply(&self, change: &Change) -> Result<bool, NetcfgError> {
+        match (self, change) {
+            (Self::System { .. }, Change::Sysctl { key, value, .. }) => {
+                forwarding::imp::write(key, value).map(|()| true)
+            }
+            (Self::Memory(m), Change::Sysctl { key, value, .. }) => {
+                m.write_sysctl(key, value).map(|()| true)
+            }
+            (Self::System { .. }, Change::NftTable { payload, .. }) => {
+                let nft = self.nft_program()?;
+                nat::imp::apply(&nft, payload, "applying table inet aura")
+                    .await
+                    .map(|()| true)
+            }
+            (Self::Memory(m), Change::NftTable { payload, .. }) => {
+                m.nft_replace_table(payload).map(|()| true)
+            }
+            (Self::System { .. }, Change::Route(r)) => routes::imp::add(r).await,
+            (Self::Memory(m), Change::Route(r)) => m.route_add(r),
+        }
+    }
+
+    /// Reverts `change`.
+    pub(crate) async fn revert(&self, change: &Change) -> Result<(), NetcfgError> {
+        match (self, change) {
+            (Self::System { .. }, Change::Sysctl { key, previous, .. }) => {
+                forwarding::imp::write(key, previous)
+            }
+            (Self::Memory(m), Change::Sysctl { key, previous, .. }) => {
+                m.write_sysctl(key, previous)
+            }
+            (_, Change::NftTable { .. }) => self.nft_delete_table().await,
+            (_, Change::Route(r)) => {
+                if !self.route_del(r).await? {
+                    tracing::debug!(route = %r, "route already gone");
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! [`MemoryHost`]: an in-memory double of the host, for tests of code that drives
+//! [`HostConfig`](crate::HostConfig) (the daemons) without root or namespaces.
+//!
+//! It models just enough: sysctls, whether `nft` is installed, Aura's nftables table,
+//! links, and a main routing table with longest-prefix lookup and the kernel's
+//! "exists" rule. It never touches the real host.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::NetcfgError;
+use crate::forwarding::IP_FORWARD;
+use crate::routes::{DefaultRoute, Lookup, RTPROT_AURA, RouteSpec, contains};
+
+#[derive(Debug, Clone)]
+struct MemRoute {
+    spec: RouteSpec,
+    proto: u8,
+}
+
+#[derive(Debug)]
+struct State {
+    ip_forward: String,
+    nft_available: bool,
+    table: Option<String>,
+    links: Vec<String>,
+    routes: Vec<MemRoute>,
+}
+
+/// A simulated host; clones share one state, so a test keeps a clone to inspect
+/// what a [`HostConfig`](crate::HostConfig) did to it.
+#[derive(Debug, Clone)]
+pub struct MemoryHost {
+    state: Arc<Mutex<State>>,
+}
+
+/// A comparable picture of a [`MemoryHost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySnapshot {
+    /// `net.ipv4.ip_forward`.
+    pub ip_forward: String,
+    /// The JSON batch that created Aura's table, if it exists.
+    pub nft_table: Option<String>,
+    /// The main table, each route in `ip route` syntax, in insertion order.
+    pub routes: Vec<String>,
+}
+
+impl Default for MemoryHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryHost {
+    /// A host with only `lo`, forwarding off, `nft` installed, no routes.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                ip_forward: "0".into(),
+                nft_available: true,
+                table: None,
+                links: vec!["lo".into()],
+                routes: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds an interface, returns its index.
+    pub fn add_link(&self, name: &str) -> u32 {
+        let mut s = self.lock();
+        if let Some(i) = s.links.iter().position(|l| l == name) {
+            return index(i);
+        }
+        s.links.push(name.into());
+        index(s.links.len() - 1)
+    }
+
+    /// Adds a route that is not Aura's (`dst/prefix [via gateway] dev dev`).
+    pub fn add_route(
+        &self,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: Option<IpAddr>,
+        dev: &str,
+    ) -> Result<(), NetcfgError> {
+        let ifindex = self.index_of(dev)?;
+        self.lock().routes.push(MemRoute {
+            spec: RouteSpec {
+                dst,
+                prefix,
+                gateway,
+                dev: dev.into(),
+                ifindex,
+            },
+            proto: 4,
+        });
+        Ok(())
+    }
+
+    /// Sets `net.ipv4.ip_forward`.
+    pub fn set_ip_forward(&self, value: &str) {
+        value.clone_into(&mut self.lock().ip_forward);
+    }
+
+    /// Installs or removes the simulated `nft` binary.
+    pub fn set_nft_available(&self, yes: bool) {
+        self.lock().nft_available = yes;
+    }
+
+    /// Leaves an Aura table behind, as a crashed run would.
+    pub fn leave_aura_table(&self) {
+        self.lock().table = Some("{\"left\":\"behind\"}".into());
+    }
+
+    /// Leaves an Aura-tagged route behind, as a crashed run would.
+    pub fn leave_aura_route(&self, dst: IpAddr, prefix: u8, dev: &str) -> Result<(), NetcfgError> {
+        let ifindex = self.index_of(dev)?;
+        self.lock().routes.push(MemRoute {
+            spec: RouteSpec {
+                dst,
+                prefix,
+                gateway: None,
+                dev: dev.into(),
+                ifindex,
+            },
+            proto: RTPROT_AURA,
+        });
+        Ok(())
+    }
+
+    /// The interface `addr` is routed through now (`ip route get`), if any.
+    pub fn route_get(&self, addr: IpAddr) -> Option<String> {
+        self.lookup(addr).map(|l| l.dev)
+    }
+
+    /// The whole observable state.
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let s = self.lock();
+        MemorySnapshot {
+            ip_forward: s.ip_forward.clone(),
+            nft_table: s.table.clone(),
+            routes: s
+                .routes
+                .iter()
+                .map(|r| {
+                    let mut line = r.spec.to_string();
+                    if r.proto != RTPROT_AURA {
+                        line = line.replace(&format!(" proto {RTPROT_AURA}"), "");
+                    }
+                    line
+                })
+                .collect(),
+        }
+    }
+
+    fn index_of(&self, dev: &str) -> Result<u32, NetcfgError> {
+        self.lock()
+            .links
+            .iter()
+            .position(|l| l == dev)
+            .map(index)
+            .ok_or_else(|| NetcfgError::LinkNotFound { name: dev.into() })
+    }
+
+    // ---- the operations HostConfig performs ----
+
+    pub(crate) fn read_sysctl(&self, key: &'static str) -> Result<String, NetcfgError> {
+        if key == IP_FORWARD {
+            Ok(self.lock().ip_forward.clone())
+        } else {
+            Err(NetcfgError::Sysctl {
+                key,
+                source: std::io::ErrorKind::NotFound.into(),
+            })
+        }
+    }
+
+    pub(crate) fn write_sysctl(&self, key: &'static str, value: &str) -> Result<(), NetcfgError> {
+        self.read_sysctl(key)?;
+        self.set_ip_forward(value);
+        Ok(())
+    }
+
+    fn nft_check(&self) -> Result<(), NetcfgError> {
+        if self.lock().nft_available {
+            Ok(())
+        } else {
+            Err(NetcfgError::NftNotFound {
+                program: "nft".into(),
+            })
+        }
+    }
+
+    pub(crate) fn nft_replace_table(&self, payload: &str) -> Result<(), NetcfgError> {
+        self.nft_check()?;
+        self.lock().table = Some(payload.into());
+        Ok(())
+    }
+
+    pub(crate) fn nft_delete_table(&self) -> Result<(), NetcfgError> {
+        self.nft_check()?;
+        self.lock().table = None;
+        Ok(())
+    }
+
+    pub(crate) fn nft_has_table(&self) -> Result<bool, NetcfgError> {
+        self.nft_check()?;
+        Ok(self.lock().table.is_some())
+    }
+
+    pub(crate) fn link_index(&self, name: &str) -> Result<u32, NetcfgError> {
+        self.index_of(name)
+    }
+
+    pub(crate) fn default_route(&self) -> Result<DefaultRoute, NetcfgError> {
+        self.lock()
+            .routes
+            .iter()
+            .find(|r| r.spec.prefix == 0 && r.spec.dst.is_ipv4())
+            .map(|r| DefaultRoute {
+                gateway: r.spec.gateway,
+                dev: r.spec.dev.clone(),
+            })
+            .ok_or(NetcfgError::NoDefaultRoute)
+    }
+
+    pub(crate) fn lookup(&self, addr: IpAddr) -> Option<Lookup> {
+        self.lock()
+            .routes
+            .iter()
+            .filter(|r| contains(r.spec.dst, r.spec.prefix, addr))
+            .max_by_key(|r| r.spec.prefix)
+            .map(|r| Lookup {
+                gateway: r.spec.gateway,
+                dev: r.spec.dev.clone(),
+                ifindex: r.spec.ifindex,
+            })
+    }
+
+    pub(crate) fn route_add(&self, spec: &RouteSpec) -> Result<bool, NetcfgError> {
+        self.index_of(&spec.dev)?;
+        let mut s = self.lock();
+        if s.routes
+            .iter()
+            .any(|r| r.spec.dst == spec.dst && r.spec.prefix == spec.prefix)
+        {
+            return Ok(false);
+        }
+        s.routes.push(MemRoute {
+            spec: spec.clone(),
+            proto: RTPROT_AURA,
+        });
+        Ok(true)
+    }
+
+    pub(crate) fn route_del(&self, spec: &RouteSpec) -> Result<bool, NetcfgError> {
+        let mut s = self.lock();
+        let found = s.routes.iter().position(|r| {
+            r.proto == RTPROT_AURA
+                && r.spec.dst == spec.dst
+                && r.spec.prefix == spec.prefix
+                && (spec.ifindex == 0 || r.spec.ifindex == spec.ifindex)
+        });
+        Ok(found.map(|i| s.routes.remove(i)).is_some())
+    }
+
+    pub(crate) fn own_routes(&self) -> Vec<RouteSpec> {
+        self.lock()
+            .routes
+            .iter()
+            .filter(|r| r.proto == RTPROT_AURA)
+            .map(|r| r.spec.clone())
+            .collect()
+    }
+}
+
+fn index(position: usize) -> u32 {
+    u32::try_from(position + 1).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,294 @@
+//! HostConfig against the in-memory double: no root, no namespaces.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+
+use aura_netcfg::{HostConfig, MemoryHost, NatPlan, NetcfgError, RoutePlan};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// eth0 with a default route via 192.0.2.254, a TUN aura0.
+fn host() -> MemoryHost {
+    let h = MemoryHost::new();
+    h.add_link("eth0");
+    h.add_link("aura0");
+    h.add_route(ip("192.0.2.0"), 24, None, "eth0").unwrap();
+    h.add_route(ip("0.0.0.0"), 0, Some(ip("192.0.2.254")), "eth0")
+        .unwrap();
+    h.add_route(ip("10.77.0.0"), 24, None, "aura0").unwrap();
+    h
+}
+
+fn nat_plan() -> NatPlan {
+    NatPlan {
+        pool: ("10.77.0.0".parse().unwrap(), 24),
+        tun: "aura0".into(),
+        egress: None,
+    }
+}
+
+fn route_plan() -> RoutePlan {
+    RoutePlan {
+        tun: "aura0".into(),
+        exclude: vec![ip("203.0.113.7"), ip("198.51.100.9"), ip("203.0.113.7")],
+        ipv6: false,
+    }
+}
+
+#[tokio::test]
+async fn nat_applies_and_undoes_exactly() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+    let during = h.snapshot();
+    assert_eq!(during.ip_forward, "1");
+    let table = during.nft_table.unwrap();
+    assert!(table.contains("\"masquerade\""), "{table}");
+    assert!(
+        table.contains("\"eth0\""),
+        "egress detected from the default route: {table}"
+    );
+    assert!(matches!(
+        cfg.apply_nat(&nat_plan()).await,
+        Err(NetcfgError::AlreadyApplied(_))
+    ));
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+    assert!(!cfg.has_changes());
+}
+
+#[tokio::test]
+async fn forwarding_already_on_is_left_on() {
+    let h = host();
+    h.set_ip_forward("1");
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+    assert!(!cfg.planned().iter().any(|c| c.contains("ip_forward")));
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot().ip_forward, "1");
+}
+
+#[tokio::test]
+async fn missing_nft_is_a_clear_error_and_changes_nothing() {
+    let h = host();
+    h.set_nft_available(false);
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let err = cfg.apply_nat(&nat_plan()).await.unwrap_err();
+    assert!(matches!(err, NetcfgError::NftNotFound { .. }));
+    assert!(
+        err.to_string().contains("install the nftables package"),
+        "{err}"
+    );
+    assert_eq!(h.snapshot(), before);
+    // No NAT was applied: a retry is allowed.
+    h.set_nft_available(true);
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+}
+
+#[tokio::test]
+async fn no_default_route_needs_an_explicit_egress() {
+    let h = MemoryHost::new();
+    h.add_link("aura0");
+    h.add_link("wan");
+    let mut cfg = HostConfig::in_memory(h.clone());
+    assert!(matches!(
+        cfg.apply_nat(&nat_plan()).await,
+        Err(NetcfgError::NoDefaultRoute)
+    ));
+    let plan = NatPlan {
+        egress: Some("wan".into()),
+        ..nat_plan()
+    };
+    cfg.apply_nat(&plan).await.unwrap();
+    assert!(h.snapshot().nft_table.unwrap().contains("\"wan\""));
+}
+
+#[tokio::test]
+async fn routes_capture_everything_but_the_excluded() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    assert_eq!(h.route_get(ip("203.0.113.7")).as_deref(), Some("eth0"));
+    assert_eq!(h.route_get(ip("198.51.100.9")).as_deref(), Some("eth0"));
+    assert_eq!(h.route_get(ip("8.8.8.8")).as_deref(), Some("aura0"));
+    assert_eq!(
+        h.route_get(ip("192.0.2.7")).as_deref(),
+        Some("eth0"),
+        "the LAN stays on-link"
+    );
+    let added = h.snapshot().routes;
+    assert!(added.contains(&"203.0.113.7/32 via 192.0.2.254 dev eth0 proto 167".to_string()));
+    assert!(added.contains(&"0.0.0.0/1 dev aura0 proto 167".to_string()));
+    assert!(added.contains(&"128.0.0.0/1 dev aura0 proto 167".to_string()));
+    assert!(
+        added.contains(&"0.0.0.0/0 via 192.0.2.254 dev eth0".to_string()),
+        "default untouched"
+    );
+    assert_eq!(
+        added.len(),
+        before.routes.len() + 4,
+        "duplicate exclude added once"
+    );
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+}
+
+#[tokio::test]
+async fn an_existing_exclude_route_is_not_ours_to_remove() {
+    let h = host();
+    h.add_route(ip("203.0.113.7"), 32, Some(ip("192.0.2.254")), "eth0")
+        .unwrap();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_foreign_half_default_is_a_conflict_and_rolls_back() {
+    let h = host();
+    h.add_link("wg0");
+    h.add_route(ip("128.0.0.0"), 1, None, "wg0").unwrap();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let err = cfg.apply_routes(&route_plan()).await.unwrap_err();
+    assert!(matches!(err, NetcfgError::RouteConflict { .. }), "{err}");
+    assert!(err.to_string().contains("128.0.0.0/1"), "{err}");
+    assert_eq!(h.snapshot(), before, "partial changes rolled back");
+    assert!(!cfg.has_changes());
+}
+
+#[tokio::test]
+async fn excluding_an_address_already_in_the_tunnel_is_refused() {
+    let h = host();
+    h.leave_aura_route(ip("128.0.0.0"), 1, "aura0").unwrap();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let err = cfg.apply_routes(&route_plan()).await.unwrap_err();
+    assert!(matches!(err, NetcfgError::ExcludeViaTun { .. }), "{err}");
+    // The fix the error names:
+    assert!(cfg.cleanup_leftovers().await.unwrap());
+    cfg.apply_routes(&route_plan()).await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_tun_and_bad_names_are_named() {
+    let h = host();
+    let mut cfg = HostConfig::in_memory(h);
+    let plan = RoutePlan {
+        tun: "nope0".into(),
+        ..route_plan()
+    };
+    let err = cfg.apply_routes(&plan).await.unwrap_err();
+    assert!(err.to_string().contains("\"nope0\" not found"), "{err}");
+    let plan = RoutePlan {
+        tun: "a b".into(),
+        ..route_plan()
+    };
+    assert!(matches!(
+        cfg.apply_routes(&plan).await,
+        Err(NetcfgError::InvalidPlan(_))
+    ));
+}
+
+#[tokio::test]
+async fn dry_run_plans_but_changes_nothing() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone()).with_dry_run(true);
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    assert_eq!(h.snapshot(), before);
+    let planned = cfg.planned().to_vec();
+    assert!(planned[0].starts_with("nft -j -f - <<< '"), "{planned:?}");
+    assert!(planned.contains(&"sysctl -w net.ipv4.ip_forward=1".to_string()));
+    assert!(planned.contains(&"ip route add 0.0.0.0/1 dev aura0 proto 167".to_string()));
+    assert!(
+        planned.contains(
+            &"ip route add 203.0.113.7/32 via 192.0.2.254 dev eth0 proto 167".to_string()
+        )
+    );
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+    assert!(
+        cfg.planned()
+            .contains(&"sysctl -w net.ipv4.ip_forward=0".to_string())
+    );
+    let last = cfg.planned().last().unwrap();
+    assert!(
+        last.contains("\"delete\":{\"table\""),
+        "the table goes last: {last}"
+    );
+}
+
+#[tokio::test]
+async fn drop_undoes() {
+    let h = host();
+    let before = h.snapshot();
+    {
+        let mut cfg = HostConfig::in_memory(h.clone());
+        cfg.apply_nat(&nat_plan()).await.unwrap();
+        cfg.apply_routes(&route_plan()).await.unwrap();
+        assert_ne!(h.snapshot(), before);
+    }
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn drop_undoes_outside_a_runtime() {
+    let h = host();
+    let before = h.snapshot();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = rt.block_on(async {
+        let mut cfg = HostConfig::in_memory(h.clone());
+        cfg.apply_routes(&route_plan()).await.unwrap();
+        cfg
+    });
+    drop(rt);
+    drop(cfg);
+    assert_eq!(h.snapshot(), before);
+}
+
+#[tokio::test]
+async fn leftovers_are_found_and_removed() {
+    let h = host();
+    let clean = h.snapshot();
+    h.leave_aura_table();
+    h.leave_aura_route(ip("203.0.113.7"), 32, "eth0").unwrap();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    assert!(cfg.cleanup_leftovers().await.unwrap());
+    assert_eq!(h.snapshot(), clean);
+    assert!(!cfg.cleanup_leftovers().await.unwrap());
+    // Without nft only the routes are looked at.
+    h.set_nft_available(false);
+    h.leave_aura_route(ip("203.0.113.7"), 32, "eth0").unwrap();
+    assert!(cfg.cleanup_leftovers().await.unwrap());
+    assert_eq!(h.snapshot(), clean);
+    // Never after applying: it would remove this run's own changes.
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    assert!(matches!(
+        cfg.cleanup_leftovers().await,
+        Err(NetcfgError::InvalidPlan(_))
+    ));
+}
+
+/// The daemons hold a HostConfig across `.await`s in spawned tasks.
+#[test]
+fn futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let mut cfg = HostConfig::system();
+    send(&cfg);
+    send(&cfg.apply_nat(&nat_plan()));
+    send(&cfg.apply_routes(&route_plan()));
+    send(&cfg.cleanup_leftovers());
+    send(&cfg.undo());
+    send(&aura_netcfg::default_route());
+}

@@ -1,0 +1,385 @@
+//! HostConfig against real kernels state, each test in its own network namespace.
+//!
+//! ```text
+//!   netns aura-netcfg-<pid>-<n>
+//!   +------------------------------------------------------------+
+//!   |  aura0 (tun, 10.77.0.1/24)        eg0 192.0.2.1/24 ==veth== eg1 |
+//!   |                                   default via 192.0.2.254 dev eg0 |
+//!   |                                   (IPv6: 2001:db8:1::1/64,     |
+//!   |                                    default via 2001:db8:1::ff) |
+//!   +------------------------------------------------------------+
+//! ```
+//! How code runs inside: [`Netns::run`] spawns a thread that `setns(CLONE_NEWNET)`s into
+//! `/var/run/netns/<name>` and drives a current-thread tokio runtime there; netlink
+//! sockets, `/proc/sys/net` and `nft` subprocesses opened from that thread all belong
+//! to the namespace. Checks from the outside use `ip netns exec`. Each namespace is
+//! deleted by a Drop guard on every path; every run is bounded by a timeout.
+//!
+//! Needs root, `ip` (iproute2) and, for the NAT tests, `nft` (package `nftables`);
+//! otherwise each test prints why and passes without checking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::future::Future;
+use std::net::IpAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aura_netcfg::{HostConfig, NatPlan, NetcfgError, RoutePlan};
+use nix::sched::{CloneFlags, setns};
+
+/// Longest a test body may run inside its namespace.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(program).is_file())
+}
+
+/// A network namespace, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// A fresh namespace with `lo` up, or `None` (with the reason printed) when this
+    /// environment cannot run the test.
+    fn new(test: &str, need_nft: bool) -> Option<Self> {
+        if !is_root() {
+            eprintln!("skipping {test}: needs root (network namespaces)");
+            return None;
+        }
+        if !have("ip") {
+            eprintln!("skipping {test}: `ip` (iproute2) not installed");
+            return None;
+        }
+        if need_nft && !have("nft") {
+            eprintln!("skipping {test}: `nft` not installed (apt-get install nftables)");
+            return None;
+        }
+        let name = format!(
+            "aura-netcfg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = Self { name };
+        ns.sh("ip link set lo up");
+        Some(ns)
+    }
+
+    /// Runs a shell command inside; panics with its stderr on failure.
+    fn sh(&self, cmd: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-ec", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The standard topology of this file (see the drawing at the top).
+    fn topology(&self) {
+        self.sh("ip link add eg0 type veth peer name eg1
+             ip addr add 192.0.2.1/24 dev eg0
+             ip addr add 2001:db8:1::1/64 dev eg0 nodad
+             ip link set eg0 up
+             ip link set eg1 up
+             ip route add default via 192.0.2.254 dev eg0
+             ip -6 route add default via 2001:db8:1::ff dev eg0
+             ip tuntap add dev aura0 mode tun
+             ip addr add 10.77.0.1/24 dev aura0
+             ip link set aura0 up");
+    }
+
+    /// Everything a test compares before and after.
+    fn state(&self, with_nft: bool) -> String {
+        let nft = if with_nft { "nft list ruleset" } else { "true" };
+        self.sh(&format!(
+            "{nft}; echo ---; ip route; echo ---; ip -6 route; echo ---; sysctl -n net.ipv4.ip_forward"
+        ))
+    }
+
+    /// Runs `body` on a thread inside the namespace, with its own runtime.
+    fn run<F, Fut, T>(&self, body: F) -> T
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = T>,
+        T: Send,
+    {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = File::open(&path).unwrap();
+                setns(&fd, CloneFlags::CLONE_NEWNET).unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async { tokio::time::timeout(BODY_TIMEOUT, body()).await })
+                    .expect("test body timed out")
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn nat_plan() -> NatPlan {
+    NatPlan {
+        pool: ("10.77.0.0".parse().unwrap(), 24),
+        tun: "aura0".into(),
+        egress: None,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn nat_and_forwarding_apply_then_undo_byte_for_byte() {
+    let Some(ns) = Netns::new("nat_and_forwarding", true) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("sysctl -qw net.ipv4.ip_forward=0");
+    let before = ns.state(true);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.apply_nat(&nat_plan()).await.unwrap();
+        let table = ns.sh("nft list table inet aura");
+        assert!(
+            table.contains("ip saddr 10.77.0.0/24 oifname \"eg0\""),
+            "{table}"
+        );
+        assert!(table.contains("masquerade"), "{table}");
+        assert!(
+            table.contains("type nat hook postrouting priority srcnat"),
+            "{table}"
+        );
+        assert!(
+            table.contains("iifname \"aura0\" oifname \"eg0\""),
+            "{table}"
+        );
+        assert_eq!(ns.sh("sysctl -n net.ipv4.ip_forward").trim(), "1");
+        // The test thread's own namespace was not touched.
+        assert_eq!(
+            aura_netcfg::default_route().await.unwrap().dev,
+            "eg0",
+            "netlink from this thread sees the namespace"
+        );
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(true), before);
+}
+
+#[test]
+fn drop_undoes_nat_and_routes() {
+    let Some(ns) = Netns::new("drop_undoes", true) else {
+        return;
+    };
+    ns.topology();
+    let before = ns.state(true);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.apply_nat(&nat_plan()).await.unwrap();
+        host.apply_routes(&RoutePlan {
+            tun: "aura0".into(),
+            exclude: vec![ip("203.0.113.7")],
+            ipv6: true,
+        })
+        .await
+        .unwrap();
+        assert_ne!(ns.state(true), before);
+        // `host` dropped here, inside the runtime: undo runs on a helper thread.
+    });
+    assert_eq!(ns.state(true), before);
+}
+
+#[test]
+fn leftovers_of_a_crashed_run_are_removed() {
+    let Some(ns) = Netns::new("leftovers", true) else {
+        return;
+    };
+    ns.topology();
+    let clean = ns.state(true);
+    ns.sh("nft add table inet aura
+         nft add chain inet aura postrouting '{ type nat hook postrouting priority 100; }'
+         ip route add 198.51.100.0/24 via 192.0.2.254 dev eg0 proto 167
+         ip route add 0.0.0.0/1 dev aura0 proto 167");
+    let found = ns.run(|| async {
+        let mut host = HostConfig::system();
+        let found = host.cleanup_leftovers().await.unwrap();
+        assert!(
+            !host.cleanup_leftovers().await.unwrap(),
+            "second run finds nothing"
+        );
+        found
+    });
+    assert!(found);
+    assert_eq!(ns.state(true), clean);
+    assert!(!ns.sh("nft list tables").contains("aura"));
+}
+
+#[test]
+fn routes_keep_the_server_on_the_original_path() {
+    let Some(ns) = Netns::new("routes", false) else {
+        return;
+    };
+    ns.topology();
+    let before = ns.state(false);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.apply_routes(&RoutePlan {
+            tun: "aura0".into(),
+            exclude: vec![ip("203.0.113.7"), ip("2001:db8:9::7")],
+            ipv6: true,
+        })
+        .await
+        .unwrap();
+        let server = ns.sh("ip route get 203.0.113.7");
+        assert!(server.contains("via 192.0.2.254 dev eg0"), "{server}");
+        let other = ns.sh("ip route get 8.8.8.8");
+        assert!(other.contains("dev aura0"), "{other}");
+        let server6 = ns.sh("ip -6 route get 2001:db8:9::7");
+        assert!(server6.contains("via 2001:db8:1::ff dev eg0"), "{server6}");
+        let other6 = ns.sh("ip -6 route get 2001:4860::8888");
+        assert!(other6.contains("dev aura0"), "{other6}");
+        let table = ns.sh("ip route");
+        assert!(
+            table.contains("default via 192.0.2.254 dev eg0"),
+            "default untouched: {table}"
+        );
+        assert!(
+            table.contains("0.0.0.0/1 dev aura0 proto 167 scope link"),
+            "{table}"
+        );
+        assert!(
+            table.contains("128.0.0.0/1 dev aura0 proto 167 scope link"),
+            "{table}"
+        );
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(false), before);
+}
+
+#[test]
+fn missing_nft_is_a_clear_error() {
+    let Some(ns) = Netns::new("missing_nft", false) else {
+        return;
+    };
+    ns.topology();
+    let before = ns.state(false);
+    let err = ns.run(|| async {
+        let mut host = HostConfig::system().with_nft_program("/nonexistent/nft");
+        host.apply_nat(&nat_plan()).await.unwrap_err()
+    });
+    assert!(matches!(err, NetcfgError::NftNotFound { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "nft not found (/nonexistent/nft): install the nftables package"
+    );
+    assert_eq!(ns.state(false), before);
+}
+
+#[test]
+fn dry_run_lists_commands_and_changes_nothing() {
+    let Some(ns) = Netns::new("dry_run", false) else {
+        return;
+    };
+    ns.topology();
+    let before = ns.state(false);
+    let planned = ns.run(|| async {
+        let mut host = HostConfig::dry_run();
+        host.apply_nat(&nat_plan()).await.unwrap();
+        host.apply_routes(&RoutePlan {
+            tun: "aura0".into(),
+            exclude: vec![ip("203.0.113.7")],
+            ipv6: false,
+        })
+        .await
+        .unwrap();
+        host.planned().to_vec()
+    });
+    assert_eq!(ns.state(false), before);
+    assert_eq!(planned.len(), 5, "{planned:#?}");
+    assert!(planned[0].starts_with("nft -j -f - <<< '{\"nftables\":[{\"add\":{\"table\""));
+    assert!(
+        planned[0].contains("\"eg0\""),
+        "egress detected: {}",
+        planned[0]
+    );
+    assert_eq!(planned[1], "sysctl -w net.ipv4.ip_forward=1");
+    assert_eq!(
+        planned[2],
+        "ip route add 203.0.113.7/32 via 192.0.2.254 dev eg0 proto 167"
+    );
+    assert_eq!(planned[3], "ip route add 0.0.0.0/1 dev aura0 proto 167");
+    assert_eq!(planned[4], "ip route add 128.0.0.0/1 dev aura0 proto 167");
+}
+
+#[test]
+fn excluding_on_link_and_unreachable_addresses() {
+    let Some(ns) = Netns::new("on_link", false) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("ip -6 route del default");
+    let before = ns.state(false);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.apply_routes(&RoutePlan {
+            tun: "aura0".into(),
+            // On the LAN (no gateway), IPv6 now unreachable, and the host itself.
+            exclude: vec![ip("192.0.2.77"), ip("2001:db8:9::7"), ip("192.0.2.1")],
+            ipv6: true,
+        })
+        .await
+        .unwrap();
+        let lan = ns.sh("ip route get 192.0.2.77");
+        assert!(lan.contains("dev eg0") && !lan.contains("via"), "{lan}");
+        assert!(ns.sh("ip route").contains("192.0.2.77 dev eg0 proto 167"));
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(false), before);
+}

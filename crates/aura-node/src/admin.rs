@@ -1,0 +1,236 @@
+//! The admin socket: JSON lines over a Unix socket (mode 0600; the peer's credentials
+//! are checked), one request per line, one response per line. Drivable by hand:
+//! `echo '{"cmd":"status"}' | socat - UNIX-CONNECT:/run/aura/server.sock`.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// The daemon's state and its peers.
+    Status,
+}
+
+/// One connected peer, as a server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The client id from its certificate.
+    pub id: String,
+    /// Carrier in use.
+    pub carrier: String,
+    /// The client's network address.
+    pub remote: String,
+    /// Its tunnel address.
+    pub tunnel_address: String,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Bytes sent to it.
+    pub bytes_out: u64,
+    /// Unix time of its last handshake.
+    pub last_handshake: u64,
+    /// Unix time it connected.
+    pub connected_since: u64,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// A server's status.
+    Server {
+        /// Connected peers.
+        peers: Vec<PeerStatus>,
+    },
+    /// A client's status.
+    Client {
+        /// "connecting", "connected" or "reconnecting".
+        state: String,
+        /// The server address in use.
+        server: String,
+        /// Carrier in use.
+        carrier: String,
+        /// The client's tunnel address.
+        address: String,
+        /// Bytes received through the tunnel.
+        bytes_in: u64,
+        /// Bytes sent through the tunnel.
+        bytes_out: u64,
+        /// Unix time of the last handshake.
+        last_handshake: u64,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Admin socket errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Binding or connecting failed.
+    #[error("admin socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path exists and is not a socket: not removed.
+    #[error("{0} exists and is not a socket: refusing to replace it")]
+    NotASocket(PathBuf),
+    /// The daemon answered something unreadable.
+    #[error("bad answer from the daemon: {0}")]
+    BadAnswer(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
+    move |source| AdminError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Answers requests.
+pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
+/// Binds the socket at `path` (replacing a stale socket, never another file), sets mode
+/// 0600, and serves requests until the task is aborted. Only root and the daemon's own
+/// user are answered.
+///
+/// # Errors
+/// When the socket cannot be bound.
+pub async fn serve(
+    path: &Path,
+    handler: Handler,
+) -> Result<tokio::task::JoinHandle<()>, AdminError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(AdminError::NotASocket(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io(path))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(path))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+    let me = nix::unistd::geteuid().as_raw();
+    Ok(tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let allowed = stream
+                .peer_cred()
+                .is_ok_and(|c| c.uid() == 0 || c.uid() == me);
+            if !allowed {
+                continue;
+            }
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let _ = answer(stream, h).await;
+            });
+        }
+    }))
+}
+
+async fn answer(stream: UnixStream, handler: Handler) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.len() > 64 * 1024 {
+            break;
+        }
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handler(req),
+            Err(e) => Response::Error {
+                message: format!("bad request: {e}"),
+            },
+        };
+        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+        out.push(b'\n');
+        w.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+/// Sends one request to the daemon at `path` and returns its answer.
+///
+/// # Errors
+/// When the daemon is not running there or answers nonsense.
+pub async fn request(path: &Path, req: &Request) -> Result<Response, AdminError> {
+    let stream = UnixStream::connect(path).await.map_err(io(path))?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(req).map_err(|e| AdminError::BadAnswer(e.to_string()))?;
+    line.push(b'\n');
+    w.write_all(&line).await.map_err(io(path))?;
+    let mut lines = BufReader::new(r).lines();
+    let answer = lines
+        .next_line()
+        .await
+        .map_err(io(path))?
+        .ok_or_else(|| AdminError::BadAnswer("connection closed".into()))?;
+    serde_json::from_str(&answer).map_err(|e| AdminError::BadAnswer(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn status_round_trip_mode_and_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let handler: Handler = Arc::new(|req| match req {
+            Request::Status => Response::Server {
+                peers: vec![PeerStatus {
+                    id: "alice".into(),
+                    carrier: "udp".into(),
+                    remote: "192.0.2.1:4000".into(),
+                    tunnel_address: "10.77.0.2".into(),
+                    bytes_in: 10,
+                    bytes_out: 20,
+                    last_handshake: 1,
+                    connected_since: 1,
+                }],
+            },
+        });
+        let task = serve(&path, handler).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        match request(&path, &Request::Status).await.unwrap() {
+            Response::Server { peers } => assert_eq!(peers[0].id, "alice"),
+            other => panic!("{other:?}"),
+        }
+        // A malformed line gets an error object, not a dropped connection.
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.write_all(b"{\"cmd\":\"reboot\"}\n").await.unwrap();
+        let mut lines = BufReader::new(s).lines();
+        let l = lines.next_line().await.unwrap().unwrap();
+        assert!(l.contains("\"kind\":\"error\""), "{l}");
+        task.abort();
+        // A regular file at the path is never replaced.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(matches!(
+            serve(
+                &file,
+                Arc::new(|_| Response::Error {
+                    message: String::new()
+                })
+            )
+            .await,
+            Err(AdminError::NotASocket(_))
+        ));
+    }
+}

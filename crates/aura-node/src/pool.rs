@@ -1,0 +1,193 @@
+//! The server's pool of tunnel addresses.
+//!
+//! The network address, the broadcast address and the server's own address are never
+//! handed out. Addresses of the static map belong to their clients alone: a dynamic client
+//! never gets one, even while its owner is offline. An address returns to the pool when
+//! its client disconnects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use aura_config::{Ipv4Cidr, PoolSection, PoolStrategy};
+
+/// Why a client got no address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// `static_only` and the client is not in the static map.
+    #[error("client {0} is not in the static map and the pool is static_only")]
+    NotAllowed(String),
+    /// Every dynamic address is taken.
+    #[error("the address pool is exhausted")]
+    Exhausted,
+}
+
+/// Assigns tunnel addresses to client ids.
+#[derive(Debug, Clone)]
+pub struct IpPool {
+    cidr: Ipv4Cidr,
+    strategy: PoolStrategy,
+    server: Ipv4Addr,
+    statics: BTreeMap<String, Ipv4Addr>,
+    static_addrs: BTreeSet<Ipv4Addr>,
+    assigned: HashMap<String, Ipv4Addr>,
+    in_use: BTreeSet<Ipv4Addr>,
+    /// Where the search for a free dynamic address resumes (round robin, so a released
+    /// address is not reused at once).
+    cursor: u32,
+}
+
+impl IpPool {
+    /// A pool from the validated `[server.pool]` section.
+    pub fn new(section: &PoolSection) -> Self {
+        let server = section.server_address();
+        let statics = if section.strategy == PoolStrategy::DynamicOnly {
+            BTreeMap::new()
+        } else {
+            section.static_map.clone()
+        };
+        Self {
+            cidr: section.cidr,
+            strategy: section.strategy,
+            server,
+            static_addrs: statics.values().copied().collect(),
+            statics,
+            assigned: HashMap::new(),
+            in_use: BTreeSet::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The server's own tunnel address.
+    pub fn server_address(&self) -> Ipv4Addr {
+        self.server
+    }
+
+    /// The pool's network and prefix length.
+    pub fn network(&self) -> (Ipv4Addr, u8) {
+        (self.cidr.network(), self.cidr.prefix_len())
+    }
+
+    fn reserved(&self, ip: Ipv4Addr) -> bool {
+        ip == self.cidr.network() || ip == self.cidr.broadcast() || ip == self.server
+    }
+
+    /// The address for `client_id`: its static address, or a free dynamic one. A client
+    /// already holding an address gets the same one again (a reconnect).
+    ///
+    /// # Errors
+    /// [`PoolError::NotAllowed`] under `static_only` for an unlisted client;
+    /// [`PoolError::Exhausted`] when no dynamic address is free.
+    pub fn assign(&mut self, client_id: &str) -> Result<Ipv4Addr, PoolError> {
+        if let Some(ip) = self.assigned.get(client_id) {
+            return Ok(*ip);
+        }
+        let ip = match self.statics.get(client_id) {
+            Some(ip) => *ip,
+            None if self.strategy == PoolStrategy::StaticOnly => {
+                return Err(PoolError::NotAllowed(client_id.to_owned()));
+            }
+            None => self.free_dynamic()?,
+        };
+        self.assigned.insert(client_id.to_owned(), ip);
+        self.in_use.insert(ip);
+        Ok(ip)
+    }
+
+    fn free_dynamic(&mut self) -> Result<Ipv4Addr, PoolError> {
+        let base = u32::from(self.cidr.network());
+        let size = u32::try_from(self.cidr.size()).unwrap_or(u32::MAX);
+        for step in 0..size {
+            let offset = (self.cursor.wrapping_add(step)) % size.max(1);
+            let ip = Ipv4Addr::from(base.wrapping_add(offset));
+            if !self.reserved(ip) && !self.static_addrs.contains(&ip) && !self.in_use.contains(&ip)
+            {
+                self.cursor = offset.wrapping_add(1);
+                return Ok(ip);
+            }
+        }
+        Err(PoolError::Exhausted)
+    }
+
+    /// Returns `client_id`'s address to the pool.
+    pub fn release(&mut self, client_id: &str) {
+        if let Some(ip) = self.assigned.remove(client_id) {
+            self.in_use.remove(&ip);
+        }
+    }
+
+    /// The address `client_id` holds, if any.
+    pub fn address_of(&self, client_id: &str) -> Option<Ipv4Addr> {
+        self.assigned.get(client_id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn section(cidr: &str, strategy: PoolStrategy, statics: &[(&str, &str)]) -> PoolSection {
+        PoolSection {
+            cidr: cidr.parse().unwrap(),
+            strategy,
+            static_map: statics
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.parse().unwrap()))
+                .collect(),
+            ..PoolSection::default()
+        }
+    }
+
+    #[test]
+    fn reserves_network_broadcast_and_server() {
+        let mut p = IpPool::new(&section("10.9.0.0/29", PoolStrategy::DynamicOnly, &[]));
+        assert_eq!(p.server_address(), "10.9.0.1".parse::<Ipv4Addr>().unwrap());
+        let got: Vec<Ipv4Addr> = (0..5)
+            .map(|i| p.assign(&format!("c{i}")).unwrap())
+            .collect();
+        for ip in &got {
+            let last = ip.octets()[3];
+            assert!((2..=6).contains(&last), "{ip}");
+        }
+        assert_eq!(p.assign("c5"), Err(PoolError::Exhausted));
+        // Released addresses return to the pool.
+        p.release("c2");
+        assert!(p.assign("c5").is_ok());
+        assert_eq!(p.assign("c6"), Err(PoolError::Exhausted));
+    }
+
+    #[test]
+    fn static_addresses_are_honoured_and_kept_from_others() {
+        let mut p = IpPool::new(&section(
+            "10.9.0.0/29",
+            PoolStrategy::StaticOrDynamic,
+            &[("alice", "10.9.0.2")],
+        ));
+        let others: Vec<Ipv4Addr> = (0..4)
+            .map(|i| p.assign(&format!("c{i}")).unwrap())
+            .collect();
+        assert!(!others.contains(&"10.9.0.2".parse().unwrap()), "{others:?}");
+        assert_eq!(
+            p.assign("alice").unwrap(),
+            "10.9.0.2".parse::<Ipv4Addr>().unwrap()
+        );
+        // A reconnect gets the same address.
+        assert_eq!(p.assign("c0").unwrap(), others[0]);
+        assert_eq!(p.assign("c9"), Err(PoolError::Exhausted));
+    }
+
+    #[test]
+    fn static_only_refuses_unlisted_clients() {
+        let mut p = IpPool::new(&section(
+            "10.9.0.0/24",
+            PoolStrategy::StaticOnly,
+            &[("alice", "10.9.0.20")],
+        ));
+        assert_eq!(p.assign("bob"), Err(PoolError::NotAllowed("bob".into())));
+        assert_eq!(
+            p.assign("alice").unwrap(),
+            "10.9.0.20".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The server's routing core over in-memory links: dispatch by destination address,
+//! anti-spoofing, static and dynamic addresses, release on disconnect.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aura_node::packet::ChannelDevice;
+use aura_node::pool::IpPool;
+use aura_node::router::Router;
+use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
+use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
+use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(20);
+
+fn identity(id: &aura_testkit::Identity) -> Identity {
+    Identity {
+        cert_der: id.cert_der.clone(),
+        signer: Arc::new(EcdsaP256Signer::from_pkcs8_der(&id.key_pkcs8_der).unwrap()),
+    }
+}
+
+/// An IPv4 header (no options) from `src` to `dst` with `payload`.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    let len = u16::try_from(20 + payload.len()).unwrap();
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Connects `id` to the server driver over an in-memory link; returns (client side,
+/// server side).
+async fn connect(
+    pki: &TestPki,
+    id: &aura_testkit::Identity,
+    server: &aura_transport::DriverHandle,
+    accept: &mut tokio::sync::mpsc::Receiver<PacketConn>,
+    n: u16,
+) -> (PacketConn, PacketConn) {
+    let wall = SimClock::new().wall();
+    let cfg = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(id),
+        pki.verifier().unwrap(),
+        false,
+    );
+    let ep = Endpoint::new(cfg, [n as u8; 32], Instant::now(), wall).unwrap();
+    let (client, _) = Driver::spawn(ep, None);
+    let a = SocketAddr::from(([192, 0, 2, 1], 1000 + n));
+    let b = SocketAddr::from(([198, 51, 100, 1], 443));
+    let (client_link, server_link) = mem_pair(a, b);
+    server.add_link(server_link, Carrier::Mem).await.unwrap();
+    let c_addr = client.add_link(client_link, Carrier::Mem).await.unwrap();
+    let c = timeout(T, client.connect(c_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    // Keep the client driver alive as long as the connection.
+    std::mem::forget(client);
+    (c, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_antispoofing_and_release() {
+    let pki = TestPki::new(4).unwrap();
+    let wall = SimClock::new().wall();
+    let mut cfg = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(pki.server()),
+        pki.verifier().unwrap(),
+        true,
+    );
+    // A client that goes silent is dropped after 3 s (default 30 s) to keep the test short.
+    cfg.timers.dead_peer = Duration::from_secs(3);
+    let (server, mut accept) = Driver::spawn(
+        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
+        None,
+    );
+
+    let section = aura_config::PoolSection {
+        cidr: "10.77.0.0/24".parse().unwrap(),
+        static_map: [("bob".to_owned(), "10.77.0.50".parse().unwrap())].into(),
+        ..aura_config::PoolSection::default()
+    };
+    let router = Router::new(IpPool::new(&section));
+    let (device, to_device, mut from_device) = ChannelDevice::new();
+    let device = Arc::new(device);
+    tokio::spawn(router.clone().device_loop(device.clone()));
+
+    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
+    let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    let a = tokio::spawn(router.clone().serve_client(alice_s, device.clone(), 0));
+    tokio::spawn(router.clone().serve_client(bob_s, device.clone(), 0));
+    // Wait until both are registered.
+    timeout(T, async {
+        while router.peers().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let addr_of = |id: &str| {
+        router
+            .peers()
+            .into_iter()
+            .find(|p| p.id == id)
+            .unwrap()
+            .address
+    };
+    let (alice_ip, bob_ip) = (addr_of("alice"), addr_of("bob"));
+    assert_eq!(
+        bob_ip,
+        "10.77.0.50".parse::<Ipv4Addr>().unwrap(),
+        "static entry honoured"
+    );
+    assert_ne!(alice_ip, bob_ip);
+    assert_ne!(
+        alice_ip,
+        "10.77.0.1".parse::<Ipv4Addr>().unwrap(),
+        "server address reserved"
+    );
+
+    // Client → device, from its own address: delivered.
+    let internet: Ipv4Addr = "203.0.113.9".parse().unwrap();
+    alice_c
+        .send(ipv4(alice_ip, internet, b"from alice"))
+        .await
+        .unwrap();
+    let got = timeout(T, from_device.recv()).await.unwrap().unwrap();
+    assert_eq!(got, ipv4(alice_ip, internet, b"from alice"));
+    // Spoofed source (bob's address from alice): dropped and counted.
+    alice_c
+        .send(ipv4(bob_ip, internet, b"spoof"))
+        .await
+        .unwrap();
+    bob_c
+        .send(ipv4(bob_ip, internet, b"from bob"))
+        .await
+        .unwrap();
+    let got = timeout(T, from_device.recv()).await.unwrap().unwrap();
+    assert_eq!(got, ipv4(bob_ip, internet, b"from bob"));
+    assert_eq!(router.spoofed.load(Ordering::Relaxed), 1);
+
+    // Device → client by destination.
+    to_device
+        .send(ipv4(internet, bob_ip, b"to bob"))
+        .await
+        .unwrap();
+    to_device
+        .send(ipv4(internet, alice_ip, b"to alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(T, bob_c.recv()).await.unwrap().unwrap(),
+        ipv4(internet, bob_ip, b"to bob")
+    );
+    assert_eq!(
+        timeout(T, alice_c.recv()).await.unwrap().unwrap(),
+        ipv4(internet, alice_ip, b"to alice")
+    );
+
+    // Alice disconnects: her address returns to the pool and her route is gone.
+    alice_c.close().await;
+    // The server notices by the dead-peer timer at the latest.
+    assert!(timeout(T, a).await.is_ok());
+    assert!(router.peers().iter().all(|p| p.id != "alice"));
+    to_device
+        .send(ipv4(internet, alice_ip, b"nobody"))
+        .await
+        .unwrap();
+    timeout(T, async {
+        while router.unroutable.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,156 @@
+//! A pool of packet buffers sized once, at start.
+
+use crate::{GRO_BUF_CAPACITY, OFFLOAD_BATCH, PacketDevice, TunError};
+
+/// A batch of packet buffers, allocated once, for [`PacketDevice::recv_batch`] and
+/// [`PacketDevice::send_batch`].
+///
+/// Every buffer is `headroom + room` bytes long; packet `i` lives at
+/// `bufs[i][headroom..headroom + lens[i]]`. The fields are public so both can be lent to a
+/// device call at once: `dev.recv_batch(&mut p.bufs, &mut p.lens, p.headroom)`.
+#[derive(Debug, Clone)]
+pub struct TunBuffers {
+    /// The buffers.
+    pub bufs: Vec<Vec<u8>>,
+    /// Packet lengths, one per buffer.
+    pub lens: Vec<usize>,
+    /// Free bytes in front of every packet.
+    pub headroom: usize,
+    /// Bytes after the headroom (packet plus tailroom).
+    room: usize,
+}
+
+impl TunBuffers {
+    /// `count` buffers of `headroom + room` bytes each, with no spare capacity.
+    pub fn new(count: usize, headroom: usize, room: usize) -> Self {
+        Self::with_capacity(count, headroom, room, 0)
+    }
+
+    /// As [`TunBuffers::new`], but every buffer reserves at least `capacity` bytes (memory the
+    /// kernel only backs once it is written), which GRO uses to coalesce packets on send.
+    pub fn with_capacity(count: usize, headroom: usize, room: usize, capacity: usize) -> Self {
+        let len = headroom.saturating_add(room);
+        let bufs = (0..count)
+            .map(|_| {
+                let mut buf = Vec::with_capacity(len.max(capacity));
+                buf.resize(len, 0);
+                buf
+            })
+            .collect();
+        TunBuffers {
+            bufs,
+            lens: vec![0; count],
+            headroom,
+            room,
+        }
+    }
+
+    /// [`OFFLOAD_BATCH`] buffers for `dev`: `headroom + mtu + tailroom` bytes each, with
+    /// capacity for GRO (`2 * headroom + 64 KiB`) when the device has offload on.
+    pub fn for_device(dev: &impl PacketDevice, headroom: usize, tailroom: usize) -> Self {
+        let room = usize::from(dev.mtu()).saturating_add(tailroom);
+        let capacity = if dev.offload_mode().is_on() {
+            headroom.saturating_mul(2).saturating_add(GRO_BUF_CAPACITY)
+        } else {
+            0
+        };
+        Self::with_capacity(OFFLOAD_BATCH, headroom, room, capacity)
+    }
+
+    /// Number of buffers.
+    pub fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Whether there are no buffers.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Bytes after the headroom in every buffer.
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Packet `i` (`bufs[i][headroom..headroom + lens[i]]`), if it is in range.
+    pub fn packet(&self, i: usize) -> Option<&[u8]> {
+        let len = *self.lens.get(i)?;
+        self.bufs
+            .get(i)?
+            .get(self.headroom..self.headroom.checked_add(len)?)
+    }
+
+    /// Packet `i`, mutable, if it is in range.
+    pub fn packet_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let len = *self.lens.get(i)?;
+        let end = self.headroom.checked_add(len)?;
+        self.bufs.get_mut(i)?.get_mut(self.headroom..end)
+    }
+
+    /// Copies `packet` into buffer `i` after the headroom and sets `lens[i]`.
+    pub fn set_packet(&mut self, i: usize, packet: &[u8]) -> Result<(), TunError> {
+        let headroom = self.headroom;
+        let (Some(buf), Some(len)) = (self.bufs.get_mut(i), self.lens.get_mut(i)) else {
+            return Err(TunError::BadBatch(format!("no buffer {i}")));
+        };
+        let have = buf.len();
+        let dst = buf
+            .get_mut(headroom..headroom.saturating_add(packet.len()))
+            .ok_or(TunError::BufferTooSmall {
+                index: i,
+                need: headroom.saturating_add(packet.len()),
+                have,
+            })?;
+        dst.copy_from_slice(packet);
+        *len = packet.len();
+        Ok(())
+    }
+
+    /// Gives every buffer its full length back (`headroom + room`) without reallocating
+    /// where the capacity allows, e.g. after handing the buffers to other code that
+    /// truncated them.
+    pub fn reset(&mut self) {
+        let len = self.headroom.saturating_add(self.room);
+        for buf in &mut self.bufs {
+            buf.resize(len, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn pool_shapes_buffers() {
+        let mut p = TunBuffers::with_capacity(4, 32, 1416, 70_000);
+        assert_eq!(p.len(), 4);
+        assert!(!p.is_empty());
+        assert_eq!(p.room(), 1416);
+        for b in &p.bufs {
+            assert_eq!(b.len(), 32 + 1416);
+            assert!(b.capacity() >= 70_000);
+        }
+        p.set_packet(2, &[0x45, 1, 2, 3]).unwrap();
+        assert_eq!(p.packet(2), Some(&[0x45, 1, 2, 3][..]));
+        assert_eq!(&p.bufs[2][..32], &[0u8; 32][..]);
+        p.packet_mut(2).unwrap()[1] = 9;
+        assert_eq!(p.packet(2), Some(&[0x45, 9, 2, 3][..]));
+        assert!(matches!(
+            p.set_packet(0, &[0u8; 1417]),
+            Err(TunError::BufferTooSmall { index: 0, .. })
+        ));
+        assert!(matches!(p.set_packet(4, &[1]), Err(TunError::BadBatch(_))));
+        assert_eq!(p.packet(4), None);
+        p.lens[1] = 5000;
+        assert_eq!(p.packet(1), None);
+
+        let ptr = p.bufs[0].as_ptr();
+        p.bufs[0].truncate(10);
+        p.reset();
+        assert_eq!(p.bufs[0].len(), 32 + 1416);
+        assert_eq!(p.bufs[0].as_ptr(), ptr, "reset must not reallocate");
+    }
+}

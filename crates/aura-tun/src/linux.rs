@@ -1,0 +1,228 @@
+//! Linux: a TUN device through tun-rs, with virtio-net offload when the kernel grants it.
+
+use std::io;
+
+use nix::errno::Errno;
+use tokio::sync::Mutex;
+use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+
+use crate::{Created, MAX_PACKET, MIN_HEADROOM, OFFLOAD_BATCH, OffloadMode, TunConfig, TunError};
+
+const _: () = assert!(MIN_HEADROOM == VIRTIO_NET_HDR_LEN);
+const _: () = assert!(OFFLOAD_BATCH == IDEAL_BATCH_SIZE);
+
+/// One queue: the tun-rs device plus the scratch space each direction needs, allocated once.
+pub(crate) struct Queue {
+    dev: AsyncDevice,
+    /// Raw read buffer (virtio-net header + a 64 KiB super-packet); empty when offload is off.
+    rx: Mutex<Vec<u8>>,
+    tx: Mutex<SendScratch>,
+}
+
+struct SendScratch {
+    gro: GROTable,
+    /// Entry lengths of the send buffers, restored on return.
+    lens: Vec<usize>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("vnet_hdr", &self.dev.tcp_gso())
+            .field("udp_gso", &self.dev.udp_gso())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    fn new(dev: AsyncDevice) -> Queue {
+        let rx = if dev.tcp_gso() {
+            vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET]
+        } else {
+            Vec::new()
+        };
+        Queue {
+            dev,
+            rx: Mutex::new(rx),
+            tx: Mutex::new(SendScratch {
+                gro: GROTable::new(),
+                lens: Vec::with_capacity(IDEAL_BATCH_SIZE),
+            }),
+        }
+    }
+
+    /// Arguments were checked by the facade (`batch::check_recv`); `bufs.len() == lens.len()`.
+    pub(crate) async fn recv_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        let mut raw = self.rx.lock().await;
+        self.dev
+            .recv_multiple(&mut raw, bufs, lens, headroom)
+            .await
+            .map_err(|source| TunError::Io { op: "read", source })
+    }
+
+    /// Arguments were checked by the facade (`batch::check_send`); `bufs.len() == lens.len()`.
+    pub(crate) async fn send_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        let mut scratch = self.tx.lock().await;
+        let SendScratch { gro, lens: saved } = &mut *scratch;
+        saved.clear();
+        saved.extend(bufs.iter().map(Vec::len));
+        // tun-rs takes a packet to end where its buffer ends.
+        for (buf, &len) in bufs.iter_mut().zip(lens) {
+            buf.truncate(headroom + len);
+        }
+        let sent = self.dev.send_multiple(gro, bufs, headroom).await;
+        // GRO may have grown buffers (within capacity) and swapped them between slots; give
+        // every slot its entry length back without reallocating.
+        for (buf, &len) in bufs.iter_mut().zip(saved.iter()) {
+            let len = len.min(buf.capacity());
+            buf.resize(len, 0);
+        }
+        sent.map(drop).map_err(|source| TunError::Io {
+            op: "write",
+            source,
+        })
+    }
+}
+
+pub(crate) async fn create(cfg: &TunConfig) -> Result<Created, TunError> {
+    if !cfg.name.is_empty() && nix::net::if_::if_nametoindex(cfg.name.as_str()).is_ok() {
+        return Err(TunError::NameTaken {
+            name: cfg.name.clone(),
+        });
+    }
+    let mut offload_fallback = None;
+    let first = if cfg.offload {
+        match build(cfg, true) {
+            Ok(dev) => dev,
+            Err(e) if is_environment_error(&e) => return Err(map_create_error(cfg, e)),
+            Err(e) => {
+                // The kernel refused IFF_VNET_HDR or TUNSETOFFLOAD: plain TUN instead.
+                offload_fallback = Some(e.to_string());
+                build(cfg, false).map_err(|e| map_create_error(cfg, e))?
+            }
+        }
+    } else {
+        build(cfg, false).map_err(|e| map_create_error(cfg, e))?
+    };
+    let offload = match (first.tcp_gso(), first.udp_gso()) {
+        (false, _) => OffloadMode::Off,
+        (true, false) => OffloadMode::Tcp,
+        (true, true) => OffloadMode::TcpUdp,
+    };
+    let name = first
+        .name()
+        .map_err(|source| TunError::Io { op: "name", source })?;
+    let mtu = first
+        .mtu()
+        .map_err(|source| TunError::Io { op: "mtu", source })?;
+    let mut queues = Vec::with_capacity(cfg.queues);
+    for _ in 1..cfg.queues {
+        let dev = first.try_clone().map_err(|source| TunError::Io {
+            op: "open queue",
+            source,
+        })?;
+        queues.push(Queue::new(dev));
+    }
+    queues.insert(0, Queue::new(first));
+    Ok(Created {
+        queues,
+        name,
+        mtu,
+        offload,
+        offload_fallback,
+    })
+}
+
+fn build(cfg: &TunConfig, offload: bool) -> io::Result<AsyncDevice> {
+    let mut builder = DeviceBuilder::new()
+        .mtu(cfg.mtu)
+        .offload(offload)
+        .multi_queue(cfg.queues > 1)
+        .enable(true);
+    if !cfg.name.is_empty() {
+        builder = builder.name(cfg.name.as_str());
+    }
+    if let Some((address, prefix)) = cfg.address {
+        builder = builder.ipv4(address, prefix, None);
+    }
+    builder.build_async()
+}
+
+fn errno(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw)
+}
+
+/// Errors that a retry without offload would only repeat.
+fn is_environment_error(e: &io::Error) -> bool {
+    matches!(
+        errno(e),
+        Some(
+            Errno::EPERM
+                | Errno::EACCES
+                | Errno::ENOENT
+                | Errno::ENODEV
+                | Errno::ENXIO
+                | Errno::EBUSY
+                | Errno::EEXIST
+                | Errno::ENOMEM
+                | Errno::EMFILE
+                | Errno::ENFILE
+        )
+    )
+}
+
+fn map_create_error(cfg: &TunConfig, source: io::Error) -> TunError {
+    match errno(&source) {
+        Some(Errno::EPERM | Errno::EACCES) => TunError::PermissionDenied { source },
+        Some(Errno::ENOENT | Errno::ENODEV | Errno::ENXIO) => TunError::NoTunDevice { source },
+        Some(Errno::EBUSY | Errno::EEXIST) => TunError::NameTaken {
+            name: cfg.name.clone(),
+        },
+        _ => TunError::Io {
+            op: "create",
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn create_errors_are_classified() {
+        let cfg = TunConfig::new("x0");
+        let e = |errno: Errno| io::Error::from_raw_os_error(errno as i32);
+        assert!(matches!(
+            map_create_error(&cfg, e(Errno::EPERM)),
+            TunError::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            map_create_error(&cfg, e(Errno::ENOENT)),
+            TunError::NoTunDevice { .. }
+        ));
+        assert!(matches!(
+            map_create_error(&cfg, e(Errno::EBUSY)),
+            TunError::NameTaken { .. }
+        ));
+        assert!(matches!(
+            map_create_error(&cfg, e(Errno::EINVAL)),
+            TunError::Io { op: "create", .. }
+        ));
+        assert!(is_environment_error(&e(Errno::EACCES)));
+        assert!(!is_environment_error(&e(Errno::EINVAL)));
+        assert!(!is_environment_error(&io::Error::other("x")));
+    }
+}

@@ -1,0 +1,33 @@
+//! Systems without a TUN implementation yet: every call reports [`TunError::Unsupported`].
+
+use crate::{Created, TunConfig, TunError};
+
+/// No queue can exist on this system.
+#[derive(Debug)]
+pub(crate) enum Queue {}
+
+impl Queue {
+    pub(crate) async fn recv_batch(
+        &self,
+        _bufs: &mut [Vec<u8>],
+        _lens: &mut [usize],
+        _headroom: usize,
+    ) -> Result<usize, TunError> {
+        match *self {}
+    }
+
+    pub(crate) async fn send_batch(
+        &self,
+        _bufs: &mut [Vec<u8>],
+        _lens: &[usize],
+        _headroom: usize,
+    ) -> Result<(), TunError> {
+        match *self {}
+    }
+}
+
+pub(crate) async fn create(_cfg: &TunConfig) -> Result<Created, TunError> {
+    Err(TunError::Unsupported {
+        platform: std::env::consts::OS,
+    })
+}
