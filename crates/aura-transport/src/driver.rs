@@ -66,7 +66,6 @@ pub(crate) enum Command {
 struct Shaper {
     profile: Profile,
     noise: u64,
-    buf: Vec<u8>,
 }
 
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
@@ -121,7 +120,6 @@ impl Driver {
             shaper: Shaper {
                 profile: Profile::default(),
                 noise: 0,
-                buf: Vec::with_capacity(MAX_UDP),
             },
         };
         tokio::spawn(task.run());
@@ -519,12 +517,12 @@ async fn queue(
         return 1;
     }
     shaper.noise = shaper.noise.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    shape::wrap(data, shaper.profile, shaper.noise >> 32, &mut shaper.buf);
+    let noise = shaper.noise >> 32;
     let mut failed = 0;
-    if !tx.has_room(shaper.buf.len()) {
+    if !tx.has_room(shape::shaped_len(data.len(), shaper.profile, noise)) {
         failed = send_queued(udp, tx).await;
     }
-    tx.push(to, &shaper.buf);
+    tx.push_shaped(to, data, shaper.profile, noise);
     failed
 }
 

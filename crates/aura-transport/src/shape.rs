@@ -89,20 +89,34 @@ fn hex_value(c: u8) -> Option<u16> {
     }
 }
 
+/// The length of the shaped form of a `len`-byte datagram (same `profile` and `noise` as
+/// the [`append`] that follows).
+pub fn shaped_len(len: usize, profile: Profile, noise: u64) -> usize {
+    let bare = PREFIX_LEN + len;
+    profile.bucket(bare, noise >> 8).max(bare)
+}
+
 /// Writes the shaped form of `datagram` into `out` (cleared first). `noise` varies the tag
 /// and the jitter padding; any changing value (a counter) will do.
 pub fn wrap(datagram: &[u8], profile: Profile, noise: u64, out: &mut Vec<u8>) {
-    let bare = PREFIX_LEN + datagram.len();
-    let total = profile.bucket(bare, noise >> 8).max(bare);
-    let pad = u16::try_from(total - bare).unwrap_or(0);
     out.clear();
+    append(datagram, profile, noise, out);
+}
+
+/// Appends the shaped form of `datagram` to `out`, so a send queue can shape in place
+/// without an intermediate copy.
+pub fn append(datagram: &[u8], profile: Profile, noise: u64, out: &mut Vec<u8>) {
+    let bare = PREFIX_LEN + datagram.len();
+    let total = shaped_len(datagram.len(), profile, noise);
+    let pad = u16::try_from(total - bare).unwrap_or(0);
+    let start = out.len();
     let tag = TAGS[usize::try_from(noise % 8).unwrap_or(0)];
     out.extend_from_slice(tag);
     for shift in [12u16, 8, 4, 0] {
         out.push(hex_digit(u8::try_from((pad >> shift) & 0xf).unwrap_or(0)));
     }
     out.extend_from_slice(datagram);
-    out.resize(bare + usize::from(pad), 0);
+    out.resize(start + bare + usize::from(pad), 0);
 }
 
 /// The Aura datagram inside a shaped UDP payload, or `None` for anything else.
@@ -152,6 +166,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn append_matches_wrap_and_shaped_len() {
+        let mut out = b"previous".to_vec();
+        let mut alone = Vec::new();
+        for (len, noise) in [(29usize, 3u64), (600, 1 << 20), (1500, 77)] {
+            let d = vec![9u8; len];
+            for profile in [Profile::HttpsBuckets, Profile::Jitter, Profile::Constant] {
+                let before = out.len();
+                append(&d, profile, noise, &mut out);
+                wrap(&d, profile, noise, &mut alone);
+                assert_eq!(&out[before..], &alone[..]);
+                assert_eq!(alone.len(), shaped_len(len, profile, noise));
+            }
+        }
+        assert!(out.starts_with(b"previous"));
     }
 
     #[test]

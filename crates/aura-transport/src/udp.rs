@@ -129,7 +129,8 @@ impl TxQueue {
             || (self.entries.len() < TX_QUEUE_DATAGRAMS && self.buf.len() + len <= TX_QUEUE_BYTES)
     }
 
-    /// Queues `data` for `to`; the caller checked [`Self::has_room`].
+    /// Queues `data` for `to` as it is (tests; the driver shapes with [`Self::push_shaped`]).
+    #[cfg(test)]
     pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8]) {
         self.entries.push(TxEntry {
             to,
@@ -137,6 +138,24 @@ impl TxQueue {
             len: data.len(),
         });
         self.buf.extend_from_slice(data);
+    }
+
+    /// Queues the shaped form of `data` for `to`, written straight into the queue's
+    /// buffer; the caller checked [`Self::has_room`] with [`crate::shape::shaped_len`].
+    pub(crate) fn push_shaped(
+        &mut self,
+        to: SocketAddr,
+        data: &[u8],
+        profile: crate::shape::Profile,
+        noise: u64,
+    ) {
+        let start = self.buf.len();
+        crate::shape::append(data, profile, noise, &mut self.buf);
+        self.entries.push(TxEntry {
+            to,
+            start,
+            len: self.buf.len() - start,
+        });
     }
 
     pub(crate) fn is_empty(&self) -> bool {
