@@ -330,6 +330,22 @@ pub struct Endpoint {
     events: VecDeque<Event>,
 }
 
+/// What a handshake step needs, borrowed field by field so the caller may hold other
+/// fields of the endpoint mutably.
+fn handshake_ctx<'a>(
+    deployment: &'a DeploymentKeys,
+    config: &'a EndpointConfig,
+    wall: UnixTime,
+) -> Ctx<'a> {
+    Ctx {
+        deployment,
+        verifier: &config.verifier,
+        identity: &config.identity,
+        wall,
+        suites: &config.suites,
+    }
+}
+
 fn addr_bytes(a: &SocketAddr) -> Vec<u8> {
     let mut v = match a.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
@@ -800,13 +816,7 @@ impl Endpoint {
         self.init_buffers.remove(&key);
         let local_index = self.fresh_index();
         let wall = self.wall(now);
-        let ctx = Ctx {
-            deployment: &self.deployment,
-            verifier: &self.config.verifier,
-            identity: &self.config.identity,
-            wall,
-            suites: &self.config.suites,
-        };
+        let ctx = handshake_ctx(&self.deployment, &self.config, wall);
         let (responder, resp) =
             match Responder::respond(&mut self.rng, frag.sender, local_index, &msg, &ctx) {
                 Ok(r) => r,
@@ -995,13 +1005,7 @@ impl Endpoint {
             return Err(DropReason::Unexpected);
         };
         let server_name = conn.server_name.clone().unwrap_or_default();
-        let ctx = Ctx {
-            deployment: &self.deployment,
-            verifier: &self.config.verifier,
-            identity: &self.config.identity,
-            wall,
-            suites: &self.config.suites,
-        };
+        let ctx = handshake_ctx(&self.deployment, &self.config, wall);
         let done = match initiator.on_resp(frag.sender, &initiator_msg, &server_name, &ctx) {
             Ok(d) => d,
             Err(error) => {
@@ -1123,13 +1127,7 @@ impl Endpoint {
                 return Err(DropReason::Malformed(e));
             }
         };
-        let ctx = Ctx {
-            deployment: &self.deployment,
-            verifier: &self.config.verifier,
-            identity: &self.config.identity,
-            wall,
-            suites: &self.config.suites,
-        };
+        let ctx = handshake_ctx(&self.deployment, &self.config, wall);
         match pending.responder.on_finish(&msg, &ctx) {
             Ok((keys, peer, cert)) => {
                 let Some(p) = self.pending.remove(&frag.receiver) else {
