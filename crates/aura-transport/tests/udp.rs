@@ -7,27 +7,34 @@ mod common;
 use std::time::Duration;
 
 use aura_testkit::{TEST_SERVER_NAME, TestPki};
-use aura_transport::{Carrier, Driver, udp};
+use aura_transport::{Carrier, Driver, DriverHandle, PacketConn, udp};
 use common::{client_endpoint, packet, server_endpoint};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_packets_each_way() {
-    let pki = TestPki::new(1).unwrap();
+/// A server and a client driver on loopback UDP with alice connected: (server driver,
+/// client driver, client side, server side).
+async fn udp_pair(pki: &TestPki, seed: u8) -> (DriverHandle, DriverHandle, PacketConn, PacketConn) {
     let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server_addr = sock.local_addr().unwrap();
-    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
+    let (server, mut accept) = Driver::spawn(server_endpoint(pki), Some(sock));
     let (client, _) = Driver::spawn(
-        client_endpoint(&pki, pki.alice(), 2),
+        client_endpoint(pki, pki.alice(), seed),
         Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
     );
-    let mut c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
+    let c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
         .await
         .unwrap()
         .unwrap();
-    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    let s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    (server, client, c, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_packets_each_way() {
+    let pki = TestPki::new(1).unwrap();
+    let (_server, _client, mut c, mut s) = udp_pair(&pki, 2).await;
     assert_eq!(c.carrier(), Carrier::Udp);
     assert_eq!(c.peer().id, TEST_SERVER_NAME);
     assert_eq!(s.peer().id, "alice");
@@ -161,18 +168,7 @@ async fn two_hundred_clients_on_one_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn padding_profile_changes_at_run_time_without_dropping_the_session() {
     let pki = TestPki::new(6).unwrap();
-    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let server_addr = sock.local_addr().unwrap();
-    let (server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
-    let (client, _) = Driver::spawn(
-        client_endpoint(&pki, pki.alice(), 7),
-        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
-    );
-    let mut c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    let (server, client, mut c, mut s) = udp_pair(&pki, 7).await;
     for (i, profile) in [3u8, 1, 2, 0].into_iter().enumerate() {
         let p = aura_transport::shape::Profile::from_index(profile).unwrap();
         client.set_udp_profile(p).await.unwrap();
