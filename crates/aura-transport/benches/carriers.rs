@@ -30,18 +30,15 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aura_proto::{EndpointConfig, Timers};
-use aura_testkit::{TEST_SERVER_NAME, TestPki};
-use aura_transport::dial::{ClientCredentials, DialConfig, Dialed, dial};
-use aura_transport::quic::QuicOptions;
-use aura_transport::server::{Server, ServerConfig};
+use aura_testkit::TestPki;
+use aura_transport::dial::{DialConfig, Dialed, dial};
+use aura_transport::server::Server;
 use aura_transport::shape::Profile;
-use aura_transport::tls::{OuterIdentity, TlsOptions};
 use aura_transport::{Carrier, DriverHandle, PacketConn};
 use rand_core::OsRng;
 use tokio::runtime::Handle;
@@ -70,27 +67,7 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Starts the server on the server runtime.
 async fn server(pki: &TestPki, rt: &Handle) -> Server {
-    let endpoint = EndpointConfig::new(
-        pki.ca_der().to_vec(),
-        common::identity(pki.server()),
-        pki.verifier().unwrap(),
-        true,
-    );
-    let any = SocketAddr::new(LOCALHOST, 0);
-    let cfg = ServerConfig {
-        endpoint,
-        seed: [7; 32],
-        udp: Some(any),
-        quic: Some(any),
-        tls: Some(any),
-        outer: Some(Arc::new(OuterIdentity {
-            cert_chain: vec![pki.server().cert()],
-            key: pki.server().key(),
-        })),
-        tls_options: TlsOptions::default(),
-        quic_options: QuicOptions::default(),
-        wall_clock: common::wall,
-    };
+    let cfg = common::server_config(pki, LOCALHOST, pki.verifier().unwrap());
     rt.spawn(Server::bind(cfg)).await.unwrap().unwrap()
 }
 
@@ -100,26 +77,7 @@ fn dial_config(pki: &mut TestPki, s: &Server, carrier: Carrier) -> DialConfig {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!("bench{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let id = pki.issue_client(&name).unwrap();
-    DialConfig {
-        credentials: ClientCredentials {
-            ca_der: pki.ca_der().to_vec(),
-            crl_ders: vec![pki.crl_der().to_vec()],
-            identity: common::identity(&id),
-        },
-        server_name: TEST_SERVER_NAME.into(),
-        server: LOCALHOST,
-        bridges: vec![],
-        carriers: vec![carrier],
-        udp_port: s.udp_addr.unwrap().port(),
-        quic_port: s.quic_addr.unwrap().port(),
-        tls_port: s.tls_addr.unwrap().port(),
-        sni: "www.example.com".into(),
-        attempt_timeout: Duration::from_secs(5),
-        timers: Timers::default(),
-        tls_options: TlsOptions::default(),
-        quic_options: QuicOptions::default(),
-        wall_clock: common::wall,
-    }
+    common::dial_config(pki, &id, s, &[carrier])
 }
 
 /// Dials, sends one packet and waits until the server has it. Returns the time taken, the

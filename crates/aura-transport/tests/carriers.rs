@@ -10,14 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aura_proto::{EndpointConfig, Timers};
-use aura_testkit::{TEST_SERVER_NAME, TestPki};
-use aura_transport::dial::{ClientCredentials, DialConfig, dial};
+use aura_proto::EndpointConfig;
+use aura_testkit::TestPki;
+use aura_transport::dial::dial;
 use aura_transport::quic::QuicOptions;
 use aura_transport::server::{Server, ServerConfig};
 use aura_transport::tls::{OuterIdentity, TlsOptions};
 use aura_transport::{Carrier, PacketConn};
-use common::{identity, packet};
+use common::{dial_config, identity, packet, server_config};
 use rand_core::OsRng;
 use tokio::time::timeout;
 
@@ -29,58 +29,9 @@ async fn server(pki: &TestPki, ip: IpAddr, crl: Option<Vec<u8>>) -> Server {
         Some(c) => aura_pki::Verifier::new(pki.ca_der(), [c]).unwrap(),
         None => pki.verifier().unwrap(),
     };
-    let endpoint = EndpointConfig::new(
-        pki.ca_der().to_vec(),
-        identity(pki.server()),
-        verifier,
-        true,
-    );
-    let any = SocketAddr::new(ip, 0);
-    Server::bind(ServerConfig {
-        endpoint,
-        seed: [7; 32],
-        udp: Some(any),
-        quic: Some(any),
-        tls: Some(any),
-        outer: Some(Arc::new(OuterIdentity {
-            cert_chain: vec![pki.server().cert()],
-            key: pki.server().key(),
-        })),
-        tls_options: TlsOptions::default(),
-        quic_options: QuicOptions::default(),
-        wall_clock: common::wall,
-    })
-    .await
-    .unwrap()
-}
-
-fn dial_config(
-    pki: &TestPki,
-    id: &aura_testkit::Identity,
-    s: &Server,
-    carriers: &[Carrier],
-) -> DialConfig {
-    DialConfig {
-        credentials: ClientCredentials {
-            ca_der: pki.ca_der().to_vec(),
-            crl_ders: vec![pki.crl_der().to_vec()],
-            identity: identity(id),
-        },
-        server_name: TEST_SERVER_NAME.into(),
-        server: LOCALHOST,
-        bridges: vec![],
-        carriers: carriers.to_vec(),
-        udp_port: s.udp_addr.unwrap().port(),
-        quic_port: s.quic_addr.unwrap().port(),
-        tls_port: s.tls_addr.unwrap().port(),
-        // Deliberately not the certificate's name: the outer SNI is camouflage only.
-        sni: "www.example.com".into(),
-        attempt_timeout: Duration::from_secs(5),
-        timers: Timers::default(),
-        tls_options: TlsOptions::default(),
-        quic_options: QuicOptions::default(),
-        wall_clock: common::wall,
-    }
+    Server::bind(server_config(pki, ip, verifier))
+        .await
+        .unwrap()
 }
 
 /// The test PKI is valid in 2030; servers and dials here pin their wall clock there.

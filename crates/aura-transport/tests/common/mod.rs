@@ -48,3 +48,64 @@ pub fn packet(dir: u8, seq: u32, len: usize) -> Vec<u8> {
     p.extend((0..len.saturating_sub(6)).map(|i| (seq as usize * 7 + i) as u8));
     p
 }
+
+/// A server on every carrier at `ip` (ports chosen by the OS), checking clients with
+/// `verifier`.
+pub fn server_config(
+    pki: &TestPki,
+    ip: std::net::IpAddr,
+    verifier: aura_pki::Verifier,
+) -> aura_transport::server::ServerConfig {
+    let endpoint = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(pki.server()),
+        verifier,
+        true,
+    );
+    let any = std::net::SocketAddr::new(ip, 0);
+    aura_transport::server::ServerConfig {
+        endpoint,
+        seed: [7; 32],
+        udp: Some(any),
+        quic: Some(any),
+        tls: Some(any),
+        outer: Some(Arc::new(aura_transport::tls::OuterIdentity {
+            cert_chain: vec![pki.server().cert()],
+            key: pki.server().key(),
+        })),
+        tls_options: aura_transport::tls::TlsOptions::default(),
+        quic_options: aura_transport::quic::QuicOptions::default(),
+        wall_clock: wall,
+    }
+}
+
+/// A dial configuration for `id` to the server `s` on 127.0.0.1, over `carriers` in order.
+/// The outer SNI is deliberately not the certificate's name: it is camouflage only.
+pub fn dial_config(
+    pki: &TestPki,
+    id: &aura_testkit::Identity,
+    s: &aura_transport::server::Server,
+    carriers: &[aura_transport::Carrier],
+) -> aura_transport::dial::DialConfig {
+    let port = |a: Option<std::net::SocketAddr>| a.map_or(0, |a| a.port());
+    aura_transport::dial::DialConfig {
+        credentials: aura_transport::dial::ClientCredentials {
+            ca_der: pki.ca_der().to_vec(),
+            crl_ders: vec![pki.crl_der().to_vec()],
+            identity: identity(id),
+        },
+        server_name: aura_testkit::TEST_SERVER_NAME.into(),
+        server: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        bridges: vec![],
+        carriers: carriers.to_vec(),
+        udp_port: port(s.udp_addr),
+        quic_port: port(s.quic_addr),
+        tls_port: port(s.tls_addr),
+        sni: "www.example.com".into(),
+        attempt_timeout: std::time::Duration::from_secs(5),
+        timers: aura_proto::Timers::default(),
+        tls_options: aura_transport::tls::TlsOptions::default(),
+        quic_options: aura_transport::quic::QuicOptions::default(),
+        wall_clock: wall,
+    }
+}
