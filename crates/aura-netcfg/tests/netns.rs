@@ -22,8 +22,6 @@
 use std::fs::File;
 use std::future::Future;
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aura_netcfg::{HostConfig, NatPlan, NetcfgError, RoutePlan};
@@ -32,81 +30,26 @@ use nix::sched::{CloneFlags, setns};
 /// Longest a test body may run inside its namespace.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            .iter()
-            .any(|d| std::path::Path::new(d).join(program).is_file())
-}
-
-/// A network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
+/// A test namespace (deleted when dropped, whatever happened) and how to work in it.
+struct Netns(aura_testkit::netns::Netns);
 
 impl Netns {
-    /// A fresh namespace with `lo` up, or `None` (with the reason printed) when this
-    /// environment cannot run the test.
+    /// A fresh namespace, or `None` (with the reason printed) when this environment
+    /// cannot run the test.
     fn new(test: &str, need_nft: bool) -> Option<Self> {
-        if !is_root() {
-            eprintln!("skipping {test}: needs root (network namespaces)");
+        let programs: &[&str] = if need_nft { &["nft"] } else { &[] };
+        if let Some(why) = aura_testkit::netns::skip_reason(programs) {
+            eprintln!("skipping {test}: {why}");
             return None;
         }
-        if !have("ip") {
-            eprintln!("skipping {test}: `ip` (iproute2) not installed");
-            return None;
-        }
-        if need_nft && !have("nft") {
-            eprintln!("skipping {test}: `nft` not installed (apt-get install nftables)");
-            return None;
-        }
-        let name = format!(
-            "aura-netcfg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip netns add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = Self { name };
-        ns.sh("ip link set lo up");
-        Some(ns)
+        Some(Self(
+            aura_testkit::netns::Netns::new("aura-netcfg").unwrap(),
+        ))
     }
 
     /// Runs a shell command inside; panics with its stderr on failure.
     fn sh(&self, cmd: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "sh", "-ec", cmd])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.0.sh(cmd).unwrap()
     }
 
     /// The standard topology of this file (see the drawing at the top).
@@ -138,7 +81,7 @@ impl Netns {
         Fut: Future<Output = T>,
         T: Send,
     {
-        let path = format!("/var/run/netns/{}", self.name);
+        let path = self.0.path();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let fd = File::open(&path).unwrap();
@@ -153,14 +96,6 @@ impl Netns {
             .join()
             .unwrap()
         })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 

@@ -64,6 +64,7 @@
 
 mod clock;
 mod net;
+pub mod netns;
 mod pki;
 
 pub use clock::{DEFAULT_WALL_START_SECS, SimClock};

@@ -22,7 +22,6 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aura_tun::{OffloadMode, PacketDevice, Tun, TunBuffers, TunConfig, TunError};
@@ -43,41 +42,18 @@ const HEADROOM: usize = 48;
 const TAILROOM: usize = 16;
 
 fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root".into());
-    }
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing".into());
     }
-    match Command::new("ip").arg("-V").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("`ip` (iproute2) is not available".into()),
-    }
+    aura_testkit::netns::skip_reason(&[])
 }
 
-/// A network namespace that is deleted when dropped, whatever happened.
-struct Netns {
-    name: String,
-}
+/// A test namespace (deleted when dropped, whatever happened) and how to run in it.
+struct Netns(aura_testkit::netns::Netns);
 
 impl Netns {
     fn new() -> Netns {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "aura-tun-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns { name }
+        Netns(aura_testkit::netns::Netns::new("aura-tun-test").unwrap())
     }
 
     /// Runs `f` on a thread inside the namespace, bounded by `limit`.
@@ -86,8 +62,8 @@ impl Netns {
         R: Send + 'static,
         F: FnOnce(String) -> R + Send + 'static,
     {
-        let path = format!("/var/run/netns/{}", self.name);
-        let name = self.name.clone();
+        let path = self.0.path();
+        let name = self.0.name().to_owned();
         let (tx, rx) = std::sync::mpsc::channel();
         let worker = std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).unwrap();
@@ -108,14 +84,6 @@ impl Netns {
                 panic!("test did not finish within {limit:?}")
             }
         }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 
