@@ -25,6 +25,7 @@
 //! | 3 `ExtendBridge` | [`ExtendBridge`] | `family (4 or 6) ‖ address (4 or 16) ‖ u16_be port` |
 //! | 4 `CircuitReady` | [`CircuitReady`] | empty |
 //! | 5 `CircuitFailed` | [`CircuitFailed`] | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes |
+//! | 6 `AddressAssign` | [`AddressAssign`] | `address (4) ‖ prefix_len u8 ‖ gateway (4) ‖ u16_be mtu` (exactly 11 bytes) |
 //!
 //! Any other kind byte decodes as [`ControlKind::Unknown`], so a receiver can skip messages
 //! introduced by newer peers.
@@ -99,6 +100,8 @@ const EXTEND_V4_LEN: usize = 1 + 4 + 2;
 const EXTEND_V6_LEN: usize = 1 + 16 + 2;
 /// Payload length of a [`CrlAck`], in bytes.
 const CRL_ACK_LEN: usize = 8;
+/// Payload length of an [`AddressAssign`], in bytes: address + prefix + gateway + MTU.
+const ADDRESS_ASSIGN_LEN: usize = 4 + 1 + 4 + 2;
 
 /// Errors from encoding and decoding control envelopes and their payloads.
 ///
@@ -166,6 +169,10 @@ pub enum ControlError {
     /// An [`ExtendBridge`] address family other than 4 or 6.
     #[error("unknown address family {0} in ExtendBridge")]
     UnknownAddressFamily(u8),
+    /// An [`AddressAssign`] whose prefix length is over 32 or whose address or gateway is
+    /// unusable in that network (network or broadcast address, or outside it).
+    #[error("unusable tunnel address assignment: {0}")]
+    BadAssignment(&'static str),
     /// A [`CircuitFailed`] reason longer than [`MAX_REASON_LEN`].
     #[error("circuit failure reason of {len} bytes exceeds the maximum of {max}")]
     ReasonTooLong {
@@ -243,12 +250,14 @@ pub enum ControlKind {
     CircuitReady,
     /// 5: the circuit could not be established ([`CircuitFailed`]).
     CircuitFailed,
-    /// Any other kind byte (never 1 to 5: [`ControlKind::from_u8`] normalises those).
+    /// 6: the server tells the client its tunnel address ([`AddressAssign`]).
+    AddressAssign,
+    /// Any other kind byte (never 1 to 6: [`ControlKind::from_u8`] normalises those).
     Unknown(u8),
 }
 
 impl ControlKind {
-    /// Maps a kind byte to its kind; bytes other than 1 to 5 give [`ControlKind::Unknown`].
+    /// Maps a kind byte to its kind; bytes other than 1 to 6 give [`ControlKind::Unknown`].
     #[must_use]
     pub const fn from_u8(byte: u8) -> Self {
         match byte {
@@ -257,6 +266,7 @@ impl ControlKind {
             3 => Self::ExtendBridge,
             4 => Self::CircuitReady,
             5 => Self::CircuitFailed,
+            6 => Self::AddressAssign,
             other => Self::Unknown(other),
         }
     }
@@ -270,6 +280,7 @@ impl ControlKind {
             Self::ExtendBridge => 3,
             Self::CircuitReady => 4,
             Self::CircuitFailed => 5,
+            Self::AddressAssign => 6,
             Self::Unknown(byte) => byte,
         }
     }
@@ -722,6 +733,118 @@ impl CrlAck {
 }
 
 // ---------------------------------------------------------------------------------------------
+// AddressAssign
+// ---------------------------------------------------------------------------------------------
+
+/// `AddressAssign` payload (server to client, right after the handshake and again whenever it
+/// changes): the client's tunnel address, its network's prefix length, the server's own
+/// tunnel address (the gateway) and the tunnel MTU the server uses.
+///
+/// Wire form (11 bytes): `address (4) ‖ prefix_len (1) ‖ gateway (4) ‖ mtu (u16_be)`.
+/// Decoding checks that the prefix is 1 to 30 bits (30 is the smallest pool: network,
+/// server, one client, broadcast), that the address and the gateway are distinct hosts of
+/// the same network, neither its network nor its broadcast address, and that the MTU is
+/// at least 576 (the IPv4 minimum datagram every host must accept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressAssign {
+    /// The client's tunnel address.
+    pub address: Ipv4Addr,
+    /// Prefix length of the tunnel network.
+    pub prefix_len: u8,
+    /// The server's tunnel address.
+    pub gateway: Ipv4Addr,
+    /// Tunnel MTU, in bytes.
+    pub mtu: u16,
+}
+
+impl AddressAssign {
+    /// The envelope kind of this payload.
+    pub const KIND: ControlKind = ControlKind::AddressAssign;
+
+    /// Smallest MTU an assignment may carry.
+    pub const MIN_MTU: u16 = 576;
+
+    /// Checks the invariants listed on the type.
+    ///
+    /// # Errors
+    /// [`ControlError::BadAssignment`] naming the broken one.
+    pub fn validate(&self) -> Result<(), ControlError> {
+        if !(1..=30).contains(&self.prefix_len) {
+            return Err(ControlError::BadAssignment("prefix length must be 1 to 30"));
+        }
+        if self.mtu < Self::MIN_MTU {
+            return Err(ControlError::BadAssignment("MTU below 576"));
+        }
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        let a = u32::from(self.address);
+        let g = u32::from(self.gateway);
+        if a & mask != g & mask {
+            return Err(ControlError::BadAssignment(
+                "address and gateway are in different networks",
+            ));
+        }
+        if a == g {
+            return Err(ControlError::BadAssignment("address equals the gateway"));
+        }
+        for host in [a, g] {
+            let h = host & !mask;
+            if h == 0 || h == !mask {
+                return Err(ControlError::BadAssignment(
+                    "network or broadcast address assigned",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes an `AddressAssign` payload (exactly 11 bytes) and validates it.
+    ///
+    /// # Errors
+    /// [`ControlError::PayloadLength`] for another length, [`ControlError::BadAssignment`]
+    /// when an invariant is broken.
+    pub fn decode(payload: &[u8]) -> Result<Self, ControlError> {
+        let bytes: [u8; ADDRESS_ASSIGN_LEN] =
+            payload
+                .try_into()
+                .map_err(|_| ControlError::PayloadLength {
+                    kind: Self::KIND,
+                    expected: ADDRESS_ASSIGN_LEN,
+                    actual: payload.len(),
+                })?;
+        let [a0, a1, a2, a3, prefix_len, g0, g1, g2, g3, m0, m1] = bytes;
+        let assign = Self {
+            address: Ipv4Addr::new(a0, a1, a2, a3),
+            prefix_len,
+            gateway: Ipv4Addr::new(g0, g1, g2, g3),
+            mtu: u16::from_be_bytes([m0, m1]),
+        };
+        assign.validate()?;
+        Ok(assign)
+    }
+
+    /// Length of the encoded payload in bytes: 11.
+    #[must_use]
+    pub const fn encoded_len(&self) -> usize {
+        ADDRESS_ASSIGN_LEN
+    }
+
+    /// Encodes the payload into `out` and returns the number of bytes written.
+    ///
+    /// # Errors
+    /// [`ControlError::BadAssignment`], or [`ControlError::BufferTooSmall`] if `out` is
+    /// shorter than 11 bytes.
+    pub fn encode_into(&self, out: &mut [u8]) -> Result<usize, ControlError> {
+        self.validate()?;
+        let buf = payload_buf(out, ADDRESS_ASSIGN_LEN)?;
+        let [a0, a1, a2, a3] = self.address.octets();
+        let [g0, g1, g2, g3] = self.gateway.octets();
+        let [m0, m1] = self.mtu.to_be_bytes();
+        buf.copy_from_slice(&[a0, a1, a2, a3, self.prefix_len, g0, g1, g2, g3, m0, m1]);
+        Ok(ADDRESS_ASSIGN_LEN)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // CrlChunk
 // ---------------------------------------------------------------------------------------------
 
@@ -862,9 +985,11 @@ pub enum ControlMessage<'a> {
     CircuitReady(CircuitReady),
     /// The circuit failed.
     CircuitFailed(CircuitFailed),
+    /// The client's tunnel address.
+    AddressAssign(AddressAssign),
     /// A kind this version does not know; the payload is passed through untouched.
     Unknown {
-        /// The kind byte (never 1 to 5).
+        /// The kind byte (never 1 to 6).
         kind: u8,
         /// The raw payload.
         payload: &'a [u8],
@@ -884,13 +1009,15 @@ impl<'a> ControlMessage<'a> {
             ControlKind::ExtendBridge => Self::ExtendBridge(ExtendBridge::decode(payload)?),
             ControlKind::CircuitReady => Self::CircuitReady(CircuitReady::decode(payload)?),
             ControlKind::CircuitFailed => Self::CircuitFailed(CircuitFailed::decode(payload)?),
+            ControlKind::AddressAssign => Self::AddressAssign(AddressAssign::decode(payload)?),
             ControlKind::Unknown(byte) => match ControlKind::from_u8(byte) {
-                // A hand-built `Unknown(1..=5)`: treat it as the kind it names.
+                // A hand-built `Unknown(1..=6)`: treat it as the kind it names.
                 known @ (ControlKind::CrlPush
                 | ControlKind::CrlAck
                 | ControlKind::ExtendBridge
                 | ControlKind::CircuitReady
-                | ControlKind::CircuitFailed) => {
+                | ControlKind::CircuitFailed
+                | ControlKind::AddressAssign) => {
                     return Self::parse(Envelope {
                         kind: known,
                         payload,
@@ -918,6 +1045,7 @@ impl<'a> ControlMessage<'a> {
             Self::ExtendBridge(_) => ControlKind::ExtendBridge,
             Self::CircuitReady(_) => ControlKind::CircuitReady,
             Self::CircuitFailed(_) => ControlKind::CircuitFailed,
+            Self::AddressAssign(_) => ControlKind::AddressAssign,
             Self::Unknown { kind, .. } => ControlKind::from_u8(*kind),
         }
     }
@@ -931,6 +1059,7 @@ impl<'a> ControlMessage<'a> {
             Self::ExtendBridge(extend) => extend.encoded_len(),
             Self::CircuitReady(ready) => ready.encoded_len(),
             Self::CircuitFailed(failed) => failed.encoded_len(),
+            Self::AddressAssign(assign) => assign.encoded_len(),
             Self::Unknown { payload, .. } => payload.len(),
         }
     }
@@ -952,6 +1081,7 @@ impl<'a> ControlMessage<'a> {
         match self {
             Self::CrlPush(chunk) => chunk.validate()?,
             Self::CircuitFailed(failed) => check_reason_len(failed.reason.len())?,
+            Self::AddressAssign(assign) => assign.validate()?,
             _ => {}
         }
         let payload_len = self.payload_len();
@@ -962,6 +1092,7 @@ impl<'a> ControlMessage<'a> {
             Self::ExtendBridge(extend) => extend.encode_into(body)?,
             Self::CircuitReady(_) => 0,
             Self::CircuitFailed(failed) => failed.encode_into(body)?,
+            Self::AddressAssign(assign) => assign.encode_into(body)?,
             Self::Unknown { payload, .. } => {
                 body.copy_from_slice(payload);
                 payload.len()
@@ -1011,6 +1142,12 @@ impl From<CircuitReady> for ControlMessage<'_> {
 impl From<CircuitFailed> for ControlMessage<'_> {
     fn from(failed: CircuitFailed) -> Self {
         Self::CircuitFailed(failed)
+    }
+}
+
+impl From<AddressAssign> for ControlMessage<'_> {
+    fn from(assign: AddressAssign) -> Self {
+        Self::AddressAssign(assign)
     }
 }
 
@@ -1392,12 +1529,58 @@ mod tests {
     }
 
     #[test]
+    fn address_assign_round_trip_and_rejections() {
+        let ok = AddressAssign {
+            address: Ipv4Addr::new(10, 77, 0, 9),
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 77, 0, 1),
+            mtu: 1380,
+        };
+        let packet = ControlMessage::from(ok).encode().unwrap();
+        assert_eq!(packet.len(), HEADER_LEN + 11);
+        assert_eq!(
+            &packet[HEADER_LEN..],
+            &[10, 77, 0, 9, 24, 10, 77, 0, 1, 0x05, 0x64]
+        );
+        assert_eq!(
+            ControlMessage::decode(&packet).unwrap(),
+            ControlMessage::AddressAssign(ok)
+        );
+        let bad = |f: fn(&mut AddressAssign)| {
+            let mut a = ok;
+            f(&mut a);
+            let mut payload = [0u8; 11];
+            payload[..4].copy_from_slice(&a.address.octets());
+            payload[4] = a.prefix_len;
+            payload[5..9].copy_from_slice(&a.gateway.octets());
+            payload[9..].copy_from_slice(&a.mtu.to_be_bytes());
+            assert!(matches!(
+                AddressAssign::decode(&payload),
+                Err(ControlError::BadAssignment(_))
+            ));
+            assert!(ControlMessage::from(a).encode().is_err());
+        };
+        bad(|a| a.prefix_len = 0);
+        bad(|a| a.prefix_len = 31);
+        bad(|a| a.prefix_len = 200);
+        bad(|a| a.mtu = 575);
+        bad(|a| a.gateway = Ipv4Addr::new(10, 78, 0, 1));
+        bad(|a| a.address = a.gateway);
+        bad(|a| a.address = Ipv4Addr::new(10, 77, 0, 0));
+        bad(|a| a.address = Ipv4Addr::new(10, 77, 0, 255));
+        assert!(matches!(
+            AddressAssign::decode(&[0; 10]),
+            Err(ControlError::PayloadLength { .. })
+        ));
+    }
+
+    #[test]
     fn kind_normalisation() {
         for byte in 0..=u8::MAX {
             let kind = ControlKind::from_u8(byte);
             assert_eq!(kind.to_u8(), byte);
-            assert_eq!(kind.is_known(), (1..=5).contains(&byte));
-            if (1..=5).contains(&byte) {
+            assert_eq!(kind.is_known(), (1..=6).contains(&byte));
+            if (1..=6).contains(&byte) {
                 assert_ne!(kind, ControlKind::Unknown(byte));
             }
         }

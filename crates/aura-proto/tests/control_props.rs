@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
+    AddressAssign,
     self, CircuitFailed, CircuitReady, ControlError, ControlKind, ControlMessage, CrlAck,
     CrlAssembler, CrlChunk, ExtendBridge, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN,
 };
@@ -69,7 +70,21 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
             .encode()
             .unwrap()
         }),
-        (6u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
+        (any::<[u8; 4]>(), 1u8..=30, any::<u16>()).prop_filter_map(
+            "a usable assignment",
+            |(a, prefix_len, mtu)| {
+                let mask = u32::MAX << (32 - u32::from(prefix_len));
+                let net = u32::from_be_bytes(a) & mask;
+                let assign = AddressAssign {
+                    address: Ipv4Addr::from(net | 2),
+                    prefix_len,
+                    gateway: Ipv4Addr::from(net | 1),
+                    mtu: mtu.max(AddressAssign::MIN_MTU),
+                };
+                ControlMessage::from(assign).encode().ok()
+            }
+        ),
+        (7u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
             ControlKind::from_u8(kind),
             &payload
         )
@@ -100,7 +115,7 @@ proptest! {
         prop_assert_eq!(kind.to_u8(), byte);
         prop_assert_eq!(ControlKind::from_u8(kind.to_u8()), kind);
         if let ControlKind::Unknown(n) = kind {
-            prop_assert!(!(1..=5).contains(&n));
+            prop_assert!(!(1..=6).contains(&n));
         }
     }
 
