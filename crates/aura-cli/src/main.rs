@@ -4,6 +4,7 @@
 //! whole cause chain, and exit codes: 0 success, 1 runtime error, 2 usage error.
 
 mod bench_crypto;
+mod daemon_cmd;
 mod deploy_cmd;
 mod pki_cmd;
 mod status_cmd;
@@ -31,6 +32,10 @@ enum Command {
     /// Issue a client certificate and write a bundle (ca.crt, crl.pem, client.crt,
     /// client.key, client.toml) ready to copy to a device.
     ProvisionClient(deploy_cmd::ProvisionClientArgs),
+    /// Run the server in the foreground (TUN, carriers, NAT) until SIGINT or SIGTERM.
+    Server(daemon_cmd::DaemonArgs),
+    /// Run the client in the foreground (dial, TUN, routes) until SIGINT or SIGTERM.
+    Client(daemon_cmd::DaemonArgs),
     /// Show a running daemon's state and peers (over its admin socket).
     Status(status_cmd::StatusArgs),
     /// Measure the hybrid KEM and the AEAD suites on this machine.
@@ -57,6 +62,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pki(args) => pki_cmd::run(args),
         Command::ServerInit(args) => deploy_cmd::server_init(args),
         Command::ProvisionClient(args) => deploy_cmd::provision_client(args),
+        Command::Server(args) => daemon_cmd::server(args),
+        Command::Client(args) => daemon_cmd::client(args),
         Command::Status(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

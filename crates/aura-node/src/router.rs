@@ -1,16 +1,44 @@
 //! The server's data path: one device read loop dispatching by destination address to
-//! the right client, and one task per client writing its packets to the device, after
-//! checking that each comes from the client's own tunnel address (anti-spoofing).
+//! the right client, one task per client checking that each of its packets comes from
+//! the client's own tunnel address (anti-spoofing), and one device writer that batches
+//! what every client sends.
+//!
+//! Per device read (up to [`aura_tun::OFFLOAD_BATCH`] packets, a TSO super-packet split
+//! into segments arrives as one read) the loop takes the peer table's read lock once and
+//! hands each run of packets for one client to its connection as one batch. Clients'
+//! packets reach the device through one channel of batches, so one writer owns the
+//! device's send buffers (allocated once, at start) and GRO can coalesce across clients.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
+use aura_proto::control::{self, AddressAssign, ControlMessage};
 use aura_transport::{PacketConn, PacketSender};
+use aura_tun::{PacketDevice, TunBuffers};
+use tokio::sync::mpsc;
 
-use crate::packet::{PacketIo, ipv4_addrs};
+use crate::packet::ipv4_addrs;
 use crate::pool::{IpPool, PoolError};
+
+/// Batches of client packets on their way to the device.
+pub type DeviceQueue = mpsc::Sender<Vec<Vec<u8>>>;
+
+/// Depth of the device writer's queue, in batches.
+pub const DEVICE_QUEUE: usize = 1024;
+
+/// Largest batch read from one client connection at once.
+const CLIENT_BATCH: usize = 128;
+
+/// When the [`AddressAssign`] is sent again after the first (the data channel may lose a
+/// packet; the client applies it idempotently).
+const ASSIGN_REPEATS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// A connected client, as the router and `aura status` see it.
 #[derive(Debug, Clone)]
@@ -27,6 +55,19 @@ pub struct Peer {
     pub remote: String,
     /// Unix time it connected.
     pub since: u64,
+    /// Which admission this is (a reconnect of the same id gets a new one).
+    token: u64,
+}
+
+/// What a client is told when it is admitted.
+#[derive(Debug, Clone, Default)]
+pub struct Welcome {
+    /// Tunnel MTU announced in the [`AddressAssign`].
+    pub mtu: u16,
+    /// Further packets sent after the address (the CRL push).
+    pub extra: Vec<Vec<u8>>,
+    /// Unix time of admission.
+    pub since: u64,
 }
 
 /// Routing state shared by the device loop and the client tasks.
@@ -34,10 +75,13 @@ pub struct Peer {
 pub struct Router {
     pool: Mutex<IpPool>,
     peers: RwLock<HashMap<Ipv4Addr, Peer>>,
+    next_token: AtomicU64,
     /// Packets dropped because their source was not the client's address.
     pub spoofed: AtomicU64,
     /// Packets from the device for an address with no client.
     pub unroutable: AtomicU64,
+    /// Control messages received from clients.
+    pub control_in: AtomicU64,
 }
 
 impl Router {
@@ -46,8 +90,10 @@ impl Router {
         Arc::new(Self {
             pool: Mutex::new(pool),
             peers: RwLock::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
             spoofed: AtomicU64::new(0),
             unroutable: AtomicU64::new(0),
+            control_in: AtomicU64::new(0),
         })
     }
 
@@ -61,89 +107,212 @@ impl Router {
             .collect()
     }
 
-    /// Reads the device forever, sending each IPv4 packet to the client owning its
-    /// destination address.
-    pub async fn device_loop<D: PacketIo>(self: Arc<Self>, device: Arc<D>) -> std::io::Result<()> {
-        let mut buf = vec![0u8; 65_536];
+    /// The server's tunnel address and the pool's prefix length.
+    pub fn server_address(&self) -> (Ipv4Addr, u8) {
+        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        (pool.server_address(), pool.network().1)
+    }
+
+    /// Reads the device until it fails, sending each IPv4 packet to the client owning its
+    /// destination address. Runs of packets for one client go out as one batch.
+    ///
+    /// # Errors
+    /// The device's read error.
+    pub async fn device_loop<D: PacketDevice>(
+        self: Arc<Self>,
+        device: Arc<D>,
+    ) -> Result<(), aura_tun::TunError> {
+        let mut rx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
+        let mut runs: Vec<(PacketSender, Vec<Vec<u8>>)> = Vec::new();
         loop {
-            let n = device.recv(&mut buf).await?;
-            let packet = &buf[..n];
-            let Some((_, dst)) = ipv4_addrs(packet) else {
-                continue;
-            };
-            let sender = self
-                .peers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&dst)
-                .map(|p| p.sender.clone());
-            match sender {
-                Some(s) => {
-                    let _ = s.send_batch(vec![packet.to_vec()]).await;
+            let n = device
+                .recv_batch(&mut rx.bufs, &mut rx.lens, rx.headroom)
+                .await?;
+            {
+                let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+                let mut last: Option<Ipv4Addr> = None;
+                for i in 0..n {
+                    let Some(packet) = rx.packet(i) else { continue };
+                    let Some((_, dst)) = ipv4_addrs(packet) else {
+                        continue;
+                    };
+                    match (last == Some(dst), runs.last_mut()) {
+                        (true, Some((_, run))) => run.push(packet.to_vec()),
+                        _ => match peers.get(&dst) {
+                            Some(p) => {
+                                runs.push((p.sender.clone(), vec![packet.to_vec()]));
+                                last = Some(dst);
+                            }
+                            None => {
+                                self.unroutable.fetch_add(1, Ordering::Relaxed);
+                                last = None;
+                            }
+                        },
+                    }
                 }
-                None => {
-                    self.unroutable.fetch_add(1, Ordering::Relaxed);
-                }
+            }
+            for (sender, run) in runs.drain(..) {
+                // A client that just left: its packets are dropped, like any unroutable.
+                let _ = sender.send_batch(run).await;
             }
         }
     }
 
-    /// Admits a connected client: assigns its address (refusing it when the pool says
-    /// no), then writes its packets to the device until it disconnects, and returns the
-    /// address to the pool.
-    ///
-    /// # Errors
-    /// The pool's refusal (the connection is closed).
-    pub async fn serve_client<D: PacketIo>(
-        self: Arc<Self>,
-        mut conn: PacketConn,
+    /// Writes the batches arriving on `queue` to the device, until every sender is gone.
+    /// Batches waiting together are written together (one `send_batch` per
+    /// [`aura_tun::OFFLOAD_BATCH`] packets).
+    pub async fn device_writer<D: PacketDevice>(
         device: Arc<D>,
-        since: u64,
-    ) -> Result<(), PoolError> {
+        mut queue: mpsc::Receiver<Vec<Vec<u8>>>,
+    ) {
+        let mut tx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        while let Some(batch) = queue.recv().await {
+            pending.extend(batch);
+            while pending.len() < tx.len() {
+                match queue.try_recv() {
+                    Ok(more) => pending.extend(more),
+                    Err(_) => break,
+                }
+            }
+            let mut from = 0;
+            while from < pending.len() {
+                let mut n = 0;
+                while n < tx.len() && from < pending.len() {
+                    if tx.set_packet(n, &pending[from]).is_ok() {
+                        n += 1;
+                    }
+                    from += 1;
+                }
+                if n > 0
+                    && let Err(e) = device
+                        .send_batch(&mut tx.bufs, &tx.lens[..n], tx.headroom)
+                        .await
+                {
+                    tracing::debug!(error = %e, "writing to the TUN device");
+                }
+            }
+            pending.clear();
+        }
+    }
+
+    fn admit(&self, conn: &PacketConn, since: u64) -> Result<(Ipv4Addr, u64), PoolError> {
         let id = conn.peer().id.clone();
-        let assigned = self
+        let address = self
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .assign(&id);
-        let address = match assigned {
+            .assign(&id)?;
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let peer = Peer {
+            id,
+            address,
+            sender: conn.sender(),
+            carrier: conn.carrier().name(),
+            remote: conn.remote().to_string(),
+            since,
+            token,
+        };
+        self.peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(address, peer);
+        Ok((address, token))
+    }
+
+    /// Forgets admission `token` of `id` at `address`, unless a newer admission of the
+    /// same client replaced it (then the address stays with the newer one).
+    fn leave(&self, id: &str, address: Ipv4Addr, token: u64) {
+        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        if peers.get(&address).is_some_and(|p| p.token == token) {
+            peers.remove(&address);
+            self.pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .release(id);
+        }
+    }
+
+    /// Admits a connected client: assigns its address (refusing it when the pool says
+    /// no), tells it the address ([`AddressAssign`]) and sends `welcome.extra`, then writes
+    /// its packets to the device queue until it disconnects, and returns the address to
+    /// the pool.
+    ///
+    /// # Errors
+    /// The pool's refusal (the connection is closed).
+    pub async fn serve_client(
+        self: Arc<Self>,
+        mut conn: PacketConn,
+        to_device: DeviceQueue,
+        welcome: Welcome,
+    ) -> Result<(), PoolError> {
+        let (address, token) = match self.admit(&conn, welcome.since) {
             Ok(a) => a,
             Err(e) => {
                 conn.close().await;
                 return Err(e);
             }
         };
-        let peer = Peer {
-            id: id.clone(),
+        let id = conn.peer().id.clone();
+        let (gateway, prefix_len) = self.server_address();
+        let assign = ControlMessage::from(AddressAssign {
             address,
-            sender: conn.sender(),
-            carrier: conn.carrier().name(),
-            remote: conn.remote().to_string(),
-            since,
+            prefix_len,
+            gateway,
+            mtu: welcome.mtu,
+        })
+        .encode();
+        let repeat = match assign {
+            Ok(assign) => {
+                let sender = conn.sender();
+                let mut first = vec![assign.clone()];
+                first.extend(welcome.extra);
+                let _ = sender.send_batch(first).await;
+                Some(tokio::spawn(async move {
+                    for wait in ASSIGN_REPEATS {
+                        tokio::time::sleep(wait).await;
+                        if sender.send_batch(vec![assign.clone()]).await.is_err() {
+                            return;
+                        }
+                    }
+                }))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the address assignment");
+                None
+            }
         };
-        self.peers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(address, peer);
-        while let Some(p) = conn.recv().await {
-            match ipv4_addrs(&p) {
-                Some((src, _)) if src == address => {
-                    let _ = device.send(&p).await;
+        let mut batch = Vec::with_capacity(CLIENT_BATCH);
+        loop {
+            if conn.recv_batch(&mut batch, CLIENT_BATCH).await == 0 {
+                break;
+            }
+            let before = batch.len();
+            batch.retain(|p| {
+                if control::is_control(p) {
+                    self.control_in.fetch_add(1, Ordering::Relaxed);
+                    return false;
                 }
-                _ => {
-                    self.spoofed.fetch_add(1, Ordering::Relaxed);
+                match ipv4_addrs(p) {
+                    Some((src, _)) if src == address => true,
+                    _ => {
+                        self.spoofed.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                }
+            });
+            tracing::trace!(received = before, forwarded = batch.len(), "client batch");
+            if !batch.is_empty() {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(CLIENT_BATCH));
+                if to_device.send(full).await.is_err() {
+                    break;
                 }
             }
         }
-        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
-        if peers.get(&address).is_some_and(|p| p.id == id) {
-            peers.remove(&address);
+        if let Some(r) = repeat {
+            r.abort();
         }
-        drop(peers);
-        self.pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .release(&id);
+        self.leave(&id, address, token);
         Ok(())
     }
 }

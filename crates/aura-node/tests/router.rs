@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aura_node::packet::ChannelDevice;
 use aura_node::pool::IpPool;
-use aura_node::router::Router;
+use aura_node::router::{DEVICE_QUEUE, Router, Welcome};
+use aura_proto::control::{AddressAssign, ControlMessage};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
 use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
+use aura_tun::MemTun;
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(20);
@@ -36,6 +37,16 @@ fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     p[16..20].copy_from_slice(&dst.octets());
     p.extend_from_slice(payload);
     p
+}
+
+/// The next packet that is not a control envelope (skips repeated address assignments).
+async fn data(c: &mut PacketConn) -> Vec<u8> {
+    loop {
+        let p = timeout(T, c.recv()).await.unwrap().unwrap();
+        if !aura_proto::control::is_control(&p) {
+            return p;
+        }
+    }
 }
 
 /// Connects `id` to the server driver over an in-memory link; returns (client side,
@@ -94,14 +105,29 @@ async fn dispatch_antispoofing_and_release() {
         ..aura_config::PoolSection::default()
     };
     let router = Router::new(IpPool::new(&section));
-    let (device, to_device, mut from_device) = ChannelDevice::new();
+    let (device, mut host) = MemTun::pair("aura0", 1280, 1024);
     let device = Arc::new(device);
     tokio::spawn(router.clone().device_loop(device.clone()));
+    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    tokio::spawn(Router::device_writer(device.clone(), queue_rx));
+    let welcome = |extra: Vec<Vec<u8>>| Welcome {
+        mtu: 1280,
+        extra,
+        since: 0,
+    };
 
     let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
     let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
-    let a = tokio::spawn(router.clone().serve_client(alice_s, device.clone(), 0));
-    tokio::spawn(router.clone().serve_client(bob_s, device.clone(), 0));
+    let a = tokio::spawn(router.clone().serve_client(
+        alice_s,
+        queue.clone(),
+        welcome(vec![b"extra".to_vec()]),
+    ));
+    tokio::spawn(
+        router
+            .clone()
+            .serve_client(bob_s, queue.clone(), welcome(vec![])),
+    );
     // Wait until both are registered.
     timeout(T, async {
         while router.peers().len() < 2 {
@@ -125,6 +151,23 @@ async fn dispatch_antispoofing_and_release() {
         "static entry honoured"
     );
     assert_ne!(alice_ip, bob_ip);
+    // Each client is told its address first; alice then gets the extra packet.
+    for (c, ip) in [(&mut alice_c, alice_ip), (&mut bob_c, bob_ip)] {
+        let first = timeout(T, c.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            ControlMessage::decode(&first).unwrap(),
+            ControlMessage::AddressAssign(AddressAssign {
+                address: ip,
+                prefix_len: 24,
+                gateway: "10.77.0.1".parse().unwrap(),
+                mtu: 1280,
+            })
+        );
+    }
+    assert_eq!(
+        timeout(T, alice_c.recv()).await.unwrap().unwrap(),
+        b"extra".to_vec()
+    );
     assert_ne!(
         alice_ip,
         "10.77.0.1".parse::<Ipv4Addr>().unwrap(),
@@ -137,7 +180,7 @@ async fn dispatch_antispoofing_and_release() {
         .send(ipv4(alice_ip, internet, b"from alice"))
         .await
         .unwrap();
-    let got = timeout(T, from_device.recv()).await.unwrap().unwrap();
+    let got = timeout(T, host.recv()).await.unwrap().unwrap();
     assert_eq!(got, ipv4(alice_ip, internet, b"from alice"));
     // Spoofed source (bob's address from alice): dropped and counted.
     alice_c
@@ -148,25 +191,21 @@ async fn dispatch_antispoofing_and_release() {
         .send(ipv4(bob_ip, internet, b"from bob"))
         .await
         .unwrap();
-    let got = timeout(T, from_device.recv()).await.unwrap().unwrap();
+    let got = timeout(T, host.recv()).await.unwrap().unwrap();
     assert_eq!(got, ipv4(bob_ip, internet, b"from bob"));
     assert_eq!(router.spoofed.load(Ordering::Relaxed), 1);
 
     // Device → client by destination.
-    to_device
-        .send(ipv4(internet, bob_ip, b"to bob"))
+    host.inject(&ipv4(internet, bob_ip, b"to bob"))
         .await
         .unwrap();
-    to_device
-        .send(ipv4(internet, alice_ip, b"to alice"))
+    host.inject(&ipv4(internet, alice_ip, b"to alice"))
         .await
         .unwrap();
+    // Skip the repeated address assignments.
+    assert_eq!(data(&mut bob_c).await, ipv4(internet, bob_ip, b"to bob"));
     assert_eq!(
-        timeout(T, bob_c.recv()).await.unwrap().unwrap(),
-        ipv4(internet, bob_ip, b"to bob")
-    );
-    assert_eq!(
-        timeout(T, alice_c.recv()).await.unwrap().unwrap(),
+        data(&mut alice_c).await,
         ipv4(internet, alice_ip, b"to alice")
     );
 
@@ -175,8 +214,7 @@ async fn dispatch_antispoofing_and_release() {
     // The server notices by the dead-peer timer at the latest.
     assert!(timeout(T, a).await.is_ok());
     assert!(router.peers().iter().all(|p| p.id != "alice"));
-    to_device
-        .send(ipv4(internet, alice_ip, b"nobody"))
+    host.inject(&ipv4(internet, alice_ip, b"nobody"))
         .await
         .unwrap();
     timeout(T, async {

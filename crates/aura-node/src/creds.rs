@@ -1,0 +1,182 @@
+//! Credentials from the PEM files a configuration names: the CA certificate, the CRL,
+//! this node's certificate and key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aura_proto::{EcdsaP256Signer, Identity};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
+
+use crate::DaemonError;
+
+/// What a daemon authenticates with.
+#[derive(Debug)]
+pub struct Credentials {
+    /// The CA certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// The CRL (DER).
+    pub crl_der: Vec<u8>,
+    /// This node's certificate and signing key.
+    pub identity: Identity,
+    /// The same certificate and key for the outer TLS and QUIC handshakes.
+    pub cert_der: Vec<u8>,
+    key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl Credentials {
+    /// The certificate chain and key for the outer TLS/QUIC layer.
+    pub fn outer(&self) -> aura_transport::tls::OuterIdentity {
+        aura_transport::tls::OuterIdentity {
+            cert_chain: vec![CertificateDer::from(self.cert_der.clone())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.to_vec())),
+        }
+    }
+}
+
+fn read(what: &str, path: &Path) -> Result<Zeroizing<String>, DaemonError> {
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| DaemonError::Setup(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// The DER of the one PEM block labelled `label` in `path`.
+fn pem_block(what: &str, path: &Path, label: &str) -> Result<Zeroizing<Vec<u8>>, DaemonError> {
+    let text = read(what, path)?;
+    let block = pem::parse(text.as_bytes()).map_err(|e| {
+        DaemonError::Setup(format!("the {what} {} is not PEM: {e}", path.display()))
+    })?;
+    if block.tag() != label {
+        return Err(DaemonError::Setup(format!(
+            "the {what} {} holds a {} block, expected {label}",
+            path.display(),
+            block.tag()
+        )));
+    }
+    Ok(Zeroizing::new(block.into_contents()))
+}
+
+/// Reads and checks the four files: the key must be an unencrypted PKCS#8 ECDSA P-256
+/// key, the CRL must verify against the CA.
+///
+/// # Errors
+/// [`DaemonError::Setup`] naming the file and the problem.
+pub fn load(ca: &Path, crl: &Path, cert: &Path, key: &Path) -> Result<Credentials, DaemonError> {
+    let ca_der = pem_block("CA certificate", ca, "CERTIFICATE")?.to_vec();
+    let crl_der = pem_block("CRL", crl, "X509 CRL")?.to_vec();
+    let cert_der = pem_block("certificate", cert, "CERTIFICATE")?.to_vec();
+    let key_pkcs8 = pem_block("private key", key, "PRIVATE KEY")?;
+    let signer = EcdsaP256Signer::from_pkcs8_der(&key_pkcs8).map_err(|e| {
+        DaemonError::Setup(format!(
+            "the private key {} is not an ECDSA P-256 PKCS#8 key: {e}",
+            key.display()
+        ))
+    })?;
+    aura_pki::Verifier::new(&ca_der, [&crl_der]).map_err(|e| {
+        DaemonError::Setup(format!(
+            "the CRL {} does not go with the CA {}: {e}",
+            crl.display(),
+            ca.display()
+        ))
+    })?;
+    Ok(Credentials {
+        identity: Identity {
+            cert_der: cert_der.clone(),
+            signer: Arc::new(signer),
+        },
+        ca_der,
+        crl_der,
+        cert_der,
+        key_pkcs8,
+    })
+}
+
+/// The CRL number of a verifier as a `u64` (CRL numbers Aura issues fit; larger ones
+/// saturate).
+pub fn crl_number(verifier: &aura_pki::Verifier) -> u64 {
+    let bytes = verifier.crl_number();
+    let start = bytes.len().saturating_sub(8);
+    if bytes[..start].iter().any(|&b| b != 0) {
+        return u64::MAX;
+    }
+    bytes[start..]
+        .iter()
+        .fold(0u64, |n, &b| (n << 8) | u64::from(b))
+}
+
+/// Writes `der` as a PEM CRL to `path` atomically (temporary file, then rename).
+///
+/// # Errors
+/// The I/O error, naming the path.
+pub fn save_crl(path: &Path, der: &[u8]) -> Result<(), DaemonError> {
+    let text = pem::encode_config(
+        &pem::Pem::new("X509 CRL", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "crl.pem".into());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&tmp, text.as_bytes())?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DaemonError::Setup(format!("cannot save the CRL to {}: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write(dir: &Path, name: &str, label: &str, der: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, pem::encode(&pem::Pem::new(label, der))).unwrap();
+        path
+    }
+
+    #[test]
+    fn loads_a_test_deployment_and_names_bad_files() {
+        let pki = aura_testkit::TestPki::new(2).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = write(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+        let crl = write(d, "crl.pem", "X509 CRL", pki.crl_der());
+        let cert = write(d, "alice.crt", "CERTIFICATE", &pki.alice().cert_der);
+        let key = write(d, "alice.key", "PRIVATE KEY", &pki.alice().key_pkcs8_der);
+        let c = load(&ca, &crl, &cert, &key).unwrap();
+        assert_eq!(c.ca_der, pki.ca_der());
+        assert_eq!(c.identity.cert_der, pki.alice().cert_der);
+        // A certificate where the key should be.
+        let err = load(&ca, &crl, &cert, &cert).unwrap_err().to_string();
+        assert!(
+            err.contains("holds a CERTIFICATE block, expected PRIVATE KEY"),
+            "{err}"
+        );
+        // A missing file.
+        let gone = dir.path().join("nope.pem");
+        let err = load(&ca, &gone, &cert, &key).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot read the CRL") && err.contains("nope.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn crl_is_saved_atomically_and_reads_back() {
+        let pki = aura_testkit::TestPki::new(2).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crl.pem");
+        let der = pki.crl_der().to_vec();
+        save_crl(&path, &der).unwrap();
+        assert_eq!(&*pem_block("CRL", &path, "X509 CRL").unwrap(), &der[..]);
+        let v = aura_pki::Verifier::new(pki.ca_der(), [&der]).unwrap();
+        assert!(crl_number(&v) >= 1);
+    }
+}
