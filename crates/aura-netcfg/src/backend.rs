@@ -70,6 +70,13 @@ impl Backend {
         }
     }
 
+    pub(crate) fn write_sysctl(&self, key: &'static str, value: &str) -> Result<(), NetcfgError> {
+        match self {
+            Self::System { .. } => forwarding::imp::write(key, value),
+            Self::Memory(m) => m.write_sysctl(key, value),
+        }
+    }
+
     pub(crate) async fn nft_has_table(&self) -> Result<bool, NetcfgError> {
         match self {
             Self::System { .. } => nat::imp::has_table(&self.nft_program()?).await,
@@ -130,12 +137,37 @@ impl Backend {
         }
     }
 
+    /// What a run that did not undo recorded as the previous value of `key` (real host
+    /// only), forgotten once read.
+    pub(crate) fn take_journal(&self, key: &'static str) -> Option<String> {
+        match self {
+            Self::System { .. } => {
+                let v = forwarding::imp::journal_recorded(key);
+                forwarding::imp::journal_forget(key);
+                v
+            }
+            Self::Memory(_) => None,
+        }
+    }
+
     /// Makes `change`; `Ok(false)` when the host already had it (then it is not ours
     /// to revert).
     pub(crate) async fn apply(&self, change: &Change) -> Result<bool, NetcfgError> {
         match (self, change) {
-            (Self::System { .. }, Change::Sysctl { key, value, .. }) => {
-                forwarding::imp::write(key, value).map(|()| true)
+            (
+                Self::System { .. },
+                Change::Sysctl {
+                    key,
+                    value,
+                    previous,
+                },
+            ) => {
+                forwarding::imp::journal_record(key, previous);
+                let written = forwarding::imp::write(key, value);
+                if written.is_err() {
+                    forwarding::imp::journal_forget(key);
+                }
+                written.map(|()| true)
             }
             (Self::Memory(m), Change::Sysctl { key, value, .. }) => {
                 m.write_sysctl(key, value).map(|()| true)
@@ -158,7 +190,9 @@ impl Backend {
     pub(crate) async fn revert(&self, change: &Change) -> Result<(), NetcfgError> {
         match (self, change) {
             (Self::System { .. }, Change::Sysctl { key, previous, .. }) => {
-                forwarding::imp::write(key, previous)
+                forwarding::imp::write(key, previous)?;
+                forwarding::imp::journal_forget(key);
+                Ok(())
             }
             (Self::Memory(m), Change::Sysctl { key, previous, .. }) => {
                 m.write_sysctl(key, previous)

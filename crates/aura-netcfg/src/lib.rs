@@ -351,9 +351,10 @@ impl HostConfig {
         })
     }
 
-    /// Removes what a crashed run left: table `inet aura` and routes tagged
-    /// [`RTPROT_AURA`], each with a log line. Returns whether anything was found. A
-    /// missing `nft` only skips the table check. Call it at start, before any `apply_*`.
+    /// Removes what a crashed run left: table `inet aura`, routes tagged [`RTPROT_AURA`],
+    /// and `net.ipv4.ip_forward` switched on (its earlier value is journalled under
+    /// `/run/aura` while a run has it changed), each with a log line. Returns whether
+    /// anything was found. A missing `nft` only skips the table check. Call it at start, before any `apply_*`.
     pub async fn cleanup_leftovers(&mut self) -> Result<bool, NetcfgError> {
         if self.has_changes() {
             return Err(NetcfgError::InvalidPlan(
@@ -376,6 +377,17 @@ impl HostConfig {
                 tracing::debug!("nft is not installed: no nftables leftovers to look for");
             }
             Err(e) => return Err(e),
+        }
+        if !self.dry_run
+            && let Some(previous) = self.backend.take_journal(forwarding::IP_FORWARD)
+        {
+            let key = forwarding::IP_FORWARD;
+            if self.backend.read_sysctl(key)? != previous {
+                found = true;
+                tracing::warn!(%key, %previous, "left changed by an earlier run: restoring it");
+                self.backend.write_sysctl(key, &previous)?;
+            }
+            self.planned.push(format!("sysctl -w {key}={previous}"));
         }
         for route in self.backend.own_routes().await? {
             found = true;

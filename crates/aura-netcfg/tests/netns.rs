@@ -318,3 +318,28 @@ fn excluding_on_link_and_unreachable_addresses() {
     });
     assert_eq!(ns.state(false), before);
 }
+
+#[test]
+fn forwarding_left_on_by_a_killed_run_is_restored_at_the_next_start() {
+    let Some(ns) = Netns::new("forwarding_left_on", true) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("sysctl -qw net.ipv4.ip_forward=0");
+    let before = ns.state(true);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.apply_nat(&nat_plan()).await.unwrap();
+        // Killed: no undo, not even the one on drop.
+        std::mem::forget(host);
+    });
+    assert_eq!(ns.sh("sysctl -n net.ipv4.ip_forward").trim(), "1");
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        assert!(host.cleanup_leftovers().await.unwrap());
+        // A run that starts and stops normally afterwards leaves it off too.
+        host.apply_nat(&nat_plan()).await.unwrap();
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(true), before);
+}

@@ -21,3 +21,42 @@ pub(crate) fn write(key: &'static str, value: &str) -> Result<(), NetcfgError> {
     std::fs::write(path(key), format!("{value}\n"))
         .map_err(|source| NetcfgError::Sysctl { key, source })
 }
+
+/// Where the value a sysctl had before Aura changed it is kept until undo, so the next
+/// start can restore it when a run was killed before it could undo: one file per network
+/// namespace (named by the namespace's inode) and key, under `/run/aura` (a tmpfs,
+/// emptied at boot like the sysctls themselves).
+fn journal(key: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/thread-self/ns/net").ok()?.ino();
+    Some(PathBuf::from("/run/aura").join(format!("sysctl-netns{ns}-{key}")))
+}
+
+/// Remembers `previous` for `key` (best effort: without the journal only a crash loses
+/// the value).
+pub(crate) fn journal_record(key: &'static str, previous: &str) {
+    let Some(path) = journal(key) else { return };
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, previous)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot record the previous {key}");
+    }
+}
+
+/// Forgets what was recorded for `key`.
+pub(crate) fn journal_forget(key: &'static str) {
+    if let Some(path) = journal(key) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The value recorded for `key` by a run that did not undo, if any.
+pub(crate) fn journal_recorded(key: &'static str) -> Option<String> {
+    let text = std::fs::read_to_string(journal(key)?).ok()?;
+    let v = text.trim();
+    (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.to_owned())
+}
