@@ -64,6 +64,7 @@ impl Redact {
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
+#[cfg(unix)]
 pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
     let setup = |e: std::io::Error| DaemonError::Setup(format!("cannot handle signals: {e}"));
@@ -74,5 +75,16 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send,
             _ = int.recv() => tracing::info!("SIGINT received"),
             _ = term.recv() => tracing::info!("SIGTERM received"),
         }
+    })
+}
+
+/// Resolves on Ctrl-C (systems without Unix signals).
+///
+/// # Errors
+/// Never; the signature matches the Unix one.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, DaemonError> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
     })
 }
