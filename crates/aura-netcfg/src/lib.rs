@@ -22,6 +22,10 @@
 //! reads (egress detection, route lookups) but no writes, and lists the commands it
 //! would run in [`HostConfig::planned`].
 //!
+//! Two more modules serve `aura demo` and the root-only tests: [`netns`], network
+//! namespaces deleted on drop, with code and programs run inside; and [`lab`], a
+//! server / internet host / clients topology of namespaces with a checked TCP transfer.
+//!
 //! # Guarantees
 //! - Only Aura's own objects are touched: the `inet aura` table, routes tagged
 //!   `proto 167`, and `net.ipv4.ip_forward` (restored to its previous value).
@@ -55,8 +59,10 @@
 mod backend;
 mod error;
 pub mod forwarding;
+pub mod lab;
 mod memory;
 pub mod nat;
+pub mod netns;
 pub mod routes;
 
 use std::collections::HashSet;

@@ -1,0 +1,472 @@
+//! A small virtual network of namespaces to run Aura in: one server, one "internet"
+//! host and some client hosts, plus a TCP transfer between two of them that checks
+//! every byte. `aura demo` and the end-to-end tests run real `aura` processes in it.
+//!
+//! ```text
+//!   C1 (10.200.1.2/24) c1-s ===== s-c1 (10.200.1.1/24)
+//!   default via 10.200.1.1                        \
+//!                                                  S ── s-i (198.18.0.1/24) ===== i-s (198.18.0.2/24) I
+//!   Ck (10.200.k.2/24) ck-s ===== s-ck (10.200.k.1/24)   default via 198.18.0.2      no other route
+//!   default via 10.200.k.1
+//! ```
+//!
+//! * `Ck` ("client k") reaches `S` over its own link; `S` is its only way out.
+//! * `S` ("server") has a default route toward `I`. Forwarding is off (the kernel's
+//!   default in a new namespace): without Aura, `S` forwards nothing.
+//! * `I` ("internet") has no route to `10.200.0.0/16` nor to the tunnel pool: it can only
+//!   answer `S`'s own address, so client traffic that reaches `I` and gets an answer was
+//!   NATed by the server.
+//!
+//! Every namespace is named `<prefix>-<role>-<pid>-<n>` and deleted when the [`Lab`] is
+//! dropped, on every path. Interfaces are created directly inside the namespaces, so
+//! their short names never collide between runs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use aura_netcfg::lab::{self, Lab};
+//! # fn main() -> Result<(), String> {
+//! let lab = Lab::new("example", 1)?;
+//! let report = lab::transfer(
+//!     lab.server(),
+//!     lab.internet(),
+//!     lab.internet_ip(),
+//!     5201,
+//!     1 << 20,
+//!     Duration::from_secs(10),
+//! )?;
+//! assert_eq!(report.peer_seen.ip(), lab.server_internet_ip());
+//! # Ok(()) }
+//! ```
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+
+use crate::netns::Netns;
+
+/// The server's address on the link toward the internet host.
+pub const SERVER_INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The internet host's address.
+pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The most client hosts a lab holds (each gets `10.200.k.0/24`).
+pub const MAX_CLIENTS: usize = 250;
+
+/// The namespaces of one lab (see the module docs for the drawing), deleted on drop.
+#[derive(Debug)]
+pub struct Lab {
+    // Dropped in this order: clients, server, internet.
+    clients: Vec<Netns>,
+    server: Netns,
+    internet: Netns,
+}
+
+impl Lab {
+    /// Builds the topology with `clients` client hosts (1 to [`MAX_CLIENTS`]). On error
+    /// everything created so far is removed.
+    ///
+    /// # Errors
+    /// A client count out of range, or a failing `ip` command (its stderr).
+    pub fn new(prefix: &str, clients: usize) -> Result<Self, String> {
+        if !(1..=MAX_CLIENTS).contains(&clients) {
+            return Err(format!(
+                "a lab has 1 to {MAX_CLIENTS} client hosts, not {clients}"
+            ));
+        }
+        // Each Netns is a guard: an early return drops (deletes) what exists so far.
+        let server = Netns::new(&format!("{prefix}-s"))?;
+        let internet = Netns::new(&format!("{prefix}-i"))?;
+        let mut hosts = Vec::with_capacity(clients);
+        for k in 1..=clients {
+            hosts.push(Netns::new(&format!("{prefix}-c{k}"))?);
+        }
+        let lab = Self {
+            clients: hosts,
+            server,
+            internet,
+        };
+        lab.wire()?;
+        Ok(lab)
+    }
+
+    /// Creates the links, addresses and routes.
+    fn wire(&self) -> Result<(), String> {
+        let i = self.internet.name();
+        self.server.sh(&format!(
+            "ip link add s-i type veth peer name i-s netns {i}
+             ip addr add {SERVER_INTERNET_IP}/24 dev s-i
+             ip link set s-i up
+             ip route add default via {INTERNET_IP} dev s-i"
+        ))?;
+        self.internet.sh(&format!(
+            "ip addr add {INTERNET_IP}/24 dev i-s
+             ip link set i-s up"
+        ))?;
+        for (idx, c) in self.clients.iter().enumerate() {
+            let k = idx + 1;
+            let (sip, cip) = (self.server_ip(k), self.client_ip(k));
+            self.server.sh(&format!(
+                "ip link add s-c{k} type veth peer name c{k}-s netns {}
+                 ip addr add {sip}/24 dev s-c{k}
+                 ip link set s-c{k} up",
+                c.name()
+            ))?;
+            c.sh(&format!(
+                "ip addr add {cip}/24 dev c{k}-s
+                 ip link set c{k}-s up
+                 ip route add default via {sip} dev c{k}-s"
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// The server namespace `S`.
+    pub fn server(&self) -> &Netns {
+        &self.server
+    }
+
+    /// The internet host's namespace `I`.
+    pub fn internet(&self) -> &Netns {
+        &self.internet
+    }
+
+    /// Client host `Ck` (`k` from 1), or `None` when the lab has no such host.
+    pub fn client(&self, k: usize) -> Option<&Netns> {
+        k.checked_sub(1).and_then(|i| self.clients.get(i))
+    }
+
+    /// How many client hosts the lab has.
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Every namespace's name: server, internet, then the clients in order.
+    pub fn names(&self) -> Vec<String> {
+        [&self.server, &self.internet]
+            .into_iter()
+            .chain(&self.clients)
+            .map(|n| n.name().to_owned())
+            .collect()
+    }
+
+    /// The server's address on the link to client host `k`: `10.200.k.1` (what client
+    /// `k` dials).
+    pub fn server_ip(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 200, octet(k), 1)
+    }
+
+    /// Client host `k`'s own address: `10.200.k.2`.
+    pub fn client_ip(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 200, octet(k), 2)
+    }
+
+    /// The server's address toward the internet host ([`SERVER_INTERNET_IP`]): the
+    /// source the internet host sees for NATed client traffic.
+    pub fn server_internet_ip(&self) -> Ipv4Addr {
+        SERVER_INTERNET_IP
+    }
+
+    /// The internet host's address ([`INTERNET_IP`]).
+    pub fn internet_ip(&self) -> Ipv4Addr {
+        INTERNET_IP
+    }
+}
+
+/// `k` as the third octet (client counts are checked at construction).
+fn octet(k: usize) -> u8 {
+    u8::try_from(k).unwrap_or(u8::MAX)
+}
+
+/// What one [`transfer`] measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferReport {
+    /// Bytes sent and received.
+    pub bytes: u64,
+    /// From the start of the connect to the receiver's confirmation.
+    pub duration: Duration,
+    /// Payload throughput, in megabits (10^6 bits) per second.
+    pub mbit_per_s: f64,
+    /// The sender's address as the receiver saw it.
+    pub peer_seen: SocketAddr,
+    /// The sender's local address (inside a tunnel: its tunnel address).
+    pub sender_local: SocketAddr,
+    /// SHA-256 of the payload; both sides computed the same.
+    pub sha256: [u8; 32],
+}
+
+/// Size of one read or write.
+const CHUNK: usize = 64 * 1024;
+
+/// Deterministic pseudo-random payload (SplitMix64), so a corrupted byte cannot cancel
+/// out and both sides need not share a buffer.
+struct Payload(u64);
+
+impl Payload {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for word in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let bytes = z.to_le_bytes();
+            word.copy_from_slice(&bytes[..word.len()]);
+        }
+    }
+}
+
+/// Time left until `deadline`, or an error naming `what` once it has passed.
+fn remaining(deadline: Instant, what: &str) -> Result<Duration, String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(format!("timed out {what}"))
+    } else {
+        Ok(left)
+    }
+}
+
+/// Sends `bytes` of deterministic pseudo-random data over TCP from namespace `from` to
+/// `to_addr:port`, where a listener runs inside namespace `to`, and checks that the
+/// receiver got exactly that (SHA-256 on both sides, the receiver's digest sent back).
+///
+/// Every blocking call is bounded: the whole exchange ends by `timeout`.
+///
+/// # Errors
+/// A failure to listen, connect, send or receive (with the step named), a timeout, or
+/// a digest mismatch.
+pub fn transfer(
+    from: &Netns,
+    to: &Netns,
+    to_addr: Ipv4Addr,
+    port: u16,
+    bytes: usize,
+    timeout: Duration,
+) -> Result<TransferReport, String> {
+    let deadline = Instant::now() + timeout;
+    let abort = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let out = to
+                .run(|| receive(port, deadline, &abort, &ready_tx))
+                .and_then(|r| r);
+            // A listener that failed before being ready still unblocks the sender.
+            let _ = ready_tx.send(Err("the receiver stopped".into()));
+            if out.is_err() {
+                abort.store(true, Ordering::Relaxed);
+            }
+            out
+        });
+        let sent = match ready_rx.recv_timeout(remaining(deadline, "waiting for the listener")?) {
+            Ok(Ok(())) => from
+                .run(|| send(to_addr, port, bytes, deadline, &abort))
+                .and_then(|r| r),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("timed out waiting for the listener".into()),
+        };
+        if sent.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        let received = receiver
+            .join()
+            .map_err(|_| "the receiver thread panicked".to_owned())
+            .and_then(|r| r);
+        let (sender_local, digest, duration) = match (sent, &received) {
+            (Ok(s), _) => s,
+            (Err(e), Err(r)) => return Err(format!("sender: {e}; receiver: {r}")),
+            (Err(e), Ok(_)) => return Err(format!("sender: {e}")),
+        };
+        let (peer_seen, got_bytes, got_digest) = received.map_err(|r| format!("receiver: {r}"))?;
+        if got_bytes != bytes as u64 || got_digest != digest {
+            return Err(format!(
+                "payload corrupted: sent {bytes} bytes with SHA-256 {}, received {got_bytes} with {}",
+                hex(&digest),
+                hex(&got_digest)
+            ));
+        }
+        let secs = duration.as_secs_f64().max(1e-9);
+        Ok(TransferReport {
+            bytes: got_bytes,
+            duration,
+            mbit_per_s: got_bytes as f64 * 8.0 / secs / 1e6,
+            peer_seen,
+            sender_local,
+            sha256: digest,
+        })
+    })
+}
+
+/// Receiver side: listens on `0.0.0.0:port`, accepts one connection, reads to EOF
+/// while hashing, sends the digest back.
+fn receive(
+    port: u16,
+    deadline: Instant,
+    abort: &AtomicBool,
+    ready: &mpsc::Sender<Result<(), String>>,
+) -> Result<(SocketAddr, u64, [u8; 32]), String> {
+    let listener = match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("cannot listen on port {port}: {e}");
+            let _ = ready.send(Err(why.clone()));
+            return Err(why);
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let (mut stream, peer) = loop {
+        match listener.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if abort.load(Ordering::Relaxed) {
+                    return Err("the sender gave up before connecting".into());
+                }
+                remaining(deadline, "waiting for the connection")?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    };
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| format!("socket mode: {e}"))?;
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let left = remaining(deadline, "receiving")?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                ctx.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(format!("timed out receiving after {total} bytes"));
+            }
+            Err(e) => return Err(format!("receiving after {total} bytes: {e}")),
+        }
+    }
+    let sum = to_array(ctx.finish().as_ref());
+    let left = remaining(deadline, "confirming")?;
+    stream
+        .set_write_timeout(Some(left))
+        .and_then(|()| stream.write_all(&sum))
+        .and_then(|()| stream.shutdown(Shutdown::Write))
+        .map_err(|e| format!("sending the digest back: {e}"))?;
+    Ok((peer, total, sum))
+}
+
+/// Sender side: connects, writes `bytes` of payload while hashing, half-closes, reads
+/// the receiver's digest. Returns the local address, the digest and the duration.
+fn send(
+    to_addr: Ipv4Addr,
+    port: u16,
+    bytes: usize,
+    deadline: Instant,
+    abort: &AtomicBool,
+) -> Result<(SocketAddr, [u8; 32], Duration), String> {
+    let target = SocketAddr::new(IpAddr::V4(to_addr), port);
+    let start = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&target, remaining(deadline, "connecting")?)
+        .map_err(|e| format!("connect to {target}: {e}"))?;
+    let local = stream
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
+    let mut payload = Payload(0x6175_7261_6c61_6221);
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left_to_send = bytes;
+    while left_to_send > 0 {
+        if abort.load(Ordering::Relaxed) {
+            return Err("the receiver failed".into());
+        }
+        let n = left_to_send.min(CHUNK);
+        let chunk = &mut buf[..n];
+        payload.fill(chunk);
+        ctx.update(chunk);
+        let left = remaining(deadline, "sending")?;
+        stream
+            .set_write_timeout(Some(left))
+            .and_then(|()| stream.write_all(chunk))
+            .map_err(|e| format!("sending after {} bytes: {e}", bytes - left_to_send))?;
+        left_to_send -= n;
+    }
+    stream
+        .shutdown(Shutdown::Write)
+        .map_err(|e| format!("half-close: {e}"))?;
+    let sum = to_array(ctx.finish().as_ref());
+    let mut theirs = [0u8; 32];
+    let left = remaining(deadline, "waiting for the receiver's digest")?;
+    stream
+        .set_read_timeout(Some(left))
+        .and_then(|()| stream.read_exact(&mut theirs))
+        .map_err(|e| format!("reading the receiver's digest: {e}"))?;
+    let duration = start.elapsed();
+    if theirs != sum {
+        return Err(format!(
+            "the receiver's SHA-256 {} differs from the sender's {}",
+            hex(&theirs),
+            hex(&sum)
+        ));
+    }
+    Ok((local, sum, duration))
+}
+
+fn to_array(d: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(d) {
+        *o = *b;
+    }
+    out
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn payload_is_deterministic_across_chunk_boundaries() {
+        let mut a = Payload(7);
+        let mut whole = vec![0u8; 64];
+        a.fill(&mut whole);
+        let mut b = Payload(7);
+        let mut parts = vec![0u8; 64];
+        b.fill(&mut parts[..32]);
+        b.fill(&mut parts[32..]);
+        assert_eq!(whole, parts);
+        assert_ne!(whole, vec![0u8; 64]);
+        let mut c = Payload(8);
+        let mut other = vec![0u8; 64];
+        c.fill(&mut other);
+        assert_ne!(whole, other);
+    }
+
+    #[test]
+    fn remaining_fails_once_the_deadline_passed() {
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(remaining(past, "x").unwrap_err().contains("timed out x"));
+        assert!(remaining(Instant::now() + Duration::from_secs(5), "x").unwrap() > Duration::ZERO);
+    }
+
+    #[test]
+    fn hex_and_to_array() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        let a = to_array(&[1u8; 32]);
+        assert_eq!(a, [1u8; 32]);
+    }
+}
