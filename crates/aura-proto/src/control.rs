@@ -26,6 +26,7 @@
 //! | 4 `CircuitReady` | [`CircuitReady`] | empty |
 //! | 5 `CircuitFailed` | [`CircuitFailed`] | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes |
 //! | 6 `AddressAssign` | [`AddressAssign`] | `address (4) ‖ prefix_len u8 ‖ gateway (4) ‖ u16_be mtu` (exactly 11 bytes) |
+//! | 7 `AddressRequest` | [`AddressRequest`] | empty |
 //!
 //! Any other kind byte decodes as [`ControlKind::Unknown`], so a receiver can skip messages
 //! introduced by newer peers.
@@ -252,12 +253,14 @@ pub enum ControlKind {
     CircuitFailed,
     /// 6: the server tells the client its tunnel address ([`AddressAssign`]).
     AddressAssign,
-    /// Any other kind byte (never 1 to 6: [`ControlKind::from_u8`] normalises those).
+    /// 7: the client asks for its tunnel address ([`AddressRequest`]).
+    AddressRequest,
+    /// Any other kind byte (never 1 to 7: [`ControlKind::from_u8`] normalises those).
     Unknown(u8),
 }
 
 impl ControlKind {
-    /// Maps a kind byte to its kind; bytes other than 1 to 6 give [`ControlKind::Unknown`].
+    /// Maps a kind byte to its kind; bytes other than 1 to 7 give [`ControlKind::Unknown`].
     #[must_use]
     pub const fn from_u8(byte: u8) -> Self {
         match byte {
@@ -267,6 +270,7 @@ impl ControlKind {
             4 => Self::CircuitReady,
             5 => Self::CircuitFailed,
             6 => Self::AddressAssign,
+            7 => Self::AddressRequest,
             other => Self::Unknown(other),
         }
     }
@@ -281,6 +285,7 @@ impl ControlKind {
             Self::CircuitReady => 4,
             Self::CircuitFailed => 5,
             Self::AddressAssign => 6,
+            Self::AddressRequest => 7,
             Self::Unknown(byte) => byte,
         }
     }
@@ -844,6 +849,34 @@ impl AddressAssign {
     }
 }
 
+/// `AddressRequest` payload (client to server): empty. The client sends it when a session
+/// starts and every second until an [`AddressAssign`] arrives; the server answers each one.
+/// It is what makes a reconnect that the server's endpoint treats as a rekey of the same
+/// connection (same client id) get its address again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct AddressRequest;
+
+impl AddressRequest {
+    /// The envelope kind of this payload.
+    pub const KIND: ControlKind = ControlKind::AddressRequest;
+
+    /// Decodes an `AddressRequest` payload, which must be empty.
+    ///
+    /// # Errors
+    /// [`ControlError::PayloadLength`] if `payload` is not empty.
+    pub fn decode(payload: &[u8]) -> Result<Self, ControlError> {
+        if payload.is_empty() {
+            Ok(Self)
+        } else {
+            Err(ControlError::PayloadLength {
+                kind: Self::KIND,
+                expected: 0,
+                actual: payload.len(),
+            })
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // CrlChunk
 // ---------------------------------------------------------------------------------------------
@@ -987,9 +1020,11 @@ pub enum ControlMessage<'a> {
     CircuitFailed(CircuitFailed),
     /// The client's tunnel address.
     AddressAssign(AddressAssign),
+    /// The client asks for its address.
+    AddressRequest(AddressRequest),
     /// A kind this version does not know; the payload is passed through untouched.
     Unknown {
-        /// The kind byte (never 1 to 6).
+        /// The kind byte (never 1 to 7).
         kind: u8,
         /// The raw payload.
         payload: &'a [u8],
@@ -1010,14 +1045,16 @@ impl<'a> ControlMessage<'a> {
             ControlKind::CircuitReady => Self::CircuitReady(CircuitReady::decode(payload)?),
             ControlKind::CircuitFailed => Self::CircuitFailed(CircuitFailed::decode(payload)?),
             ControlKind::AddressAssign => Self::AddressAssign(AddressAssign::decode(payload)?),
+            ControlKind::AddressRequest => Self::AddressRequest(AddressRequest::decode(payload)?),
             ControlKind::Unknown(byte) => match ControlKind::from_u8(byte) {
-                // A hand-built `Unknown(1..=6)`: treat it as the kind it names.
+                // A hand-built `Unknown(1..=7)`: treat it as the kind it names.
                 known @ (ControlKind::CrlPush
                 | ControlKind::CrlAck
                 | ControlKind::ExtendBridge
                 | ControlKind::CircuitReady
                 | ControlKind::CircuitFailed
-                | ControlKind::AddressAssign) => {
+                | ControlKind::AddressAssign
+                | ControlKind::AddressRequest) => {
                     return Self::parse(Envelope {
                         kind: known,
                         payload,
@@ -1046,6 +1083,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitReady(_) => ControlKind::CircuitReady,
             Self::CircuitFailed(_) => ControlKind::CircuitFailed,
             Self::AddressAssign(_) => ControlKind::AddressAssign,
+            Self::AddressRequest(_) => ControlKind::AddressRequest,
             Self::Unknown { kind, .. } => ControlKind::from_u8(*kind),
         }
     }
@@ -1060,6 +1098,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitReady(ready) => ready.encoded_len(),
             Self::CircuitFailed(failed) => failed.encoded_len(),
             Self::AddressAssign(assign) => assign.encoded_len(),
+            Self::AddressRequest(_) => 0,
             Self::Unknown { payload, .. } => payload.len(),
         }
     }
@@ -1093,6 +1132,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitReady(_) => 0,
             Self::CircuitFailed(failed) => failed.encode_into(body)?,
             Self::AddressAssign(assign) => assign.encode_into(body)?,
+            Self::AddressRequest(_) => 0,
             Self::Unknown { payload, .. } => {
                 body.copy_from_slice(payload);
                 payload.len()
@@ -1142,6 +1182,12 @@ impl From<CircuitReady> for ControlMessage<'_> {
 impl From<CircuitFailed> for ControlMessage<'_> {
     fn from(failed: CircuitFailed) -> Self {
         Self::CircuitFailed(failed)
+    }
+}
+
+impl From<AddressRequest> for ControlMessage<'_> {
+    fn from(request: AddressRequest) -> Self {
+        Self::AddressRequest(request)
     }
 }
 
@@ -1572,6 +1618,16 @@ mod tests {
             AddressAssign::decode(&[0; 10]),
             Err(ControlError::PayloadLength { .. })
         ));
+        let request = ControlMessage::from(AddressRequest).encode().unwrap();
+        assert_eq!(request, [0xAA, 0xAA, 0xC0, 0x01, 7, 0, 0, 0, 0]);
+        assert_eq!(
+            ControlMessage::decode(&request).unwrap(),
+            ControlMessage::AddressRequest(AddressRequest)
+        );
+        assert!(matches!(
+            ControlMessage::decode(&[0xAA, 0xAA, 0xC0, 0x01, 7, 0, 0, 0, 1, 0]),
+            Err(ControlError::PayloadLength { .. })
+        ));
     }
 
     #[test]
@@ -1579,8 +1635,8 @@ mod tests {
         for byte in 0..=u8::MAX {
             let kind = ControlKind::from_u8(byte);
             assert_eq!(kind.to_u8(), byte);
-            assert_eq!(kind.is_known(), (1..=6).contains(&byte));
-            if (1..=6).contains(&byte) {
+            assert_eq!(kind.is_known(), (1..=7).contains(&byte));
+            if (1..=7).contains(&byte) {
                 assert_ne!(kind, ControlKind::Unknown(byte));
             }
         }

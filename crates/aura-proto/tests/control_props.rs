@@ -4,9 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
-    AddressAssign,
-    self, CircuitFailed, CircuitReady, ControlError, ControlKind, ControlMessage, CrlAck,
-    CrlAssembler, CrlChunk, ExtendBridge, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN,
+    self, AddressAssign, AddressRequest, CircuitFailed, CircuitReady, ControlError, ControlKind,
+    ControlMessage, CrlAck, CrlAssembler, CrlChunk, ExtendBridge, HEADER_LEN, MAX_PAYLOAD_LEN,
+    MAX_REASON_LEN,
 };
 use proptest::prelude::*;
 
@@ -60,6 +60,7 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
             .encode()
             .unwrap()),
         Just(ControlMessage::from(CircuitReady).encode().unwrap()),
+        Just(ControlMessage::from(AddressRequest).encode().unwrap()),
         chunk_parts().prop_map(|(crl_number, total_len, offset, data)| {
             ControlMessage::from(CrlChunk {
                 crl_number,
@@ -84,7 +85,7 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
                 ControlMessage::from(assign).encode().ok()
             }
         ),
-        (7u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
+        (8u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
             ControlKind::from_u8(kind),
             &payload
         )
@@ -115,7 +116,7 @@ proptest! {
         prop_assert_eq!(kind.to_u8(), byte);
         prop_assert_eq!(ControlKind::from_u8(kind.to_u8()), kind);
         if let ControlKind::Unknown(n) = kind {
-            prop_assert!(!(1..=6).contains(&n));
+            prop_assert!(!(1..=7).contains(&n));
         }
     }
 
