@@ -1,8 +1,8 @@
 //! The packet connection the daemons use, whatever the carrier.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aura_pki::VerifiedPeer;
 use aura_proto::ConnectionHandle;
@@ -42,14 +42,44 @@ impl core::fmt::Display for Carrier {
     }
 }
 
-/// Counters of one connection, updated by the driver and the connection.
-#[derive(Debug, Default)]
+/// Counters of one connection, updated by the driver and the connection, and where it
+/// currently runs (a client that reconnects over another carrier keeps its connection).
+#[derive(Debug)]
 pub(crate) struct Counters {
+    pub path: Mutex<(Carrier, SocketAddr)>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub packets_in: AtomicU64,
     pub packets_out: AtomicU64,
     pub drops: AtomicU64,
+    /// Unix time (seconds) of the last completed handshake.
+    pub last_handshake: AtomicU64,
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Counters {
+    pub(crate) fn new(carrier: Carrier, remote: SocketAddr) -> Self {
+        Self {
+            path: Mutex::new((carrier, remote)),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            last_handshake: AtomicU64::new(unix_now()),
+        }
+    }
+
+    fn path(&self) -> (Carrier, SocketAddr) {
+        *self.path.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A copy of a connection's counters.
@@ -65,6 +95,9 @@ pub struct StatsSnapshot {
     pub packets_out: u64,
     /// Packets dropped (queue full, too large).
     pub drops: u64,
+    /// Unix time (seconds) of the last completed handshake (the first, a rekey, or a
+    /// reconnect that kept the connection).
+    pub last_handshake: u64,
 }
 
 /// A verified connection carrying IP packets.
@@ -74,8 +107,6 @@ pub struct PacketConn {
     pub(crate) inbound: mpsc::Receiver<Vec<u8>>,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) peer: VerifiedPeer,
-    pub(crate) carrier: Carrier,
-    pub(crate) remote: SocketAddr,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -131,14 +162,14 @@ impl PacketConn {
         &self.peer
     }
 
-    /// The carrier in use.
+    /// The carrier in use (it changes when the peer reconnects over another one).
     pub fn carrier(&self) -> Carrier {
-        self.carrier
+        self.counters.path().0
     }
 
-    /// The peer's network address (at connection time).
+    /// The peer's network address (it changes when the peer roams or reconnects).
     pub fn remote(&self) -> SocketAddr {
-        self.remote
+        self.counters.path().1
     }
 
     /// The connection's counters.
@@ -183,6 +214,16 @@ impl PacketSender {
         snapshot(&self.counters)
     }
 
+    /// The carrier in use.
+    pub fn carrier(&self) -> Carrier {
+        self.counters.path().0
+    }
+
+    /// The peer's network address.
+    pub fn remote(&self) -> SocketAddr {
+        self.counters.path().1
+    }
+
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self
@@ -199,6 +240,7 @@ fn snapshot(c: &Counters) -> StatsSnapshot {
         packets_in: c.packets_in.load(Ordering::Relaxed),
         packets_out: c.packets_out.load(Ordering::Relaxed),
         drops: c.drops.load(Ordering::Relaxed),
+        last_handshake: c.last_handshake.load(Ordering::Relaxed),
     }
 }
 

@@ -416,7 +416,9 @@ impl Task {
                 conn, peer, remote, ..
             } => {
                 let (tx, rx) = mpsc::channel(CONN_QUEUE);
-                let counters = Arc::new(Counters::default());
+                let carrier = self.carrier_of(&remote);
+                let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
+                let counters = Arc::new(Counters::new(carrier, real_remote));
                 self.conns.insert(
                     conn,
                     ConnState {
@@ -424,8 +426,6 @@ impl Task {
                         counters: counters.clone(),
                     },
                 );
-                let carrier = self.carrier_of(&remote);
-                let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let Some(commands) = self.commands_tx.upgrade() else {
                     return;
                 };
@@ -434,8 +434,6 @@ impl Task {
                     inbound: rx,
                     commands,
                     peer,
-                    carrier,
-                    remote: real_remote,
                     counters,
                 };
                 if let Some((remote, reply)) = self.connecting.remove(&conn) {
@@ -443,6 +441,25 @@ impl Task {
                     self.confirming.insert(conn, (remote, pc, reply));
                 } else if self.accept.try_send(pc).is_err() {
                     self.ep.close(conn, CloseReason::Local);
+                }
+            }
+            Event::Rekeyed { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    c.counters
+                        .last_handshake
+                        .store(crate::conn::unix_now(), Ordering::Relaxed);
+                }
+            }
+            Event::AddressChanged { conn, remote } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let path = (
+                        self.carrier_of(&remote),
+                        self.links.get(&remote).map_or(remote, |l| l.peer),
+                    );
+                    *c.counters
+                        .path
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = path;
                 }
             }
             Event::Confirmed { conn } => {
