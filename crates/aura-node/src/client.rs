@@ -19,7 +19,9 @@ use aura_config::{Carrier as ConfCarrier, ClientConfig};
 use aura_netcfg::{HostConfig, RoutePlan};
 use aura_pki::Verifier;
 use aura_proto::HandshakeError;
-use aura_proto::control::{self, AddressAssign, ControlMessage, CrlAck, CrlAssembler};
+use aura_proto::control::{
+    self, AddressAssign, AddressRequest, ControlMessage, CrlAck, CrlAssembler,
+};
 use aura_transport::dial::{ClientCredentials, DialConfig, Dialed, dial};
 use aura_transport::{Carrier, DriverHandle, PacketConn, PacketSender, TransportError};
 use aura_tun::{PacketDevice, Tun, TunBuffers, TunConfig};
@@ -34,6 +36,8 @@ use crate::{DaemonError, Redact, creds, daemon_timers, unix_now};
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time the server has to assign an address after the handshake.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the address is asked for until it arrives.
+const ASSIGN_ASK: Duration = Duration::from_secs(1);
 /// First wait after a failed dial; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// Longest wait between dials.
@@ -242,7 +246,7 @@ pub async fn run(
                 address: s.address.clone(),
                 bytes_in: s.bytes_in + live.bytes_in,
                 bytes_out: s.bytes_out + live.bytes_out,
-                last_handshake: s.last_handshake,
+                last_handshake: s.last_handshake.max(live.last_handshake),
             }
         }),
     )
@@ -428,17 +432,27 @@ impl Client {
         }
     }
 
-    /// Reads until an [`AddressAssign`] arrives (handling CRL pushes meanwhile; data
-    /// packets before the address are dropped). `None` when the session closed first.
+    /// Asks for the address every [`ASSIGN_ASK`] and reads until an [`AddressAssign`]
+    /// arrives (handling CRL pushes meanwhile; data packets before the address are
+    /// dropped). `None` when the session closed first.
     async fn await_assign(
         &mut self,
         conn: &mut PacketConn,
         driver: &DriverHandle,
         batch: &mut Vec<Vec<u8>>,
     ) -> Option<AddressAssign> {
+        let request = ControlMessage::from(AddressRequest).encode().ok()?;
+        let mut ask = tokio::time::interval(ASSIGN_ASK);
         loop {
             batch.clear();
-            if conn.recv_batch(batch, BATCH).await == 0 {
+            let n = tokio::select! {
+                n = conn.recv_batch(batch, BATCH) => n,
+                _ = ask.tick() => {
+                    let _ = conn.send(request.clone()).await;
+                    continue;
+                }
+            };
+            if n == 0 {
                 return None;
             }
             let packets = std::mem::take(batch);

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
 use aura_proto::control::{self, AddressAssign, ControlMessage};
 use aura_transport::{PacketConn, PacketSender};
@@ -32,14 +31,6 @@ pub const DEVICE_QUEUE: usize = 1024;
 /// Largest batch read from one client connection at once.
 const CLIENT_BATCH: usize = 128;
 
-/// When the [`AddressAssign`] is sent again after the first (the data channel may lose a
-/// packet; the client applies it idempotently).
-const ASSIGN_REPEATS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
-
 /// A connected client, as the router and `aura status` see it.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -47,12 +38,8 @@ pub struct Peer {
     pub id: String,
     /// Tunnel address.
     pub address: Ipv4Addr,
-    /// Sending half of its connection.
+    /// Sending half of its connection (also its counters, carrier and network address).
     pub sender: PacketSender,
-    /// Carrier name.
-    pub carrier: &'static str,
-    /// Network address.
-    pub remote: String,
     /// Unix time it connected.
     pub since: u64,
     /// Which admission this is (a reconnect of the same id gets a new one).
@@ -208,8 +195,6 @@ impl Router {
             id,
             address,
             sender: conn.sender(),
-            carrier: conn.carrier().name(),
-            remote: conn.remote().to_string(),
             since,
             token,
         };
@@ -234,9 +219,9 @@ impl Router {
     }
 
     /// Admits a connected client: assigns its address (refusing it when the pool says
-    /// no), tells it the address ([`AddressAssign`]) and sends `welcome.extra`, then writes
-    /// its packets to the device queue until it disconnects, and returns the address to
-    /// the pool.
+    /// no), tells it the address ([`AddressAssign`], again for every
+    /// [`control::AddressRequest`]) and sends `welcome.extra`, then writes its packets to
+    /// the device queue until it disconnects, and returns the address to the pool.
     ///
     /// # Errors
     /// The pool's refusal (the connection is closed).
@@ -262,20 +247,12 @@ impl Router {
             mtu: welcome.mtu,
         })
         .encode();
-        let repeat = match assign {
+        let assign = match assign {
             Ok(assign) => {
-                let sender = conn.sender();
                 let mut first = vec![assign.clone()];
                 first.extend(welcome.extra);
-                let _ = sender.send_batch(first).await;
-                Some(tokio::spawn(async move {
-                    for wait in ASSIGN_REPEATS {
-                        tokio::time::sleep(wait).await;
-                        if sender.send_batch(vec![assign.clone()]).await.is_err() {
-                            return;
-                        }
-                    }
-                }))
+                let _ = conn.send_batch(first).await;
+                Some(assign)
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode the address assignment");
@@ -288,9 +265,14 @@ impl Router {
                 break;
             }
             let before = batch.len();
+            let mut asked = false;
             batch.retain(|p| {
                 if control::is_control(p) {
                     self.control_in.fetch_add(1, Ordering::Relaxed);
+                    asked |= matches!(
+                        ControlMessage::decode(p),
+                        Ok(ControlMessage::AddressRequest(_))
+                    );
                     return false;
                 }
                 match ipv4_addrs(p) {
@@ -302,15 +284,15 @@ impl Router {
                 }
             });
             tracing::trace!(received = before, forwarded = batch.len(), "client batch");
+            if asked && let Some(a) = &assign {
+                let _ = conn.send(a.clone()).await;
+            }
             if !batch.is_empty() {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(CLIENT_BATCH));
                 if to_device.send(full).await.is_err() {
                     break;
                 }
             }
-        }
-        if let Some(r) = repeat {
-            r.abort();
         }
         self.leave(&id, address, token);
         Ok(())

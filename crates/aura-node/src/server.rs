@@ -103,12 +103,12 @@ pub async fn run(
                     let s = p.sender.stats();
                     PeerStatus {
                         id: p.id,
-                        carrier: p.carrier.into(),
-                        remote: p.remote,
+                        carrier: p.sender.carrier().name().into(),
+                        remote: p.sender.remote().to_string(),
                         tunnel_address: p.address.to_string(),
                         bytes_in: s.bytes_in,
                         bytes_out: s.bytes_out,
-                        last_handshake: p.since,
+                        last_handshake: s.last_handshake,
                         connected_since: p.since,
                     }
                 })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aura_node::pool::IpPool;
 use aura_node::router::{DEVICE_QUEUE, Router, Welcome};
-use aura_proto::control::{AddressAssign, ControlMessage};
+use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
 use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
@@ -168,6 +168,15 @@ async fn dispatch_antispoofing_and_release() {
         timeout(T, alice_c.recv()).await.unwrap().unwrap(),
         b"extra".to_vec()
     );
+    // Asking again (a reconnect the server took for a rekey) gets the address again.
+    alice_c
+        .send(ControlMessage::from(AddressRequest).encode().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
+        ControlMessage::AddressAssign(a) if a.address == alice_ip
+    ));
     assert_ne!(
         alice_ip,
         "10.77.0.1".parse::<Ipv4Addr>().unwrap(),
