@@ -23,7 +23,7 @@ use aura_proto::control::{
     self, AddressAssign, AddressRequest, ControlMessage, CrlAck, CrlAssembler,
 };
 use aura_transport::dial::{ClientCredentials, DialConfig, Dialed, dial};
-use aura_transport::{Carrier, DriverHandle, PacketConn, PacketSender, TransportError};
+use aura_transport::{BatchPool, Carrier, DriverHandle, PacketConn, PacketSender, TransportError};
 use aura_tun::{PacketDevice, Tun, TunBuffers, TunConfig};
 use rand_core::{OsRng, RngCore};
 use rustls_pki_types::UnixTime;
@@ -144,6 +144,7 @@ impl Drop for Tunnel {
 /// Reads the TUN and sends every packet through the current session, if any.
 async fn tun_reader(tun: Arc<Tun>, current: watch::Receiver<Option<PacketSender>>) {
     let mut rx = TunBuffers::for_device(&*tun, aura_tun::MIN_HEADROOM, 0);
+    let pool = BatchPool::new();
     loop {
         let n = match tun
             .recv_batch(&mut rx.bufs, &mut rx.lens, rx.headroom)
@@ -157,10 +158,13 @@ async fn tun_reader(tun: Arc<Tun>, current: watch::Receiver<Option<PacketSender>
         };
         let sender = current.borrow().clone();
         if let Some(s) = sender {
-            let batch = (0..n)
-                .filter_map(|i| rx.packet(i).map(<[u8]>::to_vec))
-                .collect();
-            let _ = s.send_batch(batch).await;
+            let mut batch = pool.take();
+            for i in 0..n {
+                if let Some(p) = rx.packet(i) {
+                    batch.push(p);
+                }
+            }
+            let _ = s.send_packets(batch).await;
         }
     }
 }
@@ -383,20 +387,16 @@ impl Client {
         tunnel.current.send_replace(Some(conn.sender()));
         let mut tun = tunnel.tun.clone();
         let mut tx = TunBuffers::for_device(&*tun, aura_tun::MIN_HEADROOM, 0);
+        let mut controls: Vec<Vec<u8>> = Vec::new();
         loop {
-            batch.clear();
-            if conn.recv_batch(&mut batch, BATCH).await == 0 {
+            let Some(packets) = conn.recv_packets().await else {
                 return Ok(());
-            }
+            };
             let mut n = 0;
             let mut reassigned = None;
-            for p in &batch {
+            for p in packets.iter() {
                 if control::is_control(p) {
-                    if let Some(a) = self.on_control(p, &conn, &driver).await
-                        && a != self.tunnel.as_ref().map_or(a, |t| t.assign)
-                    {
-                        reassigned = Some(a);
-                    }
+                    controls.push(p.to_vec());
                     continue;
                 }
                 if n == tx.len() {
@@ -409,12 +409,20 @@ impl Client {
                     n += 1;
                 }
             }
+            packets.recycle();
             if n > 0
                 && let Err(e) = tun
                     .send_batch(&mut tx.bufs, &tx.lens[..n], tx.headroom)
                     .await
             {
                 tracing::debug!(error = %e, "writing to the TUN device");
+            }
+            for p in std::mem::take(&mut controls) {
+                if let Some(a) = self.on_control(&p, &conn, &driver).await
+                    && a != self.tunnel.as_ref().map_or(a, |t| t.assign)
+                {
+                    reassigned = Some(a);
+                }
             }
             if let Some(a) = reassigned {
                 tracing::info!(address = %self.redact.addr(&a.address), "the server assigned a new address");

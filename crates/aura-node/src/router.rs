@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use aura_proto::control::{self, AddressAssign, ControlMessage};
-use aura_transport::{PacketConn, PacketSender};
+use aura_transport::{BatchPool, PacketBatch, PacketConn, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
 
@@ -23,13 +23,10 @@ use crate::packet::ipv4_addrs;
 use crate::pool::{IpPool, PoolError};
 
 /// Batches of client packets on their way to the device.
-pub type DeviceQueue = mpsc::Sender<Vec<Vec<u8>>>;
+pub type DeviceQueue = mpsc::Sender<PacketBatch>;
 
 /// Depth of the device writer's queue, in batches.
 pub const DEVICE_QUEUE: usize = 1024;
-
-/// Largest batch read from one client connection at once.
-const CLIENT_BATCH: usize = 128;
 
 /// A connected client, as the router and `aura status` see it.
 #[derive(Debug, Clone)]
@@ -110,7 +107,8 @@ impl Router {
         device: Arc<D>,
     ) -> Result<(), aura_tun::TunError> {
         let mut rx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
-        let mut runs: Vec<(PacketSender, Vec<Vec<u8>>)> = Vec::new();
+        let pool = BatchPool::new();
+        let mut runs: Vec<(PacketSender, PacketBatch)> = Vec::new();
         loop {
             let n = device
                 .recv_batch(&mut rx.bufs, &mut rx.lens, rx.headroom)
@@ -124,10 +122,12 @@ impl Router {
                         continue;
                     };
                     match (last == Some(dst), runs.last_mut()) {
-                        (true, Some((_, run))) => run.push(packet.to_vec()),
+                        (true, Some((_, run))) => run.push(packet),
                         _ => match peers.get(&dst) {
                             Some(p) => {
-                                runs.push((p.sender.clone(), vec![packet.to_vec()]));
+                                let mut run = pool.take();
+                                run.push(packet);
+                                runs.push((p.sender.clone(), run));
                                 last = Some(dst);
                             }
                             None => {
@@ -140,7 +140,7 @@ impl Router {
             }
             for (sender, run) in runs.drain(..) {
                 // A client that just left: its packets are dropped, like any unroutable.
-                let _ = sender.send_batch(run).await;
+                let _ = sender.send_packets(run).await;
             }
         }
     }
@@ -150,36 +150,28 @@ impl Router {
     /// [`aura_tun::OFFLOAD_BATCH`] packets).
     pub async fn device_writer<D: PacketDevice>(
         device: Arc<D>,
-        mut queue: mpsc::Receiver<Vec<Vec<u8>>>,
+        mut queue: mpsc::Receiver<PacketBatch>,
     ) {
         let mut tx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
-        let mut pending: Vec<Vec<u8>> = Vec::new();
-        while let Some(batch) = queue.recv().await {
-            pending.extend(batch);
-            while pending.len() < tx.len() {
-                match queue.try_recv() {
-                    Ok(more) => pending.extend(more),
-                    Err(_) => break,
-                }
-            }
-            let mut from = 0;
-            while from < pending.len() {
-                let mut n = 0;
-                while n < tx.len() && from < pending.len() {
-                    if tx.set_packet(n, &pending[from]).is_ok() {
+        let mut n = 0;
+        while let Some(first) = queue.recv().await {
+            let mut next = Some(first);
+            while let Some(batch) = next.take() {
+                for p in batch.iter() {
+                    if n == tx.len() {
+                        write(&*device, &mut tx, n).await;
+                        n = 0;
+                    }
+                    if tx.set_packet(n, p).is_ok() {
                         n += 1;
                     }
-                    from += 1;
                 }
-                if n > 0
-                    && let Err(e) = device
-                        .send_batch(&mut tx.bufs, &tx.lens[..n], tx.headroom)
-                        .await
-                {
-                    tracing::debug!(error = %e, "writing to the TUN device");
-                }
+                batch.recycle();
+                // Batches already waiting go into the same write.
+                next = queue.try_recv().ok();
             }
-            pending.clear();
+            write(&*device, &mut tx, n).await;
+            n = 0;
         }
     }
 
@@ -259,11 +251,7 @@ impl Router {
                 None
             }
         };
-        let mut batch = Vec::with_capacity(CLIENT_BATCH);
-        loop {
-            if conn.recv_batch(&mut batch, CLIENT_BATCH).await == 0 {
-                break;
-            }
+        while let Some(mut batch) = conn.recv_packets().await {
             let before = batch.len();
             let mut asked = false;
             batch.retain(|p| {
@@ -287,14 +275,24 @@ impl Router {
             if asked && let Some(a) = &assign {
                 let _ = conn.send(a.clone()).await;
             }
-            if !batch.is_empty() {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(CLIENT_BATCH));
-                if to_device.send(full).await.is_err() {
-                    break;
-                }
+            if batch.is_empty() {
+                batch.recycle();
+            } else if to_device.send(batch).await.is_err() {
+                break;
             }
         }
         self.leave(&id, address, token);
         Ok(())
+    }
+}
+
+/// Writes the first `n` packets of `tx` to the device (nothing when `n` is 0).
+async fn write<D: PacketDevice>(device: &D, tx: &mut TunBuffers, n: usize) {
+    if n > 0
+        && let Err(e) = device
+            .send_batch(&mut tx.bufs, &tx.lens[..n], tx.headroom)
+            .await
+    {
+        tracing::debug!(error = %e, "writing to the TUN device");
     }
 }

@@ -9,6 +9,7 @@ use aura_proto::ConnectionHandle;
 use tokio::sync::mpsc;
 
 use crate::TransportError;
+use crate::batch::PacketBatch;
 use crate::driver::Command;
 
 /// How packets cross the network.
@@ -104,25 +105,41 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct PacketConn {
     pub(crate) handle: ConnectionHandle,
-    pub(crate) inbound: mpsc::Receiver<Vec<u8>>,
+    pub(crate) inbound: mpsc::Receiver<PacketBatch>,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) peer: VerifiedPeer,
     pub(crate) counters: Arc<Counters>,
+    /// The batch [`PacketConn::recv`] is reading, and how far.
+    pub(crate) current: Option<(PacketBatch, usize)>,
+}
+
+async fn send_to_driver(
+    commands: &mpsc::Sender<Command>,
+    conn: ConnectionHandle,
+    batch: PacketBatch,
+) -> Result<(), TransportError> {
+    commands
+        .send(Command::Send { conn, batch })
+        .await
+        .map_err(|_| TransportError::Closed)
 }
 
 impl PacketConn {
-    /// Sends a batch of IP packets (one command to the driver for the whole batch).
+    /// Sends a batch of IP packets: the data path's way, no allocation per packet. The
+    /// driver recycles the batch into its pool once sealed.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the connection or the driver is gone.
+    pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
+        send_to_driver(&self.commands, self.handle, batch).await
+    }
+
+    /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).
     ///
     /// # Errors
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_batch(&self, packets: Vec<Vec<u8>>) -> Result<(), TransportError> {
-        self.commands
-            .send(Command::Send {
-                conn: self.handle,
-                packets,
-            })
-            .await
-            .map_err(|_| TransportError::Closed)
+        self.send_packets(PacketBatch::from_packets(packets)).await
     }
 
     /// Sends one IP packet.
@@ -130,26 +147,78 @@ impl PacketConn {
     /// # Errors
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send(&self, packet: Vec<u8>) -> Result<(), TransportError> {
-        self.send_batch(vec![packet]).await
+        self.send_packets(PacketBatch::from_packets([packet])).await
     }
 
-    /// Receives the next IP packet; `None` once the connection is closed.
+    /// Makes `current` a batch with unread packets; `false` once the connection is closed.
+    /// Cancel-safe: the only await is the channel's.
+    async fn fill(&mut self) -> bool {
+        loop {
+            match &self.current {
+                Some((b, at)) if *at < b.len() => return true,
+                Some(_) => {
+                    if let Some((b, _)) = self.current.take() {
+                        b.recycle();
+                    }
+                }
+                None => {}
+            }
+            match self.inbound.recv().await {
+                Some(b) => self.current = Some((b, 0)),
+                None => return false,
+            }
+        }
+    }
+
+    /// Receives the next batch of IP packets, as the driver handed them over (everything
+    /// that arrived for this connection in one turn of its loop): the data path's way.
+    /// Recycle the batch when done with it. `None` once the connection is closed.
+    pub async fn recv_packets(&mut self) -> Option<PacketBatch> {
+        if !self.fill().await {
+            return None;
+        }
+        let (b, at) = self.current.take()?;
+        if at == 0 {
+            return Some(b);
+        }
+        let rest = PacketBatch::from_packets((at..b.len()).filter_map(|i| b.get(i)));
+        b.recycle();
+        Some(rest)
+    }
+
+    /// Receives the next IP packet (convenience; one allocation per packet); `None` once
+    /// the connection is closed.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
-        self.inbound.recv().await
+        if !self.fill().await {
+            return None;
+        }
+        let (b, at) = self.current.as_mut()?;
+        let p = b.get(*at).map(<[u8]>::to_vec);
+        *at += 1;
+        p
     }
 
-    /// Receives at least one and at most `max` packets into `out`; 0 once closed.
+    /// Receives at least one and at most `max` packets into `out` (convenience; one
+    /// allocation per packet); 0 once closed.
     pub async fn recv_batch(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> usize {
-        let Some(first) = self.inbound.recv().await else {
+        if !self.fill().await {
             return 0;
-        };
-        out.push(first);
-        let mut n = 1;
+        }
+        let mut n = 0;
         while n < max {
+            if let Some((b, at)) = self.current.as_mut()
+                && let Some(p) = b.get(*at)
+            {
+                out.push(p.to_vec());
+                *at += 1;
+                n += 1;
+                continue;
+            }
             match self.inbound.try_recv() {
-                Ok(p) => {
-                    out.push(p);
-                    n += 1;
+                Ok(b) => {
+                    if let Some((old, _)) = self.current.replace((b, 0)) {
+                        old.recycle();
+                    }
                 }
                 Err(_) => break,
             }
@@ -195,18 +264,20 @@ pub struct PacketSender {
 }
 
 impl PacketSender {
-    /// Sends a batch of IP packets.
+    /// Sends a batch of IP packets (see [`PacketConn::send_packets`]).
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the connection or the driver is gone.
+    pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
+        send_to_driver(&self.commands, self.handle, batch).await
+    }
+
+    /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).
     ///
     /// # Errors
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_batch(&self, packets: Vec<Vec<u8>>) -> Result<(), TransportError> {
-        self.commands
-            .send(Command::Send {
-                conn: self.handle,
-                packets,
-            })
-            .await
-            .map_err(|_| TransportError::Closed)
+        self.send_packets(PacketBatch::from_packets(packets)).await
     }
 
     /// The connection's counters.

@@ -29,21 +29,24 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::TransportError;
+use crate::batch::{BatchPool, PacketBatch};
 use crate::conn::{Carrier, Counters, PacketConn};
 use crate::link::{DatagramLink, is_synthetic, synthetic_addr};
 use crate::shape::{self, Profile};
 use crate::udp::{BatchSocket, RxBatch, TxQueue};
 
-/// Depth of a connection's queue of received packets. When the application does not
-/// keep up, further packets are dropped and counted.
-pub const CONN_QUEUE: usize = 4096;
+/// Depth of a connection's queue of received batches (one batch per turn of the driver's
+/// loop: everything one `recvmmsg` or one link datagram brought for that connection).
+/// When the application does not keep up, further batches are dropped and their packets
+/// counted.
+pub const CONN_QUEUE: usize = 256;
 /// Largest UDP datagram read.
 const MAX_UDP: usize = 65_536;
 
 pub(crate) enum Command {
     Send {
         conn: ConnectionHandle,
-        packets: Vec<Vec<u8>>,
+        batch: PacketBatch,
     },
     Close {
         conn: ConnectionHandle,
@@ -71,8 +74,12 @@ struct Shaper {
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
 
 struct ConnState {
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: mpsc::Sender<PacketBatch>,
     counters: Arc<Counters>,
+    /// Packets received this turn, handed over once the turn ends.
+    pending: Option<PacketBatch>,
+    /// Where received batches come from (the application recycles them here).
+    pool: BatchPool,
 }
 
 struct LinkState {
@@ -114,6 +121,7 @@ impl Driver {
             links: HashMap::new(),
             next_link: 1,
             conns: HashMap::new(),
+            dirty: Vec::new(),
             connecting: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
@@ -217,6 +225,8 @@ struct Task {
     links: HashMap<SocketAddr, LinkState>,
     next_link: u64,
     conns: HashMap<ConnectionHandle, ConnState>,
+    /// Connections with a pending batch.
+    dirty: Vec<ConnectionHandle>,
     connecting: HashMap<ConnectionHandle, (SocketAddr, Reply)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
@@ -272,7 +282,7 @@ impl Task {
                 continue;
             };
             if let Some(inner) = d.get_mut(shape::PREFIX_LEN..shape::PREFIX_LEN + len) {
-                deliver(&mut self.ep, &self.conns, from, inner);
+                deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
             }
         }
     }
@@ -282,7 +292,24 @@ impl Task {
     }
 
     fn on_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
-        deliver(&mut self.ep, &self.conns, from, d);
+        deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, d);
+    }
+
+    /// Hands every connection's packets of this turn to it, as one batch each.
+    fn hand_over(&mut self) {
+        for h in self.dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(&h) else {
+                continue;
+            };
+            let Some(batch) = c.pending.take() else {
+                continue;
+            };
+            let n = batch.len() as u64;
+            if let Err(e) = c.inbound.try_send(batch) {
+                c.counters.drops.fetch_add(n, Ordering::Relaxed);
+                e.into_inner().recycle();
+            }
+        }
     }
 
     fn on_link_closed(&mut self, addr: SocketAddr) {
@@ -305,18 +332,19 @@ impl Task {
     async fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Send { conn, packets } => {
+            Command::Send { conn, batch } => {
                 let Some(counters) = self.conns.get(&conn).map(|c| c.counters.clone()) else {
+                    batch.recycle();
                     return;
                 };
                 let mut failed = 0u64;
-                for p in packets {
+                for p in batch.iter() {
                     let need = SEAL_HEADROOM + p.len() + DATA_OVERHEAD;
                     if need > self.scratch.len() {
                         counters.drops.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(&p);
+                    self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
                     match self.ep.seal(now, conn, &mut self.scratch, p.len()) {
                         Ok((remote, n)) => {
                             counters.packets_out.fetch_add(1, Ordering::Relaxed);
@@ -338,6 +366,7 @@ impl Task {
                         }
                     }
                 }
+                batch.recycle();
                 failed += send_queued(&self.udp, &mut self.tx).await;
                 if failed > 0 {
                     counters.drops.fetch_add(failed, Ordering::Relaxed);
@@ -393,6 +422,7 @@ impl Task {
     }
 
     async fn flush(&mut self) {
+        self.hand_over();
         while let Some(t) = self.ep.poll_transmit() {
             let _ = queue(
                 &self.udp,
@@ -424,6 +454,8 @@ impl Task {
                     ConnState {
                         inbound: tx,
                         counters: counters.clone(),
+                        pending: None,
+                        pool: BatchPool::new(),
                     },
                 );
                 let Some(commands) = self.commands_tx.upgrade() else {
@@ -435,6 +467,7 @@ impl Task {
                     commands,
                     peer,
                     counters,
+                    current: None,
                 };
                 if let Some((remote, reply)) = self.connecting.remove(&conn) {
                     // Wait for the server's confirmation: a refused client learns it here.
@@ -492,24 +525,29 @@ impl Task {
     }
 }
 
-/// Opens `d` (from `from`) in place and hands its payload to its connection.
+/// Opens `d` (from `from`) in place and adds its payload to its connection's batch of
+/// this turn.
 fn deliver(
     ep: &mut Endpoint,
-    conns: &HashMap<ConnectionHandle, ConnState>,
+    conns: &mut HashMap<ConnectionHandle, ConnState>,
+    dirty: &mut Vec<ConnectionHandle>,
     from: SocketAddr,
     d: &mut [u8],
 ) {
     if let Ok(Some(r)) = ep.handle_datagram(Instant::now(), from, d)
-        && let Some(c) = conns.get(&r.conn)
+        && let Some(c) = conns.get_mut(&r.conn)
     {
         let payload = d.get(r.payload).unwrap_or_default();
         c.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         c.counters
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        if c.inbound.try_send(payload.to_vec()).is_err() {
-            c.counters.drops.fetch_add(1, Ordering::Relaxed);
-        }
+        let pool = &c.pool;
+        let batch = c.pending.get_or_insert_with(|| {
+            dirty.push(r.conn);
+            pool.take()
+        });
+        batch.push(payload);
     }
 }
 

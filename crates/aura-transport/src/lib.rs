@@ -14,6 +14,7 @@
 //! transport only: the inner Aura handshake authenticates both sides, which is why a
 //! client accepts any outer certificate (docs/SECURITY.md).
 
+pub mod batch;
 pub mod conn;
 pub mod dial;
 pub mod driver;
@@ -25,6 +26,7 @@ pub mod shape;
 pub mod tls;
 pub mod udp;
 
+pub use batch::{BatchPool, PacketBatch};
 pub use conn::{Carrier, PacketConn, PacketSender, StatsSnapshot};
 pub use driver::{Driver, DriverHandle};
 pub use link::{DatagramLink, mem_pair};
