@@ -598,7 +598,23 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn features_not_built_are_refused_by_name() {
+        let config = |extra: &str| -> ClientConfig {
+            toml::from_str(&format!(
+                "[client]\nserver = \"192.0.2.1\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\n"
+            ))
+            .unwrap()
+        };
+        assert!(refuse_unbuilt(&config("")).is_ok());
+        let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
+        assert!(e.to_string().starts_with("client.run_as: "), "{e}");
+        let e = refuse_unbuilt(&config("[client.circuit]\nenabled = true")).unwrap_err();
+        assert!(e.to_string().starts_with("client.circuit.enabled: "), "{e}");
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {

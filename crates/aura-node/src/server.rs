@@ -315,3 +315,44 @@ fn newer_crl(
     let n = creds::crl_number(&v);
     (n > number).then_some((n, der))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(extra: &str) -> ServerConfig {
+        toml::from_str(&format!(
+            "[server]\nname = \"vpn.test\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn features_not_built_are_refused_by_name() {
+        assert!(refuse_unbuilt(&config("")).is_ok());
+        let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
+        assert!(e.to_string().starts_with("server.run_as: "), "{e}");
+        let e = refuse_unbuilt(&config(
+            "[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.1:8443\"]",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("server.relay.enabled: "), "{e}");
+    }
+
+    #[test]
+    fn the_crl_push_fits_one_datagram_per_chunk() {
+        let der = vec![0x30; 5000];
+        let push = crl_push(3, &der);
+        assert_eq!(push.len(), 5);
+        assert!(push.iter().all(|p| p.len() <= 1232));
+        let mut a = control::CrlAssembler::new();
+        let mut done = None;
+        for p in &push {
+            if let Ok(control::ControlMessage::CrlPush(c)) = control::ControlMessage::decode(p) {
+                done = a.push(&c).unwrap();
+            }
+        }
+        assert_eq!(done, Some(der));
+    }
+}
