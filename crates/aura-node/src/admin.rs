@@ -87,6 +87,9 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// A daemon already answers on the socket: another instance is running.
+    #[error("a daemon already answers on {0}: is Aura already running?")]
+    InUse(PathBuf),
     /// A path exists and is not a socket: not removed.
     #[error("{0} exists and is not a socket: refusing to replace it")]
     NotASocket(PathBuf),
@@ -105,8 +108,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
 /// Answers requests.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 
-/// Binds the socket at `path` (replacing a stale socket, never another file), sets mode
-/// 0600, and serves requests until the task is aborted. Only root and the daemon's own
+/// Binds the socket at `path` (replacing a stale socket, never a live one or another
+/// file), sets mode 0600, and serves requests until the task is aborted. Only root and the daemon's own
 /// user are answered.
 ///
 /// # Errors
@@ -118,6 +121,9 @@ pub async fn serve(
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(AdminError::NotASocket(path.to_owned()));
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(AdminError::InUse(path.to_owned()));
         }
         std::fs::remove_file(path).map_err(io(path))?;
     }
@@ -218,7 +224,20 @@ mod tests {
         let mut lines = BufReader::new(s).lines();
         let l = lines.next_line().await.unwrap().unwrap();
         assert!(l.contains("\"kind\":\"error\""), "{l}");
+        // A second daemon on the same socket is refused while the first answers...
+        let again = || {
+            serve(
+                &path,
+                Arc::new(|_| Response::Error {
+                    message: String::new(),
+                }),
+            )
+        };
+        assert!(matches!(again().await, Err(AdminError::InUse(_))));
         task.abort();
+        // ...and replaces the socket once it is stale.
+        let _ = task.await;
+        again().await.unwrap().abort();
         // A regular file at the path is never replaced.
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();

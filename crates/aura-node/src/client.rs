@@ -226,9 +226,6 @@ pub async fn run(
         quic_options: aura_transport::quic::QuicOptions::default(),
         wall_clock: UnixTime::now,
     };
-    let mut host = HostConfig::system();
-    host.cleanup_leftovers().await?;
-
     let status: Status = Arc::new(Mutex::new(Shown {
         state: "connecting",
         ..Shown::default()
@@ -256,6 +253,14 @@ pub async fn run(
     )
     .await?;
     let socket_path = cfg.client.admin_socket.clone();
+    // After the admin socket: a second instance stops there, before it could remove the
+    // first one's routes as "leftovers".
+    let mut host = HostConfig::system();
+    if let Err(e) = host.cleanup_leftovers().await {
+        admin_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
+        return Err(e.into());
+    }
     let mut client = Client {
         redact: Redact(cfg.client.no_logs),
         crl_number: creds::crl_number(&verifier),

@@ -83,14 +83,6 @@ pub async fn run(
         .map_err(|e| DaemonError::Setup(format!("the CRL {}: {e}", pki.crl.display())))?;
     let mut crl_number = creds::crl_number(&verifier);
 
-    let nat = &cfg.server.nat;
-    let mut host = if nat.dry_run {
-        HostConfig::dry_run()
-    } else {
-        HostConfig::system()
-    };
-    host.cleanup_leftovers().await?;
-
     let router = Router::new(IpPool::new(&cfg.server.pool));
     let handler_router = router.clone();
     let admin_task = admin::serve(
@@ -117,6 +109,18 @@ pub async fn run(
     )
     .await?;
     let socket_path = cfg.server.admin_socket.clone();
+    // After the admin socket: a second instance stops there, before it could remove the
+    // first one's NAT as a "leftover".
+    let mut host = if cfg.server.nat.dry_run {
+        HostConfig::dry_run()
+    } else {
+        HostConfig::system()
+    };
+    if let Err(e) = host.cleanup_leftovers().await {
+        admin_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
+        return Err(e.into());
+    }
     let result = serve(
         cfg,
         creds,
