@@ -33,24 +33,28 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// `aura server --config server.toml`.
-pub fn server(a: DaemonArgs) -> Result<()> {
-    let cfg = aura_config::load_server(&a.config)?;
+/// Runs `daemon` (built from the loaded configuration and the shutdown signal) on a
+/// multi-threaded runtime.
+fn run_daemon<F>(daemon: impl FnOnce(aura_node::ShutdownSignal) -> F) -> Result<()>
+where
+    F: std::future::Future<Output = Result<(), aura_node::DaemonError>>,
+{
     init_logging();
     runtime()?.block_on(async {
         let shutdown = aura_node::shutdown_signal()?;
-        aura_node::server::run(cfg, shutdown).await
+        daemon(Box::pin(shutdown)).await
     })?;
     Ok(())
+}
+
+/// `aura server --config server.toml`.
+pub fn server(a: DaemonArgs) -> Result<()> {
+    let cfg = aura_config::load_server(&a.config)?;
+    run_daemon(|stop| aura_node::server::run(cfg, stop))
 }
 
 /// `aura client --config client.toml`.
 pub fn client(a: DaemonArgs) -> Result<()> {
     let cfg = aura_config::load_client(&a.config)?;
-    init_logging();
-    runtime()?.block_on(async {
-        let shutdown = aura_node::shutdown_signal()?;
-        aura_node::client::run(cfg, shutdown).await
-    })?;
-    Ok(())
+    run_daemon(|stop| aura_node::client::run(cfg, stop))
 }

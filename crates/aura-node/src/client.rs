@@ -30,7 +30,7 @@ use rustls_pki_types::UnixTime;
 use tokio::sync::watch;
 
 use crate::admin::{self, Response};
-use crate::{DaemonError, Redact, creds, daemon_timers, unix_now};
+use crate::{DaemonError, Redact, creds, daemon_timers, not_built, unix_now};
 
 /// Time allowed for one dial attempt (carrier plus Aura handshake).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,17 +65,17 @@ type Status = Arc<Mutex<Shown>>;
 
 fn refuse_unbuilt(cfg: &ClientConfig) -> Result<(), DaemonError> {
     if cfg.client.run_as.is_some() {
-        return Err(DaemonError::Setup(
-            "client.run_as: dropping privileges is not available in this version; remove the \
-             key (the client then keeps the user that started it)"
-                .into(),
+        return Err(not_built(
+            "client.run_as",
+            "dropping privileges",
+            "remove the key (the client then keeps the user that started it)",
         ));
     }
     if cfg.client.circuit.enabled {
-        return Err(DaemonError::Setup(
-            "client.circuit.enabled: two-hop circuits are not available in this version; set \
-             it to false"
-                .into(),
+        return Err(not_built(
+            "client.circuit.enabled",
+            "two-hop circuits",
+            "set it to false",
         ));
     }
     Ok(())

@@ -32,6 +32,14 @@ pub fn daemon_timers() -> aura_proto::Timers {
     }
 }
 
+/// The error for a configuration key whose feature this version does not have: the
+/// daemon refuses to start rather than ignore it.
+pub(crate) fn not_built(key: &str, feature: &str, fix: &str) -> DaemonError {
+    DaemonError::Setup(format!(
+        "{key}: {feature} is not available in this version; {fix}"
+    ))
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -59,6 +67,9 @@ impl Redact {
         }
     }
 }
+
+/// The shutdown future the daemons take, boxed so callers can name it.
+pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Resolves on SIGINT or SIGTERM.
 ///

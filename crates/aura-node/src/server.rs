@@ -27,7 +27,7 @@ use rustls_pki_types::UnixTime;
 use crate::admin::{self, PeerStatus, Response};
 use crate::pool::IpPool;
 use crate::router::{DEVICE_QUEUE, Router, Welcome};
-use crate::{DaemonError, Redact, creds, daemon_timers, unix_now};
+use crate::{DaemonError, Redact, creds, daemon_timers, not_built, unix_now};
 
 /// How often the CRL file is checked for a newer CRL.
 const CRL_RELOAD: Duration = Duration::from_secs(5);
@@ -40,17 +40,17 @@ const CRL_CHUNK: usize = 1232 - CRL_PUSH_OVERHEAD - 64;
 /// rather than silently ignored.
 fn refuse_unbuilt(cfg: &ServerConfig) -> Result<(), DaemonError> {
     if cfg.server.run_as.is_some() {
-        return Err(DaemonError::Setup(
-            "server.run_as: dropping privileges is not available in this version; remove the \
-             key (the server then keeps the user that started it)"
-                .into(),
+        return Err(not_built(
+            "server.run_as",
+            "dropping privileges",
+            "remove the key (the server then keeps the user that started it)",
         ));
     }
     if cfg.server.relay.enabled {
-        return Err(DaemonError::Setup(
-            "server.relay.enabled: two-hop circuits are not available in this version; set it \
-             to false"
-                .into(),
+        return Err(not_built(
+            "server.relay.enabled",
+            "relaying two-hop circuits",
+            "set it to false",
         ));
     }
     Ok(())

@@ -564,6 +564,19 @@ impl ExtendBridge {
 // CircuitReady / CircuitFailed
 // ---------------------------------------------------------------------------------------------
 
+/// Checks that the payload of an envelope of `kind` that carries nothing is empty.
+fn expect_empty(kind: ControlKind, payload: &[u8]) -> Result<(), ControlError> {
+    if payload.is_empty() {
+        Ok(())
+    } else {
+        Err(ControlError::PayloadLength {
+            kind,
+            expected: 0,
+            actual: payload.len(),
+        })
+    }
+}
+
 /// `CircuitReady` payload: empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct CircuitReady;
@@ -577,15 +590,7 @@ impl CircuitReady {
     /// # Errors
     /// [`ControlError::PayloadLength`] if `payload` is not empty.
     pub fn decode(payload: &[u8]) -> Result<Self, ControlError> {
-        if payload.is_empty() {
-            Ok(Self)
-        } else {
-            Err(ControlError::PayloadLength {
-                kind: Self::KIND,
-                expected: 0,
-                actual: payload.len(),
-            })
-        }
+        expect_empty(Self::KIND, payload).map(|()| Self)
     }
 
     /// Length of the encoded payload in bytes: zero.
@@ -865,15 +870,7 @@ impl AddressRequest {
     /// # Errors
     /// [`ControlError::PayloadLength`] if `payload` is not empty.
     pub fn decode(payload: &[u8]) -> Result<Self, ControlError> {
-        if payload.is_empty() {
-            Ok(Self)
-        } else {
-            Err(ControlError::PayloadLength {
-                kind: Self::KIND,
-                expected: 0,
-                actual: payload.len(),
-            })
-        }
+        expect_empty(Self::KIND, payload).map(|()| Self)
     }
 }
 
