@@ -5,6 +5,7 @@
 
 mod bench_crypto;
 mod daemon_cmd;
+mod demo;
 mod deploy_cmd;
 mod pki_cmd;
 mod status_cmd;
@@ -47,6 +48,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// See Aura work: a server, a client and an "internet" host in network namespaces,
+    /// traffic through the tunnel over each carrier (Linux, root; removes everything).
+    Demo(demo::DemoArgs),
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Demo(args) => demo::run(args),
     }
 }
 

@@ -228,6 +228,31 @@ fn remaining(deadline: Instant, what: &str) -> Result<Duration, String> {
     }
 }
 
+/// Longest a single blocking socket call waits before the stop conditions are checked
+/// again.
+const SLICE: Duration = Duration::from_millis(200);
+
+/// When a transfer side must give up: the deadline, the other side's failure, or the
+/// caller's cancel flag.
+struct Stop<'a> {
+    deadline: Instant,
+    peer_failed: &'a AtomicBool,
+    cancel: &'a AtomicBool,
+}
+
+impl Stop<'_> {
+    /// How long the next blocking call may wait, or why to give up.
+    fn next_wait(&self, what: &str, cap: Duration) -> Result<Duration, String> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(format!("cancelled {what}"));
+        }
+        if self.peer_failed.load(Ordering::Relaxed) {
+            return Err(format!("the other side failed while {what}"));
+        }
+        Ok(remaining(self.deadline, what)?.min(cap))
+    }
+}
+
 /// Sends `bytes` of deterministic pseudo-random data over TCP from namespace `from` to
 /// `to_addr:port`, where a listener runs inside namespace `to`, and checks that the
 /// receiver got exactly that (SHA-256 on both sides, the receiver's digest sent back).
@@ -245,30 +270,64 @@ pub fn transfer(
     bytes: usize,
     timeout: Duration,
 ) -> Result<TransferReport, String> {
+    transfer_cancellable(
+        from,
+        to,
+        to_addr,
+        port,
+        bytes,
+        timeout,
+        &AtomicBool::new(false),
+    )
+}
+
+/// [`transfer`], which also gives up within about 200 ms once `cancel` is set (for a
+/// caller that handles Ctrl-C).
+///
+/// # Errors
+/// As [`transfer`], and "cancelled" once `cancel` is set.
+pub fn transfer_cancellable(
+    from: &Netns,
+    to: &Netns,
+    to_addr: Ipv4Addr,
+    port: u16,
+    bytes: usize,
+    timeout: Duration,
+    cancel: &AtomicBool,
+) -> Result<TransferReport, String> {
     let deadline = Instant::now() + timeout;
-    let abort = AtomicBool::new(false);
+    let (sender_failed, receiver_failed) = (AtomicBool::new(false), AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     std::thread::scope(|s| {
         let receiver = s.spawn(|| {
-            let out = to
-                .run(|| receive(port, deadline, &abort, &ready_tx))
-                .and_then(|r| r);
+            let stop = Stop {
+                deadline,
+                peer_failed: &sender_failed,
+                cancel,
+            };
+            let out = to.run(|| receive(port, &stop, &ready_tx)).and_then(|r| r);
             // A listener that failed before being ready still unblocks the sender.
             let _ = ready_tx.send(Err("the receiver stopped".into()));
             if out.is_err() {
-                abort.store(true, Ordering::Relaxed);
+                receiver_failed.store(true, Ordering::Relaxed);
             }
             out
         });
         let sent = match ready_rx.recv_timeout(remaining(deadline, "waiting for the listener")?) {
-            Ok(Ok(())) => from
-                .run(|| send(to_addr, port, bytes, deadline, &abort))
-                .and_then(|r| r),
+            Ok(Ok(())) => {
+                let stop = Stop {
+                    deadline,
+                    peer_failed: &receiver_failed,
+                    cancel,
+                };
+                from.run(|| send(to_addr, port, bytes, &stop))
+                    .and_then(|r| r)
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err("timed out waiting for the listener".into()),
         };
         if sent.is_err() {
-            abort.store(true, Ordering::Relaxed);
+            sender_failed.store(true, Ordering::Relaxed);
         }
         let received = receiver
             .join()
@@ -299,12 +358,60 @@ pub fn transfer(
     })
 }
 
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// One `read`, retried in slices until data, EOF, an error or a stop condition.
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    stop: &Stop<'_>,
+    what: &str,
+) -> Result<usize, String> {
+    loop {
+        let wait = stop.next_wait(what, SLICE)?;
+        stream
+            .set_read_timeout(Some(wait))
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        match stream.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// Writes all of `data`, in slices (a `write` that times out wrote nothing).
+fn write_all(
+    stream: &mut TcpStream,
+    mut data: &[u8],
+    stop: &Stop<'_>,
+    what: &str,
+) -> Result<(), String> {
+    while !data.is_empty() {
+        let wait = stop.next_wait(what, SLICE)?;
+        stream
+            .set_write_timeout(Some(wait))
+            .map_err(|e| format!("socket timeout: {e}"))?;
+        match stream.write(data) {
+            Ok(0) => return Err(format!("{what}: the connection closed")),
+            Ok(n) => data = data.get(n..).unwrap_or_default(),
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+    Ok(())
+}
+
 /// Receiver side: listens on `0.0.0.0:port`, accepts one connection, reads to EOF
 /// while hashing, sends the digest back.
 fn receive(
     port: u16,
-    deadline: Instant,
-    abort: &AtomicBool,
+    stop: &Stop<'_>,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<(SocketAddr, u64, [u8; 32]), String> {
     let listener = match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
@@ -322,10 +429,7 @@ fn receive(
         match listener.accept() {
             Ok(c) => break c,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if abort.load(Ordering::Relaxed) {
-                    return Err("the sender gave up before connecting".into());
-                }
-                remaining(deadline, "waiting for the connection")?;
+                stop.next_wait("waiting for the connection", SLICE)?;
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(format!("accept: {e}")),
@@ -338,32 +442,24 @@ fn receive(
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
-        let left = remaining(deadline, "receiving")?;
-        stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| format!("socket timeout: {e}"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                ctx.update(&buf[..n]);
-                total += n as u64;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(format!("timed out receiving after {total} bytes"));
-            }
-            Err(e) => return Err(format!("receiving after {total} bytes: {e}")),
+        let what = format!("receiving after {total} bytes");
+        let n = read_some(&mut stream, &mut buf, stop, &what)?;
+        if n == 0 {
+            break;
         }
+        ctx.update(buf.get(..n).unwrap_or_default());
+        total += n as u64;
     }
     let sum = to_array(ctx.finish().as_ref());
-    let left = remaining(deadline, "confirming")?;
+    write_all(&mut stream, &sum, stop, "sending the digest back")?;
     stream
-        .set_write_timeout(Some(left))
-        .and_then(|()| stream.write_all(&sum))
-        .and_then(|()| stream.shutdown(Shutdown::Write))
-        .map_err(|e| format!("sending the digest back: {e}"))?;
+        .shutdown(Shutdown::Write)
+        .map_err(|e| format!("half-close after the digest: {e}"))?;
     Ok((peer, total, sum))
 }
+
+/// Longest single connect attempt; attempts repeat until the deadline.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Sender side: connects, writes `bytes` of payload while hashing, half-closes, reads
 /// the receiver's digest. Returns the local address, the digest and the duration.
@@ -371,13 +467,18 @@ fn send(
     to_addr: Ipv4Addr,
     port: u16,
     bytes: usize,
-    deadline: Instant,
-    abort: &AtomicBool,
+    stop: &Stop<'_>,
 ) -> Result<(SocketAddr, [u8; 32], Duration), String> {
     let target = SocketAddr::new(IpAddr::V4(to_addr), port);
     let start = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&target, remaining(deadline, "connecting")?)
-        .map_err(|e| format!("connect to {target}: {e}"))?;
+    let mut stream = loop {
+        let what = format!("connecting to {target}");
+        match TcpStream::connect_timeout(&target, stop.next_wait(&what, CONNECT_ATTEMPT)?) {
+            Ok(s) => break s,
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("connect to {target}: {e}")),
+        }
+    };
     let local = stream
         .local_addr()
         .map_err(|e| format!("local address: {e}"))?;
@@ -386,18 +487,12 @@ fn send(
     let mut buf = vec![0u8; CHUNK];
     let mut left_to_send = bytes;
     while left_to_send > 0 {
-        if abort.load(Ordering::Relaxed) {
-            return Err("the receiver failed".into());
-        }
         let n = left_to_send.min(CHUNK);
-        let chunk = &mut buf[..n];
+        let chunk = buf.get_mut(..n).unwrap_or_default();
         payload.fill(chunk);
         ctx.update(chunk);
-        let left = remaining(deadline, "sending")?;
-        stream
-            .set_write_timeout(Some(left))
-            .and_then(|()| stream.write_all(chunk))
-            .map_err(|e| format!("sending after {} bytes: {e}", bytes - left_to_send))?;
+        let what = format!("sending after {} bytes", bytes - left_to_send);
+        write_all(&mut stream, chunk, stop, &what)?;
         left_to_send -= n;
     }
     stream
@@ -405,11 +500,17 @@ fn send(
         .map_err(|e| format!("half-close: {e}"))?;
     let sum = to_array(ctx.finish().as_ref());
     let mut theirs = [0u8; 32];
-    let left = remaining(deadline, "waiting for the receiver's digest")?;
-    stream
-        .set_read_timeout(Some(left))
-        .and_then(|()| stream.read_exact(&mut theirs))
-        .map_err(|e| format!("reading the receiver's digest: {e}"))?;
+    let mut got = 0;
+    while got < theirs.len() {
+        let rest = theirs.get_mut(got..).unwrap_or_default();
+        let n = read_some(&mut stream, rest, stop, "waiting for the receiver's digest")?;
+        if n == 0 {
+            return Err(format!(
+                "the receiver closed after {got} of 32 digest bytes"
+            ));
+        }
+        got += n;
+    }
     let duration = start.elapsed();
     if theirs != sum {
         return Err(format!(

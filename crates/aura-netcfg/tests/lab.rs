@@ -240,3 +240,31 @@ fn lab_rejects_bad_client_counts() {
     assert!(Lab::new("aura-lab-test", 0).unwrap_err().contains("1 to"));
     assert!(Lab::new("aura-lab-test", 251).unwrap_err().contains("1 to"));
 }
+
+#[test]
+fn a_cancelled_transfer_gives_up_promptly() {
+    let Some(lab) = lab("a_cancelled_transfer_gives_up_promptly", 1) else {
+        return;
+    };
+    let cancel = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, Ordering::Relaxed);
+        });
+        // Unreachable (S does not forward): without the flag this would take 30 s.
+        lab::transfer_cancellable(
+            lab.client(1).unwrap(),
+            lab.internet(),
+            lab.internet_ip(),
+            5201,
+            1024,
+            Duration::from_secs(30),
+            &cancel,
+        )
+        .unwrap_err()
+    });
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(err.contains("cancelled"), "{err}");
+}

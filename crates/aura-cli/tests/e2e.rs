@@ -1,0 +1,908 @@
+//! End-to-end tier: real `aura server` and `aura client` processes in a lab of network
+//! namespaces (`aura_netcfg::lab`), real TUN devices, real NAT, real TCP through the
+//! tunnel.
+//!
+//! ```text
+//!   C1 10.200.1.2 ==== 10.200.1.1 S 198.18.0.1 ==== 198.18.0.2 I
+//!   C2 10.200.2.2 ==== 10.200.2.1 │                  (no route back to 10.200/16
+//!   aura client --config ..       aura server        nor to the pool 10.77.0.0/24)
+//!   aura0 10.77.0.x               aura0 10.77.0.1, NAT toward s-i
+//! ```
+//! A client's traffic can only get an answer from I if the server tunnelled and NATed
+//! it, so every transfer to I checks the data path, the routes and the NAT at once.
+//!
+//! Needs root, `ip` and `nft`; otherwise each test prints why and passes without
+//! checking (CI runs as root). The tests run one at a time (a lock), so the timing
+//! assertions do not depend on how many other tests share the two cores. Every wait
+//! is bounded; a guard ends every process (SIGTERM, then SIGKILL after 5 s) before the
+//! namespaces are deleted, and each process's stderr is printed when a test fails.
+//!
+//! The `demo_*` tests run `aura demo` itself (which builds its own lab) and check that it
+//! reports every carrier and leaves no namespace, file or process behind, also when
+//! interrupted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use aura_netcfg::lab::{self, Lab, TransferReport};
+use aura_netcfg::netns::{Netns, skip_reason};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const AURA: &str = env!("CARGO_BIN_EXE_aura");
+/// Port of the test listener on the internet host.
+const PORT: u16 = 5201;
+/// How long a daemon may take to answer on its admin socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may take to reach "connected".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const MB: usize = 1024 * 1024;
+
+/// One test at a time: timing assertions and throughput need the whole machine.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running `aura` process and where its output goes.
+struct Proc {
+    label: String,
+    child: Child,
+    log: PathBuf,
+    /// Set once the process was waited for.
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The exit status if it has exited (never blocks).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits up to `timeout` for the exit.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, up to 5 s, then SIGKILL; always reaped.
+    fn stop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            eprintln!("{} ignored SIGTERM for 5 s: killing it", self.label);
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+/// Owns every process of a test. Dropped before the lab: ends them all (newest first),
+/// and prints their logs when the test is failing.
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for p in self.0.iter_mut().rev() {
+            p.stop();
+        }
+        if std::thread::panicking() {
+            for p in &self.0 {
+                eprintln!(
+                    "----- {} ({:?}) stderr -----\n{}",
+                    p.label,
+                    p.status,
+                    p.log()
+                );
+            }
+        }
+    }
+}
+
+/// One test's world. Field order is drop order: processes, then namespaces, then files.
+struct World {
+    procs: Procs,
+    lab: Lab,
+    dir: tempfile::TempDir,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// Where a process runs.
+#[derive(Clone, Copy)]
+enum Host {
+    Server,
+    Client(usize),
+}
+
+/// A client of a test: its id and the host it runs on.
+#[derive(Clone, Copy)]
+struct ClientSpec<'a> {
+    id: &'a str,
+    host: usize,
+    static_address: Option<&'a str>,
+    revoked: bool,
+}
+
+impl<'a> ClientSpec<'a> {
+    fn new(id: &'a str, host: usize) -> Self {
+        Self {
+            id,
+            host,
+            static_address: None,
+            revoked: false,
+        }
+    }
+}
+
+/// Runs `aura` on the host (outside the lab); panics with its output on failure.
+fn aura(args: &[&str]) -> Output {
+    let out = Command::new(AURA)
+        .args(args)
+        .env_remove("AURA_PKI_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aura {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `text` with `line` inserted right after the line `header` (which must exist), and
+/// any line starting with `drop_prefix` (another value of the same key) removed.
+fn insert_after(text: &str, header: &str, line: &str, drop_prefix: &str) -> String {
+    let mut out = String::new();
+    let mut found = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with(drop_prefix) {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+        if l.trim() == header {
+            out.push_str(line);
+            out.push('\n');
+            found = true;
+        }
+    }
+    assert!(found, "no {header} line in:\n{text}");
+    out
+}
+
+impl World {
+    /// A lab with `hosts` client hosts and a deployment with `clients`, or `None` when
+    /// this machine cannot run the tier.
+    fn new(test: &str, hosts: usize, clients: &[ClientSpec<'_>], carrier: &str) -> Option<Self> {
+        if let Some(why) = skip_reason(&["nft"]) {
+            eprintln!("skipping {test}: {why}");
+            return None;
+        }
+        let guard = serial();
+        let lab = Lab::new("aura-e2e", hosts).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let w = Self {
+            procs: Procs::default(),
+            lab,
+            dir,
+            _serial: guard,
+        };
+        w.deploy(clients, carrier);
+        Some(w)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn p(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    fn deploy(&self, clients: &[ClientSpec<'_>], carrier: &str) {
+        let d = self.p("deploy");
+        aura(&[
+            "server-init",
+            "--dir",
+            &d,
+            "--name",
+            "aura-e2e.test",
+            "--listen",
+            "0.0.0.0",
+        ]);
+        let server_toml = self.path("deploy/server.toml");
+        let mut text = std::fs::read_to_string(&server_toml).unwrap();
+        text = insert_after(
+            &text,
+            "[server]",
+            &format!("admin_socket = {:?}", self.p("server.sock")),
+            "admin_socket",
+        );
+        let statics: Vec<String> = clients
+            .iter()
+            .filter_map(|c| c.static_address.map(|a| format!("{} = {a:?}", c.id)))
+            .collect();
+        if !statics.is_empty() {
+            if text.lines().any(|l| l.trim() == "[server.pool.static]") {
+                text = insert_after(&text, "[server.pool.static]", &statics.join("\n"), "\0");
+            } else {
+                text.push_str(&format!("\n[server.pool.static]\n{}\n", statics.join("\n")));
+            }
+        }
+        std::fs::write(&server_toml, text).unwrap();
+        for c in clients {
+            let out = self.p(&format!("deploy/{}", c.id));
+            let server = self.lab.server_ip(c.host).to_string();
+            aura(&[
+                "provision-client",
+                "--dir",
+                &d,
+                "--id",
+                c.id,
+                "--server",
+                &server,
+                "--out",
+                &out,
+            ]);
+            self.set_carrier(c.id, carrier);
+        }
+        for c in clients.iter().filter(|c| c.revoked) {
+            aura(&["pki", "--dir", &self.p("deploy/pki"), "revoke", c.id]);
+        }
+    }
+
+    /// Rewrites client `id`'s client.toml for `carrier` (and its admin socket).
+    fn set_carrier(&self, id: &str, carrier: &str) {
+        let path = self.path(&format!("deploy/{id}/client.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = insert_after(
+            &text,
+            "[client]",
+            &format!("admin_socket = {:?}", self.p(&format!("{id}.sock"))),
+            "admin_socket",
+        );
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with("carriers")),
+            "no carriers line in {}:\n{text}",
+            path.display()
+        );
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("carriers") {
+                    format!("carriers = [{carrier:?}]\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, text).unwrap();
+    }
+
+    /// Spawns `aura <args>` inside `host`, stdout and stderr to a log file.
+    fn spawn(&mut self, label: &str, host: Host, args: &[String]) -> usize {
+        let n = self.procs.0.len();
+        let log = self.dir.path().join(format!("{label}-{n}.log"));
+        let file = File::create(&log).unwrap();
+        let ns = match host {
+            Host::Server => self.lab.server(),
+            Host::Client(k) => self.lab.client(k).unwrap(),
+        };
+        let child = ns
+            .command(AURA)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        self.procs.0.push(Proc {
+            label: format!("{label} #{n}"),
+            child,
+            log,
+            status: None,
+        });
+        n
+    }
+
+    /// `aura status --json` on `socket`, if a daemon answers within 5 s.
+    fn status(&self, socket: &str) -> Option<Value> {
+        let mut child = Command::new(AURA)
+            .args(["status", "--socket", &self.p(socket), "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // The answer is one small JSON document: it fits the pipe, so waiting first
+        // cannot block the child.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait().ok()? {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                eprintln!("aura status on {socket} did not answer within 5 s");
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut out = Vec::new();
+        child.stdout.take()?.read_to_end(&mut out).ok()?;
+        if !status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out).ok()
+    }
+
+    /// Polls `socket` until `ok` holds for its status, process `idx` exits, or
+    /// `timeout` passes.
+    fn wait_status(
+        &mut self,
+        idx: usize,
+        socket: &str,
+        timeout: Duration,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(v) = self.status(socket) {
+                if ok(&v) {
+                    return Ok(v);
+                }
+                last = Some(v);
+            }
+            if let Some(s) = self.procs.0[idx].exited() {
+                return Err(format!("{} exited ({s}) first", self.procs.0[idx].label));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("timed out; last status: {last:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `aura server` in S and waits until it answers on its admin socket.
+    fn start_server(&mut self) -> usize {
+        let config = self.p("deploy/server.toml");
+        let idx = self.spawn(
+            "server",
+            Host::Server,
+            &["server".into(), "--config".into(), config],
+        );
+        let r = self.wait_status(idx, "server.sock", READY_TIMEOUT, |v| v["kind"] == "server");
+        if let Err(e) = r {
+            panic!("server not ready: {e}");
+        }
+        idx
+    }
+
+    /// Starts `aura client` for `id` on host `k`; returns its index once connected and
+    /// how long connecting took.
+    fn start_client(&mut self, id: &str, k: usize) -> (usize, Duration, Value) {
+        let idx = self.spawn_client(id, k);
+        let t0 = Instant::now();
+        match self.wait_status(idx, &format!("{id}.sock"), CONNECT_TIMEOUT, |v| {
+            v["state"] == "connected"
+        }) {
+            Ok(v) => (idx, t0.elapsed(), v),
+            Err(e) => panic!("{id} did not connect: {e}"),
+        }
+    }
+
+    fn spawn_client(&mut self, id: &str, k: usize) -> usize {
+        let config = self.p(&format!("deploy/{id}/client.toml"));
+        self.spawn(
+            id,
+            Host::Client(k),
+            &["client".into(), "--config".into(), config],
+        )
+    }
+
+    /// A TCP transfer from client host `k` to the internet host.
+    fn transfer(
+        &self,
+        k: usize,
+        bytes: usize,
+        timeout: Duration,
+    ) -> Result<TransferReport, String> {
+        lab::transfer(
+            self.lab.client(k).unwrap(),
+            self.lab.internet(),
+            self.lab.internet_ip(),
+            PORT,
+            bytes,
+            timeout,
+        )
+    }
+
+    /// Sends `sig` to process `idx`.
+    fn signal(&self, idx: usize, sig: Signal) {
+        kill(self.procs.0[idx].pid(), sig).unwrap();
+    }
+}
+
+fn in_pool(addr: &str) -> bool {
+    addr.starts_with("10.77.0.") && addr != "10.77.0.1"
+}
+
+fn peers(v: &Value) -> Vec<Value> {
+    v["peers"].as_array().cloned().unwrap_or_default()
+}
+
+/// One client over `carrier`: 50 MB to the internet host, NATed, counted.
+fn carrier_transfer(carrier: &str) {
+    let test = format!("carrier_{carrier}");
+    let Some(mut w) = World::new(&test, 1, &[ClientSpec::new("alice", 1)], carrier) else {
+        return;
+    };
+    w.start_server();
+    let (_, connect, st) = w.start_client("alice", 1);
+    assert_eq!(st["carrier"], carrier, "{st}");
+    let r = w.transfer(1, 50 * MB, Duration::from_secs(90)).unwrap();
+    eprintln!(
+        "{carrier}: connect {connect:?}, 50 MB in {:?} = {:.0} Mbit/s, seen from {}, sent from {}",
+        r.duration, r.mbit_per_s, r.peer_seen, r.sender_local
+    );
+    assert_eq!(r.bytes, 50 * MB as u64);
+    assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip(), "not NATed");
+    let local = r.sender_local.ip().to_string();
+    assert!(in_pool(&local), "sender's local address {local}");
+    assert_eq!(st["address"], local.as_str(), "{st}");
+    let s = w.status("server.sock").unwrap();
+    let p = peers(&s);
+    let alice = p
+        .iter()
+        .find(|p| p["id"] == "alice")
+        .unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(alice["carrier"], carrier, "{alice}");
+    assert_eq!(alice["tunnel_address"], local.as_str(), "{alice}");
+    assert!(
+        alice["bytes_in"].as_u64().unwrap() >= 50 * MB as u64,
+        "{alice}"
+    );
+    assert!(alice["bytes_out"].as_u64().unwrap() > 0, "{alice}");
+}
+
+#[test]
+fn carrier_udp_50mb_through_the_tunnel() {
+    carrier_transfer("udp");
+}
+
+#[test]
+fn carrier_quic_50mb_through_the_tunnel() {
+    carrier_transfer("quic");
+}
+
+#[test]
+fn carrier_tls_50mb_through_the_tunnel() {
+    carrier_transfer("tls");
+}
+
+#[test]
+fn two_clients_at_once_with_a_static_address() {
+    let bob = ClientSpec {
+        static_address: Some("10.77.0.50"),
+        ..ClientSpec::new("bob", 2)
+    };
+    let Some(mut w) = World::new("two_clients", 2, &[ClientSpec::new("alice", 1), bob], "udp")
+    else {
+        return;
+    };
+    w.start_server();
+    let (_, _, a) = w.start_client("alice", 1);
+    let (_, _, b) = w.start_client("bob", 2);
+    assert_eq!(b["address"], "10.77.0.50", "{b}");
+    assert_ne!(a["address"], b["address"]);
+    assert!(in_pool(a["address"].as_str().unwrap()), "{a}");
+    // Both at the same time (different ports on I).
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| w.transfer(1, 10 * MB, Duration::from_secs(60)));
+        let rb = lab::transfer(
+            w.lab.client(2).unwrap(),
+            w.lab.internet(),
+            w.lab.internet_ip(),
+            PORT + 1,
+            10 * MB,
+            Duration::from_secs(60),
+        );
+        (ta.join().unwrap(), rb)
+    });
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        ra.sender_local.ip().to_string(),
+        a["address"].as_str().unwrap()
+    );
+    assert_eq!(rb.sender_local.ip().to_string(), "10.77.0.50");
+    for r in [&ra, &rb] {
+        assert_eq!(r.bytes, 10 * MB as u64);
+        assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip());
+    }
+    let s = w.status("server.sock").unwrap();
+    let mut ids: Vec<String> = peers(&s)
+        .iter()
+        .map(|p| p["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["alice", "bob"], "{s}");
+}
+
+#[test]
+fn client_recovers_within_10s_of_a_server_restart_after_sigkill() {
+    let Some(mut w) = World::new("server_restart", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    let server = w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    w.transfer(1, MB, Duration::from_secs(20)).unwrap();
+    w.signal(server, Signal::SIGKILL);
+    assert!(
+        w.procs.0[server]
+            .wait_exit(Duration::from_secs(5))
+            .is_some()
+    );
+    // The killed server left its NAT table behind; the next one must cope.
+    assert!(w.lab.server().sh("nft list table inet aura").is_ok());
+    std::thread::sleep(Duration::from_secs(1));
+    let restart = Instant::now();
+    w.start_server();
+    eprintln!("server answering after {:?}", restart.elapsed());
+    let deadline = restart + Duration::from_secs(10);
+    let mut last = String::new();
+    let recovered = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break None;
+        }
+        match w.transfer(1, MB, left.min(Duration::from_secs(3))) {
+            Ok(r) => break Some(r),
+            Err(e) => last = e,
+        }
+        if let Some(s) = w.procs.0[client].exited() {
+            panic!("the client exited ({s}) while the server was away");
+        }
+    };
+    let took = restart.elapsed();
+    eprintln!("back after {took:?} (last error before: {last:?})");
+    let r = recovered.unwrap_or_else(|| panic!("no transfer within 10 s of the restart: {last}"));
+    assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip());
+    assert!(took <= Duration::from_secs(10), "{took:?}");
+}
+
+/// Everything the server or a client may change in a namespace.
+fn snapshot(ns: &Netns, with_nft: bool) -> String {
+    let nft = if with_nft { "nft list ruleset" } else { "true" };
+    ns.sh(&format!(
+        "{nft}; echo ---; ip route show table all; echo ---; ip -6 route show table all; \
+         echo ---; ip rule; echo ---; sysctl -n net.ipv4.ip_forward; echo ---; ip -o link"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn sigterm_restores_server_and_client_hosts_exactly() {
+    let Some(mut w) = World::new("sigterm_restores", 1, &[ClientSpec::new("alice", 1)], "udp")
+    else {
+        return;
+    };
+    let s_before = snapshot(w.lab.server(), true);
+    let c_before = snapshot(w.lab.client(1).unwrap(), false);
+    let server = w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    w.transfer(1, MB, Duration::from_secs(20)).unwrap();
+    let table = w.lab.server().sh("nft list table inet aura").unwrap();
+    assert!(table.contains("masquerade"), "{table}");
+    assert_eq!(
+        w.lab
+            .server()
+            .sh("sysctl -n net.ipv4.ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    assert_ne!(
+        snapshot(w.lab.client(1).unwrap(), false),
+        c_before,
+        "no client routes?"
+    );
+
+    w.signal(server, Signal::SIGTERM);
+    let st = w.procs.0[server].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "server exit: {st:?}");
+    assert_eq!(
+        snapshot(w.lab.server(), true),
+        s_before,
+        "server host not restored"
+    );
+
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs.0[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "client exit: {st:?}");
+    assert_eq!(
+        snapshot(w.lab.client(1).unwrap(), false),
+        c_before,
+        "client host not restored"
+    );
+}
+
+#[test]
+fn a_revoked_client_is_refused() {
+    let bob = ClientSpec {
+        revoked: true,
+        ..ClientSpec::new("bob", 1)
+    };
+    let Some(mut w) = World::new("revoked_client", 1, &[bob], "udp") else {
+        return;
+    };
+    w.start_server();
+    let idx = w.spawn_client("bob", 1);
+    let r = w.wait_status(idx, "bob.sock", Duration::from_secs(8), |v| {
+        v["state"] == "connected"
+    });
+    assert!(r.is_err(), "a revoked client connected: {r:?}");
+    let s = w.status("server.sock").unwrap();
+    assert!(!peers(&s).iter().any(|p| p["id"] == "bob"), "{s}");
+    // A refusal ends the client with status 1 (docs/adr/0006).
+    let st = w.procs.0[idx].wait_exit(Duration::from_secs(5));
+    assert_eq!(st.and_then(|s| s.code()), Some(1), "{st:?}");
+    let log = w.procs.0[idx].log();
+    eprintln!("bob ({st:?}):\n{log}");
+    let log = log.to_lowercase();
+    assert!(
+        log.contains("revoked") || log.contains("refused") || log.contains("rejected"),
+        "bob's log does not say why:\n{log}"
+    );
+}
+
+#[test]
+fn toml_edits_insert_and_replace() {
+    let t = "[server]\nname = \"x\"\nadmin_socket = \"/run/a.sock\"\n[transport]\n";
+    let out = insert_after(
+        t,
+        "[server]",
+        "admin_socket = \"/tmp/s.sock\"",
+        "admin_socket",
+    );
+    assert_eq!(
+        out,
+        "[server]\nadmin_socket = \"/tmp/s.sock\"\nname = \"x\"\n[transport]\n"
+    );
+}
+
+/// Lines of the running process's stdout, as they come.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Namespaces still listed whose name has the demo run's `-<pid>-`.
+fn demo_leftovers(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("aura-demo-") && l.contains(&format!("-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// Runs `aura demo` with a guard; returns the child and its stdout lines.
+fn start_demo(
+    test: &str,
+) -> Option<(
+    MutexGuard<'static, ()>,
+    Proc,
+    std::sync::mpsc::Receiver<String>,
+)> {
+    if let Some(why) = skip_reason(&["nft"]) {
+        eprintln!("skipping {test}: {why}");
+        return None;
+    }
+    let guard = serial();
+    let log = std::env::temp_dir().join(format!("aura-e2e-{test}-{}.log", std::process::id()));
+    let mut child = Command::new(AURA)
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let proc = Proc {
+        label: "demo".into(),
+        child,
+        log,
+        status: None,
+    };
+    Some((guard, proc, lines))
+}
+
+#[test]
+fn demo_reports_every_carrier_and_leaves_nothing_behind() {
+    let Some((_serial, proc, lines)) = start_demo("demo_runs") else {
+        return;
+    };
+    let mut procs = Procs(vec![proc]);
+    let pid = procs.0[0].child.id();
+    let status = procs.0[0].wait_exit(Duration::from_secs(120));
+    let out: Vec<String> = lines.try_iter().collect();
+    let out = out.join("\n");
+    eprintln!("{out}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{out}");
+    for carrier in ["udp", "quic", "tls"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(carrier) && l.contains("ok, SHA-256 match"))
+            .unwrap_or_else(|| panic!("no {carrier} row:\n{out}"));
+        assert!(row.contains("198.18.0.1"), "{row}");
+        assert!(row.contains("10.77.0."), "{row}");
+    }
+    assert!(demo_leftovers(pid).is_empty(), "{:?}", demo_leftovers(pid));
+    let dir = std::env::temp_dir().join(format!("aura-demo-{pid}"));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let _ = std::fs::remove_file(&procs.0[0].log);
+}
+
+#[test]
+fn demo_removes_everything_when_interrupted() {
+    let Some((_serial, proc, lines)) = start_demo("demo_sigterm") else {
+        return;
+    };
+    let mut procs = Procs(vec![proc]);
+    let pid = procs.0[0].child.id();
+    // Interrupt once the server runs and a client is on its way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => {
+                let go = l.contains("udp: connecting");
+                seen.push(l);
+                if go {
+                    break;
+                }
+            }
+            Err(_) if procs.0[0].exited().is_some() => break,
+            Err(_) => {}
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("udp: connecting")),
+        "the demo never got to the first carrier: {seen:?}"
+    );
+    kill(procs.0[0].pid(), Signal::SIGTERM).unwrap();
+    let status = procs.0[0].wait_exit(Duration::from_secs(20));
+    let log = procs.0[0].log();
+    eprintln!("stdout: {seen:?}\nstderr: {log}");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}");
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(demo_leftovers(pid).is_empty(), "{:?}", demo_leftovers(pid));
+    let dir = std::env::temp_dir().join(format!("aura-demo-{pid}"));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    let left = processes_mentioning(&dir.display().to_string());
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let _ = std::fs::remove_file(&procs.0[0].log);
+}
+
+#[test]
+fn demo_without_root_says_what_it_needs() {
+    if nix::unistd::geteuid().is_root() && !aura_netcfg::netns::have("setpriv") {
+        eprintln!("skipping demo_without_root: root without setpriv to drop privileges");
+        return;
+    }
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            AURA,
+        ]);
+        c
+    } else {
+        Command::new(AURA)
+    };
+    let out = cmd.arg("demo").stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.starts_with("setpriv:") {
+        eprintln!("skipping demo_without_root: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs root"), "{err}");
+    assert!(err.contains("network namespaces"), "{err}");
+}
+
+/// A client that comes back over another carrier while the server still holds its
+/// previous session (a client stopped with SIGTERM is only dropped by the server after
+/// the 8 s dead-peer timeout) must be listed with the new carrier.
+#[test]
+fn a_client_back_over_another_carrier_is_listed_with_it() {
+    let Some(mut w) = World::new("carrier_switch", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    w.start_server();
+    let (first, _, _) = w.start_client("alice", 1);
+    w.signal(first, Signal::SIGTERM);
+    assert!(
+        w.procs.0[first]
+            .wait_exit(Duration::from_secs(10))
+            .is_some()
+    );
+    w.set_carrier("alice", "quic");
+    let (_, connect, st) = w.start_client("alice", 1);
+    eprintln!("connect over quic with a stale udp session on the server: {connect:?}");
+    let r = w.transfer(1, MB, Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        r.sender_local.ip().to_string(),
+        st["address"].as_str().unwrap()
+    );
+    let s = w.status("server.sock").unwrap();
+    let p = peers(&s);
+    assert_eq!(p.len(), 1, "{s}");
+    assert_eq!(p[0]["carrier"], "quic", "{s}");
+    assert_eq!(p[0]["tunnel_address"], st["address"], "{s}");
+}
