@@ -93,6 +93,9 @@ pub enum AdminError {
     /// A path exists and is not a socket: not removed.
     #[error("{0} exists and is not a socket: refusing to replace it")]
     NotASocket(PathBuf),
+    /// The daemon accepted the connection but did not answer in time.
+    #[error("no answer on {0} within {1:?}")]
+    NoAnswer(PathBuf, std::time::Duration),
     /// The daemon answered something unreadable.
     #[error("bad answer from the daemon: {0}")]
     BadAnswer(String),
@@ -104,6 +107,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
         source,
     }
 }
+
+/// How long [`request`] waits for the daemon's answer.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Answers requests.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -172,8 +178,27 @@ async fn answer(stream: UnixStream, handler: Handler) -> std::io::Result<()> {
 /// Sends one request to the daemon at `path` and returns its answer.
 ///
 /// # Errors
-/// When the daemon is not running there or answers nonsense.
+/// When the daemon is not running there, answers nonsense, or does not answer within
+/// [`REQUEST_TIMEOUT`].
 pub async fn request(path: &Path, req: &Request) -> Result<Response, AdminError> {
+    request_within(path, req, REQUEST_TIMEOUT).await
+}
+
+/// [`request`] with another time limit.
+///
+/// # Errors
+/// As [`request`].
+pub async fn request_within(
+    path: &Path,
+    req: &Request,
+    limit: std::time::Duration,
+) -> Result<Response, AdminError> {
+    tokio::time::timeout(limit, exchange(path, req))
+        .await
+        .map_err(|_| AdminError::NoAnswer(path.to_owned(), limit))?
+}
+
+async fn exchange(path: &Path, req: &Request) -> Result<Response, AdminError> {
     let stream = UnixStream::connect(path).await.map_err(io(path))?;
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(|e| AdminError::BadAnswer(e.to_string()))?;
@@ -238,6 +263,18 @@ mod tests {
         // ...and replaces the socket once it is stale.
         let _ = task.await;
         again().await.unwrap().abort();
+        // A listener that accepts and never answers: the request gives up.
+        let mute = dir.path().join("mute.sock");
+        let _listener = tokio::net::UnixListener::bind(&mute).unwrap();
+        assert!(matches!(
+            request_within(
+                &mute,
+                &Request::Status,
+                std::time::Duration::from_millis(200)
+            )
+            .await,
+            Err(AdminError::NoAnswer(..))
+        ));
         // A regular file at the path is never replaced.
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
