@@ -10,12 +10,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Most batches a pool keeps for reuse.
-pub const POOL_MAX: usize = 64;
+pub const POOL_MAX: usize = 16;
 
-/// Bytes reserved in a new batch (a 64 KiB TSO super-packet's segments fit).
-const NEW_BYTES: usize = 96 * 1024;
+/// Bytes reserved in a new batch. Small, because the driver keeps one pool per
+/// connection and most connections are quiet; a batch grows as packets are pushed (an
+/// amortised allocation), keeps that capacity when recycled, so a busy connection's
+/// batches stop allocating once they have grown to its burst size.
+const NEW_BYTES: usize = 4 * 1024;
 /// Packet slots reserved in a new batch.
-const NEW_PACKETS: usize = 128;
+const NEW_PACKETS: usize = 8;
 
 /// Batches ready for reuse. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
