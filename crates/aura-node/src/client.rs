@@ -142,7 +142,13 @@ impl Drop for Tunnel {
 }
 
 /// Reads the TUN and sends every packet through the current session, if any.
-async fn tun_reader(tun: Arc<Tun>, current: watch::Receiver<Option<PacketSender>>) {
+/// Only IPv4 packets from the assigned address are sent: the server would drop anything
+/// else (IPv6 is routed into the TUN only so that it cannot leak around the tunnel).
+async fn tun_reader(
+    tun: Arc<Tun>,
+    address: std::net::Ipv4Addr,
+    current: watch::Receiver<Option<PacketSender>>,
+) {
     let mut rx = TunBuffers::for_device(&*tun, aura_tun::MIN_HEADROOM, 0);
     let pool = BatchPool::new();
     loop {
@@ -160,11 +166,17 @@ async fn tun_reader(tun: Arc<Tun>, current: watch::Receiver<Option<PacketSender>
         if let Some(s) = sender {
             let mut batch = pool.take();
             for i in 0..n {
-                if let Some(p) = rx.packet(i) {
+                if let Some(p) = rx.packet(i)
+                    && crate::packet::ipv4_addrs(p).is_some_and(|(src, _)| src == address)
+                {
                     batch.push(p);
                 }
             }
-            let _ = s.send_packets(batch).await;
+            if batch.is_empty() {
+                batch.recycle();
+            } else {
+                let _ = s.send_packets(batch).await;
+            }
         }
     }
 }
@@ -589,7 +601,7 @@ impl Client {
             "tunnel up, all traffic routed through it"
         );
         let (current, rx) = watch::channel(None);
-        let reader = tokio::spawn(tun_reader(tun.clone(), rx));
+        let reader = tokio::spawn(tun_reader(tun.clone(), assign.address, rx));
         self.tunnel = Some(Tunnel {
             tun,
             assign,
