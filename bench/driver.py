@@ -1,0 +1,771 @@
+#!/usr/bin/env python3
+"""Side-by-side tunnel benchmark driver (started by bench/run.sh; see bench/README.md).
+
+For every system: build a fresh two-namespace topology (<prefix>-a client side,
+<prefix>-b server side, one veth 10.99.0.1/24 <-> 10.99.0.2/24), start the tunnel,
+measure, stop the tunnel, delete the namespaces. Every process started is recorded in
+the PID file (for run.sh's trap) and stopped by PID; every wait has a timeout.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+VETH_A, VETH_B = "10.99.0.1", "10.99.0.2"
+IPERF_PORT = 5201
+
+
+class Skip(Exception):
+    """A system that cannot run here; the message says why."""
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Ctx:
+    """Namespaces, started processes, scratch directory of one benchmark run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.prefix = args.prefix
+        self.a = f"{self.prefix}-a"
+        self.b = f"{self.prefix}-b"
+        self.tmp = Path(args.tmp)
+        self.pidfile = Path(args.pidfile)
+        self.procs = []  # (Popen, name, logfile handle)
+        self.ns_up = False
+
+    # ---- processes ---------------------------------------------------------------
+    def spawn(self, ns, argv, name, env=None):
+        """Starts a long-running process in namespace ns; its output goes to a log."""
+        logpath = self.tmp / f"{name}.log"
+        fh = open(logpath, "ab")
+        full = ["ip", "netns", "exec", ns] + argv if ns else argv
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        p = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT, env=e,
+                             stdin=subprocess.DEVNULL)
+        # `ip netns exec` execs the command in place: p.pid is the daemon itself.
+        with open(self.pidfile, "a") as f:
+            f.write(f"{p.pid} {start_time(p.pid)}\n")
+        self.procs.append((p, name, fh))
+        return p
+
+    def stop(self, p, timeout=8.0):
+        """SIGTERM, then SIGKILL after timeout; by PID only."""
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log(f"pid {p.pid} ignored SIGTERM for {timeout}s: SIGKILL")
+                p.kill()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        for i, (q, _, fh) in enumerate(self.procs):
+            if q is p:
+                fh.close()
+                del self.procs[i]
+                break
+
+    def stop_all(self):
+        for p, _, _ in list(reversed(self.procs)):
+            self.stop(p)
+
+    # ---- commands ----------------------------------------------------------------
+    def run(self, ns, argv, timeout=15, check=True, env=None):
+        full = ["ip", "netns", "exec", ns] + argv if ns else argv
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        r = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=e)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(full)}: exit {r.returncode}: "
+                               f"{(r.stderr or r.stdout).strip()[:400]}")
+        return r
+
+    def sh(self, ns, script, timeout=15):
+        return self.run(ns, ["sh", "-ec", script], timeout=timeout)
+
+    # ---- topology ----------------------------------------------------------------
+    def netns_up(self):
+        self.netns_down()
+        self.run(None, ["ip", "netns", "add", self.a])
+        self.ns_up = True
+        self.run(None, ["ip", "netns", "add", self.b])
+        self.sh(self.a, f"ip link add veth-a type veth peer name veth-b netns {self.b}\n"
+                        f"ip addr add {VETH_A}/24 dev veth-a\n"
+                        "ip link set veth-a up\nip link set lo up")
+        self.sh(self.b, f"ip addr add {VETH_B}/24 dev veth-b\n"
+                        "ip link set veth-b up\nip link set lo up")
+        wait_for(lambda: self.run(self.a, ["ping", "-n", "-c1", "-W1", VETH_B],
+                                  check=False).returncode == 0, 10, "veth ping")
+
+    def netns_down(self):
+        for ns in (self.a, self.b):
+            r = self.run(None, ["ip", "netns", "pids", ns], check=False)
+            if r.returncode == 0:
+                for pid in r.stdout.split():
+                    # Only processes inside our own namespaces: started by this run.
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                self.run(None, ["ip", "netns", "del", ns], check=False)
+        self.ns_up = False
+
+
+def start_time(pid):
+    """Field 22 of /proc/PID/stat: tells a recorded PID from a reused one."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        return s[s.rindex(")") + 2:].split()[19]
+    except (FileNotFoundError, IndexError):
+        return "?"
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---- measurements ---------------------------------------------------------------------
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+        except FileNotFoundError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        # fields[0] is state (field 3); utime=14, stime=15, cutime=16, cstime=17
+        total += sum(int(fields[i - 3]) for i in (14, 15, 16, 17))
+    return total / CLK_TCK
+
+
+def peak_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def parse_ping(out):
+    m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    if not m:
+        return None
+    loss = re.search(r"([\d.]+)% packet loss", out)
+    return {"min": float(m.group(1)), "avg": float(m.group(2)), "max": float(m.group(3)),
+            "mdev": float(m.group(4)), "loss_pct": float(loss.group(1)) if loss else None}
+
+
+def ping_once(ctx, addr):
+    return ctx.run(ctx.a, ["ping", "-n", "-c1", "-W1", addr], check=False,
+                   timeout=5).returncode == 0
+
+
+def wait_ping(ctx, addr, timeout):
+    """Seconds until the first ping through the tunnel succeeds (polling)."""
+    wait_for(lambda: ping_once(ctx, addr), timeout, f"a ping to {addr}", interval=0.01)
+
+
+def iperf(ctx, addr, streams, reverse, seconds, tunnel_pids=(), ping_during=False):
+    """One iperf3 TCP test a -> addr (in b); a fresh one-off server each time."""
+    srv = ctx.spawn(ctx.b, ["iperf3", "-s", "-1", "-B", addr, "-p", str(IPERF_PORT)],
+                    "iperf3-server")
+    try:
+        wait_for(lambda: str(IPERF_PORT) in ctx.run(
+            ctx.b, ["ss", "-Hltn", f"sport = :{IPERF_PORT}"], check=False).stdout,
+            10, "the iperf3 server to listen")
+        cmd = ["ip", "netns", "exec", ctx.a, "iperf3", "-c", addr, "-p", str(IPERF_PORT),
+               "-t", str(seconds), "-J", "--connect-timeout", "5000"]
+        if streams > 1:
+            cmd += ["-P", str(streams)]
+        if reverse:
+            cmd.append("-R")
+        cpu0 = cpu_seconds(tunnel_pids)
+        cli = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pinger = None
+        if ping_during:
+            time.sleep(1.0)
+            n = max(3, int((seconds - 1.5) / 0.2))
+            pinger = subprocess.Popen(["ip", "netns", "exec", ctx.a, "ping", "-n", "-c",
+                                       str(n), "-i", "0.2", "-W", "2", addr],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)
+        try:
+            out, err = cli.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+            cli.communicate()
+            raise RuntimeError("iperf3 client timed out")
+        finally:
+            if pinger is not None:
+                try:
+                    pout, _ = pinger.communicate(timeout=seconds + 10)
+                except subprocess.TimeoutExpired:
+                    pinger.kill()
+                    pout, _ = pinger.communicate()
+        cpu1 = cpu_seconds(tunnel_pids)
+        try:
+            j = json.loads(out)
+        except json.JSONDecodeError:
+            raise RuntimeError(f"iperf3 gave no JSON: {err.strip()[:300]}")
+        if "error" in j:
+            raise RuntimeError(f"iperf3: {j['error']}")
+        rx = j["end"]["sum_received"]
+        res = {"bps": rx["bits_per_second"], "bytes": rx["bytes"],
+               "seconds": rx["seconds"],
+               "retransmits": j["end"].get("sum_sent", {}).get("retransmits"),
+               "cpu_s": cpu1 - cpu0}
+        if pinger is not None:
+            res["ping_loaded"] = parse_ping(pout)
+        return res
+    finally:
+        try:
+            srv.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        ctx.stop(srv, timeout=2)
+
+
+# ---- systems ---------------------------------------------------------------------------
+class System:
+    """start() brings the tunnel up in fresh namespaces and returns the target address."""
+    key = name = ""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.client_pids = []
+        self.server_pids = []
+        self.connect_s = None
+        self.extra = {}
+        self.iface = None  # the tunnel interface in namespace a
+
+    def available(self):
+        return None  # or a reason to skip
+
+    def start(self):
+        raise NotImplementedError
+
+    def pids(self):
+        return self.server_pids + self.client_pids
+
+
+class Bare(System):
+    key, name = "bare", "bare veth (ceiling)"
+
+    def start(self):
+        self.iface = "veth-a"
+        return VETH_B
+
+
+class Aura(System):
+    def __init__(self, ctx, carrier):
+        super().__init__(ctx)
+        self.carrier = carrier
+        self.key = f"aura-{carrier}"
+        self.iface = "aura0"
+        self.name = f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
+
+    def available(self):
+        if not self.ctx.args.aura or not os.access(self.ctx.args.aura, os.X_OK):
+            return "no aura binary (build failed?)"
+        return None
+
+    def deployment(self):
+        """One deployment (PKI, server.toml, client bundle) shared by the carriers."""
+        c = self.ctx
+        d = c.tmp / "aura"
+        if (d / "server.toml").exists():
+            return d
+        exe = c.args.aura
+        c.run(None, [exe, "server-init", "--dir", str(d), "--name", "bench.test",
+                     "--listen", VETH_B], timeout=30)
+        c.run(None, [exe, "provision-client", "--dir", str(d), "--id", "c", "--server",
+                     VETH_B, "--out", str(d / "c")], timeout=30)
+        st = (d / "server.toml").read_text()
+        st = set_key(st, "[server]", "admin_socket", json.dumps(str(c.tmp / "s.sock")))
+        if re.search(r"^\[server\.nat\]", st, re.M):
+            st = set_key(st, "[server.nat]", "auto", "false")
+        else:
+            st += "\n[server.nat]\nauto = false\n"
+        (d / "server.toml").write_text(st)
+        return d
+
+    def start(self):
+        c = self.ctx
+        d = self.deployment()
+        ct = (d / "c" / "client.toml").read_text()
+        ct = set_key(ct, "[client]", "admin_socket", json.dumps(str(c.tmp / "c.sock")))
+        ct = set_key(ct, "[transport]", "carriers", f'["{self.carrier}"]')
+        (d / "c" / "client.toml").write_text(ct)
+        for s in ("s.sock", "c.sock"):
+            (c.tmp / s).unlink(missing_ok=True)
+        srv = c.spawn(c.b, [c.args.aura, "server", "--config", str(d / "server.toml")],
+                      f"{self.key}-server")
+        self.server_pids.append(srv.pid)
+        wait_for(lambda: srv.poll() is not None or c.run(
+            c.b, ["ip", "-br", "addr", "show"], check=False).stdout.find("10.77.0.1") >= 0,
+            15, "the aura server's TUN")
+        if srv.poll() is not None:
+            raise RuntimeError("aura server exited at start (see its log)")
+        t0 = time.monotonic()
+        cli = c.spawn(c.a, [c.args.aura, "client", "--config", str(d / "c" / "client.toml")],
+                      f"{self.key}-client")
+        self.client_pids.append(cli.pid)
+        wait_ping(c, "10.77.0.1", 20)
+        self.connect_s = time.monotonic() - t0
+        # The carrier actually in use, from the client's admin socket.
+        r = c.run(None, [c.args.aura, "status", "--socket", str(c.tmp / "c.sock"), "--json"],
+                  check=False, timeout=10)
+        if '"connected"' not in r.stdout:
+            raise RuntimeError(f"aura status does not say connected: {r.stdout[:300]}")
+        m = re.search(r'"carrier"\s*:\s*"(\w+)"', r.stdout)
+        if m:
+            self.extra["carrier_in_use"] = m.group(1)
+            if m.group(1).lower() != self.carrier:
+                raise RuntimeError(f"connected over {m.group(1)}, not {self.carrier}")
+        return "10.77.0.1"
+
+
+def set_key(text, table, key, value):
+    """key = value as the first line of [table], replacing an existing key there."""
+    out, cur, found = [], "", False
+    for line in text.splitlines():
+        t = line.strip()
+        if t.startswith("["):
+            cur = t
+        if cur == table and re.match(rf"^{re.escape(key)}\s*=", t):
+            continue
+        out.append(line)
+        if t == table:
+            out.append(f"{key} = {value}")
+            found = True
+    if not found:
+        raise RuntimeError(f"no {table} table in the generated configuration")
+    return "\n".join(out) + "\n"
+
+
+class WireGuardUserspace(System):
+    """wireguard-go or boringtun-cli, configured by wg(8) over their UAPI sockets."""
+    WG_A, WG_B, PORT = "10.98.0.1", "10.98.0.2", 51820
+
+    def __init__(self, ctx, impl):
+        super().__init__(ctx)
+        self.impl = impl
+        self.key = impl
+        self.name = {"wireguard-go": "wireguard-go", "boringtun": "boringtun"}[impl]
+        # UAPI sockets live in /var/run/wireguard, shared by all namespaces: unique names.
+        n = os.getpid()
+        self.ifa, self.ifb = f"bw{n}a", f"bw{n}b"
+        self.iface = self.ifa
+
+    def available(self):
+        if not shutil.which("wg"):
+            return "wg (wireguard-tools) not installed"
+        if self.impl == "wireguard-go" and not shutil.which("wireguard-go"):
+            return "wireguard-go not installed"
+        if self.impl == "boringtun" and not self.ctx.args.boringtun:
+            return "boringtun-cli not installed (cargo install failed?)"
+        return None
+
+    def daemon(self, ns, ifname):
+        if self.impl == "wireguard-go":
+            return self.ctx.spawn(ns, ["wireguard-go", ifname], f"{self.key}-{ifname}",
+                                  env={"WG_PROCESS_FOREGROUND": "1", "LOG_LEVEL": "error"})
+        return self.ctx.spawn(ns, [self.ctx.args.boringtun, "--foreground",
+                                   "--disable-drop-privileges", ifname],
+                              f"{self.key}-{ifname}", env={"WG_LOG_LEVEL": "error"})
+
+    def wait_sock(self, p, ifname):
+        sock = Path(f"/var/run/wireguard/{ifname}.sock")
+        wait_for(lambda: p.poll() is not None or sock.exists(), 10, f"{sock}")
+        if p.poll() is not None:
+            raise RuntimeError(f"{self.key} exited at start (see its log)")
+
+    def start(self):
+        c = self.ctx
+        keys = {}
+        for side in ("a", "b"):
+            priv = c.run(None, ["wg", "genkey"]).stdout.strip()
+            pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True,
+                                 text=True, check=True, timeout=5).stdout.strip()
+            path = c.tmp / f"wg-{side}.key"
+            path.write_text(priv + "\n")
+            path.chmod(0o600)
+            keys[side] = (path, pub)
+        srv = self.daemon(c.b, self.ifb)
+        self.server_pids.append(srv.pid)
+        self.wait_sock(srv, self.ifb)
+        c.run(c.b, ["wg", "set", self.ifb, "private-key", str(keys["b"][0]), "listen-port",
+                    str(self.PORT), "peer", keys["a"][1], "allowed-ips", f"{self.WG_A}/32"])
+        # MTU 1420 as wg-quick sets it (boringtun would keep its TUN at 1500).
+        c.sh(c.b, f"ip addr add {self.WG_B}/24 dev {self.ifb}\n"
+                  f"ip link set {self.ifb} mtu 1420 up")
+        t0 = time.monotonic()
+        cli = self.daemon(c.a, self.ifa)
+        self.client_pids.append(cli.pid)
+        self.wait_sock(cli, self.ifa)
+        c.run(c.a, ["wg", "set", self.ifa, "private-key", str(keys["a"][0]), "listen-port",
+                    str(self.PORT), "peer", keys["b"][1], "allowed-ips", f"{self.WG_B}/32",
+                    "endpoint", f"{VETH_B}:{self.PORT}"])
+        c.sh(c.a, f"ip addr add {self.WG_A}/24 dev {self.ifa}\n"
+                  f"ip link set {self.ifa} mtu 1420 up")
+        wait_ping(c, self.WG_B, 20)
+        self.connect_s = time.monotonic() - t0
+        return self.WG_B
+
+
+class WireGuardKernel(System):
+    """The in-kernel WireGuard, where the kernel has it (skipped otherwise)."""
+    key, name = "wireguard-kernel", "WireGuard (kernel)"
+    WG_A, WG_B, PORT = "10.98.0.1", "10.98.0.2", 51820
+
+    def available(self):
+        return None if shutil.which("wg") else "wg (wireguard-tools) not installed"
+
+    def start(self):
+        c = self.ctx
+        self.iface = "wg0"
+        r = c.run(c.a, ["ip", "link", "add", "wg0", "type", "wireguard"], check=False)
+        if r.returncode != 0:
+            raise Skip(f"this kernel has no WireGuard module ({r.stderr.strip()})")
+        c.run(c.b, ["ip", "link", "add", "wg0", "type", "wireguard"])
+        keys = {}
+        for side in ("a", "b"):
+            priv = c.run(None, ["wg", "genkey"]).stdout.strip()
+            pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True,
+                                 text=True, check=True, timeout=5).stdout.strip()
+            path = c.tmp / f"wgk-{side}.key"
+            path.write_text(priv + "\n")
+            path.chmod(0o600)
+            keys[side] = (path, pub)
+        c.run(c.b, ["wg", "set", "wg0", "private-key", str(keys["b"][0]), "listen-port",
+                    str(self.PORT), "peer", keys["a"][1], "allowed-ips", f"{self.WG_A}/32"])
+        c.sh(c.b, f"ip addr add {self.WG_B}/24 dev wg0\nip link set wg0 mtu 1420 up")
+        t0 = time.monotonic()
+        c.run(c.a, ["wg", "set", "wg0", "private-key", str(keys["a"][0]), "listen-port",
+                    str(self.PORT), "peer", keys["b"][1], "allowed-ips", f"{self.WG_B}/32",
+                    "endpoint", f"{VETH_B}:{self.PORT}"])
+        c.sh(c.a, f"ip addr add {self.WG_A}/24 dev wg0\nip link set wg0 mtu 1420 up")
+        wait_ping(c, self.WG_B, 20)
+        self.connect_s = time.monotonic() - t0
+        return self.WG_B
+
+
+class OpenVPN(System):
+    OV_A, OV_B, PORT = "10.97.0.2", "10.97.0.1", 1194
+
+    def __init__(self, ctx, proto):
+        super().__init__(ctx)
+        self.proto = proto
+        self.key = f"openvpn-{proto}"
+        self.iface = "ovpn0"
+        self.name = f"OpenVPN {proto.upper()}"
+
+    def available(self):
+        if not shutil.which("openvpn"):
+            return "openvpn not installed"
+        if not shutil.which("openssl"):
+            return "openssl not installed"
+        return None
+
+    def pki(self):
+        """A throwaway CA, server and client certificates (P-256)."""
+        c = self.ctx
+        d = c.tmp / "ovpn"
+        if (d / "client.crt").exists():
+            return d
+        d.mkdir(exist_ok=True)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        c.run(None, ["openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"),
+                     "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=bench-ca"])
+        for who, eku in (("server", "serverAuth"), ("client", "clientAuth")):
+            ext = d / f"{who}.ext"
+            ext.write_text(f"keyUsage=critical,digitalSignature\nextendedKeyUsage={eku}\n")
+            c.run(None, ["openssl", "req", *ec, "-keyout", str(d / f"{who}.key"),
+                         "-out", str(d / f"{who}.csr"), "-subj", f"/CN={who}"])
+            c.run(None, ["openssl", "x509", "-req", "-in", str(d / f"{who}.csr"),
+                         "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+                         "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+                         "-out", str(d / f"{who}.crt")])
+        return d
+
+    def start(self):
+        c = self.ctx
+        d = self.pki()
+        common = ["openvpn", "--dev-type", "tun", "--dev", "ovpn0", "--disable-dco",
+                  "--data-ciphers", "AES-256-GCM", "--ca", str(d / "ca.crt"),
+                  "--verb", "3", "--ping", "10", "--ping-restart", "60"]
+        srv = c.spawn(c.b, common + [
+            "--tls-server", "--dh", "none", "--cert", str(d / "server.crt"),
+            "--key", str(d / "server.key"), "--local", VETH_B, "--lport", str(self.PORT),
+            "--proto", "udp" if self.proto == "udp" else "tcp-server",
+            "--ifconfig", self.OV_B, self.OV_A], f"{self.key}-server")
+        self.server_pids.append(srv.pid)
+        if self.proto == "tcp":
+            wait_for(lambda: srv.poll() is not None or str(self.PORT) in c.run(
+                c.b, ["ss", "-Hltn", f"sport = :{self.PORT}"], check=False).stdout,
+                10, "the openvpn server to listen")
+        else:
+            wait_for(lambda: srv.poll() is not None or str(self.PORT) in c.run(
+                c.b, ["ss", "-Hlun", f"sport = :{self.PORT}"], check=False).stdout,
+                10, "the openvpn server to listen")
+        if srv.poll() is not None:
+            raise RuntimeError("openvpn server exited at start (see its log)")
+        t0 = time.monotonic()
+        cli = c.spawn(c.a, common + [
+            "--tls-client", "--remote-cert-tls", "server", "--cert", str(d / "client.crt"),
+            "--key", str(d / "client.key"), "--remote", VETH_B, str(self.PORT),
+            "--nobind", "--proto", "udp" if self.proto == "udp" else "tcp-client",
+            "--ifconfig", self.OV_A, self.OV_B], f"{self.key}-client")
+        self.client_pids.append(cli.pid)
+        wait_ping(c, self.OV_B, 30)
+        self.connect_s = time.monotonic() - t0
+        logtxt = (c.tmp / f"{self.key}-client.log").read_text(errors="replace")
+        m = re.findall(r"Data Channel: cipher '([^']+)'", logtxt)
+        if m:
+            self.extra["cipher"] = m[-1]
+            if m[-1] != "AES-256-GCM":
+                raise RuntimeError(f"negotiated {m[-1]}, not AES-256-GCM")
+        return self.OV_B
+
+
+class Quincy(System):
+    key, name = "quincy", "quincy (QUIC)"
+
+    def available(self):
+        a = self.ctx.args
+        if not (a.quincy_client and a.quincy_server):
+            return "quincy not installed (BENCH_QUINCY=1 installs it)"
+        return "quincy is installed but the driver does not configure it yet"
+
+    def start(self):
+        raise Skip("not implemented")
+
+
+# ---- the run ------------------------------------------------------------------------
+def measure(ctx, sysm):
+    a = ctx.args
+    ctx.netns_up()
+    res = {"key": sysm.key, "name": sysm.name, "status": "ok",
+           "loadavg_at_start": float(open("/proc/loadavg").read().split()[0])}
+    try:
+        target = sysm.start()
+        res["target"] = target
+        if sysm.iface:
+            mtu = ctx.run(ctx.a, ["cat", f"/sys/class/net/{sysm.iface}/mtu"], check=False)
+            res["mtu"] = int(mtu.stdout) if mtu.returncode == 0 else None
+        res["connect_s"] = sysm.connect_s
+        pids = sysm.pids()
+        time.sleep(0.3)
+        idle = ctx.run(ctx.a, ["ping", "-n", "-c", "10", "-i", "0.2", "-W", "2", target],
+                       check=False, timeout=20).stdout
+        res["ping_idle"] = parse_ping(idle)
+        tests = {}
+        tests["fwd1"] = iperf(ctx, target, 1, False, a.seconds, pids, ping_during=True)
+        tests["fwd4"] = iperf(ctx, target, 4, False, a.seconds, pids)
+        tests["rev1"] = iperf(ctx, target, 1, True, a.seconds, pids)
+        tests["rev4"] = iperf(ctx, target, 4, True, a.seconds, pids)
+        res["tests"] = tests
+        res["ping_loaded"] = tests["fwd1"].pop("ping_loaded", None)
+        if pids:
+            gb = tests["fwd1"]["bytes"] / 1e9
+            res["cpu_s_per_gb"] = tests["fwd1"]["cpu_s"] / gb if gb > 0 else None
+            res["rss_kib"] = {"client": sum(peak_rss_kib(p) or 0 for p in sysm.client_pids),
+                              "server": sum(peak_rss_kib(p) or 0 for p in sysm.server_pids)}
+        res.update(sysm.extra)
+        for p in pids:
+            for q, _, _ in ctx.procs:
+                if q.pid == p and q.poll() is not None:
+                    raise RuntimeError(f"tunnel process {p} died during the run")
+    finally:
+        ctx.stop_all()
+        ctx.netns_down()
+    return res
+
+
+def fmt_gbps(bps):
+    return f"{bps / 1e9:.2f}" if bps is not None else "–"
+
+
+def render_md(results, meta):
+    lines = [f"Side-by-side tunnel benchmark, {meta['date']} (UTC), {meta['host']}; "
+             f"iperf3 TCP {meta['seconds']} s per test; → = client (a) to server (b), "
+             "← = server to client (-R). Throughput in Gbit/s."
+             + (" **Interrupted: incomplete.**" if meta.get("interrupted") else ""), "",
+             "| system | MTU | 1 stream → | 4 streams → | 1 stream ← | 4 streams ← "
+             "| RTT idle ms | RTT loaded ms | CPU s/GB | peak RSS client / server MiB "
+             "| connect ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | | {r['status']}: {r.get('reason', '')} "
+                         "| | | | | | | | |")
+            continue
+        t = r["tests"]
+        pi, pl = r.get("ping_idle"), r.get("ping_loaded")
+        cpu = r.get("cpu_s_per_gb")
+        rss = r.get("rss_kib")
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["name"], r.get("mtu") or "–", fmt_gbps(t["fwd1"]["bps"]), fmt_gbps(t["fwd4"]["bps"]),
+            fmt_gbps(t["rev1"]["bps"]), fmt_gbps(t["rev4"]["bps"]),
+            f"{pi['avg']:.3f}" if pi else "–", f"{pl['avg']:.2f}" if pl else "–",
+            f"{cpu:.2f}" if cpu is not None else "–",
+            f"{rss['client'] / 1024:.1f} / {rss['server'] / 1024:.1f}" if rss else "–",
+            f"{r['connect_s'] * 1000:.0f}" if r.get("connect_s") is not None else "–"))
+    lines += ["", "MTU: of the tunnel interface in a. CPU s/GB: user+system CPU seconds of both ends' tunnel processes "
+              "(with reaped children) during the 1-stream → test, per 10^9 bytes received "
+              "by iperf3; kernel softirq work is not attributed to any process and is not "
+              "included. RTT loaded: ping during the 1-stream → test. Connect: client "
+              "process start to the first ping answered through the tunnel. "
+              f"Load average at start / end: {meta['load_start']} / {meta['load_end']}."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return False
+    ok = [r for r in results if r["status"] == "ok"]
+    if not ok:
+        return False
+    names = [r["name"] for r in ok]
+    series = [("1 stream →", "fwd1"), ("4 streams →", "fwd4"),
+              ("1 stream ←", "rev1"), ("4 streams ←", "rev4")]
+    width = 0.2
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(ok)), 4.8))
+    for i, (label, k) in enumerate(series):
+        xs = [j + (i - 1.5) * width for j in range(len(ok))]
+        ys = [r["tests"][k]["bps"] / 1e9 for r in ok]
+        bars = ax.bar(xs, ys, width, label=label, alpha=1.0 if i < 2 else 0.55)
+        if i < 2:
+            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.set_xticks(range(len(ok)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("Gbit/s (iperf3 TCP)")
+    ax.set_title("Tunnel throughput, two namespaces on one host")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--pidfile", required=True)
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--systems", default="all")
+    ap.add_argument("--aura", default="")
+    ap.add_argument("--boringtun", default="")
+    ap.add_argument("--quincy-client", default="")
+    ap.add_argument("--quincy-server", default="")
+    ap.add_argument("--skip-reason", action="append", default=[],
+                    help="key=reason for systems run.sh could not install")
+    ap.add_argument("--budget", type=int, default=540, help="seconds for all systems")
+    args = ap.parse_args()
+
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    ctx = Ctx(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    forced = dict(s.split("=", 1) for s in args.skip_reason)
+    systems = [Bare(ctx), Aura(ctx, "udp"), Aura(ctx, "quic"), Aura(ctx, "tls"),
+               WireGuardKernel(ctx),
+               WireGuardUserspace(ctx, "wireguard-go"), WireGuardUserspace(ctx, "boringtun"),
+               OpenVPN(ctx, "udp"), OpenVPN(ctx, "tcp")]
+    if args.quincy_client or "quincy" in forced:
+        systems.append(Quincy(ctx))
+    if args.systems != "all":
+        want = set(args.systems.split(","))
+        systems = [s for s in systems if s.key in want or s.key.split("-")[0] in want]
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "host": os.uname().nodename, "seconds": args.seconds,
+            "load_start": open("/proc/loadavg").read().split()[0]}
+    results = []
+    t_start = time.monotonic()
+    meta["interrupted"] = True  # until the loop below finishes
+    try:
+        for s in systems:
+            reason = forced.get(s.key) or s.available()
+            if reason:
+                log(f"{s.name}: skipped: {reason}")
+                results.append({"key": s.key, "name": s.name, "status": "skipped",
+                                "reason": reason})
+                continue
+            if time.monotonic() - t_start > args.budget:
+                log(f"{s.name}: skipped: time budget ({args.budget} s) used up")
+                results.append({"key": s.key, "name": s.name, "status": "skipped",
+                                "reason": "time budget used up"})
+                continue
+            log(f"{s.name}: starting")
+            t0 = time.monotonic()
+            try:
+                r = measure(ctx, s)
+                t = r["tests"]
+                log(f"{s.name}: done in {time.monotonic() - t0:.0f}s: "
+                    f"→ {fmt_gbps(t['fwd1']['bps'])}/{fmt_gbps(t['fwd4']['bps'])} "
+                    f"← {fmt_gbps(t['rev1']['bps'])}/{fmt_gbps(t['rev4']['bps'])} Gbit/s")
+            except Skip as e:
+                log(f"{s.name}: skipped: {e}")
+                r = {"key": s.key, "name": s.name, "status": "skipped", "reason": str(e)}
+            except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
+                log(f"{s.name}: failed: {e}")
+                r = {"key": s.key, "name": s.name, "status": "failed", "reason": str(e)}
+            results.append(r)
+        meta["interrupted"] = False
+    finally:
+        ctx.stop_all()
+        ctx.netns_down()
+        meta["load_end"] = open("/proc/loadavg").read().split()[0]
+        meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        (out / "results.json").write_text(json.dumps({"meta": meta, "results": results},
+                                                     indent=2) + "\n")
+        md = render_md(results, meta)
+        (out / "results.md").write_text(md)
+        if chart(results, out / "chart.png"):
+            log(f"chart: {out / 'chart.png'}")
+        print()
+        print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
