@@ -1,5 +1,6 @@
 //! The one certificate verifier every Aura carrier (TLS, QUIC, raw UDP handshake) uses.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use rustls_pki_types::{
@@ -7,10 +8,7 @@ use rustls_pki_types::{
 };
 use std::net::IpAddr;
 use time::OffsetDateTime;
-use webpki::{
-    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
-    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
-};
+use webpki::{EndEntityCert, KeyUsage, OwnedCertRevocationList};
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -66,8 +64,20 @@ pub struct VerifiedPeer {
 pub struct Verifier {
     ca_der: CertificateDer<'static>,
     anchor: TrustAnchor<'static>,
-    crl: CertRevocationList<'static>,
+    crl: CheckedCrl,
     crl_number: Vec<u8>,
+}
+
+/// What a verified CRL says, read once when the verifier is built: the serials it revokes
+/// and when it stops being current. Checking a certificate against it is a set lookup and
+/// a time comparison; its signature was checked against the CA once, at construction
+/// (webpki would check it again on every certificate: one ECDSA verification per
+/// handshake).
+struct CheckedCrl {
+    /// Serial numbers (DER integer content octets, as in the certificates).
+    revoked: HashSet<Vec<u8>>,
+    /// nextUpdate, when the CRL has one.
+    next_update: Option<OffsetDateTime>,
 }
 
 impl fmt::Debug for Verifier {
@@ -127,14 +137,14 @@ impl Verifier {
     fn check_crls<I, B>(
         ca_der: &[u8],
         crls: I,
-    ) -> Result<(CertRevocationList<'static>, Vec<u8>), VerifyError>
+    ) -> Result<(CheckedCrl, Vec<u8>), VerifyError>
     where
         I: IntoIterator<Item = B>,
         B: AsRef<[u8]>,
     {
         let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
             .map_err(|e| VerifyError::BadCa(e.to_string()))?;
-        let mut best: Option<(Vec<u8>, OwnedCertRevocationList)> = None;
+        let mut best: Option<(Vec<u8>, CheckedCrl)> = None;
         for (i, der) in crls.into_iter().enumerate() {
             let der = der.as_ref();
             let bad = |msg: String| VerifyError::BadCrl(format!("CRL #{}: {msg}", i + 1));
@@ -155,8 +165,17 @@ impl Verifier {
                 .crl_number()
                 .map(|n| n.to_bytes_be())
                 .ok_or_else(|| bad("no CRL number".into()))?;
-            let owned = OwnedCertRevocationList::from_der(der)
+            // webpki's own checks of the CRL's form (version, no delta or indirect CRL,
+            // supported extensions), kept as the gate they were.
+            OwnedCertRevocationList::from_der(der)
                 .map_err(|e| bad(format!("rejected by webpki: {e:?}")))?;
+            let owned = CheckedCrl {
+                revoked: parsed
+                    .iter_revoked_certificates()
+                    .map(|r| r.raw_serial().to_vec())
+                    .collect(),
+                next_update: parsed.next_update().map(|t| t.to_datetime()),
+            };
             let newer = match &best {
                 None => true,
                 Some((n, _)) => (number.len(), &number) > (n.len(), n),
@@ -166,7 +185,7 @@ impl Verifier {
             }
         }
         let (number, crl) = best.ok_or(VerifyError::NoCrl)?;
-        Ok((CertRevocationList::Owned(crl), number))
+        Ok((crl, number))
     }
 
     /// Verifies a client certificate (EKU clientAuth) at `now`; returns the client id (CN).
@@ -202,26 +221,34 @@ impl Verifier {
             Role::Server => KeyUsage::required(EKU_SERVER_AUTH),
             Role::Client => KeyUsage::required(EKU_CLIENT_AUTH),
         };
-        let crls = [&self.crl];
-        let revocation = RevocationOptionsBuilder::new(&crls)
-            .map_err(|_| VerifyError::NoCrl)?
-            .with_depth(RevocationCheckDepth::Chain)
-            .with_status_policy(UnknownStatusPolicy::Deny)
-            .with_expiration_policy(ExpirationPolicy::Enforce)
-            .build();
+        // Chain (the leaf is signed by the CA directly: no intermediates), validity and
+        // EKU by webpki; revocation below against the CRL checked at construction. The
+        // chain has one certificate under the anchor, so that CRL covers all of it.
         ee.verify_for_usage(
             SUPPORTED_SIG_ALGS,
             std::slice::from_ref(&self.anchor),
             &[],
             now,
             eku,
-            Some(revocation),
+            None,
             None,
         )
         .map_err(|e| map_webpki(e, role))?;
 
         let (_, x509) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        if let Some(next_update) = self.crl.next_update {
+            let at = from_unix(now);
+            if at > next_update {
+                return Err(VerifyError::CrlExpired {
+                    next_update,
+                    now: at,
+                });
+            }
+        }
+        if self.crl.revoked.contains(x509.raw_serial()) {
+            return Err(VerifyError::Revoked);
+        }
 
         if let Some(name) = server_name {
             let sn = ServerName::try_from(name)
