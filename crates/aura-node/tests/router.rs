@@ -55,7 +55,7 @@ async fn connect(
     pki: &TestPki,
     id: &aura_testkit::Identity,
     server: &aura_transport::DriverHandle,
-    accept: &mut tokio::sync::mpsc::Receiver<PacketConn>,
+    accept: &mut tokio::sync::mpsc::UnboundedReceiver<PacketConn>,
     n: u16,
 ) -> (PacketConn, PacketConn) {
     let wall = SimClock::new().wall();

@@ -104,9 +104,13 @@ impl Driver {
     pub fn spawn(
         endpoint: Endpoint,
         udp: Option<UdpSocket>,
-    ) -> (DriverHandle, mpsc::Receiver<PacketConn>) {
+    ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-        let (accept_tx, accept_rx) = mpsc::channel(256);
+        // Unbounded: a confirmed connection must never be dropped because the application
+        // was slow to take it (a burst of reconnects after a server restart completes
+        // handshakes faster than one accept loop runs). Its length is bounded by the
+        // connections the endpoint holds anyway.
+        let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::channel(4096);
         let task = Task {
             ep: endpoint,
@@ -219,7 +223,7 @@ struct Task {
     /// Weak, so the task ends once every handle and connection is dropped.
     commands_tx: mpsc::WeakSender<Command>,
     commands: mpsc::Receiver<Command>,
-    accept: mpsc::Sender<PacketConn>,
+    accept: mpsc::UnboundedSender<PacketConn>,
     link_in_tx: mpsc::Sender<LinkIn>,
     link_in: mpsc::Receiver<LinkIn>,
     links: HashMap<SocketAddr, LinkState>,
@@ -472,7 +476,7 @@ impl Task {
                 if let Some((remote, reply)) = self.connecting.remove(&conn) {
                     // Wait for the server's confirmation: a refused client learns it here.
                     self.confirming.insert(conn, (remote, pc, reply));
-                } else if self.accept.try_send(pc).is_err() {
+                } else if self.accept.send(pc).is_err() {
                     self.ep.close(conn, CloseReason::Local);
                 }
             }

@@ -43,7 +43,7 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct Server {
     handle: DriverHandle,
-    accept: mpsc::Receiver<PacketConn>,
+    accept: mpsc::UnboundedReceiver<PacketConn>,
     /// Bound UDP address.
     pub udp_addr: Option<SocketAddr>,
     /// Bound QUIC address.
