@@ -9,6 +9,7 @@ the PID file (for run.sh's trap) and stopped by PID; every wait has a timeout.
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -47,12 +48,13 @@ class Ctx:
         self.ns_up = False
 
     # ---- processes ---------------------------------------------------------------
-    def spawn(self, ns, argv, name, env=None):
-        """Starts a long-running process in namespace ns; its output goes to a log."""
+    def spawn(self, ns, argv, name, env=None, clear_env=False):
+        """Starts a long-running process in namespace ns; its output goes to a log.
+        env: extra variables; clear_env: env is the whole environment."""
         logpath = self.tmp / f"{name}.log"
         fh = open(logpath, "ab")
         full = ["ip", "netns", "exec", ns] + argv if ns else argv
-        e = dict(os.environ)
+        e = {} if clear_env else dict(os.environ)
         if env:
             e.update(env)
         p = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT, env=e,
@@ -478,6 +480,32 @@ class WireGuardKernel(System):
         return self.WG_B
 
 
+def p256_pki(c, d, server_san=None):
+    """A throwaway CA and server and client certificates (P-256, openssl) in d.
+
+    server_san: a subjectAltName for the server certificate (e.g. "IP:10.99.0.2"),
+    for clients that check the server's name (quincy, via rustls/webpki)."""
+    if (d / "client.crt").exists():
+        return d
+    d.mkdir(exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    c.run(None, ["openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"),
+                 "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=bench-ca"])
+    for who, eku in (("server", "serverAuth"), ("client", "clientAuth")):
+        ext = d / f"{who}.ext"
+        text = f"keyUsage=critical,digitalSignature\nextendedKeyUsage={eku}\n"
+        if who == "server" and server_san:
+            text += f"subjectAltName={server_san}\n"
+        ext.write_text(text)
+        c.run(None, ["openssl", "req", *ec, "-keyout", str(d / f"{who}.key"),
+                     "-out", str(d / f"{who}.csr"), "-subj", f"/CN={who}"])
+        c.run(None, ["openssl", "x509", "-req", "-in", str(d / f"{who}.csr"),
+                     "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+                     "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+                     "-out", str(d / f"{who}.crt")])
+    return d
+
+
 class OpenVPN(System):
     OV_A, OV_B, PORT = "10.97.0.2", "10.97.0.1", 1194
 
@@ -497,24 +525,7 @@ class OpenVPN(System):
 
     def pki(self):
         """A throwaway CA, server and client certificates (P-256)."""
-        c = self.ctx
-        d = c.tmp / "ovpn"
-        if (d / "client.crt").exists():
-            return d
-        d.mkdir(exist_ok=True)
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        c.run(None, ["openssl", "req", "-x509", *ec, "-keyout", str(d / "ca.key"),
-                     "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=bench-ca"])
-        for who, eku in (("server", "serverAuth"), ("client", "clientAuth")):
-            ext = d / f"{who}.ext"
-            ext.write_text(f"keyUsage=critical,digitalSignature\nextendedKeyUsage={eku}\n")
-            c.run(None, ["openssl", "req", *ec, "-keyout", str(d / f"{who}.key"),
-                         "-out", str(d / f"{who}.csr"), "-subj", f"/CN={who}"])
-            c.run(None, ["openssl", "x509", "-req", "-in", str(d / f"{who}.csr"),
-                         "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-                         "-CAcreateserial", "-days", "2", "-extfile", str(ext),
-                         "-out", str(d / f"{who}.crt")])
-        return d
+        return p256_pki(self.ctx, self.ctx.tmp / "ovpn")
 
     def start(self):
         c = self.ctx
@@ -557,16 +568,104 @@ class OpenVPN(System):
 
 
 class Quincy(System):
+    """quincy-server / quincy-client (QUIC datagrams over quinn), TLS mode.
+
+    Everything at quincy's defaults except what the topology needs: MTU 1400 (its
+    default), TUN GSO/GRO offload (its default `offload` build feature, always on when
+    compiled in), congestion control Cubic, 2 MiB socket buffers, TLS 1.3 with the
+    default key exchange (hybrid X25519MLKEM768). Client authentication: the SHA-256
+    fingerprint of the client certificate in the users file."""
     key, name = "quincy", "quincy (QUIC)"
+    Q_B, PORT = "10.96.0.1", 55555  # server tunnel address (10.96.0.0/24), UDP port
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.iface = "qc0"
 
     def available(self):
         a = self.ctx.args
         if not (a.quincy_client and a.quincy_server):
             return "quincy not installed (BENCH_QUINCY=1 installs it)"
-        return "quincy is installed but the driver does not configure it yet"
+        if not shutil.which("openssl"):
+            return "openssl not installed"
+        return None
+
+    def deployment(self):
+        c = self.ctx
+        d = p256_pki(c, c.tmp / "quincy", server_san=f"IP:{VETH_B}")
+        r = subprocess.run(["openssl", "x509", "-in", str(d / "client.crt"), "-outform",
+                            "DER"], capture_output=True, timeout=10)
+        if r.returncode != 0 or not r.stdout:
+            raise RuntimeError(f"openssl x509 -outform DER: {r.stderr.decode()[:300]}")
+        der = r.stdout
+        fp = "sha256:" + hashlib.sha256(der).hexdigest()
+        (d / "users.toml").write_text(f'[users.bench]\nauthorized_certs = ["{fp}"]\n')
+        q = json.dumps  # TOML basic strings: JSON string syntax is a subset that fits
+        (d / "server.toml").write_text(
+            'name = "bench"\n'
+            'interface_name = "qs0"\n'
+            f'bind_address = "{VETH_B}"\n'
+            f"bind_port = {self.PORT}\n"
+            f'tunnel_network = "{self.Q_B}/24"\n'
+            f"users_file = {q(str(d / 'users.toml'))}\n\n"
+            "[protocol]\n"
+            'mode = "tls"\n'
+            f"certificate_file = {q(str(d / 'server.crt'))}\n"
+            f"certificate_key_file = {q(str(d / 'server.key'))}\n\n"
+            "[log]\n"
+            'level = "info"\n')
+        (d / "client.toml").write_text(
+            f'connection_string = "{VETH_B}:{self.PORT}"\n\n'
+            "[protocol]\n"
+            'mode = "tls"\n'
+            f"trusted_certificate_paths = [{q(str(d / 'ca.crt'))}]\n"
+            f"client_certificate_file = {q(str(d / 'client.crt'))}\n"
+            f"client_certificate_key_file = {q(str(d / 'client.key'))}\n\n"
+            "[network]\n"
+            f'interface_name = "{self.iface}"\n\n'
+            "[log]\n"
+            'level = "info"\n')
+        return d
 
     def start(self):
-        raise Skip("not implemented")
+        c = self.ctx
+        d = self.deployment()
+        # No QUINCY_* overrides from the caller's environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUINCY_")}
+        srv = c.spawn(c.b, [c.args.quincy_server, "--config-path", str(d / "server.toml")],
+                      "quincy-server", env=env, clear_env=True)
+        self.server_pids.append(srv.pid)
+        wait_for(lambda: srv.poll() is not None or (
+            self.Q_B in c.run(c.b, ["ip", "-br", "addr", "show"], check=False).stdout
+            and str(self.PORT) in c.run(c.b, ["ss", "-Hlun", f"sport = :{self.PORT}"],
+                                        check=False).stdout),
+            15, "the quincy server's TUN and UDP socket")
+        if srv.poll() is not None:
+            raise RuntimeError("quincy server exited at start (see its log)")
+        t0 = time.monotonic()
+        cli = c.spawn(c.a, [c.args.quincy_client, "--config-path", str(d / "client.toml")],
+                      "quincy-client", env=env, clear_env=True)
+        self.client_pids.append(cli.pid)
+        wait_for(lambda: cli.poll() is not None or ping_once(c, self.Q_B), 20,
+                 f"a ping to {self.Q_B}", interval=0.01)
+        if cli.poll() is not None:
+            raise RuntimeError("quincy client exited at start (see its log)")
+        self.connect_s = time.monotonic() - t0
+        logtxt = (c.tmp / "quincy-client.log").read_text(errors="replace")
+        m = re.search(r"Received client address: (\S+)", logtxt)
+        if m:
+            self.extra["client_address"] = m.group(1)
+        # TUN offload (quincy's `offload` feature): a TUN with IFF_VNET_HDR says
+        # "vnet_hdr on" in `ip -d link`.
+        for side, ns, ifname in (("client", c.a, self.iface), ("server", c.b, "qs0")):
+            r = c.run(ns, ["ip", "-d", "link", "show", ifname], check=False)
+            m = re.search(r"vnet_hdr (on|off)", r.stdout)
+            self.extra[f"tun_vnet_hdr_{side}"] = m.group(1) if m else "?"
+        # Not logged by quincy; from its code: TLS 1.3 with AES-256-GCM or ChaCha20 only,
+        # both ends list AES-256-GCM first (rustls/aws-lc-rs order).
+        self.extra["protocol"] = ("TLS 1.3 (mutual, client certificate fingerprint), "
+                                  "key exchange X25519MLKEM768 (quincy default 'hybrid')")
+        return self.Q_B
 
 
 # ---- the run ------------------------------------------------------------------------
@@ -581,6 +680,10 @@ def measure(ctx, sysm):
         if sysm.iface:
             mtu = ctx.run(ctx.a, ["cat", f"/sys/class/net/{sysm.iface}/mtu"], check=False)
             res["mtu"] = int(mtu.stdout) if mtu.returncode == 0 else None
+            # TUN offload (IFF_VNET_HDR: GSO/GRO through the TUN) shows as "vnet_hdr on".
+            link = ctx.run(ctx.a, ["ip", "-d", "link", "show", sysm.iface], check=False)
+            m = re.search(r"vnet_hdr (on|off)", link.stdout)
+            res["tun_vnet_hdr"] = m.group(1) if m else None
         res["connect_s"] = sysm.connect_s
         pids = sysm.pids()
         time.sleep(0.3)

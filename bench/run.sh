@@ -92,7 +92,7 @@ if [[ ${BENCH_SKIP_INSTALL:-0} != 1 ]]; then
         timeout 900 cargo install boringtun-cli --locked --root "$TOOLS" >"$WORK/boringtun.log" 2>&1 \
             || { say "boringtun-cli did not install:"; tail -5 "$WORK/boringtun.log"; }
     fi
-    if [[ $QUINCY == 1 && ! -x $TOOLS/bin/quincy-client ]]; then
+    if [[ $QUINCY == 1 && ( ! -x $TOOLS/bin/quincy-client || ! -x $TOOLS/bin/quincy-server ) ]]; then
         say "cargo install quincy-client quincy-server --locked (BENCH_QUINCY=1; ~8 min)"
         timeout 1200 cargo install quincy-client quincy-server --locked --root "$TOOLS" \
             >"$WORK/quincy.log" 2>&1 || { say "quincy did not install:"; tail -5 "$WORK/quincy.log"; }
@@ -140,7 +140,8 @@ ver() { "$@" 2>&1 | head -1 || true; }
     echo "boringtun:    ${BORINGTUN:-not installed} $( [[ -n $BORINGTUN ]] && ver "$BORINGTUN" --version)"
     echo "openvpn:      $(ver openvpn --version)"
     echo "openssl:      $(ver openssl version)"
-    echo "quincy:       ${QC:-not installed} $( [[ -n $QC ]] && ver "$QC" --version)"
+    # quincy-client has no --version: the version cargo install recorded.
+    echo "quincy:       ${QC:-not installed} $( [[ -n $QC ]] && grep -ho '"quincy-[a-z]* [0-9.]*' "$TOOLS/.crates.toml" 2>/dev/null | tr -d '"' | paste -sd, -)"
     echo "python3:      $(ver python3 --version)"
     echo "settings:     BENCH_SECONDS=$SECONDS_PER_TEST BENCH_SYSTEMS=$SYSTEMS BENCH_QUINCY=$QUINCY prefix=$PREFIX"
 } >"$OUT/machine.txt"
