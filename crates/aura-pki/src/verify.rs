@@ -134,10 +134,7 @@ impl Verifier {
         &self.crl_number
     }
 
-    fn check_crls<I, B>(
-        ca_der: &[u8],
-        crls: I,
-    ) -> Result<(CheckedCrl, Vec<u8>), VerifyError>
+    fn check_crls<I, B>(ca_der: &[u8], crls: I) -> Result<(CheckedCrl, Vec<u8>), VerifyError>
     where
         I: IntoIterator<Item = B>,
         B: AsRef<[u8]>,
