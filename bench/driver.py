@@ -373,6 +373,20 @@ def set_key(text, table, key, value):
     return "\n".join(out) + "\n"
 
 
+def wg_keys(c, prefix):
+    """A WireGuard key pair per side: {side: (private key file, public key)}."""
+    keys = {}
+    for side in ("a", "b"):
+        priv = c.run(None, ["wg", "genkey"]).stdout.strip()
+        pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True,
+                             text=True, check=True, timeout=5).stdout.strip()
+        path = c.tmp / f"{prefix}-{side}.key"
+        path.write_text(priv + "\n")
+        path.chmod(0o600)
+        keys[side] = (path, pub)
+    return keys
+
+
 class WireGuardUserspace(System):
     """wireguard-go or boringtun-cli, configured by wg(8) over their UAPI sockets."""
     WG_A, WG_B, PORT = "10.98.0.1", "10.98.0.2", 51820
@@ -412,15 +426,7 @@ class WireGuardUserspace(System):
 
     def start(self):
         c = self.ctx
-        keys = {}
-        for side in ("a", "b"):
-            priv = c.run(None, ["wg", "genkey"]).stdout.strip()
-            pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True,
-                                 text=True, check=True, timeout=5).stdout.strip()
-            path = c.tmp / f"wg-{side}.key"
-            path.write_text(priv + "\n")
-            path.chmod(0o600)
-            keys[side] = (path, pub)
+        keys = wg_keys(c, "wg")
         srv = self.daemon(c.b, self.ifb)
         self.server_pids.append(srv.pid)
         self.wait_sock(srv, self.ifb)
@@ -458,15 +464,7 @@ class WireGuardKernel(System):
         if r.returncode != 0:
             raise Skip(f"this kernel has no WireGuard module ({r.stderr.strip()})")
         c.run(c.b, ["ip", "link", "add", "wg0", "type", "wireguard"])
-        keys = {}
-        for side in ("a", "b"):
-            priv = c.run(None, ["wg", "genkey"]).stdout.strip()
-            pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True,
-                                 text=True, check=True, timeout=5).stdout.strip()
-            path = c.tmp / f"wgk-{side}.key"
-            path.write_text(priv + "\n")
-            path.chmod(0o600)
-            keys[side] = (path, pub)
+        keys = wg_keys(c, "wgk")
         c.run(c.b, ["wg", "set", "wg0", "private-key", str(keys["b"][0]), "listen-port",
                     str(self.PORT), "peer", keys["a"][1], "allowed-ips", f"{self.WG_A}/32"])
         c.sh(c.b, f"ip addr add {self.WG_B}/24 dev wg0\nip link set wg0 mtu 1420 up")

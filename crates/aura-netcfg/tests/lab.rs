@@ -163,30 +163,25 @@ fn transfer_between_server_and_internet_host_checks_every_byte() {
         return;
     };
     let bytes = 8 * 1024 * 1024 + 123; // not a multiple of the chunk size
-    let report = lab::transfer(
-        lab.server(),
-        lab.internet(),
-        lab.internet_ip(),
-        5201,
-        bytes,
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let run = || {
+        lab::transfer(
+            lab.server(),
+            lab.internet(),
+            lab.internet_ip(),
+            5201,
+            bytes,
+            Duration::from_secs(20),
+        )
+        .unwrap()
+    };
+    let report = run();
     assert_eq!(report.bytes, bytes as u64);
     assert_eq!(report.peer_seen.ip(), lab.server_internet_ip());
     assert_eq!(report.sender_local.ip(), lab.server_internet_ip());
     assert!(report.mbit_per_s > 1.0, "{report:?}");
     assert_ne!(report.sha256, [0u8; 32]);
     // The payload is deterministic: a second run gives the same digest.
-    let again = lab::transfer(
-        lab.server(),
-        lab.internet(),
-        lab.internet_ip(),
-        5201,
-        bytes,
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let again = run();
     assert_eq!(again.sha256, report.sha256);
 }
 
