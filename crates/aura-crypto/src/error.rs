@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error types.
 
 /// What can go wrong in a cryptographic operation.
 ///
@@ -38,5 +38,25 @@ pub enum CryptoError {
     /// The underlying library reported a failure that should not happen (a bug or an
     /// exhausted resource).
     #[error("internal cryptographic failure in {0}")]
+    Internal(&'static str),
+}
+
+/// Why a transcript signature could not be made or a signing key could not be loaded.
+///
+/// Every variant is a local fault: a bad key file, a failing random source, or a failure
+/// inside the signing library. None is caused by a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The private key is not an ECDSA P-256 key in PKCS#8 DER; the text says what the
+    /// parser refused.
+    #[error("private key is not ECDSA P-256 PKCS#8: {0}")]
+    InvalidKey(&'static str),
+    /// The signer's injected random source failed to produce bytes.
+    #[error("the signer's random source failed")]
+    Rng,
+    /// The signing library reported a failure that should not happen (a bug or an
+    /// exhausted resource).
+    #[error("internal signing failure in {0}")]
     Internal(&'static str),
 }

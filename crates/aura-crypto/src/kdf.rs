@@ -1,4 +1,5 @@
-//! HKDF-SHA256 key-schedule helpers (RFC 5869), SHA-256 and HMAC-SHA256.
+//! HKDF-SHA256 key-schedule helpers (RFC 5869), SHA-256 (one-shot and incremental) and
+//! HMAC-SHA256.
 //!
 //! Every expansion goes through [`expand_label`], which prefixes the caller's label
 //! with [`labels::EXPAND_PREFIX`](crate::labels::EXPAND_PREFIX) and length-prefixes the
@@ -130,14 +131,49 @@ pub fn expand_secret(prk: &Secret, label: &[u8], context: &[u8]) -> Result<Secre
 
 /// SHA-256 over the concatenation of `parts`.
 pub fn sha256(parts: &[&[u8]]) -> [u8; SECRET_LEN] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut h = Sha256::new();
     for p in parts {
-        ctx.update(p);
+        h.update(p);
     }
-    let d = ctx.finish();
-    let mut out = [0u8; SECRET_LEN];
-    out.copy_from_slice(d.as_ref());
-    out
+    h.finish()
+}
+
+/// An incremental SHA-256: feed bytes with [`Sha256::update`], read the hash with
+/// [`Sha256::finish`]. Cloning forks the state, so a running hash (a handshake
+/// transcript) can be read at any point and then extended further.
+#[derive(Clone)]
+pub struct Sha256(digest::Context);
+
+impl core::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Sha256(..)")
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sha256 {
+    /// A hash of nothing yet.
+    pub fn new() -> Self {
+        Self(digest::Context::new(&digest::SHA256))
+    }
+
+    /// Appends `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The hash of everything appended so far.
+    pub fn finish(self) -> [u8; SECRET_LEN] {
+        let d = self.0.finish();
+        let mut out = [0u8; SECRET_LEN];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
 }
 
 /// HMAC-SHA256(key, concatenation of `parts`).
@@ -209,6 +245,17 @@ mod tests {
             hex::encode(sha256(&[b"a", b"bc"])),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn incremental_sha256_matches_one_shot_and_forks() {
+        let mut h = Sha256::new();
+        h.update(b"a");
+        let fork = h.clone();
+        h.update(b"bc");
+        assert_eq!(h.finish(), sha256(&[b"abc"]));
+        assert_eq!(fork.finish(), sha256(&[b"a"]));
+        assert_eq!(Sha256::default().finish(), sha256(&[]));
     }
 
     // RFC 4231 test case 2.

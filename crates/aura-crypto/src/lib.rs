@@ -4,12 +4,15 @@
 //!   either component holds;
 //! - [`aead`]: AES-256-GCM and ChaCha20-Poly1305, sealing and opening in place;
 //! - [`kdf`]: HKDF-SHA256 key-schedule helpers and the zeroizing [`Secret`];
-//! - [`labels`]: every domain-separation label, in one place.
+//! - [`labels`]: every domain-separation label, in one place;
+//! - [`sign`]: the [`Signer`](sign::Signer) seam and the ECDSA P-256 transcript signer.
 //!
 //! Guarantees: no IO, no clock, no global RNG. Every function that needs randomness takes
 //! an `RngCore + CryptoRng` from the caller, so a seeded RNG reproduces every output
-//! (tests and known-answer transcripts rely on this). Secret values zeroize on drop. No
-//! `unsafe` in this crate.
+//! (tests and known-answer transcripts rely on this). The one exception is chosen by the
+//! host when it builds its signer: [`sign::EcdsaP256Signer::from_pkcs8_der`] signs with
+//! AWS-LC's OS-seeded DRBG, [`sign::EcdsaP256Signer::with_rng`] with the caller's RNG.
+//! Secret values zeroize on drop. No `unsafe` in this crate.
 //!
 //! ```
 //! use aura_crypto::{aead::{AeadKey, Suite, nonce_for}, kem::{self, HybridSecretKey}};
@@ -34,7 +37,8 @@ mod error;
 pub mod kdf;
 pub mod kem;
 pub mod labels;
+pub mod sign;
 
-pub use error::CryptoError;
+pub use error::{CryptoError, SignError};
 pub use kdf::Secret;
 pub use rand_core::{CryptoRng, OsRng, RngCore};

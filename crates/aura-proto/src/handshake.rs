@@ -17,8 +17,6 @@ use aura_crypto::kdf;
 use aura_crypto::kem::{self, HybridSecretKey};
 use aura_crypto::labels;
 use aura_pki::{VerifiedPeer, Verifier};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use rand_core::{CryptoRng, RngCore};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -26,50 +24,8 @@ use crate::error::{HandshakeError, ProtoError};
 use crate::keys::{DeploymentKeys, DirectionKeys, HandshakeSecrets, SessionKeys, Transcript};
 use crate::wire::{AuthMsg, InitMsg, RESP_CLEAR_LEN, RespMsg, SUPPORTED_VERSIONS};
 
-/// Signs handshake transcripts with this side's long-term key.
-///
-/// The production signer is [`EcdsaP256Signer`] (AWS-LC, randomized nonces). Tests that
-/// need byte-exact transcripts plug in a deterministic signer.
-pub trait Signer: Send + Sync + core::fmt::Debug {
-    /// Signs `msg` (ECDSA P-256 with SHA-256, ASN.1 DER signature).
-    ///
-    /// # Errors
-    /// A description of the local failure.
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String>;
-}
-
-/// ECDSA P-256 / SHA-256 signing with AWS-LC.
-pub struct EcdsaP256Signer {
-    key: EcdsaKeyPair,
-}
-
-impl core::fmt::Debug for EcdsaP256Signer {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("EcdsaP256Signer(..)")
-    }
-}
-
-impl EcdsaP256Signer {
-    /// Loads a PKCS#8 DER P-256 private key.
-    ///
-    /// # Errors
-    /// [`ProtoError::Config`] when the key is not a P-256 PKCS#8 key.
-    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, ProtoError> {
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).map_err(|e| {
-            ProtoError::Config(format!("private key is not ECDSA P-256 PKCS#8: {e}"))
-        })?;
-        Ok(Self { key })
-    }
-}
-
-impl Signer for EcdsaP256Signer {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
-        self.key
-            .sign(&SystemRandom::new(), msg)
-            .map(|s| s.as_ref().to_vec())
-            .map_err(|e| e.to_string())
-    }
-}
+// Signing lives in aura-crypto; the handshake names its signer from here.
+pub use aura_crypto::sign::{EcdsaP256Signer, SignError, Signer};
 
 /// This side's certificate and signing key.
 #[derive(Debug, Clone)]
@@ -94,7 +50,10 @@ fn sign(identity: &Identity, context: &[u8], th: &[u8; 32]) -> Result<Vec<u8>, H
     let mut msg = Vec::with_capacity(context.len() + th.len());
     msg.extend_from_slice(context);
     msg.extend_from_slice(th);
-    identity.signer.sign(&msg).map_err(HandshakeError::Local)
+    identity
+        .signer
+        .sign(&msg)
+        .map_err(|e| HandshakeError::Local(e.to_string()))
 }
 
 fn verify_signature(

@@ -3,9 +3,8 @@
 use aura_crypto::aead::{AeadKey, NONCE_LEN, Suite};
 use aura_crypto::kdf::{self, SECRET_LEN, Secret};
 use aura_crypto::labels::{self, expand};
-use aws_lc_rs::digest;
 
-use crate::ProtoError;
+use crate::error::ProtoError;
 
 /// Keys derived from the deployment's CA certificate, shared by every member.
 pub(crate) struct DeploymentKeys {
@@ -49,7 +48,7 @@ pub(crate) fn mac16(key: &[u8], data: &[u8]) -> [u8; 16] {
 
 /// The running transcript hash.
 #[derive(Clone)]
-pub(crate) struct Transcript(digest::Context);
+pub(crate) struct Transcript(kdf::Sha256);
 
 impl core::fmt::Debug for Transcript {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -59,9 +58,9 @@ impl core::fmt::Debug for Transcript {
 
 impl Transcript {
     pub(crate) fn new() -> Self {
-        let mut c = digest::Context::new(&digest::SHA256);
-        c.update(labels::TRANSCRIPT);
-        Self(c)
+        let mut h = kdf::Sha256::new();
+        h.update(labels::TRANSCRIPT);
+        Self(h)
     }
 
     /// Adds a length-prefixed item, so item boundaries are unambiguous.
@@ -72,10 +71,7 @@ impl Transcript {
     }
 
     pub(crate) fn hash(&self) -> [u8; SECRET_LEN] {
-        let d = self.0.clone().finish();
-        let mut out = [0u8; SECRET_LEN];
-        out.copy_from_slice(d.as_ref());
-        out
+        self.0.clone().finish()
     }
 }
 

@@ -30,10 +30,11 @@ pub mod replay;
 mod session;
 pub mod wire;
 
+pub use aura_crypto::sign::{EcdsaP256Signer, SignError, Signer};
 pub use endpoint::{
     CloseReason, ConnectionHandle, ConnectionInfo, ConnectionStats, Endpoint, EndpointConfig,
-    Event, Received, SEAL_HEADROOM, Timers, Transmit,
+    Event, Received, Timers, Transmit,
 };
 pub use error::{AlertCode, DropReason, HandshakeError, ProtoError};
-pub use handshake::{EcdsaP256Signer, Identity, Signer};
-pub use session::DATA_OVERHEAD;
+pub use handshake::Identity;
+pub use session::{DATA_OVERHEAD, SEAL_HEADROOM};

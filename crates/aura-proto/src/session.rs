@@ -14,6 +14,9 @@ use crate::wire::{DATA_HEADER_LEN, DataHeader};
 /// Bytes a data packet adds around its payload: header in front, tag behind.
 pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
 
+/// Headroom a caller leaves in front of a payload for [`Endpoint::seal`](crate::Endpoint::seal).
+pub const SEAL_HEADROOM: usize = DATA_HEADER_LEN;
+
 /// One set of data-channel keys with its counters.
 #[derive(Debug)]
 pub(crate) struct Session {

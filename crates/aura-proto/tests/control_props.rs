@@ -1,12 +1,14 @@
-//! Property tests for the control envelope codecs and the CRL assembler.
+//! Property tests for the control envelope codecs and the CRL assembler, then known-answer
+//! and rejection tests of each codec, one example at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
-    self, AddressAssign, AddressRequest, CircuitFailed, CircuitReady, ControlError, ControlKind,
-    ControlMessage, CrlAck, CrlAssembler, CrlChunk, ExtendBridge, HEADER_LEN, MAX_PAYLOAD_LEN,
-    MAX_REASON_LEN,
+    self, AddressAssign, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed, CircuitReady,
+    ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk, Envelope,
+    ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, MAX_ENVELOPE_LEN,
+    MAX_PAYLOAD_LEN, MAX_REASON_LEN, chunk_crl, decode, encode, encode_into, is_control,
 };
 use proptest::prelude::*;
 
@@ -375,5 +377,513 @@ fn payload_limit_is_enforced_on_both_sides() {
     assert!(matches!(
         control::decode(&packet),
         Err(ControlError::TooLong { .. })
+    ));
+}
+
+// Known answers and rejections, one example at a time.
+
+fn env(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut packet = MAGIC.to_vec();
+    packet.push(kind);
+    packet.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+#[test]
+fn known_answer_crl_ack() {
+    let packet = ControlMessage::from(CrlAck {
+        crl_number: 0x0102_0304_0506_0708,
+    })
+    .encode()
+    .unwrap();
+    assert_eq!(
+        packet,
+        [
+            0xAA, 0xAA, 0xC0, 0x01, 2, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8
+        ]
+    );
+}
+
+#[test]
+fn known_answer_extend_bridge() {
+    let v4 = ExtendBridge {
+        addr: "192.0.2.1:51820".parse().unwrap(),
+    };
+    assert_eq!(v4.to_vec(), [4, 192, 0, 2, 1, 0xCA, 0x6C]);
+    let v6 = ExtendBridge {
+        addr: "[2001:db8::1]:443".parse().unwrap(),
+    };
+    let mut expected = vec![6, 0x20, 0x01, 0x0d, 0xb8];
+    expected.extend_from_slice(&[0; 11]);
+    expected.extend_from_slice(&[1, 0x01, 0xBB]);
+    assert_eq!(v6.to_vec(), expected);
+    assert_eq!(ExtendBridge::decode(&expected).unwrap(), v6);
+}
+
+#[test]
+fn known_answer_crl_chunk_and_ready() {
+    let chunk = CrlChunk {
+        crl_number: 9,
+        offset: 2,
+        total_len: 5,
+        data: b"abc",
+    };
+    let packet = ControlMessage::from(chunk).encode().unwrap();
+    let mut expected = vec![0xAA, 0xAA, 0xC0, 0x01, 1, 0, 0, 0, 19];
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 5]);
+    expected.extend_from_slice(b"abc");
+    assert_eq!(packet, expected);
+    let ready = ControlMessage::from(CircuitReady).encode().unwrap();
+    assert_eq!(ready, [0xAA, 0xAA, 0xC0, 0x01, 4, 0, 0, 0, 0]);
+}
+
+#[test]
+fn is_control_distinguishes_ip() {
+    assert!(is_control(&MAGIC));
+    assert!(!is_control(&[0x45, 0, 0, 20]));
+    assert!(!is_control(&[0x60, 0, 0, 0]));
+    assert!(!is_control(&MAGIC[..3]));
+    assert!(!is_control(&[]));
+}
+
+#[test]
+fn decode_not_control() {
+    assert_eq!(decode(&[]), Err(ControlError::NotControl));
+    assert_eq!(decode(&[0xAA, 0xAA, 0xC0]), Err(ControlError::NotControl));
+    assert_eq!(decode(&[0x45; 30]), Err(ControlError::NotControl));
+}
+
+#[test]
+fn decode_truncated_header_and_payload() {
+    let packet = env(2, &[0; 8]);
+    assert_eq!(
+        decode(&packet[..6]),
+        Err(ControlError::Truncated { needed: 9, have: 6 })
+    );
+    assert_eq!(
+        decode(&packet[..12]),
+        Err(ControlError::Truncated {
+            needed: 17,
+            have: 12
+        })
+    );
+}
+
+#[test]
+fn decode_trailing_bytes() {
+    let mut packet = env(4, &[]);
+    packet.push(0);
+    assert_eq!(
+        decode(&packet),
+        Err(ControlError::TrailingBytes {
+            declared: 0,
+            actual: 1
+        })
+    );
+}
+
+#[test]
+fn decode_oversize_declared_len() {
+    let mut packet = MAGIC.to_vec();
+    packet.push(1);
+    packet.extend_from_slice(&65_536u32.to_be_bytes());
+    assert_eq!(
+        decode(&packet),
+        Err(ControlError::TooLong {
+            len: 65_536,
+            max: MAX_PAYLOAD_LEN
+        })
+    );
+    let mut packet = MAGIC.to_vec();
+    packet.push(1);
+    packet.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(decode(&packet), Err(ControlError::TooLong { .. })));
+}
+
+#[test]
+fn encode_limits() {
+    let max = vec![7; MAX_PAYLOAD_LEN];
+    let packet = encode(ControlKind::Unknown(200), &max).unwrap();
+    assert_eq!(packet.len(), MAX_ENVELOPE_LEN);
+    assert_eq!(decode(&packet).unwrap().payload, &max[..]);
+    let over = vec![7; MAX_PAYLOAD_LEN + 1];
+    assert_eq!(
+        encode(ControlKind::CrlPush, &over),
+        Err(ControlError::TooLong {
+            len: MAX_PAYLOAD_LEN + 1,
+            max: MAX_PAYLOAD_LEN
+        })
+    );
+    let mut small = [0u8; 10];
+    assert_eq!(
+        encode_into(ControlKind::CrlAck, &[0; 8], &mut small),
+        Err(ControlError::BufferTooSmall {
+            needed: 17,
+            have: 10
+        })
+    );
+    assert_eq!(
+        encode_into(ControlKind::CircuitReady, &[], &mut small),
+        Ok(HEADER_LEN)
+    );
+}
+
+#[test]
+fn address_assign_round_trip_and_rejections() {
+    let ok = AddressAssign {
+        address: Ipv4Addr::new(10, 77, 0, 9),
+        prefix_len: 24,
+        gateway: Ipv4Addr::new(10, 77, 0, 1),
+        mtu: 1380,
+    };
+    let packet = ControlMessage::from(ok).encode().unwrap();
+    assert_eq!(packet.len(), HEADER_LEN + 11);
+    assert_eq!(
+        &packet[HEADER_LEN..],
+        &[10, 77, 0, 9, 24, 10, 77, 0, 1, 0x05, 0x64]
+    );
+    assert_eq!(
+        ControlMessage::decode(&packet).unwrap(),
+        ControlMessage::AddressAssign(ok)
+    );
+    let bad = |f: fn(&mut AddressAssign)| {
+        let mut a = ok;
+        f(&mut a);
+        let mut payload = [0u8; 11];
+        payload[..4].copy_from_slice(&a.address.octets());
+        payload[4] = a.prefix_len;
+        payload[5..9].copy_from_slice(&a.gateway.octets());
+        payload[9..].copy_from_slice(&a.mtu.to_be_bytes());
+        assert!(matches!(
+            AddressAssign::decode(&payload),
+            Err(ControlError::BadAssignment(_))
+        ));
+        assert!(ControlMessage::from(a).encode().is_err());
+    };
+    bad(|a| a.prefix_len = 0);
+    bad(|a| a.prefix_len = 31);
+    bad(|a| a.prefix_len = 200);
+    bad(|a| a.mtu = 575);
+    bad(|a| a.gateway = Ipv4Addr::new(10, 78, 0, 1));
+    bad(|a| a.address = a.gateway);
+    bad(|a| a.address = Ipv4Addr::new(10, 77, 0, 0));
+    bad(|a| a.address = Ipv4Addr::new(10, 77, 0, 255));
+    assert!(matches!(
+        AddressAssign::decode(&[0; 10]),
+        Err(ControlError::PayloadLength { .. })
+    ));
+    let request = ControlMessage::from(AddressRequest).encode().unwrap();
+    assert_eq!(request, [0xAA, 0xAA, 0xC0, 0x01, 7, 0, 0, 0, 0]);
+    assert_eq!(
+        ControlMessage::decode(&request).unwrap(),
+        ControlMessage::AddressRequest(AddressRequest)
+    );
+    assert!(matches!(
+        ControlMessage::decode(&[0xAA, 0xAA, 0xC0, 0x01, 7, 0, 0, 0, 1, 0]),
+        Err(ControlError::PayloadLength { .. })
+    ));
+}
+
+#[test]
+fn kind_normalisation() {
+    for byte in 0..=u8::MAX {
+        let kind = ControlKind::from_u8(byte);
+        assert_eq!(kind.to_u8(), byte);
+        assert_eq!(kind.is_known(), (1..=7).contains(&byte));
+        if (1..=7).contains(&byte) {
+            assert_ne!(kind, ControlKind::Unknown(byte));
+        }
+    }
+    assert!(ControlKind::Unknown(3).is_known());
+    let payload = [0u8; 8];
+    let message = ControlMessage::parse(Envelope {
+        kind: ControlKind::Unknown(2),
+        payload: &payload,
+    })
+    .unwrap();
+    assert_eq!(message, ControlMessage::CrlAck(CrlAck { crl_number: 0 }));
+    let packet = env(0, b"xy");
+    let unknown = ControlMessage::decode(&packet).unwrap();
+    assert_eq!(
+        unknown,
+        ControlMessage::Unknown {
+            kind: 0,
+            payload: b"xy"
+        }
+    );
+}
+
+#[test]
+fn extend_bridge_rejections() {
+    assert_eq!(
+        ExtendBridge::decode(&[]),
+        Err(ControlError::PayloadTruncated {
+            kind: ControlKind::ExtendBridge,
+            needed: 1,
+            have: 0
+        })
+    );
+    assert_eq!(
+        ExtendBridge::decode(&[5, 1, 2, 3, 4, 0, 1]),
+        Err(ControlError::UnknownAddressFamily(5))
+    );
+    assert_eq!(
+        ExtendBridge::decode(&[4, 1, 2, 3, 4, 0]),
+        Err(ControlError::PayloadLength {
+            kind: ControlKind::ExtendBridge,
+            expected: 7,
+            actual: 6
+        })
+    );
+    assert_eq!(
+        ExtendBridge::decode(&[4, 1, 2, 3, 4, 0, 1, 9]),
+        Err(ControlError::PayloadLength {
+            kind: ControlKind::ExtendBridge,
+            expected: 7,
+            actual: 8
+        })
+    );
+    assert_eq!(
+        ExtendBridge::decode(&[6, 1, 2, 3, 4, 0, 1]),
+        Err(ControlError::PayloadLength {
+            kind: ControlKind::ExtendBridge,
+            expected: 19,
+            actual: 7
+        })
+    );
+    let mut buf = [0u8; 6];
+    let v4 = ExtendBridge {
+        addr: "10.0.0.1:1".parse().unwrap(),
+    };
+    assert!(matches!(
+        v4.encode_into(&mut buf),
+        Err(ControlError::BufferTooSmall { needed: 7, have: 6 })
+    ));
+}
+
+#[test]
+fn extend_bridge_drops_v6_scope() {
+    let addr: SocketAddr = "[fe80::1%7]:9".parse().unwrap();
+    let decoded = ExtendBridge::decode(&ExtendBridge { addr }.to_vec()).unwrap();
+    assert_eq!(decoded.addr.ip(), addr.ip());
+    assert_eq!(decoded.addr.port(), 9);
+}
+
+#[test]
+fn circuit_failed_rejections() {
+    assert_eq!(
+        CircuitFailed::decode(b"no route").unwrap().reason,
+        "no route"
+    );
+    assert!(matches!(
+        CircuitFailed::decode(&[0x66, 0xFF, 0x66]),
+        Err(ControlError::InvalidUtf8(_))
+    ));
+    let long = vec![b'a'; MAX_REASON_LEN + 1];
+    assert_eq!(
+        CircuitFailed::decode(&long),
+        Err(ControlError::ReasonTooLong {
+            len: MAX_REASON_LEN + 1,
+            max: MAX_REASON_LEN
+        })
+    );
+    assert!(CircuitFailed::decode(&long[..MAX_REASON_LEN]).is_ok());
+    assert!(CircuitFailed::new("x".repeat(MAX_REASON_LEN + 1)).is_err());
+    let too_long = CircuitFailed {
+        reason: "y".repeat(MAX_REASON_LEN + 1),
+    };
+    assert!(matches!(
+        ControlMessage::from(too_long).encode(),
+        Err(ControlError::ReasonTooLong { .. })
+    ));
+    // 'é' is two bytes: cutting must land on a character boundary.
+    let accents = "é".repeat(MAX_REASON_LEN);
+    let cut = CircuitFailed::truncating(&accents);
+    assert_eq!(cut.reason.len(), MAX_REASON_LEN);
+    let odd = format!("a{accents}");
+    assert_eq!(
+        CircuitFailed::truncating(&odd).reason.len(),
+        MAX_REASON_LEN - 1
+    );
+}
+
+#[test]
+fn circuit_ready_and_ack_rejections() {
+    assert_eq!(CircuitReady::decode(&[]), Ok(CircuitReady));
+    assert_eq!(
+        CircuitReady::decode(&[0]),
+        Err(ControlError::PayloadLength {
+            kind: ControlKind::CircuitReady,
+            expected: 0,
+            actual: 1
+        })
+    );
+    assert_eq!(
+        CrlAck::decode(&[0; 7]),
+        Err(ControlError::PayloadLength {
+            kind: ControlKind::CrlAck,
+            expected: 8,
+            actual: 7
+        })
+    );
+    assert!(CrlAck::decode(&[0; 9]).is_err());
+    assert_eq!(
+        CrlAck::decode(&42u64.to_be_bytes()),
+        Ok(CrlAck { crl_number: 42 })
+    );
+}
+
+fn chunk_payload(number: u64, offset: u32, total: u32, data: &[u8]) -> Vec<u8> {
+    let mut payload = number.to_be_bytes().to_vec();
+    payload.extend_from_slice(&offset.to_be_bytes());
+    payload.extend_from_slice(&total.to_be_bytes());
+    payload.extend_from_slice(data);
+    payload
+}
+
+#[test]
+fn crl_chunk_rejections() {
+    assert_eq!(
+        CrlChunk::decode(&[0; 15]),
+        Err(ControlError::PayloadTruncated {
+            kind: ControlKind::CrlPush,
+            needed: 16,
+            have: 15
+        })
+    );
+    assert_eq!(
+        CrlChunk::decode(&chunk_payload(1, 0, 0, b"")),
+        Err(ControlError::CrlEmpty)
+    );
+    let too_big = u32::try_from(MAX_CRL_LEN + 1).unwrap();
+    assert_eq!(
+        CrlChunk::decode(&chunk_payload(1, 0, too_big, b"a")),
+        Err(ControlError::CrlTooLarge {
+            total_len: u64::from(too_big),
+            max: MAX_CRL_LEN
+        })
+    );
+    assert_eq!(
+        CrlChunk::decode(&chunk_payload(1, 3, 5, b"abc")),
+        Err(ControlError::ChunkOutOfBounds {
+            offset: 3,
+            len: 3,
+            total_len: 5
+        })
+    );
+    assert!(CrlChunk::decode(&chunk_payload(1, u32::MAX, 5, b"a")).is_err());
+    let ok = chunk_payload(1, 2, 5, b"abc");
+    assert_eq!(CrlChunk::decode(&ok).unwrap().to_vec().unwrap(), ok);
+    let max_total = u32::try_from(MAX_CRL_LEN).unwrap();
+    assert!(CrlChunk::decode(&chunk_payload(1, max_total - 1, max_total, b"a")).is_ok());
+    let huge = vec![0; MAX_CRL_CHUNK_DATA_LEN + 1];
+    let chunk = CrlChunk {
+        crl_number: 1,
+        offset: 0,
+        total_len: max_total,
+        data: &huge,
+    };
+    assert!(matches!(chunk.to_vec(), Err(ControlError::TooLong { .. })));
+}
+
+#[test]
+fn chunk_and_reassemble() {
+    let der: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let packets: Vec<Vec<u8>> = chunk_crl(3, &der, 100).unwrap().collect();
+    assert_eq!(packets.len(), 10);
+    assert!(packets.iter().all(|p| p.len() <= 100 + CRL_PUSH_OVERHEAD));
+    let mut asm = CrlAssembler::new();
+    let mut done = None;
+    for packet in packets.iter().rev() {
+        assert!(done.is_none());
+        done = asm.push_envelope(&decode(packet).unwrap()).unwrap();
+    }
+    assert_eq!(done.as_deref(), Some(&der[..]));
+    assert_eq!(asm.last_completed(), Some(3));
+    assert_eq!(asm.in_progress(), None);
+    // Replays of the completed CRL are ignored.
+    assert_eq!(asm.push_envelope(&decode(&packets[0]).unwrap()), Ok(None));
+    assert_eq!(asm.in_progress(), None);
+}
+
+#[test]
+fn chunk_crl_rejections() {
+    assert!(matches!(chunk_crl(1, &[], 10), Err(ControlError::CrlEmpty)));
+    assert!(matches!(
+        chunk_crl(1, &[1], 0),
+        Err(ControlError::ZeroChunkSize)
+    ));
+    let big = vec![0; MAX_CRL_LEN + 1];
+    assert!(matches!(
+        chunk_crl(1, &big, 10),
+        Err(ControlError::CrlTooLarge { .. })
+    ));
+    // A huge chunk size is clamped to what fits one envelope.
+    let der = vec![1; MAX_CRL_CHUNK_DATA_LEN + 1];
+    let packets: Vec<_> = chunk_crl(1, &der, usize::MAX).unwrap().collect();
+    assert_eq!(packets.len(), 2);
+    assert_eq!(packets[0].len(), MAX_ENVELOPE_LEN);
+}
+
+#[test]
+fn assembler_restart_ignore_and_conflicts() {
+    let mut asm = CrlAssembler::new();
+    let c = |n, offset, total, data| CrlChunk {
+        crl_number: n,
+        offset,
+        total_len: total,
+        data,
+    };
+    assert_eq!(asm.push(&c(5, 0, 4, b"ab")), Ok(None));
+    assert_eq!(asm.progress(), Some((2, 4)));
+    // Lower number ignored.
+    assert_eq!(asm.push(&c(4, 0, 2, b"zz")), Ok(None));
+    assert_eq!(asm.in_progress(), Some(5));
+    // Inconsistent total rejected, state kept.
+    assert_eq!(
+        asm.push(&c(5, 2, 6, b"cd")),
+        Err(ControlError::ChunkTotalMismatch {
+            crl_number: 5,
+            announced: 4,
+            got: 6
+        })
+    );
+    // Contradicting overlap rejected, state kept.
+    assert_eq!(
+        asm.push(&c(5, 1, 4, b"Xc")),
+        Err(ControlError::ChunkConflict {
+            crl_number: 5,
+            offset: 1
+        })
+    );
+    assert_eq!(asm.progress(), Some((2, 4)));
+    // Agreeing overlap accepted.
+    assert_eq!(asm.push(&c(5, 1, 4, b"bc")), Ok(None));
+    assert_eq!(asm.progress(), Some((3, 4)));
+    // Invalid chunk rejected.
+    assert_eq!(
+        asm.push(&c(5, 3, 4, b"de")),
+        Err(ControlError::ChunkOutOfBounds {
+            offset: 3,
+            len: 2,
+            total_len: 4
+        })
+    );
+    // Higher number restarts.
+    assert_eq!(asm.push(&c(6, 0, 2, b"x")), Ok(None));
+    assert_eq!(asm.in_progress(), Some(6));
+    assert_eq!(asm.progress(), Some((1, 2)));
+    assert_eq!(asm.push(&c(6, 1, 2, b"y")), Ok(Some(b"xy".to_vec())));
+    // Old numbers, including the completed one, are ignored afterwards.
+    assert_eq!(asm.push(&c(6, 0, 1, b"q")), Ok(None));
+    assert_eq!(asm.push(&c(5, 3, 4, b"d")), Ok(None));
+    assert_eq!(asm.in_progress(), None);
+    assert_eq!(asm.push(&c(7, 0, 1, b"q")), Ok(Some(b"q".to_vec())));
+    let ack = env(2, &[0; 8]);
+    let not_push = decode(&ack).unwrap();
+    assert!(matches!(
+        asm.push_envelope(&not_push),
+        Err(ControlError::WrongKind { .. })
     ));
 }

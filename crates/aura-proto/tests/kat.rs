@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aura_pki::Verifier;
-use aura_proto::{DATA_OVERHEAD, Endpoint, EndpointConfig, Event, Identity, SEAL_HEADROOM, Signer};
+use aura_proto::{
+    DATA_OVERHEAD, Endpoint, EndpointConfig, Event, Identity, SEAL_HEADROOM, SignError, Signer,
+};
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey;
 use rustls_pki_types::UnixTime;
@@ -26,7 +28,7 @@ use rustls_pki_types::UnixTime;
 struct DeterministicSigner(p256::ecdsa::SigningKey);
 
 impl Signer for DeterministicSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
         let sig: p256::ecdsa::Signature = self.0.sign(msg);
         Ok(sig.to_der().as_bytes().to_vec())
     }

@@ -1,0 +1,138 @@
+//! What an endpoint is configured with: its credentials, its limits and its [`Timers`].
+//!
+//! Plain data with defaults; nothing here runs. The defaults follow WireGuard's where the
+//! roles match, and [`EndpointConfig::new`] gives a working server or client from
+//! credentials alone.
+
+use std::time::Duration;
+
+use aura_crypto::aead::Suite;
+use aura_pki::Verifier;
+use rustls_pki_types::UnixTime;
+
+use crate::error::ProtoError;
+use crate::handshake::{Ctx, Identity};
+use crate::keys::DeploymentKeys;
+use crate::wire::MIN_DATAGRAM_LEN;
+
+/// Timer settings. Defaults follow WireGuard's where the roles match.
+#[derive(Debug, Clone)]
+pub struct Timers {
+    /// First handshake retransmission; doubles up to [`Timers::handshake_retransmit_max`].
+    pub handshake_retransmit: Duration,
+    /// Longest gap between handshake retransmissions.
+    pub handshake_retransmit_max: Duration,
+    /// A handshake with no answer for this long fails with
+    /// [`HandshakeError::Timeout`](crate::HandshakeError::Timeout).
+    pub handshake_timeout: Duration,
+    /// Server: a half-open handshake is forgotten after this long.
+    pub pending_timeout: Duration,
+    /// Send an empty keepalive when nothing was sent for this long.
+    pub keepalive: Duration,
+    /// Close the connection when nothing was received for this long.
+    pub dead_peer: Duration,
+    /// The client starts a new handshake when the session is this old.
+    pub rekey_after_time: Duration,
+    /// Keys older than this are never used.
+    pub reject_after_time: Duration,
+    /// The client starts a new handshake after sealing this many packets.
+    pub rekey_after_packets: u64,
+    /// How long the previous session still decrypts after a rekey.
+    pub previous_session_grace: Duration,
+    /// Cookie secrets rotate this often; a cookie is accepted for two periods.
+    pub cookie_rotation: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            handshake_retransmit: Duration::from_secs(1),
+            handshake_retransmit_max: Duration::from_secs(8),
+            handshake_timeout: Duration::from_secs(20),
+            pending_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(10),
+            dead_peer: Duration::from_secs(30),
+            rekey_after_time: Duration::from_secs(120),
+            reject_after_time: Duration::from_secs(180),
+            rekey_after_packets: 1 << 40,
+            previous_session_grace: Duration::from_secs(10),
+            cookie_rotation: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything an endpoint needs.
+#[derive(Debug)]
+pub struct EndpointConfig {
+    /// The deployment's CA certificate (DER): keys mac1 and the handshake secret.
+    pub ca_cert_der: Vec<u8>,
+    /// This side's certificate and key.
+    pub identity: Identity,
+    /// Verifies peers (chain, validity, role, CRL).
+    pub verifier: Verifier,
+    /// AEAD suites, most preferred first.
+    pub suites: Vec<Suite>,
+    /// Whether to accept incoming handshakes (servers).
+    pub accept: bool,
+    /// Largest datagram the endpoint emits during the handshake (UDP payload).
+    pub max_datagram: usize,
+    /// Retransmission, keepalive, rekey and expiry timers.
+    pub timers: Timers,
+    /// Upper bound on handshakes in progress (server).
+    pub max_pending_handshakes: usize,
+    /// Handshakes in progress above which a server demands cookies.
+    pub cookie_threshold: usize,
+    /// Upper bound on handshakes in progress from one source IP address (server).
+    pub max_pending_per_source: usize,
+}
+
+impl EndpointConfig {
+    /// A configuration with default timers and limits.
+    pub fn new(ca_cert_der: Vec<u8>, identity: Identity, verifier: Verifier, accept: bool) -> Self {
+        Self {
+            ca_cert_der,
+            identity,
+            verifier,
+            suites: Suite::ALL.to_vec(),
+            accept,
+            max_datagram: 1232,
+            timers: Timers::default(),
+            max_pending_handshakes: 4096,
+            cookie_threshold: 256,
+            max_pending_per_source: 16,
+        }
+    }
+
+    /// Checks that an endpoint can work with this configuration.
+    ///
+    /// # Errors
+    /// [`ProtoError::Config`] naming what is unusable.
+    pub(crate) fn validate(&self) -> Result<(), ProtoError> {
+        if self.max_datagram < MIN_DATAGRAM_LEN {
+            return Err(ProtoError::Config(format!(
+                "max_datagram {} is below the minimum {MIN_DATAGRAM_LEN}",
+                self.max_datagram
+            )));
+        }
+        if self.suites.is_empty() {
+            return Err(ProtoError::Config("no AEAD suite enabled".into()));
+        }
+        Ok(())
+    }
+
+    /// What a handshake step needs. Borrows only the configuration, so the caller may hold
+    /// other fields of the endpoint mutably.
+    pub(crate) fn handshake_ctx<'a>(
+        &'a self,
+        deployment: &'a DeploymentKeys,
+        wall: UnixTime,
+    ) -> Ctx<'a> {
+        Ctx {
+            deployment,
+            verifier: &self.verifier,
+            identity: &self.identity,
+            wall,
+            suites: &self.suites,
+        }
+    }
+}

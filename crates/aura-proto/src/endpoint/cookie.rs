@@ -1,0 +1,247 @@
+//! The MACs on handshake packets and the cookie mechanism (docs/PROTOCOL.md §5).
+//!
+//! - mac1, keyed from the deployment's CA certificate, proves a packet comes from a member
+//!   of the deployment; every handshake fragment, cookie reply and alert carries it, and a
+//!   packet without a valid mac1 is dropped before any other work.
+//! - mac2, keyed by a cookie, proves the sender can receive at its source address. A
+//!   server under load answers a cookie-less Init with a sealed cookie reply instead of
+//!   doing the handshake's expensive work; the client repeats its Init with mac2.
+//!
+//! A [`CookieJar`] holds both sides' cookie state: the server's two secrets (current and
+//! previous, so a cookie stays valid across one rotation) and the cookies a client
+//! received, by server address. All comparisons of MACs are constant-time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use aura_crypto::aead::TAG_LEN;
+use aura_crypto::kdf;
+use rand_core::RngCore;
+
+use crate::error::DropReason;
+use crate::keys::{DeploymentKeys, mac16};
+use crate::wire::{
+    COOKIE_REPLY_LEN, FRAG_TRAILER_LEN, Fragment, MAC_LEN, PacketType, VERSION_1, WireError,
+};
+
+/// Length of a cookie, in bytes.
+const COOKIE_LEN: usize = 16;
+
+/// A cookie a client received, for mac2.
+#[derive(Debug, Clone, Copy)]
+struct Cookie {
+    value: [u8; COOKIE_LEN],
+    received: Instant,
+}
+
+/// Cookie secrets (server side) and received cookies (client side).
+pub(super) struct CookieJar {
+    secret: [u8; 32],
+    previous_secret: [u8; 32],
+    rotated: Instant,
+    received: HashMap<SocketAddr, Cookie>,
+}
+
+impl core::fmt::Debug for CookieJar {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CookieJar")
+            .field("rotated", &self.rotated)
+            .field("received", &self.received.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CookieJar {
+    /// Draws the current secret, then the previous one, from `rng`.
+    pub fn new<R: RngCore>(rng: &mut R, now: Instant) -> Self {
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let mut previous_secret = [0u8; 32];
+        rng.fill_bytes(&mut previous_secret);
+        Self {
+            secret,
+            previous_secret,
+            rotated: now,
+            received: HashMap::new(),
+        }
+    }
+
+    /// Rotates the secrets when a period has passed since the last rotation.
+    pub fn rotate_if_due<R: RngCore>(&mut self, now: Instant, period: Duration, rng: &mut R) {
+        if now.saturating_duration_since(self.rotated) >= period {
+            self.previous_secret = self.secret;
+            rng.fill_bytes(&mut self.secret);
+            self.rotated = now;
+        }
+    }
+
+    /// Whether `mac2` is the MAC of `datagram` (up to mac2) under the cookie of `remote`
+    /// for the current or the previous secret.
+    pub fn mac2_valid(&self, remote: SocketAddr, datagram: &[u8], mac2: &[u8; MAC_LEN]) -> bool {
+        let Some(len) = datagram.len().checked_sub(MAC_LEN) else {
+            return false;
+        };
+        [self.secret, self.previous_secret].iter().any(|s| {
+            let c = cookie_for(s, &remote);
+            kdf::ct_eq(&mac16(&c, &datagram[..len]), mac2)
+        })
+    }
+
+    /// The cookie reply to an Init fragment from `remote`: the cookie sealed under the
+    /// deployment's cookie key with the Init's mac1 as associated data, so only the
+    /// sender of that Init can use it. Randomness: the 12-byte nonce. `None` only if
+    /// sealing fails.
+    pub fn reply<R: RngCore>(
+        &self,
+        deployment: &DeploymentKeys,
+        rng: &mut R,
+        remote: SocketAddr,
+        frag: &Fragment<'_>,
+    ) -> Option<Vec<u8>> {
+        let cookie = cookie_for(&self.secret, &remote);
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let mut d = Vec::with_capacity(COOKIE_REPLY_LEN);
+        d.push(PacketType::CookieReply as u8);
+        d.push(VERSION_1);
+        d.extend_from_slice(&frag.sender.to_be_bytes());
+        d.extend_from_slice(&nonce);
+        let mut sealed = [0u8; COOKIE_LEN + TAG_LEN];
+        sealed[..COOKIE_LEN].copy_from_slice(&cookie);
+        deployment
+            .cookie_seal
+            .seal_in_place(&nonce, &frag.mac1, &mut sealed, COOKIE_LEN)
+            .ok()?;
+        d.extend_from_slice(&sealed);
+        append_mac1(deployment, &mut d);
+        Some(d)
+    }
+
+    /// Client: opens a cookie reply (length and mac1 already checked) to the Init whose
+    /// first datagram is `first_init`, and keeps the cookie for `remote`.
+    ///
+    /// # Errors
+    /// [`DropReason::Decrypt`] when the reply was not sealed for that Init.
+    pub fn accept_reply(
+        &mut self,
+        deployment: &DeploymentKeys,
+        reply: &[u8; COOKIE_REPLY_LEN],
+        first_init: &[u8],
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        // The AAD is the mac1 we sent: recompute it from our first Init datagram.
+        let body = first_init
+            .len()
+            .checked_sub(FRAG_TRAILER_LEN)
+            .and_then(|n| first_init.get(..n))
+            .ok_or(DropReason::Unexpected)?;
+        let our_mac1 = mac16(deployment.mac1.expose(), body);
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&reply[6..18]);
+        let mut sealed = [0u8; COOKIE_LEN + TAG_LEN];
+        sealed.copy_from_slice(&reply[18..18 + COOKIE_LEN + TAG_LEN]);
+        let cookie = deployment
+            .cookie_seal
+            .open_in_place(&nonce, &our_mac1, &mut sealed)
+            .map_err(|_| DropReason::Decrypt)?;
+        let mut value = [0u8; COOKIE_LEN];
+        value.copy_from_slice(cookie);
+        self.received.insert(
+            remote,
+            Cookie {
+                value,
+                received: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// Client: the cookie for `remote`, if one arrived less than `max_age` ago.
+    pub fn cookie(
+        &self,
+        remote: &SocketAddr,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<[u8; COOKIE_LEN]> {
+        self.received
+            .get(remote)
+            .filter(|c| now.saturating_duration_since(c.received) < max_age)
+            .map(|c| c.value)
+    }
+}
+
+/// The cookie of `remote` under `secret`: a MAC of its address and port.
+fn cookie_for(secret: &[u8; 32], remote: &SocketAddr) -> [u8; COOKIE_LEN] {
+    mac16(secret, &addr_bytes(remote))
+}
+
+fn addr_bytes(a: &SocketAddr) -> Vec<u8> {
+    let mut v = match a.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    v.extend_from_slice(&a.port().to_be_bytes());
+    v
+}
+
+/// Writes mac1 (and mac2 when a cookie is given, zero otherwise) into the trailer of a
+/// fragment datagram this endpoint built.
+pub(super) fn stamp_macs(
+    deployment: &DeploymentKeys,
+    d: &mut [u8],
+    cookie: Option<&[u8; COOKIE_LEN]>,
+) {
+    let len = d.len();
+    let m1 = mac16(deployment.mac1.expose(), &d[..len - FRAG_TRAILER_LEN]);
+    d[len - FRAG_TRAILER_LEN..len - MAC_LEN].copy_from_slice(&m1);
+    let m2 = cookie.map_or([0u8; MAC_LEN], |c| mac16(c, &d[..len - MAC_LEN]));
+    d[len - MAC_LEN..].copy_from_slice(&m2);
+}
+
+/// Appends mac1 over everything before it (cookie replies and alerts, which end in mac1).
+pub(super) fn append_mac1(deployment: &DeploymentKeys, d: &mut Vec<u8>) {
+    let m1 = mac16(deployment.mac1.expose(), d);
+    d.extend_from_slice(&m1);
+}
+
+/// Whether the `MAC_LEN` bytes after the body of `d` (all but its last `trailer_len`
+/// bytes) are the body's mac1.
+pub(super) fn check_mac1(deployment: &DeploymentKeys, d: &[u8], trailer_len: usize) -> bool {
+    let Some(body_len) = d.len().checked_sub(trailer_len) else {
+        return false;
+    };
+    let expected = mac16(deployment.mac1.expose(), &d[..body_len]);
+    d.get(body_len..body_len + MAC_LEN)
+        .is_some_and(|m| kdf::ct_eq(m, &expected))
+}
+
+/// Checks the length and mac1 of a fixed-size packet from the server (cookie reply,
+/// alert) and reads the receiver index at `index_at`.
+///
+/// # Errors
+/// [`DropReason::Malformed`] for another length, [`DropReason::BadMac1`].
+pub(super) fn check_fixed_size(
+    deployment: &DeploymentKeys,
+    buf: &[u8],
+    len: usize,
+    index_at: usize,
+    what: &'static str,
+) -> Result<u32, DropReason> {
+    if buf.len() != len {
+        return Err(DropReason::Malformed(WireError::Truncated {
+            what,
+            needed: len,
+            have: buf.len(),
+        }));
+    }
+    if !check_mac1(deployment, buf, MAC_LEN) {
+        return Err(DropReason::BadMac1);
+    }
+    let index = buf
+        .get(index_at..index_at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .ok_or(DropReason::Unexpected)?;
+    Ok(u32::from_be_bytes(index))
+}

@@ -1,0 +1,782 @@
+//! The multi-peer endpoint: fragmentation, MACs, cookies, retransmission, timers,
+//! sessions and rekeying around the pure handshake (docs/PROTOCOL.md §5–9).
+//!
+//! Bytes and `now` in, bytes, timers and events out:
+//! - [`Endpoint::handle_datagram`] takes a datagram from the network (in place) and
+//!   returns the decrypted payload's range when it was data;
+//! - [`Endpoint::seal`] encrypts a payload for a connection in place;
+//! - [`Endpoint::poll_transmit`] hands out handshake and keepalive datagrams to send;
+//! - [`Endpoint::poll_event`] reports connections established, rekeyed, failed, closed;
+//! - [`Endpoint::poll_timeout`] / [`Endpoint::handle_timeout`] drive the timers.
+//!
+//! This file is the demultiplexer: it owns the tables that find a connection (by session
+//! index, by handle, by client id), the output queues and the CSPRNG, dispatches each
+//! datagram and each timer, and applies what the leaf types' steps return. The leaves
+//! never name [`Endpoint`], and their imports run one way:
+//!
+//! ```text
+//! mod.rs ──► every file below
+//! event.rs ──► connection.rs ──► client.rs ──► config.rs
+//!              connection.rs ──► config.rs
+//! server.rs ──► cookie.rs
+//! cookie.rs, deadlines.rs, config.rs: no sibling imports
+//! ```
+
+mod client;
+mod config;
+mod connection;
+mod cookie;
+mod deadlines;
+mod event;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use aura_crypto::aead::TAG_LEN;
+use aura_pki::Verifier;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use rustls_pki_types::UnixTime;
+
+pub use self::config::{EndpointConfig, Timers};
+pub use self::connection::{ConnectionHandle, ConnectionInfo, ConnectionStats};
+pub use self::event::{CloseReason, Event, Received, Transmit};
+
+use self::client::{ClientHandshake, RespStep};
+use self::connection::{Connection, HandshakeTimer};
+use self::cookie::{CookieJar, check_fixed_size, check_mac1, stamp_macs};
+use self::deadlines::Deadlines;
+use self::server::{Established, FinishStep, HalfOpen, Limits};
+use crate::error::{AlertCode, DropReason, HandshakeError, ProtoError};
+use crate::handshake::InitiatorDone;
+use crate::keys::DeploymentKeys;
+use crate::session::{DATA_OVERHEAD, Session};
+use crate::wire::{
+    ALERT_LEN, COOKIE_REPLY_LEN, DataHeader, FRAG_TRAILER_LEN, Fragment, MAC_LEN, PacketType,
+    WireError,
+};
+
+/// A sans-IO Aura endpoint: a server with many clients, or a client with one server.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    deployment: DeploymentKeys,
+    rng: ChaCha20Rng,
+    mono_anchor: Instant,
+    wall_anchor: UnixTime,
+    next_conn: u64,
+    conns: HashMap<ConnectionHandle, Connection>,
+    by_index: HashMap<u32, ConnectionHandle>,
+    by_client_id: HashMap<String, ConnectionHandle>,
+    half_open: HalfOpen,
+    cookies: CookieJar,
+    deadlines: Deadlines<ConnectionHandle>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// Creates an endpoint. `seed` seeds its CSPRNG (ChaCha20): pass 32 bytes from the OS
+    /// RNG in production, fixed bytes in tests. `now` and `wall` anchor the monotonic
+    /// clock to the wall clock used for certificate validity.
+    ///
+    /// # Errors
+    /// [`ProtoError::Config`] for an unusable configuration.
+    pub fn new(
+        config: EndpointConfig,
+        seed: [u8; 32],
+        now: Instant,
+        wall: UnixTime,
+    ) -> Result<Self, ProtoError> {
+        config.validate()?;
+        let limits = Limits {
+            max_pending: config.max_pending_handshakes,
+            max_per_source: config.max_pending_per_source,
+            cookie_threshold: config.cookie_threshold,
+            max_datagram: config.max_datagram,
+        };
+        let deployment = DeploymentKeys::new(&config.ca_cert_der)?;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let cookies = CookieJar::new(&mut rng, now);
+        Ok(Self {
+            config,
+            deployment,
+            rng,
+            mono_anchor: now,
+            wall_anchor: wall,
+            next_conn: 1,
+            conns: HashMap::new(),
+            by_index: HashMap::new(),
+            by_client_id: HashMap::new(),
+            half_open: HalfOpen::new(limits),
+            cookies,
+            deadlines: Deadlines::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Re-anchors the wall clock (call when the system clock is corrected).
+    pub fn set_wall_clock(&mut self, now: Instant, wall: UnixTime) {
+        self.mono_anchor = now;
+        self.wall_anchor = wall;
+    }
+
+    /// Replaces the certificate verifier (for example after a new CRL). Sessions of
+    /// clients that the new verifier refuses are closed.
+    pub fn set_verifier(&mut self, verifier: Verifier, now: Instant) {
+        self.config.verifier = verifier;
+        let wall = self.wall(now);
+        let refused: Vec<(ConnectionHandle, aura_pki::VerifyError)> = self
+            .conns
+            .iter()
+            .filter_map(|(h, c)| {
+                let cert = c.peer_cert.as_ref()?;
+                self.config
+                    .verifier
+                    .verify_client(cert, wall)
+                    .err()
+                    .map(|e| (*h, e))
+            })
+            .collect();
+        for (h, e) in refused {
+            self.close(h, CloseReason::Revoked(e));
+        }
+    }
+
+    /// Forces (or stops forcing) cookies for every handshake, as when under attack.
+    pub fn set_force_cookies(&mut self, on: bool) {
+        self.half_open.set_force_cookies(on);
+    }
+
+    fn wall(&self, now: Instant) -> UnixTime {
+        let elapsed = now.saturating_duration_since(self.mono_anchor);
+        UnixTime::since_unix_epoch(Duration::from_secs(self.wall_anchor.as_secs()) + elapsed)
+    }
+
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if i != 0 && !self.by_index.contains_key(&i) && !self.half_open.contains_index(i) {
+                return i;
+            }
+        }
+    }
+
+    fn push_transmits(&mut self, remote: SocketAddr, datagrams: impl IntoIterator<Item = Vec<u8>>) {
+        for data in datagrams {
+            self.transmits.push_back(Transmit { remote, data });
+        }
+    }
+
+    /// Starts a connection to the server at `remote`, whose certificate must be valid for
+    /// `server_name`. The Init is queued for [`Endpoint::poll_transmit`].
+    ///
+    /// # Errors
+    /// A local failure building the handshake.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        server_name: &str,
+    ) -> Result<ConnectionHandle, ProtoError> {
+        let handle = ConnectionHandle(self.next_conn);
+        self.next_conn += 1;
+        self.conns
+            .insert(handle, Connection::client(remote, server_name, now));
+        self.start_client_handshake(now, handle)?;
+        Ok(handle)
+    }
+
+    fn start_client_handshake(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+    ) -> Result<(), ProtoError> {
+        let local_index = self.fresh_index();
+        let hs = ClientHandshake::start(
+            &mut self.rng,
+            &self.config.suites,
+            local_index,
+            self.config.max_datagram,
+            now,
+            self.config.timers.handshake_retransmit,
+        )?;
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return Err(ProtoError::UnknownConnection);
+        };
+        if let Some(old) = conn.handshake.replace(hs) {
+            self.by_index.remove(&old.local_index);
+        }
+        self.by_index.insert(local_index, handle);
+        self.send_handshake_datagrams(now, handle);
+        self.reschedule(handle);
+        Ok(())
+    }
+
+    /// Queues the current handshake datagrams of a client connection, with fresh MACs.
+    fn send_handshake_datagrams(&mut self, now: Instant, handle: ConnectionHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let Some(hs) = &conn.handshake else { return };
+        let cookie = self
+            .cookies
+            .cookie(&conn.remote, now, self.config.timers.cookie_rotation);
+        let mut datagrams = hs.datagrams.clone();
+        for d in &mut datagrams {
+            stamp_macs(&self.deployment, d, cookie.as_ref());
+        }
+        conn.last_sent = now;
+        let remote = conn.remote;
+        self.push_transmits(remote, datagrams);
+    }
+
+    /// Handles one datagram from `remote`, decrypting data in place. Returns the payload
+    /// range for data (an empty payload, a keepalive, returns `Ok(None)`).
+    ///
+    /// # Errors
+    /// Why the datagram was dropped; nothing is ever sent in reply to a dropped datagram
+    /// except a cookie reply to a valid Init under load.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<Option<Received>, DropReason> {
+        let ty = *buf
+            .first()
+            .ok_or(DropReason::Malformed(WireError::Truncated {
+                what: "datagram",
+                needed: 1,
+                have: 0,
+            }))?;
+        match PacketType::from_u8(ty) {
+            Some(PacketType::Data) => self.handle_data(now, remote, buf),
+            Some(PacketType::Init | PacketType::Resp | PacketType::Finish) => {
+                self.handle_fragment(now, remote, buf).map(|()| None)
+            }
+            Some(PacketType::CookieReply) => {
+                self.handle_cookie_reply(now, remote, buf).map(|()| None)
+            }
+            Some(PacketType::Alert) => self.handle_alert(now, buf).map(|()| None),
+            None => Err(DropReason::Malformed(WireError::UnknownType(ty))),
+        }
+    }
+
+    fn handle_data(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<Option<Received>, DropReason> {
+        let header = DataHeader::read(buf).map_err(DropReason::Malformed)?;
+        let reject_after = self.config.timers.reject_after_time;
+        let (handle, conn) = find(&self.by_index, &mut self.conns, header.receiver)?;
+        let opened = conn.open(now, remote, header, buf, reject_after)?;
+        if opened.confirmed_first {
+            self.events.push_back(Event::Confirmed { conn: handle });
+        }
+        if opened.moved {
+            self.events.push_back(Event::AddressChanged {
+                conn: handle,
+                remote,
+            });
+        }
+        if opened.from_next {
+            self.promote_next(now, handle);
+        }
+        self.reschedule(handle);
+        if opened.payload.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(Received {
+                conn: handle,
+                payload: opened.payload,
+            }))
+        }
+    }
+
+    /// The client's new session is confirmed: it becomes current, the old one previous.
+    fn promote_next(&mut self, now: Instant, handle: ConnectionHandle) {
+        let grace = self.config.timers.previous_session_grace;
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if let Some(next) = conn.next.take() {
+            if let Some(retired) = conn.install(next, now, grace) {
+                self.by_index.remove(&retired);
+            }
+            self.events.push_back(Event::Rekeyed { conn: handle });
+        }
+    }
+
+    fn handle_fragment(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<(), DropReason> {
+        let frag = Fragment::decode(buf).map_err(DropReason::Malformed)?;
+        if !check_mac1(&self.deployment, buf, FRAG_TRAILER_LEN) {
+            return Err(DropReason::BadMac1);
+        }
+        // mac2 is optional except under load, but a present mac2 must be valid: only the
+        // server checks cookies, so a client accepts only an empty one.
+        if frag.mac2 != [0u8; MAC_LEN]
+            && !(self.config.accept && self.cookies.mac2_valid(remote, buf, &frag.mac2))
+        {
+            return Err(DropReason::CookieRequired);
+        }
+        match frag.ty {
+            PacketType::Init => self.handle_init_fragment(now, remote, &frag),
+            PacketType::Resp => self.handle_resp_fragment(now, &frag),
+            PacketType::Finish => self.handle_finish_fragment(now, remote, &frag),
+            _ => Err(DropReason::Unexpected),
+        }
+    }
+
+    fn handle_init_fragment(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        frag: &Fragment<'_>,
+    ) -> Result<(), DropReason> {
+        if !self.config.accept {
+            return Err(DropReason::Unexpected);
+        }
+        self.half_open
+            .expire(now, self.config.timers.pending_timeout);
+        let key = (remote, frag.sender);
+        // A retransmitted Init whose Resp was lost: send the same Resp again.
+        if let Some(resp) = self.half_open.answered(key, frag.offset == 0) {
+            self.push_transmits(remote, resp);
+            return Ok(());
+        }
+        if self.half_open.under_load() && frag.mac2 == [0u8; MAC_LEN] {
+            if let Some(reply) = self
+                .cookies
+                .reply(&self.deployment, &mut self.rng, remote, frag)
+            {
+                self.push_transmits(remote, [reply]);
+            }
+            return Err(DropReason::CookieRequired);
+        }
+        let Some(msg) = self.half_open.add_init_fragment(key, frag, now)? else {
+            return Ok(());
+        };
+        let local_index = self.fresh_index();
+        let wall = self.wall(now);
+        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        match self
+            .half_open
+            .respond(&mut self.rng, key, local_index, &msg, &ctx, now)
+        {
+            Ok(resp) => {
+                self.push_transmits(remote, resp);
+                Ok(())
+            }
+            Err(error) => {
+                self.events.push_back(Event::HandshakeRejected {
+                    remote,
+                    error: error.clone(),
+                });
+                Err(DropReason::Handshake(error))
+            }
+        }
+    }
+
+    /// Checks a fixed-size server-to-client packet (cookie reply, alert) and finds the
+    /// connection named by the receiver index at `index_at`.
+    fn fixed_size_packet(
+        &self,
+        buf: &[u8],
+        len: usize,
+        index_at: usize,
+        what: &'static str,
+    ) -> Result<(ConnectionHandle, u32), DropReason> {
+        let receiver = check_fixed_size(&self.deployment, buf, len, index_at, what)?;
+        let handle = *self
+            .by_index
+            .get(&receiver)
+            .ok_or(DropReason::UnknownIndex)?;
+        Ok((handle, receiver))
+    }
+
+    fn handle_cookie_reply(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        buf: &[u8],
+    ) -> Result<(), DropReason> {
+        let (handle, receiver) =
+            self.fixed_size_packet(buf, COOKIE_REPLY_LEN, 2, "cookie reply")?;
+        let reply: &[u8; COOKIE_REPLY_LEN] = buf.try_into().map_err(|_| DropReason::Unexpected)?;
+        let conn = self
+            .conns
+            .get_mut(&handle)
+            .ok_or(DropReason::UnknownIndex)?;
+        let hs = conn.handshake_for(receiver).ok_or(DropReason::Unexpected)?;
+        let first = hs.datagrams.first().ok_or(DropReason::Unexpected)?;
+        self.cookies
+            .accept_reply(&self.deployment, reply, first, remote, now)?;
+        self.send_handshake_datagrams(now, handle);
+        Ok(())
+    }
+
+    fn handle_resp_fragment(
+        &mut self,
+        now: Instant,
+        frag: &Fragment<'_>,
+    ) -> Result<(), DropReason> {
+        let wall = self.wall(now);
+        let (handle, conn) = find(&self.by_index, &mut self.conns, frag.receiver)?;
+        let remote = conn.remote;
+        let server_name = conn.server_name.as_deref().unwrap_or_default();
+        let Some(hs) = conn
+            .handshake
+            .as_mut()
+            .filter(|h| h.local_index == frag.receiver)
+        else {
+            return Err(DropReason::Unexpected);
+        };
+        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        let done = match hs.on_resp_fragment(frag, server_name, &ctx)? {
+            RespStep::Incomplete => return Ok(()),
+            RespStep::ResendFinish => {
+                // Our Finish was lost: send it again.
+                let datagrams = hs.datagrams.clone();
+                self.push_transmits(remote, datagrams);
+                return Ok(());
+            }
+            RespStep::Complete(Ok(done)) => *done,
+            RespStep::Complete(Err(error)) => {
+                // A forged or corrupted Resp must not kill the handshake; a refused server
+                // certificate is final.
+                if matches!(
+                    error,
+                    HandshakeError::PeerCertificate(_) | HandshakeError::Downgrade { .. }
+                ) {
+                    self.fail_connection(handle, error.clone());
+                }
+                return Err(DropReason::Handshake(error));
+            }
+        };
+        self.complete_client(now, handle, frag.sender, done);
+        Ok(())
+    }
+
+    fn complete_client(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        server_index: u32,
+        done: InitiatorDone,
+    ) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let Some(hs) = conn.handshake.as_ref() else {
+            return;
+        };
+        let mut finish =
+            hs.finish_datagrams(server_index, &done.finish_msg, self.config.max_datagram);
+        for d in &mut finish {
+            stamp_macs(&self.deployment, d, None);
+        }
+        let timers = &self.config.timers;
+        let result = conn.complete_client(server_index, done, finish.clone(), now, timers);
+        let remote = conn.remote;
+        if let Some((peer, suite)) = result.connected {
+            self.events.push_back(Event::Connected {
+                conn: handle,
+                peer,
+                remote,
+                suite,
+            });
+        }
+        if let Some(index) = result.retired {
+            self.by_index.remove(&index);
+        }
+        self.push_transmits(remote, finish);
+        self.reschedule(handle);
+    }
+
+    fn handle_finish_fragment(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        frag: &Fragment<'_>,
+    ) -> Result<(), DropReason> {
+        if !self.config.accept {
+            return Err(DropReason::Unexpected);
+        }
+        if !self.half_open.contains_index(frag.receiver) {
+            // A retransmitted Finish for a session already established: confirm again.
+            if let Some(&handle) = self.by_index.get(&frag.receiver) {
+                self.send_keepalive(now, handle);
+                return Ok(());
+            }
+            return Err(DropReason::UnknownIndex);
+        }
+        let wall = self.wall(now);
+        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        match self
+            .half_open
+            .on_finish_fragment(frag.receiver, frag, &ctx)?
+        {
+            FinishStep::Incomplete => Ok(()),
+            FinishStep::Established(client) => {
+                self.establish_server(now, remote, frag.receiver, *client);
+                Ok(())
+            }
+            FinishStep::Failed(error) => Err(DropReason::Handshake(error)),
+            FinishStep::Refused { error, alert } => {
+                if let Some(alert) = alert {
+                    self.push_transmits(remote, [alert]);
+                }
+                self.events.push_back(Event::HandshakeRejected {
+                    remote,
+                    error: error.clone(),
+                });
+                Err(DropReason::Handshake(error))
+            }
+        }
+    }
+
+    fn establish_server(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local_index: u32,
+        client: Established,
+    ) {
+        let Established {
+            client_index,
+            keys,
+            peer,
+            cert,
+        } = client;
+        let suite = keys.suite;
+        let session = Session::new(local_index, client_index, keys, now);
+        let handle = if let Some(&h) = self.by_client_id.get(&peer.id) {
+            // The same client again (rekey or reconnect): keep the handle.
+            if let Some(conn) = self.conns.get_mut(&h) {
+                let timers = &self.config.timers;
+                let (retired, moved) = conn.server_rekey(session, remote, peer, cert, now, timers);
+                if let Some(index) = retired {
+                    self.by_index.remove(&index);
+                }
+                if moved {
+                    self.events
+                        .push_back(Event::AddressChanged { conn: h, remote });
+                }
+                self.events.push_back(Event::Rekeyed { conn: h });
+            }
+            h
+        } else {
+            let h = ConnectionHandle(self.next_conn);
+            self.next_conn += 1;
+            self.conns.insert(
+                h,
+                Connection::server(remote, peer.clone(), cert, session, now),
+            );
+            self.by_client_id.insert(peer.id.clone(), h);
+            self.events.push_back(Event::Connected {
+                conn: h,
+                peer,
+                remote,
+                suite,
+            });
+            h
+        };
+        self.by_index.insert(local_index, handle);
+        // Confirm the keys to the client at once.
+        self.send_keepalive(now, handle);
+        self.reschedule(handle);
+    }
+
+    fn handle_alert(&mut self, _now: Instant, buf: &[u8]) -> Result<(), DropReason> {
+        let (handle, _) = self.fixed_size_packet(buf, ALERT_LEN, 6, "alert")?;
+        let conn = self.conns.get(&handle).ok_or(DropReason::UnknownIndex)?;
+        let hs = conn.handshake.as_ref().ok_or(DropReason::Unexpected)?;
+        let sealed = buf
+            .get(10..10 + 1 + TAG_LEN)
+            .ok_or(DropReason::Unexpected)?;
+        let code = hs.open_alert(sealed)?;
+        self.fail_connection(handle, HandshakeError::Rejected(AlertCode::from_u8(code)));
+        Ok(())
+    }
+
+    fn fail_connection(&mut self, handle: ConnectionHandle, error: HandshakeError) {
+        self.close(handle, CloseReason::HandshakeFailed(error));
+    }
+
+    /// Closes a connection, forgetting its keys. Emits [`Event::Closed`].
+    pub fn close(&mut self, handle: ConnectionHandle, reason: CloseReason) {
+        let Some(conn) = self.conns.remove(&handle) else {
+            return;
+        };
+        self.deadlines.remove(handle);
+        for index in conn.local_indices() {
+            self.by_index.remove(&index);
+        }
+        if let Some(peer) = &conn.peer
+            && self.by_client_id.get(&peer.id) == Some(&handle)
+        {
+            self.by_client_id.remove(&peer.id);
+        }
+        self.events.push_back(Event::Closed {
+            conn: handle,
+            reason,
+        });
+    }
+
+    fn send_keepalive(&mut self, now: Instant, handle: ConnectionHandle) {
+        let mut buf = [0u8; DATA_OVERHEAD];
+        if let Ok((remote, n)) = self.seal(now, handle, &mut buf, 0) {
+            self.push_transmits(remote, [buf[..n].to_vec()]);
+        }
+    }
+
+    /// Seals `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + payload_len]` for `conn` in place;
+    /// `buf` must have [`TAG_LEN`] bytes of room after the payload. Returns the
+    /// destination and the datagram length (`buf[..len]`). No allocation.
+    ///
+    /// # Errors
+    /// [`ProtoError::NotEstablished`] before the first handshake completes or after the
+    /// keys expired; [`ProtoError::BufferTooSmall`].
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<(SocketAddr, usize), ProtoError> {
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(ProtoError::UnknownConnection)?;
+        let sealed = c.seal(now, buf, payload_len, &self.config.timers)?;
+        if sealed.rekey {
+            self.start_client_handshake(now, conn)?;
+        }
+        Ok((sealed.remote, sealed.len))
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let half_open = self
+            .half_open
+            .next_expiry(self.config.timers.pending_timeout);
+        match self.deadlines.next() {
+            Some(at) => Some(half_open.map_or(at, |p| p.min(at))),
+            None => half_open,
+        }
+    }
+
+    /// Makes sure the timer queue holds an entry no later than the connection's next
+    /// deadline. A deadline that moved later pushes nothing (see `deadlines.rs`), so this
+    /// is cheap enough to run for every packet.
+    fn reschedule(&mut self, h: ConnectionHandle) {
+        let Some(c) = self.conns.get(&h) else { return };
+        if let Some(deadline) = c.next_deadline(&self.config.timers) {
+            self.deadlines.schedule(h, deadline);
+        }
+    }
+
+    /// Runs every timer due at `now`: retransmissions, keepalives, rekeys, dead peers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.half_open
+            .expire(now, self.config.timers.pending_timeout);
+        self.cookies
+            .rotate_if_due(now, self.config.timers.cookie_rotation, &mut self.rng);
+        while let Some(h) = self.deadlines.pop_due(now) {
+            self.run_timers(now, h);
+            self.reschedule(h);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant, h: ConnectionHandle) {
+        let t = self.config.timers.clone();
+        let Some(c) = self.conns.get_mut(&h) else {
+            return;
+        };
+        if let Some(index) = c.expire_previous(now) {
+            self.by_index.remove(&index);
+        }
+        match c.handshake_timer(now, &t, &mut self.rng) {
+            HandshakeTimer::Idle => {}
+            HandshakeTimer::Retransmit => self.send_handshake_datagrams(now, h),
+            HandshakeTimer::Abandoned { retired, failed } => {
+                if let Some(index) = retired {
+                    self.by_index.remove(&index);
+                }
+                if failed {
+                    self.close(h, CloseReason::HandshakeFailed(HandshakeError::Timeout));
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.conns.get(&h) else {
+            return;
+        };
+        let Some(s) = &c.current else { return };
+        if now.saturating_duration_since(c.last_recv) >= t.dead_peer {
+            self.close(h, CloseReason::DeadPeer);
+            return;
+        }
+        if now.saturating_duration_since(s.created) >= t.reject_after_time {
+            self.close(h, CloseReason::Expired);
+            return;
+        }
+        if c.rekey_due(now, &t) {
+            let _ = self.start_client_handshake(now, h);
+        }
+        let Some(c) = self.conns.get(&h) else { return };
+        if now.saturating_duration_since(c.last_sent) >= t.keepalive {
+            self.send_keepalive(now, h);
+        }
+    }
+
+    /// Information about a connection.
+    pub fn connection_info(&self, h: ConnectionHandle) -> Option<ConnectionInfo> {
+        self.conns.get(&h).map(Connection::info)
+    }
+
+    /// Handles of every live connection.
+    pub fn connections(&self) -> Vec<ConnectionHandle> {
+        let mut v: Vec<_> = self.conns.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Handshakes in progress on the server side (half-open).
+    pub fn pending_handshakes(&self) -> usize {
+        self.half_open.len()
+    }
+}
+
+/// The connection that local session index `index` names. Borrows only the two tables,
+/// so the caller may use the endpoint's other fields meanwhile.
+fn find<'a>(
+    by_index: &HashMap<u32, ConnectionHandle>,
+    conns: &'a mut HashMap<ConnectionHandle, Connection>,
+    index: u32,
+) -> Result<(ConnectionHandle, &'a mut Connection), DropReason> {
+    let handle = *by_index.get(&index).ok_or(DropReason::UnknownIndex)?;
+    let conn = conns.get_mut(&handle).ok_or(DropReason::UnknownIndex)?;
+    Ok((handle, conn))
+}
