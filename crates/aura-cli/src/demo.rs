@@ -1,6 +1,6 @@
 //! `aura demo`: Aura working end to end on this machine, in one command (Linux, root).
 //!
-//! Builds a lab of network namespaces (`aura_netcfg::lab`: a server `S`, an "internet"
+//! Builds a lab of network namespaces (`aura_lab::lab`: a server `S`, an "internet"
 //! host `I` that has no route back to the client, one client host `C1`), writes a
 //! deployment with `aura server-init` and `aura provision-client` into a private
 //! temporary directory, starts a real `aura server` in `S`, then for each carrier
@@ -12,21 +12,22 @@
 //!
 //! Everything it creates (processes, namespaces, files) is removed on every exit path,
 //! including SIGINT (Ctrl-C) and SIGTERM during the run: those set a flag checked
-//! between and within steps, and the guards below do the rest on the way out.
+//! between and within steps, and the guards (`aura_lab::Procs`, the lab, the work
+//! directory) do the rest on the way out.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use aura_netcfg::lab::{self, Lab, TransferReport};
-use aura_netcfg::netns::Netns;
+use aura_lab::Procs;
+use aura_lab::deploy::{self, toml_path};
+use aura_lab::lab::{self, Lab, TransferReport};
+use aura_lab::netns::Netns;
 use aura_node::admin::{self, Request, Response};
 use clap::Args;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 /// The carriers shown, in order.
 const CARRIERS: [&str; 3] = ["udp", "quic", "tls"];
@@ -38,8 +39,6 @@ const SERVER_READY: Duration = Duration::from_secs(20);
 const CLIENT_CONNECT: Duration = Duration::from_secs(20);
 /// Longest one carrier's transfer may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a process may take to exit after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Set by SIGINT or SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -63,7 +62,7 @@ struct Row {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    if let Some(why) = aura_netcfg::netns::skip_reason(&["nft"]) {
+    if let Some(why) = aura_lab::netns::skip_reason(&["nft"]) {
         bail!(
             "aura demo cannot run here ({why}). It would create three network namespaces \
              (a server, a client and an \"internet\" host joined by veth links), run \
@@ -89,15 +88,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         lab.internet_ip()
     );
     // Dropped before `lab` (declared after it): processes end before namespaces go.
-    let mut procs = Procs::default();
+    let mut procs = Procs::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
 
-    deploy(&exe, dir.path(), &lab)?;
+    write_deployment(&exe, dir.path(), &lab)?;
     let server_sock = dir.path().join("server.sock");
     let server_ns = lab.server();
-    let server = procs.spawn(&exe, server_ns, "server", dir.path(), "server.toml")?;
+    let server = spawn(
+        &mut procs,
+        &exe,
+        server_ns,
+        "server",
+        dir.path(),
+        "server.toml",
+    )?;
     wait_for(&rt, &mut procs, server, &server_sock, SERVER_READY, |r| {
         matches!(r, Response::Server { .. })
     })
@@ -108,7 +114,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     for carrier in CARRIERS {
         check_stop()?;
         if let Some(s) = procs.exited(server) {
-            bail!("the server exited ({s}){}", procs.log_tail(server));
+            bail!("the server exited ({s}){}", log_tail(&procs, server));
         }
         println!(
             "  {carrier}: connecting and sending {} MB ...",
@@ -136,7 +142,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         s => {
             println!(
                 "the server did not exit cleanly ({s:?}){}",
-                procs.log_tail(server)
+                log_tail(&procs, server)
             );
             failed.push("server shutdown");
         }
@@ -165,15 +171,15 @@ fn try_carrier(
     set_client_carrier(dir, carrier).map_err(|e| format!("{e:#}"))?;
     let client_ns = lab.client(1).ok_or("the lab has no client host")?;
     let start = Instant::now();
-    let client = procs
-        .spawn(
-            exe,
-            client_ns,
-            &format!("client-{carrier}"),
-            dir,
-            "alice/client.toml",
-        )
-        .map_err(|e| format!("{e:#}"))?;
+    let client = spawn(
+        procs,
+        exe,
+        client_ns,
+        &format!("client-{carrier}"),
+        dir,
+        "alice/client.toml",
+    )
+    .map_err(|e| format!("{e:#}"))?;
     let result = (|| {
         let sock = dir.join("alice.sock");
         wait_for(
@@ -204,7 +210,7 @@ fn try_carrier(
         }
         Ok((connect, report))
     })();
-    let log = procs.log_tail(client);
+    let log = log_tail(procs, client);
     let stopped = procs.stop(client);
     match (result, stopped) {
         (Ok(r), Some(s)) if s.success() => Ok(r),
@@ -285,108 +291,35 @@ impl Drop for WorkDir {
     }
 }
 
-/// A child `aura` process and its log file.
-#[derive(Debug)]
-struct Proc {
-    child: Child,
-    log: PathBuf,
-    status: Option<ExitStatus>,
+/// Starts `aura <role> --config <dir>/<config>` in `ns` under `procs`, output to
+/// `<dir>/<label>.log`; the role is `server` for the label `server`, else `client`.
+fn spawn(
+    procs: &mut Procs,
+    exe: &Path,
+    ns: &Netns,
+    label: &str,
+    dir: &Path,
+    config: &str,
+) -> Result<usize> {
+    let role = if label == "server" {
+        "server"
+    } else {
+        "client"
+    };
+    let mut cmd = ns.command(exe);
+    cmd.arg(role).arg("--config").arg(dir.join(config));
+    procs
+        .spawn(label, &mut cmd, dir.join(format!("{label}.log")))
+        .with_context(|| format!("cannot start aura {role}"))
 }
 
-/// Every process the demo started; each is stopped (SIGTERM, then SIGKILL after
-/// [`STOP_GRACE`]) and reaped on drop at the latest.
-#[derive(Debug, Default)]
-struct Procs(Vec<Proc>);
-
-impl Procs {
-    /// Starts `aura <role> --config <dir>/<config>` in `ns`, output to `<dir>/<label>.log`.
-    fn spawn(
-        &mut self,
-        exe: &Path,
-        ns: &Netns,
-        label: &str,
-        dir: &Path,
-        config: &str,
-    ) -> Result<usize> {
-        let role = if label == "server" {
-            "server"
-        } else {
-            "client"
-        };
-        let log = dir.join(format!("{label}.log"));
-        let file =
-            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let child = ns
-            .command(exe)
-            .arg(role)
-            .arg("--config")
-            .arg(dir.join(config))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot start aura {role}"))?;
-        self.0.push(Proc {
-            child,
-            log,
-            status: None,
-        });
-        Ok(self.0.len() - 1)
-    }
-
-    /// The exit status of process `i` if it has exited.
-    fn exited(&mut self, i: usize) -> Option<ExitStatus> {
-        let p = self.0.get_mut(i)?;
-        if p.status.is_none() {
-            p.status = p.child.try_wait().ok().flatten();
-        }
-        p.status
-    }
-
-    /// Stops process `i` and returns how it exited.
-    fn stop(&mut self, i: usize) -> Option<ExitStatus> {
-        if let Some(s) = self.exited(i) {
-            return Some(s);
-        }
-        let p = self.0.get_mut(i)?;
-        if let Ok(pid) = i32::try_from(p.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = p.child.try_wait() {
-                p.status = Some(s);
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = p.child.kill();
-        p.status = p.child.wait().ok();
-        p.status
-    }
-
-    /// The last lines of process `i`'s log, as a suffix for an error message.
-    fn log_tail(&self, i: usize) -> String {
-        let text = self
-            .0
-            .get(i)
-            .and_then(|p| fs::read_to_string(&p.log).ok())
-            .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(5)..];
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!("\n      log: {}", tail.join("\n           "))
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for i in (0..self.0.len()).rev() {
-            self.stop(i);
-        }
+/// The last lines of process `i`'s log, as a suffix for an error message.
+fn log_tail(procs: &Procs, i: usize) -> String {
+    let tail = procs.get(i).map(|p| p.log_tail(5)).unwrap_or_default();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\n      log: {}", tail.join("\n           "))
     }
 }
 
@@ -416,10 +349,10 @@ fn wait_for(
             return Ok(());
         }
         if let Some(s) = procs.exited(proc) {
-            bail!("it exited ({s}){}", procs.log_tail(proc));
+            bail!("it exited ({s}){}", log_tail(procs, proc));
         }
         if Instant::now() >= deadline {
-            bail!("no answer within {timeout:?}{}", procs.log_tail(proc));
+            bail!("no answer within {timeout:?}{}", log_tail(procs, proc));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -445,7 +378,7 @@ fn aura(exe: &Path, args: &[&str]) -> Result<()> {
 
 /// A deployment in `dir`: server.toml and the PKI, and client alice's bundle in
 /// `dir/alice`, both with their admin sockets in `dir`.
-fn deploy(exe: &Path, dir: &Path, lab: &Lab) -> Result<()> {
+fn write_deployment(exe: &Path, dir: &Path, lab: &Lab) -> Result<()> {
     let d = dir.to_string_lossy().into_owned();
     aura(
         exe,
@@ -477,83 +410,23 @@ fn deploy(exe: &Path, dir: &Path, lab: &Lab) -> Result<()> {
             "--force",
         ],
     )?;
-    let path = dir.join("server.toml");
-    let text = read(&path)?;
-    let sock = toml_str(&dir.join("server.sock"));
-    write(&path, &set_key(&text, "[server]", "admin_socket", &sock)?)
+    deploy::set_key_in(
+        &dir.join("server.toml"),
+        "[server]",
+        "admin_socket",
+        &toml_path(&dir.join("server.sock")),
+    )
+    .map_err(|e| anyhow!(e))
 }
 
 /// Points alice's client.toml at `carrier` only (and its admin socket into `dir`).
 fn set_client_carrier(dir: &Path, carrier: &str) -> Result<()> {
-    let path = dir.join("alice").join("client.toml");
-    let text = read(&path)?;
-    let text = set_key(
-        &text,
-        "[client]",
-        "admin_socket",
-        &toml_str(&dir.join("alice.sock")),
-    )?;
-    let text = set_key(
-        &text,
-        "[transport]",
-        "carriers",
-        &format!("[\"{carrier}\"]"),
-    )?;
-    write(&path, &text)
-}
-
-fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A path as a TOML basic string.
-fn toml_str(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `text` (a TOML file as aura writes it) with `key = value` as the first line of the
-/// table `[table]`, replacing that key if the table had it.
-fn set_key(text: &str, table: &str, key: &str, value: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut current = String::new();
-    let mut found = false;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            current = t.to_owned();
-        }
-        let is_key = t
-            .strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='));
-        if current == table && is_key {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-        if t == table {
-            out.push_str(&format!("{key} = {value}\n"));
-            found = true;
-        }
-    }
-    if !found {
-        bail!("no {table} table in the written configuration");
-    }
-    Ok(out)
+    deploy::set_client_carrier(
+        &dir.join("alice").join("client.toml"),
+        &dir.join("alice.sock"),
+        carrier,
+    )
+    .map_err(|e| anyhow!(e))
 }
 
 /// The report table.
@@ -594,27 +467,4 @@ fn render(lab: &Lab, megabytes: u32, rows: &[Row]) -> String {
         lab.server_internet_ip()
     ));
     s
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn set_key_inserts_or_replaces_in_the_right_table() {
-        let t = "# c\n[client]\nserver = \"x\"\nadmin_socket = \"/old\"\n\n[transport]\ncarriers = [\"udp\", \"quic\", \"tls\"]\n";
-        let t = set_key(t, "[client]", "admin_socket", "\"/new\"").unwrap();
-        let t = set_key(&t, "[transport]", "carriers", "[\"tls\"]").unwrap();
-        assert_eq!(
-            t,
-            "# c\n[client]\nadmin_socket = \"/new\"\nserver = \"x\"\n\n[transport]\ncarriers = [\"tls\"]\n"
-        );
-        assert!(set_key(&t, "[server]", "admin_socket", "\"/s\"").is_err());
-    }
-
-    #[test]
-    fn toml_str_escapes() {
-        assert_eq!(toml_str(Path::new("/tmp/a\"b\\c")), "\"/tmp/a\\\"b\\\\c\"");
-    }
 }

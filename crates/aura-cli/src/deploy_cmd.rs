@@ -1,13 +1,13 @@
 //! `aura server-init` and `aura provision-client`: a deployment in two commands.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use aura_config::toml_string;
 use aura_crypto::OsRng;
-use aura_pki::PkiStore;
+use aura_pki::{PkiStore, write_atomic};
 use clap::Args;
 use time::{Duration, OffsetDateTime};
 
@@ -47,44 +47,6 @@ pub struct ProvisionClientArgs {
     /// Replace an existing bundle directory.
     #[arg(long)]
     force: bool,
-}
-
-/// Writes `contents` to `path` atomically (temporary file in the same directory, then
-/// rename), with `mode` on Unix.
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-    })
-}
-
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn server_toml(name: &str, listen: IpAddr) -> String {

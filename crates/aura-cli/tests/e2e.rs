@@ -1,5 +1,5 @@
 //! End-to-end tier: real `aura server` and `aura client` processes in a lab of network
-//! namespaces (`aura_netcfg::lab`), real TUN devices, real NAT, real TCP through the
+//! namespaces (`aura_lab::lab`), real TUN devices, real NAT, real TCP through the
 //! tunnel.
 //!
 //! ```text
@@ -25,14 +25,15 @@
 use std::fs::File;
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use aura_netcfg::lab::{self, Lab, TransferReport};
-use aura_netcfg::netns::{Netns, skip_reason};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use aura_lab::deploy::{self, set_key, toml_path, toml_string};
+use aura_lab::lab::{self, Lab, TransferReport};
+use aura_lab::netns::{Netns, skip_reason};
+use aura_lab::{Proc, Procs};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const AURA: &str = env!("CARGO_BIN_EXE_aura");
@@ -48,87 +49,6 @@ const MB: usize = 1024 * 1024;
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A running `aura` process and where its output goes.
-struct Proc {
-    label: String,
-    child: Child,
-    log: PathBuf,
-    /// Set once the process was waited for.
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    /// The exit status if it has exited (never blocks).
-    fn exited(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    /// Waits up to `timeout` for the exit.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, up to 5 s, then SIGKILL; always reaped.
-    fn stop(&mut self) {
-        if self.exited().is_some() {
-            return;
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        if self.wait_exit(Duration::from_secs(5)).is_none() {
-            eprintln!("{} ignored SIGTERM for 5 s: killing it", self.label);
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-    }
-}
-
-/// Owns every process of a test. Dropped before the lab: ends them all (newest first),
-/// and prints their logs when the test is failing.
-#[derive(Default)]
-struct Procs(Vec<Proc>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for p in self.0.iter_mut().rev() {
-            p.stop();
-        }
-        if std::thread::panicking() {
-            for p in &self.0 {
-                eprintln!(
-                    "----- {} ({:?}) stderr -----\n{}",
-                    p.label,
-                    p.status,
-                    p.log()
-                );
-            }
-        }
-    }
 }
 
 /// One test's world. Field order is drop order: processes, then namespaces, then files.
@@ -183,27 +103,6 @@ fn aura(args: &[&str]) -> Output {
     out
 }
 
-/// `text` with `line` inserted right after the line `header` (which must exist), and
-/// any line starting with `drop_prefix` (another value of the same key) removed.
-fn insert_after(text: &str, header: &str, line: &str, drop_prefix: &str) -> String {
-    let mut out = String::new();
-    let mut found = false;
-    for l in text.lines() {
-        if l.trim_start().starts_with(drop_prefix) {
-            continue;
-        }
-        out.push_str(l);
-        out.push('\n');
-        if l.trim() == header {
-            out.push_str(line);
-            out.push('\n');
-            found = true;
-        }
-    }
-    assert!(found, "no {header} line in:\n{text}");
-    out
-}
-
 impl World {
     /// A lab with `hosts` client hosts and a deployment with `clients`, or `None` when
     /// this machine cannot run the tier.
@@ -216,7 +115,7 @@ impl World {
         let lab = Lab::new("aura-e2e", hosts).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let w = Self {
-            procs: Procs::default(),
+            procs: Procs::reporting(),
             lab,
             dir,
             _serial: guard,
@@ -245,23 +144,23 @@ impl World {
             "0.0.0.0",
         ]);
         let server_toml = self.path("deploy/server.toml");
-        let mut text = std::fs::read_to_string(&server_toml).unwrap();
-        text = insert_after(
+        let text = std::fs::read_to_string(&server_toml).unwrap();
+        let mut text = set_key(
             &text,
             "[server]",
-            &format!("admin_socket = {:?}", self.p("server.sock")),
             "admin_socket",
-        );
-        let statics: Vec<String> = clients
+            &toml_path(&self.path("server.sock")),
+        )
+        .unwrap();
+        let statics: Vec<(&str, &str)> = clients
             .iter()
-            .filter_map(|c| c.static_address.map(|a| format!("{} = {a:?}", c.id)))
+            .filter_map(|c| c.static_address.map(|a| (c.id, a)))
             .collect();
-        if !statics.is_empty() {
-            if text.lines().any(|l| l.trim() == "[server.pool.static]") {
-                text = insert_after(&text, "[server.pool.static]", &statics.join("\n"), "\0");
-            } else {
-                text.push_str(&format!("\n[server.pool.static]\n{}\n", statics.join("\n")));
-            }
+        if !statics.is_empty() && !text.lines().any(|l| l.trim() == "[server.pool.static]") {
+            text.push_str("\n[server.pool.static]\n");
+        }
+        for (id, address) in statics {
+            text = set_key(&text, "[server.pool.static]", id, &toml_string(address)).unwrap();
         }
         std::fs::write(&server_toml, text).unwrap();
         for c in clients {
@@ -289,56 +188,29 @@ impl World {
     fn set_carrier(&self, id: &str, carrier: &str) {
         let path = self.path(&format!("deploy/{id}/client.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
-        let text = insert_after(
-            &text,
-            "[client]",
-            &format!("admin_socket = {:?}", self.p(&format!("{id}.sock"))),
-            "admin_socket",
-        );
         assert!(
             text.lines().any(|l| l.trim_start().starts_with("carriers")),
             "no carriers line in {}:\n{text}",
             path.display()
         );
-        let text: String = text
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("carriers") {
-                    format!("carriers = [{carrier:?}]\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        std::fs::write(&path, text).unwrap();
+        deploy::set_client_carrier(&path, &self.path(&format!("{id}.sock")), carrier).unwrap();
     }
 
     /// Spawns `aura <args>` inside `host`, stdout and stderr to a log file.
     fn spawn(&mut self, label: &str, host: Host, args: &[String]) -> usize {
-        let n = self.procs.0.len();
+        let n = self.procs.len();
         let log = self.dir.path().join(format!("{label}-{n}.log"));
-        let file = File::create(&log).unwrap();
         let ns = match host {
             Host::Server => self.lab.server(),
             Host::Client(k) => self.lab.client(k).unwrap(),
         };
-        let child = ns
-            .command(AURA)
-            .args(args)
+        let mut cmd = ns.command(AURA);
+        cmd.args(args)
             .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        self.procs.0.push(Proc {
-            label: format!("{label} #{n}"),
-            child,
-            log,
-            status: None,
-        });
-        n
+            .env("RUST_BACKTRACE", "1");
+        self.procs
+            .spawn(format!("{label} #{n}"), &mut cmd, log)
+            .unwrap()
     }
 
     /// `aura status --json` on `socket`, if a daemon answers within 5 s.
@@ -391,8 +263,8 @@ impl World {
                 }
                 last = Some(v);
             }
-            if let Some(s) = self.procs.0[idx].exited() {
-                return Err(format!("{} exited ({s}) first", self.procs.0[idx].label));
+            if let Some(s) = self.procs[idx].exited() {
+                return Err(format!("{} exited ({s}) first", self.procs[idx].label()));
             }
             if Instant::now() >= deadline {
                 return Err(format!("timed out; last status: {last:?}"));
@@ -457,7 +329,7 @@ impl World {
 
     /// Sends `sig` to process `idx`.
     fn signal(&self, idx: usize, sig: Signal) {
-        kill(self.procs.0[idx].pid(), sig).unwrap();
+        self.procs[idx].signal(sig).unwrap();
     }
 }
 
@@ -575,11 +447,7 @@ fn client_recovers_within_10s_of_a_server_restart_after_sigkill() {
     let (client, _, _) = w.start_client("alice", 1);
     w.transfer(1, MB, Duration::from_secs(20)).unwrap();
     w.signal(server, Signal::SIGKILL);
-    assert!(
-        w.procs.0[server]
-            .wait_exit(Duration::from_secs(5))
-            .is_some()
-    );
+    assert!(w.procs[server].wait_exit(Duration::from_secs(5)).is_some());
     // The killed server left its NAT table behind; the next one must cope.
     assert!(w.lab.server().sh("nft list table inet aura").is_ok());
     std::thread::sleep(Duration::from_secs(1));
@@ -597,7 +465,7 @@ fn client_recovers_within_10s_of_a_server_restart_after_sigkill() {
             Ok(r) => break Some(r),
             Err(e) => last = e,
         }
-        if let Some(s) = w.procs.0[client].exited() {
+        if let Some(s) = w.procs[client].exited() {
             panic!("the client exited ({s}) while the server was away");
         }
     };
@@ -646,7 +514,7 @@ fn sigterm_restores_server_and_client_hosts_exactly() {
     );
 
     w.signal(server, Signal::SIGTERM);
-    let st = w.procs.0[server].wait_exit(Duration::from_secs(10));
+    let st = w.procs[server].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "server exit: {st:?}");
     assert_eq!(
         snapshot(w.lab.server(), true),
@@ -655,7 +523,7 @@ fn sigterm_restores_server_and_client_hosts_exactly() {
     );
 
     w.signal(client, Signal::SIGTERM);
-    let st = w.procs.0[client].wait_exit(Duration::from_secs(10));
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "client exit: {st:?}");
     assert_eq!(
         snapshot(w.lab.client(1).unwrap(), false),
@@ -682,29 +550,14 @@ fn a_revoked_client_is_refused() {
     let s = w.status("server.sock").unwrap();
     assert!(!peers(&s).iter().any(|p| p["id"] == "bob"), "{s}");
     // A refusal ends the client with status 1 (docs/adr/0006).
-    let st = w.procs.0[idx].wait_exit(Duration::from_secs(5));
+    let st = w.procs[idx].wait_exit(Duration::from_secs(5));
     assert_eq!(st.and_then(|s| s.code()), Some(1), "{st:?}");
-    let log = w.procs.0[idx].log();
+    let log = w.procs[idx].log();
     eprintln!("bob ({st:?}):\n{log}");
     let log = log.to_lowercase();
     assert!(
         log.contains("revoked") || log.contains("refused") || log.contains("rejected"),
         "bob's log does not say why:\n{log}"
-    );
-}
-
-#[test]
-fn toml_edits_insert_and_replace() {
-    let t = "[server]\nname = \"x\"\nadmin_socket = \"/run/a.sock\"\n[transport]\n";
-    let out = insert_after(
-        t,
-        "[server]",
-        "admin_socket = \"/tmp/s.sock\"",
-        "admin_socket",
-    );
-    assert_eq!(
-        out,
-        "[server]\nadmin_socket = \"/tmp/s.sock\"\nname = \"x\"\n[transport]\n"
     );
 }
 
@@ -769,13 +622,7 @@ fn start_demo(
         .spawn()
         .unwrap();
     let lines = lines_of(&mut child);
-    let proc = Proc {
-        label: "demo".into(),
-        child,
-        log,
-        status: None,
-    };
-    Some((guard, proc, lines))
+    Some((guard, Proc::new("demo", child, log), lines))
 }
 
 #[test]
@@ -783,9 +630,10 @@ fn demo_reports_every_carrier_and_leaves_nothing_behind() {
     let Some((_serial, proc, lines)) = start_demo("demo_runs") else {
         return;
     };
-    let mut procs = Procs(vec![proc]);
-    let pid = procs.0[0].child.id();
-    let status = procs.0[0].wait_exit(Duration::from_secs(120));
+    let mut procs = Procs::reporting();
+    procs.push(proc);
+    let pid = procs[0].id();
+    let status = procs[0].wait_exit(Duration::from_secs(120));
     let out: Vec<String> = lines.try_iter().collect();
     let out = out.join("\n");
     eprintln!("{out}");
@@ -801,7 +649,7 @@ fn demo_reports_every_carrier_and_leaves_nothing_behind() {
     assert!(demo_leftovers(pid).is_empty(), "{:?}", demo_leftovers(pid));
     let dir = std::env::temp_dir().join(format!("aura-demo-{pid}"));
     assert!(!dir.exists(), "{} left behind", dir.display());
-    let _ = std::fs::remove_file(&procs.0[0].log);
+    let _ = std::fs::remove_file(procs[0].log_path());
 }
 
 #[test]
@@ -809,8 +657,9 @@ fn demo_removes_everything_when_interrupted() {
     let Some((_serial, proc, lines)) = start_demo("demo_sigterm") else {
         return;
     };
-    let mut procs = Procs(vec![proc]);
-    let pid = procs.0[0].child.id();
+    let mut procs = Procs::reporting();
+    procs.push(proc);
+    let pid = procs[0].id();
     // Interrupt once the server runs and a client is on its way.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
@@ -823,7 +672,7 @@ fn demo_removes_everything_when_interrupted() {
                     break;
                 }
             }
-            Err(_) if procs.0[0].exited().is_some() => break,
+            Err(_) if procs[0].exited().is_some() => break,
             Err(_) => {}
         }
     }
@@ -831,9 +680,9 @@ fn demo_removes_everything_when_interrupted() {
         seen.iter().any(|l| l.contains("udp: connecting")),
         "the demo never got to the first carrier: {seen:?}"
     );
-    kill(procs.0[0].pid(), Signal::SIGTERM).unwrap();
-    let status = procs.0[0].wait_exit(Duration::from_secs(20));
-    let log = procs.0[0].log();
+    procs[0].signal(Signal::SIGTERM).unwrap();
+    let status = procs[0].wait_exit(Duration::from_secs(20));
+    let log = procs[0].log();
     eprintln!("stdout: {seen:?}\nstderr: {log}");
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}");
     assert!(log.contains("interrupted"), "{log}");
@@ -842,12 +691,12 @@ fn demo_removes_everything_when_interrupted() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     let left = processes_mentioning(&dir.display().to_string());
     assert!(left.is_empty(), "processes left: {left:?}");
-    let _ = std::fs::remove_file(&procs.0[0].log);
+    let _ = std::fs::remove_file(procs[0].log_path());
 }
 
 #[test]
 fn demo_without_root_says_what_it_needs() {
-    if nix::unistd::geteuid().is_root() && !aura_netcfg::netns::have("setpriv") {
+    if nix::unistd::geteuid().is_root() && !aura_lab::netns::have("setpriv") {
         eprintln!("skipping demo_without_root: root without setpriv to drop privileges");
         return;
     }
@@ -887,11 +736,7 @@ fn a_client_back_over_another_carrier_is_listed_with_it() {
     w.start_server();
     let (first, _, _) = w.start_client("alice", 1);
     w.signal(first, Signal::SIGTERM);
-    assert!(
-        w.procs.0[first]
-            .wait_exit(Duration::from_secs(10))
-            .is_some()
-    );
+    assert!(w.procs[first].wait_exit(Duration::from_secs(10)).is_some());
     w.set_carrier("alice", "quic");
     let (_, connect, st) = w.start_client("alice", 1);
     eprintln!("connect over quic with a stale udp session on the server: {connect:?}");

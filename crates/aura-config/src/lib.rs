@@ -1,8 +1,9 @@
 //! Aura's configuration files: `server.toml` and `client.toml`.
 //!
 //! This crate owns the schema (sections, keys, defaults), reading the files, and checking
-//! them. It does no networking and touches the file system only in [`load_server`],
-//! [`load_client`] and the `validate` methods.
+//! them, plus [`toml_string`], the quoting every writer of these files uses. It does no
+//! networking and touches the file system only in [`load_server`], [`load_client`] and
+//! the `validate` methods.
 //!
 //! # Guarantees
 //! - **Unknown keys are errors** (`deny_unknown_fields` everywhere): a typo never silently
@@ -59,6 +60,7 @@ mod client;
 mod common;
 mod error;
 mod locate;
+mod quote;
 mod server;
 
 use std::fs;
@@ -76,6 +78,7 @@ pub use common::{
     QUIC_EARLY_DATAGRAM_MAX, QUIC_MTU_LIMIT, TransportSection, TunnelSection, UDP_SHAPE_PREFIX,
 };
 pub use error::{ConfigError, Problem};
+pub use quote::toml_string;
 pub use server::{
     DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, NatSection, PoolSection, PoolStrategy,
     RelaySection, ServerConfig, ServerPki, ServerSection,

@@ -23,7 +23,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use aura_netcfg::lab::{self, Lab};
+//! use aura_lab::lab::{self, Lab};
 //! # fn main() -> Result<(), String> {
 //! let lab = Lab::new("example", 1)?;
 //! let report = lab::transfer(

@@ -1,4 +1,4 @@
-//! The lab topology of `aura_netcfg::lab` against real kernel state (root-only tier).
+//! The lab topology of `aura_lab::lab` against real kernel state (root-only tier).
 //!
 //! ```text
 //!   C1 10.200.1.2 ==== 10.200.1.1 S 198.18.0.1 ==== 198.18.0.2 I
@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aura_netcfg::lab::{self, Lab};
-use aura_netcfg::netns::{Netns, skip_reason};
+use aura_lab::lab::{self, Lab};
+use aura_lab::netns::{Netns, skip_reason};
 
 fn lab(test: &str, clients: usize) -> Option<Lab> {
     if let Some(why) = skip_reason(&[]) {

@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::error::NetcfgError;
 use crate::memory::MemoryHost;
 use crate::routes::{DefaultRoute, Lookup, RouteSpec};
-use crate::{NetcfgError, forwarding, nat, routes};
+use crate::{forwarding, nat, nft, routes};
 
 /// One change to the host, with what is needed to revert it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,7 @@ impl Change {
     pub(crate) fn apply_cmd(&self) -> String {
         match self {
             Self::Sysctl { key, value, .. } => format!("sysctl -w {key}={value}"),
-            Self::NftTable { payload, .. } => nat::show_batch(payload),
+            Self::NftTable { payload, .. } => nft::show_batch(payload),
             Self::Route(r) => format!("ip route add {r}"),
         }
     }
@@ -37,7 +38,7 @@ impl Change {
     pub(crate) fn undo_cmd(&self) -> String {
         match self {
             Self::Sysctl { key, previous, .. } => format!("sysctl -w {key}={previous}"),
-            Self::NftTable { undo, .. } => nat::show_batch(undo),
+            Self::NftTable { undo, .. } => nft::show_batch(undo),
             Self::Route(r) => format!("ip route del {r}"),
         }
     }
@@ -58,7 +59,7 @@ pub(crate) enum Backend {
 impl Backend {
     fn nft_program(&self) -> Result<PathBuf, NetcfgError> {
         match self {
-            Self::System { nft } => nat::imp::resolve_program(nft.as_deref()),
+            Self::System { nft: program } => nft::resolve_program(program.as_deref()),
             Self::Memory(_) => Ok(PathBuf::from("nft")),
         }
     }
@@ -79,7 +80,7 @@ impl Backend {
 
     pub(crate) async fn nft_has_table(&self) -> Result<bool, NetcfgError> {
         match self {
-            Self::System { .. } => nat::imp::has_table(&self.nft_program()?).await,
+            Self::System { .. } => nft::has_table(&self.nft_program()?, &nat::TABLE).await,
             Self::Memory(m) => m.nft_has_table(),
         }
     }
@@ -96,7 +97,7 @@ impl Backend {
         match self {
             Self::System { .. } => {
                 let undo = nat::delete_batch()?;
-                nat::imp::apply(&self.nft_program()?, &undo, "deleting table inet aura").await
+                nft::apply(&self.nft_program()?, &undo, "deleting table inet aura").await
             }
             Self::Memory(m) => m.nft_delete_table(),
         }
@@ -173,8 +174,8 @@ impl Backend {
                 m.write_sysctl(key, value).map(|()| true)
             }
             (Self::System { .. }, Change::NftTable { payload, .. }) => {
-                let nft = self.nft_program()?;
-                nat::imp::apply(&nft, payload, "applying table inet aura")
+                let program = self.nft_program()?;
+                nft::apply(&program, payload, "applying table inet aura")
                     .await
                     .map(|()| true)
             }

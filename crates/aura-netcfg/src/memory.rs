@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 use crate::forwarding::IP_FORWARD;
 use crate::routes::{DefaultRoute, Lookup, RTPROT_AURA, RouteSpec, contains};
 

@@ -1,10 +1,10 @@
 //! NAT for the server: MASQUERADE of the VPN pool toward the egress interface, in an
 //! nftables table of Aura's own (`inet aura`).
 //!
-//! The ruleset is built here as typed `nftables` objects (pure, testable anywhere) and
-//! handed to `nft -j -f -` as one batch, so it lands atomically or not at all. The batch
-//! starts with `add table` + `delete table`, so whatever a crashed run left in the table
-//! is replaced, never merged. Undo is one `delete table`.
+//! The ruleset is built here with the typed builders of `crate::nft` (pure, testable
+//! anywhere) and handed to `nft -j -f -` as one batch, so it lands atomically or not at
+//! all. The batch starts with `add table` + `delete table`, so whatever a crashed run left
+//! in the table is replaced, never merged. Undo is one `delete table`.
 //!
 //! ```text
 //! table inet aura {
@@ -19,28 +19,24 @@
 //! expected flows and counts them. (A drop in another table, e.g. Docker's, still wins:
 //! nftables evaluates every base chain on a hook.)
 
-use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
-use nftables::schema::{Chain, NfListObject, Rule, Table};
-use nftables::stmt::{Counter, Match, Operator, Statement};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use nftables::expr::MetaKey;
+use nftables::schema::NfListObject;
+use nftables::stmt::Statement;
+use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
-use crate::NetcfgError;
-
-#[cfg(target_os = "linux")]
-#[path = "linux.rs"]
-pub(crate) mod imp;
-#[cfg(not(target_os = "linux"))]
-#[path = "stub.rs"]
-pub(crate) mod imp;
+use crate::error::NetcfgError;
+use crate::ifname::check_ifname;
+use crate::nft::{self, AuraTable, counter, ct, eq, meta, one_of, payload, prefix, string};
 
 /// Aura's nftables table family.
 pub const TABLE_FAMILY: &str = "inet";
 /// Aura's nftables table name; nothing else is ever touched.
 pub const TABLE_NAME: &str = "aura";
+/// `inet aura` for the [`nft`] builders.
+pub(crate) const TABLE: AuraTable = AuraTable::inet(TABLE_NAME);
 /// Priority of the postrouting NAT chain (`srcnat`).
 const PRIO_SRCNAT: i32 = 100;
 /// Priority of the forward filter chain (`filter`).
@@ -75,8 +71,8 @@ impl ResolvedNat {
                 "pool prefix /{prefix} is over 32"
             )));
         }
-        crate::check_ifname(&plan.tun)?;
-        crate::check_ifname(&egress)?;
+        check_ifname(&plan.tun)?;
+        check_ifname(&egress)?;
         if plan.tun == egress {
             return Err(NetcfgError::InvalidPlan(format!(
                 "the TUN device and the egress interface are both {egress:?}"
@@ -92,101 +88,36 @@ impl ResolvedNat {
     }
 }
 
-fn table() -> Table<'static> {
-    Table {
-        family: NfFamily::INet,
-        name: Cow::Borrowed(TABLE_NAME),
-        handle: None,
-    }
-}
-
-fn base_chain(name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
-    Chain {
-        family: NfFamily::INet,
-        table: Cow::Borrowed(TABLE_NAME),
-        name: Cow::Borrowed(name),
-        _type: Some(kind),
-        hook: Some(hook),
-        prio: Some(prio),
-        policy: Some(NfChainPolicy::Accept),
-        ..Chain::default()
-    }
-}
-
-fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> Rule<'static> {
-    Rule {
-        family: NfFamily::INet,
-        table: Cow::Borrowed(TABLE_NAME),
-        chain: Cow::Borrowed(chain),
-        expr: Cow::Owned(expr),
-        ..Rule::default()
-    }
-}
-
-fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match {
-        left,
-        right,
-        op: Operator::EQ,
-    })
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn string(s: &str) -> Expression<'static> {
-    Expression::String(Cow::Owned(s.to_owned()))
-}
-
-fn counter() -> Statement<'static> {
-    Statement::Counter(Counter::Anonymous(None))
-}
-
-fn to_json(batch: Batch<'_>) -> Result<String, NetcfgError> {
-    serde_json::to_string(&batch.to_nftables())
-        .map_err(|e| NetcfgError::InvalidPlan(format!("cannot encode the nftables batch: {e}")))
-}
-
 /// The one batch that (re)creates `inet aura` with the masquerade and forward rules.
 pub(crate) fn apply_batch(nat: &ResolvedNat) -> Result<String, NetcfgError> {
-    let mut b = Batch::new();
-    // add + delete: removes a leftover table in the same transaction, never fails.
-    b.add(NfListObject::Table(table()));
-    b.delete(NfListObject::Table(table()));
-    b.add(NfListObject::Table(table()));
-    b.add(NfListObject::Chain(base_chain(
+    let mut b: Batch<'static> = TABLE.replace_batch();
+    b.add(NfListObject::Chain(TABLE.base_chain(
         "postrouting",
         NfChainType::NAT,
         NfHook::Postrouting,
         PRIO_SRCNAT,
+        NfChainPolicy::Accept,
     )));
-    let saddr = Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: Cow::Borrowed("ip"),
-            field: Cow::Borrowed("saddr"),
-        },
-    )));
-    let pool = Expression::Named(NamedExpression::Prefix(Prefix {
-        addr: Box::new(string(&nat.pool.to_string())),
-        len: u32::from(nat.prefix),
-    }));
-    b.add(NfListObject::Rule(rule(
+    b.add(NfListObject::Rule(TABLE.rule(
         "postrouting",
         vec![
-            eq(saddr, pool),
+            eq(
+                payload("ip", "saddr"),
+                prefix(&nat.pool.to_string(), u32::from(nat.prefix)),
+            ),
             eq(meta(MetaKey::Oifname), string(&nat.egress)),
             counter(),
             Statement::Masquerade(None),
         ],
     )));
-    b.add(NfListObject::Chain(base_chain(
+    b.add(NfListObject::Chain(TABLE.base_chain(
         "forward",
         NfChainType::Filter,
         NfHook::Forward,
         PRIO_FILTER,
+        NfChainPolicy::Accept,
     )));
-    b.add(NfListObject::Rule(rule(
+    b.add(NfListObject::Rule(TABLE.rule(
         "forward",
         vec![
             eq(meta(MetaKey::Iifname), string(&nat.tun)),
@@ -195,53 +126,22 @@ pub(crate) fn apply_batch(nat: &ResolvedNat) -> Result<String, NetcfgError> {
             Statement::Accept(None),
         ],
     )));
-    let ct_state = Expression::Named(NamedExpression::CT(nftables::expr::CT {
-        key: Cow::Borrowed("state"),
-        family: None,
-        dir: None,
-    }));
-    b.add(NfListObject::Rule(rule(
+    b.add(NfListObject::Rule(TABLE.rule(
         "forward",
         vec![
             eq(meta(MetaKey::Iifname), string(&nat.egress)),
             eq(meta(MetaKey::Oifname), string(&nat.tun)),
-            Statement::Match(Match {
-                left: ct_state,
-                right: Expression::List(vec![string("established"), string("related")]),
-                op: Operator::IN,
-            }),
+            one_of(ct("state"), vec![string("established"), string("related")]),
             counter(),
             Statement::Accept(None),
         ],
     )));
-    to_json(b)
+    nft::to_json(b)
 }
 
 /// The batch that removes `inet aura`, whether or not it exists (add + delete).
 pub(crate) fn delete_batch() -> Result<String, NetcfgError> {
-    let mut b = Batch::new();
-    b.add(NfListObject::Table(table()));
-    b.delete(NfListObject::Table(table()));
-    to_json(b)
-}
-
-/// How a batch is shown in [`HostConfig::planned`](crate::HostConfig::planned).
-pub(crate) fn show_batch(payload: &str) -> String {
-    format!("nft -j -f - <<< '{payload}'")
-}
-
-/// Whether `nft -j list tables` output names Aura's table.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(crate) fn tables_contain_aura(json: &str) -> Result<bool, NetcfgError> {
-    let parsed: nftables::schema::Nftables<'_> =
-        serde_json::from_str(json).map_err(|e| NetcfgError::Io {
-            action: "parsing `nft -j list tables`".into(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
-    Ok(parsed.objects.iter().any(|o| {
-        matches!(o, nftables::schema::NfObject::ListObject(NfListObject::Table(t))
-            if t.family == NfFamily::INet && t.name == TABLE_NAME)
-    }))
+    TABLE.delete_batch()
 }
 
 #[cfg(test)]
@@ -296,9 +196,9 @@ mod tests {
     #[test]
     fn parses_table_listing() {
         let with = r#"{"nftables":[{"metainfo":{"version":"1.0.6","release_name":"Lester Gooch #5","json_schema_version":1}},{"table":{"family":"ip","name":"nat","handle":1}},{"table":{"family":"inet","name":"aura","handle":2}}]}"#;
-        assert!(tables_contain_aura(with).unwrap());
+        assert!(TABLE.listed_in(with).unwrap());
         let without = r#"{"nftables":[{"metainfo":{"version":"1.0.6","release_name":"x","json_schema_version":1}},{"table":{"family":"ip","name":"aura","handle":1}}]}"#;
-        assert!(!tables_contain_aura(without).unwrap());
-        assert!(tables_contain_aura("not json").is_err());
+        assert!(!TABLE.listed_in(without).unwrap());
+        assert!(TABLE.listed_in("not json").is_err());
     }
 }

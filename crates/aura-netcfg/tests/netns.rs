@@ -31,20 +31,18 @@ use nix::sched::{CloneFlags, setns};
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A test namespace (deleted when dropped, whatever happened) and how to work in it.
-struct Netns(aura_testkit::netns::Netns);
+struct Netns(aura_lab::netns::Netns);
 
 impl Netns {
     /// A fresh namespace, or `None` (with the reason printed) when this environment
     /// cannot run the test.
     fn new(test: &str, need_nft: bool) -> Option<Self> {
         let programs: &[&str] = if need_nft { &["nft"] } else { &[] };
-        if let Some(why) = aura_testkit::netns::skip_reason(programs) {
+        if let Some(why) = aura_lab::netns::skip_reason(programs) {
             eprintln!("skipping {test}: {why}");
             return None;
         }
-        Some(Self(
-            aura_testkit::netns::Netns::new("aura-netcfg").unwrap(),
-        ))
+        Some(Self(aura_lab::netns::Netns::new("aura-netcfg").unwrap()))
     }
 
     /// Runs a shell command inside; panics with its stderr on failure.

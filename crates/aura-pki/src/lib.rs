@@ -78,6 +78,8 @@ pub use ca::{
 pub use crl::{RevocationReason, RevokedCert, SignedCrl};
 pub use error::{BoxError, PkiError, VerifyError};
 pub use serial::{SERIAL_LEN, Serial};
-pub use store::{DEFAULT_CRL_VALIDITY_DAYS, Entry, PkiStore, Revocation, Revoked, StoredCert};
+pub use store::{
+    DEFAULT_CRL_VALIDITY_DAYS, Entry, PkiStore, Revocation, Revoked, StoredCert, write_atomic,
+};
 pub use types::{CLOCK_SKEW_ALLOWANCE, Role, Validity};
 pub use verify::{VerifiedPeer, Verifier};

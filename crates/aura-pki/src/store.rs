@@ -570,9 +570,15 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Replaces `path` with `data` atomically: a temporary file next to it is written with
-/// `mode`, fsynced and renamed over `path`, then the directory is fsynced. On failure the
-/// temporary file is removed and `path` is untouched.
-pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
+/// `mode` (Unix permission bits, less the umask), fsynced and renamed over `path`, then
+/// the directory is fsynced. On failure the temporary file is removed and `path` is
+/// untouched. Every file the store writes goes through it; it is exported for other
+/// writers of files that must never be seen half-written.
+///
+/// # Errors
+/// [`PkiError::Io`] naming the step that failed and `path` (its directory for the final
+/// sync).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent_dir(path);
     let name = path

@@ -64,7 +64,6 @@
 
 mod clock;
 mod net;
-pub mod netns;
 mod pki;
 
 pub use clock::{DEFAULT_WALL_START_SECS, SimClock};

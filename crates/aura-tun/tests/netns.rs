@@ -45,15 +45,15 @@ fn skip_reason() -> Option<String> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing".into());
     }
-    aura_testkit::netns::skip_reason(&[])
+    aura_lab::netns::skip_reason(&[])
 }
 
 /// A test namespace (deleted when dropped, whatever happened) and how to run in it.
-struct Netns(aura_testkit::netns::Netns);
+struct Netns(aura_lab::netns::Netns);
 
 impl Netns {
     fn new() -> Netns {
-        Netns(aura_testkit::netns::Netns::new("aura-tun-test").unwrap())
+        Netns(aura_lab::netns::Netns::new("aura-tun-test").unwrap())
     }
 
     /// Runs `f` on a thread inside the namespace, bounded by `limit`.

@@ -9,7 +9,7 @@
 //! [`skip_reason`] always gives a reason.
 //!
 //! ```no_run
-//! use aura_netcfg::netns::{Netns, skip_reason};
+//! use aura_lab::netns::{Netns, skip_reason};
 //! # fn main() -> Result<(), String> {
 //! if let Some(why) = skip_reason(&[]) {
 //!     return Err(why);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 fn path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))

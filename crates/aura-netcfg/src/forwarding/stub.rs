@@ -1,6 +1,6 @@
 //! Other systems: not implemented.
 
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 pub(crate) fn read(_key: &'static str) -> Result<String, NetcfgError> {
     Err(NetcfgError::Unsupported("sysctl"))

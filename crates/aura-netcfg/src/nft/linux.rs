@@ -1,4 +1,5 @@
-//! Linux: run the `nft` binary (package `nftables`) with a JSON batch on stdin.
+//! Linux: runs the `nft` binary (package `nftables`), a JSON batch on stdin, bounded by a
+//! timeout.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 /// Longest an `nft` invocation may take before it is killed.
 const NFT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,14 +96,13 @@ pub(crate) async fn apply(program: &Path, payload: &str, action: &str) -> Result
         .map(drop)
 }
 
-/// Whether Aura's table exists (`nft -j list tables`).
-pub(crate) async fn has_table(program: &Path) -> Result<bool, NetcfgError> {
-    let out = run(
+/// The host's tables, as `nft -j list tables` prints them.
+pub(super) async fn list_tables(program: &Path) -> Result<String, NetcfgError> {
+    run(
         program,
         &["-j", "list", "tables"],
         None,
         "listing nftables tables",
     )
-    .await?;
-    super::tables_contain_aura(&out)
+    .await
 }

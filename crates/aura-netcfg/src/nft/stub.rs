@@ -1,8 +1,8 @@
-//! Other systems: no nftables.
+//! Other systems: no nftables; every call fails with `Unsupported`.
 
 use std::path::{Path, PathBuf};
 
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 pub(crate) fn resolve_program(_configured: Option<&Path>) -> Result<PathBuf, NetcfgError> {
     Err(NetcfgError::Unsupported("nftables NAT"))
@@ -16,6 +16,6 @@ pub(crate) async fn apply(
     Err(NetcfgError::Unsupported("nftables NAT"))
 }
 
-pub(crate) async fn has_table(_program: &Path) -> Result<bool, NetcfgError> {
+pub(super) async fn list_tables(_program: &Path) -> Result<String, NetcfgError> {
     Err(NetcfgError::Unsupported("nftables NAT"))
 }

@@ -14,7 +14,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::{DefaultRoute, Lookup, RTPROT_AURA, RouteSpec};
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 /// A netlink connection whose background task ends with it.
 struct Nl {

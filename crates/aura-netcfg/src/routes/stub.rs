@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::{DefaultRoute, Lookup, RouteSpec};
-use crate::NetcfgError;
+use crate::error::NetcfgError;
 
 const WHAT: &str = "routing";
 

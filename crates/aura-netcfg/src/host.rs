@@ -1,0 +1,375 @@
+//! [`HostConfig`]: makes Aura's changes to one host (forwarding, NAT, routes), records
+//! each in a journal, and undoes them newest first on [`HostConfig::undo`] or on drop;
+//! and [`default_route`], the host's IPv4 default route.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crate::backend::{Backend, Change};
+use crate::error::NetcfgError;
+use crate::ifname::check_ifname;
+use crate::memory::MemoryHost;
+use crate::nat::{self, NatPlan};
+use crate::routes::{self, DefaultRoute, RoutePlan};
+use crate::{forwarding, nft};
+
+/// The IPv4 default route of the main table, on this host (calling thread's network
+/// namespace).
+pub async fn default_route() -> Result<DefaultRoute, NetcfgError> {
+    Backend::System { nft: None }.default_route().await
+}
+
+/// Makes, records and undoes Aura's changes to one host.
+///
+/// `undo()` reverts every recorded change in reverse order; `Drop` calls it (best effort,
+/// on a helper thread with its own runtime, inheriting the network namespace of the
+/// dropping thread) if it was not called.
+#[derive(Debug)]
+pub struct HostConfig {
+    backend: Backend,
+    dry_run: bool,
+    changes: Vec<Change>,
+    planned: Vec<String>,
+    nat_applied: bool,
+    routes_applied: bool,
+}
+
+impl HostConfig {
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
+            dry_run: false,
+            changes: Vec::new(),
+            planned: Vec::new(),
+            nat_applied: false,
+            routes_applied: false,
+        }
+    }
+
+    /// Changes the real host.
+    pub fn system() -> Self {
+        Self::with_backend(Backend::System { nft: None })
+    }
+
+    /// Reads the real host but changes nothing: [`planned`](Self::planned) lists what
+    /// would be run.
+    pub fn dry_run() -> Self {
+        Self::system().with_dry_run(true)
+    }
+
+    /// Changes a [`MemoryHost`] (keep a clone of it to inspect the result).
+    pub fn in_memory(host: MemoryHost) -> Self {
+        Self::with_backend(Backend::Memory(host))
+    }
+
+    /// Switches dry-run on or off.
+    #[must_use]
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Runs this `nft` instead of the one on `PATH` (or in `/usr/sbin`, `/sbin`).
+    #[must_use]
+    pub fn with_nft_program(mut self, program: impl Into<PathBuf>) -> Self {
+        if let Backend::System { nft } = &mut self.backend {
+            *nft = Some(program.into());
+        }
+        self
+    }
+
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Every host-changing command issued so far, in order, undo included: in a dry
+    /// run, what would have been run. Routes are shown in `ip route` syntax (they go
+    /// over netlink), nftables batches as the `nft -j -f -` call with its input.
+    pub fn planned(&self) -> &[String] {
+        &self.planned
+    }
+
+    /// Whether changes are recorded that [`undo`](Self::undo) would revert.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The default route, as seen by this backend.
+    pub async fn default_route(&self) -> Result<DefaultRoute, NetcfgError> {
+        self.backend.default_route().await
+    }
+
+    /// Makes `change` (or plans it in a dry run) and records it. `Ok(false)`: the
+    /// host already had it; nothing recorded.
+    async fn perform(&mut self, change: Change) -> Result<bool, NetcfgError> {
+        let cmd = change.apply_cmd();
+        if self.dry_run {
+            tracing::info!(command = %cmd, "dry run: would run");
+        } else {
+            if !self.backend.apply(&change).await? {
+                tracing::info!(command = %cmd, "already in place, not recorded");
+                return Ok(false);
+            }
+            tracing::info!(command = %cmd, "host changed");
+        }
+        self.planned.push(cmd);
+        self.changes.push(change);
+        Ok(true)
+    }
+
+    /// Reverts recorded changes down to `mark`, newest first; returns the failures.
+    async fn revert_to(&mut self, mark: usize) -> Vec<(String, NetcfgError)> {
+        let mut failed = Vec::new();
+        while self.changes.len() > mark {
+            let Some(change) = self.changes.pop() else {
+                break;
+            };
+            let cmd = change.undo_cmd();
+            if self.dry_run {
+                tracing::info!(command = %cmd, "dry run: would run");
+            } else if let Err(e) = self.backend.revert(&change).await {
+                tracing::warn!(command = %cmd, error = %e, "could not undo");
+                failed.push((cmd.clone(), e));
+            } else {
+                tracing::info!(command = %cmd, "host change undone");
+            }
+            self.planned.push(cmd);
+        }
+        failed
+    }
+
+    /// Passes `result` through; on error first reverts what was recorded after `mark`.
+    async fn all_or_nothing(
+        &mut self,
+        mark: usize,
+        result: Result<(), NetcfgError>,
+    ) -> Result<(), NetcfgError> {
+        if let Err(e) = result {
+            for (cmd, err) in self.revert_to(mark).await {
+                tracing::warn!(command = %cmd, error = %err, "rollback incomplete");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Switches IPv4 forwarding on, remembering the previous value for undo. Nothing is
+    /// recorded if it was already on.
+    pub async fn enable_forwarding(&mut self) -> Result<(), NetcfgError> {
+        let key = forwarding::IP_FORWARD;
+        let previous = self.backend.read_sysctl(key)?;
+        if previous == "1" {
+            tracing::debug!("{key} is already 1");
+            return Ok(());
+        }
+        self.perform(Change::Sysctl {
+            key,
+            previous,
+            value: "1".into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Server: creates table `inet aura` (masquerade of the pool toward the egress
+    /// interface, forward accepts) in one atomic batch, then enables forwarding.
+    pub async fn apply_nat(&mut self, plan: &NatPlan) -> Result<(), NetcfgError> {
+        if self.nat_applied {
+            return Err(NetcfgError::AlreadyApplied("NAT"));
+        }
+        let egress = match &plan.egress {
+            Some(e) => e.clone(),
+            None => {
+                let d = self.backend.default_route().await?;
+                tracing::info!(egress = %d.dev, "egress interface from the default route");
+                d.dev
+            }
+        };
+        let resolved = nat::ResolvedNat::new(plan, egress)?;
+        let payload = nat::apply_batch(&resolved)?;
+        let undo = nat::delete_batch()?;
+        if self.dry_run
+            && let Err(e) = self.backend.nft_present()
+        {
+            tracing::warn!(error = %e, "dry run: applying would fail");
+        }
+        let mark = self.changes.len();
+        let mut result = self
+            .perform(Change::NftTable { payload, undo })
+            .await
+            .map(drop);
+        if result.is_ok() {
+            result = self.enable_forwarding().await;
+        }
+        self.all_or_nothing(mark, result).await?;
+        self.nat_applied = true;
+        Ok(())
+    }
+
+    /// Client: host routes for `plan.exclude` along their current path, then the two
+    /// half-default routes (and IPv6 halves if asked) into the TUN.
+    pub async fn apply_routes(&mut self, plan: &RoutePlan) -> Result<(), NetcfgError> {
+        if self.routes_applied {
+            return Err(NetcfgError::AlreadyApplied("routes"));
+        }
+        check_ifname(&plan.tun)?;
+        let tun_index = match self.backend.link_index(&plan.tun).await {
+            Ok(i) => i,
+            Err(NetcfgError::LinkNotFound { name }) if self.dry_run => {
+                tracing::warn!(%name, "dry run: the TUN device does not exist (yet)");
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        // Every lookup happens before any change, so none sees Aura's own routes.
+        let mut specs = Vec::new();
+        let mut seen = HashSet::new();
+        for &addr in &plan.exclude {
+            if !seen.insert(addr) {
+                continue;
+            }
+            if addr.is_ipv6() && !plan.ipv6 {
+                tracing::debug!(%addr, "IPv6 is not captured: no exclusion needed");
+                continue;
+            }
+            match self.backend.lookup(addr).await? {
+                None => {
+                    tracing::warn!(%addr, "excluded address is local or unreachable: no route added")
+                }
+                Some(now)
+                    if now.dev == plan.tun || (tun_index != 0 && now.ifindex == tun_index) =>
+                {
+                    return Err(NetcfgError::ExcludeViaTun {
+                        addr,
+                        tun: plan.tun.clone(),
+                    });
+                }
+                Some(now) => specs.push((routes::exclude_route(addr, &now), false)),
+            }
+        }
+        specs.extend(
+            routes::capture_routes(&plan.tun, tun_index, plan.ipv6)
+                .into_iter()
+                .map(|r| (r, true)),
+        );
+        let mark = self.changes.len();
+        let mut result = Ok(());
+        for (spec, must_be_new) in specs {
+            let shown = spec.to_string();
+            match self.perform(Change::Route(spec)).await {
+                Ok(true) => {}
+                Ok(false) if must_be_new => {
+                    result = Err(NetcfgError::RouteConflict { route: shown });
+                    break;
+                }
+                Ok(false) => tracing::info!(route = %shown, "excluded route already present"),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.all_or_nothing(mark, result).await?;
+        self.routes_applied = true;
+        Ok(())
+    }
+
+    /// Reverts every recorded change, newest first. Continues past failures and reports
+    /// them all in [`NetcfgError::UndoIncomplete`]; failed changes are not retried.
+    pub async fn undo(&mut self) -> Result<(), NetcfgError> {
+        let mut failed = self.revert_to(0).await;
+        self.nat_applied = false;
+        self.routes_applied = false;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let list = failed
+            .iter()
+            .map(|(cmd, e)| format!("{cmd}: {e}"))
+            .collect();
+        let (_, first) = failed.swap_remove(0);
+        Err(NetcfgError::UndoIncomplete {
+            failed: list,
+            first: Box::new(first),
+        })
+    }
+
+    /// Removes what a crashed run left: table `inet aura`, routes tagged
+    /// [`RTPROT_AURA`](crate::RTPROT_AURA), and `net.ipv4.ip_forward` switched on (its
+    /// earlier value is journalled under `/run/aura` while a run has it changed), each
+    /// with a log line. Returns whether anything was found. A missing `nft` only skips
+    /// the table check. Call it at start, before any `apply_*`.
+    pub async fn cleanup_leftovers(&mut self) -> Result<bool, NetcfgError> {
+        if self.has_changes() {
+            return Err(NetcfgError::InvalidPlan(
+                "cleanup_leftovers would remove this HostConfig's own changes: call it before applying".into(),
+            ));
+        }
+        let mut found = false;
+        match self.backend.nft_has_table().await {
+            Ok(false) => {}
+            Ok(true) => {
+                found = true;
+                let cmd = nft::show_batch(&nat::delete_batch()?);
+                tracing::warn!("nftables table inet aura left by an earlier run: removing it");
+                if !self.dry_run {
+                    self.backend.nft_delete_table().await?;
+                }
+                self.planned.push(cmd);
+            }
+            Err(NetcfgError::NftNotFound { .. }) => {
+                tracing::debug!("nft is not installed: no nftables leftovers to look for");
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.dry_run
+            && let Some(previous) = self.backend.take_journal(forwarding::IP_FORWARD)
+        {
+            let key = forwarding::IP_FORWARD;
+            if self.backend.read_sysctl(key)? != previous {
+                found = true;
+                tracing::warn!(%key, %previous, "left changed by an earlier run: restoring it");
+                self.backend.write_sysctl(key, &previous)?;
+            }
+            self.planned.push(format!("sysctl -w {key}={previous}"));
+        }
+        for route in self.backend.own_routes().await? {
+            found = true;
+            tracing::warn!(%route, "route left by an earlier run: removing it");
+            if !self.dry_run {
+                self.backend.route_del(&route).await?;
+            }
+            self.planned.push(format!("ip route del {route}"));
+        }
+        Ok(found)
+    }
+}
+
+impl Drop for HostConfig {
+    fn drop(&mut self) {
+        if self.changes.is_empty() || self.dry_run {
+            return;
+        }
+        tracing::info!(changes = self.changes.len(), "undoing host changes on drop");
+        let this = &mut *self;
+        let outcome = std::thread::scope(|s| {
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|source| NetcfgError::Io {
+                        action: "starting a runtime to undo host changes".into(),
+                        source,
+                    })?;
+                rt.block_on(this.undo())
+            })
+            .join()
+        });
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "undo on drop incomplete"),
+            Err(_) => tracing::warn!("undo on drop panicked"),
+        }
+    }
+}
