@@ -1,4 +1,4 @@
-//! Carrier benchmark on loopback, through the real multi-carrier [`Server`] and [`dial`].
+//! Carrier benchmark on loopback, through the real multi-carrier [`Listeners`] and [`dial`].
 //!
 //! For each carrier (UDP, QUIC, TLS over TCP):
 //! - **connect**: from the start of `dial` until the server has received the client's
@@ -36,9 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aura_testkit::TestPki;
+use aura_transport::camo::shape::Profile;
 use aura_transport::dial::{DialConfig, Dialed, dial};
-use aura_transport::server::Server;
-use aura_transport::shape::Profile;
+use aura_transport::listen::Listeners;
 use aura_transport::{Carrier, DriverHandle, PacketConn};
 use rand_core::OsRng;
 use tokio::runtime::Handle;
@@ -66,14 +66,14 @@ const T: Duration = Duration::from_secs(30);
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Starts the server on the server runtime.
-async fn server(pki: &TestPki, rt: &Handle) -> Server {
+async fn server(pki: &TestPki, rt: &Handle) -> Listeners {
     let cfg = common::server_config(pki, LOCALHOST, pki.verifier().unwrap());
-    rt.spawn(Server::bind(cfg)).await.unwrap().unwrap()
+    rt.spawn(Listeners::bind(cfg)).await.unwrap().unwrap()
 }
 
 /// A dial configuration for a fresh client identity: the server treats a second
 /// connection of the same identity as a reconnect of the first (no new accept).
-fn dial_config(pki: &mut TestPki, s: &Server, carrier: Carrier) -> DialConfig {
+fn dial_config(pki: &mut TestPki, s: &Listeners, carrier: Carrier) -> DialConfig {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!("bench{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let id = pki.issue_client(&name).unwrap();
@@ -84,7 +84,7 @@ fn dial_config(pki: &mut TestPki, s: &Server, carrier: Carrier) -> DialConfig {
 /// client's driver (kept alive by the caller) and both ends.
 async fn connect(
     cfg: &DialConfig,
-    s: &mut Server,
+    s: &mut Listeners,
 ) -> (Duration, DriverHandle, PacketConn, PacketConn) {
     let started = Instant::now();
     let Dialed { conn, driver, .. } = timeout(T, dial(cfg, &mut OsRng)).await.unwrap().unwrap();

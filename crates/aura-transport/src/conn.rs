@@ -1,46 +1,41 @@
-//! The packet connection the daemons use, whatever the carrier.
+//! The packet connection the daemons use, whatever the carrier, and the commands it (and
+//! the driver's handle) sends to the driver.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aura_pki::VerifiedPeer;
+use aura_pki::{VerifiedPeer, Verifier};
 use aura_proto::ConnectionHandle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::TransportError;
 use crate::batch::PacketBatch;
-use crate::driver::Command;
+use crate::camo::shape::Profile;
+use crate::carrier::Carrier;
+use crate::carrier::link::DatagramLink;
+use crate::error::TransportError;
 
-/// How packets cross the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Carrier {
-    /// Aura datagrams on UDP.
-    Udp,
-    /// QUIC with DATAGRAM frames.
-    Quic,
-    /// TLS 1.3 over TCP.
-    Tls,
-    /// In-memory (tests).
-    Mem,
-}
-
-impl Carrier {
-    /// Lowercase name, as in configuration files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Carrier::Udp => "udp",
-            Carrier::Quic => "quic",
-            Carrier::Tls => "tls",
-            Carrier::Mem => "mem",
-        }
-    }
-}
-
-impl core::fmt::Display for Carrier {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
+/// What connections and the driver's handle ask of the driver task.
+pub(crate) enum Command {
+    Send {
+        conn: ConnectionHandle,
+        batch: PacketBatch,
+    },
+    Close {
+        conn: ConnectionHandle,
+    },
+    AddLink {
+        link: DatagramLink,
+        carrier: Carrier,
+        reply: oneshot::Sender<SocketAddr>,
+    },
+    Connect {
+        remote: SocketAddr,
+        server_name: String,
+        reply: oneshot::Sender<Result<PacketConn, TransportError>>,
+    },
+    SetVerifier(Box<Verifier>),
+    SetUdpProfile(Profile),
 }
 
 /// Counters of one connection, updated by the driver and the connection, and where it
@@ -57,8 +52,9 @@ pub(crate) struct Counters {
     pub last_handshake: AtomicU64,
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
+/// Seconds since the Unix epoch: the clock of [`StatsSnapshot::last_handshake`] (0 if the
+/// system clock is before 1970).
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

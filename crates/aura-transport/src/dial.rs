@@ -1,7 +1,6 @@
-//! Client side: try carriers in the configured order, then bridges, and report which
-//! carrier and address won.
+//! The client's entry point: try carriers in the configured order, then bridges, and
+//! report which carrier and address won.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -10,11 +9,16 @@ use aura_proto::{Endpoint, EndpointConfig, Identity, Timers};
 use rand_core::{CryptoRng, RngCore};
 use rustls_pki_types::UnixTime;
 
-use crate::conn::{Carrier, PacketConn};
+use crate::camo::shape::Profile;
+use crate::carrier::Carrier;
+use crate::carrier::link::synthetic_addr;
+use crate::carrier::mem::MemNetwork;
+use crate::carrier::quic::{self, QuicOptions};
+use crate::carrier::tls::{self, TlsOptions};
+use crate::carrier::udp;
+use crate::conn::PacketConn;
 use crate::driver::{Driver, DriverHandle};
-use crate::quic::{self, QuicOptions};
-use crate::tls::{self, TlsOptions};
-use crate::{TransportError, udp};
+use crate::error::{ConfigError, FailedAttempt, TransportError};
 
 /// What a client needs to authenticate.
 #[derive(Debug, Clone)]
@@ -57,6 +61,10 @@ pub struct DialConfig {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
+    /// UDP padding profile, from the first datagram.
+    pub udp_profile: Profile,
+    /// The in-memory network that [`Carrier::Mem`] dials into, at the UDP port (tests).
+    pub mem: Option<MemNetwork>,
     /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
     /// it to their PKI's time.
     pub wall_clock: fn() -> UnixTime,
@@ -71,8 +79,8 @@ pub struct Dialed {
     pub carrier: Carrier,
     /// The address that won.
     pub addr: SocketAddr,
-    /// The attempts that failed before, with their reasons.
-    pub failures: Vec<String>,
+    /// The attempts that failed before, with their errors.
+    pub failures: Vec<FailedAttempt>,
     /// Keeps the connection's driver reachable for run-time changes.
     pub driver: DriverHandle,
 }
@@ -80,8 +88,7 @@ pub struct Dialed {
 impl DialConfig {
     fn endpoint_config(&self) -> Result<EndpointConfig, TransportError> {
         let c = &self.credentials;
-        let verifier = Verifier::new(&c.ca_der, &c.crl_ders)
-            .map_err(|e| TransportError::Tls(format!("client verifier: {e}")))?;
+        let verifier = Verifier::new(&c.ca_der, &c.crl_ders).map_err(TransportError::Verifier)?;
         let mut cfg = EndpointConfig::new(c.ca_der.clone(), c.identity.clone(), verifier, false);
         cfg.timers = self.timers.clone();
         Ok(cfg)
@@ -102,6 +109,7 @@ impl DialConfig {
                     Carrier::Udp => self.udp_port,
                     Carrier::Quic => self.quic_port,
                     Carrier::Tls => self.tls_port,
+                    Carrier::Mem if self.mem.is_some() => self.udp_port,
                     Carrier::Mem => continue,
                 };
                 out.push((c, SocketAddr::new(ip, port)));
@@ -132,6 +140,7 @@ async fn attempt(
             };
             let socket = udp::bind(any)?;
             let (handle, _accept) = Driver::spawn(ep, Some(socket));
+            handle.set_udp_profile(cfg.udp_profile).await?;
             let conn = handle.connect(addr, &cfg.server_name).await?;
             Ok((conn, handle))
         }
@@ -146,9 +155,22 @@ async fn attempt(
             let conn = handle.connect(synthetic, &cfg.server_name).await?;
             Ok((conn, handle))
         }
-        Carrier::Mem => Err(TransportError::AllAttemptsFailed(
-            "the in-memory carrier cannot be dialed".into(),
-        )),
+        Carrier::Mem => {
+            let net = cfg
+                .mem
+                .as_ref()
+                .ok_or(TransportError::Config(ConfigError::InMemoryDial))?;
+            let from = synthetic_addr(u64::from_le_bytes([
+                seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+            ]));
+            let link = net.connect(from, addr).ok_or_else(|| {
+                TransportError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+            })?;
+            let (handle, _accept) = Driver::spawn(ep, None);
+            let synthetic = handle.add_link(link, carrier).await?;
+            let conn = handle.connect(synthetic, &cfg.server_name).await?;
+            Ok((conn, handle))
+        }
     }
 }
 
@@ -158,8 +180,8 @@ async fn attempt(
 /// meet the same answer.
 ///
 /// # Errors
-/// [`TransportError::AllAttemptsFailed`] listing each attempt's failure, or the
-/// handshake error that ended the dial.
+/// [`TransportError::AllAttemptsFailed`] with each attempt's error, or the handshake error
+/// that ended the dial.
 pub async fn dial<R: RngCore + CryptoRng>(
     cfg: &DialConfig,
     rng: &mut R,
@@ -189,16 +211,17 @@ pub async fn dial<R: RngCore + CryptoRng>(
                     error,
                 });
             }
-            Ok(Err(e)) => failures.push(format!("{carrier} {addr}: {e}")),
-            Err(_) => failures.push(format!(
-                "{carrier} {addr}: no answer within {:?}",
-                cfg.attempt_timeout
-            )),
+            Ok(Err(error)) => failures.push(FailedAttempt {
+                carrier,
+                addr,
+                error,
+            }),
+            Err(_) => failures.push(FailedAttempt {
+                carrier,
+                addr,
+                error: TransportError::NoAnswer(cfg.attempt_timeout),
+            }),
         }
     }
-    let mut msg = String::new();
-    for (i, f) in failures.iter().enumerate() {
-        let _ = write!(msg, "{}{f}", if i == 0 { "" } else { "; " });
-    }
-    Err(TransportError::AllAttemptsFailed(msg))
+    Err(TransportError::AllAttemptsFailed(failures))
 }

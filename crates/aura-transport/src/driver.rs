@@ -5,15 +5,15 @@
 //! handled to completion before the next, so the endpoint needs no lock. Sealing and
 //! opening happen in the driver's reusable buffers.
 //!
-//! UDP is read and written in batches ([`crate::udp`]): one readiness event drains up to
-//! 32 receive buffers with `recvmmsg`, each possibly a GRO train of equal-sized datagrams,
-//! opened in place. A `send_batch` is sealed and shaped packet by packet into a send
-//! queue, then sent with as few system calls as possible: consecutive datagrams to one
-//! destination of one size (the last may be shorter) go out as one GSO train. Shaped sizes
-//! are equal under the `None` and `Constant` profiles and within an HTTPS bucket; under
-//! `Jitter` they differ and each datagram is its own `sendmsg`. Without GSO/GRO (old
-//! kernels, or quinn-udp unable to set the socket up) the same code sends and receives one
-//! datagram per call.
+//! UDP is read and written in batches ([`crate::carrier::udp`]): one readiness event
+//! drains up to 32 receive buffers with `recvmmsg`, each possibly a GRO train of
+//! equal-sized datagrams, opened in place. A `send_batch` is sealed and shaped packet by
+//! packet into a send queue, then sent with as few system calls as possible: consecutive
+//! datagrams to one destination of one size (the last may be shorter) go out as one GSO
+//! train. Shaped sizes are equal under the `None` and `Constant` profiles and within an
+//! HTTPS bucket; under `Jitter` they differ and each datagram is its own `sendmsg`.
+//! Without GSO/GRO (old kernels, or quinn-udp unable to set the socket up) the same code
+//! sends and receives one datagram per call.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,12 +28,13 @@ use aura_proto::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::TransportError;
 use crate::batch::{BatchPool, PacketBatch};
-use crate::conn::{Carrier, Counters, PacketConn};
-use crate::link::{DatagramLink, is_synthetic, synthetic_addr};
-use crate::shape::{self, Profile};
-use crate::udp::{BatchSocket, RxBatch, TxQueue};
+use crate::camo::shape::{self, Profile};
+use crate::carrier::Carrier;
+use crate::carrier::link::{DatagramLink, is_synthetic, synthetic_addr};
+use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
+use crate::conn::{Command, Counters, PacketConn, unix_now};
+use crate::error::TransportError;
 
 /// Depth of a connection's queue of received batches (one batch per turn of the driver's
 /// loop: everything one `recvmmsg` or one link datagram brought for that connection).
@@ -43,29 +44,7 @@ pub const CONN_QUEUE: usize = 256;
 /// Largest UDP datagram read.
 const MAX_UDP: usize = 65_536;
 
-pub(crate) enum Command {
-    Send {
-        conn: ConnectionHandle,
-        batch: PacketBatch,
-    },
-    Close {
-        conn: ConnectionHandle,
-    },
-    AddLink {
-        link: DatagramLink,
-        carrier: Carrier,
-        reply: oneshot::Sender<SocketAddr>,
-    },
-    Connect {
-        remote: SocketAddr,
-        server_name: String,
-        reply: oneshot::Sender<Result<PacketConn, TransportError>>,
-    },
-    SetVerifier(Box<Verifier>),
-    SetUdpProfile(Profile),
-}
-
-/// Shapes outgoing UDP datagrams (docs: [`crate::shape`]).
+/// Shapes outgoing UDP datagrams (docs: [`crate::camo::shape`]).
 struct Shaper {
     profile: Profile,
     noise: u64,
@@ -484,7 +463,7 @@ impl Task {
                 if let Some(c) = self.conns.get(&conn) {
                     c.counters
                         .last_handshake
-                        .store(crate::conn::unix_now(), Ordering::Relaxed);
+                        .store(unix_now(), Ordering::Relaxed);
                 }
             }
             Event::AddressChanged { conn, remote } => {

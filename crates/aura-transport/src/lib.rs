@@ -4,8 +4,8 @@
 //!   demultiplexed by session index, so a client that changes address keeps its session).
 //! - **QUIC** (quinn): real QUIC with an outer TLS 1.3 handshake and ALPN "h3"; the Aura
 //!   handshake runs on a bidirectional stream and data packets ride DATAGRAM frames.
-//! - **TLS over TCP** (tokio-rustls): outer TLS 1.3 with ALPN "h2"/"http/1.1", then
-//!   length-prefixed Aura datagrams.
+//! - **TLS over TCP** (tokio-rustls): outer TLS 1.3 (1.2 allowed) with ALPN
+//!   "h2"/"http/1.1", then length-prefixed Aura datagrams.
 //!
 //! Whatever the carrier, the daemons see a [`PacketConn`]: send and receive IP packets,
 //! the peer's verified identity, the carrier in use, counters, close. One protocol
@@ -13,62 +13,40 @@
 //! carrier feeds it datagrams. The outer TLS of QUIC and TLS-over-TCP is camouflage and
 //! transport only: the inner Aura handshake authenticates both sides, which is why a
 //! client accepts any outer certificate (docs/SECURITY.md).
+//!
+//! # Layers
+//!
+//! From the bottom up; each layer uses only the ones below it, and no two files import
+//! each other, directly or through others.
+//!
+//! - **Camouflage** ([`camo`]): how the traffic looks on the wire; today the UDP datagram
+//!   shape and padding profiles ([`camo::shape`]). The carriers and the driver apply it.
+//! - **Carriers** ([`carrier`]): [`carrier::udp`], [`carrier::quic`], [`carrier::tls`],
+//!   and [`carrier::link`], the datagram pipe the stream carriers (and the in-memory test
+//!   carrier) hand to the runtime. They move datagrams and know nothing of sessions.
+//! - **Runtime**: [`driver`] (the task that owns the protocol endpoint and every socket
+//!   and link), [`conn`] (the [`PacketConn`] handed to the daemons, and the commands it
+//!   sends the driver) and [`batch`] (pooled packet batches, the data path's unit).
+//! - **Entry points**: [`listen`] ([`Listeners`]: a server's listeners on every configured
+//!   carrier, one endpoint behind them) and [`dial`] (a client trying carriers, then
+//!   bridges, in order).
+//!
+//! [`TransportError`] ([`error`]) is shared by every layer from the carriers up.
 
 pub mod batch;
+pub mod camo;
+pub mod carrier;
 pub mod conn;
 pub mod dial;
 pub mod driver;
-mod limit;
-pub mod link;
-pub mod quic;
-pub mod server;
-pub mod shape;
-pub mod tls;
-pub mod udp;
+pub mod error;
+pub mod listen;
 
 pub use batch::{BatchPool, PacketBatch};
-pub use conn::{Carrier, PacketConn, PacketSender, StatsSnapshot};
+pub use carrier::Carrier;
+pub use carrier::link::{DatagramLink, mem_pair};
+pub use carrier::mem::MemNetwork;
+pub use conn::{PacketConn, PacketSender, StatsSnapshot, unix_now};
 pub use driver::{Driver, DriverHandle};
-pub use link::{DatagramLink, mem_pair};
-
-/// Errors of the transport layer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// Binding a listener failed.
-    #[error("cannot listen on {carrier} {addr}: {source}")]
-    Bind {
-        /// The carrier.
-        carrier: Carrier,
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An IO error.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The protocol core refused the configuration or the operation.
-    #[error("protocol: {0}")]
-    Proto(#[from] aura_proto::ProtoError),
-    /// The Aura handshake failed.
-    #[error("handshake with {addr} over {carrier} failed: {error}")]
-    Handshake {
-        /// The carrier.
-        carrier: Carrier,
-        /// The server address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        error: aura_proto::HandshakeError,
-    },
-    /// No attempt succeeded.
-    #[error("could not connect: {0}")]
-    AllAttemptsFailed(String),
-    /// The connection or the driver is gone.
-    #[error("connection closed")]
-    Closed,
-    /// The outer TLS configuration is unusable.
-    #[error("TLS: {0}")]
-    Tls(String),
-}
+pub use error::{ConfigError, FailedAttempt, OuterTlsError, TransportError};
+pub use listen::{ListenConfig, Listeners};

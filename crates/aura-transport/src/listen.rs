@@ -1,5 +1,5 @@
-//! A multi-carrier server: one process listening on every configured carrier at once, one
-//! protocol endpoint behind all of them.
+//! The server's entry point: listeners on every configured carrier at once, one protocol
+//! endpoint (one driver) behind all of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +8,20 @@ use aura_proto::{Endpoint, EndpointConfig};
 use rustls_pki_types::UnixTime;
 use tokio::sync::mpsc;
 
-use crate::conn::{Carrier, PacketConn};
+use crate::camo::shape::Profile;
+use crate::carrier::Carrier;
+use crate::carrier::link::DatagramLink;
+use crate::carrier::mem::{MemListener, MemNetwork};
+use crate::carrier::quic::{self, QuicListener, QuicOptions, QuicStats};
+use crate::carrier::tls::{self, OuterIdentity, TlsOptions};
+use crate::carrier::udp;
+use crate::conn::PacketConn;
 use crate::driver::{Driver, DriverHandle};
-use crate::link::DatagramLink;
-use crate::quic::{self, QuicOptions};
-use crate::tls::{self, OuterIdentity, TlsOptions};
-use crate::{TransportError, udp};
+use crate::error::{ConfigError, TransportError};
 
-/// What a server listens on.
+/// What to listen on.
 #[derive(Debug)]
-pub struct ServerConfig {
+pub struct ListenConfig {
     /// The protocol endpoint's configuration (`accept` must be true).
     pub endpoint: EndpointConfig,
     /// 32 bytes from the OS RNG seeding the endpoint's CSPRNG.
@@ -34,22 +38,39 @@ pub struct ServerConfig {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
+    /// UDP padding profile, from the first datagram.
+    pub udp_profile: Profile,
+    /// An in-memory listener: its network and address (tests).
+    pub mem: Option<(MemNetwork, SocketAddr)>,
     /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
     /// it to their PKI's time.
     pub wall_clock: fn() -> UnixTime,
 }
 
-/// A running server.
+/// The running listeners of one server.
 #[derive(Debug)]
-pub struct Server {
+pub struct Listeners {
     handle: DriverHandle,
     accept: mpsc::UnboundedReceiver<PacketConn>,
+    quic: Option<QuicListener>,
     /// Bound UDP address.
     pub udp_addr: Option<SocketAddr>,
     /// Bound QUIC address.
     pub quic_addr: Option<SocketAddr>,
     /// Bound TLS address.
     pub tls_addr: Option<SocketAddr>,
+    /// In-memory listener address.
+    pub mem_addr: Option<SocketAddr>,
+    /// The task holding the in-memory listener; it and its address go with `self`.
+    mem_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        if let Some(t) = &self.mem_task {
+            t.abort();
+        }
+    }
 }
 
 fn forward_links(handle: DriverHandle, carrier: Carrier) -> mpsc::Sender<DatagramLink> {
@@ -64,17 +85,25 @@ fn forward_links(handle: DriverHandle, carrier: Carrier) -> mpsc::Sender<Datagra
     tx
 }
 
-impl Server {
+/// Hands every link the in-memory listener takes to the driver, until either is gone;
+/// the listener (and its address) goes with the task.
+async fn forward_mem_links(mut listener: MemListener, handle: DriverHandle) {
+    while let Some(link) = listener.incoming.recv().await {
+        if handle.add_link(link, Carrier::Mem).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Listeners {
     /// Binds every configured carrier and starts serving. A carrier that cannot bind is an
     /// error naming its address and the reason; nothing keeps running then.
     ///
     /// # Errors
     /// [`TransportError::Bind`], or an unusable configuration.
-    pub async fn bind(cfg: ServerConfig) -> Result<Self, TransportError> {
-        if cfg.udp.is_none() && cfg.quic.is_none() && cfg.tls.is_none() {
-            return Err(TransportError::AllAttemptsFailed(
-                "no carrier configured".into(),
-            ));
+    pub async fn bind(cfg: ListenConfig) -> Result<Self, TransportError> {
+        if cfg.udp.is_none() && cfg.quic.is_none() && cfg.tls.is_none() && cfg.mem.is_none() {
+            return Err(TransportError::Config(ConfigError::NoCarrier));
         }
         let udp_socket = cfg.udp.map(udp::bind).transpose()?;
         let udp_addr = udp_socket
@@ -88,16 +117,28 @@ impl Server {
             (cfg.wall_clock)(),
         )?;
         let (handle, accept) = Driver::spawn(endpoint, udp_socket);
+        handle.set_udp_profile(cfg.udp_profile).await?;
+        let mut mem_addr = None;
+        let mut mem_task = None;
+        if let Some((net, addr)) = &cfg.mem {
+            let listener = net.listen(*addr).ok_or_else(|| TransportError::Bind {
+                carrier: Carrier::Mem,
+                addr: *addr,
+                source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            })?;
+            mem_addr = Some(*addr);
+            mem_task = Some(tokio::spawn(forward_mem_links(listener, handle.clone())));
+        }
         let outer = || {
-            cfg.outer.clone().ok_or_else(|| {
-                TransportError::Tls("QUIC and TLS carriers need an outer certificate".into())
-            })
+            cfg.outer
+                .clone()
+                .ok_or(TransportError::Config(ConfigError::NoOuterIdentity))
         };
-        let mut quic_addr = None;
+        let mut quic = None;
         if let Some(addr) = cfg.quic {
             let o = outer()?;
             let links = forward_links(handle.clone(), Carrier::Quic);
-            quic_addr = Some(
+            quic = Some(
                 quic::listen(
                     addr,
                     o.cert_chain.clone(),
@@ -117,9 +158,12 @@ impl Server {
         Ok(Self {
             handle,
             accept,
+            quic_addr: quic.as_ref().map(QuicListener::local_addr),
+            quic,
             udp_addr,
-            quic_addr,
             tls_addr,
+            mem_addr,
+            mem_task,
         })
     }
 
@@ -131,5 +175,10 @@ impl Server {
     /// The driver, for run-time changes (a new CRL).
     pub fn handle(&self) -> &DriverHandle {
         &self.handle
+    }
+
+    /// A copy of the QUIC listener's counters; `None` without a QUIC listener.
+    pub fn quic_stats(&self) -> Option<QuicStats> {
+        self.quic.as_ref().map(QuicListener::stats)
     }
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use aura_proto::EndpointConfig;
 use aura_testkit::TestPki;
+use aura_transport::carrier::quic::QuicOptions;
+use aura_transport::carrier::tls::{OuterIdentity, TlsOptions};
 use aura_transport::dial::dial;
-use aura_transport::quic::QuicOptions;
-use aura_transport::server::{Server, ServerConfig};
-use aura_transport::tls::{OuterIdentity, TlsOptions};
+use aura_transport::listen::{ListenConfig, Listeners};
 use aura_transport::{Carrier, PacketConn};
 use common::{dial_config, identity, packet, server_config};
 use rand_core::OsRng;
@@ -24,12 +24,12 @@ use tokio::time::timeout;
 const T: Duration = Duration::from_secs(60);
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-async fn server(pki: &TestPki, ip: IpAddr, crl: Option<Vec<u8>>) -> Server {
+async fn server(pki: &TestPki, ip: IpAddr, crl: Option<Vec<u8>>) -> Listeners {
     let verifier = match crl {
         Some(c) => aura_pki::Verifier::new(pki.ca_der(), [c]).unwrap(),
         None => pki.verifier().unwrap(),
     };
-    Server::bind(server_config(pki, ip, verifier))
+    Listeners::bind(server_config(pki, ip, verifier))
         .await
         .unwrap()
 }
@@ -295,7 +295,7 @@ async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
                 Some(free)
             }
         };
-        let err = Server::bind(ServerConfig {
+        let err = Listeners::bind(ListenConfig {
             endpoint,
             seed: [8; 32],
             udp: pick("udp"),
@@ -307,6 +307,8 @@ async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
             })),
             tls_options: TlsOptions::default(),
             quic_options: QuicOptions::default(),
+            udp_profile: aura_transport::camo::shape::Profile::default(),
+            mem: None,
             wall_clock: common::wall,
         })
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aura_testkit::{TEST_SERVER_NAME, TestPki};
-use aura_transport::quic::{self, QuicOptions};
+use aura_transport::carrier::quic::{self, QuicCounters, QuicListener, QuicOptions};
 use aura_transport::{Carrier, DatagramLink, TransportError};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -53,9 +53,12 @@ fn seq_of(p: &[u8]) -> u32 {
     u32::from_be_bytes(p[1..5].try_into().unwrap())
 }
 
-async fn server(pki: &TestPki, opts: QuicOptions) -> (SocketAddr, mpsc::Receiver<DatagramLink>) {
+async fn server(
+    pki: &TestPki,
+    opts: QuicOptions,
+) -> (SocketAddr, mpsc::Receiver<DatagramLink>, QuicListener) {
     let (tx, rx) = mpsc::channel(64);
-    let addr = quic::listen(
+    let listener = quic::listen(
         any_local(),
         vec![pki.server().cert()],
         pki.server().key(),
@@ -64,7 +67,7 @@ async fn server(pki: &TestPki, opts: QuicOptions) -> (SocketAddr, mpsc::Receiver
     )
     .await
     .unwrap();
-    (addr, rx)
+    (listener.local_addr(), rx, listener)
 }
 
 /// Connects with `sni` and returns (client, server) links, after one handshake-type
@@ -74,7 +77,17 @@ async fn pair(
     accepted: &mut mpsc::Receiver<DatagramLink>,
     sni: &str,
 ) -> (DatagramLink, DatagramLink) {
-    let mut client = quic::connect(addr, sni, &QuicOptions::default())
+    pair_counted(addr, accepted, sni, Arc::default()).await
+}
+
+/// [`pair`], the client counting in `counters`.
+async fn pair_counted(
+    addr: SocketAddr,
+    accepted: &mut mpsc::Receiver<DatagramLink>,
+    sni: &str,
+    counters: Arc<QuicCounters>,
+) -> (DatagramLink, DatagramLink) {
+    let mut client = quic::connect_counted(addr, sni, &QuicOptions::default(), counters)
         .await
         .unwrap();
     let hello = packet(HANDSHAKE, 0);
@@ -155,8 +168,10 @@ async fn receive_all(mut inbound: mpsc::Receiver<Vec<u8>>) -> usize {
 async fn exchange_10k_datagrams_each_way() {
     timeout(LIMIT, async {
         let pki = TestPki::new(1).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
-        let (client, server) = pair(addr, &mut accepted, TEST_SERVER_NAME).await;
+        let (addr, mut accepted, listener) = server(&pki, QuicOptions::default()).await;
+        let client_counters = Arc::new(QuicCounters::default());
+        let (client, server) =
+            pair_counted(addr, &mut accepted, TEST_SERVER_NAME, client_counters.clone()).await;
         let c_send = tokio::spawn(send_all(client.outbound.clone()));
         let s_send = tokio::spawn(send_all(server.outbound.clone()));
         let c_recv = tokio::spawn(receive_all(client.inbound));
@@ -166,7 +181,8 @@ async fn exchange_10k_datagrams_each_way() {
         let to_client = c_recv.await.unwrap();
         let to_server = s_recv.await.unwrap();
         let data_sent = (1..=COUNT).filter(|s| kind_of(*s) == DATA).count();
-        println!("{:?}", quic::stats());
+        println!("server {:?}", listener.stats());
+        println!("client {:?}", client_counters.stats());
         println!("data datagrams delivered: to server {to_server}/{data_sent}, to client {to_client}/{data_sent}");
         assert!(to_server * 100 >= data_sent * 99, "{to_server} of {data_sent}");
         assert!(to_client * 100 >= data_sent * 99, "{to_client} of {data_sent}");
@@ -179,16 +195,26 @@ async fn exchange_10k_datagrams_each_way() {
 async fn oversize_data_datagram_falls_back_to_stream() {
     timeout(LIMIT, async {
         let pki = TestPki::new(2).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
-        let (mut client, mut server) = pair(addr, &mut accepted, TEST_SERVER_NAME).await;
-        let before = quic::stats().stream_fallbacks;
+        let (addr, mut accepted, listener) = server(&pki, QuicOptions::default()).await;
+        let client_counters = Arc::new(QuicCounters::default());
+        let (mut client, mut server) = pair_counted(
+            addr,
+            &mut accepted,
+            TEST_SERVER_NAME,
+            client_counters.clone(),
+        )
+        .await;
+        // Both sides' counters: one fallback each way.
+        let stream_fallbacks =
+            || listener.stats().stream_fallbacks + client_counters.stats().stream_fallbacks;
+        let before = stream_fallbacks();
         let big = sized_packet(DATA, 7, 3000);
         client.outbound.send(big.clone()).await.unwrap();
         assert_eq!(server.inbound.recv().await.unwrap(), big);
         let big_back = sized_packet(DATA, 8, 3000);
         server.outbound.send(big_back.clone()).await.unwrap();
         assert_eq!(client.inbound.recv().await.unwrap(), big_back);
-        assert!(quic::stats().stream_fallbacks >= before + 2);
+        assert!(stream_fallbacks() >= before + 2);
         // The connection is still up and datagrams still flow.
         let small = packet(DATA, 9);
         client.outbound.send(small.clone()).await.unwrap();
@@ -205,7 +231,7 @@ async fn oversize_data_datagram_falls_back_to_stream() {
 async fn sni_not_matching_the_certificate_still_connects() {
     timeout(LIMIT, async {
         let pki = TestPki::new(3).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
+        let (addr, mut accepted, _) = server(&pki, QuicOptions::default()).await;
         let (mut client, server) = pair(addr, &mut accepted, "www.example.com").await;
         let p = packet(DATA, 1);
         server.outbound.send(p.clone()).await.unwrap();
@@ -241,7 +267,7 @@ async fn binding_a_port_in_use_fails() {
 async fn closing_either_side_ends_the_other_inbound() {
     timeout(LIMIT, async {
         let pki = TestPki::new(5).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
+        let (addr, mut accepted, _) = server(&pki, QuicOptions::default()).await;
         let (client, mut server) = pair(addr, &mut accepted, TEST_SERVER_NAME).await;
         drop(client);
         assert!(server.inbound.recv().await.is_none());
@@ -257,7 +283,7 @@ async fn closing_either_side_ends_the_other_inbound() {
 async fn non_quic_bytes_are_ignored() {
     timeout(LIMIT, async {
         let pki = TestPki::new(6).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
+        let (addr, mut accepted, _) = server(&pki, QuicOptions::default()).await;
         let junk = tokio::net::UdpSocket::bind(any_local()).await.unwrap();
         for i in 0..200u32 {
             let len = [1usize, 20, 600, 1200, 1350][i as usize % 5];
@@ -285,7 +311,7 @@ fn short_handshake() -> QuicOptions {
 async fn connection_without_a_stream_is_closed() {
     timeout(LIMIT, async {
         let pki = TestPki::new(7).unwrap();
-        let (addr, mut accepted) = server(&pki, short_handshake()).await;
+        let (addr, mut accepted, listener) = server(&pki, short_handshake()).await;
         // The link is never written to, so the server never sees the stream.
         let mut client = quic::connect(addr, TEST_SERVER_NAME, &QuicOptions::default())
             .await
@@ -293,7 +319,7 @@ async fn connection_without_a_stream_is_closed() {
         let closed = timeout(Duration::from_secs(10), client.inbound.recv()).await;
         assert!(matches!(closed, Ok(None)), "closed by the server");
         assert!(accepted.try_recv().is_err(), "no link handed out");
-        assert!(quic::stats().handshake_timeouts >= 1);
+        assert!(listener.stats().handshake_timeouts >= 1);
     })
     .await
     .expect("timed out");
@@ -303,7 +329,7 @@ async fn connection_without_a_stream_is_closed() {
 async fn bad_stream_frames_close_the_connection() {
     timeout(LIMIT, async {
         let pki = TestPki::new(8).unwrap();
-        let (addr, mut accepted) = server(&pki, QuicOptions::default()).await;
+        let (addr, mut accepted, listener) = server(&pki, QuicOptions::default()).await;
 
         // Not an Aura packet type, as the first frame: never handed out...
         let mut client = quic::connect(addr, TEST_SERVER_NAME, &QuicOptions::default()).await.unwrap();
@@ -329,7 +355,7 @@ async fn bad_stream_frames_close_the_connection() {
             matches!(&reason, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(0x106)),
             "{reason:?}"
         );
-        assert!(quic::stats().bad_frames >= 3);
+        assert!(listener.stats().bad_frames >= 3);
     })
     .await
     .expect("timed out");
@@ -339,7 +365,7 @@ async fn bad_stream_frames_close_the_connection() {
 async fn handshakes_in_flight_are_capped_per_source() {
     timeout(LIMIT, async {
         let pki = TestPki::new(9).unwrap();
-        let (addr, mut accepted) = server(&pki, short_handshake()).await;
+        let (addr, mut accepted, _) = server(&pki, short_handshake()).await;
         let endpoint = quinn::Endpoint::client(any_local()).unwrap();
         let cfg = quic::client_config(&QuicOptions::default()).unwrap();
         let mut held = Vec::new();
@@ -397,6 +423,7 @@ async fn observed_max_datagram_size() {
         );
         assert!(first >= 1300, "{first}");
         assert!(later >= first);
+        assert_eq!(first, quic::EARLY_DATAGRAM_MAX);
         conn.close(quinn::VarInt::from_u32(0), b"");
         accept.await.unwrap();
     })

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aura_testkit::TestPki;
-use aura_transport::tls::{self, OuterIdentity, TlsOptions};
+use aura_transport::carrier::tls::{self, OuterIdentity, TlsOptions};
 use aura_transport::{Carrier, DatagramLink, TransportError};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

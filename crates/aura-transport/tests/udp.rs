@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use aura_testkit::{TEST_SERVER_NAME, TestPki};
-use aura_transport::{Carrier, Driver, DriverHandle, PacketConn, udp};
+use aura_transport::carrier::udp;
+use aura_transport::{Carrier, Driver, DriverHandle, PacketConn};
 use common::{client_endpoint, packet, server_endpoint};
 use tokio::time::timeout;
 
@@ -170,7 +171,7 @@ async fn padding_profile_changes_at_run_time_without_dropping_the_session() {
     let pki = TestPki::new(6).unwrap();
     let (server, client, mut c, mut s) = udp_pair(&pki, 7).await;
     for (i, profile) in [3u8, 1, 2, 0].into_iter().enumerate() {
-        let p = aura_transport::shape::Profile::from_index(profile).unwrap();
+        let p = aura_transport::camo::shape::Profile::from_index(profile).unwrap();
         client.set_udp_profile(p).await.unwrap();
         server.set_udp_profile(p).await.unwrap();
         for j in 0..50u32 {

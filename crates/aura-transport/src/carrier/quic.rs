@@ -18,7 +18,7 @@
 //!   full link queue makes the datagram reader wait while quinn buffers up to
 //!   [`DATAGRAM_RECEIVE_BUFFER`] bytes and then drops the oldest. Every queue is bounded;
 //!   bursts are absorbed rather than dropped at the first full queue.
-
+//!
 //! # Datagram size
 //!
 //! The transport starts at [`INITIAL_MTU`] (1400-byte UDP payloads) with path MTU
@@ -50,19 +50,28 @@
 //!
 //! # Outer certificate
 //!
-//! The client accepts any outer certificate (the verifier of [`crate::tls`]): the inner
+//! The client accepts any outer certificate (the verifier of [`super::tls`]): the inner
 //! Aura handshake authenticates both sides, the outer layer is camouflage and transport.
-//! See [`crate::tls::client_config`].
+//! See [`super::tls::client_config`].
+//!
+//! # Counters
+//!
+//! Each listener counts its connections' events in its own [`QuicCounters`]
+//! ([`QuicListener::stats`]), so a process with several listeners tells them apart. A
+//! client connection counts in the set given to [`connect_counted`] (its own with
+//! [`connect`]).
 //!
 //! ```no_run
-//! # async fn demo(outer: aura_transport::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
-//! use aura_transport::quic::{self, QuicOptions};
+//! # async fn demo(outer: aura_transport::carrier::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
+//! use aura_transport::carrier::quic::{self, QuicOptions};
 //! let (tx, mut accepted) = tokio::sync::mpsc::channel(16);
-//! let addr = quic::listen("127.0.0.1:0".parse().unwrap(), outer.cert_chain, outer.key,
+//! let listener = quic::listen("127.0.0.1:0".parse().unwrap(), outer.cert_chain, outer.key,
 //!     QuicOptions::default(), tx).await?;
-//! let client = quic::connect(addr, "www.example.com", &QuicOptions::default()).await?;
+//! let client = quic::connect(listener.local_addr(), "www.example.com",
+//!     &QuicOptions::default()).await?;
 //! client.outbound.send(vec![1, 0, 0]).await.ok();
 //! let server_side = accepted.recv().await;
+//! println!("{:?}", listener.stats());
 //! # Ok(()) }
 //! ```
 
@@ -85,11 +94,11 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::TransportError;
-use crate::conn::Carrier;
-use crate::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::link::{DatagramLink, LINK_QUEUE};
-use crate::tls::{self, OuterIdentity};
+use crate::carrier::Carrier;
+use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
+use crate::carrier::link::{DatagramLink, LINK_QUEUE};
+use crate::carrier::tls::{self, OuterIdentity};
+use crate::error::{ConfigError, OuterTlsError, TransportError};
 
 /// The ALPN protocol offered and accepted by default (HTTP/3).
 pub const QUIC_ALPN: &[u8] = b"h3";
@@ -111,6 +120,11 @@ pub const RETRY_ABOVE: usize = 256;
 /// Initial UDP payload size, in bytes (quinn's default is 1200; MTU discovery then probes
 /// upwards from here and falls back on black holes).
 pub const INITIAL_MTU: u16 = 1400;
+/// Largest DATAGRAM frame payload quinn accepts right after the handshake, before MTU
+/// discovery has raised the limit: [`INITIAL_MTU`] less the short header, packet number,
+/// frame type and AEAD tag (observed, test `observed_max_datagram_size`). The tunnel MTU
+/// arithmetic in aura-config is built on it.
+pub const EARLY_DATAGRAM_MAX: usize = 1362;
 /// Bytes of received DATAGRAM frames quinn buffers (while the link's inbound queue is
 /// full) before dropping the oldest.
 pub const DATAGRAM_RECEIVE_BUFFER: usize = 4 << 20;
@@ -161,7 +175,8 @@ impl Default for QuicOptions {
     }
 }
 
-/// Process-wide counters of the QUIC carrier (all connections together).
+/// A copy of a [`QuicCounters`]: one listener's connections together, or the client
+/// connections that share one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuicStats {
     /// Data packets sent on the stream because they did not fit a DATAGRAM frame.
@@ -180,8 +195,10 @@ pub struct QuicStats {
     pub handshake_timeouts: u64,
 }
 
+/// The QUIC carrier's counters: one instance per listener ([`QuicListener::stats`]), shared
+/// by all its connections; a client passes its own to [`connect_counted`].
 #[derive(Debug, Default)]
-struct Counters {
+pub struct QuicCounters {
     stream_fallbacks: AtomicU64,
     unsendable_drops: AtomicU64,
     foreign_datagrams: AtomicU64,
@@ -191,36 +208,43 @@ struct Counters {
     handshake_timeouts: AtomicU64,
 }
 
-static COUNTERS: Counters = Counters {
-    stream_fallbacks: AtomicU64::new(0),
-    unsendable_drops: AtomicU64::new(0),
-    foreign_datagrams: AtomicU64::new(0),
-    bad_frames: AtomicU64::new(0),
-    refused: AtomicU64::new(0),
-    retries: AtomicU64::new(0),
-    handshake_timeouts: AtomicU64::new(0),
-};
+impl QuicCounters {
+    /// A copy of the counters.
+    pub fn stats(&self) -> QuicStats {
+        QuicStats {
+            stream_fallbacks: self.stream_fallbacks.load(Ordering::Relaxed),
+            unsendable_drops: self.unsendable_drops.load(Ordering::Relaxed),
+            foreign_datagrams: self.foreign_datagrams.load(Ordering::Relaxed),
+            bad_frames: self.bad_frames.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            handshake_timeouts: self.handshake_timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
 
 fn count(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A copy of the carrier's process-wide counters.
-pub fn stats() -> QuicStats {
-    let c = &COUNTERS;
-    QuicStats {
-        stream_fallbacks: c.stream_fallbacks.load(Ordering::Relaxed),
-        unsendable_drops: c.unsendable_drops.load(Ordering::Relaxed),
-        foreign_datagrams: c.foreign_datagrams.load(Ordering::Relaxed),
-        bad_frames: c.bad_frames.load(Ordering::Relaxed),
-        refused: c.refused.load(Ordering::Relaxed),
-        retries: c.retries.load(Ordering::Relaxed),
-        handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
-    }
+/// A running QUIC listener: its bound address and its counters. The listener runs until
+/// the channel its links go to is closed; dropping this handle does not stop it.
+#[derive(Debug, Clone)]
+pub struct QuicListener {
+    local_addr: SocketAddr,
+    counters: Arc<QuicCounters>,
 }
 
-fn invalid_option(what: &str) -> TransportError {
-    TransportError::Io(io::Error::new(io::ErrorKind::InvalidInput, what.to_owned()))
+impl QuicListener {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A copy of this listener's counters (all its connections together).
+    pub fn stats(&self) -> QuicStats {
+        self.counters.stats()
+    }
 }
 
 /// The QUIC transport parameters both sides use: datagrams on with generous buffers,
@@ -231,7 +255,7 @@ fn transport_config(
     server: bool,
 ) -> Result<Arc<TransportConfig>, TransportError> {
     let idle = IdleTimeout::try_from(opts.idle_timeout)
-        .map_err(|_| invalid_option("QUIC idle timeout too large"))?;
+        .map_err(|_| TransportError::Config(ConfigError::QuicIdleTimeout))?;
     let mut t = TransportConfig::default();
     t.max_idle_timeout(Some(idle))
         .keep_alive_interval((!opts.keep_alive.is_zero()).then_some(opts.keep_alive))
@@ -244,12 +268,12 @@ fn transport_config(
     Ok(Arc::new(t))
 }
 
-/// The quinn server configuration: the outer TLS of [`crate::tls::server_config`] (QUIC
+/// The quinn server configuration: the outer TLS of [`tls::server_config`] (QUIC
 /// restricts it to TLS 1.3) with `opts.alpn`, and this carrier's transport parameters.
 ///
 /// # Errors
 /// [`TransportError::Tls`] for an unusable certificate or key;
-/// [`TransportError::Io`] for an out-of-range option.
+/// [`TransportError::Config`] for an out-of-range option.
 pub fn server_config(
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -257,23 +281,23 @@ pub fn server_config(
 ) -> Result<quinn::ServerConfig, TransportError> {
     let tls = tls::server_config(OuterIdentity { cert_chain, key }, &opts.alpn)?;
     let crypto = QuicServerConfig::try_from(tls)
-        .map_err(|e| TransportError::Tls(format!("QUIC server: {e}")))?;
+        .map_err(|e| TransportError::Tls(OuterTlsError::QuicServer(e)))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(transport_config(opts, true)?);
     Ok(cfg)
 }
 
-/// The quinn client configuration: the outer TLS of [`crate::tls::client_config`] (any
+/// The quinn client configuration: the outer TLS of [`tls::client_config`] (any
 /// outer certificate accepted, handshake signatures still checked; QUIC restricts it to
 /// TLS 1.3) with `opts.alpn`, and this carrier's transport parameters.
 ///
 /// # Errors
 /// [`TransportError::Tls`] when the TLS configuration is unusable for QUIC (a bug);
-/// [`TransportError::Io`] for an out-of-range option.
+/// [`TransportError::Config`] for an out-of-range option.
 pub fn client_config(opts: &QuicOptions) -> Result<quinn::ClientConfig, TransportError> {
     let tls = tls::client_config(&opts.alpn)?;
     let crypto = QuicClientConfig::try_from(tls)
-        .map_err(|e| TransportError::Tls(format!("QUIC client: {e}")))?;
+        .map_err(|e| TransportError::Tls(OuterTlsError::QuicClient(e)))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport_config(opts, false)?);
     Ok(cfg)
@@ -303,20 +327,20 @@ fn endpoint_on(
 /// Binds a QUIC server endpoint on `addr` (UDP) and runs an accept loop task: every
 /// connection whose QUIC handshake completes and whose first bidirectional stream opens
 /// with a well-formed frame becomes a [`DatagramLink`] sent on `links` (that frame queued
-/// on its inbound side). Returns the bound address.
+/// on its inbound side). Returns the bound address and the listener's counters.
 ///
 /// The loop stops accepting when `links` is closed; links already handed out live on.
 ///
 /// # Errors
 /// [`TransportError::Tls`] for an unusable certificate or key; [`TransportError::Bind`]
-/// when `addr` cannot be bound; [`TransportError::Io`] for an out-of-range option.
+/// when `addr` cannot be bound; [`TransportError::Config`] for an out-of-range option.
 pub async fn listen(
     addr: SocketAddr,
     cert_chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     opts: QuicOptions,
     links: mpsc::Sender<DatagramLink>,
-) -> Result<SocketAddr, TransportError> {
+) -> Result<QuicListener, TransportError> {
     let cfg = server_config(cert_chain, key, &opts)?;
     let bind_err = |source| TransportError::Bind {
         carrier: Carrier::Quic,
@@ -330,13 +354,18 @@ pub async fn listen(
         MAX_HANDSHAKES_PER_SOURCE,
         MAX_HANDSHAKES_IN_FLIGHT,
     ));
+    let counters = Arc::new(QuicCounters::default());
     tokio::spawn(accept_loop(
         endpoint,
         opts.handshake_timeout,
         links,
         limiter,
+        counters.clone(),
     ));
-    Ok(local)
+    Ok(QuicListener {
+        local_addr: local,
+        counters,
+    })
 }
 
 async fn accept_loop(
@@ -344,6 +373,7 @@ async fn accept_loop(
     handshake_timeout: Duration,
     links: mpsc::Sender<DatagramLink>,
     limiter: Arc<HandshakeLimiter>,
+    counters: Arc<QuicCounters>,
 ) {
     loop {
         let incoming = tokio::select! {
@@ -357,14 +387,14 @@ async fn accept_loop(
             && !incoming.remote_address_validated()
             && incoming.may_retry()
         {
-            count(&COUNTERS.retries);
+            count(&counters.retries);
             if let Err(e) = incoming.retry() {
                 e.into_incoming().refuse();
             }
             continue;
         }
         let Some(slot) = HandshakeLimiter::acquire(&limiter, incoming.remote_address().ip()) else {
-            count(&COUNTERS.refused);
+            count(&counters.refused);
             incoming.refuse();
             continue;
         };
@@ -373,6 +403,7 @@ async fn accept_loop(
             slot,
             handshake_timeout,
             links.clone(),
+            counters.clone(),
         ));
     }
     // Refuse new connections; established ones keep the endpoint running until they end.
@@ -385,6 +416,7 @@ async fn serve_incoming(
     slot: HandshakeSlot,
     handshake_timeout: Duration,
     links: mpsc::Sender<DatagramLink>,
+    counters: Arc<QuicCounters>,
 ) {
     let deadline = Instant::now() + handshake_timeout;
     let Ok(connecting) = incoming.accept() else {
@@ -395,7 +427,7 @@ async fn serve_incoming(
         Ok(Ok(conn)) => conn,
         Ok(Err(_)) => return,
         Err(_) => {
-            count(&COUNTERS.handshake_timeouts);
+            count(&counters.handshake_timeouts);
             return;
         }
     };
@@ -403,7 +435,7 @@ async fn serve_incoming(
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return,
         Err(_) => {
-            count(&COUNTERS.handshake_timeouts);
+            count(&counters.handshake_timeouts);
             conn.close(VarInt::from_u32(H3_REQUEST_REJECTED), b"");
             return;
         }
@@ -411,14 +443,14 @@ async fn serve_incoming(
     let mut rd = BufReader::with_capacity(STREAM_READ_BUFFER, recv);
     let first = match timeout_at(deadline, read_frame(&mut rd)).await {
         Ok(Ok(frame)) => frame,
-        Ok(Err(e)) => return close_for(&conn, &e),
+        Ok(Err(e)) => return close_for(&conn, &e, &counters),
         Err(_) => {
-            count(&COUNTERS.handshake_timeouts);
+            count(&counters.handshake_timeouts);
             return close(&conn, H3_REQUEST_REJECTED);
         }
     };
     drop(slot);
-    let link = spawn_link(None, conn, send, rd, Some(first));
+    let link = spawn_link(None, conn, send, rd, Some(first), counters);
     // A refused or stalled hand-off drops the link, whose writer then closes the
     // connection.
     let _ = timeout(handshake_timeout, links.send(link)).await;
@@ -427,6 +459,7 @@ async fn serve_incoming(
 /// Connects to `addr` from an ephemeral UDP port of the same address family, with `sni`
 /// as the outer server name (any outer certificate accepted), opens the stream and
 /// returns the link. The QUIC handshake is bounded by [`QuicOptions::handshake_timeout`].
+/// The connection's counters are its own; [`connect_counted`] shares a set.
 ///
 /// The server sees the stream (and hands the link to its driver) once the first datagram
 /// is sent on it.
@@ -440,6 +473,19 @@ pub async fn connect(
     sni: &str,
     opts: &QuicOptions,
 ) -> Result<DatagramLink, TransportError> {
+    connect_counted(addr, sni, opts, Arc::default()).await
+}
+
+/// [`connect`], counting this connection's events in `counters`.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_counted(
+    addr: SocketAddr,
+    sni: &str,
+    opts: &QuicOptions,
+    counters: Arc<QuicCounters>,
+) -> Result<DatagramLink, TransportError> {
     let cfg = client_config(opts)?;
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -448,7 +494,7 @@ pub async fn connect(
     let endpoint = endpoint_on(bind_udp(local)?, None)?;
     let connecting = endpoint.connect_with(cfg, addr, sni).map_err(|e| match e {
         quinn::ConnectError::InvalidServerName(name) => {
-            TransportError::Tls(format!("invalid server name {name:?}"))
+            TransportError::Tls(OuterTlsError::InvalidServerName(name))
         }
         other => TransportError::Io(io::Error::other(format!("QUIC connect to {addr}: {other}"))),
     })?;
@@ -466,7 +512,7 @@ pub async fn connect(
         .await
         .map_err(|e| connection_error(addr, &e))?;
     let rd = BufReader::with_capacity(STREAM_READ_BUFFER, recv);
-    Ok(spawn_link(Some(endpoint), conn, send, rd, None))
+    Ok(spawn_link(Some(endpoint), conn, send, rd, None, counters))
 }
 
 fn connection_error(addr: SocketAddr, e: &ConnectionError) -> TransportError {
@@ -486,13 +532,14 @@ fn connection_error(addr: SocketAddr, e: &ConnectionError) -> TransportError {
 
 /// Starts the three tasks of one connection (stream reader, datagram reader, writer) and
 /// returns its link, with `first` already queued inbound. `endpoint` (client side) is kept
-/// alive by the writer.
+/// alive by the writer. The tasks count their events in `counters`.
 fn spawn_link(
     endpoint: Option<Endpoint>,
     conn: Connection,
     send: SendStream,
     rd: BufReader<RecvStream>,
     first: Option<Vec<u8>>,
+    counters: Arc<QuicCounters>,
 ) -> DatagramLink {
     let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
@@ -501,9 +548,14 @@ fn spawn_link(
         let _ = in_tx.try_send(first);
     }
     let peer = conn.remote_address();
-    tokio::spawn(read_stream(conn.clone(), rd, in_tx.clone()));
-    tokio::spawn(read_datagrams(conn.clone(), in_tx));
-    tokio::spawn(write_loop(endpoint, conn, send, out_rx));
+    tokio::spawn(read_stream(
+        conn.clone(),
+        rd,
+        in_tx.clone(),
+        counters.clone(),
+    ));
+    tokio::spawn(read_datagrams(conn.clone(), in_tx, counters.clone()));
+    tokio::spawn(write_loop(endpoint, conn, send, out_rx, counters));
     DatagramLink {
         peer,
         inbound: in_rx,
@@ -549,11 +601,11 @@ async fn read_frame(rd: &mut BufReader<RecvStream>) -> Result<Vec<u8>, FrameErro
 }
 
 /// Closes `conn` for a frame error (closing a closed connection is a no-op).
-fn close_for(conn: &Connection, e: &FrameError) {
+fn close_for(conn: &Connection, e: &FrameError, counters: &QuicCounters) {
     match e {
         FrameError::Ended => close(conn, H3_NO_ERROR),
         FrameError::Malformed => {
-            count(&COUNTERS.bad_frames);
+            count(&counters.bad_frames);
             close(conn, H3_FRAME_ERROR);
         }
     }
@@ -566,11 +618,12 @@ async fn read_stream(
     conn: Connection,
     mut rd: BufReader<RecvStream>,
     inbound: mpsc::Sender<Vec<u8>>,
+    counters: Arc<QuicCounters>,
 ) {
     loop {
         let frame = match read_frame(&mut rd).await {
             Ok(frame) => frame,
-            Err(e) => return close_for(&conn, &e),
+            Err(e) => return close_for(&conn, &e, &counters),
         };
         if inbound.send(frame).await.is_err() {
             return close(&conn, H3_NO_ERROR);
@@ -582,11 +635,15 @@ async fn read_stream(
 /// full this task waits and quinn keeps buffering received datagrams, up to
 /// [`DATAGRAM_RECEIVE_BUFFER`] bytes, beyond which it drops the oldest: the queue is
 /// bounded either way, and bursts are absorbed rather than dropped.
-async fn read_datagrams(conn: Connection, inbound: mpsc::Sender<Vec<u8>>) {
+async fn read_datagrams(
+    conn: Connection,
+    inbound: mpsc::Sender<Vec<u8>>,
+    counters: Arc<QuicCounters>,
+) {
     let data = PacketType::Data as u8;
     while let Ok(d) = conn.read_datagram().await {
         if d.first() != Some(&data) {
-            count(&COUNTERS.foreign_datagrams);
+            count(&counters.foreign_datagrams);
             continue;
         }
         if inbound.send(Vec::from(d)).await.is_err() {
@@ -611,6 +668,7 @@ async fn write_loop(
     conn: Connection,
     mut send: SendStream,
     mut outbound: mpsc::Receiver<Vec<u8>>,
+    counters: Arc<QuicCounters>,
 ) {
     let data = PacketType::Data as u8;
     let mut max_datagram = conn.max_datagram_size().unwrap_or(0);
@@ -644,22 +702,22 @@ async fn write_loop(
                 Sent::Lost => return,
                 Sent::Fallback(p) => {
                     max_datagram = conn.max_datagram_size().unwrap_or(0);
-                    count(&COUNTERS.stream_fallbacks);
+                    count(&counters.stream_fallbacks);
                     p
                 }
             }
         } else {
             if packet.first() == Some(&data) {
-                count(&COUNTERS.stream_fallbacks);
+                count(&counters.stream_fallbacks);
             }
             packet
         };
         let Ok(len) = u16::try_from(packet.len()) else {
-            count(&COUNTERS.unsendable_drops);
+            count(&counters.unsendable_drops);
             continue;
         };
         if len == 0 {
-            count(&COUNTERS.unsendable_drops);
+            count(&counters.unsendable_drops);
             continue;
         }
         frame.clear();

@@ -33,8 +33,8 @@
 //! The client accepts any outer certificate; see [`client_config`] for why that is safe.
 //!
 //! ```no_run
-//! # async fn demo(outer: aura_transport::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
-//! use aura_transport::tls::{self, TlsOptions};
+//! # async fn demo(outer: aura_transport::carrier::tls::OuterIdentity) -> Result<(), aura_transport::TransportError> {
+//! use aura_transport::carrier::tls::{self, TlsOptions};
 //! let (tx, mut accepted) = tokio::sync::mpsc::channel(16);
 //! let addr = tls::listen("127.0.0.1:0".parse().unwrap(), outer, TlsOptions::default(), tx).await?;
 //! let client = tls::connect(addr, "www.example.com", &TlsOptions::default()).await?;
@@ -61,10 +61,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::TransportError;
-use crate::conn::Carrier;
-use crate::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::link::{DatagramLink, LINK_QUEUE};
+use crate::carrier::Carrier;
+use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
+use crate::carrier::link::{DatagramLink, LINK_QUEUE};
+use crate::error::{OuterTlsError, TransportError};
 
 /// ALPN protocols offered and accepted by default, as a browser and a web server would.
 pub const DEFAULT_TLS_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -151,25 +151,22 @@ fn provider() -> Arc<CryptoProvider> {
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-fn tls_err(context: &str, e: impl fmt::Display) -> TransportError {
-    TransportError::Tls(format!("{context}: {e}"))
-}
-
 /// The outer server configuration: TLS 1.3 and 1.2 with the aws-lc-rs provider (post-quantum
 /// key exchange preferred), no client certificate, `alpn` accepted.
 ///
 /// # Errors
-/// [`TransportError::Tls`] when the certificate or key is unusable.
+/// [`TransportError::Tls`] ([`OuterTlsError::Certificate`]) when the certificate or key is
+/// unusable.
 pub fn server_config(
     outer: OuterIdentity,
     alpn: &[Vec<u8>],
 ) -> Result<Arc<ServerConfig>, TransportError> {
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
-        .map_err(|e| tls_err("server configuration", e))?
+        .map_err(|e| TransportError::Tls(OuterTlsError::ServerConfig(e)))?
         .with_no_client_auth()
         .with_single_cert(outer.cert_chain, outer.key)
-        .map_err(|e| tls_err("outer certificate", e))?;
+        .map_err(|e| TransportError::Tls(OuterTlsError::Certificate(e)))?;
     cfg.alpn_protocols = alpn.to_vec();
     Ok(Arc::new(cfg))
 }
@@ -195,7 +192,7 @@ pub fn client_config(alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>, TransportErr
     });
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)
-        .map_err(|e| tls_err("client configuration", e))?
+        .map_err(|e| TransportError::Tls(OuterTlsError::ClientConfig(e)))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -367,7 +364,7 @@ pub async fn connect(
     opts: &TlsOptions,
 ) -> Result<DatagramLink, TransportError> {
     let name = ServerName::try_from(sni.to_owned())
-        .map_err(|e| tls_err(&format!("server name {sni:?}"), e))?;
+        .map_err(|_| TransportError::Tls(OuterTlsError::InvalidServerName(sni.to_owned())))?;
     let connector = TlsConnector::from(client_config(&opts.alpn)?);
     let timed_out = |what: &str| {
         TransportError::Io(io::Error::new(
@@ -382,7 +379,7 @@ pub async fn connect(
     let tls = timeout(opts.handshake_timeout, connector.connect(name, tcp))
         .await
         .map_err(|_| timed_out("TLS handshake"))?
-        .map_err(|e| tls_err(&format!("outer handshake with {addr}"), e))?;
+        .map_err(|error| TransportError::Tls(OuterTlsError::Handshake { addr, error }))?;
     let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
     tokio::spawn(run_link(

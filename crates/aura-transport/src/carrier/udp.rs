@@ -11,8 +11,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::TransportError;
-use crate::conn::Carrier;
+use crate::camo::shape::{self, Profile};
+use crate::carrier::Carrier;
+use crate::error::TransportError;
 
 /// Socket buffer size requested for UDP carriers, in bytes.
 pub const UDP_BUFFER_BYTES: usize = 8 << 20;
@@ -57,7 +58,7 @@ const RX_SLOT_BYTES: usize = 1 << 16;
 const MAX_SEND_BYTES: usize = 65_507;
 /// Segments larger than this are never coalesced: a GSO segment above the path MTU makes
 /// the kernel refuse the whole train, and quinn-udp then turns GSO off for good.
-const MAX_GSO_SEGMENT: usize = crate::shape::MAX_PADDED;
+const MAX_GSO_SEGMENT: usize = shape::MAX_PADDED;
 /// Datagrams held in a [`TxQueue`] before it must be sent.
 pub(crate) const TX_QUEUE_DATAGRAMS: usize = 128;
 /// Bytes held in a [`TxQueue`] before it must be sent.
@@ -117,7 +118,7 @@ impl TxQueue {
     pub(crate) fn new() -> Self {
         Self {
             // Room for a full queue plus one maximal datagram: never reallocates.
-            buf: Vec::with_capacity(TX_QUEUE_BYTES + RX_SLOT_BYTES + crate::shape::PREFIX_LEN),
+            buf: Vec::with_capacity(TX_QUEUE_BYTES + RX_SLOT_BYTES + shape::PREFIX_LEN),
             entries: Vec::with_capacity(TX_QUEUE_DATAGRAMS),
         }
     }
@@ -141,16 +142,16 @@ impl TxQueue {
     }
 
     /// Queues the shaped form of `data` for `to`, written straight into the queue's
-    /// buffer; the caller checked [`Self::has_room`] with [`crate::shape::shaped_len`].
+    /// buffer; the caller checked [`Self::has_room`] with [`shape::shaped_len`].
     pub(crate) fn push_shaped(
         &mut self,
         to: SocketAddr,
         data: &[u8],
-        profile: crate::shape::Profile,
+        profile: Profile,
         noise: u64,
     ) {
         let start = self.buf.len();
-        crate::shape::append(data, profile, noise, &mut self.buf);
+        shape::append(data, profile, noise, &mut self.buf);
         self.entries.push(TxEntry {
             to,
             start,

@@ -55,7 +55,7 @@ pub fn server_config(
     pki: &TestPki,
     ip: std::net::IpAddr,
     verifier: aura_pki::Verifier,
-) -> aura_transport::server::ServerConfig {
+) -> aura_transport::listen::ListenConfig {
     let endpoint = EndpointConfig::new(
         pki.ca_der().to_vec(),
         identity(pki.server()),
@@ -63,18 +63,20 @@ pub fn server_config(
         true,
     );
     let any = std::net::SocketAddr::new(ip, 0);
-    aura_transport::server::ServerConfig {
+    aura_transport::listen::ListenConfig {
         endpoint,
         seed: [7; 32],
         udp: Some(any),
         quic: Some(any),
         tls: Some(any),
-        outer: Some(Arc::new(aura_transport::tls::OuterIdentity {
+        outer: Some(Arc::new(aura_transport::carrier::tls::OuterIdentity {
             cert_chain: vec![pki.server().cert()],
             key: pki.server().key(),
         })),
-        tls_options: aura_transport::tls::TlsOptions::default(),
-        quic_options: aura_transport::quic::QuicOptions::default(),
+        tls_options: aura_transport::carrier::tls::TlsOptions::default(),
+        quic_options: aura_transport::carrier::quic::QuicOptions::default(),
+        udp_profile: aura_transport::camo::shape::Profile::default(),
+        mem: None,
         wall_clock: wall,
     }
 }
@@ -84,7 +86,7 @@ pub fn server_config(
 pub fn dial_config(
     pki: &TestPki,
     id: &aura_testkit::Identity,
-    s: &aura_transport::server::Server,
+    s: &aura_transport::listen::Listeners,
     carriers: &[aura_transport::Carrier],
 ) -> aura_transport::dial::DialConfig {
     let port = |a: Option<std::net::SocketAddr>| a.map_or(0, |a| a.port());
@@ -104,8 +106,10 @@ pub fn dial_config(
         sni: "www.example.com".into(),
         attempt_timeout: std::time::Duration::from_secs(5),
         timers: aura_proto::Timers::default(),
-        tls_options: aura_transport::tls::TlsOptions::default(),
-        quic_options: aura_transport::quic::QuicOptions::default(),
+        tls_options: aura_transport::carrier::tls::TlsOptions::default(),
+        quic_options: aura_transport::carrier::quic::QuicOptions::default(),
+        udp_profile: aura_transport::camo::shape::Profile::default(),
+        mem: None,
         wall_clock: wall,
     }
 }

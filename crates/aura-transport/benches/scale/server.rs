@@ -1,0 +1,152 @@
+//! The server child: the real listeners on one carrier, fed the PKI material on stdin,
+//! answering `stats` lines with its memory, counts and CPU time.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aura_pki::Verifier;
+use aura_proto::{EcdsaP256Signer, EndpointConfig};
+use aura_transport::listen::{ListenConfig, Listeners};
+use aura_transport::{Carrier, PacketConn};
+use rand_core::{OsRng, RngCore};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::common;
+use crate::sys::{cpu_us, memory_kib, raise_nofile};
+
+/// Bytes as lowercase hex, the form the PKI material crosses the child's stdin in.
+pub(crate) fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    let s = s.trim().as_bytes();
+    s.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicU64,
+    closed: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// The server process: reads the PKI material (4 hex lines: CA, CRL, server certificate,
+/// server key) from stdin, serves, and answers `stats` lines until stdin closes.
+pub(crate) fn server_main(carrier: Carrier) {
+    raise_nofile();
+    let mut lines = std::io::stdin().lines();
+    let mut next = || unhex(&lines.next().unwrap().unwrap());
+    let (ca, crl, cert, key) = (next(), next(), next(), next());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let counts = Arc::new(Counts::default());
+    let addr = rt.block_on(async {
+        let signer = EcdsaP256Signer::from_pkcs8_der(&key).unwrap();
+        let endpoint = EndpointConfig::new(
+            ca.clone(),
+            aura_proto::Identity {
+                cert_der: cert.clone(),
+                signer: Arc::new(signer),
+            },
+            Verifier::new(&ca, [&crl]).unwrap(),
+            true,
+        );
+        let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let cfg = ListenConfig {
+            endpoint,
+            seed,
+            udp: (carrier == Carrier::Udp).then_some(any),
+            quic: (carrier == Carrier::Quic).then_some(any),
+            tls: (carrier == Carrier::Tls).then_some(any),
+            outer: Some(Arc::new(aura_transport::carrier::tls::OuterIdentity {
+                cert_chain: vec![CertificateDer::from(cert.clone())],
+                key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone())),
+            })),
+            tls_options: aura_transport::carrier::tls::TlsOptions::default(),
+            quic_options: aura_transport::carrier::quic::QuicOptions::default(),
+            udp_profile: aura_transport::camo::shape::Profile::default(),
+            mem: None,
+            wall_clock: common::wall,
+        };
+        let mut server = Listeners::bind(cfg).await.unwrap();
+        let addr = match carrier {
+            Carrier::Udp => server.udp_addr,
+            Carrier::Quic => server.quic_addr,
+            _ => server.tls_addr,
+        }
+        .unwrap();
+        let counts = counts.clone();
+        let rt = tokio::runtime::Handle::current();
+        let accept_loop = async move {
+            while let Some(conn) = server.accept().await {
+                counts.accepted.fetch_add(1, Ordering::Relaxed);
+                rt.spawn(serve(conn, counts.clone()));
+            }
+        };
+        if std::env::var_os("AURA_SCALE_ACCEPT_TASK").is_none() {
+            // Accept on a thread of its own, so that the accept queue is drained even
+            // while the driver task keeps its worker busy (see "Accept queue" in main.rs).
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(accept_loop);
+            });
+        } else {
+            tokio::spawn(accept_loop);
+        }
+        addr
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "READY {addr}").unwrap();
+    out.flush().unwrap();
+    for line in lines {
+        let Ok(line) = line else { break };
+        match line.trim() {
+            "stats" => {
+                let (rss, hwm) = memory_kib();
+                writeln!(
+                    out,
+                    "STATS {rss} {hwm} {} {} {} {} {}",
+                    counts.accepted.load(Ordering::Relaxed),
+                    counts.closed.load(Ordering::Relaxed),
+                    counts.packets.load(Ordering::Relaxed),
+                    counts.bytes.load(Ordering::Relaxed),
+                    cpu_us()
+                )
+                .unwrap();
+                out.flush().unwrap();
+            }
+            "quit" => break,
+            _ => {}
+        }
+    }
+    // stdin closed (the parent is gone) or asked to quit: leave at once.
+    std::process::exit(0);
+}
+
+/// One accepted connection: count what arrives, recycle the batches.
+async fn serve(mut conn: PacketConn, counts: Arc<Counts>) {
+    while let Some(b) = conn.recv_packets().await {
+        counts.packets.fetch_add(b.len() as u64, Ordering::Relaxed);
+        counts.bytes.fetch_add(b.bytes() as u64, Ordering::Relaxed);
+        b.recycle();
+    }
+    counts.closed.fetch_add(1, Ordering::Relaxed);
+}
