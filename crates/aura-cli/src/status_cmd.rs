@@ -42,7 +42,10 @@ pub async fn run(a: StatusArgs) -> Result<()> {
         return Ok(());
     }
     match resp {
-        Response::Server { peers } => {
+        Response::Server { peers, warnings } => {
+            for w in &warnings {
+                println!("warning: {w}");
+            }
             println!(
                 "{:<36}  {:<5}  {:<22}  {:<15}  {:>12}  {:>12}  {:<10}  CONNECTED",
                 "PEER", "VIA", "REMOTE", "TUNNEL", "BYTES IN", "BYTES OUT", "HANDSHAKE"

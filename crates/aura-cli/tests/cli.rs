@@ -242,6 +242,7 @@ fn status_asks_the_admin_socket() {
             last_handshake: 1,
             connected_since: 1,
         }],
+        warnings: Vec::new(),
     });
     let _task = rt.block_on(admin::serve(&sock, handler)).unwrap();
     let s = sock.to_str().unwrap();

@@ -49,6 +49,9 @@ pub enum Response {
     Server {
         /// Connected peers.
         peers: Vec<PeerStatus>,
+        /// What the operator should act on (a CRL about to expire).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// A client's status.
     Client {
@@ -234,13 +237,14 @@ mod tests {
                     last_handshake: 1,
                     connected_since: 1,
                 }],
+                warnings: Vec::new(),
             },
         });
         let task = serve(&path, handler).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         match request(&path, &Request::Status).await.unwrap() {
-            Response::Server { peers } => assert_eq!(peers[0].id, "alice"),
+            Response::Server { peers, .. } => assert_eq!(peers[0].id, "alice"),
             other => panic!("{other:?}"),
         }
         // A malformed line gets an error object, not a dropped connection.

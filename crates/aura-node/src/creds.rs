@@ -1,7 +1,7 @@
 //! Credentials from the PEM files a configuration names: the CA certificate, the CRL,
 //! this node's certificate and key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aura_proto::{EcdsaP256Signer, Identity};
@@ -9,6 +9,33 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
 use crate::DaemonError;
+
+/// The four PEM files a configuration's `[pki]` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialFiles {
+    /// The CA certificate.
+    pub ca_cert: PathBuf,
+    /// The CRL.
+    pub crl: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+impl CredentialFiles {
+    /// Reads and checks the files ([`load`]), and builds the verifier of the CRL.
+    ///
+    /// # Errors
+    /// [`DaemonError::Credentials`] naming the file and the problem.
+    pub fn load(&self) -> Result<(Credentials, aura_pki::Verifier), DaemonError> {
+        let creds = load(&self.ca_cert, &self.crl, &self.cert, &self.key)?;
+        let verifier = aura_pki::Verifier::new(&creds.ca_der, [&creds.crl_der]).map_err(|e| {
+            DaemonError::Credentials(format!("the CRL {}: {e}", self.crl.display()))
+        })?;
+        Ok((creds, verifier))
+    }
+}
 
 /// What a daemon authenticates with.
 #[derive(Debug)]
@@ -26,8 +53,8 @@ pub struct Credentials {
 
 impl Credentials {
     /// The certificate chain and key for the outer TLS/QUIC layer.
-    pub fn outer(&self) -> aura_transport::tls::OuterIdentity {
-        aura_transport::tls::OuterIdentity {
+    pub fn outer(&self) -> aura_transport::carrier::tls::OuterIdentity {
+        aura_transport::carrier::tls::OuterIdentity {
             cert_chain: vec![CertificateDer::from(self.cert_der.clone())],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.to_vec())),
         }
@@ -37,17 +64,19 @@ impl Credentials {
 fn read(what: &str, path: &Path) -> Result<Zeroizing<String>, DaemonError> {
     std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|e| DaemonError::Setup(format!("cannot read the {what} {}: {e}", path.display())))
+        .map_err(|e| {
+            DaemonError::Credentials(format!("cannot read the {what} {}: {e}", path.display()))
+        })
 }
 
 /// The DER of the one PEM block labelled `label` in `path`.
 fn pem_block(what: &str, path: &Path, label: &str) -> Result<Zeroizing<Vec<u8>>, DaemonError> {
     let text = read(what, path)?;
     let block = pem::parse(text.as_bytes()).map_err(|e| {
-        DaemonError::Setup(format!("the {what} {} is not PEM: {e}", path.display()))
+        DaemonError::Credentials(format!("the {what} {} is not PEM: {e}", path.display()))
     })?;
     if block.tag() != label {
-        return Err(DaemonError::Setup(format!(
+        return Err(DaemonError::Credentials(format!(
             "the {what} {} holds a {} block, expected {label}",
             path.display(),
             block.tag()
@@ -60,20 +89,20 @@ fn pem_block(what: &str, path: &Path, label: &str) -> Result<Zeroizing<Vec<u8>>,
 /// key, the CRL must verify against the CA.
 ///
 /// # Errors
-/// [`DaemonError::Setup`] naming the file and the problem.
+/// [`DaemonError::Credentials`] naming the file and the problem.
 pub fn load(ca: &Path, crl: &Path, cert: &Path, key: &Path) -> Result<Credentials, DaemonError> {
     let ca_der = pem_block("CA certificate", ca, "CERTIFICATE")?.to_vec();
     let crl_der = pem_block("CRL", crl, "X509 CRL")?.to_vec();
     let cert_der = pem_block("certificate", cert, "CERTIFICATE")?.to_vec();
     let key_pkcs8 = pem_block("private key", key, "PRIVATE KEY")?;
     let signer = EcdsaP256Signer::from_pkcs8_der(&key_pkcs8).map_err(|e| {
-        DaemonError::Setup(format!(
+        DaemonError::Credentials(format!(
             "the private key {} is not an ECDSA P-256 PKCS#8 key: {e}",
             key.display()
         ))
     })?;
     aura_pki::Verifier::new(&ca_der, [&crl_der]).map_err(|e| {
-        DaemonError::Setup(format!(
+        DaemonError::Credentials(format!(
             "the CRL {} does not go with the CA {}: {e}",
             crl.display(),
             ca.display()
@@ -104,7 +133,7 @@ pub fn crl_number(verifier: &aura_pki::Verifier) -> u64 {
         .fold(0u64, |n, &b| (n << 8) | u64::from(b))
 }
 
-/// Writes `der` as a PEM CRL to `path` atomically (temporary file, then rename).
+/// Writes `der` as a PEM CRL to `path` atomically (mode 0644: a CRL is public).
 ///
 /// # Errors
 /// The I/O error, naming the path.
@@ -113,20 +142,8 @@ pub fn save_crl(path: &Path, der: &[u8]) -> Result<(), DaemonError> {
         &pem::Pem::new("X509 CRL", der),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     );
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "crl.pem".into());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, text.as_bytes())?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DaemonError::Setup(format!("cannot save the CRL to {}: {e}", path.display()))
+    aura_pki::write_atomic(path, text.as_bytes(), 0o644).map_err(|e| {
+        DaemonError::Credentials(format!("cannot save the CRL to {}: {e}", path.display()))
     })
 }
 

@@ -1,4 +1,7 @@
-//! The daemons' errors: each names what failed and why, for a one-line message.
+//! The daemons' errors: each names what failed and why, for a one-line message, and says
+//! whether trying again can help ([`DaemonError::is_recoverable`]).
+
+use std::time::Duration;
 
 use aura_transport::TransportError;
 
@@ -6,10 +9,44 @@ use aura_transport::TransportError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
-    /// Setting up failed (files, names, a feature this build lacks); the message says
-    /// which and why.
+    /// A credential file (CA certificate, CRL, certificate, key) is missing or unusable;
+    /// the message names the file and the problem.
     #[error("{0}")]
-    Setup(String),
+    Credentials(String),
+    /// A configuration value cannot be used as it stands; the message names the key.
+    #[error("{key}: {problem}")]
+    Config {
+        /// The key, as written in the file (`pki.ca_key`).
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// A configuration key whose feature this version does not have.
+    #[error("{key}: {feature} is not available in this version; {fix}")]
+    NotBuilt {
+        /// The key, as written in the file.
+        key: &'static str,
+        /// The feature it asks for.
+        feature: &'static str,
+        /// What to change.
+        fix: &'static str,
+    },
+    /// A server or bridge name does not resolve.
+    #[error("{what} {host:?} {problem}")]
+    Resolve {
+        /// The key that names it.
+        what: &'static str,
+        /// The name.
+        host: String,
+        /// Why it does not resolve.
+        problem: String,
+    },
+    /// The server completed the handshake but assigned no tunnel address in time.
+    #[error("the server assigned no address within {0:?}")]
+    NoAddress(Duration),
+    /// Signal handlers could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
     /// The TUN device.
     #[error("TUN device: {0}")]
     Tun(#[from] aura_tun::TunError),
@@ -26,4 +63,35 @@ pub enum DaemonError {
     /// cannot help.
     #[error("{0}")]
     Refused(String),
+}
+
+impl DaemonError {
+    /// Whether a client should dial again after a session ended with this error: true
+    /// for what the network or the server's load can cause and the next session can
+    /// escape; false for refusals, local configuration and host failures.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, Self::NoAddress(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_recoverable() {
+        assert!(DaemonError::NoAddress(Duration::from_secs(10)).is_recoverable());
+        assert!(!DaemonError::Refused("revoked".into()).is_recoverable());
+        assert!(!DaemonError::Credentials("bad key".into()).is_recoverable());
+        let e = DaemonError::NotBuilt {
+            key: "client.run_as",
+            feature: "dropping privileges",
+            fix: "remove the key",
+        };
+        assert!(!e.is_recoverable());
+        assert_eq!(
+            e.to_string(),
+            "client.run_as: dropping privileges is not available in this version; remove the key"
+        );
+    }
 }

@@ -1,72 +1,52 @@
 //! Aura's daemons: the multi-client server (IP pool, dispatch by tunnel address,
-//! anti-spoofing, NAT) and the client (dial, TUN, routes, reconnect), with the admin
-//! socket. The only crate that knows the async runtime.
+//! anti-spoofing, NAT, CRL reload and push) and the client (dial, TUN, routes,
+//! reconnect), with the admin socket. The composition root: it turns a configuration
+//! into options for the layers below and owns the tasks that connect them.
 //!
-//! - [`server::run`]: `aura server`;
-//! - [`client::run`]: `aura client`;
-//! - [`router`]: the server's data path, over any [`aura_tun::PacketDevice`];
-//! - [`pool`], [`admin`], [`creds`]: the IP pool, the admin socket, credentials.
+//! # Rooms
+//!
+//! - [`server`]: `aura server` ([`server::run`]), with its data path ([`server::router`]),
+//!   IP pool ([`server::pool`]) and CRL upkeep;
+//! - [`client`]: `aura client` ([`client::run`]), with its tunnel and session;
+//! - [`options`]: the one place where configuration keys become transport and daemon
+//!   options, and where keys of features not built are refused;
+//! - [`host`] and [`device`]: the host edges a daemon runs on (TUN factory, host network
+//!   configuration, network, clock) and the shared batched TUN writer;
+//! - [`admin`], [`creds`], [`redact`], [`packet`]: the admin socket, credentials, what
+//!   `no_logs` hides, the IP header fields the daemons read.
+//!
+//! # Guarantees
+//!
+//! - Start-up is all or nothing: a failure undoes every host change made so far and names
+//!   its cause; every host change is undone on stop.
+//! - A configuration key is used or refused at start with a message naming it.
+//! - Whole daemons run over in-memory edges ([`server::run_on`], [`client::run_on`]), so
+//!   tests drive a server and its clients without root.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), aura_node::DaemonError> {
+//! let cfg = aura_config::load_server("/etc/aura/server.toml").map_err(|e| {
+//!     aura_node::DaemonError::Config { key: "config", problem: e.to_string() }
+//! })?;
+//! aura_node::server::run(cfg, aura_node::shutdown_signal()?).await
+//! # }
+//! ```
 
 pub mod admin;
 pub mod client;
 pub mod creds;
+pub mod device;
 mod error;
+pub mod host;
+pub mod options;
 pub mod packet;
-pub mod pool;
-pub mod router;
+pub mod redact;
 pub mod server;
 
-use std::time::Duration;
-
 pub use error::DaemonError;
-
-/// Protocol timers of both daemons. Keepalives every 3 s of silence mean a live peer is
-/// heard at least every 3 s, so 8 s without a packet is a dead peer: a client notices a
-/// server that went away within 8 s and dials again (the defaults, 10 s and 30 s, would
-/// keep a client on a dead session for half a minute).
-pub fn daemon_timers() -> aura_proto::Timers {
-    aura_proto::Timers {
-        keepalive: Duration::from_secs(3),
-        dead_peer: Duration::from_secs(8),
-        ..aura_proto::Timers::default()
-    }
-}
-
-/// The error for a configuration key whose feature this version does not have: the
-/// daemon refuses to start rather than ignore it.
-pub(crate) fn not_built(key: &str, feature: &str, fix: &str) -> DaemonError {
-    DaemonError::Setup(format!(
-        "{key}: {feature} is not available in this version; {fix}"
-    ))
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Hides client ids and addresses from log lines when `no_logs` is set.
-#[derive(Debug, Clone, Copy)]
-pub struct Redact(pub bool);
-
-impl Redact {
-    /// A client id, or `[redacted]`.
-    pub fn id<'a>(&self, id: &'a str) -> &'a str {
-        if self.0 { "[redacted]" } else { id }
-    }
-
-    /// An address, or `[redacted]`.
-    pub fn addr(&self, addr: &impl std::fmt::Display) -> String {
-        if self.0 {
-            "[redacted]".into()
-        } else {
-            addr.to_string()
-        }
-    }
-}
+pub use redact::Redact;
 
 /// The shutdown future the daemons take, boxed so callers can name it.
 pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -78,9 +58,8 @@ pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()>
 #[cfg(unix)]
 pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send, DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let setup = |e: std::io::Error| DaemonError::Setup(format!("cannot handle signals: {e}"));
-    let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
-    let mut term = signal(SignalKind::terminate()).map_err(setup)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     Ok(async move {
         tokio::select! {
             _ = int.recv() => tracing::info!("SIGINT received"),

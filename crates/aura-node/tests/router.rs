@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aura_node::pool::IpPool;
-use aura_node::router::{DEVICE_QUEUE, Router, Welcome};
+use aura_node::device::DeviceWriter;
+use aura_node::server::pool::IpPool;
+use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
 use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
@@ -109,7 +110,7 @@ async fn dispatch_antispoofing_and_release() {
     let device = Arc::new(device);
     tokio::spawn(router.clone().device_loop(device.clone()));
     let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(Router::device_writer(device.clone(), queue_rx));
+    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
     let welcome = |extra: Vec<Vec<u8>>| Welcome {
         mtu: 1280,
         extra,

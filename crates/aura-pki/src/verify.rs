@@ -76,6 +76,8 @@ pub struct Verifier {
 struct CheckedCrl {
     /// Serial numbers (DER integer content octets, as in the certificates).
     revoked: HashSet<Vec<u8>>,
+    /// thisUpdate.
+    this_update: OffsetDateTime,
     /// nextUpdate, when the CRL has one.
     next_update: Option<OffsetDateTime>,
 }
@@ -134,6 +136,17 @@ impl Verifier {
         &self.crl_number
     }
 
+    /// thisUpdate of the CRL in use: when it was signed.
+    pub fn crl_this_update(&self) -> OffsetDateTime {
+        self.crl.this_update
+    }
+
+    /// nextUpdate of the CRL in use: after it, every certificate check fails until a newer
+    /// CRL replaces it. `None` for a CRL without nextUpdate (Aura always sets one).
+    pub fn crl_next_update(&self) -> Option<OffsetDateTime> {
+        self.crl.next_update
+    }
+
     fn check_crls<I, B>(ca_der: &[u8], crls: I) -> Result<(CheckedCrl, Vec<u8>), VerifyError>
     where
         I: IntoIterator<Item = B>,
@@ -171,6 +184,7 @@ impl Verifier {
                     .iter_revoked_certificates()
                     .map(|r| r.raw_serial().to_vec())
                     .collect(),
+                this_update: parsed.last_update().to_datetime(),
                 next_update: parsed.next_update().map(|t| t.to_datetime()),
             };
             let newer = match &best {

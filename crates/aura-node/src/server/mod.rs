@@ -1,73 +1,45 @@
 //! `aura server`: the multi-client concentrator.
 //!
-//! Start-up is all or nothing, in this order: credentials, leftovers of a crashed run
-//! removed, the admin socket, the TUN device (with the server's tunnel address), the
-//! carriers, then forwarding and NAT. Any failure undoes what was done and names the
-//! cause. Then it serves until `shutdown` resolves (SIGINT or SIGTERM in `aura`), and
-//! undoes every host change on the way out.
+//! Start-up is all or nothing, in this order: options from the configuration,
+//! credentials, the admin socket, leftovers of a crashed run removed, the TUN device
+//! (with the server's tunnel address), the carriers, then forwarding and NAT. Any failure
+//! undoes what was done and names the cause. Then it serves until `shutdown` resolves
+//! (SIGINT or SIGTERM in `aura`), and undoes every host change on the way out.
 //!
-//! Every 5 s it re-reads the CRL file: a newer CRL closes the sessions it revokes and is
-//! pushed to every connected client.
+//! Every [`crl::CRL_RELOAD`] (by default) it re-reads the CRL file: a newer CRL closes the sessions it
+//! revokes and is pushed to every connected client. The same tick keeps the CRL from
+//! expiring ([`crl`]).
+//!
+//! - [`router`]: the data path (device reads dispatched by address, anti-spoofing);
+//! - [`pool`]: tunnel addresses;
+//! - [`crl`]: the CRL's reload, push and upkeep.
+
+pub mod crl;
+pub mod pool;
+pub mod router;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use aura_config::{Carrier, ServerConfig};
-use aura_netcfg::{HostConfig, NatPlan};
+use aura_config::ServerConfig;
+use aura_netcfg::NatPlan;
 use aura_pki::Verifier;
-use aura_proto::EndpointConfig;
-use aura_proto::control::{self, CRL_PUSH_OVERHEAD};
-use aura_transport::server::{Server, ServerConfig as CarrierConfig};
-use aura_tun::{Tun, TunConfig};
+use aura_transport::PacketConn;
+use aura_transport::listen::Listeners;
+use aura_tun::{PacketDevice, TunConfig};
 use rand_core::{OsRng, RngCore};
-use rustls_pki_types::UnixTime;
 
 use crate::admin::{self, PeerStatus, Response};
-use crate::pool::IpPool;
-use crate::router::{DEVICE_QUEUE, Router, Welcome};
-use crate::{DaemonError, Redact, creds, daemon_timers, not_built, unix_now};
+use crate::creds::{self, Credentials};
+use crate::device::{DeviceWriter, TunFactory};
+use crate::host::Host;
+use crate::options::ServerOptions;
+use crate::{DaemonError, Redact};
+use crl::{CrlLifetime, CrlUpkeep, Upkeep, crl_push, newer_crl};
+use pool::IpPool;
+use router::{DEVICE_QUEUE, Router, Welcome};
 
-/// How often the CRL file is checked for a newer CRL.
-const CRL_RELOAD: Duration = Duration::from_secs(5);
-
-/// Data bytes per pushed CRL chunk: the envelope stays under 1232 bytes, so it crosses
-/// any carrier as one datagram.
-const CRL_CHUNK: usize = 1232 - CRL_PUSH_OVERHEAD - 64;
-
-/// Features in the configuration schema that this build does not have: refused at start
-/// rather than silently ignored.
-fn refuse_unbuilt(cfg: &ServerConfig) -> Result<(), DaemonError> {
-    if cfg.server.run_as.is_some() {
-        return Err(not_built(
-            "server.run_as",
-            "dropping privileges",
-            "remove the key (the server then keeps the user that started it)",
-        ));
-    }
-    if cfg.server.relay.enabled {
-        return Err(not_built(
-            "server.relay.enabled",
-            "relaying two-hop circuits",
-            "set it to false",
-        ));
-    }
-    Ok(())
-}
-
-/// The CRL push for `crl_der`, as whole envelopes.
-fn crl_push(number: u64, crl_der: &[u8]) -> Vec<Vec<u8>> {
-    match control::chunk_crl(number, crl_der, CRL_CHUNK) {
-        Ok(chunks) => chunks.collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "the CRL cannot be pushed");
-            Vec::new()
-        }
-    }
-}
-
-/// Runs the server until `shutdown` resolves.
+/// Runs the server on this host until `shutdown` resolves.
 ///
 /// # Errors
 /// Start-up failures (each names its cause); host changes are undone first.
@@ -75,66 +47,39 @@ pub async fn run(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
-    refuse_unbuilt(&cfg)?;
-    let redact = Redact(cfg.server.no_logs);
-    let pki = &cfg.pki;
-    let creds = creds::load(&pki.ca_cert, &pki.crl, &pki.cert, &pki.key)?;
-    let verifier = Verifier::new(&creds.ca_der, [&creds.crl_der])
-        .map_err(|e| DaemonError::Setup(format!("the CRL {}: {e}", pki.crl.display())))?;
-    let mut crl_number = creds::crl_number(&verifier);
+    let opts = ServerOptions::from_config(&cfg)?;
+    let host = Host::system(opts.dry_run);
+    run_on(opts, host, shutdown).await
+}
 
-    let router = Router::new(IpPool::new(&cfg.server.pool));
-    let handler_router = router.clone();
-    let admin_task = admin::serve(
-        &cfg.server.admin_socket,
-        Arc::new(move |_req| Response::Server {
-            peers: handler_router
-                .peers()
-                .into_iter()
-                .map(|p| {
-                    let s = p.sender.stats();
-                    PeerStatus {
-                        id: p.id,
-                        carrier: p.sender.carrier().name().into(),
-                        remote: p.sender.remote().to_string(),
-                        tunnel_address: p.address.to_string(),
-                        bytes_in: s.bytes_in,
-                        bytes_out: s.bytes_out,
-                        last_handshake: s.last_handshake,
-                        connected_since: p.since,
-                    }
-                })
-                .collect(),
-        }),
-    )
-    .await?;
-    let socket_path = cfg.server.admin_socket.clone();
+/// What the CRL looks like to `aura status`.
+type CrlWarning = Arc<Mutex<Option<String>>>;
+
+/// Runs the server with `opts` on `host` until `shutdown` resolves.
+///
+/// # Errors
+/// Start-up failures (each names its cause); host changes are undone first.
+pub async fn run_on<T: TunFactory>(
+    opts: ServerOptions,
+    mut host: Host<T>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    let (creds, verifier) = opts.files.load()?;
+    let router = Router::new(IpPool::new(&opts.pool));
+    let warning = CrlWarning::default();
+    let admin_task = admin::serve(&opts.admin_socket, status_handler(&router, &warning)).await?;
+    let socket_path = opts.admin_socket.clone();
     // After the admin socket: a second instance stops there, before it could remove the
     // first one's NAT as a "leftover".
-    let mut host = if cfg.server.nat.dry_run {
-        HostConfig::dry_run()
-    } else {
-        HostConfig::system()
-    };
-    if let Err(e) = host.cleanup_leftovers().await {
+    if let Err(e) = host.netcfg.cleanup_leftovers().await {
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
         return Err(e.into());
     }
-    let result = serve(
-        cfg,
-        creds,
-        verifier,
-        &mut crl_number,
-        &mut host,
-        router,
-        redact,
-        shutdown,
-    )
-    .await;
+    let result = serve(&opts, creds, verifier, &mut host, router, warning, shutdown).await;
     admin_task.abort();
     let _ = std::fs::remove_file(&socket_path);
-    if let Err(e) = host.undo().await {
+    if let Err(e) = host.netcfg.undo().await {
         tracing::error!(error = %e, "could not undo every host change");
         if result.is_ok() {
             return Err(e.into());
@@ -143,25 +88,65 @@ pub async fn run(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve(
-    cfg: ServerConfig,
-    creds: creds::Credentials,
+/// The admin socket's answer: the connected peers and any CRL warning.
+fn status_handler(router: &Arc<Router>, warning: &CrlWarning) -> admin::Handler {
+    let router = router.clone();
+    let warning = warning.clone();
+    Arc::new(move |_req| Response::Server {
+        peers: router
+            .peers()
+            .into_iter()
+            .map(|p| {
+                let s = p.sender.stats();
+                PeerStatus {
+                    id: p.id,
+                    carrier: p.sender.carrier().name().into(),
+                    remote: p.sender.remote().to_string(),
+                    tunnel_address: p.address.to_string(),
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    last_handshake: s.last_handshake,
+                    connected_since: p.since,
+                }
+            })
+            .collect(),
+        warnings: warning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect(),
+    })
+}
+
+/// The CRL in use and what keeps it current.
+struct CrlState {
+    number: u64,
+    der: Vec<u8>,
+    lifetime: CrlLifetime,
+    upkeep: CrlUpkeep,
+    warning: CrlWarning,
+}
+
+async fn serve<T: TunFactory>(
+    opts: &ServerOptions,
+    creds: Credentials,
     verifier: Verifier,
-    crl_number: &mut u64,
-    host: &mut HostConfig,
+    host: &mut Host<T>,
     router: Arc<Router>,
-    redact: Redact,
+    warning: CrlWarning,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    let redact = opts.redact;
     let (gateway, prefix_len) = router.server_address();
     let tun = Arc::new(
-        Tun::create(&TunConfig {
-            address: Some((gateway, prefix_len)),
-            mtu: cfg.tunnel.mtu,
-            ..TunConfig::new(cfg.tunnel.name.clone())
-        })
-        .await?,
+        host.tuns
+            .create(&TunConfig {
+                address: Some((gateway, prefix_len)),
+                mtu: opts.mtu,
+                ..TunConfig::new(opts.tun_name.clone())
+            })
+            .await?,
     );
     tracing::info!(
         tun = tun.name(),
@@ -172,41 +157,31 @@ async fn serve(
         "TUN device up"
     );
 
-    let t = &cfg.transport;
-    let on = |c: Carrier, port: u16| {
-        t.carriers
-            .contains(&c)
-            .then(|| SocketAddr::new(cfg.server.listen, port))
+    let mut crl = CrlState {
+        number: creds::crl_number(&verifier),
+        der: creds.crl_der.clone(),
+        lifetime: CrlLifetime::of(&verifier),
+        upkeep: CrlUpkeep::new(opts.crl.resign.clone()),
+        warning,
     };
-    let mut endpoint =
-        EndpointConfig::new(creds.ca_der.clone(), creds.identity.clone(), verifier, true);
-    endpoint.timers = daemon_timers();
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    let mut server = Server::bind(CarrierConfig {
-        endpoint,
-        seed,
-        udp: on(Carrier::Udp, t.udp_port),
-        quic: on(Carrier::Quic, t.quic_port),
-        tls: on(Carrier::Tls, t.tls_port),
-        outer: Some(Arc::new(creds.outer())),
-        tls_options: aura_transport::tls::TlsOptions::default(),
-        quic_options: aura_transport::quic::QuicOptions::default(),
-        wall_clock: UnixTime::now,
-    })
-    .await?;
+    let listen = opts.listen_config(&creds, verifier, seed, &host.network, host.wall_clock);
+    let mut listeners = Listeners::bind(listen).await?;
 
-    if cfg.server.nat.auto {
-        host.enable_forwarding().await?;
-        let pool = cfg.server.pool.cidr;
-        host.apply_nat(&NatPlan {
-            pool: (pool.network(), pool.prefix_len()),
-            tun: tun.name().to_owned(),
-            egress: cfg.server.nat.egress_iface.clone(),
-        })
-        .await?;
-        if host.is_dry_run() {
-            for cmd in host.planned() {
+    if let Some(egress) = &opts.nat {
+        let netcfg = &mut host.netcfg;
+        netcfg.enable_forwarding().await?;
+        let pool = opts.pool.cidr;
+        netcfg
+            .apply_nat(&NatPlan {
+                pool: (pool.network(), pool.prefix_len()),
+                tun: tun.name().to_owned(),
+                egress: egress.clone(),
+            })
+            .await?;
+        if netcfg.is_dry_run() {
+            for cmd in netcfg.planned() {
                 tracing::info!(command = %cmd, "dry run: would run");
             }
         }
@@ -215,7 +190,7 @@ async fn serve(
     }
 
     let (to_device, device_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    let writer = tokio::spawn(Router::device_writer(tun.clone(), device_rx));
+    let writer = tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx));
     let reader_router = router.clone();
     let reader_tun = tun.clone();
     let reader = tokio::spawn(async move {
@@ -224,62 +199,31 @@ async fn serve(
         }
     });
     tracing::info!(
-        udp = ?server.udp_addr,
-        quic = ?server.quic_addr,
-        tls = ?server.tls_addr,
+        udp = ?listeners.udp_addr,
+        quic = ?listeners.quic_addr,
+        tls = ?listeners.tls_addr,
         "server ready"
     );
 
-    let mut crl_der = creds.crl_der.clone();
-    let mut reload = tokio::time::interval(CRL_RELOAD);
+    let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            conn = server.accept() => {
+            conn = listeners.accept() => {
                 let Some(conn) = conn else { break };
-                let id = conn.peer().id.clone();
-                tracing::info!(
-                    client = redact.id(&id),
-                    carrier = conn.carrier().name(),
-                    remote = %redact.addr(&conn.remote()),
-                    "client connected"
-                );
                 let welcome = Welcome {
-                    mtu: cfg.tunnel.mtu,
-                    extra: if cfg.pki.crl_push { crl_push(*crl_number, &crl_der) } else { Vec::new() },
-                    since: unix_now(),
+                    mtu: opts.mtu,
+                    extra: if opts.crl.push { crl_push(crl.number, &crl.der) } else { Vec::new() },
+                    since: (host.wall_clock)().as_secs(),
                 };
-                let r = router.clone();
-                let q = to_device.clone();
-                let shown = redact.id(&id).to_owned();
-                clients.spawn(async move {
-                    match r.serve_client(conn, q, welcome).await {
-                        Ok(()) => tracing::info!(client = %shown, "client disconnected"),
-                        Err(e) => tracing::warn!(client = %shown, error = %e, "client refused"),
-                    }
-                });
+                admit(&mut clients, &router, conn, &to_device, welcome, redact);
             }
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
             _ = reload.tick() => {
-                if let Some((number, der)) = newer_crl(&cfg, &creds.ca_der, *crl_number, &crl_der) {
-                    match Verifier::new(&creds.ca_der, [&der]) {
-                        Ok(v) => {
-                            tracing::info!(crl_number = number, "new CRL: re-checking sessions and pushing it to clients");
-                            server.handle().set_verifier(v).await?;
-                            *crl_number = number;
-                            crl_der = der;
-                            if cfg.pki.crl_push {
-                                let push = crl_push(number, &crl_der);
-                                for p in router.peers() {
-                                    let _ = p.sender.send_batch(push.clone()).await;
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "the new CRL is not usable: keeping the old one"),
-                    }
-                }
+                let now = i64::try_from((host.wall_clock)().as_secs()).unwrap_or(i64::MAX);
+                keep_crl_current(opts, &creds.ca_der, &mut crl, &listeners, &router, now).await?;
             }
             () = &mut shutdown => {
                 tracing::info!("stopping");
@@ -296,34 +240,76 @@ async fn serve(
     Ok(())
 }
 
-/// The CRL file's contents when they differ from `current` and verify with a higher CRL
-/// number than `number`.
-fn newer_crl(
-    cfg: &ServerConfig,
-    ca_der: &[u8],
-    number: u64,
-    current: &[u8],
-) -> Option<(u64, Vec<u8>)> {
-    let text = std::fs::read_to_string(&cfg.pki.crl).ok()?;
-    let der = pem::parse(text.as_bytes()).ok()?.into_contents();
-    if der == current {
-        return None;
-    }
-    let v = match Verifier::new(ca_der, [&der]) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(path = %cfg.pki.crl.display(), error = %e, "the CRL file changed but does not verify");
-            return None;
+/// Starts the task that serves one connected client.
+fn admit(
+    clients: &mut tokio::task::JoinSet<()>,
+    router: &Arc<Router>,
+    conn: PacketConn,
+    to_device: &router::DeviceQueue,
+    welcome: Welcome,
+    redact: Redact,
+) {
+    let id = conn.peer().id.clone();
+    tracing::info!(
+        client = redact.id(&id),
+        carrier = conn.carrier().name(),
+        remote = %redact.addr(&conn.remote()),
+        "client connected"
+    );
+    let r = router.clone();
+    let q = to_device.clone();
+    let shown = redact.id(&id).to_owned();
+    clients.spawn(async move {
+        match r.serve_client(conn, q, welcome).await {
+            Ok(()) => tracing::info!(client = %shown, "client disconnected"),
+            Err(e) => tracing::warn!(client = %shown, error = %e, "client refused"),
         }
-    };
-    let n = creds::crl_number(&v);
-    (n > number).then_some((n, der))
+    });
+}
+
+/// One tick of CRL upkeep at `now`: re-sign or warn as the CRL's lifetime calls for,
+/// then take a newer CRL from the file (re-checking sessions and pushing it).
+async fn keep_crl_current(
+    opts: &ServerOptions,
+    ca_der: &[u8],
+    crl: &mut CrlState,
+    listeners: &Listeners,
+    router: &Router,
+    now: i64,
+) -> Result<(), DaemonError> {
+    match crl.upkeep.due(crl.lifetime, now) {
+        Upkeep::Resign => {
+            crl.upkeep.resign(now);
+        }
+        Upkeep::Warn(w) => tracing::warn!("{w}"),
+        Upkeep::Nothing => {}
+    }
+    if let Some((number, der, v)) = newer_crl(&opts.files.crl, ca_der, crl.number, &crl.der) {
+        tracing::info!(
+            crl_number = number,
+            "new CRL: re-checking sessions and pushing it to clients"
+        );
+        crl.lifetime = CrlLifetime::of(&v);
+        listeners.handle().set_verifier(v).await?;
+        crl.number = number;
+        crl.der = der;
+        if opts.crl.push {
+            let push = crl_push(number, &crl.der);
+            for p in router.peers() {
+                let _ = p.sender.send_batch(push.clone()).await;
+            }
+        }
+    }
+    *crl.warning.lock().unwrap_or_else(PoisonError::into_inner) =
+        crl.upkeep.status(crl.lifetime, now);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::options::refuse_unbuilt_server as refuse_unbuilt;
 
     fn config(extra: &str) -> ServerConfig {
         toml::from_str(&format!(
@@ -342,21 +328,5 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().starts_with("server.relay.enabled: "), "{e}");
-    }
-
-    #[test]
-    fn the_crl_push_fits_one_datagram_per_chunk() {
-        let der = vec![0x30; 5000];
-        let push = crl_push(3, &der);
-        assert_eq!(push.len(), 5);
-        assert!(push.iter().all(|p| p.len() <= 1232));
-        let mut a = control::CrlAssembler::new();
-        let mut done = None;
-        for p in &push {
-            if let Ok(control::ControlMessage::CrlPush(c)) = control::ControlMessage::decode(p) {
-                done = a.push(&c).unwrap();
-            }
-        }
-        assert_eq!(done, Some(der));
     }
 }

@@ -6,8 +6,8 @@
 //! Per device read (up to [`aura_tun::OFFLOAD_BATCH`] packets, a TSO super-packet split
 //! into segments arrives as one read) the loop takes the peer table's read lock once and
 //! hands each run of packets for one client to its connection as one batch. Clients'
-//! packets reach the device through one channel of batches, so one writer owns the
-//! device's send buffers (allocated once, at start) and GRO can coalesce across clients.
+//! packets reach the device through one channel of batches ([`DeviceQueue`]), served by
+//! one [`crate::device::DeviceWriter`], so GRO can coalesce across clients.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -19,8 +19,8 @@ use aura_transport::{BatchPool, PacketBatch, PacketConn, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
 
+use super::pool::{IpPool, PoolError};
 use crate::packet::ipv4_addrs;
-use crate::pool::{IpPool, PoolError};
 
 /// Batches of client packets on their way to the device.
 pub type DeviceQueue = mpsc::Sender<PacketBatch>;
@@ -145,36 +145,6 @@ impl Router {
         }
     }
 
-    /// Writes the batches arriving on `queue` to the device, until every sender is gone.
-    /// Batches waiting together are written together (one `send_batch` per
-    /// [`aura_tun::OFFLOAD_BATCH`] packets).
-    pub async fn device_writer<D: PacketDevice>(
-        device: Arc<D>,
-        mut queue: mpsc::Receiver<PacketBatch>,
-    ) {
-        let mut tx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
-        let mut n = 0;
-        while let Some(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(batch) = next.take() {
-                for p in batch.iter() {
-                    if n == tx.len() {
-                        write(&*device, &mut tx, n).await;
-                        n = 0;
-                    }
-                    if tx.set_packet(n, p).is_ok() {
-                        n += 1;
-                    }
-                }
-                batch.recycle();
-                // Batches already waiting go into the same write.
-                next = queue.try_recv().ok();
-            }
-            write(&*device, &mut tx, n).await;
-            n = 0;
-        }
-    }
-
     fn admit(&self, conn: &PacketConn, since: u64) -> Result<(Ipv4Addr, u64), PoolError> {
         let id = conn.peer().id.clone();
         let address = self
@@ -283,16 +253,5 @@ impl Router {
         }
         self.leave(&id, address, token);
         Ok(())
-    }
-}
-
-/// Writes the first `n` packets of `tx` to the device (nothing when `n` is 0).
-async fn write<D: PacketDevice>(device: &D, tx: &mut TunBuffers, n: usize) {
-    if n > 0
-        && let Err(e) = device
-            .send_batch(&mut tx.bufs, &tx.lens[..n], tx.headroom)
-            .await
-    {
-        tracing::debug!(error = %e, "writing to the TUN device");
     }
 }

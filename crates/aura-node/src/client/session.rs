@@ -1,0 +1,195 @@
+//! One connected session of the client: wait for the address, bring the tunnel to it,
+//! then move the server's packets to the device and handle its control messages (address
+//! changes, CRL pushes) until the session ends.
+
+use aura_pki::Verifier;
+use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck};
+use aura_transport::dial::Dialed;
+use aura_transport::{DriverHandle, PacketConn};
+use std::time::Duration;
+
+use super::{Client, ClientState, lock};
+use crate::device::{DeviceWriter, TunFactory};
+use crate::{DaemonError, creds};
+
+/// Time the server has to assign an address after the handshake.
+const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the address is asked for until it arrives.
+const ASSIGN_ASK: Duration = Duration::from_secs(1);
+/// Largest batch moved at once.
+const BATCH: usize = 128;
+
+impl<T: TunFactory> Client<T> {
+    /// One session: wait for the address, set the tunnel up, move packets until the
+    /// session ends.
+    pub(super) async fn session(&mut self, d: Dialed) -> Result<(), DaemonError> {
+        let Dialed {
+            mut conn,
+            carrier,
+            addr,
+            failures,
+            driver,
+        } = d;
+        for f in &failures {
+            tracing::debug!(attempt = %f, "failed attempt before connecting");
+        }
+        let redact = self.opts.redact;
+        tracing::info!(carrier = carrier.name(), server = %redact.addr(&addr), "connected");
+        let mut batch = Vec::with_capacity(BATCH);
+        let assign = match tokio::time::timeout(
+            ASSIGN_TIMEOUT,
+            self.await_assign(&mut conn, &driver, &mut batch),
+        )
+        .await
+        {
+            Ok(Some(a)) => a,
+            Ok(None) => return Ok(()),
+            Err(_) => return Err(DaemonError::NoAddress(ASSIGN_TIMEOUT)),
+        };
+        self.ensure_tunnel(assign, addr).await?;
+        {
+            let mut s = lock(&self.status);
+            s.state = ClientState::Connected;
+            s.server = addr.to_string();
+            s.carrier = carrier.name().into();
+            s.address = assign.address.to_string();
+            s.last_handshake = (self.host.wall_clock)().as_secs();
+            s.current = Some(conn.sender());
+        }
+        let Some(tunnel) = &self.tunnel else {
+            return Ok(());
+        };
+        tunnel.current.send_replace(Some(conn.sender()));
+        let mut writer = DeviceWriter::new(tunnel.tun.clone());
+        let mut controls: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let Some(packets) = conn.recv_packets().await else {
+                return Ok(());
+            };
+            let mut reassigned = None;
+            for p in packets.iter() {
+                if control::is_control(p) {
+                    controls.push(p.to_vec());
+                } else {
+                    writer.push(p).await;
+                }
+            }
+            packets.recycle();
+            writer.flush().await;
+            for p in std::mem::take(&mut controls) {
+                if let Some(a) = self.on_control(&p, &conn, &driver).await
+                    && a != self.tunnel.as_ref().map_or(a, |t| t.assign)
+                {
+                    reassigned = Some(a);
+                }
+            }
+            if let Some(a) = reassigned {
+                tracing::info!(address = %redact.addr(&a.address), "the server assigned a new address");
+                self.ensure_tunnel(a, addr).await?;
+                if let Some(t) = &self.tunnel {
+                    t.current.send_replace(Some(conn.sender()));
+                    writer = DeviceWriter::new(t.tun.clone());
+                }
+                lock(&self.status).address = a.address.to_string();
+            }
+        }
+    }
+
+    /// Asks for the address every [`ASSIGN_ASK`] and reads until an [`AddressAssign`]
+    /// arrives (handling CRL pushes meanwhile; data packets before the address are
+    /// dropped). `None` when the session closed first.
+    async fn await_assign(
+        &mut self,
+        conn: &mut PacketConn,
+        driver: &DriverHandle,
+        batch: &mut Vec<Vec<u8>>,
+    ) -> Option<AddressAssign> {
+        let request = ControlMessage::from(AddressRequest).encode().ok()?;
+        let mut ask = tokio::time::interval(ASSIGN_ASK);
+        loop {
+            batch.clear();
+            let n = tokio::select! {
+                n = conn.recv_batch(batch, BATCH) => n,
+                _ = ask.tick() => {
+                    let _ = conn.send(request.clone()).await;
+                    continue;
+                }
+            };
+            if n == 0 {
+                return None;
+            }
+            let packets = std::mem::take(batch);
+            let mut found = None;
+            for p in &packets {
+                if control::is_control(p)
+                    && let Some(a) = self.on_control(p, conn, driver).await
+                {
+                    found = Some(a);
+                }
+            }
+            *batch = packets;
+            if found.is_some() {
+                return found;
+            }
+        }
+    }
+
+    /// Handles one control envelope; returns an address assignment.
+    async fn on_control(
+        &mut self,
+        packet: &[u8],
+        conn: &PacketConn,
+        driver: &DriverHandle,
+    ) -> Option<AddressAssign> {
+        let message = match ControlMessage::decode(packet) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed control message from the server");
+                return None;
+            }
+        };
+        match message {
+            ControlMessage::AddressAssign(a) => return Some(a),
+            ControlMessage::CrlPush(chunk) if self.opts.accept_pushed_crl => {
+                match self.crl.push(&chunk) {
+                    Ok(Some(der)) => self.on_pushed_crl(der, conn, driver).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "bad CRL chunk from the server"),
+                }
+            }
+            other => tracing::debug!(kind = ?other.kind(), "control message ignored"),
+        }
+        None
+    }
+
+    /// A complete pushed CRL: used when it verifies with the CA and is newer than ours,
+    /// then saved over the configured CRL file and acknowledged.
+    async fn on_pushed_crl(&mut self, der: Vec<u8>, conn: &PacketConn, driver: &DriverHandle) {
+        let v = match Verifier::new(&self.dial.credentials.ca_der, [&der]) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "the server pushed a CRL that does not verify: ignored");
+                return;
+            }
+        };
+        let number = creds::crl_number(&v);
+        if number > self.crl_number {
+            tracing::info!(crl_number = number, "newer CRL from the server");
+            if driver.set_verifier(v).await.is_err() {
+                return;
+            }
+            if let Err(e) = creds::save_crl(&self.opts.files.crl, &der) {
+                tracing::warn!(error = %e, "the pushed CRL is in use but could not be saved");
+            }
+            self.crl_number = number;
+            self.dial.credentials.crl_ders = vec![der];
+        }
+        if let Ok(ack) = ControlMessage::from(CrlAck {
+            crl_number: self.crl_number,
+        })
+        .encode()
+        {
+            let _ = conn.send(ack).await;
+        }
+    }
+}

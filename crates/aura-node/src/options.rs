@@ -1,0 +1,442 @@
+//! The one seam from configuration to options: every key of a server or client file is
+//! turned into transport and daemon options here, or refused here with a message naming
+//! it. Nothing else in the daemons reads `[transport]`.
+//!
+//! Building options is two steps. [`ServerOptions::from_config`] and
+//! [`ClientOptions::from_config`] are pure functions of the file (plus, for `pki.ca_key`,
+//! a look at the PKI directory it names), so a test can check that every key changes the
+//! result. [`ServerOptions::listen_config`] and [`ClientOptions::dial_config`] then add
+//! what only exists at run time: credentials, resolved addresses, the RNG seed, the host's
+//! network and clock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aura_config::{
+    Carrier as ConfCarrier, ClientConfig, PoolSection, ServerConfig, TransportSection,
+};
+use aura_pki::{PkiStore, Verifier};
+use aura_proto::{EndpointConfig, Timers};
+use aura_transport::Carrier;
+use aura_transport::camo::shape::Profile;
+use aura_transport::carrier::quic::QuicOptions;
+use aura_transport::carrier::tls::TlsOptions;
+use aura_transport::dial::{ClientCredentials, DialConfig};
+use aura_transport::listen::ListenConfig;
+use rustls_pki_types::UnixTime;
+
+use crate::DaemonError;
+use crate::creds::{CredentialFiles, Credentials};
+use crate::host::Network;
+use crate::redact::Redact;
+
+/// Time allowed for one dial attempt (carrier plus Aura handshake).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Protocol timers of both daemons. Keepalives every 3 s of silence mean a live peer is
+/// heard at least every 3 s, so 8 s without a packet is a dead peer: a client notices a
+/// server that went away within 8 s and dials again (the defaults, 10 s and 30 s, would
+/// keep a client on a dead session for half a minute).
+pub fn daemon_timers() -> Timers {
+    Timers {
+        keepalive: Duration::from_secs(3),
+        dead_peer: Duration::from_secs(8),
+        ..Timers::default()
+    }
+}
+
+/// A key of the schema whose feature this build does not have.
+struct Unbuilt {
+    /// Whether the file sets it.
+    set: bool,
+    key: &'static str,
+    feature: &'static str,
+    fix: &'static str,
+}
+
+/// Refuses the first key of `keys` that is set: a daemon stops at start rather than
+/// ignore a key it cannot honour.
+fn refuse_unbuilt(keys: &[Unbuilt]) -> Result<(), DaemonError> {
+    match keys.iter().find(|k| k.set) {
+        Some(k) => Err(DaemonError::NotBuilt {
+            key: k.key,
+            feature: k.feature,
+            fix: k.fix,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The server's keys of features not built.
+pub(crate) fn refuse_unbuilt_server(cfg: &ServerConfig) -> Result<(), DaemonError> {
+    refuse_unbuilt(&[
+        Unbuilt {
+            set: cfg.server.run_as.is_some(),
+            key: "server.run_as",
+            feature: "dropping privileges",
+            fix: "remove the key (the server then keeps the user that started it)",
+        },
+        Unbuilt {
+            set: cfg.server.relay.enabled,
+            key: "server.relay.enabled",
+            feature: "relaying two-hop circuits",
+            fix: "set it to false",
+        },
+    ])
+}
+
+/// The client's keys of features not built.
+pub(crate) fn refuse_unbuilt_client(cfg: &ClientConfig) -> Result<(), DaemonError> {
+    refuse_unbuilt(&[
+        Unbuilt {
+            set: cfg.client.run_as.is_some(),
+            key: "client.run_as",
+            feature: "dropping privileges",
+            fix: "remove the key (the client then keeps the user that started it)",
+        },
+        Unbuilt {
+            set: cfg.client.circuit.enabled,
+            key: "client.circuit.enabled",
+            feature: "two-hop circuits",
+            fix: "set it to false",
+        },
+    ])
+}
+
+/// The transport's carrier for a configured one.
+pub fn carrier(c: ConfCarrier) -> Carrier {
+    match c {
+        ConfCarrier::Udp => Carrier::Udp,
+        ConfCarrier::Quic => Carrier::Quic,
+        ConfCarrier::Tls => Carrier::Tls,
+    }
+}
+
+/// The UDP padding profile of `transport.padding_profile`.
+fn udp_profile(t: &TransportSection) -> Result<Profile, DaemonError> {
+    Profile::from_index(t.padding_profile).ok_or_else(|| DaemonError::Config {
+        key: "transport.padding_profile",
+        problem: format!("{} is not a profile (0..=3)", t.padding_profile),
+    })
+}
+
+/// TLS carrier options: `transport.alpn` when set, the carrier's defaults otherwise.
+fn tls_options(t: &TransportSection) -> TlsOptions {
+    let mut o = TlsOptions::default();
+    if let Some(alpn) = &t.alpn {
+        o.alpn = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    }
+    o
+}
+
+/// Options of the server's carriers, from `[server] listen` and `[transport]`.
+#[derive(Debug, Clone)]
+pub struct CarrierOptions {
+    /// UDP carrier address, when listed.
+    pub udp: Option<SocketAddr>,
+    /// QUIC carrier address, when listed.
+    pub quic: Option<SocketAddr>,
+    /// TLS carrier address, when listed.
+    pub tls: Option<SocketAddr>,
+    /// TLS carrier options (ALPN).
+    pub tls_options: TlsOptions,
+    /// QUIC carrier options.
+    pub quic_options: QuicOptions,
+    /// UDP padding profile.
+    pub udp_profile: Profile,
+}
+
+/// How the server keeps its CRL current.
+#[derive(Debug, Clone)]
+pub struct CrlOptions {
+    /// Push the CRL to each client after its handshake.
+    pub push: bool,
+    /// How often the CRL file is re-read and the CRL's lifetime checked (not a
+    /// configuration key: [`crate::server::crl::CRL_RELOAD`]; tests shorten it).
+    pub reload: Duration,
+    /// The PKI directory whose CA key re-signs the CRL before it expires
+    /// (`pki.ca_key`); `None`: warn before it expires instead.
+    pub resign: Option<PkiStore>,
+}
+
+/// Everything `aura server` takes from its file.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The name clients check.
+    pub name: String,
+    /// The credential files.
+    pub files: CredentialFiles,
+    /// The address pool.
+    pub pool: PoolSection,
+    /// The carriers.
+    pub carriers: CarrierOptions,
+    /// TUN name.
+    pub tun_name: String,
+    /// Tunnel MTU, announced to clients.
+    pub mtu: u16,
+    /// Forwarding and NAT: `Some(egress)` when `server.nat.auto` (egress `None`: the
+    /// default route's interface).
+    pub nat: Option<Option<String>>,
+    /// Host changes are logged, not made.
+    pub dry_run: bool,
+    /// CRL upkeep.
+    pub crl: CrlOptions,
+    /// The admin socket.
+    pub admin_socket: PathBuf,
+    /// What `no_logs` hides.
+    pub redact: Redact,
+    /// Protocol timers (not configuration keys: [`daemon_timers`]; tests shorten them).
+    pub timers: Timers,
+}
+
+impl ServerOptions {
+    /// The options of `cfg`.
+    ///
+    /// # Errors
+    /// A key of a feature not built, a key the server cannot use (`transport.sni`), or a
+    /// `pki.ca_key` outside an `aura pki` directory.
+    pub fn from_config(cfg: &ServerConfig) -> Result<Self, DaemonError> {
+        refuse_unbuilt_server(cfg)?;
+        let t = &cfg.transport;
+        if t.sni.is_some() {
+            return Err(DaemonError::Config {
+                key: "transport.sni",
+                problem: "a server sends no SNI (each client chooses its own); remove the key"
+                    .into(),
+            });
+        }
+        let on = |c: ConfCarrier, port: u16| {
+            t.carriers
+                .contains(&c)
+                .then(|| SocketAddr::new(cfg.server.listen, port))
+        };
+        let resign = match &cfg.pki.ca_key {
+            Some(key) => Some(pki_store_of(key, &cfg.pki.crl)?),
+            None => None,
+        };
+        Ok(Self {
+            name: cfg.server.name.clone(),
+            files: CredentialFiles {
+                ca_cert: cfg.pki.ca_cert.clone(),
+                crl: cfg.pki.crl.clone(),
+                cert: cfg.pki.cert.clone(),
+                key: cfg.pki.key.clone(),
+            },
+            pool: cfg.server.pool.clone(),
+            carriers: CarrierOptions {
+                udp: on(ConfCarrier::Udp, t.udp_port),
+                quic: on(ConfCarrier::Quic, t.quic_port),
+                tls: on(ConfCarrier::Tls, t.tls_port),
+                tls_options: tls_options(t),
+                quic_options: QuicOptions::default(),
+                udp_profile: udp_profile(t)?,
+            },
+            tun_name: cfg.tunnel.name.clone(),
+            mtu: cfg.tunnel.mtu,
+            nat: cfg
+                .server
+                .nat
+                .auto
+                .then(|| cfg.server.nat.egress_iface.clone()),
+            dry_run: cfg.server.nat.dry_run,
+            crl: CrlOptions {
+                push: cfg.pki.crl_push,
+                reload: crate::server::crl::CRL_RELOAD,
+                resign,
+            },
+            admin_socket: cfg.server.admin_socket.clone(),
+            redact: Redact(cfg.server.no_logs),
+            timers: daemon_timers(),
+        })
+    }
+
+    /// The listeners' configuration: the carriers with this server's credentials, or the
+    /// in-memory carrier at the UDP address when `network` is in memory.
+    pub fn listen_config(
+        &self,
+        creds: &Credentials,
+        verifier: Verifier,
+        seed: [u8; 32],
+        network: &Network,
+        wall_clock: fn() -> UnixTime,
+    ) -> ListenConfig {
+        let mut endpoint =
+            EndpointConfig::new(creds.ca_der.clone(), creds.identity.clone(), verifier, true);
+        endpoint.timers = self.timers.clone();
+        let c = &self.carriers;
+        let (udp, quic, tls, mem) = match network {
+            Network::System => (c.udp, c.quic, c.tls, None),
+            Network::Memory(net) => {
+                let at = c.udp.or(c.quic).or(c.tls);
+                (None, None, None, at.map(|a| (net.clone(), a)))
+            }
+        };
+        ListenConfig {
+            endpoint,
+            seed,
+            udp,
+            quic,
+            tls,
+            mem,
+            outer: Some(std::sync::Arc::new(creds.outer())),
+            tls_options: c.tls_options.clone(),
+            quic_options: c.quic_options.clone(),
+            udp_profile: c.udp_profile,
+            wall_clock,
+        }
+    }
+}
+
+/// The `aura pki` directory `ca_key` belongs to, when it is that directory's `ca.key`
+/// and the directory's `crl.pem` is the CRL the server serves. Re-signing through the
+/// directory keeps its index and CRL numbers in step with `aura pki revoke`; a CA key
+/// elsewhere would fork the numbering and a later revocation would look older than the
+/// server's own CRL.
+fn pki_store_of(ca_key: &Path, crl: &Path) -> Result<PkiStore, DaemonError> {
+    let problem = |why: String| DaemonError::Config {
+        key: "pki.ca_key",
+        problem: why,
+    };
+    let dir = ca_key
+        .parent()
+        .ok_or_else(|| problem(format!("{} has no directory", ca_key.display())))?;
+    let store = PkiStore::new(dir);
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same(ca_key, &store.ca_key_path()) || !store.index_path().is_file() {
+        return Err(problem(format!(
+            "{} is not the ca.key of an `aura pki` directory (ca.key beside index.json); \
+             the server re-signs the CRL through that directory",
+            ca_key.display()
+        )));
+    }
+    if !same(crl, &store.crl_path()) {
+        return Err(problem(format!(
+            "pki.crl ({}) is not the crl.pem of the CA key's directory {}; point pki.crl \
+             there or remove pki.ca_key",
+            crl.display(),
+            dir.display()
+        )));
+    }
+    Ok(store)
+}
+
+/// Everything `aura client` takes from its file, but the server's addresses (resolved at
+/// start).
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The credential files.
+    pub files: CredentialFiles,
+    /// The server as written (a name or an address).
+    pub server: String,
+    /// The bridges as written.
+    pub bridges: Vec<String>,
+    /// The name the server's certificate must carry.
+    pub server_name: String,
+    /// Outer SNI on QUIC and TLS.
+    pub sni: String,
+    /// Carriers in the order tried.
+    pub carriers: Vec<Carrier>,
+    /// UDP carrier port.
+    pub udp_port: u16,
+    /// QUIC carrier port.
+    pub quic_port: u16,
+    /// TLS carrier port.
+    pub tls_port: u16,
+    /// TLS carrier options (ALPN).
+    pub tls_options: TlsOptions,
+    /// QUIC carrier options.
+    pub quic_options: QuicOptions,
+    /// UDP padding profile.
+    pub udp_profile: Profile,
+    /// TUN name.
+    pub tun_name: String,
+    /// Largest tunnel MTU (the server's may be smaller).
+    pub mtu: u16,
+    /// Accept CRLs the server pushes.
+    pub accept_pushed_crl: bool,
+    /// The admin socket.
+    pub admin_socket: PathBuf,
+    /// What `no_logs` hides.
+    pub redact: Redact,
+    /// Protocol timers (not configuration keys: [`daemon_timers`]; tests shorten them).
+    pub timers: Timers,
+}
+
+impl ClientOptions {
+    /// The options of `cfg`.
+    ///
+    /// # Errors
+    /// A key of a feature not built.
+    pub fn from_config(cfg: &ClientConfig) -> Result<Self, DaemonError> {
+        refuse_unbuilt_client(cfg)?;
+        let t = &cfg.transport;
+        let server_name = cfg.client.server_name().to_owned();
+        Ok(Self {
+            files: CredentialFiles {
+                ca_cert: cfg.pki.ca_cert.clone(),
+                crl: cfg.pki.crl.clone(),
+                cert: cfg.pki.cert.clone(),
+                key: cfg.pki.key.clone(),
+            },
+            server: cfg.client.server.clone(),
+            bridges: cfg.client.bridges.clone(),
+            sni: cfg.sni().unwrap_or(&server_name).to_owned(),
+            server_name,
+            carriers: t.carriers.iter().copied().map(carrier).collect(),
+            udp_port: t.udp_port,
+            quic_port: t.quic_port,
+            tls_port: t.tls_port,
+            tls_options: tls_options(t),
+            quic_options: QuicOptions::default(),
+            udp_profile: udp_profile(t)?,
+            tun_name: cfg.tunnel.name.clone(),
+            mtu: cfg.tunnel.mtu,
+            accept_pushed_crl: cfg.pki.accept_pushed_crl,
+            admin_socket: cfg.client.admin_socket.clone(),
+            redact: Redact(cfg.client.no_logs),
+            timers: daemon_timers(),
+        })
+    }
+
+    /// The dial configuration toward `server` and `bridges`; over the in-memory carrier
+    /// only when `network` is in memory.
+    pub fn dial_config(
+        &self,
+        creds: &Credentials,
+        server: IpAddr,
+        bridges: Vec<IpAddr>,
+        network: &Network,
+        wall_clock: fn() -> UnixTime,
+    ) -> DialConfig {
+        let (carriers, mem) = match network {
+            Network::System => (self.carriers.clone(), None),
+            Network::Memory(net) => (vec![Carrier::Mem], Some(net.clone())),
+        };
+        DialConfig {
+            credentials: ClientCredentials {
+                ca_der: creds.ca_der.clone(),
+                crl_ders: vec![creds.crl_der.clone()],
+                identity: creds.identity.clone(),
+            },
+            server_name: self.server_name.clone(),
+            sni: self.sni.clone(),
+            server,
+            bridges,
+            carriers,
+            udp_port: self.udp_port,
+            quic_port: self.quic_port,
+            tls_port: self.tls_port,
+            mem,
+            attempt_timeout: ATTEMPT_TIMEOUT,
+            timers: self.timers.clone(),
+            tls_options: self.tls_options.clone(),
+            quic_options: self.quic_options.clone(),
+            udp_profile: self.udp_profile,
+            wall_clock,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Whole daemons in memory: one `aura server` and two `aura client`s, each run through
+//! its real `run_on` over in-memory TUN devices, an in-memory host and the in-memory
+//! carrier, without root. Traffic both ways, an address per client, a revoked client cut
+//! off and refused, a server restart that the client rides through, and every host
+//! change undone at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use aura_netcfg::{HostConfig, MemoryHost};
+use aura_node::DaemonError;
+use aura_node::device::TunFactory;
+use aura_node::host::{Host, Network};
+use aura_node::options::{ClientOptions, ServerOptions};
+use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki};
+use aura_transport::MemNetwork;
+use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
+use rustls_pki_types::UnixTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(20);
+const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+
+/// The test PKI's time: its certificates and CRLs are valid then.
+fn pinned() -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(DEFAULT_WALL_START_SECS + 3_600))
+}
+
+/// TUN devices in memory; the test gets each device's host side and address.
+#[derive(Clone)]
+struct MemTuns {
+    host: MemoryHost,
+    created: mpsc::UnboundedSender<(Ipv4Addr, MemTunHost)>,
+}
+
+impl TunFactory for MemTuns {
+    type Device = MemTun;
+
+    fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<MemTun, TunError>> + Send {
+        let (dev, host) = MemTun::pair(cfg.name.clone(), cfg.mtu, 256);
+        self.host.add_link(&cfg.name);
+        let address = cfg.address.map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
+        let _ = self.created.send((address, host));
+        async { Ok(dev) }
+    }
+}
+
+/// A host for one daemon: its TUN devices arrive on the receiver.
+fn host(
+    net: &MemNetwork,
+) -> (
+    Host<MemTuns>,
+    MemoryHost,
+    mpsc::UnboundedReceiver<(Ipv4Addr, MemTunHost)>,
+) {
+    let memory = MemoryHost::new();
+    memory.add_link("eth0");
+    memory
+        .add_route(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            0,
+            Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
+            "eth0",
+        )
+        .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let host = Host {
+        tuns: MemTuns {
+            host: memory.clone(),
+            created: tx,
+        },
+        netcfg: HostConfig::in_memory(memory.clone()),
+        network: Network::Memory(net.clone()),
+        wall_clock: pinned,
+    };
+    (host, memory, rx)
+}
+
+fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
+    let path = dir.join(name);
+    std::fs::write(&path, pem::encode(&pem::Pem::new(label, der))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn write_identity(dir: &Path, id: &aura_testkit::Identity) {
+    write_pem(dir, &format!("{}.crt", id.id), "CERTIFICATE", &id.cert_der);
+    write_pem(
+        dir,
+        &format!("{}.key", id.id),
+        "PRIVATE KEY",
+        &id.key_pkcs8_der,
+    );
+}
+
+fn server_options(dir: &Path, server_id: &str) -> ServerOptions {
+    let text = format!(
+        "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
+         [server.pool]\ncidr = \"10.77.0.0/24\"\n[server.pool.static]\nalice = \"10.77.0.10\"\n\
+         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{server_id}.crt\"\n\
+         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n",
+        dir = dir.display()
+    );
+    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
+    let mut opts = ServerOptions::from_config(&cfg).unwrap();
+    opts.crl.reload = Duration::from_millis(50);
+    opts.timers = timers();
+    opts
+}
+
+/// Short liveness timers, so a cut-off session is noticed in a second, not eight.
+fn timers() -> aura_proto::Timers {
+    aura_proto::Timers {
+        keepalive: Duration::from_millis(250),
+        dead_peer: Duration::from_millis(1_000),
+        ..aura_node::options::daemon_timers()
+    }
+}
+
+fn client_options(dir: &Path, id: &str) -> ClientOptions {
+    let text = format!(
+        "[client]\nserver = \"{SERVER_IP}\"\nserver_name = \"{TEST_SERVER_NAME}\"\n\
+         admin_socket = \"{dir}/{id}.sock\"\n\
+         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
+         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n",
+        dir = dir.display()
+    );
+    let cfg: aura_config::ClientConfig = toml::from_str(&text).unwrap();
+    let mut opts = ClientOptions::from_config(&cfg).unwrap();
+    opts.timers = timers();
+    opts
+}
+
+/// A running daemon: stop it with `stop`, then await `task`.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> Result<(), DaemonError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        timeout(T, self.task).await.unwrap().unwrap()
+    }
+}
+
+fn start_server(opts: ServerOptions, host: Host<MemTuns>) -> Running {
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(aura_node::server::run_on(opts, host, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn start_client(opts: ClientOptions, host: Host<MemTuns>) -> Running {
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(aura_node::client::run_on(opts, host, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// An IPv4/UDP-shaped packet from `src` to `dst` carrying `payload`.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    let len = u16::try_from(20 + payload.len()).unwrap();
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Injects `packet` into `from` until `to` delivers a packet carrying `payload` (the first
+/// packets of a fresh session may race the tunnel coming up). Returns the delivered packet.
+async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload: &[u8]) -> Vec<u8> {
+    timeout(T, async {
+        loop {
+            from.inject(packet).await.unwrap();
+            for _ in 0..20 {
+                while let Some(p) = to.try_recv() {
+                    if p.ends_with(payload) {
+                        return p;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    })
+    .await
+    .expect("the packet never arrived")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_two_clients_run_whole_in_memory() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut pki = TestPki::new(41).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(d, "bob-crl.pem", "X509 CRL", pki.crl_der());
+    write_identity(d, pki.server());
+    write_identity(d, pki.alice());
+    write_identity(d, pki.bob());
+    let server_id = pki.server().id.clone();
+    let net = MemNetwork::new();
+
+    // The server: its TUN carries the pool's first address.
+    let (s_host, s_memory, mut s_tuns) = host(&net);
+    let server = start_server(server_options(d, &server_id), s_host);
+    let (gateway, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    assert_eq!(gateway, Ipv4Addr::new(10, 77, 0, 1));
+
+    // Two clients, each with its own address.
+    let (a_host, a_memory, mut a_tuns) = host(&net);
+    let alice = start_client(client_options(d, "alice"), a_host);
+    let (b_host, _b_memory, mut b_tuns) = host(&net);
+    let bob = start_client(client_options(d, "bob"), b_host);
+    let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+    let (b_addr, mut b_tun) = timeout(T, b_tuns.recv()).await.unwrap().unwrap();
+    assert_ne!(a_addr, b_addr, "each client gets its own address");
+    for a in [a_addr, b_addr] {
+        assert_eq!(&a.octets()[..3], &[10, 77, 0], "{a} is in the pool");
+    }
+    // The client routes everything into its TUN (right after creating it), and the
+    // server NATs its pool.
+    timeout(T, async {
+        while a_memory.route_get(IpAddr::V4(INTERNET)).as_deref() != Some("aura0") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the client never routed through its TUN");
+    assert_eq!(s_memory.snapshot().ip_forward, "1");
+    assert!(s_memory.snapshot().nft_table.is_some());
+
+    // Traffic both ways, for both clients.
+    for (tun, addr, tag) in [
+        (&mut a_tun, a_addr, b"alice".as_slice()),
+        (&mut b_tun, b_addr, b"bob"),
+    ] {
+        let up = deliver(tun, &mut s_tun, &ipv4(addr, INTERNET, tag), tag).await;
+        assert_eq!(
+            &up[12..16],
+            &addr.octets(),
+            "the source is the client's address"
+        );
+        let down = deliver(&s_tun, tun, &ipv4(INTERNET, addr, tag), tag).await;
+        assert_eq!(&down[16..20], &addr.octets());
+    }
+
+    // Bob is revoked: the server's CRL reload cuts him off, and his client, refused on
+    // its next dial, stops with a refusal.
+    let crl = pki.revoke("bob").unwrap();
+    write_pem(d, "crl.pem.new", "X509 CRL", &crl);
+    std::fs::rename(d.join("crl.pem.new"), d.join("crl.pem")).unwrap();
+    let bob_end = timeout(T, bob.task)
+        .await
+        .expect("bob kept running")
+        .unwrap();
+    assert!(
+        matches!(bob_end, Err(DaemonError::Refused(_))),
+        "{bob_end:?}"
+    );
+    // Alice got the new CRL pushed and saved it.
+    timeout(T, async {
+        while pem::parse(std::fs::read(d.join("alice-crl.pem")).unwrap())
+            .unwrap()
+            .contents()
+            != crl
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("alice never saved the pushed CRL");
+
+    // The server restarts; alice rides through and traffic flows through the new one.
+    server.stop().await.unwrap();
+    assert_eq!(
+        s_memory.snapshot().ip_forward,
+        "0",
+        "the server undid forwarding"
+    );
+    assert!(s_memory.snapshot().nft_table.is_none());
+    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let server = start_server(server_options(d, &server_id), s_host);
+    let (_, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    let after = b"after restart";
+    deliver(&a_tun, &mut s_tun, &ipv4(a_addr, INTERNET, after), after).await;
+    deliver(&s_tun, &mut a_tun, &ipv4(INTERNET, a_addr, after), after).await;
+
+    alice.stop().await.unwrap();
+    assert_eq!(
+        a_memory.route_get(IpAddr::V4(INTERNET)).as_deref(),
+        Some("eth0"),
+        "the client restored its routes"
+    );
+    server.stop().await.unwrap();
+}
