@@ -287,25 +287,31 @@ class Bare(System):
 
 
 class Aura(System):
-    def __init__(self, ctx, carrier):
+    def __init__(self, ctx, carrier, exe=None, tag=""):
+        """`exe`: the aura binary (default --aura); `tag`: suffix of the key and name, for a
+        second binary measured in the same run (--aura-base)."""
         super().__init__(ctx)
         self.carrier = carrier
-        self.key = f"aura-{carrier}"
+        self.exe = exe or ctx.args.aura
+        self.tag = tag
+        self.key = f"aura-{carrier}{'-' + tag if tag else ''}"
         self.iface = "aura0"
-        self.name = f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
+        self.name = (f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
+                     f"{' (' + tag + ')' if tag else ''}")
 
     def available(self):
-        if not self.ctx.args.aura or not os.access(self.ctx.args.aura, os.X_OK):
+        if not self.exe or not os.access(self.exe, os.X_OK):
             return "no aura binary (build failed?)"
         return None
 
     def deployment(self):
-        """One deployment (PKI, server.toml, client bundle) shared by the carriers."""
+        """One deployment (PKI, server.toml, client bundle) per binary, shared by the
+        carriers."""
         c = self.ctx
-        d = c.tmp / "aura"
+        d = c.tmp / f"aura{'-' + self.tag if self.tag else ''}"
         if (d / "server.toml").exists():
             return d
-        exe = c.args.aura
+        exe = self.exe
         c.run(None, [exe, "server-init", "--dir", str(d), "--name", "bench.test",
                      "--listen", VETH_B], timeout=30)
         c.run(None, [exe, "provision-client", "--dir", str(d), "--id", "c", "--server",
@@ -328,7 +334,7 @@ class Aura(System):
         (d / "c" / "client.toml").write_text(ct)
         for s in ("s.sock", "c.sock"):
             (c.tmp / s).unlink(missing_ok=True)
-        srv = c.spawn(c.b, [c.args.aura, "server", "--config", str(d / "server.toml")],
+        srv = c.spawn(c.b, [self.exe, "server", "--config", str(d / "server.toml")],
                       f"{self.key}-server")
         self.server_pids.append(srv.pid)
         wait_for(lambda: srv.poll() is not None or c.run(
@@ -337,13 +343,13 @@ class Aura(System):
         if srv.poll() is not None:
             raise RuntimeError("aura server exited at start (see its log)")
         t0 = time.monotonic()
-        cli = c.spawn(c.a, [c.args.aura, "client", "--config", str(d / "c" / "client.toml")],
+        cli = c.spawn(c.a, [self.exe, "client", "--config", str(d / "c" / "client.toml")],
                       f"{self.key}-client")
         self.client_pids.append(cli.pid)
         wait_ping(c, "10.77.0.1", 20)
         self.connect_s = time.monotonic() - t0
         # The carrier actually in use, from the client's admin socket.
-        r = c.run(None, [c.args.aura, "status", "--socket", str(c.tmp / "c.sock"), "--json"],
+        r = c.run(None, [self.exe, "status", "--socket", str(c.tmp / "c.sock"), "--json"],
                   check=False, timeout=10)
         if '"connected"' not in r.stdout:
             raise RuntimeError(f"aura status does not say connected: {r.stdout[:300]}")
@@ -791,6 +797,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--systems", default="all")
     ap.add_argument("--aura", default="")
+    ap.add_argument("--aura-base", default="",
+                    help="a second aura binary (e.g. the previous commit's), measured on "
+                         "the UDP carrier in the same run as 'aura-udp-base'")
     ap.add_argument("--boringtun", default="")
     ap.add_argument("--quincy-client", default="")
     ap.add_argument("--quincy-server", default="")
@@ -812,6 +821,8 @@ def main():
                WireGuardKernel(ctx),
                WireGuardUserspace(ctx, "wireguard-go"), WireGuardUserspace(ctx, "boringtun"),
                OpenVPN(ctx, "udp"), OpenVPN(ctx, "tcp")]
+    if args.aura_base:
+        systems.insert(1, Aura(ctx, "udp", exe=args.aura_base, tag="base"))
     if args.quincy_client or "quincy" in forced:
         systems.append(Quincy(ctx))
     if args.systems != "all":

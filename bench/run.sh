@@ -5,6 +5,8 @@
 #
 #   sudo bench/run.sh                       # everything, results in bench/results/<UTC>/
 #   BENCH_SYSTEMS=bare,aura sudo bench/run.sh
+#   BENCH_AURA_BASE=/path/to/old/aura BENCH_SYSTEMS=aura-udp,aura-udp-base sudo bench/run.sh
+#                                           # this tree's Aura UDP against another binary
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -151,7 +153,7 @@ cat "$OUT/machine.txt"
 say "namespaces $PREFIX-a / $PREFIX-b; results in $OUT"
 python3 "$ROOT/bench/driver.py" --out "$OUT" --tmp "$WORK" --pidfile "$PIDFILE" \
     --prefix "$PREFIX" --seconds "$SECONDS_PER_TEST" --systems "$SYSTEMS" \
-    --aura "$AURA" --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
+    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
     ${SKIP[@]+"${SKIP[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

@@ -203,6 +203,15 @@ async fn dispatch_antispoofing_and_release() {
         .unwrap();
     let got = timeout(T, host.recv()).await.unwrap().unwrap();
     assert_eq!(got, ipv4(bob_ip, internet, b"from bob"));
+    // Alice's and bob's packets are handled by different tasks: bob's may reach the
+    // device before alice's spoofed one is counted.
+    timeout(T, async {
+        while router.spoofed.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(router.spoofed.load(Ordering::Relaxed), 1);
 
     // Device → client by destination.

@@ -6,8 +6,10 @@ use aura_pki::Verifier;
 use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck};
 use aura_transport::dial::Dialed;
 use aura_transport::{DriverHandle, PacketConn};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::tunnel::Tunnel;
 use super::{Client, ClientState, lock};
 use crate::device::{DeviceWriter, TunFactory};
 use crate::{DaemonError, creds};
@@ -20,6 +22,25 @@ const ASSIGN_ASK: Duration = Duration::from_secs(1);
 const BATCH: usize = 128;
 
 impl<T: TunFactory> Client<T> {
+    /// Brings the tunnel to `assign`, keeping the server's and bridges' addresses (and
+    /// `server`, the one this session reached) out of it.
+    async fn ensure_tunnel(
+        &mut self,
+        assign: AddressAssign,
+        server: SocketAddr,
+    ) -> Result<(), DaemonError> {
+        let mut exclude = vec![self.dial.server, server.ip()];
+        exclude.extend(self.dial.bridges.iter().copied());
+        Tunnel::ensure(
+            &mut self.tunnel,
+            &mut self.host,
+            &self.opts,
+            exclude,
+            assign,
+        )
+        .await
+    }
+
     /// One session: wait for the address, set the tunnel up, move packets until the
     /// session ends.
     pub(super) async fn session(&mut self, d: Dialed) -> Result<(), DaemonError> {

@@ -1,7 +1,7 @@
 //! The client's TUN device and routes for the current address assignment, and the task
 //! that reads the device into the current session.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use aura_netcfg::RoutePlan;
@@ -10,9 +10,10 @@ use aura_transport::{BatchPool, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers, TunConfig};
 use tokio::sync::watch;
 
-use super::Client;
 use crate::DaemonError;
 use crate::device::TunFactory;
+use crate::host::Host;
+use crate::options::ClientOptions;
 
 /// The TUN device as the current assignment configured it.
 pub(super) struct Tunnel<D> {
@@ -70,57 +71,56 @@ async fn tun_reader<D: PacketDevice>(
     }
 }
 
-impl<T: TunFactory> Client<T> {
-    /// Makes the TUN match `assign`: nothing to do when it already does; otherwise the
-    /// routes and the old device go, and a new device with routes comes up.
-    pub(super) async fn ensure_tunnel(
-        &mut self,
+impl<D: PacketDevice + 'static> Tunnel<D> {
+    /// Makes `slot` match `assign`: nothing to do when it already does; otherwise the
+    /// routes and the old device go, and a new device comes up with routes that send
+    /// everything into it but `exclude` (the server and bridges, kept on their path).
+    pub(super) async fn ensure<T: TunFactory<Device = D>>(
+        slot: &mut Option<Self>,
+        host: &mut Host<T>,
+        opts: &ClientOptions,
+        exclude: Vec<IpAddr>,
         assign: AddressAssign,
-        server: SocketAddr,
     ) -> Result<(), DaemonError> {
-        let mtu = self.opts.mtu.min(assign.mtu);
-        if self
-            .tunnel
+        let mtu = opts.mtu.min(assign.mtu);
+        if slot
             .as_ref()
             .is_some_and(|t| t.assign == assign && t.mtu == mtu)
         {
             return Ok(());
         }
-        if self.tunnel.take().is_some() {
-            self.host.netcfg.undo().await?;
+        if slot.take().is_some() {
+            host.netcfg.undo().await?;
         }
         let tun = Arc::new(
-            self.host
-                .tuns
+            host.tuns
                 .create(&TunConfig {
                     address: Some((assign.address, assign.prefix_len)),
                     mtu,
-                    ..TunConfig::new(self.opts.tun_name.clone())
+                    ..TunConfig::new(opts.tun_name.clone())
                 })
                 .await?,
         );
-        let mut exclude = vec![self.dial.server, server.ip()];
-        exclude.extend(self.dial.bridges.iter().copied());
         let mut plan = RoutePlan {
             tun: tun.name().to_owned(),
             exclude,
             ipv6: true,
         };
-        if let Err(e) = self.host.netcfg.apply_routes(&plan).await {
+        if let Err(e) = host.netcfg.apply_routes(&plan).await {
             tracing::warn!(error = %e, "cannot route IPv6 into the tunnel: routing IPv4 only");
             plan.ipv6 = false;
-            self.host.netcfg.apply_routes(&plan).await?;
+            host.netcfg.apply_routes(&plan).await?;
         }
         tracing::info!(
             tun = tun.name(),
-            address = %self.opts.redact.addr(&assign.address),
+            address = %opts.redact.addr(&assign.address),
             prefix_len = assign.prefix_len,
             mtu,
             "tunnel up, all traffic routed through it"
         );
         let (current, rx) = watch::channel(None);
         let reader = tokio::spawn(tun_reader(tun.clone(), assign.address, rx));
-        self.tunnel = Some(Tunnel {
+        *slot = Some(Tunnel {
             tun,
             assign,
             mtu,
