@@ -120,7 +120,8 @@ pub struct TransportSection {
     #[serde(default = "default_tls_port", deserialize_with = "de_port")]
     pub tls_port: u16,
     /// Outer SNI the client sends on QUIC and TLS (camouflage, not authenticated). Default:
-    /// the server name (none when that is an IP address). The server ignores it.
+    /// the server name (none when that is an IP address). A server refuses it: it sends
+    /// no SNI.
     #[serde(default)]
     pub sni: Option<String>,
     /// Outer ALPN protocols for the TLS carrier. Default: the carrier's own
