@@ -320,3 +320,90 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     );
     server.stop().await.unwrap();
 }
+
+/// 160 days after the PKI directory of the next test was made: its CRL (180 days) has 20
+/// days left.
+fn near_crl_expiry() -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(DEFAULT_WALL_START_SECS + 160 * 86_400))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_holding_the_ca_key_renews_its_crl_and_pushes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = aura_pki::PkiStore::new(d.join("pki"));
+    let start =
+        time::OffsetDateTime::from_unix_timestamp(i64::try_from(DEFAULT_WALL_START_SECS).unwrap())
+            .unwrap();
+    let mut rng = rand_core::OsRng;
+    store
+        .init(
+            "Test CA",
+            time::Duration::days(3650),
+            false,
+            start,
+            &mut rng,
+        )
+        .unwrap();
+    let server = store
+        .issue_server(TEST_SERVER_NAME, &[], 365, start, &mut rng)
+        .unwrap();
+    let carol = store
+        .issue_client(Some("carol"), 365, start, &mut rng)
+        .unwrap();
+    std::fs::copy(store.crl_path(), d.join("carol-crl.pem")).unwrap();
+    std::fs::copy(&carol.cert_path, d.join("carol.crt")).unwrap();
+    std::fs::copy(&carol.key_path, d.join("carol.key")).unwrap();
+    std::fs::copy(store.ca_cert_path(), d.join("ca.crt")).unwrap();
+
+    let text = format!(
+        "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
+         [pki]\nca_cert = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
+         crl = \"{crl}\"\nca_key = \"{ca_key}\"\n",
+        dir = d.display(),
+        ca = store.ca_cert_path().display(),
+        cert = server.cert_path.display(),
+        key = server.key_path.display(),
+        crl = store.crl_path().display(),
+        ca_key = store.ca_key_path().display(),
+    );
+    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
+    let mut opts = ServerOptions::from_config(&cfg).unwrap();
+    opts.crl.reload = Duration::from_millis(50);
+    opts.timers = timers();
+    let net = MemNetwork::new();
+    let (mut s_host, _, _s_tuns) = host(&net);
+    s_host.wall_clock = near_crl_expiry;
+    let server = start_server(opts, s_host);
+    let (mut c_host, _, _c_tuns) = host(&net);
+    c_host.wall_clock = near_crl_expiry;
+    let carol = start_client(client_options(d, "carol"), c_host);
+
+    // The server re-signs (CRL number 2, in the directory's index too) and the client
+    // receives it and saves it over its own copy.
+    let ca = store.ca_cert_der().unwrap();
+    timeout(T, async {
+        loop {
+            let der = std::fs::read(d.join("carol-crl.pem"))
+                .ok()
+                .and_then(|t| pem::parse(t).ok())
+                .map(|p| p.contents().to_vec());
+            if let Some(der) = der
+                && aura_pki::Verifier::new(&ca, [&der]).unwrap().crl_number() == [2]
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the client never got a renewed CRL");
+    assert_eq!(store.crl_number().unwrap(), 2);
+    let renewed = aura_pki::Verifier::new(&ca, [store.crl_der().unwrap()]).unwrap();
+    let next = renewed.crl_next_update().unwrap().unix_timestamp();
+    let now = i64::try_from(near_crl_expiry().as_secs()).unwrap();
+    assert!(next - now > 150 * 86_400, "a fresh lifetime from now");
+
+    carol.stop().await.unwrap();
+    server.stop().await.unwrap();
+}
