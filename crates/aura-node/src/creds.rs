@@ -24,6 +24,16 @@ pub struct CredentialFiles {
 }
 
 impl CredentialFiles {
+    /// The four files.
+    pub fn new(ca_cert: &Path, crl: &Path, cert: &Path, key: &Path) -> Self {
+        Self {
+            ca_cert: ca_cert.to_owned(),
+            crl: crl.to_owned(),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
     /// Reads and checks the files ([`load`]), and builds the verifier of the CRL.
     ///
     /// # Errors

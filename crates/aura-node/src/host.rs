@@ -19,8 +19,9 @@ pub enum Network {
     /// Real sockets on the configured carriers.
     #[default]
     System,
-    /// The in-memory carrier only: the server listens on, and the client dials, the
-    /// `udp_port` address inside this network.
+    /// The in-memory carrier only: the server listens on its UDP carrier's address
+    /// (`listen`, `udp_port`) inside this network, and the client dials `server` at
+    /// `udp_port`, whatever carriers the files list.
     Memory(MemNetwork),
 }
 

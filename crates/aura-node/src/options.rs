@@ -145,6 +145,9 @@ pub struct CarrierOptions {
     pub quic_options: QuicOptions,
     /// UDP padding profile.
     pub udp_profile: Profile,
+    /// Where the in-memory carrier listens when the host's network is in memory: the
+    /// UDP carrier's address (`listen`, `udp_port`), where clients dial it.
+    pub memory: SocketAddr,
 }
 
 /// How the server keeps its CRL current.
@@ -217,12 +220,12 @@ impl ServerOptions {
         };
         Ok(Self {
             name: cfg.server.name.clone(),
-            files: CredentialFiles {
-                ca_cert: cfg.pki.ca_cert.clone(),
-                crl: cfg.pki.crl.clone(),
-                cert: cfg.pki.cert.clone(),
-                key: cfg.pki.key.clone(),
-            },
+            files: CredentialFiles::new(
+                &cfg.pki.ca_cert,
+                &cfg.pki.crl,
+                &cfg.pki.cert,
+                &cfg.pki.key,
+            ),
             pool: cfg.server.pool.clone(),
             carriers: CarrierOptions {
                 udp: on(ConfCarrier::Udp, t.udp_port),
@@ -231,6 +234,7 @@ impl ServerOptions {
                 tls_options: tls_options(t),
                 quic_options: QuicOptions::default(),
                 udp_profile: udp_profile(t)?,
+                memory: SocketAddr::new(cfg.server.listen, t.udp_port),
             },
             tun_name: cfg.tunnel.name.clone(),
             mtu: cfg.tunnel.mtu,
@@ -251,8 +255,8 @@ impl ServerOptions {
         })
     }
 
-    /// The listeners' configuration: the carriers with this server's credentials, or the
-    /// in-memory carrier at the UDP address when `network` is in memory.
+    /// The listeners' configuration: the carriers with this server's credentials, or only
+    /// the in-memory carrier (at [`CarrierOptions::memory`]) when `network` is in memory.
     pub fn listen_config(
         &self,
         creds: &Credentials,
@@ -267,10 +271,7 @@ impl ServerOptions {
         let c = &self.carriers;
         let (udp, quic, tls, mem) = match network {
             Network::System => (c.udp, c.quic, c.tls, None),
-            Network::Memory(net) => {
-                let at = c.udp.or(c.quic).or(c.tls);
-                (None, None, None, at.map(|a| (net.clone(), a)))
-            }
+            Network::Memory(net) => (None, None, None, Some((net.clone(), c.memory))),
         };
         ListenConfig {
             endpoint,
@@ -376,12 +377,12 @@ impl ClientOptions {
         let t = &cfg.transport;
         let server_name = cfg.client.server_name().to_owned();
         Ok(Self {
-            files: CredentialFiles {
-                ca_cert: cfg.pki.ca_cert.clone(),
-                crl: cfg.pki.crl.clone(),
-                cert: cfg.pki.cert.clone(),
-                key: cfg.pki.key.clone(),
-            },
+            files: CredentialFiles::new(
+                &cfg.pki.ca_cert,
+                &cfg.pki.crl,
+                &cfg.pki.cert,
+                &cfg.pki.key,
+            ),
             server: cfg.client.server.clone(),
             bridges: cfg.client.bridges.clone(),
             sni: cfg.sni().unwrap_or(&server_name).to_owned(),

@@ -54,7 +54,7 @@ pub(crate) struct Counters {
 
 /// Seconds since the Unix epoch: the clock of [`StatsSnapshot::last_handshake`] (0 if the
 /// system clock is before 1970).
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

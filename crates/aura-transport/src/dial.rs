@@ -109,8 +109,7 @@ impl DialConfig {
                     Carrier::Udp => self.udp_port,
                     Carrier::Quic => self.quic_port,
                     Carrier::Tls => self.tls_port,
-                    Carrier::Mem if self.mem.is_some() => self.udp_port,
-                    Carrier::Mem => continue,
+                    Carrier::Mem => self.udp_port,
                 };
                 out.push((c, SocketAddr::new(ip, port)));
             }
@@ -131,7 +130,7 @@ async fn attempt(
         Instant::now(),
         (cfg.wall_clock)(),
     )?;
-    match carrier {
+    let link = match carrier {
         Carrier::Udp => {
             let any: SocketAddr = if addr.is_ipv4() {
                 SocketAddr::from(([0, 0, 0, 0], 0))
@@ -139,22 +138,12 @@ async fn attempt(
                 SocketAddr::from(([0u16; 8], 0))
             };
             let socket = udp::bind(any)?;
-            let (handle, _accept) = Driver::spawn(ep, Some(socket));
-            handle.set_udp_profile(cfg.udp_profile).await?;
+            let (handle, _accept) = Driver::spawn_shaped(ep, Some(socket), cfg.udp_profile);
             let conn = handle.connect(addr, &cfg.server_name).await?;
-            Ok((conn, handle))
+            return Ok((conn, handle));
         }
-        Carrier::Tls | Carrier::Quic => {
-            let link = if carrier == Carrier::Tls {
-                tls::connect(addr, &cfg.sni, &cfg.tls_options).await?
-            } else {
-                quic::connect(addr, &cfg.sni, &cfg.quic_options).await?
-            };
-            let (handle, _accept) = Driver::spawn(ep, None);
-            let synthetic = handle.add_link(link, carrier).await?;
-            let conn = handle.connect(synthetic, &cfg.server_name).await?;
-            Ok((conn, handle))
-        }
+        Carrier::Tls => tls::connect(addr, &cfg.sni, &cfg.tls_options).await?,
+        Carrier::Quic => quic::connect(addr, &cfg.sni, &cfg.quic_options).await?,
         Carrier::Mem => {
             let net = cfg
                 .mem
@@ -163,15 +152,15 @@ async fn attempt(
             let from = synthetic_addr(u64::from_le_bytes([
                 seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
             ]));
-            let link = net.connect(from, addr).ok_or_else(|| {
+            net.connect(from, addr).ok_or_else(|| {
                 TransportError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-            })?;
-            let (handle, _accept) = Driver::spawn(ep, None);
-            let synthetic = handle.add_link(link, carrier).await?;
-            let conn = handle.connect(synthetic, &cfg.server_name).await?;
-            Ok((conn, handle))
+            })?
         }
-    }
+    };
+    let (handle, _accept) = Driver::spawn(ep, None);
+    let synthetic = handle.add_link(link, carrier).await?;
+    let conn = handle.connect(synthetic, &cfg.server_name).await?;
+    Ok((conn, handle))
 }
 
 /// Tries every target in order, each for at most `attempt_timeout`, and returns the first

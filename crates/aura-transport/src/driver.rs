@@ -78,11 +78,22 @@ pub struct DriverHandle {
 pub struct Driver;
 
 impl Driver {
-    /// Starts a driver task around `endpoint`, reading and writing `udp` when given.
-    /// Connections that servers accept arrive on the returned receiver.
+    /// Starts a driver task around `endpoint`, reading and writing `udp` when given, with
+    /// the default UDP padding profile. Connections that servers accept arrive on the
+    /// returned receiver.
     pub fn spawn(
         endpoint: Endpoint,
         udp: Option<UdpSocket>,
+    ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
+        Self::spawn_shaped(endpoint, udp, Profile::default())
+    }
+
+    /// As [`Driver::spawn`], with the UDP padding profile `profile` from the first
+    /// datagram.
+    pub fn spawn_shaped(
+        endpoint: Endpoint,
+        udp: Option<UdpSocket>,
+        profile: Profile,
     ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         // Unbounded: a confirmed connection must never be dropped because the application
@@ -108,10 +119,7 @@ impl Driver {
             connecting: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
-            shaper: Shaper {
-                profile: Profile::default(),
-                noise: 0,
-            },
+            shaper: Shaper { profile, noise: 0 },
         };
         tokio::spawn(task.run());
         (DriverHandle { commands: cmd_tx }, accept_rx)

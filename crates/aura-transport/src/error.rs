@@ -66,29 +66,6 @@ pub enum TransportError {
     Config(ConfigError),
 }
 
-impl TransportError {
-    /// Whether trying again (later, or over another carrier or address) can succeed:
-    /// `true` for network trouble (timeouts, resets, a lost connection); `false` for a
-    /// peer that refused the Aura handshake and for local configuration or credentials,
-    /// which fail the same way every time.
-    pub fn is_recoverable(&self) -> bool {
-        match self {
-            TransportError::Io(_) | TransportError::NoAnswer(_) | TransportError::Closed => true,
-            TransportError::Handshake { error, .. } => {
-                matches!(error, aura_proto::HandshakeError::Timeout)
-            }
-            TransportError::AllAttemptsFailed(attempts) => {
-                attempts.iter().any(|a| a.error.is_recoverable())
-            }
-            TransportError::Tls(e) => e.is_recoverable(),
-            TransportError::Bind { .. }
-            | TransportError::Proto(_)
-            | TransportError::Verifier(_)
-            | TransportError::Config(_) => false,
-        }
-    }
-}
-
 /// One failed dial attempt.
 #[derive(Debug)]
 pub struct FailedAttempt {
@@ -159,14 +136,6 @@ pub enum OuterTlsError {
     },
 }
 
-impl OuterTlsError {
-    /// Whether trying again can succeed: only a failed outer handshake may go better
-    /// another time; the rest is local configuration.
-    pub fn is_recoverable(&self) -> bool {
-        matches!(self, OuterTlsError::Handshake { .. })
-    }
-}
-
 /// A configuration the transport cannot run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -216,29 +185,10 @@ mod tests {
             "could not connect: udp 192.0.2.1:51820: no answer within 5s; \
              tls 192.0.2.1:443: refused"
         );
-        assert!(e.is_recoverable());
     }
 
     #[test]
-    fn local_problems_are_not_recoverable() {
-        assert!(!TransportError::Config(ConfigError::NoCarrier).is_recoverable());
-        assert!(!TransportError::Verifier(aura_pki::VerifyError::NoCrl).is_recoverable());
-        assert!(
-            !TransportError::Tls(OuterTlsError::InvalidServerName("a b".into())).is_recoverable()
-        );
-        let handshake = |error| TransportError::Handshake {
-            carrier: Carrier::Quic,
-            addr: SocketAddr::from(([192, 0, 2, 1], 443)),
-            error,
-        };
-        assert!(handshake(aura_proto::HandshakeError::Timeout).is_recoverable());
-        assert!(!handshake(aura_proto::HandshakeError::BadSignature).is_recoverable());
-        let only_local = TransportError::AllAttemptsFailed(vec![attempt(
-            Carrier::Udp,
-            1,
-            TransportError::Verifier(aura_pki::VerifyError::NoCrl),
-        )]);
-        assert!(!only_local.is_recoverable());
+    fn configuration_errors_say_so() {
         assert_eq!(
             TransportError::Config(ConfigError::NoOuterIdentity).to_string(),
             "configuration: QUIC and TLS carriers need an outer certificate"

@@ -46,7 +46,7 @@ pub use batch::{BatchPool, PacketBatch};
 pub use carrier::Carrier;
 pub use carrier::link::{DatagramLink, mem_pair};
 pub use carrier::mem::MemNetwork;
-pub use conn::{PacketConn, PacketSender, StatsSnapshot, unix_now};
+pub use conn::{PacketConn, PacketSender, StatsSnapshot};
 pub use driver::{Driver, DriverHandle};
 pub use error::{ConfigError, FailedAttempt, OuterTlsError, TransportError};
 pub use listen::{ListenConfig, Listeners};

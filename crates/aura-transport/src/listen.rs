@@ -61,38 +61,27 @@ pub struct Listeners {
     pub tls_addr: Option<SocketAddr>,
     /// In-memory listener address.
     pub mem_addr: Option<SocketAddr>,
-    /// The task holding the in-memory listener; it and its address go with `self`.
-    mem_task: Option<tokio::task::JoinHandle<()>>,
+    /// The in-memory listener's registration: the address is freed with `self`.
+    _mem: Option<MemListener>,
 }
 
-impl Drop for Listeners {
-    fn drop(&mut self) {
-        if let Some(t) = &self.mem_task {
-            t.abort();
-        }
-    }
-}
-
-fn forward_links(handle: DriverHandle, carrier: Carrier) -> mpsc::Sender<DatagramLink> {
-    let (tx, mut rx) = mpsc::channel::<DatagramLink>(256);
+/// Hands every link arriving on `links` to the driver as `carrier`, until every sender
+/// or the driver is gone.
+fn forward_links(handle: DriverHandle, carrier: Carrier, mut links: mpsc::Receiver<DatagramLink>) {
     tokio::spawn(async move {
-        while let Some(link) = rx.recv().await {
+        while let Some(link) = links.recv().await {
             if handle.add_link(link, carrier).await.is_err() {
                 return;
             }
         }
     });
-    tx
 }
 
-/// Hands every link the in-memory listener takes to the driver, until either is gone;
-/// the listener (and its address) goes with the task.
-async fn forward_mem_links(mut listener: MemListener, handle: DriverHandle) {
-    while let Some(link) = listener.incoming.recv().await {
-        if handle.add_link(link, Carrier::Mem).await.is_err() {
-            return;
-        }
-    }
+/// A queue for a listener's links, forwarded to the driver as `carrier`.
+fn link_queue(handle: &DriverHandle, carrier: Carrier) -> mpsc::Sender<DatagramLink> {
+    let (tx, rx) = mpsc::channel::<DatagramLink>(256);
+    forward_links(handle.clone(), carrier, rx);
+    tx
 }
 
 impl Listeners {
@@ -116,19 +105,7 @@ impl Listeners {
             std::time::Instant::now(),
             (cfg.wall_clock)(),
         )?;
-        let (handle, accept) = Driver::spawn(endpoint, udp_socket);
-        handle.set_udp_profile(cfg.udp_profile).await?;
-        let mut mem_addr = None;
-        let mut mem_task = None;
-        if let Some((net, addr)) = &cfg.mem {
-            let listener = net.listen(*addr).ok_or_else(|| TransportError::Bind {
-                carrier: Carrier::Mem,
-                addr: *addr,
-                source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-            })?;
-            mem_addr = Some(*addr);
-            mem_task = Some(tokio::spawn(forward_mem_links(listener, handle.clone())));
-        }
+        let (handle, accept) = Driver::spawn_shaped(endpoint, udp_socket, cfg.udp_profile);
         let outer = || {
             cfg.outer
                 .clone()
@@ -137,7 +114,7 @@ impl Listeners {
         let mut quic = None;
         if let Some(addr) = cfg.quic {
             let o = outer()?;
-            let links = forward_links(handle.clone(), Carrier::Quic);
+            let links = link_queue(&handle, Carrier::Quic);
             quic = Some(
                 quic::listen(
                     addr,
@@ -152,8 +129,19 @@ impl Listeners {
         let mut tls_addr = None;
         if let Some(addr) = cfg.tls {
             let o = outer()?;
-            let links = forward_links(handle.clone(), Carrier::Tls);
+            let links = link_queue(&handle, Carrier::Tls);
             tls_addr = Some(tls::listen(addr, (*o).clone(), cfg.tls_options.clone(), links).await?);
+        }
+        // Last, so that no error above leaves the address taken.
+        let mut mem = None;
+        if let Some((net, addr)) = &cfg.mem {
+            let (listener, links) = net.listen(*addr).ok_or_else(|| TransportError::Bind {
+                carrier: Carrier::Mem,
+                addr: *addr,
+                source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            })?;
+            forward_links(handle.clone(), Carrier::Mem, links);
+            mem = Some(listener);
         }
         Ok(Self {
             handle,
@@ -162,8 +150,8 @@ impl Listeners {
             quic,
             udp_addr,
             tls_addr,
-            mem_addr,
-            mem_task,
+            mem_addr: mem.as_ref().map(MemListener::local_addr),
+            _mem: mem,
         })
     }
 

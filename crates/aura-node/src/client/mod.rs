@@ -10,22 +10,26 @@
 //! On `shutdown` the routes are removed and the TUN deleted: the routing table is as it
 //! was before.
 //!
-//! - this file: start-up, the reconnect loop and the state `aura status` shows;
-//! - [`tunnel`]: the TUN device and routes for the current address assignment;
-//! - [`session`]: one connected session: the address, control messages, packets.
+//! - this file: start-up and the reconnect loop;
+//! - `state`: what one run keeps across sessions, and what `aura status` shows;
+//! - `session`: one connected session: the address, control messages, packets;
+//! - `tunnel`: the TUN device and routes for the current address assignment.
+//!
+//! Imports run one way: this file over `session` over `state` over `tunnel`.
 
 mod session;
+mod state;
 mod tunnel;
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aura_config::ClientConfig;
 use aura_proto::HandshakeError;
 use aura_proto::control::CrlAssembler;
-use aura_transport::dial::{DialConfig, dial};
+use aura_transport::dial::dial;
 use aura_transport::{PacketSender, TransportError};
 use rand_core::{OsRng, RngCore};
 
@@ -34,7 +38,8 @@ use crate::device::TunFactory;
 use crate::host::Host;
 use crate::options::ClientOptions;
 use crate::{DaemonError, creds};
-use tunnel::Tunnel;
+pub use state::ClientState;
+use state::{Client, Status, lock};
 
 /// First wait after a failed dial; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -42,49 +47,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A session that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(30);
-
-/// Where the client stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ClientState {
-    /// Dialling for the first time.
-    #[default]
-    Connecting,
-    /// A session is up and the tunnel carries traffic.
-    Connected,
-    /// The session ended; dialling again (routes stay, so nothing leaks).
-    Reconnecting,
-}
-
-impl ClientState {
-    /// The name `aura status` shows.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Connected => "connected",
-            Self::Reconnecting => "reconnecting",
-        }
-    }
-}
-
-/// What `aura status` shows.
-#[derive(Debug, Default)]
-struct ClientStatus {
-    state: ClientState,
-    server: String,
-    carrier: String,
-    address: String,
-    last_handshake: u64,
-    /// Bytes of sessions that ended.
-    bytes_in: u64,
-    bytes_out: u64,
-    current: Option<PacketSender>,
-}
-
-type Status = Arc<Mutex<ClientStatus>>;
-
-fn lock(status: &Status) -> std::sync::MutexGuard<'_, ClientStatus> {
-    status.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 async fn resolve(what: &'static str, host: &str) -> Result<IpAddr, DaemonError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -126,17 +88,6 @@ impl Backoff {
         let permille = 800 + OsRng.next_u32() % 401;
         base * permille / 1000
     }
-}
-
-/// Everything one run of the client keeps across sessions.
-struct Client<T: TunFactory> {
-    opts: ClientOptions,
-    dial: DialConfig,
-    host: Host<T>,
-    tunnel: Option<Tunnel<T::Device>>,
-    status: Status,
-    crl: CrlAssembler,
-    crl_number: u64,
 }
 
 /// Runs the client on this host until `shutdown` resolves.

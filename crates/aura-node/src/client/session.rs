@@ -2,15 +2,16 @@
 //! then move the server's packets to the device and handle its control messages (address
 //! changes, CRL pushes) until the session ends.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use aura_pki::Verifier;
 use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck};
 use aura_transport::dial::Dialed;
 use aura_transport::{DriverHandle, PacketConn};
-use std::net::SocketAddr;
-use std::time::Duration;
 
+use super::state::{Client, ClientState, lock};
 use super::tunnel::Tunnel;
-use super::{Client, ClientState, lock};
 use crate::device::{DeviceWriter, TunFactory};
 use crate::{DaemonError, creds};
 

@@ -131,11 +131,6 @@ impl CrlUpkeep {
         }
     }
 
-    /// Whether this server holds the CA key.
-    pub fn can_resign(&self) -> bool {
-        self.store.is_some()
-    }
-
     /// What `aura status` shows about the CRL at `now`: a warning from [`WARN_BEFORE`]
     /// before nextUpdate when the server cannot re-sign it, and once it has expired.
     pub fn status(&self, crl: CrlLifetime, now: i64) -> Option<String> {
@@ -184,11 +179,13 @@ impl CrlUpkeep {
     }
 
     /// Re-signs the CRL at `now` through the PKI directory (a new CRL number, a fresh
-    /// nextUpdate, `crl.pem` rewritten atomically). A failure is logged and retried after
-    /// [`RESIGN_RETRY`]. Returns the new CRL number.
+    /// nextUpdate, `crl.pem` rewritten atomically). Whatever the outcome, the next
+    /// attempt waits [`RESIGN_RETRY`]: a failure is logged, and a CRL the reload has not
+    /// taken up yet is not signed again every tick. Returns the new CRL number.
     pub fn resign(&mut self, now: i64) -> Option<u64> {
         let store = self.store.as_ref()?;
         let at = time::OffsetDateTime::from_unix_timestamp(now).ok()?;
+        self.retry_at = now.saturating_add(secs(RESIGN_RETRY));
         match store.regenerate_crl(at) {
             Ok(crl) => {
                 tracing::info!(
@@ -199,7 +196,6 @@ impl CrlUpkeep {
                 Some(crl.number)
             }
             Err(e) => {
-                self.retry_at = now.saturating_add(secs(RESIGN_RETRY));
                 tracing::error!(error = %e, "cannot re-sign the CRL; retrying in an hour");
                 None
             }
@@ -288,12 +284,16 @@ mod tests {
         );
         let before = store.crl_number().unwrap();
         assert_eq!(u.resign(at), Some(before + 1));
+        // Until the reload takes the new CRL up, the old lifetime stays in use: no second
+        // signature before the retry delay.
+        assert_eq!(u.due(crl, at + 5), Upkeep::Nothing);
         let v = Verifier::new(&store.ca_cert_der().unwrap(), [store.crl_der().unwrap()]).unwrap();
         let fresh = CrlLifetime::of(&v);
         assert_eq!(fresh.this_update, at);
         assert!(fresh.next_update.unwrap() > at + 150 * DAY);
         assert_eq!(u.due(fresh, at + 1), Upkeep::Nothing);
         // A short-lived CRL is re-signed at half its lifetime.
+        let mut u = CrlUpkeep::new(Some(store));
         let short = lifetime(10);
         assert_eq!(u.due(short, T0 + 4 * DAY), Upkeep::Nothing);
         assert_eq!(u.due(short, T0 + 5 * DAY), Upkeep::Resign);

@@ -190,18 +190,20 @@ async fn serve<T: TunFactory>(
     }
 
     let (to_device, device_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    let writer = tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx));
+    let _writer = AbortOnDrop(tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx)));
     let reader_router = router.clone();
     let reader_tun = tun.clone();
-    let reader = tokio::spawn(async move {
+    let _reader = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = reader_router.device_loop(reader_tun).await {
             tracing::error!(error = %e, "reading the TUN device failed");
         }
-    });
+    }));
     tracing::info!(
+        name = %opts.name,
         udp = ?listeners.udp_addr,
         quic = ?listeners.quic_addr,
         tls = ?listeners.tls_addr,
+        memory = ?listeners.mem_addr,
         "server ready"
     );
 
@@ -235,9 +237,17 @@ async fn serve<T: TunFactory>(
         p.sender.close().await;
     }
     clients.abort_all();
-    reader.abort();
-    writer.abort();
     Ok(())
+}
+
+/// Aborts its task when dropped, so no way out of [`serve`] leaves the device tasks (and
+/// with them the TUN device) behind.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Starts the task that serves one connected client.

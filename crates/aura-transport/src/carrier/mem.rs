@@ -4,12 +4,13 @@
 //!
 //! A [`MemNetwork`] maps addresses to listeners. A listener registers its address and
 //! gets every link dialled to it; dialling an address with no listener fails at once, as
-//! a refused connection would. A listener that goes away unregisters, so a server can stop
-//! and a new one take its address while clients redial.
+//! a refused connection would. Dropping the [`MemListener`] frees the address (links
+//! already handed over live on), so a server can stop and a new one take its address
+//! while clients redial.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc;
 
@@ -18,20 +19,26 @@ use super::link::{DatagramLink, mem_pair};
 /// Links waiting to be taken by one listener.
 const ACCEPT_QUEUE: usize = 256;
 
+#[derive(Debug, Default)]
+struct Table {
+    /// Listener id and its queue, by address.
+    listeners: HashMap<SocketAddr, (u64, mpsc::Sender<DatagramLink>)>,
+    next_id: u64,
+}
+
 /// Listeners by address; clones share one network.
 #[derive(Debug, Clone, Default)]
 pub struct MemNetwork {
-    listeners: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<DatagramLink>>>>,
+    table: Arc<Mutex<Table>>,
 }
 
-/// A registered listener: links dialled to its address arrive on `incoming`. Dropping it
-/// frees the address.
+/// The registration of a listener: while it lives, links dialled to its address arrive
+/// on the receiver [`MemNetwork::listen`] returned with it.
 #[derive(Debug)]
 pub struct MemListener {
     network: MemNetwork,
     addr: SocketAddr,
-    /// Links from clients, each the server's end.
-    pub incoming: mpsc::Receiver<DatagramLink>,
+    id: u64,
 }
 
 impl MemNetwork {
@@ -40,25 +47,28 @@ impl MemNetwork {
         Self::default()
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<DatagramLink>>> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Listens on `addr`; `None` when another live listener holds it.
-    pub fn listen(&self, addr: SocketAddr) -> Option<MemListener> {
+    /// Listens on `addr`: the registration and the links (each the server's end) that
+    /// clients dial to it. `None` when another listener holds the address. The receiver
+    /// ends once the registration is dropped.
+    pub fn listen(&self, addr: SocketAddr) -> Option<(MemListener, mpsc::Receiver<DatagramLink>)> {
         let mut table = self.table();
-        if table.get(&addr).is_some_and(|tx| !tx.is_closed()) {
+        if table.listeners.contains_key(&addr) {
             return None;
         }
-        let (tx, incoming) = mpsc::channel(ACCEPT_QUEUE);
-        table.insert(addr, tx);
-        Some(MemListener {
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let id = table.next_id;
+        table.next_id += 1;
+        table.listeners.insert(addr, (id, tx));
+        let listener = MemListener {
             network: self.clone(),
             addr,
-            incoming,
-        })
+            id,
+        };
+        Some((listener, rx))
     }
 
     /// A link to the listener at `addr` (or, as with sockets, one on the unspecified
@@ -74,7 +84,11 @@ impl MemNetwork {
         );
         let tx = {
             let table = self.table();
-            table.get(&addr).or_else(|| table.get(&any))?.clone()
+            let (_, tx) = table
+                .listeners
+                .get(&addr)
+                .or_else(|| table.listeners.get(&any))?;
+            tx.clone()
         };
         let (client, server) = mem_pair(from, addr);
         tx.try_send(server).ok()?;
@@ -91,12 +105,13 @@ impl MemListener {
 
 impl Drop for MemListener {
     fn drop(&mut self) {
-        // Closed first, so the entry to remove is the one whose channel is closed (a newer
-        // listener on the same address keeps its open one).
-        self.incoming.close();
         let mut table = self.network.table();
-        if table.get(&self.addr).is_some_and(mpsc::Sender::is_closed) {
-            table.remove(&self.addr);
+        if table
+            .listeners
+            .get(&self.addr)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            table.listeners.remove(&self.addr);
         }
     }
 }
@@ -112,20 +127,22 @@ mod tests {
         let at: SocketAddr = "192.0.2.1:8443".parse().unwrap();
         let from: SocketAddr = "198.51.100.2:40000".parse().unwrap();
         assert!(net.connect(from, at).is_none(), "nobody listens yet");
-        let mut l = net.listen(at).unwrap();
+        let (l, mut incoming) = net.listen(at).unwrap();
+        assert_eq!(l.local_addr(), at);
         assert!(net.listen(at).is_none(), "the address is taken");
         let client = net.connect(from, at).unwrap();
-        let mut server = l.incoming.recv().await.unwrap();
+        let mut server = incoming.recv().await.unwrap();
         assert_eq!(server.peer, from);
         client.outbound.send(vec![1, 2, 3]).await.unwrap();
         assert_eq!(server.inbound.recv().await.unwrap(), vec![1, 2, 3]);
         drop(l);
         assert!(net.connect(from, at).is_none(), "the listener is gone");
+        assert!(incoming.recv().await.is_none(), "its queue ended");
         assert!(net.listen(at).is_some(), "the address is free again");
         // A listener on the unspecified address takes links to any address on its port.
-        let mut any = net.listen("0.0.0.0:443".parse().unwrap()).unwrap();
+        let (_any, mut on_any) = net.listen("0.0.0.0:443".parse().unwrap()).unwrap();
         let _client = net.connect(from, "192.0.2.9:443".parse().unwrap()).unwrap();
-        assert_eq!(any.incoming.recv().await.unwrap().peer, from);
+        assert_eq!(on_any.recv().await.unwrap().peer, from);
         assert!(
             net.connect(from, "192.0.2.9:444".parse().unwrap())
                 .is_none()
