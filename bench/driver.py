@@ -294,7 +294,7 @@ class Aura(System):
         self.carrier = carrier
         self.exe = exe or ctx.args.aura
         self.tag = tag
-        self.key = f"aura-{carrier}{'-' + tag if tag else ''}"
+        self.key = f"aura-{carrier}{'-' + tag.replace(' ', '') if tag else ''}"
         self.iface = "aura0"
         self.name = (f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
                      f"{' (' + tag + ')' if tag else ''}")
@@ -308,7 +308,7 @@ class Aura(System):
         """One deployment (PKI, server.toml, client bundle) per binary, shared by the
         carriers."""
         c = self.ctx
-        d = c.tmp / f"aura{'-' + self.tag if self.tag else ''}"
+        d = c.tmp / ("aura-base" if self.exe != c.args.aura else "aura")
         if (d / "server.toml").exists():
             return d
         exe = self.exe
@@ -799,7 +799,7 @@ def main():
     ap.add_argument("--aura", default="")
     ap.add_argument("--aura-base", default="",
                     help="a second aura binary (e.g. the previous commit's), measured on "
-                         "the UDP carrier in the same run as 'aura-udp-base'")
+                         "the UDP carrier in the same run, A-B-B-A with the tree's")
     ap.add_argument("--boringtun", default="")
     ap.add_argument("--quincy-client", default="")
     ap.add_argument("--quincy-server", default="")
@@ -822,12 +822,18 @@ def main():
                WireGuardUserspace(ctx, "wireguard-go"), WireGuardUserspace(ctx, "boringtun"),
                OpenVPN(ctx, "udp"), OpenVPN(ctx, "tcp")]
     if args.aura_base:
-        systems.insert(1, Aura(ctx, "udp", exe=args.aura_base, tag="base"))
+        # In A-B-B-A order (base, tree, tree, base): on this machine the system that runs
+        # second in a pair measures lower whichever it is, so the order is balanced and
+        # each binary's two runs are averaged when comparing.
+        systems[1:2] = [Aura(ctx, "udp", exe=args.aura_base, tag="base"),
+                        Aura(ctx, "udp"), Aura(ctx, "udp", tag="2"),
+                        Aura(ctx, "udp", exe=args.aura_base, tag="base 2")]
     if args.quincy_client or "quincy" in forced:
         systems.append(Quincy(ctx))
     if args.systems != "all":
         want = set(args.systems.split(","))
-        systems = [s for s in systems if s.key in want or s.key.split("-")[0] in want]
+        systems = [s for s in systems
+                   if any(s.key == w or s.key.startswith(w + "-") for w in want)]
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "host": os.uname().nodename, "seconds": args.seconds,
             "load_start": open("/proc/loadavg").read().split()[0]}

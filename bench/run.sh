@@ -5,8 +5,8 @@
 #
 #   sudo bench/run.sh                       # everything, results in bench/results/<UTC>/
 #   BENCH_SYSTEMS=bare,aura sudo bench/run.sh
-#   BENCH_AURA_BASE=/path/to/old/aura BENCH_SYSTEMS=aura-udp,aura-udp-base sudo bench/run.sh
-#                                           # this tree's Aura UDP against another binary
+#   BENCH_AURA_BASE=/path/to/old/aura BENCH_SYSTEMS=aura-udp sudo bench/run.sh
+#                    # this tree's Aura UDP against another binary, in A-B-B-A order
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -16,7 +16,7 @@ use aura_node::DaemonError;
 use aura_node::device::TunFactory;
 use aura_node::host::{Host, Network};
 use aura_node::options::{ClientOptions, ServerOptions};
-use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki};
+use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki, ipv4_packet};
 use aura_transport::MemNetwork;
 use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
 use rustls_pki_types::UnixTime;
@@ -174,20 +174,6 @@ fn start_client(opts: ClientOptions, host: Host<MemTuns>) -> Running {
     }
 }
 
-/// An IPv4/UDP-shaped packet from `src` to `dst` carrying `payload`.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20];
-    p[0] = 0x45;
-    let len = u16::try_from(20 + payload.len()).unwrap();
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p.extend_from_slice(payload);
-    p
-}
-
 /// Injects `packet` into `from` until `to` delivers a packet carrying `payload` (the first
 /// packets of a fresh session may race the tunnel coming up). Returns the delivered packet.
 async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -261,13 +247,13 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
         (&mut a_tun, a_addr, b"alice".as_slice()),
         (&mut b_tun, b_addr, b"bob"),
     ] {
-        let up = deliver(tun, &mut s_tun, &ipv4(addr, INTERNET, tag), tag).await;
+        let up = deliver(tun, &mut s_tun, &ipv4_packet(addr, INTERNET, tag), tag).await;
         assert_eq!(
             &up[12..16],
             &addr.octets(),
             "the source is the client's address"
         );
-        let down = deliver(&s_tun, tun, &ipv4(INTERNET, addr, tag), tag).await;
+        let down = deliver(&s_tun, tun, &ipv4_packet(INTERNET, addr, tag), tag).await;
         assert_eq!(&down[16..20], &addr.octets());
     }
 
@@ -309,8 +295,20 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     let server = start_server(server_options(d, &server_id), s_host);
     let (_, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
     let after = b"after restart";
-    deliver(&a_tun, &mut s_tun, &ipv4(a_addr, INTERNET, after), after).await;
-    deliver(&s_tun, &mut a_tun, &ipv4(INTERNET, a_addr, after), after).await;
+    deliver(
+        &a_tun,
+        &mut s_tun,
+        &ipv4_packet(a_addr, INTERNET, after),
+        after,
+    )
+    .await;
+    deliver(
+        &s_tun,
+        &mut a_tun,
+        &ipv4_packet(INTERNET, a_addr, after),
+        after,
+    )
+    .await;
 
     alice.stop().await.unwrap();
     assert_eq!(

@@ -12,7 +12,7 @@ use aura_node::server::pool::IpPool;
 use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
 use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
-use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
+use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet};
 use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
 use aura_tun::MemTun;
 use tokio::time::timeout;
@@ -24,20 +24,6 @@ fn identity(id: &aura_testkit::Identity) -> Identity {
         cert_der: id.cert_der.clone(),
         signer: Arc::new(EcdsaP256Signer::from_pkcs8_der(&id.key_pkcs8_der).unwrap()),
     }
-}
-
-/// An IPv4 header (no options) from `src` to `dst` with `payload`.
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20];
-    p[0] = 0x45;
-    let len = u16::try_from(20 + payload.len()).unwrap();
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p.extend_from_slice(payload);
-    p
 }
 
 /// The next packet that is not a control envelope (skips repeated address assignments).
@@ -187,22 +173,22 @@ async fn dispatch_antispoofing_and_release() {
     // Client → device, from its own address: delivered.
     let internet: Ipv4Addr = "203.0.113.9".parse().unwrap();
     alice_c
-        .send(ipv4(alice_ip, internet, b"from alice"))
+        .send(ipv4_packet(alice_ip, internet, b"from alice"))
         .await
         .unwrap();
     let got = timeout(T, host.recv()).await.unwrap().unwrap();
-    assert_eq!(got, ipv4(alice_ip, internet, b"from alice"));
+    assert_eq!(got, ipv4_packet(alice_ip, internet, b"from alice"));
     // Spoofed source (bob's address from alice): dropped and counted.
     alice_c
-        .send(ipv4(bob_ip, internet, b"spoof"))
+        .send(ipv4_packet(bob_ip, internet, b"spoof"))
         .await
         .unwrap();
     bob_c
-        .send(ipv4(bob_ip, internet, b"from bob"))
+        .send(ipv4_packet(bob_ip, internet, b"from bob"))
         .await
         .unwrap();
     let got = timeout(T, host.recv()).await.unwrap().unwrap();
-    assert_eq!(got, ipv4(bob_ip, internet, b"from bob"));
+    assert_eq!(got, ipv4_packet(bob_ip, internet, b"from bob"));
     // Alice's and bob's packets are handled by different tasks: bob's may reach the
     // device before alice's spoofed one is counted.
     timeout(T, async {
@@ -215,17 +201,20 @@ async fn dispatch_antispoofing_and_release() {
     assert_eq!(router.spoofed.load(Ordering::Relaxed), 1);
 
     // Device → client by destination.
-    host.inject(&ipv4(internet, bob_ip, b"to bob"))
+    host.inject(&ipv4_packet(internet, bob_ip, b"to bob"))
         .await
         .unwrap();
-    host.inject(&ipv4(internet, alice_ip, b"to alice"))
+    host.inject(&ipv4_packet(internet, alice_ip, b"to alice"))
         .await
         .unwrap();
     // Skip the repeated address assignments.
-    assert_eq!(data(&mut bob_c).await, ipv4(internet, bob_ip, b"to bob"));
+    assert_eq!(
+        data(&mut bob_c).await,
+        ipv4_packet(internet, bob_ip, b"to bob")
+    );
     assert_eq!(
         data(&mut alice_c).await,
-        ipv4(internet, alice_ip, b"to alice")
+        ipv4_packet(internet, alice_ip, b"to alice")
     );
 
     // Alice disconnects: her address returns to the pool and her route is gone.
@@ -233,7 +222,7 @@ async fn dispatch_antispoofing_and_release() {
     // The server notices by the dead-peer timer at the latest.
     assert!(timeout(T, a).await.is_ok());
     assert!(router.peers().iter().all(|p| p.id != "alice"));
-    host.inject(&ipv4(internet, alice_ip, b"nobody"))
+    host.inject(&ipv4_packet(internet, alice_ip, b"nobody"))
         .await
         .unwrap();
     timeout(T, async {

@@ -64,8 +64,10 @@
 
 mod clock;
 mod net;
+mod packet;
 mod pki;
 
 pub use clock::{DEFAULT_WALL_START_SECS, SimClock};
 pub use net::{DEFAULT_LATENCY, DEFAULT_MTU, Delivery, LinkConfig, NetStats, SimNet};
+pub use packet::ipv4_packet;
 pub use pki::{FixtureError, Identity, TEST_CA_NAME, TEST_SERVER_NAME, TestPki, utc_date};
