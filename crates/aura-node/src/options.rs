@@ -83,6 +83,12 @@ pub(crate) fn refuse_unbuilt_server(cfg: &ServerConfig) -> Result<(), DaemonErro
             feature: "relaying two-hop circuits",
             fix: "set it to false",
         },
+        Unbuilt {
+            set: !cfg.server.relay.allow_extend_to.is_empty(),
+            key: "server.relay.allow_extend_to",
+            feature: "relaying two-hop circuits",
+            fix: "remove the key",
+        },
     ])
 }
 
@@ -100,6 +106,12 @@ pub(crate) fn refuse_unbuilt_client(cfg: &ClientConfig) -> Result<(), DaemonErro
             key: "client.circuit.enabled",
             feature: "two-hop circuits",
             fix: "set it to false",
+        },
+        Unbuilt {
+            set: cfg.client.circuit.entry.is_some() || cfg.client.circuit.entry_name.is_some(),
+            key: "client.circuit.entry",
+            feature: "two-hop circuits",
+            fix: "remove client.circuit.entry and entry_name",
         },
     ])
 }

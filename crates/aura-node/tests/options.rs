@@ -168,3 +168,18 @@ fn a_ca_key_outside_a_pki_directory_is_refused_by_name() {
     let o = ServerOptions::from_config(&cfg).unwrap();
     assert!(o.crl.resign.is_some());
 }
+
+#[test]
+fn circuit_keys_of_a_disabled_feature_are_refused_not_ignored() {
+    let mut server: ServerConfig = toml::from_str(&example("server.toml.example")).unwrap();
+    server.server.relay.allow_extend_to = vec!["192.0.2.7:8443".parse().unwrap()];
+    let e = ServerOptions::from_config(&server).unwrap_err();
+    assert!(
+        e.to_string().starts_with("server.relay.allow_extend_to: "),
+        "{e}"
+    );
+    let mut client: ClientConfig = toml::from_str(&example("client.toml.example")).unwrap();
+    client.client.circuit.entry_name = Some("relay.example.net".into());
+    let e = ClientOptions::from_config(&client).unwrap_err();
+    assert!(e.to_string().starts_with("client.circuit.entry: "), "{e}");
+}
