@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use aura_netcfg::{HostConfig, MemoryHost};
-use aura_node::DaemonError;
 use aura_node::device::TunFactory;
 use aura_node::host::{Host, Network};
 use aura_node::options::{ClientOptions, ServerOptions};
+use aura_node::{DaemonError, ShutdownSignal};
 use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki, ipv4_packet};
 use aura_transport::MemNetwork;
 use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
@@ -152,26 +152,27 @@ impl Running {
     }
 }
 
-fn start_server(opts: ServerOptions, host: Host<MemTuns>) -> Running {
+/// Starts a daemon: `daemon` gets the future that resolves when the test stops it.
+fn start<F>(daemon: impl FnOnce(ShutdownSignal) -> F) -> Running
+where
+    F: Future<Output = Result<(), DaemonError>> + Send + 'static,
+{
     let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(aura_node::server::run_on(opts, host, async move {
+    let task = tokio::spawn(daemon(Box::pin(async move {
         let _ = rx.await;
-    }));
+    })));
     Running {
         stop: Some(stop),
         task,
     }
 }
 
+fn start_server(opts: ServerOptions, host: Host<MemTuns>) -> Running {
+    start(|stop| aura_node::server::run_on(opts, host, stop))
+}
+
 fn start_client(opts: ClientOptions, host: Host<MemTuns>) -> Running {
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(aura_node::client::run_on(opts, host, async move {
-        let _ = rx.await;
-    }));
-    Running {
-        stop: Some(stop),
-        task,
-    }
+    start(|stop| aura_node::client::run_on(opts, host, stop))
 }
 
 /// Injects `packet` into `from` until `to` delivers a packet carrying `payload` (the first
