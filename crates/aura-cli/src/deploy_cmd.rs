@@ -28,6 +28,17 @@ pub struct ServerInitArgs {
     /// Replace an existing deployment in DIR (its CA and every certificate it issued).
     #[arg(long)]
     force: bool,
+    /// Knock (the default): clients prove membership with the deployment's knock key in
+    /// their first flight; strangers get silence on UDP and a web server on QUIC and TLS.
+    #[arg(long, conflicts_with = "disable_knock")]
+    enable_knock: bool,
+    /// No knock key: the camouflage is keyed by the CA certificate only, and anyone who
+    /// holds ca.crt gets answers.
+    #[arg(long)]
+    disable_knock: bool,
+    /// An outer SNI for the daily mask's palette. Repeatable. Default: the server's name.
+    #[arg(long = "sni", value_name = "NAME")]
+    sni_palette: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -49,7 +60,30 @@ pub struct ProvisionClientArgs {
     force: bool,
 }
 
-fn server_toml(name: &str, listen: IpAddr) -> String {
+/// A TOML array of strings.
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The `[transport]` lines beyond the carriers, shared by server and client files.
+fn transport_extra(knock: bool, sni_palette: &[String]) -> String {
+    let mut t = String::new();
+    if !knock {
+        t.push_str("knock = false\n");
+    }
+    if !sni_palette.is_empty() {
+        t.push_str(&format!("sni_palette = {}\n", toml_list(sni_palette)));
+    }
+    t
+}
+
+fn server_toml(name: &str, listen: IpAddr, knock: bool, sni_palette: &[String]) -> String {
+    let knock_key = if knock {
+        "knock_key = \"pki/knock.key\"\n"
+    } else {
+        ""
+    };
     format!(
         "# Written by `aura server-init`. Every key and its default: config/server.toml.example.\n\
          \n\
@@ -66,13 +100,16 @@ fn server_toml(name: &str, listen: IpAddr) -> String {
          \n\
          [transport]\n\
          carriers = [\"udp\", \"quic\", \"tls\"]\n\
+         {transport}\
          \n\
          [pki]\n\
          ca_cert = \"pki/ca.crt\"\n\
          cert = {cert}\n\
          key = {key}\n\
          crl = \"pki/crl.pem\"\n\
-         ca_key = \"pki/ca.key\"\n",
+         ca_key = \"pki/ca.key\"\n\
+         {knock_key}",
+        transport = transport_extra(knock, sni_palette),
         name = toml_string(name),
         listen = toml_string(&listen.to_string()),
         cert = toml_string(&format!("pki/servers/{name}.crt")),
@@ -80,7 +117,12 @@ fn server_toml(name: &str, listen: IpAddr) -> String {
     )
 }
 
-fn client_toml(server: &str, server_name: &str) -> String {
+fn client_toml(server: &str, server_name: &str, knock: bool, sni_palette: &[String]) -> String {
+    let knock_key = if knock {
+        "knock_key = \"knock.key\"\n"
+    } else {
+        ""
+    };
     format!(
         "# Written by `aura provision-client`. Every key and its default: config/client.toml.example.\n\
          \n\
@@ -90,12 +132,15 @@ fn client_toml(server: &str, server_name: &str) -> String {
          \n\
          [transport]\n\
          carriers = [\"udp\", \"quic\", \"tls\"]\n\
+         {transport}\
          \n\
          [pki]\n\
          ca_cert = \"ca.crt\"\n\
          cert = \"client.crt\"\n\
          key = \"client.key\"\n\
-         crl = \"crl.pem\"\n",
+         crl = \"crl.pem\"\n\
+         {knock_key}",
+        transport = transport_extra(knock, sni_palette),
         server = toml_string(server),
         server_name = toml_string(server_name),
     )
@@ -130,9 +175,14 @@ pub fn server_init(a: ServerInitArgs) -> Result<()> {
         store
             .issue_server(&a.name, &sans, 825, now, &mut OsRng)
             .with_context(|| format!("cannot issue the server certificate for {}", a.name))?;
+        let knock = a.enable_knock || !a.disable_knock;
+        if !knock {
+            // The CA made its knock key; a deployment without knock holds none.
+            let _ = fs::remove_file(store.knock_key_path());
+        }
         write_atomic(
             &config_path,
-            server_toml(&a.name, a.listen).as_bytes(),
+            server_toml(&a.name, a.listen, knock, &a.sni_palette).as_bytes(),
             0o644,
         )?;
         aura_config::load_server(&config_path)
@@ -201,6 +251,13 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         let read = |p: &Path| fs::read(p).with_context(|| format!("cannot read {}", p.display()));
         write_atomic(&out.join("ca.crt"), &read(&store.ca_cert_path())?, 0o644)?;
         write_atomic(&out.join("crl.pem"), &read(&store.crl_path())?, 0o644)?;
+        if let Some(k) = &server_cfg.pki.knock_key {
+            write_atomic(
+                &out.join("knock.key"),
+                &zeroize::Zeroizing::new(read(k)?),
+                0o600,
+            )?;
+        }
         write_atomic(
             &out.join("client.crt"),
             issued.cert.cert_pem.as_bytes(),
@@ -215,7 +272,17 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         let client_path = out.join("client.toml");
         write_atomic(
             &client_path,
-            client_toml(&server, &server_name).as_bytes(),
+            client_toml(
+                &server,
+                &server_name,
+                server_cfg.transport.knock,
+                server_cfg
+                    .transport
+                    .sni_palette
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+            .as_bytes(),
             0o644,
         )?;
         aura_config::load_client(&client_path)

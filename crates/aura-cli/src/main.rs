@@ -7,6 +7,7 @@ mod bench_crypto;
 mod daemon_cmd;
 mod demo;
 mod deploy_cmd;
+mod mask_cmd;
 mod pki_cmd;
 mod status_cmd;
 
@@ -37,6 +38,8 @@ enum Command {
     Server(daemon_cmd::DaemonArgs),
     /// Run the client in the foreground (dial, TUN, routes) until SIGINT or SIGTERM.
     Client(daemon_cmd::DaemonArgs),
+    /// The deployment's daily masks (outer SNI, ALPN order, UDP padding) by date.
+    Mask(mask_cmd::MaskArgs),
     /// Show a running daemon's state and peers (over its admin socket).
     Status(status_cmd::StatusArgs),
     /// Measure the hybrid KEM and the AEAD suites on this machine.
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::ProvisionClient(args) => deploy_cmd::provision_client(args),
         Command::Server(args) => daemon_cmd::server(args),
         Command::Client(args) => daemon_cmd::client(args),
+        Command::Mask(args) => mask_cmd::run(args),
         Command::Status(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -72,6 +72,9 @@ enum PkiCommand {
     },
     /// Re-sign the CRL with a new number and next-update time (run before it expires).
     Crl,
+    /// Make the deployment's knock key (knock.key) when the directory has none. An
+    /// existing key is kept; `pki init --force` makes a new one with the new CA.
+    KnockKey,
 }
 
 fn parse_reason(s: &str) -> Result<RevocationReason, String> {
@@ -169,6 +172,20 @@ pub fn run(args: PkiArgs) -> Result<()> {
                         date(e.not_after)
                     );
                 }
+            }
+        }
+        PkiCommand::KnockKey => {
+            let (path, made) = store
+                .ensure_knock_key(&mut OsRng)
+                .with_context(|| format!("cannot make the knock key in {dir}"))?;
+            if made {
+                println!(
+                    "knock key written to {}: set pki.knock_key to it in server.toml and give \
+                     a copy to every client (provision-client does)",
+                    path.display()
+                );
+            } else {
+                println!("{} already holds the knock key; kept", path.display());
             }
         }
         PkiCommand::Crl => {

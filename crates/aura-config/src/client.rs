@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::ConfigError;
 use crate::common::{
     Resolver, TransportSection, TunnelSection, check_dns_name, check_file, check_host,
-    check_socket_path, check_user,
+    check_knock_key, check_socket_path, check_user,
 };
 use crate::error::Problems;
 
@@ -119,6 +119,10 @@ pub struct ClientPki {
     pub cert: PathBuf,
     /// The client's private key (PEM, mode 0600). Required.
     pub key: PathBuf,
+    /// The deployment's knock key (`knock.key`, mode 0600). Required while
+    /// `transport.knock` is on (the default); refused when it is off.
+    #[serde(default)]
+    pub knock_key: Option<PathBuf>,
     /// The CA's CRL (PEM). Required: the server's certificate is checked against it
     /// before the server can push a newer one.
     pub crl: PathBuf,
@@ -146,6 +150,9 @@ impl ClientConfig {
         r.resolve(&mut p, "pki.cert", &mut self.pki.cert);
         r.resolve(&mut p, "pki.key", &mut self.pki.key);
         r.resolve(&mut p, "pki.crl", &mut self.pki.crl);
+        if let Some(k) = &mut self.pki.knock_key {
+            r.resolve(&mut p, "pki.knock_key", k);
+        }
         p.finish()
     }
 
@@ -219,6 +226,7 @@ impl ClientConfig {
         check_file(&mut p, "pki.cert", &k.cert, false);
         check_file(&mut p, "pki.key", &k.key, true);
         check_file(&mut p, "pki.crl", &k.crl, false);
+        check_knock_key(&mut p, self.transport.knock, k.knock_key.as_deref());
         p.finish()
     }
 }

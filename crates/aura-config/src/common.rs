@@ -25,8 +25,9 @@ pub const DEFAULT_TUN_NAME: &str = "aura0";
 /// Bytes Aura adds to every inner packet on the wire: data header 13 (type 1, receiver
 /// index 4, counter 8) + AEAD tag 16.
 pub const AURA_DATA_OVERHEAD: u16 = 29;
-/// Bytes the UDP carrier's shape prefix adds (tag 2 + padding length 4).
-pub const UDP_SHAPE_PREFIX: u16 = 6;
+/// Bytes the UDP carrier adds to a data datagram before padding (the masked padding
+/// length).
+pub const UDP_CAMO_OVERHEAD: u16 = 2;
 /// Largest QUIC DATAGRAM payload right after the handshake, before path MTU discovery
 /// has raised it (aura-transport, `initial_mtu` 1400).
 pub const QUIC_EARLY_DATAGRAM_MAX: u16 = 1362;
@@ -42,10 +43,10 @@ pub const QUIC_EARLY_DATAGRAM_MAX: u16 = 1362;
 pub const DEFAULT_MTU: u16 = 1280;
 /// Smallest accepted tunnel MTU: IPv4's minimum datagram size every host must accept.
 pub const MIN_MTU: u16 = 576;
-/// Largest accepted tunnel MTU: 1500 − 20 (IPv4) − 8 (UDP) − 6 (shape prefix) − 29
-/// (Aura) = 1437, the most any carrier can carry in one unfragmented 1500-byte packet.
+/// Largest accepted tunnel MTU: 1500 − 20 (IPv4) − 8 (UDP) − 2 (padding length) − 29
+/// (Aura) = 1441, the most any carrier can carry in one unfragmented 1500-byte packet.
 /// Above [`QUIC_MTU_LIMIT`] the QUIC carrier sends large packets on its stream.
-pub const MAX_MTU: u16 = 1500 - 20 - 8 - UDP_SHAPE_PREFIX - AURA_DATA_OVERHEAD;
+pub const MAX_MTU: u16 = 1500 - 20 - 8 - UDP_CAMO_OVERHEAD - AURA_DATA_OVERHEAD;
 /// The largest MTU QUIC carries in DATAGRAM frames from the start: 1362 − 29 = 1333.
 pub const QUIC_MTU_LIMIT: u16 = QUIC_EARLY_DATAGRAM_MAX - AURA_DATA_OVERHEAD;
 /// Highest padding profile number (aura-transport's profiles 0..=3).
@@ -129,9 +130,23 @@ pub struct TransportSection {
     #[serde(default)]
     pub alpn: Option<Vec<String>>,
     /// UDP padding profile: 0 HTTPS-like size buckets, 1 none, 2 jitter, 3 constant size.
-    /// Default 0.
+    /// Default: the day's mask picks one (0 or 2).
     #[serde(default)]
-    pub padding_profile: u8,
+    pub padding_profile: Option<u8>,
+    /// Knock: clients prove membership in their first flight with the deployment's knock
+    /// key (`pki.knock_key`); the server answers nothing else on UDP and shows strangers a
+    /// web server on QUIC and TLS. Default `true`; `false` needs no knock key and keys the
+    /// camouflage by the CA certificate instead.
+    #[serde(default = "yes")]
+    pub knock: bool,
+    /// The outer SNIs the daily mask picks from (the client sends the day's one). Default:
+    /// `sni` when set, else the server name when it is a DNS name.
+    #[serde(default)]
+    pub sni_palette: Option<Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for TransportSection {
@@ -143,7 +158,9 @@ impl Default for TransportSection {
             tls_port: DEFAULT_TLS_PORT,
             sni: None,
             alpn: None,
-            padding_profile: 0,
+            padding_profile: None,
+            knock: true,
+            sni_palette: None,
         }
     }
 }
@@ -205,13 +222,34 @@ impl TransportSection {
                 }
             }
         }
-        if self.padding_profile > MAX_PADDING_PROFILE {
+        if let Some(palette) = &self.sni_palette {
+            if palette.is_empty() {
+                p.push(
+                    "transport.sni_palette",
+                    "the list is empty; remove the key to use the default",
+                );
+            }
+            for name in palette {
+                if let Err(why) = check_dns_name(name) {
+                    p.push("transport.sni_palette", format!("{name:?} {why}"));
+                }
+            }
+            if self.sni.is_some() {
+                p.push(
+                    "transport.sni_palette",
+                    "set together with transport.sni; keep one (a fixed SNI, or a palette \
+                     the daily mask picks from)",
+                );
+            }
+        }
+        if let Some(profile) = self.padding_profile
+            && profile > MAX_PADDING_PROFILE
+        {
             p.push(
                 "transport.padding_profile",
                 format!(
-                    "{} is not a padding profile; use 0 (HTTPS-like buckets), 1 (none), \
-                     2 (jitter) or 3 (constant)",
-                    self.padding_profile
+                    "{profile} is not a padding profile; use 0 (HTTPS-like buckets), 1 (none), \
+                     2 (jitter) or 3 (constant), or remove the key to let the daily mask pick"
                 ),
             );
         }
@@ -392,6 +430,24 @@ pub(crate) fn check_socket_path(p: &mut Problems, key: &str, path: &Path) {
 
 /// Checks that `path` is an existing, readable regular file; a `secret` (private key)
 /// must also not be accessible by group or others.
+/// `pki.knock_key` against `transport.knock`: required when on, refused when off.
+pub(crate) fn check_knock_key(p: &mut Problems, knock: bool, key: Option<&Path>) {
+    match (knock, key) {
+        (true, Some(k)) => check_file(p, "pki.knock_key", k, true),
+        (true, None) => p.push(
+            "pki.knock_key",
+            "missing: transport.knock is on (the default) and needs the deployment's \
+             knock.key (`aura pki knock-key` makes one beside ca.crt; give it to every \
+             client), or set transport.knock = false",
+        ),
+        (false, Some(_)) => p.push(
+            "pki.knock_key",
+            "set while transport.knock = false; remove one of the two",
+        ),
+        (false, None) => {}
+    }
+}
+
 pub(crate) fn check_file(p: &mut Problems, key: &str, path: &Path, secret: bool) {
     let shown = path.display();
     let meta = match fs::metadata(path) {

@@ -34,6 +34,7 @@
 //!     cert = "client.crt"
 //!     key = "client.key"
 //!     crl = "crl.pem"
+//!     knock_key = "knock.key"
 //! "#;
 //! let cfg = aura_config::parse_client(text, Path::new("/etc/aura")).unwrap();
 //! assert_eq!(cfg.client.server_name(), "vpn.example.com");
@@ -43,7 +44,7 @@
 //! assert_eq!(cfg.pki.key, Path::new("/etc/aura/client.key"));
 //! // The files do not exist here, so validation lists each of them.
 //! let err = cfg.validate().unwrap_err();
-//! assert_eq!(err.problems().len(), 4);
+//! assert_eq!(err.problems().len(), 5);
 //!
 //! let err = aura_config::parse_client("[client]\nserver = \"x\"\nsevrer = 1\n", Path::new("."))
 //!     .unwrap_err();
@@ -75,7 +76,7 @@ pub use client::{
 pub use common::{
     AURA_DATA_OVERHEAD, Carrier, DEFAULT_MTU, DEFAULT_QUIC_PORT, DEFAULT_TLS_PORT,
     DEFAULT_TUN_NAME, DEFAULT_UDP_PORT, MAX_MTU, MAX_PADDING_PROFILE, MIN_MTU,
-    QUIC_EARLY_DATAGRAM_MAX, QUIC_MTU_LIMIT, TransportSection, TunnelSection, UDP_SHAPE_PREFIX,
+    QUIC_EARLY_DATAGRAM_MAX, QUIC_MTU_LIMIT, TransportSection, TunnelSection, UDP_CAMO_OVERHEAD,
 };
 pub use error::{ConfigError, Problem};
 pub use quote::toml_string;

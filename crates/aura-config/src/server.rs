@@ -11,7 +11,7 @@ use crate::ConfigError;
 use crate::cidr::Ipv4Cidr;
 use crate::common::{
     Resolver, TransportSection, TunnelSection, check_client_id, check_dns_name, check_file,
-    check_iface_name, check_socket_path, check_user,
+    check_iface_name, check_knock_key, check_socket_path, check_user,
 };
 use crate::error::Problems;
 
@@ -289,6 +289,10 @@ pub struct ServerPki {
     pub cert: PathBuf,
     /// The server's private key (PEM, mode 0600). Required.
     pub key: PathBuf,
+    /// The deployment's knock key (`knock.key`, mode 0600). Required while
+    /// `transport.knock` is on (the default); refused when it is off.
+    #[serde(default)]
+    pub knock_key: Option<PathBuf>,
     /// The CA's CRL (PEM). Required: the verifier is strict and denies without one.
     pub crl: PathBuf,
     /// CA private key, only needed to re-sign the CRL before it expires. Default: none.
@@ -307,6 +311,9 @@ impl ServerConfig {
         r.resolve(&mut p, "pki.cert", &mut self.pki.cert);
         r.resolve(&mut p, "pki.key", &mut self.pki.key);
         r.resolve(&mut p, "pki.crl", &mut self.pki.crl);
+        if let Some(k) = &mut self.pki.knock_key {
+            r.resolve(&mut p, "pki.knock_key", k);
+        }
         if let Some(k) = &mut self.pki.ca_key {
             r.resolve(&mut p, "pki.ca_key", k);
         }
@@ -361,6 +368,7 @@ impl ServerConfig {
         if let Some(ca_key) = &k.ca_key {
             check_file(&mut p, "pki.ca_key", ca_key, true);
         }
+        check_knock_key(&mut p, self.transport.knock, k.knock_key.as_deref());
         p.finish()
     }
 }

@@ -18,6 +18,7 @@ ca_cert = "ca.crt"
 cert = "server.crt"
 key = "server.key"
 crl = "crl.pem"
+knock_key = "knock.key"
 "#;
 
 const CLIENT: &str = r#"[client]
@@ -28,6 +29,7 @@ ca_cert = "ca.crt"
 cert = "client.crt"
 key = "client.key"
 crl = "crl.pem"
+knock_key = "knock.key"
 "#;
 
 /// A directory holding every PKI file the two base configurations name.
@@ -43,6 +45,7 @@ impl Fixture {
             "server.key",
             "client.crt",
             "client.key",
+            "knock.key",
         ] {
             let p = dir.path().join(f);
             fs::write(&p, "x").unwrap();
@@ -141,11 +144,11 @@ fn unknown_section_is_rejected() {
             "{SERVER}\n[server.poool]\ncidr = \"10.0.0.0/24\"\n"
         ))
         .unwrap_err();
-    parse_error(err, 13, 9, "server.poool", "unknown field `poool`");
+    parse_error(err, 14, 9, "server.poool", "unknown field `poool`");
     let err = f
         .server(&format!("{SERVER}\n[tunel]\nmtu = 1280\n"))
         .unwrap_err();
-    parse_error(err, 13, 2, "tunel", "unknown field `tunel`");
+    parse_error(err, 14, 2, "tunel", "unknown field `tunel`");
 }
 
 #[test]
@@ -370,7 +373,7 @@ fn unknown_carrier() {
         .unwrap_err();
     parse_error(
         err,
-        16,
+        17,
         3,
         "transport.carriers",
         "unknown variant `wireguard`, expected one of `udp`, `quic`, `tls`",
@@ -402,7 +405,7 @@ fn port_out_of_range() {
         .unwrap_err();
     parse_error(
         err,
-        14,
+        15,
         12,
         "transport.udp_port",
         "port 0 is out of range 1..=65535",
@@ -412,7 +415,7 @@ fn port_out_of_range() {
         .unwrap_err();
     parse_error(
         err,
-        11,
+        12,
         12,
         "transport.tls_port",
         "port 70000 is out of range 1..=65535",
@@ -440,17 +443,17 @@ fn udp_and_quic_on_the_same_port() {
 #[test]
 fn mtu_out_of_range() {
     let f = Fixture::new();
-    for mtu in [575, 1438, 9000] {
+    for mtu in [575, 1442, 9000] {
         problems(
             f.server(&format!("{SERVER}\n[tunnel]\nmtu = {mtu}\n"))
                 .unwrap_err(),
             &[&format!(
-                "tunnel.mtu: {mtu} is out of range 576..=1437 (larger inner packets cannot \
+                "tunnel.mtu: {mtu} is out of range 576..=1441 (larger inner packets cannot \
                  cross a 1500-byte path on any carrier without fragmentation)"
             )],
         );
     }
-    f.server(&format!("{SERVER}\n[tunnel]\nmtu = 1437\n"))
+    f.server(&format!("{SERVER}\n[tunnel]\nmtu = 1441\n"))
         .unwrap();
 }
 
@@ -462,7 +465,8 @@ fn padding_profile_out_of_range() {
             .unwrap_err(),
         &[
             "transport.padding_profile: 7 is not a padding profile; use 0 (HTTPS-like \
-           buckets), 1 (none), 2 (jitter) or 3 (constant)",
+           buckets), 1 (none), 2 (jitter) or 3 (constant), or remove the key to let the \
+           daily mask pick",
         ],
     );
 }
@@ -617,8 +621,63 @@ fn load_reports_the_file() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: line 14, column 7: tunnel.mtu: invalid type: string \"big\", expected u16",
+            "{}: line 15, column 7: tunnel.mtu: invalid type: string \"big\", expected u16",
             path.display()
         )
     );
+}
+
+#[test]
+fn knock_key_missing_or_set_with_knock_off() {
+    let f = Fixture::new();
+    for (text, expected) in [
+        (
+            server_with("knock_key = \"knock.key\"\n", ""),
+            "pki.knock_key: missing: transport.knock is on (the default) and needs the \
+             deployment's knock.key (`aura pki knock-key` makes one beside ca.crt; give it to \
+             every client), or set transport.knock = false",
+        ),
+        (
+            format!("{SERVER}\n[transport]\nknock = false\n"),
+            "pki.knock_key: set while transport.knock = false; remove one of the two",
+        ),
+    ] {
+        problems(f.server(&text).unwrap_err(), &[expected]);
+    }
+    // Knock off and no key: valid.
+    f.server(&format!(
+        "{}\n[transport]\nknock = false\n",
+        server_with("knock_key = \"knock.key\"\n", "")
+    ))
+    .unwrap();
+    // A key file that is not there.
+    let text = CLIENT.replace("knock_key = \"knock.key\"", "knock_key = \"gone.key\"");
+    let e = f.client(&text).unwrap_err().to_string();
+    assert!(e.contains("pki.knock_key") && e.contains("gone.key"), "{e}");
+}
+
+#[test]
+fn sni_palette_problems() {
+    let f = Fixture::new();
+    let c = |t: &str| format!("{CLIENT}\n[transport]\n{t}\n");
+    problems(
+        f.client(&c("sni_palette = []")).unwrap_err(),
+        &["transport.sni_palette: the list is empty; remove the key to use the default"],
+    );
+    problems(
+        f.client(&c("sni_palette = [\"a b\"]")).unwrap_err(),
+        &[
+            "transport.sni_palette: \"a b\" is not a DNS name (only letters, digits, '.', '-' and '_' are allowed)",
+        ],
+    );
+    problems(
+        f.client(&c("sni = \"x.example\"\nsni_palette = [\"y.example\"]"))
+            .unwrap_err(),
+        &[
+            "transport.sni_palette: set together with transport.sni; keep one (a fixed SNI, or a \
+           palette the daily mask picks from)",
+        ],
+    );
+    f.client(&c("sni_palette = [\"y.example\", \"z.example\"]"))
+        .unwrap();
 }

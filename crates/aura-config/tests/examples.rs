@@ -29,8 +29,11 @@ fn touch(dir: &Path, rel: &str) -> PathBuf {
 }
 
 /// Uncomments every `# key = value` line: the optional keys shown with example values.
+/// `sni` and `sni_palette` are alternatives (set together, they are refused): the palette
+/// stays commented out here, and [`sni_palette_alone_validates`] checks it.
 fn uncomment_options(text: &str) -> String {
     text.lines()
+        .filter(|l| !l.starts_with("# sni_palette = "))
         .map(|l| {
             let Some(rest) = l.strip_prefix("# ") else {
                 return l.to_owned();
@@ -56,13 +59,14 @@ fn server_pki(dir: &Path) {
         "pki/crl.pem",
         "pki/servers/vpn.example.com.crt",
         "pki/servers/vpn.example.com.key",
+        "pki/knock.key",
     ] {
         touch(dir, f);
     }
 }
 
 fn client_pki(dir: &Path) {
-    for f in ["ca.crt", "client.crt", "client.key", "crl.pem"] {
+    for f in ["ca.crt", "client.crt", "client.key", "crl.pem", "knock.key"] {
         touch(dir, f);
     }
 }
@@ -96,6 +100,7 @@ fn server_example_shows_the_defaults() {
         cert = "pki/servers/vpn.example.com.crt"
         key = "pki/servers/vpn.example.com.key"
         crl = "pki/crl.pem"
+        knock_key = "pki/knock.key"
     "#;
     let base = Path::new("/etc/aura");
     let example = aura_config::parse_server(&example("server.toml.example"), base).unwrap();
@@ -119,6 +124,32 @@ fn server_example_with_every_option_validates() {
     assert_eq!(s.relay.allow_extend_to.len(), 2);
     assert_eq!(cfg.pki.ca_key, Some(dir.path().join("pki/ca.key")));
     assert_eq!(cfg.transport.sni.as_deref(), Some("vpn.example.com"));
+}
+
+#[test]
+fn sni_palette_alone_validates() {
+    for (name, pki) in [
+        ("server.toml.example", server_pki as fn(&Path)),
+        ("client.toml.example", client_pki),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        pki(dir.path());
+        let text = example(name).replace("# sni_palette = ", "sni_palette = ");
+        assert_ne!(text, example(name), "{name} shows sni_palette");
+        let expected = Some(vec![
+            "cdn.example.net".to_owned(),
+            "www.example.org".to_owned(),
+        ]);
+        if name.starts_with("server") {
+            let cfg = aura_config::parse_server(&text, dir.path()).unwrap();
+            cfg.validate().unwrap();
+            assert_eq!(cfg.transport.sni_palette, expected);
+        } else {
+            let cfg = aura_config::parse_client(&text, dir.path()).unwrap();
+            cfg.validate().unwrap();
+            assert_eq!(cfg.transport.sni_palette, expected);
+        }
+    }
 }
 
 #[test]
@@ -147,6 +178,7 @@ fn client_example_shows_the_defaults() {
         cert = "client.crt"
         key = "client.key"
         crl = "crl.pem"
+        knock_key = "knock.key"
     "#;
     let base = Path::new("/etc/aura");
     let example = aura_config::parse_client(&example("client.toml.example"), base).unwrap();

@@ -118,6 +118,20 @@ pub fn expand_label(
         .map_err(|_| CryptoError::Internal("hkdf expand"))
 }
 
+/// Plain HKDF-Expand(prk, info, out.len()) of RFC 5869, without Aura's label framing
+/// (for derivations whose labels were fixed elsewhere: the daily masks).
+///
+/// `out` must be 1 to 255 × 32 bytes long; anything else leaves it zeroed.
+pub fn expand_raw(prk: &Secret, info: &[u8], out: &mut [u8]) {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, prk.expose());
+    let filled = prk
+        .expand(&[info], Len(out.len()))
+        .and_then(|okm| okm.fill(out));
+    if filled.is_err() {
+        out.zeroize();
+    }
+}
+
 /// [`expand_label`] into a fresh 32-byte [`Secret`].
 ///
 /// # Errors

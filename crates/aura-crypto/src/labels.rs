@@ -44,6 +44,16 @@ pub mod expand {
     pub const IV: &[u8] = b"iv";
     /// Finished-MAC key from a handshake traffic secret.
     pub const FINISHED: &[u8] = b"finished";
+    /// Client-to-server knock key of the UDP carrier, from the deployment secret.
+    pub const KNOCK_UDP_C2S: &[u8] = b"knock udp c2s";
+    /// Server-to-client handshake-datagram key of the UDP carrier.
+    pub const KNOCK_UDP_S2C: &[u8] = b"knock udp s2c";
+    /// Header-mask key of the UDP carrier's data datagrams.
+    pub const UDP_MASK: &[u8] = b"udp mask";
+    /// Knock key of the TLS carrier (ClientHello session id).
+    pub const KNOCK_TLS: &[u8] = b"knock tls";
+    /// Knock key of the QUIC carrier (Initial destination connection id).
+    pub const KNOCK_QUIC: &[u8] = b"knock quic";
     /// Every expand label, for the uniqueness test.
     #[cfg(test)]
     pub(crate) const ALL: &[&[u8]] = &[
@@ -55,6 +65,11 @@ pub mod expand {
         KEY,
         IV,
         FINISHED,
+        KNOCK_UDP_C2S,
+        KNOCK_UDP_S2C,
+        UDP_MASK,
+        KNOCK_TLS,
+        KNOCK_QUIC,
     ];
 }
 

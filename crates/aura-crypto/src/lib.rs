@@ -3,6 +3,7 @@
 //! - [`kem`]: the hybrid KEM, X25519 + ML-KEM-768, whose shared secret stays safe while
 //!   either component holds;
 //! - [`aead`]: AES-256-GCM and ChaCha20-Poly1305, sealing and opening in place;
+//! - [`block`]: AES-256 as a block function, for header masks and padding keystreams;
 //! - [`kdf`]: HKDF-SHA256 key-schedule helpers and the zeroizing [`Secret`];
 //! - [`labels`]: every domain-separation label, in one place;
 //! - [`sign`]: the [`Signer`](sign::Signer) seam and the ECDSA P-256 transcript signer.
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod block;
 mod error;
 pub mod kdf;
 pub mod kem;

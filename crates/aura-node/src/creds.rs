@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aura_proto::{EcdsaP256Signer, Identity};
+use aura_proto::{DeploymentSecret, EcdsaP256Signer, Identity};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
 use crate::DaemonError;
 
-/// The four PEM files a configuration's `[pki]` names.
+/// The PEM files a configuration's `[pki]` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialFiles {
     /// The CA certificate.
@@ -21,6 +21,8 @@ pub struct CredentialFiles {
     pub cert: PathBuf,
     /// This node's private key.
     pub key: PathBuf,
+    /// The deployment's knock key (`None`: knock off, the CA keys the camouflage).
+    pub knock_key: Option<PathBuf>,
 }
 
 impl CredentialFiles {
@@ -31,7 +33,14 @@ impl CredentialFiles {
             crl: crl.to_owned(),
             cert: cert.to_owned(),
             key: key.to_owned(),
+            knock_key: None,
         }
+    }
+
+    /// The same files with the knock key `knock_key`.
+    pub fn with_knock_key(mut self, knock_key: Option<&Path>) -> Self {
+        self.knock_key = knock_key.map(Path::to_owned);
+        self
     }
 
     /// Reads and checks the files ([`load`]), and builds the verifier of the CRL.
@@ -39,7 +48,17 @@ impl CredentialFiles {
     /// # Errors
     /// [`DaemonError::Credentials`] naming the file and the problem.
     pub fn load(&self) -> Result<(Credentials, aura_pki::Verifier), DaemonError> {
-        let creds = load(&self.ca_cert, &self.crl, &self.cert, &self.key)?;
+        let mut creds = load(&self.ca_cert, &self.crl, &self.cert, &self.key)?;
+        if let Some(path) = &self.knock_key {
+            let key = aura_pki::knock::read(path).map_err(|e| {
+                DaemonError::Credentials(format!(
+                    "the knock key {}: {}",
+                    path.display(),
+                    error_chain(&e)
+                ))
+            })?;
+            creds.secret = DeploymentSecret::from_knock_key(*key);
+        }
         let verifier = aura_pki::Verifier::new(&creds.ca_der, [&creds.crl_der]).map_err(|e| {
             DaemonError::Credentials(format!("the CRL {}: {e}", self.crl.display()))
         })?;
@@ -58,6 +77,8 @@ pub struct Credentials {
     pub identity: Identity,
     /// The same certificate and key for the outer TLS and QUIC handshakes.
     pub cert_der: Vec<u8>,
+    /// The deployment secret: the knock key, or the CA fallback.
+    pub secret: DeploymentSecret,
     key_pkcs8: Zeroizing<Vec<u8>>,
 }
 
@@ -69,6 +90,18 @@ impl Credentials {
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.to_vec())),
         }
     }
+}
+
+/// An error and its sources, joined by ": ".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 fn read(what: &str, path: &Path) -> Result<Zeroizing<String>, DaemonError> {
@@ -123,6 +156,7 @@ pub fn load(ca: &Path, crl: &Path, cert: &Path, key: &Path) -> Result<Credential
             cert_der: cert_der.clone(),
             signer: Arc::new(signer),
         },
+        secret: DeploymentSecret::from_ca(&ca_der),
         ca_der,
         crl_der,
         cert_der,

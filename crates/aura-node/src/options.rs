@@ -19,6 +19,7 @@ use aura_config::{
 use aura_pki::{PkiStore, Verifier};
 use aura_proto::{EndpointConfig, Timers};
 use aura_transport::Carrier;
+use aura_transport::camo::mask::MaskSeed;
 use aura_transport::camo::shape::Profile;
 use aura_transport::carrier::quic::QuicOptions;
 use aura_transport::carrier::tls::TlsOptions;
@@ -125,12 +126,81 @@ pub fn carrier(c: ConfCarrier) -> Carrier {
     }
 }
 
-/// The UDP padding profile of `transport.padding_profile`.
-fn udp_profile(t: &TransportSection) -> Result<Profile, DaemonError> {
-    Profile::from_index(t.padding_profile).ok_or_else(|| DaemonError::Config {
-        key: "transport.padding_profile",
-        problem: format!("{} is not a profile (0..=3)", t.padding_profile),
-    })
+/// The UDP padding profile `transport.padding_profile` fixes (`None`: the day's mask
+/// picks).
+fn udp_profile(t: &TransportSection) -> Result<Option<Profile>, DaemonError> {
+    t.padding_profile
+        .map(|n| {
+            Profile::from_index(n).ok_or_else(|| DaemonError::Config {
+                key: "transport.padding_profile",
+                problem: format!("{n} is not a profile (0..=3)"),
+            })
+        })
+        .transpose()
+}
+
+/// `transport.knock`, checked against `pki.knock_key` (the loader checks it too; options
+/// built from a file that skipped it must not run half-keyed).
+fn knock(t: &TransportSection, key: Option<&Path>) -> Result<bool, DaemonError> {
+    match (t.knock, key) {
+        (true, None) => Err(DaemonError::Config {
+            key: "pki.knock_key",
+            problem: "missing while transport.knock is on".into(),
+        }),
+        (false, Some(_)) => Err(DaemonError::Config {
+            key: "pki.knock_key",
+            problem: "set while transport.knock = false".into(),
+        }),
+        (on, _) => Ok(on),
+    }
+}
+
+/// What the daily masks are made from, besides the CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskOptions {
+    /// The SNI palette (never empty).
+    pub palette: Vec<String>,
+    /// The ALPN list the mask rotates (never empty).
+    pub alpn: Vec<Vec<u8>>,
+    /// A padding profile the operator fixed.
+    pub profile: Option<Profile>,
+}
+
+impl MaskOptions {
+    fn new(
+        t: &TransportSection,
+        fallback_sni: &str,
+        tls: &TlsOptions,
+    ) -> Result<Self, DaemonError> {
+        let palette = match (&t.sni_palette, &t.sni) {
+            (Some(p), _) if !p.is_empty() => p.clone(),
+            (_, Some(s)) => vec![s.clone()],
+            _ => vec![fallback_sni.to_owned()],
+        };
+        if tls.alpn.is_empty() {
+            return Err(DaemonError::Config {
+                key: "transport.alpn",
+                problem: "the list is empty".into(),
+            });
+        }
+        Ok(Self {
+            palette,
+            alpn: tls.alpn.clone(),
+            profile: udp_profile(t)?,
+        })
+    }
+
+    /// The deployment's masks (CA certificate `ca_der`).
+    pub fn seed(&self, ca_der: &[u8]) -> MaskSeed {
+        // `new` made both lists non-empty, the one thing MaskSeed refuses.
+        MaskSeed::new(
+            ca_der,
+            self.palette.clone(),
+            self.alpn.clone(),
+            self.profile,
+        )
+        .unwrap_or_else(|_| MaskSeed::for_ca(ca_der))
+    }
 }
 
 /// TLS carrier options: `transport.alpn` when set, the carrier's defaults otherwise.
@@ -155,8 +225,10 @@ pub struct CarrierOptions {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
-    /// UDP padding profile.
-    pub udp_profile: Profile,
+    /// The daily masks' inputs.
+    pub masks: MaskOptions,
+    /// Knock on: strangers get nothing Aura-shaped (`transport.knock`).
+    pub knock: bool,
     /// Where the in-memory carrier listens when the host's network is in memory: the
     /// UDP carrier's address (`listen`, `udp_port`), where clients dial it.
     pub memory: SocketAddr,
@@ -237,15 +309,17 @@ impl ServerOptions {
                 &cfg.pki.crl,
                 &cfg.pki.cert,
                 &cfg.pki.key,
-            ),
+            )
+            .with_knock_key(cfg.pki.knock_key.as_deref()),
             pool: cfg.server.pool.clone(),
             carriers: CarrierOptions {
                 udp: on(ConfCarrier::Udp, t.udp_port),
                 quic: on(ConfCarrier::Quic, t.quic_port),
                 tls: on(ConfCarrier::Tls, t.tls_port),
+                masks: MaskOptions::new(t, &cfg.server.name, &tls_options(t))?,
+                knock: knock(t, cfg.pki.knock_key.as_deref())?,
                 tls_options: tls_options(t),
                 quic_options: QuicOptions::default(),
-                udp_profile: udp_profile(t)?,
                 memory: SocketAddr::new(cfg.server.listen, t.udp_port),
             },
             tun_name: cfg.tunnel.name.clone(),
@@ -280,6 +354,7 @@ impl ServerOptions {
         let mut endpoint =
             EndpointConfig::new(creds.ca_der.clone(), creds.identity.clone(), verifier, true);
         endpoint.timers = self.timers.clone();
+        endpoint.secret = creds.secret.clone();
         let c = &self.carriers;
         let (udp, quic, tls, mem) = match network {
             Network::System => (c.udp, c.quic, c.tls, None),
@@ -295,7 +370,7 @@ impl ServerOptions {
             outer: Some(std::sync::Arc::new(creds.outer())),
             tls_options: c.tls_options.clone(),
             quic_options: c.quic_options.clone(),
-            udp_profile: c.udp_profile,
+            masks: c.masks.seed(&creds.ca_der),
             wall_clock,
         }
     }
@@ -349,8 +424,10 @@ pub struct ClientOptions {
     pub bridges: Vec<String>,
     /// The name the server's certificate must carry.
     pub server_name: String,
-    /// Outer SNI on QUIC and TLS.
-    pub sni: String,
+    /// The daily masks' inputs (outer SNI palette, ALPN, padding).
+    pub masks: MaskOptions,
+    /// Knock on (`transport.knock`).
+    pub knock: bool,
     /// Carriers in the order tried.
     pub carriers: Vec<Carrier>,
     /// UDP carrier port.
@@ -363,8 +440,6 @@ pub struct ClientOptions {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
-    /// UDP padding profile.
-    pub udp_profile: Profile,
     /// TUN name.
     pub tun_name: String,
     /// Largest tunnel MTU (the server's may be smaller).
@@ -394,10 +469,12 @@ impl ClientOptions {
                 &cfg.pki.crl,
                 &cfg.pki.cert,
                 &cfg.pki.key,
-            ),
+            )
+            .with_knock_key(cfg.pki.knock_key.as_deref()),
             server: cfg.client.server.clone(),
             bridges: cfg.client.bridges.clone(),
-            sni: cfg.sni().unwrap_or(&server_name).to_owned(),
+            masks: MaskOptions::new(t, cfg.sni().unwrap_or(&server_name), &tls_options(t))?,
+            knock: knock(t, cfg.pki.knock_key.as_deref())?,
             server_name,
             carriers: t.carriers.iter().copied().map(carrier).collect(),
             udp_port: t.udp_port,
@@ -405,7 +482,6 @@ impl ClientOptions {
             tls_port: t.tls_port,
             tls_options: tls_options(t),
             quic_options: QuicOptions::default(),
-            udp_profile: udp_profile(t)?,
             tun_name: cfg.tunnel.name.clone(),
             mtu: cfg.tunnel.mtu,
             accept_pushed_crl: cfg.pki.accept_pushed_crl,
@@ -434,9 +510,9 @@ impl ClientOptions {
                 ca_der: creds.ca_der.clone(),
                 crl_ders: vec![creds.crl_der.clone()],
                 identity: creds.identity.clone(),
+                secret: creds.secret.clone(),
             },
             server_name: self.server_name.clone(),
-            sni: self.sni.clone(),
             server,
             bridges,
             carriers,
@@ -448,7 +524,7 @@ impl ClientOptions {
             timers: self.timers.clone(),
             tls_options: self.tls_options.clone(),
             quic_options: self.quic_options.clone(),
-            udp_profile: self.udp_profile,
+            masks: self.masks.seed(&creds.ca_der),
             wall_clock,
         }
     }

@@ -99,12 +99,25 @@ fn write_identity(dir: &Path, id: &aura_testkit::Identity) {
     );
 }
 
+/// The deployment's knock key in `dir` (written once; both daemons name it).
+fn knock_key(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("knock.key");
+    if !path.exists() {
+        let key = aura_pki::knock::to_pem(&[0x5a; 32]);
+        std::fs::write(&path, key.as_bytes()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
 fn server_options(dir: &Path, server_id: &str) -> ServerOptions {
+    knock_key(dir);
     let text = format!(
         "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
          [server.pool]\ncidr = \"10.77.0.0/24\"\n[server.pool.static]\nalice = \"10.77.0.10\"\n\
          [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{server_id}.crt\"\n\
-         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n",
+         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
+         knock_key = \"{dir}/knock.key\"\n",
         dir = dir.display()
     );
     let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
@@ -124,11 +137,13 @@ fn timers() -> aura_proto::Timers {
 }
 
 fn client_options(dir: &Path, id: &str) -> ClientOptions {
+    knock_key(dir);
     let text = format!(
         "[client]\nserver = \"{SERVER_IP}\"\nserver_name = \"{TEST_SERVER_NAME}\"\n\
          admin_socket = \"{dir}/{id}.sock\"\n\
          [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
-         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n",
+         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n\
+         knock_key = \"{dir}/knock.key\"\n",
         dir = dir.display()
     );
     let cfg: aura_config::ClientConfig = toml::from_str(&text).unwrap();
@@ -354,12 +369,14 @@ async fn a_server_holding_the_ca_key_renews_its_crl_and_pushes_it() {
     std::fs::copy(&carol.cert_path, d.join("carol.crt")).unwrap();
     std::fs::copy(&carol.key_path, d.join("carol.key")).unwrap();
     std::fs::copy(store.ca_cert_path(), d.join("ca.crt")).unwrap();
+    std::fs::copy(store.knock_key_path(), d.join("knock.key")).unwrap();
 
     let text = format!(
         "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
          [pki]\nca_cert = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
-         crl = \"{crl}\"\nca_key = \"{ca_key}\"\n",
+         crl = \"{crl}\"\nca_key = \"{ca_key}\"\nknock_key = \"{knock}\"\n",
         dir = d.display(),
+        knock = store.knock_key_path().display(),
         ca = store.ca_cert_path().display(),
         cert = server.cert_path.display(),
         key = server.key_path.display(),

@@ -54,7 +54,11 @@ const CHANGES: &[Change] = &[
     ("tls_port", |t| t.tls_port = 8444),
     ("sni", |t| t.sni = Some("www.example.org".into())),
     ("alpn", |t| t.alpn = Some(vec!["http/1.1".into()])),
-    ("padding_profile", |t| t.padding_profile = 3),
+    ("padding_profile", |t| t.padding_profile = Some(3)),
+    ("knock", |t| t.knock = false),
+    ("sni_palette", |t| {
+        t.sni_palette = Some(vec!["a.example.net".into(), "b.example.net".into()])
+    }),
 ];
 
 fn covered() -> BTreeSet<String> {
@@ -70,6 +74,10 @@ fn every_transport_key_changes_the_server_options() {
     for (key, change) in CHANGES {
         let mut cfg = base.clone();
         change(&mut cfg.transport);
+        if !cfg.transport.knock {
+            // Knock off goes with no knock key (the loader refuses the pair otherwise).
+            cfg.pki.knock_key = None;
+        }
         match ServerOptions::from_config(&cfg) {
             Ok(o) => assert_ne!(format!("{o:?}"), before, "{key} changed nothing"),
             // The server has no use for an SNI: the key is refused, not ignored.
@@ -81,12 +89,17 @@ fn every_transport_key_changes_the_server_options() {
     }
     let mut cfg = base.clone();
     cfg.transport.alpn = Some(vec!["http/1.1".into()]);
-    cfg.transport.padding_profile = 3;
+    cfg.transport.padding_profile = Some(3);
     let o = ServerOptions::from_config(&cfg).unwrap();
     assert_eq!(o.carriers.tls_options.alpn, vec![b"http/1.1".to_vec()]);
-    assert_eq!(o.carriers.udp_profile, Profile::Constant);
+    assert_eq!(o.carriers.masks.profile, Some(Profile::Constant));
     let default = ServerOptions::from_config(&base).unwrap();
-    assert_eq!(default.carriers.udp_profile, Profile::HttpsBuckets);
+    assert_eq!(default.carriers.masks.profile, None, "the day's mask picks");
+    assert_eq!(
+        default.carriers.masks.palette,
+        vec![base.server.name.clone()]
+    );
+    assert!(default.carriers.knock);
     assert_eq!(
         default.carriers.tls_options.alpn,
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -102,15 +115,33 @@ fn every_transport_key_changes_the_client_options() {
     for (key, change) in CHANGES {
         let mut cfg = base.clone();
         change(&mut cfg.transport);
+        if !cfg.transport.knock {
+            cfg.pki.knock_key = None;
+        }
         let o = ClientOptions::from_config(&cfg).unwrap();
         assert_ne!(format!("{o:?}"), before, "{key} changed nothing");
     }
     let mut cfg = base;
-    cfg.transport.padding_profile = 2;
+    cfg.transport.padding_profile = Some(2);
     cfg.transport.alpn = Some(vec!["h2".into()]);
     let o = ClientOptions::from_config(&cfg).unwrap();
-    assert_eq!(o.udp_profile, Profile::Jitter);
+    assert_eq!(o.masks.profile, Some(Profile::Jitter));
+    assert_eq!(o.masks.alpn, vec![b"h2".to_vec()]);
     assert_eq!(o.tls_options.alpn, vec![b"h2".to_vec()]);
+}
+
+#[test]
+fn knock_and_its_key_go_together() {
+    let text = example("server.toml.example");
+    let base: ServerConfig = toml::from_str(&text).unwrap();
+    let mut no_key = base.clone();
+    no_key.pki.knock_key = None;
+    let e = ServerOptions::from_config(&no_key).unwrap_err();
+    assert!(e.to_string().starts_with("pki.knock_key: missing"), "{e}");
+    let mut off_with_key = base;
+    off_with_key.transport.knock = false;
+    let e = ServerOptions::from_config(&off_with_key).unwrap_err();
+    assert!(e.to_string().contains("transport.knock = false"), "{e}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
 use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet};
+use aura_transport::camo::mask::MaskSeed;
 use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
 use aura_tun::MemTun;
 use tokio::time::timeout;
@@ -53,7 +54,7 @@ async fn connect(
         false,
     );
     let ep = Endpoint::new(cfg, [n as u8; 32], Instant::now(), wall).unwrap();
-    let (client, _) = Driver::spawn(ep, None);
+    let (client, _) = Driver::spawn(ep, None, MaskSeed::for_ca(pki.ca_der()));
     let a = SocketAddr::from(([192, 0, 2, 1], 1000 + n));
     let b = SocketAddr::from(([198, 51, 100, 1], 443));
     let (client_link, server_link) = mem_pair(a, b);
@@ -84,6 +85,7 @@ async fn dispatch_antispoofing_and_release() {
     let (server, mut accept) = Driver::spawn(
         Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
         None,
+        MaskSeed::for_ca(pki.ca_der()),
     );
 
     let section = aura_config::PoolSection {

@@ -64,6 +64,7 @@
 mod ca;
 mod crl;
 mod error;
+pub mod knock;
 pub mod names;
 mod serial;
 pub mod store;

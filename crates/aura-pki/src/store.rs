@@ -4,6 +4,7 @@
 //! DIR/ca.crt              CA certificate (PEM, 0644)
 //! DIR/ca.key              CA private key (PKCS#8 PEM, 0600)
 //! DIR/crl.pem             current CRL (PEM, 0644)
+//! DIR/knock.key           the deployment's knock key (PEM, 0600; crate::knock)
 //! DIR/index.json          issued certificates, revocations and the CRL number
 //! DIR/servers/<name>.crt  server certificates (0644) and .key (0600)
 //! DIR/clients/<id>.crt    client certificates (0644) and .key (0600)
@@ -42,6 +43,7 @@ const INDEX_VERSION: u32 = 1;
 const CA_CERT_FILE: &str = "ca.crt";
 const CA_KEY_FILE: &str = "ca.key";
 const CRL_FILE: &str = "crl.pem";
+const KNOCK_KEY_FILE: &str = "knock.key";
 const INDEX_FILE: &str = "index.json";
 
 const MODE_SECRET: u32 = 0o600;
@@ -142,6 +144,37 @@ impl PkiStore {
         self.dir.join(CA_CERT_FILE)
     }
 
+    /// `DIR/knock.key`.
+    pub fn knock_key_path(&self) -> PathBuf {
+        self.dir.join(KNOCK_KEY_FILE)
+    }
+
+    /// Makes `knock.key` when the directory has none (a CA made before knock keys
+    /// existed); returns its path and whether it was made now. An existing key is kept:
+    /// clients hold it.
+    ///
+    /// # Errors
+    /// No CA in the directory, or the file cannot be written.
+    pub fn ensure_knock_key<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Result<(PathBuf, bool), PkiError> {
+        if !exists(&self.ca_cert_path())? {
+            return Err(PkiError::NoCa {
+                dir: self.dir.clone(),
+            });
+        }
+        let _lock = lock_dir(&self.dir)?;
+        let path = self.knock_key_path();
+        if exists(&path)? {
+            crate::knock::read(&path)?;
+            return Ok((path, false));
+        }
+        let key = crate::knock::generate(rng);
+        write_atomic(&path, crate::knock::to_pem(&key).as_bytes(), MODE_SECRET)?;
+        Ok((path, true))
+    }
+
     /// `DIR/ca.key`.
     pub fn ca_key_path(&self) -> PathBuf {
         self.dir.join(CA_KEY_FILE)
@@ -167,7 +200,7 @@ impl PkiStore {
     }
 
     /// Creates the directory (mode 0700) if needed and writes a new CA valid from `now`
-    /// for `lifetime`, an empty CRL (number 1) and an empty index.
+    /// for `lifetime`, a new knock key, an empty CRL (number 1) and an empty index.
     ///
     /// Refuses, naming the file, if `ca.key` or `ca.crt` exists, unless `force`.
     pub fn init<R: RngCore + CryptoRng + ?Sized>(
@@ -196,9 +229,12 @@ impl PkiStore {
             entries: Vec::new(),
         };
         let crl = self.sign_crl(&ca, &index, now)?;
+        // The knock key rotates with the CA.
+        let knock = crate::knock::to_pem(&crate::knock::generate(rng));
 
         let mut txn = Txn::default();
         txn.write(&self.ca_key_path(), ca.key_pem().as_bytes(), MODE_SECRET)?;
+        txn.write(&self.knock_key_path(), knock.as_bytes(), MODE_SECRET)?;
         txn.write(&self.ca_cert_path(), ca.cert_pem().as_bytes(), MODE_PUBLIC)?;
         txn.write(&self.crl_path(), crl.pem.as_bytes(), MODE_PUBLIC)?;
         txn.write(&self.index_path(), &index_bytes(&index)?, MODE_PUBLIC)?;

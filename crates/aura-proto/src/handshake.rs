@@ -422,7 +422,11 @@ mod tests {
     fn fixture() -> Fixture {
         let pki = TestPki::new(9).unwrap();
         Fixture {
-            deployment: DeploymentKeys::new(pki.ca_der()).unwrap(),
+            deployment: DeploymentKeys::new(
+                pki.ca_der(),
+                &crate::DeploymentSecret::from_ca(pki.ca_der()),
+            )
+            .unwrap(),
             verifier: pki.verifier().unwrap(),
             server: identity(pki.server()),
             client: identity(pki.alice()),

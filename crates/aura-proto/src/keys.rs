@@ -6,11 +6,58 @@ use aura_crypto::labels::{self, expand};
 
 use crate::error::ProtoError;
 
-/// Keys derived from the deployment's CA certificate, shared by every member.
+/// Length of a knock key.
+pub const KNOCK_KEY_LEN: usize = 32;
+
+/// The deployment secret the knocks are keyed by.
+#[derive(Clone)]
+pub struct DeploymentSecret {
+    secret: Secret,
+    /// Whether it is a real knock key (not the CA fallback).
+    knock_key: bool,
+}
+
+impl core::fmt::Debug for DeploymentSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeploymentSecret")
+            .field("knock_key", &self.knock_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeploymentSecret {
+    /// From the deployment's knock key.
+    pub fn from_knock_key(key: [u8; KNOCK_KEY_LEN]) -> Self {
+        Self {
+            secret: Secret::from_bytes(key),
+            knock_key: true,
+        }
+    }
+
+    /// The fallback for a deployment without a knock key: SHA-256 of the CA certificate.
+    pub fn from_ca(ca_der: &[u8]) -> Self {
+        Self {
+            secret: Secret::from_bytes(kdf::sha256(&[ca_der])),
+            knock_key: false,
+        }
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Whether this is a real knock key.
+    pub fn is_knock_key(&self) -> bool {
+        self.knock_key
+    }
+}
+
+/// Keys derived from the deployment's CA certificate and secret, shared by every member.
 pub(crate) struct DeploymentKeys {
     /// SHA-256 of the CA certificate: salts the handshake secret.
     pub id: [u8; SECRET_LEN],
-    /// Key of mac1.
+    /// Key of mac1 (from the deployment secret: the knock key when there is one).
     pub mac1: Secret,
     /// Seals cookie replies.
     pub cookie_seal: AeadKey,
@@ -25,10 +72,13 @@ impl core::fmt::Debug for DeploymentKeys {
 }
 
 impl DeploymentKeys {
-    pub(crate) fn new(ca_cert_der: &[u8]) -> Result<Self, ProtoError> {
+    /// Without a knock key the secret is SHA-256 of the CA certificate, which is `id`:
+    /// such a deployment's mac1 is what it always was.
+    pub(crate) fn new(ca_cert_der: &[u8], secret: &DeploymentSecret) -> Result<Self, ProtoError> {
         let id = kdf::sha256(&[ca_cert_der]);
-        let mac1 = kdf::extract(labels::MAC1, &[&id]);
-        let cookie = kdf::extract(labels::COOKIE_SEAL, &[&id]);
+        let s = secret.secret().expose();
+        let mac1 = kdf::extract(labels::MAC1, &[s]);
+        let cookie = kdf::extract(labels::COOKIE_SEAL, &[s]);
         let cookie_seal = AeadKey::new(Suite::Aes256Gcm, cookie.expose())?;
         Ok(Self {
             id,

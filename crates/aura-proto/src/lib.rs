@@ -37,4 +37,5 @@ pub use endpoint::{
 };
 pub use error::{AlertCode, DropReason, HandshakeError, ProtoError};
 pub use handshake::Identity;
+pub use keys::{DeploymentSecret, KNOCK_KEY_LEN};
 pub use session::{DATA_OVERHEAD, SEAL_HEADROOM};

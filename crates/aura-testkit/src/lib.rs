@@ -12,6 +12,7 @@
 //!   and MTU ([`LinkConfig`]); NAT rebinding; blackholed addresses; an eavesdropper that
 //!   records every datagram, and injection of forged or replayed ones; counters
 //!   ([`NetStats`]).
+//! * [`fet`]: the censor's published rules against fully encrypted traffic.
 //! * [`TestPki`]: a CA with a server, clients "alice" and "bob" and a CRL, all valid at
 //!   the default wall time; factories for expired, not-yet-valid, foreign-CA and
 //!   wrong-role identities; revocation; a second independent deployment.
@@ -63,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod clock;
+pub mod fet;
 mod net;
 mod packet;
 mod pki;

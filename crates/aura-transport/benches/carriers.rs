@@ -258,7 +258,7 @@ async fn bench(rt: Handle) {
                 let cfg = dial_config(&mut pki, &s, carrier);
                 let (_, d, c, sc) = connect(&cfg, &mut s).await;
                 if let Some(p) = profile {
-                    d.set_udp_profile(p).await.unwrap();
+                    d.set_udp_profile(Some(p)).await.unwrap();
                 }
                 let (run, sc) = throughput(&rt, &c, sc, size, window).await;
                 eprintln!(

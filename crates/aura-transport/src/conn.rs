@@ -35,7 +35,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<PacketConn, TransportError>>,
     },
     SetVerifier(Box<Verifier>),
-    SetUdpProfile(Profile),
+    SetUdpProfile(Option<Profile>),
 }
 
 /// Counters of one connection, updated by the driver and the connection, and where it

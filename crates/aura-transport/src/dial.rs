@@ -5,11 +5,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use aura_pki::Verifier;
-use aura_proto::{Endpoint, EndpointConfig, Identity, Timers};
+use aura_proto::{DeploymentSecret, Endpoint, EndpointConfig, Identity, Timers};
 use rand_core::{CryptoRng, RngCore};
 use rustls_pki_types::UnixTime;
 
-use crate::camo::shape::Profile;
+use crate::camo::datagram::CLIENT_MAX_HANDSHAKE_DATAGRAM;
+use crate::camo::mask::MaskSeed;
 use crate::carrier::Carrier;
 use crate::carrier::link::synthetic_addr;
 use crate::carrier::mem::MemNetwork;
@@ -29,6 +30,8 @@ pub struct ClientCredentials {
     pub crl_ders: Vec<Vec<u8>>,
     /// The client's certificate and key.
     pub identity: Identity,
+    /// The deployment secret (the bundle's knock key, or the CA fallback).
+    pub secret: DeploymentSecret,
 }
 
 /// How to reach the server.
@@ -51,8 +54,6 @@ pub struct DialConfig {
     pub quic_port: u16,
     /// TLS carrier port.
     pub tls_port: u16,
-    /// Outer SNI for QUIC and TLS (camouflage; not authenticated).
-    pub sni: String,
     /// Time allowed for one attempt (carrier connection plus Aura handshake).
     pub attempt_timeout: Duration,
     /// Protocol timers.
@@ -61,8 +62,8 @@ pub struct DialConfig {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
-    /// UDP padding profile, from the first datagram.
-    pub udp_profile: Profile,
+    /// The daily masks (SNI, ALPN order, UDP padding and first-flight size).
+    pub masks: MaskSeed,
     /// The in-memory network that [`Carrier::Mem`] dials into, at the UDP port (tests).
     pub mem: Option<MemNetwork>,
     /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
@@ -86,12 +87,24 @@ pub struct Dialed {
 }
 
 impl DialConfig {
-    fn endpoint_config(&self) -> Result<EndpointConfig, TransportError> {
+    fn endpoint_config(&self, carrier: Carrier) -> Result<EndpointConfig, TransportError> {
         let c = &self.credentials;
         let verifier = Verifier::new(&c.ca_der, &c.crl_ders).map_err(TransportError::Verifier)?;
         let mut cfg = EndpointConfig::new(c.ca_der.clone(), c.identity.clone(), verifier, false);
         cfg.timers = self.timers.clone();
+        cfg.secret = c.secret.clone();
+        if carrier == Carrier::Udp {
+            // The knocked, encoded form must fit the day's first-flight size.
+            cfg.max_datagram = CLIENT_MAX_HANDSHAKE_DATAGRAM;
+        }
         Ok(cfg)
+    }
+
+    /// The mask in force now (by this configuration's wall clock): the outer SNI and ALPN
+    /// order of the next attempt.
+    pub fn mask_now(&self) -> crate::camo::mask::Mask {
+        let now = (self.wall_clock)().as_secs();
+        self.masks.mask_at(i64::try_from(now).unwrap_or(i64::MAX))
     }
 
     /// Every (carrier, address) pair in the order they are tried: all carriers on the
@@ -125,7 +138,7 @@ async fn attempt(
     seed: [u8; 32],
 ) -> Result<(PacketConn, DriverHandle), TransportError> {
     let ep = Endpoint::new(
-        cfg.endpoint_config()?,
+        cfg.endpoint_config(carrier)?,
         seed,
         Instant::now(),
         (cfg.wall_clock)(),
@@ -138,12 +151,17 @@ async fn attempt(
                 SocketAddr::from(([0u16; 8], 0))
             };
             let socket = udp::bind(any)?;
-            let (handle, _accept) = Driver::spawn_shaped(ep, Some(socket), cfg.udp_profile);
+            let (handle, _accept) = Driver::spawn(ep, Some(socket), cfg.masks.clone());
             let conn = handle.connect(addr, &cfg.server_name).await?;
             return Ok((conn, handle));
         }
-        Carrier::Tls => tls::connect(addr, &cfg.sni, &cfg.tls_options).await?,
-        Carrier::Quic => quic::connect(addr, &cfg.sni, &cfg.quic_options).await?,
+        Carrier::Tls => {
+            let mask = cfg.mask_now();
+            let mut options = cfg.tls_options.clone();
+            options.alpn = mask.alpn;
+            tls::connect(addr, &mask.sni, &options).await?
+        }
+        Carrier::Quic => quic::connect(addr, &cfg.mask_now().sni, &cfg.quic_options).await?,
         Carrier::Mem => {
             let net = cfg
                 .mem
@@ -157,7 +175,7 @@ async fn attempt(
             })?
         }
     };
-    let (handle, _accept) = Driver::spawn(ep, None);
+    let (handle, _accept) = Driver::spawn(ep, None, cfg.masks.clone());
     let synthetic = handle.add_link(link, carrier).await?;
     let conn = handle.connect(synthetic, &cfg.server_name).await?;
     Ok((conn, handle))

@@ -29,7 +29,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{BatchPool, PacketBatch};
-use crate::camo::shape::{self, Profile};
+use crate::camo::datagram::{DatagramCamo, Side, wire_len_bound};
+use crate::camo::knock::KnockKeys;
+use crate::camo::mask::{Mask, MaskSeed, next_switch};
+use crate::camo::shape::Profile;
 use crate::carrier::Carrier;
 use crate::carrier::link::{DatagramLink, is_synthetic, synthetic_addr};
 use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
@@ -44,10 +47,53 @@ pub const CONN_QUEUE: usize = 256;
 /// Largest UDP datagram read.
 const MAX_UDP: usize = 65_536;
 
-/// Shapes outgoing UDP datagrams (docs: [`crate::camo::shape`]).
-struct Shaper {
-    profile: Profile,
-    noise: u64,
+/// Disguises UDP datagrams (docs: [`crate::camo::datagram`]) with the day's mask.
+struct UdpCamo {
+    dg: DatagramCamo,
+    masks: MaskSeed,
+    mask: Mask,
+    /// When the mask in force ends (Unix seconds).
+    until: i64,
+    /// The wall clock at the start of this turn of the driver's loop (Unix seconds).
+    now: u64,
+}
+
+impl UdpCamo {
+    fn new(ep: &Endpoint, masks: MaskSeed) -> Self {
+        let now = ep.wall_time(Instant::now()).as_secs();
+        let unix = i64::try_from(now).unwrap_or(i64::MAX);
+        let side = if ep.is_server() {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        Self {
+            dg: DatagramCamo::new(side, KnockKeys::new(ep.secret()), &seed, now),
+            mask: masks.mask_at(unix),
+            until: next_switch(unix),
+            masks,
+            now,
+        }
+    }
+
+    /// Reads the clock; switches to the next day's mask at 02:00 UTC.
+    fn tick(&mut self, now: u64) {
+        self.now = now;
+        let unix = i64::try_from(now).unwrap_or(i64::MAX);
+        if unix >= self.until {
+            self.mask = self.masks.mask_at(unix);
+            self.until = next_switch(unix);
+        }
+    }
+
+    fn set_profile(&mut self, profile: Option<Profile>) {
+        self.masks = self.masks.clone().with_profile(profile);
+        self.mask = self
+            .masks
+            .mask_at(i64::try_from(self.now).unwrap_or(i64::MAX));
+    }
 }
 
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
@@ -78,22 +124,14 @@ pub struct DriverHandle {
 pub struct Driver;
 
 impl Driver {
-    /// Starts a driver task around `endpoint`, reading and writing `udp` when given, with
-    /// the default UDP padding profile. Connections that servers accept arrive on the
-    /// returned receiver.
+    /// Starts a driver task around `endpoint`, reading and writing `udp` when given, its
+    /// datagrams disguised by the knock keys of the endpoint's deployment secret and the
+    /// daily masks of `masks`. Connections that servers accept arrive on the returned
+    /// receiver.
     pub fn spawn(
         endpoint: Endpoint,
         udp: Option<UdpSocket>,
-    ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
-        Self::spawn_shaped(endpoint, udp, Profile::default())
-    }
-
-    /// As [`Driver::spawn`], with the UDP padding profile `profile` from the first
-    /// datagram.
-    pub fn spawn_shaped(
-        endpoint: Endpoint,
-        udp: Option<UdpSocket>,
-        profile: Profile,
+        masks: MaskSeed,
     ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         // Unbounded: a confirmed connection must never be dropped because the application
@@ -102,6 +140,7 @@ impl Driver {
         // connections the endpoint holds anyway.
         let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::channel(4096);
+        let camo = UdpCamo::new(&endpoint, masks);
         let task = Task {
             ep: endpoint,
             udp: udp.map(BatchSocket::new),
@@ -119,7 +158,7 @@ impl Driver {
             connecting: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
-            shaper: Shaper { profile, noise: 0 },
+            camo,
         };
         tokio::spawn(task.run());
         (DriverHandle { commands: cmd_tx }, accept_rx)
@@ -171,11 +210,12 @@ impl DriverHandle {
         rx.await.map_err(|_| TransportError::Closed)?
     }
 
-    /// Changes the UDP padding profile at run time; sessions are not affected.
+    /// Fixes the UDP padding profile at run time (`None`: the day's mask decides again);
+    /// sessions are not affected.
     ///
     /// # Errors
     /// [`TransportError::Closed`] when the driver is gone.
-    pub async fn set_udp_profile(&self, profile: Profile) -> Result<(), TransportError> {
+    pub async fn set_udp_profile(&self, profile: Option<Profile>) -> Result<(), TransportError> {
         self.commands
             .send(Command::SetUdpProfile(profile))
             .await
@@ -221,7 +261,7 @@ struct Task {
     connecting: HashMap<ConnectionHandle, (SocketAddr, Reply)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
-    shaper: Shaper,
+    camo: UdpCamo,
 }
 
 impl Task {
@@ -264,17 +304,18 @@ impl Task {
     /// buffers. What is still queued in the socket keeps it readable for the next turn of
     /// the loop, so commands and links are served in between.
     fn on_udp_readable(&mut self) {
+        self.tick();
         let Some(udp) = &self.udp else { return };
         if udp.try_recv(&mut self.rx).is_err() {
             return;
         }
+        let now = self.camo.now;
         for (from, d) in self.rx.datagrams() {
-            let Some(len) = shape::unwrap(d).map(<[u8]>::len) else {
+            let ep = &self.ep;
+            let Some(inner) = self.camo.dg.open(d, now, |i| ep.knows_index(i)) else {
                 continue;
             };
-            if let Some(inner) = d.get_mut(shape::PREFIX_LEN..shape::PREFIX_LEN + len) {
-                deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
-            }
+            deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
         }
     }
 
@@ -320,7 +361,14 @@ impl Task {
         }
     }
 
+    /// Reads the wall clock for the camouflage layer (knock times, the day's mask).
+    fn tick(&mut self) {
+        let now = self.ep.wall_time(Instant::now()).as_secs();
+        self.camo.tick(now);
+    }
+
     async fn on_command(&mut self, cmd: Command) {
+        self.tick();
         let now = Instant::now();
         match cmd {
             Command::Send { conn, batch } => {
@@ -345,7 +393,7 @@ impl Task {
                             failed += queue(
                                 &self.udp,
                                 &self.links,
-                                &mut self.shaper,
+                                &mut self.camo,
                                 &mut self.tx,
                                 remote,
                                 &self.scratch[..n],
@@ -408,17 +456,18 @@ impl Task {
                 }
             },
             Command::SetVerifier(v) => self.ep.set_verifier(*v, now),
-            Command::SetUdpProfile(p) => self.shaper.profile = p,
+            Command::SetUdpProfile(p) => self.camo.set_profile(p),
         }
     }
 
     async fn flush(&mut self) {
+        self.tick();
         self.hand_over();
         while let Some(t) = self.ep.poll_transmit() {
             let _ = queue(
                 &self.udp,
                 &self.links,
-                &mut self.shaper,
+                &mut self.camo,
                 &mut self.tx,
                 t.remote,
                 &t.data,
@@ -548,7 +597,7 @@ fn deliver(
 async fn queue(
     udp: &Option<BatchSocket>,
     links: &HashMap<SocketAddr, LinkState>,
-    shaper: &mut Shaper,
+    camo: &mut UdpCamo,
     tx: &mut TxQueue,
     to: SocketAddr,
     data: &[u8],
@@ -562,13 +611,12 @@ async fn queue(
     if udp.is_none() {
         return 1;
     }
-    shaper.noise = shaper.noise.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let noise = shaper.noise >> 32;
     let mut failed = 0;
-    if !tx.has_room(shape::shaped_len(data.len(), shaper.profile, noise)) {
+    if !tx.has_room(wire_len_bound(data.len())) {
         failed = send_queued(udp, tx).await;
     }
-    tx.push_shaped(to, data, shaper.profile, noise);
+    let UdpCamo { dg, mask, now, .. } = camo;
+    tx.push_with(to, |buf| dg.append(data, mask, *now, buf));
     failed
 }
 

@@ -8,7 +8,7 @@ use aura_proto::{Endpoint, EndpointConfig};
 use rustls_pki_types::UnixTime;
 use tokio::sync::mpsc;
 
-use crate::camo::shape::Profile;
+use crate::camo::mask::MaskSeed;
 use crate::carrier::Carrier;
 use crate::carrier::link::DatagramLink;
 use crate::carrier::mem::{MemListener, MemNetwork};
@@ -38,8 +38,8 @@ pub struct ListenConfig {
     pub tls_options: TlsOptions,
     /// QUIC carrier options.
     pub quic_options: QuicOptions,
-    /// UDP padding profile, from the first datagram.
-    pub udp_profile: Profile,
+    /// The daily masks (UDP padding of the server's datagrams).
+    pub masks: MaskSeed,
     /// An in-memory listener: its network and address (tests).
     pub mem: Option<(MemNetwork, SocketAddr)>,
     /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
@@ -105,7 +105,7 @@ impl Listeners {
             std::time::Instant::now(),
             (cfg.wall_clock)(),
         )?;
-        let (handle, accept) = Driver::spawn_shaped(endpoint, udp_socket, cfg.udp_profile);
+        let (handle, accept) = Driver::spawn(endpoint, udp_socket, cfg.masks);
         let outer = || {
             cfg.outer
                 .clone()

@@ -307,7 +307,7 @@ async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
             })),
             tls_options: TlsOptions::default(),
             quic_options: QuicOptions::default(),
-            udp_profile: aura_transport::camo::shape::Profile::default(),
+            masks: common::masks(&pki),
             mem: None,
             wall_clock: common::wall,
         })

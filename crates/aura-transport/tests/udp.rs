@@ -9,7 +9,7 @@ use std::time::Duration;
 use aura_testkit::{TEST_SERVER_NAME, TestPki};
 use aura_transport::carrier::udp;
 use aura_transport::{Carrier, Driver, DriverHandle, PacketConn};
-use common::{client_endpoint, packet, server_endpoint};
+use common::{client_endpoint, masks, packet, server_endpoint};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
@@ -19,10 +19,11 @@ const T: Duration = Duration::from_secs(30);
 async fn udp_pair(pki: &TestPki, seed: u8) -> (DriverHandle, DriverHandle, PacketConn, PacketConn) {
     let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server_addr = sock.local_addr().unwrap();
-    let (server, mut accept) = Driver::spawn(server_endpoint(pki), Some(sock));
+    let (server, mut accept) = Driver::spawn(server_endpoint(pki), Some(sock), masks(pki));
     let (client, _) = Driver::spawn(
         client_endpoint(pki, pki.alice(), seed),
         Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        masks(pki),
     );
     let c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
         .await
@@ -89,12 +90,13 @@ async fn wrong_ca_is_met_with_silence_and_revoked_client_is_refused() {
         common::wall(),
     )
     .unwrap();
-    let (_server, _accept) = Driver::spawn(server_ep, Some(sock));
+    let (_server, _accept) = Driver::spawn(server_ep, Some(sock), masks(&pki));
 
     // Bob is revoked: the server says so (sealed alert), the client reports it.
     let (client, _) = Driver::spawn(
         client_endpoint(&pki, pki.bob(), 4),
         Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        masks(&pki),
     );
     let err = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
         .await
@@ -107,6 +109,7 @@ async fn wrong_ca_is_met_with_silence_and_revoked_client_is_refused() {
     let (stranger, _) = Driver::spawn(
         client_endpoint(&other, other.alice(), 5),
         Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        masks(&other),
     );
     let r = timeout(
         Duration::from_secs(3),
@@ -121,13 +124,14 @@ async fn two_hundred_clients_on_one_socket() {
     let mut pki = TestPki::new(5).unwrap();
     let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server_addr = sock.local_addr().unwrap();
-    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock));
+    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock), masks(&pki));
     let mut clients = Vec::new();
     for i in 0..200u32 {
         let id = pki.issue_client(&format!("client-{i}")).unwrap();
         let (d, _) = Driver::spawn(
             client_endpoint(&pki, &id, (i % 250) as u8),
             Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+            masks(&pki),
         );
         clients.push(d);
     }
@@ -172,8 +176,8 @@ async fn padding_profile_changes_at_run_time_without_dropping_the_session() {
     let (server, client, mut c, mut s) = udp_pair(&pki, 7).await;
     for (i, profile) in [3u8, 1, 2, 0].into_iter().enumerate() {
         let p = aura_transport::camo::shape::Profile::from_index(profile).unwrap();
-        client.set_udp_profile(p).await.unwrap();
-        server.set_udp_profile(p).await.unwrap();
+        client.set_udp_profile(Some(p)).await.unwrap();
+        server.set_udp_profile(Some(p)).await.unwrap();
         for j in 0..50u32 {
             let seq = i as u32 * 100 + j;
             c.send(packet(0, seq, 200)).await.unwrap();
@@ -188,4 +192,83 @@ async fn padding_profile_changes_at_run_time_without_dropping_the_session() {
             );
         }
     }
+}
+
+/// A censor's probes against the UDP carrier: a client's captured first flight replayed
+/// from another address, random bytes, and an empty datagram all get silence, while the
+/// client itself connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_first_flights_and_random_bytes_get_silence() {
+    let pki = TestPki::new(8).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock), masks(&pki));
+
+    // An on-path recorder: forwards the client's datagrams to the server and back,
+    // keeping a copy of everything the client sends.
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    upstream.connect(server_addr).await.unwrap();
+    let captured = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let cap = captured.clone();
+    let recorder = tokio::spawn(async move {
+        let mut client = None;
+        let mut a = vec![0u8; 65536];
+        let mut b = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                Ok((n, from)) = relay.recv_from(&mut a) => {
+                    client = Some(from);
+                    cap.lock().unwrap().push(a[..n].to_vec());
+                    let _ = upstream.send(&a[..n]).await;
+                }
+                Ok(n) = upstream.recv(&mut b) => {
+                    if let Some(c) = client {
+                        let _ = relay.send_to(&b[..n], c).await;
+                    }
+                }
+            }
+        }
+    });
+    let (client, _) = Driver::spawn(
+        client_endpoint(&pki, pki.alice(), 9),
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        masks(&pki),
+    );
+    let _c = timeout(T, client.connect(relay_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let _s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    recorder.abort();
+    let flights = captured.lock().unwrap().clone();
+    assert!(
+        flights.len() >= 2,
+        "the handshake took {} datagrams",
+        flights.len()
+    );
+    // The first flight passes the censor's fully-encrypted-traffic rules.
+    assert!(!aura_testkit::fet::blocked(&flights[0]));
+
+    let prober = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut probes: Vec<Vec<u8>> = flights.clone();
+    probes.push(vec![]);
+    probes.push(
+        (0..1200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    probes.push(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec());
+    for p in &probes {
+        prober.send_to(p, server_addr).await.unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let answer = timeout(Duration::from_secs(2), prober.recv_from(&mut buf)).await;
+    assert!(answer.is_err(), "a probe got an answer: {answer:?}");
+    assert!(
+        timeout(Duration::from_millis(200), accept.recv())
+            .await
+            .is_err()
+    );
 }

@@ -12,7 +12,7 @@ use rustls_pki_types::UnixTime;
 
 use crate::error::ProtoError;
 use crate::handshake::{Ctx, Identity};
-use crate::keys::DeploymentKeys;
+use crate::keys::{DeploymentKeys, DeploymentSecret};
 use crate::wire::MIN_DATAGRAM_LEN;
 
 /// Timer settings. Defaults follow WireGuard's where the roles match.
@@ -64,8 +64,11 @@ impl Default for Timers {
 /// Everything an endpoint needs.
 #[derive(Debug)]
 pub struct EndpointConfig {
-    /// The deployment's CA certificate (DER): keys mac1 and the handshake secret.
+    /// The deployment's CA certificate (DER): salts the handshake secret.
     pub ca_cert_der: Vec<u8>,
+    /// The deployment secret: keys mac1 and cookie replies (the knock key; by default
+    /// the CA fallback, [`DeploymentSecret::from_ca`]).
+    pub secret: DeploymentSecret,
     /// This side's certificate and key.
     pub identity: Identity,
     /// Verifies peers (chain, validity, role, CRL).
@@ -90,6 +93,7 @@ impl EndpointConfig {
     /// A configuration with default timers and limits.
     pub fn new(ca_cert_der: Vec<u8>, identity: Identity, verifier: Verifier, accept: bool) -> Self {
         Self {
+            secret: DeploymentSecret::from_ca(&ca_cert_der),
             ca_cert_der,
             identity,
             verifier,

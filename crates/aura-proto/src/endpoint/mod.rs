@@ -51,7 +51,7 @@ use self::deadlines::Deadlines;
 use self::server::{Established, FinishStep, HalfOpen, Limits};
 use crate::error::{AlertCode, DropReason, HandshakeError, ProtoError};
 use crate::handshake::InitiatorDone;
-use crate::keys::DeploymentKeys;
+use crate::keys::{DeploymentKeys, DeploymentSecret};
 use crate::session::{DATA_OVERHEAD, Session};
 use crate::wire::{
     ALERT_LEN, COOKIE_REPLY_LEN, DataHeader, FRAG_TRAILER_LEN, Fragment, MAC_LEN, PacketType,
@@ -97,7 +97,7 @@ impl Endpoint {
             cookie_threshold: config.cookie_threshold,
             max_datagram: config.max_datagram,
         };
-        let deployment = DeploymentKeys::new(&config.ca_cert_der)?;
+        let deployment = DeploymentKeys::new(&config.ca_cert_der, &config.secret)?;
         let mut rng = ChaCha20Rng::from_seed(seed);
         let cookies = CookieJar::new(&mut rng, now);
         Ok(Self {
@@ -149,6 +149,32 @@ impl Endpoint {
     /// Forces (or stops forcing) cookies for every handshake, as when under attack.
     pub fn set_force_cookies(&mut self, on: bool) {
         self.half_open.set_force_cookies(on);
+    }
+
+    /// Whether this endpoint accepts handshakes (a server).
+    pub fn is_server(&self) -> bool {
+        self.config.accept
+    }
+
+    /// Whether `index` is the local index of a live session (the UDP carrier's check of
+    /// a data datagram before it unmasks it).
+    pub fn knows_index(&self, index: u32) -> bool {
+        self.by_index.contains_key(&index)
+    }
+
+    /// The deployment secret (the carriers key their knocks from it).
+    pub fn secret(&self) -> &DeploymentSecret {
+        &self.config.secret
+    }
+
+    /// The CA certificate (DER) of the deployment.
+    pub fn ca_der(&self) -> &[u8] {
+        &self.config.ca_cert_der
+    }
+
+    /// The wall-clock time at monotonic instant `now`, from the anchors.
+    pub fn wall_time(&self, now: Instant) -> UnixTime {
+        self.wall(now)
     }
 
     fn wall(&self, now: Instant) -> UnixTime {

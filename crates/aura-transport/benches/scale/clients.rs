@@ -60,6 +60,7 @@ pub(crate) fn dial_config(
             ca_der: creds.ca.to_vec(),
             crl_ders: vec![creds.crl.to_vec()],
             identity: common::identity(id),
+            secret: aura_proto::DeploymentSecret::from_ca(&creds.ca),
         },
         server_name: TEST_SERVER_NAME.into(),
         server: addr.ip(),
@@ -68,12 +69,11 @@ pub(crate) fn dial_config(
         udp_port: addr.port(),
         quic_port: addr.port(),
         tls_port: addr.port(),
-        sni: "www.example.com".into(),
         attempt_timeout: Duration::from_secs(20),
         timers: aura_proto::Timers::default(),
         tls_options: aura_transport::carrier::tls::TlsOptions::default(),
         quic_options: aura_transport::carrier::quic::QuicOptions::default(),
-        udp_profile: aura_transport::camo::shape::Profile::default(),
+        masks: aura_transport::camo::mask::MaskSeed::for_ca(&creds.ca),
         mem: None,
         wall_clock: common::wall,
     }
@@ -104,7 +104,11 @@ pub(crate) async fn connect_all(
             // setup toggles a kernel static key (text patching with IPIs to every CPU),
             // which cost the client process ~18 % of its CPU when done inside the timed
             // phase.
-            let (handle, _accept) = Driver::spawn(udp_endpoint(creds, id), Some(socket));
+            let (handle, _accept) = Driver::spawn(
+                udp_endpoint(creds, id),
+                Some(socket),
+                aura_transport::camo::mask::MaskSeed::for_ca(&creds.ca),
+            );
             prepared.push(handle);
         }
         eprintln!(

@@ -80,7 +80,7 @@ pub(crate) fn server_main(carrier: Carrier) {
             })),
             tls_options: aura_transport::carrier::tls::TlsOptions::default(),
             quic_options: aura_transport::carrier::quic::QuicOptions::default(),
-            udp_profile: aura_transport::camo::shape::Profile::default(),
+            masks: aura_transport::camo::mask::MaskSeed::for_ca(&ca),
             mem: None,
             wall_clock: common::wall,
         };

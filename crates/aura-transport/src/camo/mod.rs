@@ -1,11 +1,20 @@
 //! Camouflage: what makes Aura traffic look like something else, on top of the carriers.
 //!
-//! - [`shape`]: the UDP carrier's datagram shape (a printable prefix and padding
-//!   profiles), applied by the driver as it queues datagrams.
+//! - [`knock`]: the deployment secret, the carriers' knock keys, the time window and the
+//!   replay filter;
+//! - [`datagram`]: the UDP carrier's wire forms (masked data datagrams, knocked
+//!   handshake datagrams), with no fixed bytes;
+//! - [`hello`]: reading a TLS ClientHello before any TLS library does (the TLS knock);
+//! - [`weight`]: the constant-weight code that keeps the UDP first flight clear of the
+//!   fully-encrypted-traffic rules;
+//! - [`mask`]: the daily masks (SNI, ALPN order, padding profile, first-flight size);
+//! - [`shape`]: the padding profiles.
 //!
-//! This is the room for the rest of the camouflage as it is built: daily masks (SNI,
-//! ALPN and padding profile derived per day), port knocking for the QUIC and TLS
-//! listeners, a decoy web server for active probes, and the sending side of cover
-//! traffic. The carriers and the driver call into it; it calls neither.
+//! The carriers and the driver call into it; it calls neither.
 
+pub mod datagram;
+pub mod hello;
+pub mod knock;
+pub mod mask;
 pub mod shape;
+pub mod weight;

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::camo::shape::{self, Profile};
+use crate::camo::shape;
 use crate::carrier::Carrier;
 use crate::error::TransportError;
 
@@ -118,7 +118,7 @@ impl TxQueue {
     pub(crate) fn new() -> Self {
         Self {
             // Room for a full queue plus one maximal datagram: never reallocates.
-            buf: Vec::with_capacity(TX_QUEUE_BYTES + RX_SLOT_BYTES + shape::PREFIX_LEN),
+            buf: Vec::with_capacity(TX_QUEUE_BYTES + RX_SLOT_BYTES + 2 * shape::MAX_PADDED),
             entries: Vec::with_capacity(TX_QUEUE_DATAGRAMS),
         }
     }
@@ -141,17 +141,11 @@ impl TxQueue {
         self.buf.extend_from_slice(data);
     }
 
-    /// Queues the shaped form of `data` for `to`, written straight into the queue's
-    /// buffer; the caller checked [`Self::has_room`] with [`shape::shaped_len`].
-    pub(crate) fn push_shaped(
-        &mut self,
-        to: SocketAddr,
-        data: &[u8],
-        profile: Profile,
-        noise: u64,
-    ) {
+    /// Queues the datagram `write` appends to the queue's buffer, for `to`; the caller
+    /// checked [`Self::has_room`] with a bound on its size.
+    pub(crate) fn push_with(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.buf.len();
-        shape::append(data, profile, noise, &mut self.buf);
+        write(&mut self.buf);
         self.entries.push(TxEntry {
             to,
             start,

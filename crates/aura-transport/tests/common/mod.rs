@@ -75,10 +75,22 @@ pub fn server_config(
         })),
         tls_options: aura_transport::carrier::tls::TlsOptions::default(),
         quic_options: aura_transport::carrier::quic::QuicOptions::default(),
-        udp_profile: aura_transport::camo::shape::Profile::default(),
+        masks: masks(pki),
         mem: None,
         wall_clock: wall,
     }
+}
+
+/// The deployment's daily masks with the test palette: one outer SNI that is
+/// deliberately not the certificate's name (it is camouflage only).
+pub fn masks(pki: &TestPki) -> aura_transport::camo::mask::MaskSeed {
+    aura_transport::camo::mask::MaskSeed::new(
+        pki.ca_der(),
+        vec!["www.example.com".into()],
+        aura_transport::carrier::tls::TlsOptions::default().alpn,
+        None,
+    )
+    .unwrap()
 }
 
 /// A dial configuration for `id` to the server `s` on 127.0.0.1, over `carriers` in order.
@@ -95,6 +107,7 @@ pub fn dial_config(
             ca_der: pki.ca_der().to_vec(),
             crl_ders: vec![pki.crl_der().to_vec()],
             identity: identity(id),
+            secret: aura_proto::DeploymentSecret::from_ca(pki.ca_der()),
         },
         server_name: aura_testkit::TEST_SERVER_NAME.into(),
         server: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
@@ -103,12 +116,11 @@ pub fn dial_config(
         udp_port: port(s.udp_addr),
         quic_port: port(s.quic_addr),
         tls_port: port(s.tls_addr),
-        sni: "www.example.com".into(),
         attempt_timeout: std::time::Duration::from_secs(5),
         timers: aura_proto::Timers::default(),
         tls_options: aura_transport::carrier::tls::TlsOptions::default(),
         quic_options: aura_transport::carrier::quic::QuicOptions::default(),
-        udp_profile: aura_transport::camo::shape::Profile::default(),
+        masks: masks(pki),
         mem: None,
         wall_clock: wall,
     }
