@@ -39,6 +39,10 @@ pub struct ServerInitArgs {
     /// An outer SNI for the daily mask's palette. Repeatable. Default: the server's name.
     #[arg(long = "sni", value_name = "NAME")]
     sni_palette: Vec<String>,
+    /// Forward strangers on the TLS carrier, untouched, to this real site (host:port);
+    /// written as [server.decoy] upstream. Default: a built-in page.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "disable_knock")]
+    decoy_upstream: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,12 +82,21 @@ fn transport_extra(knock: bool, sni_palette: &[String]) -> String {
     t
 }
 
-fn server_toml(name: &str, listen: IpAddr, knock: bool, sni_palette: &[String]) -> String {
+fn server_toml(
+    name: &str,
+    listen: IpAddr,
+    knock: bool,
+    sni_palette: &[String],
+    decoy_upstream: Option<&str>,
+) -> String {
     let knock_key = if knock {
         "knock_key = \"pki/knock.key\"\n"
     } else {
         ""
     };
+    let decoy = decoy_upstream.map_or(String::new(), |u| {
+        format!("\n[server.decoy]\nupstream = {}\n", toml_string(u))
+    });
     format!(
         "# Written by `aura server-init`. Every key and its default: config/server.toml.example.\n\
          \n\
@@ -97,6 +110,7 @@ fn server_toml(name: &str, listen: IpAddr, knock: bool, sni_palette: &[String]) 
          \n\
          [server.nat]\n\
          auto = true\n\
+         {decoy}\
          \n\
          [transport]\n\
          carriers = [\"udp\", \"quic\", \"tls\"]\n\
@@ -110,6 +124,7 @@ fn server_toml(name: &str, listen: IpAddr, knock: bool, sni_palette: &[String]) 
          ca_key = \"pki/ca.key\"\n\
          {knock_key}",
         transport = transport_extra(knock, sni_palette),
+        decoy = decoy,
         name = toml_string(name),
         listen = toml_string(&listen.to_string()),
         cert = toml_string(&format!("pki/servers/{name}.crt")),
@@ -182,7 +197,14 @@ pub fn server_init(a: ServerInitArgs) -> Result<()> {
         }
         write_atomic(
             &config_path,
-            server_toml(&a.name, a.listen, knock, &a.sni_palette).as_bytes(),
+            server_toml(
+                &a.name,
+                a.listen,
+                knock,
+                &a.sni_palette,
+                a.decoy_upstream.as_deref(),
+            )
+            .as_bytes(),
             0o644,
         )?;
         aura_config::load_server(&config_path)

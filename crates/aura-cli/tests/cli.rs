@@ -226,6 +226,110 @@ fn server_init_and_provision_client_write_valid_deployments() {
 }
 
 #[test]
+fn knock_keys_palettes_decoys_and_masks_travel_from_server_init_to_bundles() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| aura(args, d);
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "dep",
+        "--name",
+        "vpn.example.com",
+        "--sni",
+        "a.example.net",
+        "--sni",
+        "b.example.net",
+        "--decoy-upstream",
+        "www.example.org:443",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let server = aura_config::load_server(d.join("dep/server.toml")).unwrap();
+    assert!(server.transport.knock);
+    assert_eq!(server.pki.knock_key, Some(d.join("dep/pki/knock.key")));
+    assert_eq!(
+        server.server.decoy.upstream.as_deref(),
+        Some("www.example.org:443")
+    );
+    let o = run(&["provision-client", "--dir", "dep", "--id", "alice"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let bundle = d.join("dep/clients/alice");
+    // The same knock key, private to its owner.
+    let key = std::fs::read(bundle.join("knock.key")).unwrap();
+    assert_eq!(key, std::fs::read(d.join("dep/pki/knock.key")).unwrap());
+    let mode = std::fs::metadata(bundle.join("knock.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let client = aura_config::load_client(bundle.join("client.toml")).unwrap();
+    assert_eq!(
+        client.transport.sni_palette,
+        Some(vec!["a.example.net".to_owned(), "b.example.net".to_owned()])
+    );
+    // Both ends compute the same mask for a day.
+    let show = |cfg: &str| {
+        let o = run(&[
+            "mask",
+            "show",
+            "--config",
+            cfg,
+            "--date",
+            "2027-03-01",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let (s, c) = (
+        show("dep/server.toml"),
+        show("dep/clients/alice/client.toml"),
+    );
+    assert_eq!(s, c);
+    assert_eq!(s["day"], "2027-03-01");
+    assert_eq!(s["from"], "2027-03-01T02:00:00Z");
+    assert!(["a.example.net", "b.example.net"].contains(&s["sni"].as_str().unwrap()));
+    let o = run(&[
+        "mask",
+        "show",
+        "--config",
+        "dep/server.toml",
+        "--date",
+        "2027-02-30",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // Without the knock: no key anywhere, and a decoy is refused.
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "open",
+        "--name",
+        "vpn.example.com",
+        "--disable-knock",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!d.join("open/pki/knock.key").exists());
+    let o = run(&["provision-client", "--dir", "open", "--id", "bob"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!d.join("open/clients/bob/knock.key").exists());
+    let bob = aura_config::load_client(d.join("open/clients/bob/client.toml")).unwrap();
+    assert!(!bob.transport.knock);
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "x",
+        "--name",
+        "v.example.com",
+        "--disable-knock",
+        "--decoy-upstream",
+        "www.example.org:443",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
 fn status_asks_the_admin_socket() {
     use aura_node::admin::{self, PeerStatus, Response};
     let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,88 @@ pub struct ServerSection {
     /// `[server.relay]`.
     #[serde(default)]
     pub relay: RelaySection,
+    /// `[server.decoy]`.
+    #[serde(default)]
+    pub decoy: DecoySection,
+}
+
+/// `[server.decoy]`: the web server strangers meet on the TLS carrier while knocking is on.
+/// Either `upstream` (forward the untouched connection to a real site), or `cert` and
+/// `key` (serve `root`, or a built-in page, with the operator's certificate). Neither: a
+/// built-in page with a self-signed certificate for the first name of the SNI palette.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecoySection {
+    /// `host:port` of the real site strangers are forwarded to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Directory the served decoy serves (index.html for directories).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Certificate chain (PEM) the served decoy presents.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl DecoySection {
+    /// Whether any key is set.
+    pub fn is_set(&self) -> bool {
+        self.upstream.is_some() || self.root.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    fn check(&self, p: &mut Problems, knock: bool) {
+        if self.is_set() && !knock {
+            p.push(
+                "server.decoy",
+                "set while transport.knock = false: without a knock the server cannot tell \
+                 strangers from clients; remove the section or turn the knock on",
+            );
+        }
+        if let Some(u) = &self.upstream {
+            let ok = u.rsplit_once(':').is_some_and(|(h, port)| {
+                !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if !ok {
+                p.push(
+                    "server.decoy.upstream",
+                    format!("{u:?} is not host:port (for example \"www.example.org:443\")"),
+                );
+            }
+            if self.root.is_some() || self.cert.is_some() || self.key.is_some() {
+                p.push(
+                    "server.decoy.upstream",
+                    "set together with root, cert or key: a forwarded decoy serves nothing \
+                     itself; keep upstream alone, or remove it to serve a site",
+                );
+            }
+        }
+        match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => {
+                check_file(p, "server.decoy.cert", c, false);
+                check_file(p, "server.decoy.key", k, true);
+            }
+            (Some(_), None) => p.push(
+                "server.decoy.key",
+                "missing: server.decoy.cert needs its key",
+            ),
+            (None, Some(_)) => p.push(
+                "server.decoy.cert",
+                "missing: server.decoy.key needs its certificate",
+            ),
+            (None, None) => {}
+        }
+        if let Some(r) = &self.root
+            && !r.is_dir()
+        {
+            p.push(
+                "server.decoy.root",
+                format!("{} is not a directory", r.display()),
+            );
+        }
+    }
 }
 
 /// How addresses are handed out.
@@ -317,6 +399,16 @@ impl ServerConfig {
         if let Some(k) = &mut self.pki.ca_key {
             r.resolve(&mut p, "pki.ca_key", k);
         }
+        let d = &mut self.server.decoy;
+        for (key, path) in [
+            ("server.decoy.root", &mut d.root),
+            ("server.decoy.cert", &mut d.cert),
+            ("server.decoy.key", &mut d.key),
+        ] {
+            if let Some(path) = path {
+                r.resolve(&mut p, key, path);
+            }
+        }
         p.finish()
     }
 
@@ -358,6 +450,7 @@ impl ServerConfig {
                 );
             }
         }
+        s.decoy.check(&mut p, self.transport.knock);
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);
         let k = &self.pki;

@@ -681,3 +681,50 @@ fn sni_palette_problems() {
     f.client(&c("sni_palette = [\"y.example\", \"z.example\"]"))
         .unwrap();
 }
+
+#[test]
+fn decoy_problems() {
+    let f = Fixture::new();
+    let s = |t: &str| format!("{SERVER}\n[server.decoy]\n{t}\n");
+    problems(
+        f.server(&s("upstream = \"www.example.org\"")).unwrap_err(),
+        &[
+            "server.decoy.upstream: \"www.example.org\" is not host:port (for example \"www.example.org:443\")",
+        ],
+    );
+    problems(
+        f.server(&s(
+            "upstream = \"www.example.org:443\"\ncert = \"server.crt\"\nkey = \"server.key\"",
+        ))
+        .unwrap_err(),
+        &[
+            "server.decoy.upstream: set together with root, cert or key: a forwarded decoy serves \
+           nothing itself; keep upstream alone, or remove it to serve a site",
+        ],
+    );
+    problems(
+        f.server(&s("cert = \"server.crt\"")).unwrap_err(),
+        &["server.decoy.key: missing: server.decoy.cert needs its key"],
+    );
+    problems(
+        f.server(&s("root = \"nowhere\"")).unwrap_err(),
+        &[&format!(
+            "server.decoy.root: {} is not a directory",
+            f.dir().join("nowhere").display()
+        )],
+    );
+    let off = format!(
+        "{}\n[server.decoy]\nupstream = \"www.example.org:443\"\n[transport]\nknock = false\n",
+        server_with("knock_key = \"knock.key\"\n", "")
+    );
+    problems(
+        f.server(&off).unwrap_err(),
+        &[
+            "server.decoy: set while transport.knock = false: without a knock the server cannot \
+           tell strangers from clients; remove the section or turn the knock on",
+        ],
+    );
+    f.server(&s("upstream = \"[2001:db8::1]:443\"")).unwrap();
+    f.server(&s("cert = \"server.crt\"\nkey = \"server.key\""))
+        .unwrap();
+}

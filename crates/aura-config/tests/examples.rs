@@ -21,7 +21,7 @@ fn touch(dir: &Path, rel: &str) -> PathBuf {
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     fs::write(&p, "-----BEGIN DUMMY-----\n").unwrap();
     #[cfg(unix)]
-    if rel.ends_with(".key") {
+    if rel.ends_with(".key") || rel.ends_with("privkey.pem") {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -29,11 +29,13 @@ fn touch(dir: &Path, rel: &str) -> PathBuf {
 }
 
 /// Uncomments every `# key = value` line: the optional keys shown with example values.
-/// `sni` and `sni_palette` are alternatives (set together, they are refused): the palette
-/// stays commented out here, and [`sni_palette_alone_validates`] checks it.
+/// `sni` and `sni_palette` are alternatives (set together, they are refused), and so are
+/// the decoy's `upstream` and its served site: the palette and the upstream stay commented
+/// out here; [`sni_palette_alone_validates`] and [`decoy_upstream_alone_validates`] check
+/// them.
 fn uncomment_options(text: &str) -> String {
     text.lines()
-        .filter(|l| !l.starts_with("# sni_palette = "))
+        .filter(|l| !l.starts_with("# sni_palette = ") && !l.starts_with("# upstream = "))
         .map(|l| {
             let Some(rest) = l.strip_prefix("# ") else {
                 return l.to_owned();
@@ -60,6 +62,9 @@ fn server_pki(dir: &Path) {
         "pki/servers/vpn.example.com.crt",
         "pki/servers/vpn.example.com.key",
         "pki/knock.key",
+        "decoy/fullchain.pem",
+        "decoy/privkey.pem",
+        "decoy/site/index.html",
     ] {
         touch(dir, f);
     }
@@ -124,6 +129,20 @@ fn server_example_with_every_option_validates() {
     assert_eq!(s.relay.allow_extend_to.len(), 2);
     assert_eq!(cfg.pki.ca_key, Some(dir.path().join("pki/ca.key")));
     assert_eq!(cfg.transport.sni.as_deref(), Some("vpn.example.com"));
+    assert_eq!(cfg.server.decoy.root, Some(dir.path().join("decoy/site")));
+}
+
+#[test]
+fn decoy_upstream_alone_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    server_pki(dir.path());
+    let text = example("server.toml.example").replace("# upstream = ", "upstream = ");
+    let cfg = aura_config::parse_server(&text, dir.path()).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg.server.decoy.upstream.as_deref(),
+        Some("www.example.org:443")
+    );
 }
 
 #[test]

@@ -19,8 +19,12 @@ use aura_config::{
 use aura_pki::{PkiStore, Verifier};
 use aura_proto::{EndpointConfig, Timers};
 use aura_transport::Carrier;
+use aura_transport::camo::TlsCamo;
+use aura_transport::camo::decoy::{self, Decoy, Site};
+use aura_transport::camo::knock::KnockKeys;
 use aura_transport::camo::mask::MaskSeed;
 use aura_transport::camo::shape::Profile;
+use aura_transport::camo::tls_knock::TlsKnock;
 use aura_transport::carrier::quic::QuicOptions;
 use aura_transport::carrier::tls::TlsOptions;
 use aura_transport::dial::{ClientCredentials, DialConfig};
@@ -139,6 +143,13 @@ fn udp_profile(t: &TransportSection) -> Result<Option<Profile>, DaemonError> {
         .transpose()
 }
 
+/// The TLS carrier's knock, keyed by the deployment secret, on `wall_clock`.
+fn tls_knock(creds: &Credentials, wall_clock: fn() -> UnixTime) -> std::sync::Arc<TlsKnock> {
+    TlsKnock::new(&KnockKeys::new(&creds.secret).tls, move || {
+        wall_clock().as_secs()
+    })
+}
+
 /// `transport.knock`, checked against `pki.knock_key` (the loader checks it too; options
 /// built from a file that skipped it must not run half-keyed).
 fn knock(t: &TransportSection, key: Option<&Path>) -> Result<bool, DaemonError> {
@@ -152,6 +163,89 @@ fn knock(t: &TransportSection, key: Option<&Path>) -> Result<bool, DaemonError> 
             problem: "set while transport.knock = false".into(),
         }),
         (on, _) => Ok(on),
+    }
+}
+
+/// Where strangers on the TLS carrier go (`[server.decoy]`), while knocking is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecoyOptions {
+    /// Forward the untouched connection to `host:port`.
+    Forward(String),
+    /// Serve `root` (a built-in page when `None`) with the certificate and key `cert`
+    /// (a self-signed certificate for the SNI palette's first name when `None`).
+    Serve {
+        /// The directory.
+        root: Option<PathBuf>,
+        /// Certificate chain and key files (PEM).
+        cert: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+impl DecoyOptions {
+    fn from_section(d: &aura_config::DecoySection) -> Self {
+        match &d.upstream {
+            Some(u) => Self::Forward(u.clone()),
+            None => Self::Serve {
+                root: d.root.clone(),
+                cert: d.cert.clone().zip(d.key.clone()),
+            },
+        }
+    }
+
+    /// The decoy, its certificate read (or made for `names`) and its TLS configuration
+    /// offering `alpn`.
+    ///
+    /// # Errors
+    /// [`DaemonError::Config`] naming `server.decoy.cert` or `server.decoy.key` when a
+    /// file is unreadable or holds no usable certificate or key.
+    pub fn load(&self, names: &[String], alpn: &[Vec<u8>]) -> Result<Decoy, DaemonError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let (root, cert) = match self {
+            Self::Forward(u) => return Ok(Decoy::Forward(u.clone())),
+            Self::Serve { root, cert } => (root, cert),
+        };
+        let problem = |key: &'static str, why: String| DaemonError::Config { key, problem: why };
+        let (chain, key) = match cert {
+            Some((c, k)) => {
+                let chain = CertificateDer::pem_file_iter(c)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| problem("server.decoy.cert", format!("{}: {e}", c.display())))?;
+                if chain.is_empty() {
+                    return Err(problem(
+                        "server.decoy.cert",
+                        format!("{} holds no certificate", c.display()),
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_file(k)
+                    .map_err(|e| problem("server.decoy.key", format!("{}: {e}", k.display())))?;
+                (chain, key)
+            }
+            None => decoy::self_signed(names).map_err(|e| {
+                problem(
+                    "transport.sni_palette",
+                    format!("cannot make the decoy's certificate: {e}"),
+                )
+            })?,
+        };
+        let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| problem("server.decoy", e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            problem(
+                "server.decoy.key",
+                format!("the certificate and key do not go together: {e}"),
+            )
+        })?;
+        cfg.alpn_protocols = alpn.to_vec();
+        Ok(Decoy::Serve(Site::new(
+            std::sync::Arc::new(cfg),
+            root.clone(),
+        )))
     }
 }
 
@@ -229,6 +323,8 @@ pub struct CarrierOptions {
     pub masks: MaskOptions,
     /// Knock on: strangers get nothing Aura-shaped (`transport.knock`).
     pub knock: bool,
+    /// Where strangers on TLS go (`None` while the knock is off).
+    pub decoy: Option<DecoyOptions>,
     /// Where the in-memory carrier listens when the host's network is in memory: the
     /// UDP carrier's address (`listen`, `udp_port`), where clients dial it.
     pub memory: SocketAddr,
@@ -318,6 +414,9 @@ impl ServerOptions {
                 tls: on(ConfCarrier::Tls, t.tls_port),
                 masks: MaskOptions::new(t, &cfg.server.name, &tls_options(t))?,
                 knock: knock(t, cfg.pki.knock_key.as_deref())?,
+                decoy: t
+                    .knock
+                    .then(|| DecoyOptions::from_section(&cfg.server.decoy)),
                 tls_options: tls_options(t),
                 quic_options: QuicOptions::default(),
                 memory: SocketAddr::new(cfg.server.listen, t.udp_port),
@@ -350,6 +449,7 @@ impl ServerOptions {
         seed: [u8; 32],
         network: &Network,
         wall_clock: fn() -> UnixTime,
+        decoy: Option<Decoy>,
     ) -> ListenConfig {
         let mut endpoint =
             EndpointConfig::new(creds.ca_der.clone(), creds.identity.clone(), verifier, true);
@@ -368,7 +468,13 @@ impl ServerOptions {
             tls,
             mem,
             outer: Some(std::sync::Arc::new(creds.outer())),
-            tls_options: c.tls_options.clone(),
+            tls_options: TlsOptions {
+                camo: c.knock.then(|| TlsCamo {
+                    knock: tls_knock(creds, wall_clock),
+                    decoy,
+                }),
+                ..c.tls_options.clone()
+            },
             quic_options: c.quic_options.clone(),
             masks: c.masks.seed(&creds.ca_der),
             wall_clock,
@@ -522,7 +628,13 @@ impl ClientOptions {
             mem,
             attempt_timeout: ATTEMPT_TIMEOUT,
             timers: self.timers.clone(),
-            tls_options: self.tls_options.clone(),
+            tls_options: TlsOptions {
+                camo: self.knock.then(|| TlsCamo {
+                    knock: tls_knock(creds, wall_clock),
+                    decoy: None,
+                }),
+                ..self.tls_options.clone()
+            },
             quic_options: self.quic_options.clone(),
             masks: self.masks.seed(&creds.ca_der),
             wall_clock,

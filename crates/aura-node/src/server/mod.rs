@@ -25,6 +25,7 @@ use aura_config::ServerConfig;
 use aura_netcfg::NatPlan;
 use aura_pki::Verifier;
 use aura_transport::PacketConn;
+use aura_transport::camo::decoy::Decoy;
 use aura_transport::listen::Listeners;
 use aura_tun::{PacketDevice, TunConfig};
 use rand_core::{OsRng, RngCore};
@@ -65,6 +66,18 @@ pub async fn run_on<T: TunFactory>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let (creds, verifier) = opts.files.load()?;
+    // Before any host change: a decoy certificate that does not load stops the start here.
+    let decoy = opts
+        .carriers
+        .decoy
+        .as_ref()
+        .map(|d| {
+            d.load(
+                &opts.carriers.masks.palette,
+                &opts.carriers.tls_options.alpn,
+            )
+        })
+        .transpose()?;
     let router = Router::new(IpPool::new(&opts.pool));
     let warning = CrlWarning::default();
     let admin_task = admin::serve(&opts.admin_socket, status_handler(&router, &warning)).await?;
@@ -76,7 +89,10 @@ pub async fn run_on<T: TunFactory>(
         let _ = std::fs::remove_file(&socket_path);
         return Err(e.into());
     }
-    let result = serve(&opts, creds, verifier, &mut host, router, warning, shutdown).await;
+    let result = serve(
+        &opts, creds, verifier, decoy, &mut host, router, warning, shutdown,
+    )
+    .await;
     admin_task.abort();
     let _ = std::fs::remove_file(&socket_path);
     if let Err(e) = host.netcfg.undo().await {
@@ -128,10 +144,12 @@ struct CrlState {
     warning: CrlWarning,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve<T: TunFactory>(
     opts: &ServerOptions,
     creds: Credentials,
     verifier: Verifier,
+    decoy: Option<Decoy>,
     host: &mut Host<T>,
     router: Arc<Router>,
     warning: CrlWarning,
@@ -166,7 +184,14 @@ async fn serve<T: TunFactory>(
     };
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    let listen = opts.listen_config(&creds, verifier, seed, &host.network, host.wall_clock);
+    let listen = opts.listen_config(
+        &creds,
+        verifier,
+        seed,
+        &host.network,
+        host.wall_clock,
+        decoy,
+    );
     let mut listeners = Listeners::bind(listen).await?;
 
     if let Some(egress) = &opts.nat {

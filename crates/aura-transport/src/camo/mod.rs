@@ -8,13 +8,34 @@
 //! - [`weight`]: the constant-weight code that keeps the UDP first flight clear of the
 //!   fully-encrypted-traffic rules;
 //! - [`mask`]: the daily masks (SNI, ALPN order, padding profile, first-flight size);
-//! - [`shape`]: the padding profiles.
+//! - [`shape`]: the padding profiles;
+//! - [`tls_knock`]: the TLS carrier's knock in the ClientHello session id;
+//! - [`decoy`]: the web server strangers meet on the TLS carrier.
 //!
 //! The carriers and the driver call into it; it calls neither.
 
 pub mod datagram;
+pub mod decoy;
 pub mod hello;
 pub mod knock;
 pub mod mask;
 pub mod shape;
+pub mod tls_knock;
 pub mod weight;
+
+/// The TLS carrier's camouflage: the knock, and (server) where strangers go.
+#[derive(Debug, Clone)]
+pub struct TlsCamo {
+    /// The knock key and replay state.
+    pub knock: std::sync::Arc<tls_knock::TlsKnock>,
+    /// Server: the decoy strangers meet.
+    pub decoy: Option<decoy::Decoy>,
+}
+
+impl PartialEq for TlsCamo {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.knock, &other.knock)
+    }
+}
+
+impl Eq for TlsCamo {}

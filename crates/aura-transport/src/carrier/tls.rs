@@ -61,6 +61,10 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::camo::TlsCamo;
+use crate::camo::decoy::Prefixed;
+use crate::camo::hello::{self, HelloError};
+use crate::camo::tls_knock::{self, Prepared};
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::carrier::link::{DatagramLink, LINK_QUEUE};
@@ -130,6 +134,9 @@ pub struct TlsOptions {
     pub max_handshakes_per_ip: usize,
     /// Server: connections allowed in the handshake phase at once, all sources together.
     pub max_handshakes: usize,
+    /// The knock: a client sends it in its ClientHello; a server requires it and hands
+    /// everything else to the decoy (docs/PROTOCOL.md §12.5). `None`: no knock.
+    pub camo: Option<TlsCamo>,
 }
 
 impl Default for TlsOptions {
@@ -140,6 +147,7 @@ impl Default for TlsOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_handshakes_per_ip: DEFAULT_MAX_HANDSHAKES_PER_IP,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            camo: None,
         }
     }
 }
@@ -186,17 +194,34 @@ pub fn server_config(
 /// # Errors
 /// [`TransportError::Tls`] when the provider cannot serve these protocol versions (a bug).
 pub fn client_config(alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>, TransportError> {
-    let provider = provider();
+    client_config_with(alpn, provider(), false)
+}
+
+/// [`client_config`] with `provider`; `knock` also turns resumption off (a resumed
+/// session id would replace the knock) and TLS 1.2 (it shows the certificate in clear).
+fn client_config_with(
+    alpn: &[Vec<u8>],
+    provider: Arc<CryptoProvider>,
+    knock: bool,
+) -> Result<Arc<ClientConfig>, TransportError> {
+    let versions: &[&rustls::SupportedProtocolVersion] = if knock {
+        &[&rustls::version::TLS13]
+    } else {
+        VERSIONS
+    };
     let verifier = Arc::new(AnyServerCert {
         algorithms: provider.signature_verification_algorithms,
     });
     let mut cfg = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(VERSIONS)
+        .with_protocol_versions(versions)
         .map_err(|e| TransportError::Tls(OuterTlsError::ClientConfig(e)))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.to_vec();
+    if knock {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -317,6 +342,28 @@ async fn serve_conn(
     slot: HandshakeSlot,
 ) {
     let _ = tcp.set_nodelay(true);
+    let tcp = match &opts.camo {
+        None => Prefixed::new(Vec::new(), tcp),
+        Some(camo) => {
+            let (first, tcp) = read_first_flight(tcp, opts.handshake_timeout).await;
+            let knocked = first
+                .as_deref()
+                .ok()
+                .and_then(|b| hello::parse(b).ok())
+                .is_some_and(|h| camo.knock.check(&h).is_ok());
+            let bytes = match first {
+                Ok(b) | Err(b) => b,
+            };
+            if !knocked {
+                drop(slot);
+                if let Some(decoy) = &camo.decoy {
+                    decoy.serve(bytes, tcp).await;
+                }
+                return;
+            }
+            Prefixed::new(bytes, tcp)
+        }
+    };
     let mut tls = match timeout(opts.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         // Handshake failure (rustls has sent its alert) or timeout: dropping closes TCP.
@@ -351,6 +398,32 @@ async fn serve_conn(
     run_link(tls, reader, in_tx, out_rx, opts.idle_timeout).await;
 }
 
+/// Reads the first flight of a connection, up to one whole ClientHello: `Ok` with its
+/// bytes when they hold one, `Err` with whatever arrived otherwise (other bytes, too many,
+/// the peer closed, or the timeout passed).
+async fn read_first_flight(
+    mut tcp: TcpStream,
+    limit: Duration,
+) -> (Result<Vec<u8>, Vec<u8>>, TcpStream) {
+    let mut buf = Vec::with_capacity(2048);
+    let deadline = Instant::now() + limit;
+    loop {
+        match hello::parse(&buf) {
+            Ok(_) => return (Ok(buf), tcp),
+            Err(HelloError::Malformed) => return (Err(buf), tcp),
+            Err(HelloError::Incomplete) => {}
+        }
+        if buf.len() >= hello::MAX_HELLO + hello::RECORD_HEADER * 4 {
+            return (Err(buf), tcp);
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return (Err(buf), tcp),
+        }
+    }
+}
+
 /// Connects to `addr`, runs the outer TLS handshake with `sni` as the server name (any
 /// outer certificate accepted, see [`client_config`]) and returns the link. Both steps
 /// together are bounded by [`TlsOptions::handshake_timeout`] each.
@@ -365,7 +438,14 @@ pub async fn connect(
 ) -> Result<DatagramLink, TransportError> {
     let name = ServerName::try_from(sni.to_owned())
         .map_err(|_| TransportError::Tls(OuterTlsError::InvalidServerName(sni.to_owned())))?;
-    let connector = TlsConnector::from(client_config(&opts.alpn)?);
+    let connector = match &opts.camo {
+        None => TlsConnector::from(client_config(&opts.alpn)?),
+        Some(_) => TlsConnector::from(client_config_with(
+            &opts.alpn,
+            Arc::new(tls_knock::knocking_provider()),
+            true,
+        )?),
+    };
     let timed_out = |what: &str| {
         TransportError::Io(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -376,7 +456,38 @@ pub async fn connect(
         .await
         .map_err(|_| timed_out("TCP connect"))??;
     tcp.set_nodelay(true)?;
-    let tls = timeout(opts.handshake_timeout, connector.connect(name, tcp))
+    let connecting = match &opts.camo {
+        None => connector.connect(name, tcp),
+        Some(camo) => {
+            // The knock is prepared for the connection `connect` creates, synchronously,
+            // on this thread (see camo::tls_knock).
+            let (kx, share) = tls_knock::start_share().map_err(|e| {
+                TransportError::Tls(OuterTlsError::Handshake {
+                    addr,
+                    error: io::Error::other(e),
+                })
+            })?;
+            let sni_aad = match &name {
+                ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            let mut fresh = [0u8; 39];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut fresh);
+            let (random, session_id) = camo.knock.seal(&sni_aad, &share, &fresh);
+            let prepared = Prepared::new(kx, session_id, random);
+            let connecting = connector.connect(name, tcp);
+            if !prepared.all_taken() {
+                return Err(TransportError::Tls(OuterTlsError::Handshake {
+                    addr,
+                    error: io::Error::other(
+                        "the TLS library did not take the prepared knock (its internals changed)",
+                    ),
+                }));
+            }
+            connecting
+        }
+    };
+    let tls = timeout(opts.handshake_timeout, connecting)
         .await
         .map_err(|_| timed_out("TLS handshake"))?
         .map_err(|error| TransportError::Tls(OuterTlsError::Handshake { addr, error }))?;

@@ -1,0 +1,381 @@
+//! The decoy: what strangers meet on the TLS carrier when knocking is on — a web server.
+//!
+//! - [`Decoy::Forward`]: the stranger's connection goes, untouched, to a real site the
+//!   operator names (as Xray's REALITY does). The prober sees that site's certificate and
+//!   pages, because it is talking to that site; the bytes the server read to decide (the
+//!   ClientHello) are sent on first. An upstream that cannot be reached gets the
+//!   connection closed, as an overloaded front end would.
+//! - [`Decoy::Serve`]: Aura terminates TLS with a certificate the operator supplies (for
+//!   example from an ACME client) and serves a directory over HTTP/1.1 and h2. Without a
+//!   directory it serves one built-in page. Without a certificate (no `[server.decoy]`),
+//!   a self-signed one for the first name of the SNI palette is made at start.
+//!
+//! Timeouts are a web server's: 10 s for the TLS handshake (as the carrier's), 60 s for a
+//! request's headers and between requests (nginx's defaults are 60 s and 75 s).
+
+use std::convert::Infallible;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a stranger may take over the TLS handshake of a served decoy.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the decoy waits for request headers, and between requests.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting to a forward decoy's upstream may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A forwarded connection with no byte in either direction for this long is closed.
+pub const FORWARD_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest file the served decoy sends.
+const MAX_FILE: u64 = 16 << 20;
+
+/// The built-in page of a served decoy without a directory.
+const BUILTIN_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome</title>\n\
+<style>body{font-family:sans-serif;max-width:40em;margin:4em auto;color:#333}</style>\n\
+</head>\n<body>\n<h1>It works</h1>\n<p>This site is being set up. Please check back later.</p>\n\
+</body>\n</html>\n";
+
+/// Where strangers go.
+#[derive(Clone)]
+pub enum Decoy {
+    /// Spliced, untouched, to `host:port`.
+    Forward(String),
+    /// Served here.
+    Serve(Arc<Site>),
+}
+
+impl core::fmt::Debug for Decoy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Forward(u) => f.debug_tuple("Forward").field(u).finish(),
+            Self::Serve(s) => f.debug_tuple("Serve").field(&s.root).finish(),
+        }
+    }
+}
+
+/// A served decoy site: its TLS configuration and its files.
+#[derive(Debug)]
+pub struct Site {
+    tls: Arc<ServerConfig>,
+    root: Option<PathBuf>,
+}
+
+impl Site {
+    /// A site with TLS configuration `tls` serving `root` (the built-in page when `None`).
+    pub fn new(tls: Arc<ServerConfig>, root: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Self { tls, root })
+    }
+}
+
+/// Bytes read before the decision, replayed before the rest of the stream.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, with `prefix` read first.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.pos);
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Decoy {
+    /// Serves one stranger's connection, `prefix` being what was read from it already.
+    pub async fn serve(&self, prefix: Vec<u8>, tcp: TcpStream) {
+        match self {
+            Self::Forward(upstream) => forward(upstream, prefix, tcp).await,
+            Self::Serve(site) => serve_site(site, prefix, tcp).await,
+        }
+    }
+}
+
+async fn forward(upstream: &str, prefix: Vec<u8>, mut tcp: TcpStream) {
+    let Ok(Ok(mut up)) = timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await
+    else {
+        // Unreachable upstream: closed, as a front end without a backend does.
+        return;
+    };
+    let _ = up.set_nodelay(true);
+    if up.write_all(&prefix).await.is_err() {
+        return;
+    }
+    let _ = splice(&mut tcp, &mut up).await;
+}
+
+/// Copies both ways until either side closes or nothing moves for
+/// [`FORWARD_IDLE_TIMEOUT`].
+async fn splice(a: &mut TcpStream, b: &mut TcpStream) -> std::io::Result<()> {
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let mut buf_a = vec![0u8; 16 * 1024];
+    let mut buf_b = vec![0u8; 16 * 1024];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let step = timeout(FORWARD_IDLE_TIMEOUT, async {
+            tokio::select! {
+                r = ar.read(&mut buf_a) => match r? {
+                    0 => Ok::<bool, std::io::Error>(false),
+                    n => { bw.write_all(&buf_a[..n]).await?; Ok(true) }
+                },
+                r = br.read(&mut buf_b) => match r? {
+                    0 => Ok::<bool, std::io::Error>(false),
+                    n => { aw.write_all(&buf_b[..n]).await?; Ok(true) }
+                },
+            }
+        })
+        .await;
+        match step {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) | Ok(Err(_)) | Err(_) => {
+                let _ = aw.shutdown().await;
+                let _ = bw.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn serve_site(site: &Arc<Site>, prefix: Vec<u8>, tcp: TcpStream) {
+    let acceptor = TlsAcceptor::from(site.tls.clone());
+    let Ok(Ok(tls)) = timeout(
+        HANDSHAKE_TIMEOUT,
+        acceptor.accept(Prefixed::new(prefix, tcp)),
+    )
+    .await
+    else {
+        return;
+    };
+    let root = site.root.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let root = root.clone();
+        async move { Ok::<_, Infallible>(respond(root.as_deref(), &req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(None);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let _ = timeout(FORWARD_IDLE_TIMEOUT, conn).await;
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css",
+        "js" => "text/javascript",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+fn response(status: StatusCode, ctype: &str, body: Bytes, head: bool) -> Response<Full<Bytes>> {
+    let len = body.len();
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_str(ctype)
+            .unwrap_or(hyper::header::HeaderValue::from_static("text/plain")),
+    );
+    h.insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    r
+}
+
+fn error_page(status: StatusCode, head: bool) -> Response<Full<Bytes>> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!(
+        "<html>\n<head><title>{code} {reason}</title></head>\n<body>\n<center><h1>{code} {reason}</h1></center>\n</body>\n</html>\n",
+        code = status.as_u16()
+    );
+    response(status, "text/html; charset=utf-8", Bytes::from(body), head)
+}
+
+/// The file under `root` a request path names, or `None` for a path that leaves it.
+fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
+    let path = uri_path.split('?').next().unwrap_or("/");
+    let mut out = root.to_path_buf();
+    for c in Path::new(path.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+async fn respond(root: Option<&Path>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        return error_page(StatusCode::METHOD_NOT_ALLOWED, false);
+    }
+    let Some(root) = root else {
+        return if req.uri().path() == "/" || req.uri().path() == "/index.html" {
+            response(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from_static(BUILTIN_PAGE.as_bytes()),
+                head,
+            )
+        } else {
+            error_page(StatusCode::NOT_FOUND, head)
+        };
+    };
+    let Some(mut path) = resolve(root, req.uri().path()) else {
+        return error_page(StatusCode::BAD_REQUEST, head);
+    };
+    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+        path.push("index.html");
+    }
+    match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_file() && m.len() <= MAX_FILE => match tokio::fs::read(&path).await {
+            Ok(bytes) => response(
+                StatusCode::OK,
+                content_type(&path),
+                Bytes::from(bytes),
+                head,
+            ),
+            Err(_) => error_page(StatusCode::FORBIDDEN, head),
+        },
+        Ok(_) => error_page(StatusCode::FORBIDDEN, head),
+        Err(_) => error_page(StatusCode::NOT_FOUND, head),
+    }
+}
+
+/// A self-signed certificate and key for `names` (the served decoy's fallback when the
+/// operator supplies none), valid from a day ago for a year.
+///
+/// # Errors
+/// A name rcgen refuses.
+pub fn self_signed(
+    names: &[String],
+) -> Result<
+    (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    rcgen::Error,
+> {
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let mut dn = rcgen::DistinguishedName::new();
+    if let Some(n) = names.first() {
+        dn.push(rcgen::DnType::CommonName, n.clone());
+    }
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let root = Path::new("/srv/site");
+        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/site")));
+        assert_eq!(
+            resolve(root, "/a/b.html?x=1"),
+            Some(PathBuf::from("/srv/site/a/b.html"))
+        );
+        assert_eq!(resolve(root, "/./a"), Some(PathBuf::from("/srv/site/a")));
+        assert_eq!(resolve(root, "/../etc/passwd"), None);
+        assert_eq!(resolve(root, "/a/../../x"), None);
+        assert_eq!(content_type(Path::new("x.css")), "text/css");
+        assert_eq!(content_type(Path::new("x")), "application/octet-stream");
+    }
+
+    #[test]
+    fn self_signed_names_its_first_name() {
+        let (chain, _key) = self_signed(&["www.example.org".to_owned()]).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        assert!(cert.subject().to_string().contains("www.example.org"));
+    }
+}
