@@ -19,12 +19,13 @@ use aura_config::{
 use aura_pki::{PkiStore, Verifier};
 use aura_proto::{EndpointConfig, Timers};
 use aura_transport::Carrier;
-use aura_transport::camo::TlsCamo;
 use aura_transport::camo::decoy::{self, Decoy, Site};
 use aura_transport::camo::knock::KnockKeys;
 use aura_transport::camo::mask::MaskSeed;
+use aura_transport::camo::quic_knock::QuicKnock;
 use aura_transport::camo::shape::Profile;
 use aura_transport::camo::tls_knock::TlsKnock;
+use aura_transport::camo::{QuicCamo, TlsCamo};
 use aura_transport::carrier::quic::QuicOptions;
 use aura_transport::carrier::tls::TlsOptions;
 use aura_transport::dial::{ClientCredentials, DialConfig};
@@ -150,6 +151,13 @@ fn tls_knock(creds: &Credentials, wall_clock: fn() -> UnixTime) -> std::sync::Ar
     })
 }
 
+/// The QUIC carrier's knock, keyed by the deployment secret, on `wall_clock`.
+fn quic_knock(creds: &Credentials, wall_clock: fn() -> UnixTime) -> std::sync::Arc<QuicKnock> {
+    QuicKnock::new(&KnockKeys::new(&creds.secret).quic, move || {
+        wall_clock().as_secs()
+    })
+}
+
 /// `transport.knock`, checked against `pki.knock_key` (the loader checks it too; options
 /// built from a file that skipped it must not run half-keyed).
 fn knock(t: &TransportSection, key: Option<&Path>) -> Result<bool, DaemonError> {
@@ -192,13 +200,13 @@ impl DecoyOptions {
         }
     }
 
-    /// The decoy, its certificate read (or made for `names`) and its TLS configuration
-    /// offering `alpn`.
+    /// The decoy, its certificate read (or made for `names`); it offers a web server's
+    /// ALPN (h2, http/1.1; h3 on QUIC).
     ///
     /// # Errors
     /// [`DaemonError::Config`] naming `server.decoy.cert` or `server.decoy.key` when a
     /// file is unreadable or holds no usable certificate or key.
-    pub fn load(&self, names: &[String], alpn: &[Vec<u8>]) -> Result<Decoy, DaemonError> {
+    pub fn load(&self, names: &[String]) -> Result<Decoy, DaemonError> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let (root, cert) = match self {
@@ -228,24 +236,13 @@ impl DecoyOptions {
                 )
             })?,
         };
-        let mut cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| problem("server.decoy", e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
+        let site = Site::new(chain, key, root.clone()).map_err(|e| {
             problem(
                 "server.decoy.key",
                 format!("the certificate and key do not go together: {e}"),
             )
         })?;
-        cfg.alpn_protocols = alpn.to_vec();
-        Ok(Decoy::Serve(Site::new(
-            std::sync::Arc::new(cfg),
-            root.clone(),
-        )))
+        Ok(Decoy::Serve(site))
     }
 }
 
@@ -449,7 +446,7 @@ impl ServerOptions {
         seed: [u8; 32],
         network: &Network,
         wall_clock: fn() -> UnixTime,
-        decoy: Option<Decoy>,
+        tls_decoy: Option<Decoy>,
     ) -> ListenConfig {
         let mut endpoint =
             EndpointConfig::new(creds.ca_der.clone(), creds.identity.clone(), verifier, true);
@@ -471,11 +468,20 @@ impl ServerOptions {
             tls_options: TlsOptions {
                 camo: c.knock.then(|| TlsCamo {
                     knock: tls_knock(creds, wall_clock),
-                    decoy,
+                    decoy: tls_decoy.clone(),
                 }),
                 ..c.tls_options.clone()
             },
-            quic_options: c.quic_options.clone(),
+            quic_options: QuicOptions {
+                camo: c.knock.then(|| QuicCamo {
+                    knock: quic_knock(creds, wall_clock),
+                    site: match &tls_decoy {
+                        Some(Decoy::Serve(site)) => Some(site.clone()),
+                        _ => None,
+                    },
+                }),
+                ..c.quic_options.clone()
+            },
             masks: c.masks.seed(&creds.ca_der),
             wall_clock,
         }
@@ -635,7 +641,13 @@ impl ClientOptions {
                 }),
                 ..self.tls_options.clone()
             },
-            quic_options: self.quic_options.clone(),
+            quic_options: QuicOptions {
+                camo: self.knock.then(|| QuicCamo {
+                    knock: quic_knock(creds, wall_clock),
+                    site: None,
+                }),
+                ..self.quic_options.clone()
+            },
             masks: self.masks.seed(&creds.ca_der),
             wall_clock,
         }

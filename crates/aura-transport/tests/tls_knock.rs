@@ -41,16 +41,7 @@ fn key() -> Secret {
 
 fn site(name: &str) -> Arc<Site> {
     let (chain, key) = decoy::self_signed(&[name.to_owned()]).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Site::new(Arc::new(cfg), None)
+    Site::new(chain, key, None).unwrap()
 }
 
 /// A TLS listener of the carrier with the knock and `decoy`.

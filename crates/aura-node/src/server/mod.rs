@@ -71,12 +71,7 @@ pub async fn run_on<T: TunFactory>(
         .carriers
         .decoy
         .as_ref()
-        .map(|d| {
-            d.load(
-                &opts.carriers.masks.palette,
-                &opts.carriers.tls_options.alpn,
-            )
-        })
+        .map(|d| d.load(&opts.carriers.masks.palette))
         .transpose()?;
     let router = Router::new(IpPool::new(&opts.pool));
     let warning = CrlWarning::default();

@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -64,19 +65,99 @@ impl core::fmt::Debug for Decoy {
     }
 }
 
-/// A served decoy site: its TLS configuration and its files.
-#[derive(Debug)]
+/// A served decoy site: its certificate, TLS configuration and files.
 pub struct Site {
     tls: Arc<ServerConfig>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
     root: Option<PathBuf>,
 }
 
-impl Site {
-    /// A site with TLS configuration `tls` serving `root` (the built-in page when `None`).
-    pub fn new(tls: Arc<ServerConfig>, root: Option<PathBuf>) -> Arc<Self> {
-        Arc::new(Self { tls, root })
+impl core::fmt::Debug for Site {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Site")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
+
+/// ALPN a served decoy offers over TLS, as a web server does.
+pub const SITE_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+impl Site {
+    /// A site presenting `chain` and `key`, serving `root` (the built-in page when
+    /// `None`) over HTTP/1.1 and h2 (TLS) and HTTP/3 (QUIC).
+    ///
+    /// # Errors
+    /// The certificate and key do not go together, or are unusable.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        root: Option<PathBuf>,
+    ) -> Result<Arc<Self>, rustls::Error> {
+        let mut tls = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())?;
+        tls.alpn_protocols = SITE_ALPN.iter().map(|a| a.to_vec()).collect();
+        Ok(Arc::new(Self {
+            tls: Arc::new(tls),
+            chain,
+            key,
+            root,
+        }))
+    }
+
+    /// The site's certificate chain and key.
+    pub fn identity(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (self.chain.clone(), self.key.clone_key())
+    }
+
+    /// Serves HTTP/3 on an accepted QUIC connection until it ends or idles out.
+    pub async fn serve_h3(self: Arc<Self>, conn: quinn::Connection) {
+        let Ok(Ok(mut h3c)) = timeout(
+            HANDSHAKE_TIMEOUT,
+            h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)),
+        )
+        .await
+        else {
+            return;
+        };
+        while let Ok(Ok(Some(resolver))) = timeout(HEADER_TIMEOUT, h3c.accept()).await {
+            let site = self.clone();
+            tokio::spawn(async move {
+                let Ok(Ok((req, mut stream))) =
+                    timeout(HEADER_TIMEOUT, resolver.resolve_request()).await
+                else {
+                    return;
+                };
+                let head = req.method() == Method::HEAD;
+                let page = page(site.root.as_deref(), req.method(), req.uri().path()).await;
+                let Ok(resp) = Response::builder()
+                    .status(page.status)
+                    .header(hyper::header::CONTENT_TYPE, page.ctype)
+                    .header(hyper::header::CONTENT_LENGTH, page.body.len())
+                    .header(hyper::header::SERVER, SERVER_NAME)
+                    .body(())
+                else {
+                    return;
+                };
+                if stream.send_response(resp).await.is_err() {
+                    return;
+                }
+                if !head {
+                    let _ = stream.send_data(page.body).await;
+                }
+                let _ = stream.finish().await;
+            });
+        }
+    }
+}
+
+/// The `Server` header of the served decoy.
+const SERVER_NAME: &str = "nginx";
 
 /// Bytes read before the decision, replayed before the rest of the stream.
 #[derive(Debug)]
@@ -228,7 +309,7 @@ async fn serve_site(site: &Arc<Site>, prefix: Vec<u8>, tcp: TcpStream) {
 
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" | "htm" => "text/html; charset=utf-8",
+        "html" | "htm" => "text/html",
         "css" => "text/css",
         "js" => "text/javascript",
         "json" => "application/json",
@@ -237,36 +318,31 @@ fn content_type(path: &Path) -> &'static str {
         "gif" => "image/gif",
         "svg" => "image/svg+xml",
         "ico" => "image/x-icon",
-        "txt" => "text/plain; charset=utf-8",
+        "txt" => "text/plain",
         "woff2" => "font/woff2",
         _ => "application/octet-stream",
     }
 }
 
-fn response(status: StatusCode, ctype: &str, body: Bytes, head: bool) -> Response<Full<Bytes>> {
-    let len = body.len();
-    let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_str(ctype)
-            .unwrap_or(hyper::header::HeaderValue::from_static("text/plain")),
-    );
-    h.insert(
-        hyper::header::CONTENT_LENGTH,
-        hyper::header::HeaderValue::from(len),
-    );
-    r
+/// A response of the served decoy.
+struct Page {
+    status: StatusCode,
+    ctype: &'static str,
+    body: Bytes,
 }
 
-fn error_page(status: StatusCode, head: bool) -> Response<Full<Bytes>> {
+fn error_page(status: StatusCode) -> Page {
     let reason = status.canonical_reason().unwrap_or("Error");
     let body = format!(
-        "<html>\n<head><title>{code} {reason}</title></head>\n<body>\n<center><h1>{code} {reason}</h1></center>\n</body>\n</html>\n",
+        "<html>\n<head><title>{code} {reason}</title></head>\n<body>\n<center><h1>{code} \
+         {reason}</h1></center>\n<hr><center>{SERVER_NAME}</center>\n</body>\n</html>\n",
         code = status.as_u16()
     );
-    response(status, "text/html; charset=utf-8", Bytes::from(body), head)
+    Page {
+        status,
+        ctype: "text/html",
+        body: Bytes::from(body),
+    }
 }
 
 /// The file under `root` a request path names, or `None` for a path that leaves it.
@@ -283,42 +359,63 @@ fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-async fn respond(root: Option<&Path>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
-        return error_page(StatusCode::METHOD_NOT_ALLOWED, false);
+/// What the served decoy answers to `method` `path`.
+async fn page(root: Option<&Path>, method: &Method, path: &str) -> Page {
+    if method != Method::GET && method != Method::HEAD {
+        return error_page(StatusCode::METHOD_NOT_ALLOWED);
     }
     let Some(root) = root else {
-        return if req.uri().path() == "/" || req.uri().path() == "/index.html" {
-            response(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                Bytes::from_static(BUILTIN_PAGE.as_bytes()),
-                head,
-            )
+        return if path == "/" || path == "/index.html" {
+            Page {
+                status: StatusCode::OK,
+                ctype: "text/html",
+                body: Bytes::from_static(BUILTIN_PAGE.as_bytes()),
+            }
         } else {
-            error_page(StatusCode::NOT_FOUND, head)
+            error_page(StatusCode::NOT_FOUND)
         };
     };
-    let Some(mut path) = resolve(root, req.uri().path()) else {
-        return error_page(StatusCode::BAD_REQUEST, head);
+    let Some(mut file) = resolve(root, path) else {
+        return error_page(StatusCode::BAD_REQUEST);
     };
-    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
-        path.push("index.html");
+    if tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_dir()) {
+        file.push("index.html");
     }
-    match tokio::fs::metadata(&path).await {
-        Ok(m) if m.is_file() && m.len() <= MAX_FILE => match tokio::fs::read(&path).await {
-            Ok(bytes) => response(
-                StatusCode::OK,
-                content_type(&path),
-                Bytes::from(bytes),
-                head,
-            ),
-            Err(_) => error_page(StatusCode::FORBIDDEN, head),
+    match tokio::fs::metadata(&file).await {
+        Ok(m) if m.is_file() && m.len() <= MAX_FILE => match tokio::fs::read(&file).await {
+            Ok(bytes) => Page {
+                status: StatusCode::OK,
+                ctype: content_type(&file),
+                body: Bytes::from(bytes),
+            },
+            Err(_) => error_page(StatusCode::FORBIDDEN),
         },
-        Ok(_) => error_page(StatusCode::FORBIDDEN, head),
-        Err(_) => error_page(StatusCode::NOT_FOUND, head),
+        Ok(_) => error_page(StatusCode::FORBIDDEN),
+        Err(_) => error_page(StatusCode::NOT_FOUND),
     }
+}
+
+/// The hyper response for `req`.
+async fn respond(root: Option<&Path>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    let p = page(root, req.method(), req.uri().path()).await;
+    let len = p.body.len();
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { p.body }));
+    *r.status_mut() = p.status;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(p.ctype),
+    );
+    h.insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    h.insert(
+        hyper::header::SERVER,
+        hyper::header::HeaderValue::from_static(SERVER_NAME),
+    );
+    r
 }
 
 /// A self-signed certificate and key for `names` (the served decoy's fallback when the
@@ -348,7 +445,7 @@ pub fn self_signed(
     let cert = params.self_signed(&key)?;
     Ok((
         vec![cert.der().clone()],
-        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
     ))
 }
 

@@ -10,6 +10,7 @@
 //! - [`mask`]: the daily masks (SNI, ALPN order, padding profile, first-flight size);
 //! - [`shape`]: the padding profiles;
 //! - [`tls_knock`]: the TLS carrier's knock in the ClientHello session id;
+//! - [`quic_knock`]: the QUIC carrier's knock in the Initial's destination connection id;
 //! - [`decoy`]: the web server strangers meet on the TLS carrier.
 //!
 //! The carriers and the driver call into it; it calls neither.
@@ -19,6 +20,7 @@ pub mod decoy;
 pub mod hello;
 pub mod knock;
 pub mod mask;
+pub mod quic_knock;
 pub mod shape;
 pub mod tls_knock;
 pub mod weight;
@@ -39,3 +41,21 @@ impl PartialEq for TlsCamo {
 }
 
 impl Eq for TlsCamo {}
+
+/// The QUIC carrier's camouflage: the knock, and (server) the site strangers meet.
+#[derive(Debug, Clone)]
+pub struct QuicCamo {
+    /// The knock key and replay state.
+    pub knock: std::sync::Arc<quic_knock::QuicKnock>,
+    /// Server: the served decoy, whose certificate every QUIC connection presents; `None`:
+    /// strangers get silence (a forwarded decoy cannot be spliced by quinn).
+    pub site: Option<std::sync::Arc<decoy::Site>>,
+}
+
+impl PartialEq for QuicCamo {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.knock, &other.knock)
+    }
+}
+
+impl Eq for QuicCamo {}

@@ -94,6 +94,8 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::camo::QuicCamo;
+use crate::camo::decoy::Site;
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::carrier::link::{DatagramLink, LINK_QUEUE};
@@ -145,6 +147,11 @@ const STREAM_READ_BUFFER: usize = 4 << 10;
 /// Length of the frame header (`u16_be` length).
 const FRAME_HEADER: usize = 2;
 
+/// Request streams a server allows at once, as common HTTP/3 servers do.
+const H3_BIDI_STREAMS: u32 = 100;
+/// Unidirectional streams a server allows (HTTP/3 control, QPACK encoder and decoder).
+const H3_UNI_STREAMS: u32 = 3;
+
 /// Close codes, chosen from HTTP/3's (RFC 9114 §8.1) so a close looks like an h3 one.
 const H3_NO_ERROR: u32 = 0x100;
 const H3_FRAME_ERROR: u32 = 0x106;
@@ -162,6 +169,9 @@ pub struct QuicOptions {
     pub idle_timeout: Duration,
     /// Interval of QUIC keep-alive (PING) packets; zero disables them.
     pub keep_alive: Duration,
+    /// The knock: a client puts it in its first destination connection id; a server
+    /// requires it and shows everyone else the decoy (docs/PROTOCOL.md §12.6).
+    pub camo: Option<QuicCamo>,
 }
 
 impl Default for QuicOptions {
@@ -171,6 +181,7 @@ impl Default for QuicOptions {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            camo: None,
         }
     }
 }
@@ -263,8 +274,10 @@ fn transport_config(
         .mtu_discovery_config(Some(MtuDiscoveryConfig::default()))
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER)
-        .max_concurrent_bidi_streams(VarInt::from_u32(u32::from(server)))
-        .max_concurrent_uni_streams(VarInt::from_u32(0));
+        // A server takes the streams an HTTP/3 client opens (requests, and control plus
+        // two QPACK streams), as an h3 server advertises; the Aura client opens one.
+        .max_concurrent_bidi_streams(VarInt::from_u32(if server { H3_BIDI_STREAMS } else { 0 }))
+        .max_concurrent_uni_streams(VarInt::from_u32(if server { H3_UNI_STREAMS } else { 0 }));
     Ok(Arc::new(t))
 }
 
@@ -300,6 +313,14 @@ pub fn client_config(opts: &QuicOptions) -> Result<quinn::ClientConfig, Transpor
         .map_err(|e| TransportError::Tls(OuterTlsError::QuicClient(e)))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport_config(opts, false)?);
+    if let Some(camo) = &opts.camo {
+        let knock = camo.knock.clone();
+        cfg.initial_dst_cid_provider(Arc::new(move || {
+            let mut r = [0u8; 8];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+            quinn::ConnectionId::new(&knock.dcid(r))
+        }));
+    }
     Ok(cfg)
 }
 
@@ -341,6 +362,13 @@ pub async fn listen(
     opts: QuicOptions,
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<QuicListener, TransportError> {
+    // With a served decoy every connection, knocked or not, presents the decoy's
+    // certificate: one configuration, so nothing before the first packet after the
+    // handshake tells them apart.
+    let (cert_chain, key) = match opts.camo.as_ref().and_then(|c| c.site.as_ref()) {
+        Some(site) => site.identity(),
+        None => (cert_chain, key),
+    };
     let cfg = server_config(cert_chain, key, &opts)?;
     let bind_err = |source| TransportError::Bind {
         carrier: Carrier::Quic,
@@ -358,6 +386,7 @@ pub async fn listen(
     tokio::spawn(accept_loop(
         endpoint,
         opts.handshake_timeout,
+        opts.camo.clone(),
         links,
         limiter,
         counters.clone(),
@@ -371,6 +400,7 @@ pub async fn listen(
 async fn accept_loop(
     endpoint: Endpoint,
     handshake_timeout: Duration,
+    camo: Option<QuicCamo>,
     links: mpsc::Sender<DatagramLink>,
     limiter: Arc<HandshakeLimiter>,
     counters: Arc<QuicCounters>,
@@ -398,6 +428,22 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
+        if let Some(camo) = &camo
+            && camo.knock.check(&incoming.orig_dst_cid()).is_err()
+        {
+            match &camo.site {
+                Some(site) => {
+                    tokio::spawn(serve_stranger(
+                        incoming,
+                        slot,
+                        handshake_timeout,
+                        site.clone(),
+                    ));
+                }
+                None => incoming.ignore(),
+            }
+            continue;
+        }
         tokio::spawn(serve_incoming(
             incoming,
             slot,
@@ -408,6 +454,23 @@ async fn accept_loop(
     }
     // Refuse new connections; established ones keep the endpoint running until they end.
     endpoint.set_server_config(None);
+}
+
+/// A stranger's connection: the QUIC handshake, then the decoy's HTTP/3.
+async fn serve_stranger(
+    incoming: quinn::Incoming,
+    slot: HandshakeSlot,
+    handshake_timeout: Duration,
+    site: Arc<Site>,
+) {
+    let Ok(connecting) = incoming.accept() else {
+        return;
+    };
+    let Ok(Ok(conn)) = timeout(handshake_timeout, connecting).await else {
+        return;
+    };
+    drop(slot);
+    site.serve_h3(conn).await;
 }
 
 /// One server connection: QUIC handshake, first stream and frame, hand-off.
