@@ -195,3 +195,35 @@ async fn without_a_served_decoy_strangers_get_silence() {
     assert!(r.is_err(), "a stranger got a connection");
     assert!(knock.refused().0 >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_flight_is_a_quic_initial_with_the_knocked_id() {
+    // A socket that only listens: the client's first datagram is what a censor sees first.
+    let sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sink.local_addr().unwrap();
+    let knock = QuicKnock::new(&key(), now);
+    let client = QuicOptions {
+        camo: Some(QuicCamo {
+            knock: knock.clone(),
+            site: None,
+        }),
+        handshake_timeout: Duration::from_secs(2),
+        ..QuicOptions::default()
+    };
+    let dial = tokio::spawn(async move { quic::connect(addr, "www.example.org", &client).await });
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = timeout(T, sink.recv_from(&mut buf)).await.unwrap().unwrap();
+    let first = &buf[..n];
+    assert!(
+        !aura_testkit::fet::blocked(first),
+        "a QUIC v1 long header is exempt"
+    );
+    assert_eq!(first[0] & 0xf0, 0xc0, "long header, Initial");
+    assert_eq!(&first[1..5], &[0, 0, 0, 1], "QUIC version 1");
+    assert_eq!(first[5], 20, "a 20-byte destination connection id");
+    assert!(
+        knock.check(&first[6..26]).is_ok(),
+        "the id is a valid knock"
+    );
+    let _ = dial.await;
+}

@@ -46,6 +46,13 @@ fn site(name: &str) -> Arc<Site> {
 
 /// A TLS listener of the carrier with the knock and `decoy`.
 async fn server(decoy: Decoy) -> (SocketAddr, mpsc::Receiver<DatagramLink>, Arc<TlsKnock>) {
+    server_with(decoy, TlsOptions::default()).await
+}
+
+async fn server_with(
+    decoy: Decoy,
+    base: TlsOptions,
+) -> (SocketAddr, mpsc::Receiver<DatagramLink>, Arc<TlsKnock>) {
     let pki = TestPki::new(11).unwrap();
     let outer = OuterIdentity {
         cert_chain: vec![pki.server().cert()],
@@ -57,7 +64,7 @@ async fn server(decoy: Decoy) -> (SocketAddr, mpsc::Receiver<DatagramLink>, Arc<
             knock: knock.clone(),
             decoy: Some(decoy),
         }),
-        ..TlsOptions::default()
+        ..base
     };
     let (tx, rx) = mpsc::channel(16);
     let addr = tls::listen("127.0.0.1:0".parse().unwrap(), outer, opts, tx)
@@ -257,4 +264,45 @@ async fn forward_mode_shows_the_real_site_and_a_dead_upstream_just_closes() {
     let mut buf = [0u8; 16];
     let n = timeout(T, tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
     assert_eq!(n, 0, "closed without a byte");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_held_by_the_decoy_count_against_the_caps() {
+    let base = TlsOptions {
+        max_handshakes_per_ip: 3,
+        ..TlsOptions::default()
+    };
+    let (addr, _links, _) = server_with(Decoy::Serve(site("www.example.org")), base).await;
+    // Three strangers complete TLS with the decoy and then idle (no request yet).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Record::default()))
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("www.example.org").unwrap(), tcp)
+            .await
+            .unwrap();
+        held.push(tls);
+    }
+    // A fourth from the same address is closed at once, without a byte.
+    let mut fourth = TcpStream::connect(addr).await.unwrap();
+    let _ = fourth.write_all(b"\x16\x03\x01").await;
+    let mut buf = [0u8; 8];
+    let n = timeout(T, fourth.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // Once one leaves, a new stranger is served again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (subject, response) = browse(addr, "www.example.org").await;
+    assert!(subject.contains("www.example.org") && response.contains("It works"));
 }

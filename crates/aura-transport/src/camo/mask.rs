@@ -6,7 +6,7 @@
 //!                    ikm  = SHA-256(CA certificate DER) || "YYYY-MM-DD",
 //!                    info = "aura-mask-v1", L = 32)
 //! okm[0..2]  SNI: index into the palette (big-endian, modulo its length)
-//! okm[2]     ALPN order: rotation of the configured list
+//! okm[2]     ALPN order: rotation of the configured list after its first entry
 //! okm[3]     UDP padding profile: HTTPS-like buckets or jitter
 //! okm[4]     first-flight weight level (camo::weight)
 //! okm[5..7]  first-flight datagram size: 1100 + (u16 % 301) bytes
@@ -123,9 +123,13 @@ impl MaskSeed {
     pub fn mask_for(&self, day: Date) -> Mask {
         let okm = okm(&self.ca_fingerprint, day);
         let sni_ix = usize::from(u16::from_be_bytes([okm[0], okm[1]])) % self.palette.len();
-        let rot = usize::from(okm[2]) % self.alpn.len();
+        // The first protocol stays first (every browser puts h2 first; a day with
+        // http/1.1 first would stand out); the others rotate.
         let mut alpn = self.alpn.clone();
-        alpn.rotate_left(rot);
+        if alpn.len() > 2 {
+            let rot = usize::from(okm[2]) % (alpn.len() - 1);
+            alpn[1..].rotate_left(rot);
+        }
         let udp_profile = self.profile.unwrap_or(if okm[3] & 1 == 0 {
             Profile::HttpsBuckets
         } else {
@@ -254,6 +258,28 @@ mod tests {
             other.mask_for(day).first_flight_len != s.mask_for(day).first_flight_len
         });
         assert!(differs);
+    }
+
+    #[test]
+    fn the_first_alpn_stays_first() {
+        let three = MaskSeed::new(
+            b"ca",
+            vec!["x.example".into()],
+            vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"spdy/3".to_vec()],
+            None,
+        )
+        .unwrap();
+        let orders: std::collections::HashSet<Vec<Vec<u8>>> = (0..40)
+            .map(|i| {
+                three
+                    .mask_for(parse_day("2027-01-01").unwrap() + time::Duration::days(i))
+                    .alpn
+            })
+            .collect();
+        assert_eq!(orders.len(), 2, "the two after h2 take turns");
+        assert!(orders.iter().all(|o| o[0] == b"h2"));
+        let m = seed().mask_for(parse_day("2027-01-01").unwrap());
+        assert_eq!(m.alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }
 
     #[test]

@@ -308,7 +308,12 @@ pub fn server_config(
 /// [`TransportError::Tls`] when the TLS configuration is unusable for QUIC (a bug);
 /// [`TransportError::Config`] for an out-of-range option.
 pub fn client_config(opts: &QuicOptions) -> Result<quinn::ClientConfig, TransportError> {
-    let tls = tls::client_config(&opts.alpn)?;
+    let tls = tls::client_config_with(
+        &opts.alpn,
+        rustls::crypto::aws_lc_rs::default_provider(),
+        opts.camo.is_some(),
+        tls::HelloShape::Quic,
+    )?;
     let crypto = QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::Tls(OuterTlsError::QuicClient(e)))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
@@ -469,8 +474,9 @@ async fn serve_stranger(
     let Ok(Ok(conn)) = timeout(handshake_timeout, connecting).await else {
         return;
     };
-    drop(slot);
+    // Held while the decoy serves: the caps bound strangers' connections too.
     site.serve_h3(conn).await;
+    drop(slot);
 }
 
 /// One server connection: QUIC handshake, first stream and frame, hand-off.

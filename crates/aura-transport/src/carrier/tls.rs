@@ -194,26 +194,102 @@ pub fn server_config(
 /// # Errors
 /// [`TransportError::Tls`] when the provider cannot serve these protocol versions (a bug).
 pub fn client_config(alpn: &[Vec<u8>]) -> Result<Arc<ClientConfig>, TransportError> {
-    client_config_with(alpn, provider(), false)
+    client_config_with(
+        alpn,
+        rustls::crypto::aws_lc_rs::default_provider(),
+        false,
+        HelloShape::Tcp,
+    )
 }
 
-/// [`client_config`] with `provider`; `knock` also turns resumption off (a resumed
-/// session id would replace the knock) and TLS 1.2 (it shows the certificate in clear).
-fn client_config_with(
+/// Which browser ClientHello a client configuration imitates (docs/PROTOCOL.md §12.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HelloShape {
+    /// Chromium's over TCP.
+    Tcp,
+    /// Chromium's over QUIC.
+    Quic,
+}
+
+/// Signature schemes Chromium offers over TCP, in its order.
+const TCP_SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ML_DSA_44,
+    SignatureScheme::ML_DSA_65,
+    SignatureScheme::ML_DSA_87,
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA512,
+];
+
+/// Signature schemes Chromium offers over QUIC, in its order.
+const QUIC_SCHEMES: &[SignatureScheme] = &[
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PSS_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA1,
+];
+
+/// Cipher suites in Chromium's order (those rustls implements).
+const BROWSER_SUITES: &[rustls::CipherSuite] = &[
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// [`client_config`] with `provider`, shaped like `shape`; `knock` also turns resumption
+/// off (a resumed session id would replace the knock), offers TLS 1.3 only (1.2 shows the
+/// certificate in clear) and sends an ECH GREASE extension, as Chromium does.
+pub(crate) fn client_config_with(
     alpn: &[Vec<u8>],
-    provider: Arc<CryptoProvider>,
+    mut provider: CryptoProvider,
     knock: bool,
+    shape: HelloShape,
 ) -> Result<Arc<ClientConfig>, TransportError> {
-    let versions: &[&rustls::SupportedProtocolVersion] = if knock {
-        &[&rustls::version::TLS13]
-    } else {
-        VERSIONS
-    };
+    provider.cipher_suites.sort_by_key(|s| {
+        BROWSER_SUITES
+            .iter()
+            .position(|b| *b == s.suite())
+            .unwrap_or(usize::MAX)
+    });
     let verifier = Arc::new(AnyServerCert {
         algorithms: provider.signature_verification_algorithms,
+        offered: match shape {
+            HelloShape::Tcp => TCP_SCHEMES,
+            HelloShape::Quic => QUIC_SCHEMES,
+        },
     });
-    let mut cfg = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider));
+    let builder = if knock && shape == HelloShape::Tcp {
+        let mut placeholder = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut placeholder);
+        builder.with_ech(rustls::client::EchMode::Grease(
+            rustls::client::EchGreaseConfig::new(
+                rustls::crypto::aws_lc_rs::hpke::DH_KEM_X25519_HKDF_SHA256_AES_128,
+                rustls::crypto::hpke::HpkePublicKey(placeholder.to_vec()),
+            ),
+        ))
+    } else if knock {
+        builder.with_protocol_versions(&[&rustls::version::TLS13])
+    } else {
+        builder.with_protocol_versions(VERSIONS)
+    };
+    let mut cfg = builder
         .map_err(|e| TransportError::Tls(OuterTlsError::ClientConfig(e)))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -230,6 +306,8 @@ fn client_config_with(
 #[derive(Debug)]
 struct AnyServerCert {
     algorithms: WebPkiSupportedAlgorithms,
+    /// The schemes offered in the ClientHello (a browser's list).
+    offered: &'static [SignatureScheme],
 }
 
 impl ServerCertVerifier for AnyServerCert {
@@ -263,7 +341,7 @@ impl ServerCertVerifier for AnyServerCert {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.offered.to_vec()
     }
 }
 
@@ -355,10 +433,12 @@ async fn serve_conn(
                 Ok(b) | Err(b) => b,
             };
             if !knocked {
-                drop(slot);
+                // The stranger keeps its handshake slot while the decoy serves it, so the
+                // per-source and total caps bound decoy connections too.
                 if let Some(decoy) = &camo.decoy {
                     decoy.serve(bytes, tcp).await;
                 }
+                drop(slot);
                 return;
             }
             Prefixed::new(bytes, tcp)
@@ -442,8 +522,9 @@ pub async fn connect(
         None => TlsConnector::from(client_config(&opts.alpn)?),
         Some(_) => TlsConnector::from(client_config_with(
             &opts.alpn,
-            Arc::new(tls_knock::knocking_provider()),
+            tls_knock::knocking_provider(),
             true,
+            HelloShape::Tcp,
         )?),
     };
     let timed_out = |what: &str| {
