@@ -287,13 +287,16 @@ class Bare(System):
 
 
 class Aura(System):
-    def __init__(self, ctx, carrier, exe=None, tag=""):
+    def __init__(self, ctx, carrier, exe=None, tag="", plain=False):
         """`exe`: the aura binary (default --aura); `tag`: suffix of the key and name, for a
-        second binary measured in the same run (--aura-base)."""
+        second binary measured in the same run (--aura-base); `plain`: a deployment with
+        the camouflage off (server-init --disable-knock, padding_profile = 1), for
+        --camo-pairs."""
         super().__init__(ctx)
         self.carrier = carrier
         self.exe = exe or ctx.args.aura
         self.tag = tag
+        self.plain = plain
         self.key = f"aura-{carrier}{'-' + tag.replace(' ', '') if tag else ''}"
         self.iface = "aura0"
         self.name = (f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
@@ -309,13 +312,19 @@ class Aura(System):
         carriers."""
         c = self.ctx
         d = c.tmp / ("aura-base" if self.exe != c.args.aura else "aura")
+        if self.plain:
+            d = d.with_name(d.name + "-plain")
         if (d / "server.toml").exists():
             return d
         exe = self.exe
         c.run(None, [exe, "server-init", "--dir", str(d), "--name", "bench.test",
-                     "--listen", VETH_B], timeout=30)
+                     "--listen", VETH_B] + (["--disable-knock"] if self.plain else []),
+              timeout=30)
         c.run(None, [exe, "provision-client", "--dir", str(d), "--id", "c", "--server",
                      VETH_B, "--out", str(d / "c")], timeout=30)
+        if self.plain:
+            for f in (d / "server.toml", d / "c" / "client.toml"):
+                f.write_text(set_key(f.read_text(), "[transport]", "padding_profile", "1"))
         st = (d / "server.toml").read_text()
         st = set_key(st, "[server]", "admin_socket", json.dumps(str(c.tmp / "s.sock")))
         if re.search(r"^\[server\.nat\]", st, re.M):
@@ -800,6 +809,8 @@ def main():
     ap.add_argument("--aura-base", default="",
                     help="a second aura binary (e.g. the previous commit's), measured on "
                          "the UDP carrier in the same run, A-B-B-A with the tree's")
+    ap.add_argument("--camo-pairs", action="store_true",
+                    help="only Aura, each carrier with the camouflage on and off, A-B-B-A")
     ap.add_argument("--boringtun", default="")
     ap.add_argument("--quincy-client", default="")
     ap.add_argument("--quincy-server", default="")
@@ -828,6 +839,13 @@ def main():
         systems[1:2] = [Aura(ctx, "udp", exe=args.aura_base, tag="base"),
                         Aura(ctx, "udp"), Aura(ctx, "udp", tag="2"),
                         Aura(ctx, "udp", exe=args.aura_base, tag="base 2")]
+    if args.camo_pairs:
+        # Camouflage on against off, per carrier, in A-B-B-A order (on, off, off, on).
+        systems = []
+        for carrier in ("udp", "quic", "tls"):
+            systems += [Aura(ctx, carrier, tag="camo"), Aura(ctx, carrier, tag="plain", plain=True),
+                        Aura(ctx, carrier, tag="plain 2", plain=True),
+                        Aura(ctx, carrier, tag="camo 2")]
     if args.quincy_client or "quincy" in forced:
         systems.append(Quincy(ctx))
     if args.systems != "all":

@@ -56,7 +56,15 @@ struct UdpCamo {
     until: i64,
     /// The wall clock at the start of this turn of the driver's loop (Unix seconds).
     now: u64,
+    /// Client: datagrams sent to each server address so far, up to [`EARLY_DATAGRAMS`].
+    early: HashMap<SocketAddr, u32>,
 }
+
+/// A client's first datagrams to a server address that go out in bursts of at least
+/// [`MIN_EARLY_BURST`] (docs/PROTOCOL.md §12.2: chaff).
+const EARLY_DATAGRAMS: u32 = 64;
+/// The fewest datagrams an early client burst holds.
+const MIN_EARLY_BURST: usize = 4;
 
 impl UdpCamo {
     fn new(ep: &Endpoint, masks: MaskSeed) -> Self {
@@ -75,6 +83,39 @@ impl UdpCamo {
             until: next_switch(unix),
             masks,
             now,
+            early: HashMap::new(),
+        }
+    }
+
+    /// Client: completes every early burst in `tx` to [`MIN_EARLY_BURST`] datagrams with
+    /// chaff, which the server drops. The first packets of a flow are what DPI engines
+    /// judge: nDPI's obfuscated-TLS heuristic, for one, takes a client burst of more
+    /// than three packets for something other than a ClientHello.
+    fn pad_bursts(&mut self, tx: &mut TxQueue) {
+        if self.dg.side() != Side::Client || tx.is_empty() {
+            return;
+        }
+        let mut counts: Vec<(SocketAddr, usize)> = Vec::new();
+        for to in tx.destinations() {
+            match counts.iter_mut().find(|(a, _)| *a == to) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((to, 1)),
+            }
+        }
+        for (to, n) in counts {
+            let sent = self.early.entry(to).or_insert(0);
+            if *sent >= EARLY_DATAGRAMS {
+                continue;
+            }
+            let chaff = MIN_EARLY_BURST.saturating_sub(n);
+            *sent = sent.saturating_add(u32::try_from(n + chaff).unwrap_or(u32::MAX));
+            for _ in 0..chaff {
+                if !tx.has_room(wire_len_bound(1)) {
+                    break;
+                }
+                let UdpCamo { dg, mask, now, .. } = self;
+                tx.push_with(to, |buf| dg.append_chaff(mask, *now, buf));
+            }
         }
     }
 
@@ -406,6 +447,7 @@ impl Task {
                     }
                 }
                 batch.recycle();
+                self.camo.pad_bursts(&mut self.tx);
                 failed += send_queued(&self.udp, &mut self.tx).await;
                 if failed > 0 {
                     counters.drops.fetch_add(failed, Ordering::Relaxed);
@@ -474,6 +516,7 @@ impl Task {
             )
             .await;
         }
+        self.camo.pad_bursts(&mut self.tx);
         let _ = send_queued(&self.udp, &mut self.tx).await;
         while let Some(e) = self.ep.poll_event() {
             self.on_event(e);

@@ -51,9 +51,14 @@ pub enum Side {
     Server,
 }
 
+/// The inner "datagram" of chaff: a type no Aura datagram has.
+const CHAFF: [u8; 1] = [0];
+
 /// Refusals counted by a server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Refusals {
+    /// Chaff received (dropped, as meant).
+    pub chaff: u64,
     /// Opened in neither form.
     pub invalid: u64,
     /// A knock outside the time window.
@@ -90,6 +95,17 @@ impl DatagramCamo {
             scratch: Vec::with_capacity(2048),
             refusals: Refusals::default(),
         }
+    }
+
+    /// Which side this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Appends a chaff datagram (the handshake form around a datagram of type 0, which
+    /// the receiver drops) to `out`.
+    pub fn append_chaff(&mut self, mask: &Mask, now: u64, out: &mut Vec<u8>) {
+        self.append_handshake(&CHAFF, mask, now, out);
     }
 
     /// Appends the wire form of Aura datagram `data` to `out`, sized by `mask`, at Unix
@@ -169,6 +185,10 @@ impl DatagramCamo {
             return d.get_mut(..len);
         }
         match self.open_handshake(d, now) {
+            Ok(r) if d.get(r.clone()) == Some(&CHAFF[..]) => {
+                self.refusals.chaff += 1;
+                None
+            }
             Ok(r) => d.get_mut(r),
             Err(KnockRefusal::Invalid) => {
                 self.refusals.invalid += 1;
@@ -391,6 +411,26 @@ mod tests {
             w[i] ^= 0x10;
             assert!(s.open(&mut w, NOW, |_| false).is_none(), "bit flip at {i}");
         }
+    }
+
+    #[test]
+    fn chaff_is_dropped_and_counted() {
+        let (mut c, mut s) = pair([9; 32]);
+        let m = mask();
+        let mut w = Vec::new();
+        c.append_chaff(&m, NOW, &mut w);
+        assert!(
+            w.len() >= m.first_flight_len - 8,
+            "sized like the first flight"
+        );
+        assert!(s.open(&mut w, NOW, |_| false).is_none());
+        assert_eq!(
+            s.refusals,
+            Refusals {
+                chaff: 1,
+                ..Refusals::default()
+            }
+        );
     }
 
     #[test]

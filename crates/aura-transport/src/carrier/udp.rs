@@ -157,6 +157,11 @@ impl TxQueue {
         self.entries.is_empty()
     }
 
+    /// The destination of every queued datagram, in order.
+    pub(crate) fn destinations(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.iter().map(|e| e.to)
+    }
+
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.buf.clear();
