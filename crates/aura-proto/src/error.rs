@@ -48,7 +48,7 @@ pub enum HandshakeError {
     Rejected(AlertCode),
     /// No answer before the handshake deadline.
     #[error(
-        "no answer from the server within the handshake time limit (wrong deployment CA, blocked path, or server down)"
+        "no answer from the server within the handshake time limit (wrong deployment CA or knock key, blocked path, or server down)"
     )]
     Timeout,
     /// Local failure (signing key unusable).

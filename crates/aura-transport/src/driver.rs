@@ -197,6 +197,7 @@ impl Driver {
             conns: HashMap::new(),
             dirty: Vec::new(),
             connecting: HashMap::new(),
+            dial_paths: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
             camo,
@@ -300,6 +301,9 @@ struct Task {
     /// Connections with a pending batch.
     dirty: Vec<ConnectionHandle>,
     connecting: HashMap<ConnectionHandle, (SocketAddr, Reply)>,
+    /// The carrier and real address of each dial, kept from its start: a failed dial's
+    /// link may be gone by the time the failure is reported.
+    dial_paths: HashMap<ConnectionHandle, (Carrier, SocketAddr)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
     camo: UdpCamo,
@@ -491,6 +495,8 @@ impl Task {
                 reply,
             } => match self.ep.connect(now, remote, &server_name) {
                 Ok(h) => {
+                    let real = self.links.get(&remote).map_or(remote, |l| l.peer);
+                    self.dial_paths.insert(h, (self.carrier_of(&remote), real));
                     self.connecting.insert(h, (remote, reply));
                 }
                 Err(e) => {
@@ -579,12 +585,14 @@ impl Task {
                 }
             }
             Event::Confirmed { conn } => {
+                self.dial_paths.remove(&conn);
                 if let Some((_, pc, reply)) = self.confirming.remove(&conn) {
                     let _ = reply.send(Ok(pc));
                 }
             }
             Event::Closed { conn, reason } => {
                 self.conns.remove(&conn);
+                let path = self.dial_paths.remove(&conn);
                 let pending = self.connecting.remove(&conn).or_else(|| {
                     self.confirming
                         .remove(&conn)
@@ -595,10 +603,15 @@ impl Task {
                         CloseReason::HandshakeFailed(e) => e,
                         _ => HandshakeError::Timeout,
                     };
-                    let carrier = self.carrier_of(&remote);
+                    let (carrier, addr) = path.unwrap_or_else(|| {
+                        (
+                            self.carrier_of(&remote),
+                            self.links.get(&remote).map_or(remote, |l| l.peer),
+                        )
+                    });
                     let _ = reply.send(Err(TransportError::Handshake {
                         carrier,
-                        addr: self.links.get(&remote).map_or(remote, |l| l.peer),
+                        addr,
                         error,
                     }));
                 }

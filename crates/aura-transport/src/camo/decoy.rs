@@ -228,8 +228,20 @@ impl Decoy {
     pub async fn serve(&self, prefix: Vec<u8>, tcp: TcpStream) {
         match self {
             Self::Forward(upstream) => forward(upstream, prefix, tcp).await,
+            // Bytes that do not begin a TLS handshake record are closed on without a
+            // word, as OpenSSL-based servers (nginx) do, rather than with rustls's alert.
+            Self::Serve(_) if !prefix.is_empty() && !starts_like_tls(&prefix) => {}
             Self::Serve(site) => serve_site(site, prefix, tcp).await,
         }
+    }
+}
+
+/// Whether `b` begins like a TLS handshake record (a ClientHello's first bytes).
+fn starts_like_tls(b: &[u8]) -> bool {
+    match b {
+        [] => false,
+        [t] => *t == 0x16,
+        [t, v, rest @ ..] => *t == 0x16 && *v == 0x03 && rest.first().is_none_or(|m| *m <= 0x04),
     }
 }
 
@@ -453,6 +465,16 @@ pub fn self_signed(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn what_looks_like_tls() {
+        assert!(starts_like_tls(&[0x16, 3, 1, 0, 5]));
+        assert!(starts_like_tls(&[0x16]));
+        assert!(!starts_like_tls(b""));
+        assert!(!starts_like_tls(b"GET / HTTP/1.1"));
+        assert!(!starts_like_tls(&[0x16, 0x04]));
+        assert!(!starts_like_tls(&[0x16, 3, 9]));
+    }
 
     #[test]
     fn paths_stay_under_the_root() {

@@ -62,7 +62,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::camo::TlsCamo;
-use crate::camo::decoy::Prefixed;
+use crate::camo::decoy::{Decoy, Prefixed};
 use crate::camo::hello::{self, HelloError};
 use crate::camo::tls_knock::{self, Prepared};
 use crate::carrier::Carrier;
@@ -359,6 +359,16 @@ pub async fn listen(
     opts: TlsOptions,
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<SocketAddr, TransportError> {
+    // With a served decoy, knocked connections present the decoy's certificate too: a
+    // censor that probes once and then watches members' handshakes sees the same
+    // server flight for both.
+    let outer = match opts.camo.as_ref().and_then(|c| c.decoy.as_ref()) {
+        Some(Decoy::Serve(site)) => {
+            let (cert_chain, key) = site.identity();
+            OuterIdentity { cert_chain, key }
+        }
+        _ => outer,
+    };
     let acceptor = TlsAcceptor::from(server_config(outer, &opts.alpn)?);
     let bind_err = |source| TransportError::Bind {
         carrier: Carrier::Tls,
