@@ -90,17 +90,19 @@ fn render(m: &Mask, json: bool) -> Result<String> {
             "sni": m.sni,
             "alpn": alpn,
             "udp_padding": profile_name(m.udp_profile),
+            "udp_buckets": aura_transport::camo::shape::BUCKET_TABLES[m.buckets],
             "udp_first_flight_bytes": m.first_flight_len,
         }))?);
     }
     Ok(format!(
-        "mask of {} ({} to {})\n  outer SNI:         {}\n  ALPN order:        {}\n  UDP padding:       {}\n  UDP first flight:  {} bytes per datagram\n",
+        "mask of {} ({} to {})\n  outer SNI:         {}\n  ALPN order:        {}\n  UDP padding:       {} {:?}\n  UDP first flight:  {} bytes per datagram\n",
         mask::day_string(m.day),
         fmt(from),
         fmt(until),
         m.sni,
         alpn.join(", "),
         profile_name(m.udp_profile),
+        aura_transport::camo::shape::BUCKET_TABLES[m.buckets],
         m.first_flight_len
     ))
 }

@@ -26,7 +26,7 @@ use aura_proto::wire::{DATA_HEADER_LEN, PacketType};
 
 use super::knock::{KnockKeys, KnockRefusal, ReplayFilter, fresh};
 use super::mask::{FIRST_FLIGHT_MIN, Mask};
-use super::shape::{MAX_PADDED, Profile};
+use super::shape::MAX_PADDED;
 use super::weight::{self, IN_BLOCK, OUT_BLOCK};
 
 /// Bytes the data form adds before padding.
@@ -114,17 +114,17 @@ impl DatagramCamo {
         let is_data = data.first() == Some(&(PacketType::Data as u8))
             && data.len() >= DATA_HEADER_LEN + TAG_LEN;
         if is_data {
-            self.append_data(data, mask.udp_profile, out);
+            self.append_data(data, mask, out);
         } else {
             self.append_handshake(data, mask, now, out);
         }
     }
 
-    fn append_data(&mut self, data: &[u8], profile: Profile, out: &mut Vec<u8>) {
+    fn append_data(&mut self, data: &[u8], mask: &Mask, out: &mut Vec<u8>) {
         let start = out.len();
         let bare = data.len() + DATA_FORM_OVERHEAD;
         let noise = self.stream.next_u64();
-        let total = profile.padded_len(bare, noise);
+        let total = mask.padded_len(bare, noise);
         let pad = total - bare;
         out.extend_from_slice(data);
         self.stream.extend(out, pad);
@@ -145,7 +145,7 @@ impl DatagramCamo {
                 .div_ceil(IN_BLOCK)
                 .max(mask.first_flight_len / OUT_BLOCK)
                 .saturating_mul(IN_BLOCK),
-            Side::Server => mask.udp_profile.padded_len(need, self.stream.next_u64()),
+            Side::Server => mask.padded_len(need, self.stream.next_u64()),
         };
         let key = match self.side {
             Side::Client => &self.keys.udp_c2s,
@@ -546,14 +546,14 @@ mod frozen {
                 .map(|x| format!("{x:02x}"))
                 .collect()
         };
-        assert_eq!((hs.len(), dw.len()), (1256, 73));
+        assert_eq!((hs.len(), dw.len()), (1256, 112));
         assert_eq!(
             hex(&hs),
             "399dc818385fa2356010fd8d091a2c85596a2e5627ec3e7bfa8f5a5d1e9e730c"
         );
         assert_eq!(
             hex(&dw),
-            "761323009d03a99f6a3e9637d36c9295fd21e44eec14e3bed7ce0557c33d5d5b"
+            "1e0dabbb5eb0cbbfaf75e9848fd7d57ecb1ac96861b00e5fcc31eb289032c5a6"
         );
     }
 }

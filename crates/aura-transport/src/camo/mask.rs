@@ -7,7 +7,7 @@
 //!                    info = "aura-mask-v1", L = 32)
 //! okm[0..2]  SNI: index into the palette (big-endian, modulo its length)
 //! okm[2]     ALPN order: rotation of the configured list after its first entry
-//! okm[3]     UDP padding profile: HTTPS-like buckets or jitter
+//! okm[3]     UDP padding: the HTTPS-like profile's bucket table (mod 4)
 //! okm[4]     first-flight weight level (camo::weight)
 //! okm[5..7]  first-flight datagram size: 1100 + (u16 % 301) bytes
 //! okm[7..]   reserved
@@ -49,6 +49,8 @@ pub struct Mask {
     pub alpn: Vec<Vec<u8>>,
     /// The UDP padding profile.
     pub udp_profile: Profile,
+    /// The bucket table of the HTTPS-like profile ([`super::shape::BUCKET_TABLES`]).
+    pub buckets: usize,
     /// The weight level of the UDP first flight.
     pub weight: WeightLevel,
     /// Size of each UDP first-flight datagram.
@@ -73,6 +75,13 @@ pub enum MaskError {
     /// The ALPN list is empty.
     #[error("the ALPN list is empty")]
     EmptyAlpn,
+}
+
+impl Mask {
+    /// The size the day's padding gives a `len`-byte datagram (`noise`: a random value).
+    pub fn padded_len(&self, len: usize, noise: u64) -> usize {
+        self.udp_profile.padded_len_in(len, noise, self.buckets)
+    }
 }
 
 impl MaskSeed {
@@ -130,11 +139,10 @@ impl MaskSeed {
             let rot = usize::from(okm[2]) % (alpn.len() - 1);
             alpn[1..].rotate_left(rot);
         }
-        let udp_profile = self.profile.unwrap_or(if okm[3] & 1 == 0 {
-            Profile::HttpsBuckets
-        } else {
-            Profile::Jitter
-        });
+        // Per-datagram jitter would cost the UDP carrier its GSO trains (about 60 % of its
+        // throughput, measured); days differ by bucket table instead.
+        let udp_profile = self.profile.unwrap_or(Profile::HttpsBuckets);
+        let buckets = usize::from(okm[3]) % super::shape::BUCKET_TABLES.len();
         let span = FIRST_FLIGHT_MAX - FIRST_FLIGHT_MIN + 1;
         let first = FIRST_FLIGHT_MIN + usize::from(u16::from_be_bytes([okm[5], okm[6]])) % span;
         Mask {
@@ -142,6 +150,7 @@ impl MaskSeed {
             sni: self.palette.get(sni_ix).cloned().unwrap_or_default(),
             alpn,
             udp_profile,
+            buckets,
             weight: WeightLevel::from_index(usize::from(okm[4])),
             first_flight_len: first,
         }
