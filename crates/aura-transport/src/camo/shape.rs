@@ -122,7 +122,11 @@ mod tests {
             assert!(BUCKET_TABLES[t].windows(2).all(|w| w[0] < w[1]));
         }
         assert_eq!(Profile::HttpsBuckets.padded_len_in(100, 0, 1), 192);
-        assert_eq!(Profile::HttpsBuckets.padded_len_in(100, 0, 5), 192, "modulo the tables");
+        assert_eq!(
+            Profile::HttpsBuckets.padded_len_in(100, 0, 5),
+            192,
+            "modulo the tables"
+        );
     }
 
     #[test]
