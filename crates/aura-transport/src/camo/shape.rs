@@ -115,11 +115,11 @@ mod tests {
 
     #[test]
     fn every_table_pads_full_datagrams_alike() {
-        for t in 0..BUCKET_TABLES.len() {
+        for (t, table) in BUCKET_TABLES.iter().enumerate() {
             let p = Profile::HttpsBuckets;
             assert_eq!(p.padded_len_in(1451, 2, t), MAX_PADDED);
             assert_eq!(p.padded_len_in(1451, 99, t), p.padded_len_in(1460, 5, t));
-            assert!(BUCKET_TABLES[t].windows(2).all(|w| w[0] < w[1]));
+            assert!(table.windows(2).all(|w| w[0] < w[1]));
         }
         assert_eq!(Profile::HttpsBuckets.padded_len_in(100, 0, 1), 192);
         assert_eq!(
