@@ -210,7 +210,17 @@ impl DecoyOptions {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let (root, cert) = match self {
-            Self::Forward(u) => return Ok(Decoy::Forward(u.clone())),
+            Self::Forward(u) => {
+                // While the upstream is down: a reverse proxy's 502, over a self-signed
+                // certificate for the palette's first name.
+                let down = decoy::self_signed(names)
+                    .ok()
+                    .and_then(|(chain, key)| Site::bad_gateway(chain, key).ok());
+                return Ok(Decoy::Forward {
+                    upstream: u.clone(),
+                    down,
+                });
+            }
             Self::Serve { root, cert } => (root, cert),
         };
         let problem = |key: &'static str, why: String| DaemonError::Config { key, problem: why };

@@ -237,7 +237,7 @@ async fn a_replayed_or_stale_knock_meets_the_decoy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_mode_shows_the_real_site_and_a_dead_upstream_just_closes() {
+async fn forward_mode_shows_the_real_site_and_a_dead_upstream_gets_a_502() {
     // The "real site": a TLS server of the test's own with its own certificate.
     let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = upstream.local_addr().unwrap();
@@ -249,7 +249,11 @@ async fn forward_mode_shows_the_real_site_and_a_dead_upstream_just_closes() {
             tokio::spawn(async move { Decoy::Serve(site).serve(Vec::new(), tcp).await });
         }
     });
-    let (addr, _links, _) = server(Decoy::Forward(up_addr.to_string())).await;
+    let (addr, _links, _) = server(Decoy::Forward {
+        upstream: up_addr.to_string(),
+        down: None,
+    })
+    .await;
     let (subject, response) = browse(addr, "upstream.example.net").await;
     assert!(subject.contains("upstream.example.net"), "{subject}");
     assert!(response.contains("It works"), "{response}");
@@ -258,12 +262,29 @@ async fn forward_mode_shows_the_real_site_and_a_dead_upstream_just_closes() {
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    let (addr, _links, _) = server(Decoy::Forward(dead_addr.to_string())).await;
+    let (addr, _links, _) = server(Decoy::Forward {
+        upstream: dead_addr.to_string(),
+        down: None,
+    })
+    .await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"\x16\x03\x01\x00\x05hello").await.unwrap();
     let mut buf = [0u8; 16];
     let n = timeout(T, tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
     assert_eq!(n, 0, "closed without a byte");
+    // With a fallback site, what a reverse proxy gives while its backend is down.
+    let (chain, key) = decoy::self_signed(&["upstream.example.net".to_owned()]).unwrap();
+    let (addr, _links, _) = server(Decoy::Forward {
+        upstream: dead_addr.to_string(),
+        down: Some(Site::bad_gateway(chain, key).unwrap()),
+    })
+    .await;
+    let (subject, response) = browse(addr, "upstream.example.net").await;
+    assert!(subject.contains("upstream.example.net"), "{subject}");
+    assert!(
+        response.starts_with("HTTP/1.1 502 Bad Gateway"),
+        "{response}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

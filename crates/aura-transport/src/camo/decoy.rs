@@ -3,8 +3,9 @@
 //! - [`Decoy::Forward`]: the stranger's connection goes, untouched, to a real site the
 //!   operator names (as Xray's REALITY does). The prober sees that site's certificate and
 //!   pages, because it is talking to that site; the bytes the server read to decide (the
-//!   ClientHello) are sent on first. An upstream that cannot be reached gets the
-//!   connection closed, as an overloaded front end would.
+//!   ClientHello) are sent on first. While the upstream cannot be reached, strangers get
+//!   what a reverse proxy gives then: `502 Bad Gateway` (over a self-signed certificate
+//!   for the SNI palette's first name), or a close when no such site was made.
 //! - [`Decoy::Serve`]: Aura terminates TLS with a certificate the operator supplies (for
 //!   example from an ACME client) and serves a directory over HTTP/1.1 and h2. Without a
 //!   directory it serves one built-in page. Without a certificate (no `[server.decoy]`),
@@ -50,8 +51,14 @@ const BUILTIN_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome</tit
 /// Where strangers go.
 #[derive(Clone)]
 pub enum Decoy {
-    /// Spliced, untouched, to `host:port`.
-    Forward(String),
+    /// Spliced, untouched, to `upstream` (`host:port`); `down` answers while the
+    /// upstream cannot be reached.
+    Forward {
+        /// `host:port` of the real site.
+        upstream: String,
+        /// A site answering 502 to every request (see [`Site::bad_gateway`]).
+        down: Option<Arc<Site>>,
+    },
     /// Served here.
     Serve(Arc<Site>),
 }
@@ -59,7 +66,7 @@ pub enum Decoy {
 impl core::fmt::Debug for Decoy {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Forward(u) => f.debug_tuple("Forward").field(u).finish(),
+            Self::Forward { upstream, .. } => f.debug_tuple("Forward").field(upstream).finish(),
             Self::Serve(s) => f.debug_tuple("Serve").field(&s.root).finish(),
         }
     }
@@ -71,6 +78,8 @@ pub struct Site {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     root: Option<PathBuf>,
+    /// Every request gets this status (a proxy whose upstream is down).
+    always: Option<StatusCode>,
 }
 
 impl core::fmt::Debug for Site {
@@ -107,7 +116,24 @@ impl Site {
             chain,
             key,
             root,
+            always: None,
         }))
+    }
+
+    /// A site that answers `502 Bad Gateway` to every request: a forwarded decoy's answer
+    /// while its upstream cannot be reached.
+    ///
+    /// # Errors
+    /// As [`Site::new`].
+    pub fn bad_gateway(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<Self>, rustls::Error> {
+        let site = Self::new(chain, key, None)?;
+        let mut site =
+            Arc::try_unwrap(site).map_err(|_| rustls::Error::General("shared".into()))?;
+        site.always = Some(StatusCode::BAD_GATEWAY);
+        Ok(Arc::new(site))
     }
 
     /// The site's certificate chain and key.
@@ -134,7 +160,10 @@ impl Site {
                     return;
                 };
                 let head = req.method() == Method::HEAD;
-                let page = page(site.root.as_deref(), req.method(), req.uri().path()).await;
+                let page = match site.always {
+                    Some(status) => error_page(status),
+                    None => page(site.root.as_deref(), req.method(), req.uri().path()).await,
+                };
                 let Ok(resp) = Response::builder()
                     .status(page.status)
                     .header(hyper::header::CONTENT_TYPE, page.ctype)
@@ -227,7 +256,7 @@ impl Decoy {
     /// Serves one stranger's connection, `prefix` being what was read from it already.
     pub async fn serve(&self, prefix: Vec<u8>, tcp: TcpStream) {
         match self {
-            Self::Forward(upstream) => forward(upstream, prefix, tcp).await,
+            Self::Forward { upstream, down } => forward(upstream, down.as_ref(), prefix, tcp).await,
             // Bytes that do not begin a TLS handshake record are closed on without a
             // word, as OpenSSL-based servers (nginx) do, rather than with rustls's alert.
             Self::Serve(_) if !prefix.is_empty() && !starts_like_tls(&prefix) => {}
@@ -245,10 +274,13 @@ fn starts_like_tls(b: &[u8]) -> bool {
     }
 }
 
-async fn forward(upstream: &str, prefix: Vec<u8>, mut tcp: TcpStream) {
+async fn forward(upstream: &str, down: Option<&Arc<Site>>, prefix: Vec<u8>, mut tcp: TcpStream) {
     let Ok(Ok(mut up)) = timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await
     else {
-        // Unreachable upstream: closed, as a front end without a backend does.
+        // Unreachable upstream: what a reverse proxy answers then, or a close.
+        if let Some(site) = down {
+            serve_site(site, prefix, tcp).await;
+        }
         return;
     };
     let _ = up.set_nodelay(true);
@@ -302,9 +334,10 @@ async fn serve_site(site: &Arc<Site>, prefix: Vec<u8>, tcp: TcpStream) {
         return;
     };
     let root = site.root.clone();
+    let always = site.always;
     let service = hyper::service::service_fn(move |req| {
         let root = root.clone();
-        async move { Ok::<_, Infallible>(respond(root.as_deref(), &req).await) }
+        async move { Ok::<_, Infallible>(respond(root.as_deref(), always, &req).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -408,9 +441,16 @@ async fn page(root: Option<&Path>, method: &Method, path: &str) -> Page {
 }
 
 /// The hyper response for `req`.
-async fn respond(root: Option<&Path>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    root: Option<&Path>,
+    always: Option<StatusCode>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let head = req.method() == Method::HEAD;
-    let p = page(root, req.method(), req.uri().path()).await;
+    let p = match always {
+        Some(status) => error_page(status),
+        None => page(root, req.method(), req.uri().path()).await,
+    };
     let len = p.body.len();
     let mut r = Response::new(Full::new(if head { Bytes::new() } else { p.body }));
     *r.status_mut() = p.status;
