@@ -15,6 +15,7 @@
 //!   than the process are refused by time.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aura_crypto::aead::{AeadKey, Suite};
 use aura_crypto::block::BlockKey;
@@ -91,6 +92,31 @@ pub enum KnockRefusal {
     Stale,
     /// Seen before.
     Replay,
+}
+
+/// Knocks refused, by reason; shared by a listener's connection tasks.
+#[derive(Debug, Default)]
+pub struct RefusalCounts([AtomicU64; 3]);
+
+impl RefusalCounts {
+    /// Counts the refusal in `r`, if it is one, and hands `r` on.
+    pub fn note(&self, r: Result<(), KnockRefusal>) -> Result<(), KnockRefusal> {
+        if let Err(why) = r {
+            let i = match why {
+                KnockRefusal::Invalid => 0,
+                KnockRefusal::Stale => 1,
+                KnockRefusal::Replay => 2,
+            };
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Refusals so far: (no valid knock, stale, replayed).
+    pub fn get(&self) -> (u64, u64, u64) {
+        let r = |i: usize| self.0[i].load(Ordering::Relaxed);
+        (r(0), r(1), r(2))
+    }
 }
 
 /// The time check: within the window around `now`, and not before `started`.

@@ -15,11 +15,10 @@
 //! silence (docs/SECURITY.md).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aura_crypto::kdf::{self, Secret};
 
-use super::knock::{KnockRefusal, ReplayFilter, WINDOW_SECS};
+use super::knock::{KnockRefusal, RefusalCounts, ReplayFilter, WINDOW_SECS};
 
 /// Length of the knocked connection id.
 pub const DCID_LEN: usize = 20;
@@ -31,7 +30,7 @@ pub struct QuicKnock {
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
     started: u64,
     replay: Mutex<ReplayFilter>,
-    refused: [AtomicU64; 3],
+    refused: RefusalCounts,
 }
 
 impl core::fmt::Debug for QuicKnock {
@@ -75,16 +74,7 @@ impl QuicKnock {
     /// # Errors
     /// Why it is a stranger's: no knock, stale, or seen before.
     pub fn check(&self, dcid: &[u8]) -> Result<(), KnockRefusal> {
-        let r = self.check_inner(dcid);
-        if let Err(why) = r {
-            let i = match why {
-                KnockRefusal::Invalid => 0,
-                KnockRefusal::Stale => 1,
-                KnockRefusal::Replay => 2,
-            };
-            self.refused[i].fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        self.refused.note(self.check_inner(dcid))
     }
 
     fn check_inner(&self, dcid: &[u8]) -> Result<(), KnockRefusal> {
@@ -113,8 +103,7 @@ impl QuicKnock {
 
     /// Connection ids refused so far: (no valid knock, stale, replayed).
     pub fn refused(&self) -> (u64, u64, u64) {
-        let r = |i: usize| self.refused[i].load(Ordering::Relaxed);
-        (r(0), r(1), r(2))
+        self.refused.get()
     }
 }
 
@@ -122,7 +111,7 @@ impl QuicKnock {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     static CLOCK: AtomicU64 = AtomicU64::new(1_796_522_400);
 

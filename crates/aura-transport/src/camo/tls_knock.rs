@@ -27,7 +27,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aura_crypto::aead::{AeadKey, NONCE_LEN, Suite, TAG_LEN};
@@ -38,7 +37,7 @@ use rustls::crypto::{
 use rustls::{NamedGroup, ProtocolVersion};
 
 use super::hello::ClientHello;
-use super::knock::{KnockRefusal, ReplayFilter, fresh};
+use super::knock::{KnockRefusal, RefusalCounts, ReplayFilter, fresh};
 
 /// Associated-data label.
 const AAD_LABEL: &[u8] = b"aura tls knock v1";
@@ -51,7 +50,7 @@ pub struct TlsKnock {
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
     started: u64,
     replay: Mutex<ReplayFilter>,
-    refused: [AtomicU64; 3],
+    refused: RefusalCounts,
 }
 
 impl core::fmt::Debug for TlsKnock {
@@ -89,8 +88,7 @@ impl TlsKnock {
 
     /// Hellos refused so far: (no valid knock, stale, replayed).
     pub fn refused(&self) -> (u64, u64, u64) {
-        let r = |i: usize| self.refused[i].load(Ordering::Relaxed);
-        (r(0), r(1), r(2))
+        self.refused.get()
     }
 
     /// Client: the ClientHello random and session id that knock with key share `share`
@@ -116,16 +114,7 @@ impl TlsKnock {
     /// # Errors
     /// Why the hello is a stranger's: no knock, stale, or replayed.
     pub fn check(&self, hello: &ClientHello) -> Result<(), KnockRefusal> {
-        let r = self.check_inner(hello);
-        if let Err(why) = r {
-            let i = match why {
-                KnockRefusal::Invalid => 0,
-                KnockRefusal::Stale => 1,
-                KnockRefusal::Replay => 2,
-            };
-            self.refused[i].fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        self.refused.note(self.check_inner(hello))
     }
 
     fn check_inner(&self, hello: &ClientHello) -> Result<(), KnockRefusal> {
