@@ -31,12 +31,13 @@
 //! captures are copied there (`<carrier>-control.pcap`, `<carrier>-<carrier>.pcap`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use aura_lab::Procs;
@@ -44,8 +45,8 @@ use aura_lab::deploy::{self, set_key, toml_path};
 use aura_lab::lab::Lab;
 use aura_lab::netns::{Netns, skip_reason};
 use serde_json::Value;
+use support::{AURA, aura, serial};
 
-const AURA: &str = env!("CARGO_BIN_EXE_aura");
 const CLASSIFIER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/dpi/classify.py");
 /// The Python with nfstream (nDPI) when `AURA_NDPI_PYTHON` is not set.
 const NDPI_PYTHON: &str = "/opt/ndpi/bin/python";
@@ -87,12 +88,6 @@ const KNOWN_GAPS: &[KnownGap] = &[KnownGap {
           first packets avoid it",
 }];
 
-/// One test at a time: captures and timings need the whole machine.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The Python that runs the classifier.
 fn ndpi_python() -> String {
     std::env::var("AURA_NDPI_PYTHON").unwrap_or_else(|_| NDPI_PYTHON.into())
@@ -121,23 +116,6 @@ fn skip() -> Option<String> {
         )),
         Err(e) => Some(format!("no nDPI: cannot run {python}: {e}")),
     }
-}
-
-/// Runs `aura` on the host (outside the lab); panics with its output on failure.
-fn aura(args: &[&str]) -> Output {
-    let out = Command::new(AURA)
-        .args(args)
-        .env_remove("AURA_PKI_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aura {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Where a process runs.
@@ -416,30 +394,7 @@ impl World {
 
     /// `aura status --json` on `socket`, if a daemon answers within 5 s.
     fn status(&self, socket: &str) -> Option<Value> {
-        let mut child = Command::new(AURA)
-            .args(["status", "--socket", &self.p(socket), "--json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        // One small JSON document: it fits the pipe, so waiting first cannot block it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().ok()? {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut out = Vec::new();
-        child.stdout.take()?.read_to_end(&mut out).ok()?;
-        status.success().then_some(())?;
-        serde_json::from_slice(&out).ok()
+        support::status(&self.p(socket))
     }
 
     /// Polls `socket` until `ok` holds for its status; panics when process `idx` exits

@@ -22,11 +22,12 @@
 //! interrupted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fs::File;
-use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Child, Command, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use aura_lab::deploy::{self, set_key, toml_path, toml_string};
@@ -35,8 +36,8 @@ use aura_lab::netns::{Netns, skip_reason};
 use aura_lab::{Proc, Procs};
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use support::{AURA, aura, serial};
 
-const AURA: &str = env!("CARGO_BIN_EXE_aura");
 /// Port of the test listener on the internet host.
 const PORT: u16 = 5201;
 /// How long a daemon may take to answer on its admin socket.
@@ -44,12 +45,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a client may take to reach "connected".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const MB: usize = 1024 * 1024;
-
-/// One test at a time: timing assertions and throughput need the whole machine.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One test's world. Field order is drop order: processes, then namespaces, then files.
 struct World {
@@ -84,23 +79,6 @@ impl<'a> ClientSpec<'a> {
             revoked: false,
         }
     }
-}
-
-/// Runs `aura` on the host (outside the lab); panics with its output on failure.
-fn aura(args: &[&str]) -> Output {
-    let out = Command::new(AURA)
-        .args(args)
-        .env_remove("AURA_PKI_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aura {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 impl World {
@@ -215,34 +193,7 @@ impl World {
 
     /// `aura status --json` on `socket`, if a daemon answers within 5 s.
     fn status(&self, socket: &str) -> Option<Value> {
-        let mut child = Command::new(AURA)
-            .args(["status", "--socket", &self.p(socket), "--json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        // The answer is one small JSON document: it fits the pipe, so waiting first
-        // cannot block the child.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().ok()? {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                eprintln!("aura status on {socket} did not answer within 5 s");
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut out = Vec::new();
-        child.stdout.take()?.read_to_end(&mut out).ok()?;
-        if !status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out).ok()
+        support::status(&self.p(socket))
     }
 
     /// Polls `socket` until `ok` holds for its status, process `idx` exits, or

@@ -33,11 +33,13 @@
 //! printed when a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Command, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use aura_lab::Procs;
@@ -45,8 +47,8 @@ use aura_lab::deploy::{set_key_in, toml_path, toml_string};
 use aura_lab::lab::Lab;
 use aura_lab::netns::{Netns, skip_reason};
 use serde_json::Value;
+use support::{AURA, aura, serial};
 
-const AURA: &str = env!("CARGO_BIN_EXE_aura");
 /// The deployment's name (`server-init` names its CA "<name> CA").
 const SERVER_NAME: &str = "aura-e2e.test";
 /// The deployment's outer SNIs; the built-in decoy's certificate is for the first.
@@ -96,29 +98,6 @@ fn check(failures: &mut Vec<String>, test: &str, name: &str, ok: bool, detail: S
         (false, Some(g)) => eprintln!("{test}: KNOWN GAP {name}: {detail}; {}", g.why),
         (false, None) => failures.push(format!("{name}: {detail}")),
     }
-}
-
-/// One test at a time: the lab's daemons and timings need the whole machine.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs `aura` on the host (outside the lab); panics with its output on failure.
-fn aura(args: &[&str]) -> Output {
-    let out = Command::new(AURA)
-        .args(args)
-        .env_remove("AURA_PKI_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aura {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Where a process or a probe runs.
@@ -343,30 +322,7 @@ impl World {
 
     /// `aura status --json` on `socket`, if a daemon answers within 5 s.
     fn status(&self, socket: &str) -> Option<Value> {
-        let mut child = Command::new(AURA)
-            .args(["status", "--socket", &self.p(socket), "--json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        // One small JSON document: it fits the pipe, so waiting first cannot block it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = child.try_wait().ok()? {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut out = Vec::new();
-        child.stdout.take()?.read_to_end(&mut out).ok()?;
-        status.success().then_some(())?;
-        serde_json::from_slice(&out).ok()
+        support::status(&self.p(socket))
     }
 
     /// Polls `socket` until `ok` holds for its status; panics when process `idx` exits
