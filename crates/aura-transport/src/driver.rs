@@ -92,7 +92,20 @@ impl UdpCamo {
     /// judge: nDPI's obfuscated-TLS heuristic, for one, takes a client burst of more
     /// than three packets for something other than a ClientHello.
     fn pad_bursts(&mut self, tx: &mut TxQueue) {
-        if self.dg.side() != Side::Client || tx.is_empty() {
+        if self.dg.side() != Side::Client {
+            return;
+        }
+        // The common case, once a flow is past its start: one destination, done. No
+        // allocation on the per-batch path.
+        let Some(first) = tx.destinations().next() else {
+            return;
+        };
+        if self
+            .early
+            .get(&first)
+            .is_some_and(|n| *n >= EARLY_DATAGRAMS)
+            && tx.destinations().all(|d| d == first)
+        {
             return;
         }
         let mut counts: Vec<(SocketAddr, usize)> = Vec::new();
