@@ -18,9 +18,7 @@
 //! (`aura mask show`); no carrier flow is flagged as obfuscated (`NDPI_OBFUSCATED_TRAFFIC`:
 //! obfuscated TLS, TLS-in-TLS, fully encrypted) or of suspicious entropy, nor gets any risk
 //! the control flow does not get; every IPv4 flow on the link is the carrier's. The udp
-//! carrier is expected to be Unknown and is held to the same risk rule. A check that
-//! fails today because of what a carrier does is listed in [`KNOWN_GAPS`]: still computed
-//! and printed, its failure tolerated for that carrier only.
+//! carrier is expected to be Unknown and is held to the same risk rule.
 //!
 //! Needs root, `ip`, `nft`, `tcpdump`, `ethtool`, `openssl`, `curl` and nfstream (nDPI)
 //! in the Python at `$AURA_NDPI_PYTHON` (default /opt/ndpi/bin/python, see
@@ -66,27 +64,10 @@ const CLASSIFY_TIMEOUT_S: u32 = 90;
 const OBFUSCATED: &str = "NDPI_OBFUSCATED_TRAFFIC";
 const SUSPICIOUS_ENTROPY: &str = "NDPI_SUSPICIOUS_ENTROPY";
 
-/// A check that fails today because of what a carrier does: nDPI gives `carrier`'s flow
-/// the risk `risk`, which the control flow does not get.
-struct KnownGap {
-    carrier: &'static str,
-    risk: &'static str,
-    why: &'static str,
-}
-
-/// The known gaps (see [`KnownGap`]): tolerated, printed on every run, never for another
-/// carrier or another risk. Remove an entry once the carrier no longer draws the risk.
-/// The udp carrier's obfuscated-TLS flag (nDPI's heuristic over the byte totals of four
-/// bursts, which saw the tunnelled HTTPS handshakes in 9 of 10 captures) is gone since the
-/// client completes its early bursts with chaff (docs/PROTOCOL.md §12.2); it is checked.
-const KNOWN_GAPS: &[KnownGap] = &[KnownGap {
-    carrier: "udp",
-    risk: SUSPICIOUS_ENTROPY,
-    why: "nDPI 5.0 gives every flow it cannot name by DPI whose first packets are not \
-          plaintext (Shannon entropy >= 4.941 bits per byte) \"Entropy: x (Encrypted or \
-          Random?)\"; only a protocol nDPI recognises (TLS, QUIC, DTLS) or plaintext-looking \
-          first packets avoid it",
-}];
+// The udp carrier's obfuscated-TLS flag (nDPI's heuristic over the byte totals of four
+// bursts, which saw the tunnelled HTTPS handshakes in 9 of 10 captures) is gone since the
+// client completes its early bursts with chaff, and its "Suspicious Entropy" since the
+// first burst ends with a runt (docs/PROTOCOL.md §12.2). Both are checked.
 
 /// The Python that runs the classifier.
 fn ndpi_python() -> String {
@@ -686,21 +667,7 @@ fn censor_view(carrier: Carrier) {
             .collect();
         eprintln!("{name}: risks beyond the control's: {extra:?}");
         for risk in extra {
-            match KNOWN_GAPS
-                .iter()
-                .find(|g| g.carrier == name && g.risk == risk)
-            {
-                Some(gap) => eprintln!("{name}: KNOWN GAP {risk}: {}", gap.why),
-                None => failures.push(format!("risk {risk} beyond the control's: {}", describe(f))),
-            }
-        }
-    }
-    for gap in KNOWN_GAPS.iter().filter(|g| g.carrier == name) {
-        if !ours.iter().any(|f| risk_ids(f).contains(gap.risk)) {
-            eprintln!(
-                "{name}: known gap {} not seen this time: remove it from KNOWN_GAPS?",
-                gap.risk
-            );
+            failures.push(format!("risk {risk} beyond the control's: {}", describe(f)));
         }
     }
     eprintln!("{name}: done in {:?}", started.elapsed());

@@ -90,7 +90,9 @@ impl UdpCamo {
     /// Client: completes every early burst in `tx` to [`MIN_EARLY_BURST`] datagrams with
     /// chaff, which the server drops. The first packets of a flow are what DPI engines
     /// judge: nDPI's obfuscated-TLS heuristic, for one, takes a client burst of more
-    /// than three packets for something other than a ClientHello.
+    /// than three packets for something other than a ClientHello. The first burst ends
+    /// with a runt ([`DatagramCamo::append_runt`]), too short to read as random: nDPI's
+    /// "Suspicious Entropy" is decided by the last of a flow's first four packets.
     fn pad_bursts(&mut self, tx: &mut TxQueue) {
         if self.dg.side() != Side::Client {
             return;
@@ -120,14 +122,21 @@ impl UdpCamo {
             if *sent >= EARLY_DATAGRAMS {
                 continue;
             }
+            let first_burst = *sent == 0;
             let chaff = MIN_EARLY_BURST.saturating_sub(n);
             *sent = sent.saturating_add(u32::try_from(n + chaff).unwrap_or(u32::MAX));
-            for _ in 0..chaff {
+            for i in 0..chaff {
                 if !tx.has_room(wire_len_bound(1)) {
                     break;
                 }
                 let UdpCamo { dg, mask, now, .. } = self;
-                tx.push_with(to, |buf| dg.append_chaff(mask, *now, buf));
+                // The fourth datagram of the flow is a runt: nDPI judges a flow's entropy
+                // by the last of its first four packets.
+                if first_burst && i + 1 == chaff {
+                    tx.push_with(to, |buf| dg.append_runt(buf));
+                } else {
+                    tx.push_with(to, |buf| dg.append_chaff(mask, *now, buf));
+                }
             }
         }
     }

@@ -250,6 +250,17 @@ async fn replayed_first_flights_and_random_bytes_get_silence() {
     );
     // The first flight passes the censor's fully-encrypted-traffic rules.
     assert!(!aura_testkit::fet::blocked(&flights[0]));
+    // The first burst is four datagrams: three of the day's first-flight size, then a
+    // runt, too short for its byte entropy to read as random (nDPI judges by the fourth).
+    assert!(flights.len() >= 4, "{} datagrams", flights.len());
+    let sizes: Vec<usize> = flights.iter().take(4).map(Vec::len).collect();
+    assert!(sizes[..3].iter().all(|n| *n >= 1100), "sizes {sizes:?}");
+    assert!((14..=30).contains(&sizes[3]), "sizes {sizes:?}");
+    assert!(entropy(&flights[3]) < 4.941, "{:?}", flights[3]);
+    assert!(
+        entropy(&flights[0]) > 4.941,
+        "the handshake itself is random bytes"
+    );
 
     let prober = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut probes: Vec<Vec<u8>> = flights.clone();
@@ -271,4 +282,21 @@ async fn replayed_first_flights_and_random_bytes_get_silence() {
             .await
             .is_err()
     );
+}
+
+/// Shannon entropy in bits per byte, as nDPI computes it per packet.
+fn entropy(d: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in d {
+        counts[usize::from(*b)] += 1;
+    }
+    let n = d.len() as f64;
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum()
 }

@@ -37,6 +37,13 @@ pub const HANDSHAKE_FORM_OVERHEAD: usize = NONCE_LEN + 8 + 2 + TAG_LEN;
 /// fits the smallest first-flight size a mask picks.
 pub const CLIENT_MAX_HANDSHAKE_DATAGRAM: usize =
     FIRST_FLIGHT_MIN / OUT_BLOCK * IN_BLOCK - HANDSHAKE_FORM_OVERHEAD;
+/// The longest runt: a datagram this short is neither form (the shortest data form, an
+/// empty keepalive, is 31 bytes), and no byte string this short has a Shannon entropy of
+/// 4.941 bits per byte or more, the least nDPI reads as "encrypted or random"
+/// (log2 30 = 4.907).
+pub const RUNT_MAX: usize = 30;
+/// The shortest runt.
+const RUNT_MIN: usize = 14;
 /// An upper bound on the wire size of any datagram of `len` bytes.
 pub const fn wire_len_bound(len: usize) -> usize {
     (len + HANDSHAKE_FORM_OVERHEAD + IN_BLOCK) / IN_BLOCK * OUT_BLOCK + MAX_PADDED
@@ -57,7 +64,7 @@ const CHAFF: [u8; 1] = [0];
 /// Refusals counted by a server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Refusals {
-    /// Chaff received (dropped, as meant).
+    /// Chaff received, runts included (dropped, as meant).
     pub chaff: u64,
     /// Opened in neither form.
     pub invalid: u64,
@@ -106,6 +113,14 @@ impl DatagramCamo {
     /// the receiver drops) to `out`.
     pub fn append_chaff(&mut self, mask: &Mask, now: u64, out: &mut Vec<u8>) {
         self.append_handshake(&CHAFF, mask, now, out);
+    }
+
+    /// Appends a runt: 14 to 30 keystream bytes, shorter than either form, which the
+    /// receiver drops unread (docs/PROTOCOL.md §12.2: chaff).
+    pub fn append_runt(&mut self, out: &mut Vec<u8>) {
+        let span = (RUNT_MAX - RUNT_MIN + 1) as u64;
+        let len = RUNT_MIN + usize::try_from(self.stream.next_u64() % span).unwrap_or(0);
+        self.stream.extend(out, len);
     }
 
     /// Appends the wire form of Aura datagram `data` to `out`, sized by `mask`, at Unix
@@ -181,6 +196,10 @@ impl DatagramCamo {
         now: u64,
         knows: impl Fn(u32) -> bool,
     ) -> Option<&'a mut [u8]> {
+        if d.len() <= RUNT_MAX {
+            self.refusals.chaff += 1;
+            return None;
+        }
         if let Some(len) = self.data_form_len(d, &knows) {
             return d.get_mut(..len);
         }
@@ -434,6 +453,38 @@ mod tests {
     }
 
     #[test]
+    fn runts_are_short_low_entropy_and_dropped() {
+        let (mut c, mut s) = pair([9; 32]);
+        let mut lens = std::collections::BTreeSet::new();
+        for _ in 0..400 {
+            let mut w = Vec::new();
+            c.append_runt(&mut w);
+            assert!((RUNT_MIN..=RUNT_MAX).contains(&w.len()), "{}", w.len());
+            lens.insert(w.len());
+            // nDPI's per-packet Shannon entropy (bits per byte) stays below its
+            // "encrypted or random" threshold of 4.941.
+            let mut counts = [0u32; 256];
+            for b in &w {
+                counts[usize::from(*b)] += 1;
+            }
+            let n = w.len() as f64;
+            let h: f64 = counts
+                .iter()
+                .filter(|c| **c > 0)
+                .map(|c| {
+                    let p = f64::from(*c) / n;
+                    -p * p.log2()
+                })
+                .sum();
+            assert!(h < 4.941, "entropy {h} for {} bytes", w.len());
+            assert!(s.open(&mut w, NOW, |_| true).is_none());
+        }
+        assert_eq!(lens.len(), RUNT_MAX - RUNT_MIN + 1, "every length is used");
+        assert_eq!(s.refusals.chaff, 400);
+        assert_eq!(s.refusals.invalid, 0);
+    }
+
+    #[test]
     fn random_bytes_get_nothing() {
         let (_, mut s) = pair([9; 32]);
         let mut ks = Keystream::new(&[5; 32]).unwrap();
@@ -445,7 +496,9 @@ mod tests {
                 assert!(s.open(&mut junk, NOW, |_| false).is_none(), "len {len}");
             }
         }
-        assert_eq!(s.refusals.invalid, 7 * 50);
+        // Up to RUNT_MAX bytes is a runt (dropped as chaff), past it invalid.
+        assert_eq!(s.refusals.chaff, 2 * 50);
+        assert_eq!(s.refusals.invalid, 5 * 50);
         // With every receiver index live, a random datagram passes the data form's cheap
         // checks only when its unmasked type byte and padding length both fit (1 in 256
         // times about 1 in 66 for 1024 bytes): the AEAD then refuses it in the endpoint.
