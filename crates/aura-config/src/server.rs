@@ -77,8 +77,9 @@ pub struct ServerSection {
     pub decoy: DecoySection,
 }
 
-/// `[server.decoy]`: the web server strangers meet on the TLS carrier while knocking is on.
-/// Either `upstream` (forward the untouched connection to a real site), or `cert` and
+/// `[server.decoy]`: the web server strangers meet on the TLS and QUIC carriers while
+/// knocking is on. Either `upstream` (forward the untouched connection to a real site: TLS
+/// to its TCP port, QUIC to the same port over UDP), or `cert` and
 /// `key` (serve `root`, or a built-in page, with the operator's certificate). Neither: a
 /// built-in page with a self-signed certificate for the first name of the SNI palette.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]

@@ -489,6 +489,10 @@ impl ServerOptions {
                         Some(Decoy::Serve(site)) => Some(site.clone()),
                         _ => None,
                     },
+                    forward: match &tls_decoy {
+                        Some(Decoy::Forward { upstream, .. }) => Some(upstream.clone()),
+                        _ => None,
+                    },
                 }),
                 ..c.quic_options.clone()
             },
@@ -655,6 +659,7 @@ impl ClientOptions {
                 camo: self.knock.then(|| QuicCamo {
                     knock: quic_knock(creds, wall_clock),
                     site: None,
+                    forward: None,
                 }),
                 ..self.quic_options.clone()
             },

@@ -64,6 +64,14 @@ pub enum TransportError {
     /// The configuration cannot be used as it stands.
     #[error("configuration: {0}")]
     Config(ConfigError),
+    /// The forwarded decoy's upstream does not resolve.
+    #[error("server.decoy.upstream {upstream:?}: {problem}")]
+    DecoyUpstream {
+        /// As configured.
+        upstream: String,
+        /// Why it does not resolve.
+        problem: String,
+    },
 }
 
 /// One failed dial attempt.

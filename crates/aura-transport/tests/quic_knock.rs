@@ -34,12 +34,21 @@ fn key() -> Secret {
 async fn server(
     site: Option<Arc<Site>>,
 ) -> (QuicListener, mpsc::Receiver<DatagramLink>, Arc<QuicKnock>) {
+    server_with(key(), site, None).await
+}
+
+async fn server_with(
+    key: Secret,
+    site: Option<Arc<Site>>,
+    forward: Option<String>,
+) -> (QuicListener, mpsc::Receiver<DatagramLink>, Arc<QuicKnock>) {
     let pki = TestPki::new(12).unwrap();
-    let knock = QuicKnock::new(&key(), now);
+    let knock = QuicKnock::new(&key, now);
     let opts = QuicOptions {
         camo: Some(QuicCamo {
             knock: knock.clone(),
             site,
+            forward,
         }),
         ..QuicOptions::default()
     };
@@ -155,6 +164,7 @@ async fn knocked_client_reaches_aura_and_a_stranger_gets_http3_pages() {
         camo: Some(QuicCamo {
             knock: QuicKnock::new(&key(), now),
             site: None,
+            forward: None,
         }),
         ..QuicOptions::default()
     };
@@ -185,6 +195,73 @@ async fn knocked_client_reaches_aura_and_a_stranger_gets_http3_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_forwarded_decoy_strangers_reach_the_upstream_site_over_http3() {
+    // The "real site": another QUIC server (another deployment's key, so it serves its
+    // own HTTP/3 page to everyone here), with its own certificate.
+    let (chain, k) = decoy::self_signed(&["upstream.example.net".to_owned()]).unwrap();
+    let upstream_site = Site::new(chain, k, None).unwrap();
+    let (upstream, _up_links, _) =
+        server_with(Secret::from_bytes([0x77; 32]), Some(upstream_site), None).await;
+    let (listener, mut links, knock) =
+        server_with(key(), None, Some(upstream.local_addr().to_string())).await;
+    let addr = listener.local_addr();
+
+    // Two strangers, one after the other, each see the upstream's certificate and page.
+    for _ in 0..2 {
+        let (subject, status, body) = h3_get(addr, "www.example.org").await;
+        assert!(subject.contains("upstream.example.net"), "{subject}");
+        assert_eq!(status, 200);
+        assert!(body.contains("It works"), "{body}");
+    }
+    assert!(knock.refused().0 >= 2, "{:?}", knock.refused());
+
+    // A member, meanwhile, reaches Aura on the same port.
+    let client = QuicOptions {
+        camo: Some(QuicCamo {
+            knock: QuicKnock::new(&key(), now),
+            site: None,
+            forward: None,
+        }),
+        ..QuicOptions::default()
+    };
+    let link = quic::connect(addr, "www.example.org", &client)
+        .await
+        .unwrap();
+    link.outbound.send(vec![1, 4, 4]).await.unwrap();
+    let mut s = timeout(T, links.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        timeout(T, s.inbound.recv()).await.unwrap(),
+        Some(vec![1, 4, 4])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_decoy_that_does_not_resolve_is_a_clear_error() {
+    let pki = TestPki::new(12).unwrap();
+    let opts = QuicOptions {
+        camo: Some(QuicCamo {
+            knock: QuicKnock::new(&key(), now),
+            site: None,
+            // Not a host:port (the config refuses that earlier; here it stands for a name
+            // that does not resolve, without asking a resolver).
+            forward: Some("no-port".to_owned()),
+        }),
+        ..QuicOptions::default()
+    };
+    let (tx, _rx) = mpsc::channel(1);
+    let err = quic::listen(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![pki.server().cert()],
+        pki.server().key(),
+        opts,
+        tx,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("server.decoy.upstream"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_served_decoy_strangers_get_silence() {
     let (listener, _links, knock) = server(None).await;
     let plain = QuicOptions {
@@ -206,6 +283,7 @@ async fn the_first_flight_is_a_quic_initial_with_the_knocked_id() {
         camo: Some(QuicCamo {
             knock: knock.clone(),
             site: None,
+            forward: None,
         }),
         handshake_timeout: Duration::from_secs(2),
         ..QuicOptions::default()

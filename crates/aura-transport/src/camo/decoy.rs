@@ -1,4 +1,5 @@
-//! The decoy: what strangers meet on the TLS carrier when knocking is on — a web server.
+//! The decoy: what strangers meet on the TLS and QUIC carriers when knocking is on — a web
+//! server (QUIC strangers of a forwarded decoy are relayed by [`super::quic_forward`]).
 //!
 //! - [`Decoy::Forward`]: the stranger's connection goes, untouched, to a real site the
 //!   operator names (as Xray's REALITY does). The prober sees that site's certificate and

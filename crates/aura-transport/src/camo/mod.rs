@@ -11,7 +11,8 @@
 //! - [`shape`]: the padding profiles;
 //! - [`tls_knock`]: the TLS carrier's knock in the ClientHello session id;
 //! - [`quic_knock`]: the QUIC carrier's knock in the Initial's destination connection id;
-//! - [`decoy`]: the web server strangers meet on the TLS carrier.
+//! - [`quic_forward`]: the forwarded decoy on the QUIC carrier, below quinn;
+//! - [`decoy`]: the web server strangers meet on the TLS and QUIC carriers.
 //!
 //! The carriers and the driver call into it; it calls neither.
 
@@ -20,6 +21,7 @@ pub mod decoy;
 pub mod hello;
 pub mod knock;
 pub mod mask;
+pub mod quic_forward;
 pub mod quic_knock;
 pub mod shape;
 pub mod tls_knock;
@@ -47,9 +49,11 @@ impl Eq for TlsCamo {}
 pub struct QuicCamo {
     /// The knock key and replay state.
     pub knock: std::sync::Arc<quic_knock::QuicKnock>,
-    /// Server: the served decoy, whose certificate every QUIC connection presents; `None`:
-    /// strangers get silence (a forwarded decoy cannot be spliced by quinn).
+    /// Server: the served decoy, whose certificate every QUIC connection presents.
     pub site: Option<std::sync::Arc<decoy::Site>>,
+    /// Server: the forwarded decoy's upstream (`host:port`), whose UDP port strangers'
+    /// QUIC flows go to ([`quic_forward`]). With neither, strangers get silence.
+    pub forward: Option<String>,
 }
 
 impl PartialEq for QuicCamo {

@@ -85,7 +85,7 @@ use aura_proto::wire::PacketType;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{
     Connection, ConnectionError, Endpoint, EndpointConfig, IdleTimeout, MtuDiscoveryConfig,
-    RecvStream, SendDatagramError, SendStream, TokioRuntime, TransportConfig, VarInt,
+    RecvStream, Runtime, SendDatagramError, SendStream, TokioRuntime, TransportConfig, VarInt,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -96,6 +96,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::camo::QuicCamo;
 use crate::camo::decoy::Site;
+use crate::camo::quic_forward::ForwardSocket;
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::carrier::link::{DatagramLink, LINK_QUEUE};
@@ -381,7 +382,24 @@ pub async fn listen(
         source,
     };
     let socket = bind_udp(addr).map_err(bind_err)?;
-    let endpoint = endpoint_on(socket, Some(cfg)).map_err(bind_err)?;
+    let forward = match opts.camo.as_ref().and_then(|c| c.forward.as_deref()) {
+        Some(upstream) => Some(resolve_upstream(upstream).await?),
+        None => None,
+    };
+    let endpoint = match (&opts.camo, forward) {
+        (Some(camo), Some(upstream)) => {
+            let inner = TokioRuntime.wrap_udp_socket(socket).map_err(bind_err)?;
+            let socket = ForwardSocket::new(inner, camo.knock.clone(), upstream);
+            Endpoint::new_with_abstract_socket(
+                EndpointConfig::default(),
+                Some(cfg),
+                socket,
+                Arc::new(TokioRuntime),
+            )
+            .map_err(bind_err)?
+        }
+        _ => endpoint_on(socket, Some(cfg)).map_err(bind_err)?,
+    };
     let local = endpoint.local_addr().map_err(bind_err)?;
     let limiter = Arc::new(HandshakeLimiter::new(
         MAX_HANDSHAKES_PER_SOURCE,
@@ -433,7 +451,9 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
+        // With a forwarded decoy the socket checked the knock, and strangers never got here.
         if let Some(camo) = &camo
+            && camo.forward.is_none()
             && camo.knock.check(&incoming.orig_dst_cid()).is_err()
         {
             match &camo.site {
@@ -459,6 +479,19 @@ async fn accept_loop(
     }
     // Refuse new connections; established ones keep the endpoint running until they end.
     endpoint.set_server_config(None);
+}
+
+/// The forwarded decoy's upstream address: the first `host:port` resolves to.
+async fn resolve_upstream(upstream: &str) -> Result<SocketAddr, TransportError> {
+    let bad = |problem: String| TransportError::DecoyUpstream {
+        upstream: upstream.to_owned(),
+        problem,
+    };
+    tokio::net::lookup_host(upstream)
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".to_owned()))
 }
 
 /// A stranger's connection: the QUIC handshake, then the decoy's HTTP/3.
