@@ -154,12 +154,9 @@ async fn h3_get(addr: SocketAddr, sni: &str) -> (String, u16, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn knocked_client_reaches_aura_and_a_stranger_gets_http3_pages() {
-    let (chain, k) = decoy::self_signed(&["www.example.org".to_owned()]).unwrap();
-    let site = Site::new(chain, k, None).unwrap();
-    let (listener, mut links, knock) = server(Some(site)).await;
-    let addr = listener.local_addr();
+/// A client with the knock key connects to `addr` and its first packet arrives on the
+/// server's side of the link.
+async fn member_reaches_aura(addr: SocketAddr, links: &mut mpsc::Receiver<DatagramLink>) {
     let client = QuicOptions {
         camo: Some(QuicCamo {
             knock: QuicKnock::new(&key(), now),
@@ -177,6 +174,15 @@ async fn knocked_client_reaches_aura_and_a_stranger_gets_http3_pages() {
         timeout(T, s.inbound.recv()).await.unwrap(),
         Some(vec![1, 4, 4])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knocked_client_reaches_aura_and_a_stranger_gets_http3_pages() {
+    let (chain, k) = decoy::self_signed(&["www.example.org".to_owned()]).unwrap();
+    let site = Site::new(chain, k, None).unwrap();
+    let (listener, mut links, knock) = server(Some(site)).await;
+    let addr = listener.local_addr();
+    member_reaches_aura(addr, &mut links).await;
 
     let (subject, status, body) = h3_get(addr, "www.example.org").await;
     assert!(subject.contains("www.example.org"), "{subject}");
@@ -216,23 +222,7 @@ async fn with_a_forwarded_decoy_strangers_reach_the_upstream_site_over_http3() {
     assert!(knock.refused().0 >= 2, "{:?}", knock.refused());
 
     // A member, meanwhile, reaches Aura on the same port.
-    let client = QuicOptions {
-        camo: Some(QuicCamo {
-            knock: QuicKnock::new(&key(), now),
-            site: None,
-            forward: None,
-        }),
-        ..QuicOptions::default()
-    };
-    let link = quic::connect(addr, "www.example.org", &client)
-        .await
-        .unwrap();
-    link.outbound.send(vec![1, 4, 4]).await.unwrap();
-    let mut s = timeout(T, links.recv()).await.unwrap().unwrap();
-    assert_eq!(
-        timeout(T, s.inbound.recv()).await.unwrap(),
-        Some(vec![1, 4, 4])
-    );
+    member_reaches_aura(addr, &mut links).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
