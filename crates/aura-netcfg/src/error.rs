@@ -92,6 +92,20 @@ pub enum NetcfgError {
     /// A helper program did not finish in time.
     #[error("timed out while {0}")]
     Timeout(String),
+    /// Another daemon of the same role holds this network namespace's instance lock.
+    #[error(
+        "another aura {role} runs in this network namespace{}: stop it first (lock {})",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        lock.display()
+    )]
+    AlreadyRunning {
+        /// `server` or `client`.
+        role: &'static str,
+        /// The holder's PID, as it wrote it into the lock file.
+        pid: Option<u32>,
+        /// The lock file.
+        lock: std::path::PathBuf,
+    },
     /// This operating system has no implementation of the concern.
     #[error("{0} is not supported on this operating system")]
     Unsupported(&'static str),

@@ -32,6 +32,10 @@ pub struct HostConfig {
     planned: Vec<String>,
     nat_applied: bool,
     routes_applied: bool,
+    /// The role claimed ([`HostConfig::claim`]): what cleanup looks for.
+    role: Option<crate::Role>,
+    /// The instance lock, held for this value's life.
+    lock: Option<crate::instance::InstanceLock>,
 }
 
 impl HostConfig {
@@ -43,7 +47,28 @@ impl HostConfig {
             planned: Vec::new(),
             nat_applied: false,
             routes_applied: false,
+            role: None,
+            lock: None,
         }
+    }
+
+    /// Claims this network namespace for a daemon of `role`: takes the role's instance
+    /// lock (`/run/aura/<role>-netns<inode>.lock`, on the real host and not in dry-run),
+    /// held until this value drops, and scopes [`cleanup_leftovers`](Self::cleanup_leftovers)
+    /// to what `role` changes. Call it first, before anything touches the host.
+    ///
+    /// # Errors
+    /// [`NetcfgError::AlreadyRunning`] when another daemon of `role` runs in this network
+    /// namespace; [`NetcfgError::Io`] when the lock cannot be made.
+    pub fn claim(&mut self, role: crate::Role) -> Result<(), NetcfgError> {
+        if matches!(self.backend, Backend::System { .. }) && !self.dry_run {
+            self.lock = Some(crate::instance::claim(
+                std::path::Path::new(crate::instance::RUN_DIR),
+                role,
+            )?);
+        }
+        self.role = Some(role);
+        Ok(())
     }
 
     /// Changes the real host.
@@ -299,7 +324,9 @@ impl HostConfig {
     /// [`RTPROT_AURA`](crate::RTPROT_AURA), and `net.ipv4.ip_forward` switched on (its
     /// earlier value is journalled under `/run/aura` while a run has it changed), each
     /// with a log line. Returns whether anything was found. A missing `nft` only skips
-    /// the table check. Call it at start, before any `apply_*`.
+    /// the table check. After [`claim`](Self::claim) it looks only for what the claimed
+    /// role changes (a server: the table and forwarding; a client: the routes), so a
+    /// server and a client can share a namespace. Call it at start, before any `apply_*`.
     pub async fn cleanup_leftovers(&mut self) -> Result<bool, NetcfgError> {
         if self.has_changes() {
             return Err(NetcfgError::InvalidPlan(
@@ -307,7 +334,14 @@ impl HostConfig {
             ));
         }
         let mut found = false;
-        match self.backend.nft_has_table().await {
+        let server = self.role != Some(crate::Role::Client);
+        let client = self.role != Some(crate::Role::Server);
+        let has_table = if server {
+            self.backend.nft_has_table().await
+        } else {
+            Ok(false)
+        };
+        match has_table {
             Ok(false) => {}
             Ok(true) => {
                 found = true;
@@ -323,7 +357,8 @@ impl HostConfig {
             }
             Err(e) => return Err(e),
         }
-        if !self.dry_run
+        if server
+            && !self.dry_run
             && let Some(previous) = self.backend.take_journal(forwarding::IP_FORWARD)
         {
             let key = forwarding::IP_FORWARD;
@@ -334,7 +369,12 @@ impl HostConfig {
             }
             self.planned.push(format!("sysctl -w {key}={previous}"));
         }
-        for route in self.backend.own_routes().await? {
+        let leftover_routes = if client {
+            self.backend.own_routes().await?
+        } else {
+            Vec::new()
+        };
+        for route in leftover_routes {
             found = true;
             tracing::warn!(%route, "route left by an earlier run: removing it");
             if !self.dry_run {

@@ -34,7 +34,9 @@
 //! - Each `apply_*` is all or nothing: on error it reverts what it had done.
 //! - Undo removes exactly what was added: a route that already existed is not recorded.
 //! - [`HostConfig::cleanup_leftovers`] removes what a crashed run left (the table, tagged
-//!   routes), with a log line each. One Aura instance per network namespace is assumed.
+//!   routes), with a log line each: after [`HostConfig::claim`], only what the claimed
+//!   role changes. `claim` takes a lock per role and network namespace, so a second
+//!   daemon of one role refuses before it touches anything (module `instance`).
 //! - Every operation acts in the network namespace of the calling thread: netlink
 //!   sockets and `nft` processes are created from it.
 //!
@@ -63,6 +65,8 @@ mod error;
 pub mod forwarding;
 mod host;
 mod ifname;
+#[cfg(target_os = "linux")]
+pub mod instance;
 mod memory;
 pub mod nat;
 mod nft;
@@ -70,6 +74,8 @@ pub mod routes;
 
 pub use error::NetcfgError;
 pub use host::{HostConfig, default_route};
+#[cfg(target_os = "linux")]
+pub use instance::Role;
 pub use memory::{MemoryHost, MemorySnapshot};
 pub use nat::NatPlan;
 pub use routes::{DefaultRoute, RTPROT_AURA, RoutePlan};

@@ -195,6 +195,46 @@ fn leftovers_of_a_crashed_run_are_removed() {
 }
 
 #[test]
+fn one_daemon_per_role_and_each_cleans_only_its_own() {
+    let Some(ns) = Netns::new("instances", true) else {
+        return;
+    };
+    ns.topology();
+    ns.run(|| async {
+        // A running server: its lock, its NAT.
+        let mut server = HostConfig::system();
+        server.claim(aura_netcfg::Role::Server).unwrap();
+        server.cleanup_leftovers().await.unwrap();
+        server
+            .apply_nat(&nat_plan())
+            .await
+            .unwrap();
+        // A second server in this namespace is refused at its claim.
+        let mut second = HostConfig::system();
+        let err = second.claim(aura_netcfg::Role::Server).unwrap_err();
+        assert!(
+            matches!(&err, NetcfgError::AlreadyRunning { pid, .. } if *pid == Some(std::process::id())),
+            "{err}"
+        );
+        // A client in the same namespace: its crash cleanup leaves the server's table.
+        let mut client = HostConfig::system();
+        client.claim(aura_netcfg::Role::Client).unwrap();
+        assert!(!client.cleanup_leftovers().await.unwrap());
+        drop(client);
+        drop(second);
+        // The server's table outlived the client's cleanup (the unscoped cleanup of
+        // before removed it).
+        let tables = std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&tables.stdout).contains("inet aura"));
+        server.undo().await.unwrap();
+    });
+    assert!(!ns.sh("nft list tables").contains("aura"));
+}
+
+#[test]
 fn routes_keep_the_server_on_the_original_path() {
     let Some(ns) = Netns::new("routes", false) else {
         return;

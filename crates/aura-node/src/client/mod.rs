@@ -111,6 +111,8 @@ pub async fn run_on<T: TunFactory>(
     mut host: Host<T>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    // First: a second client in this network namespace stops here, touching nothing.
+    host.netcfg.claim(aura_netcfg::Role::Client)?;
     let (creds, verifier) = opts.files.load()?;
     let server = resolve("client.server", &opts.server).await?;
     let mut bridges = Vec::new();
@@ -142,8 +144,7 @@ pub async fn run_on<T: TunFactory>(
     )
     .await?;
     let socket_path = opts.admin_socket.clone();
-    // After the admin socket: a second instance stops there, before it could remove the
-    // first one's routes as "leftovers".
+    // Only this role's leftovers: a server in the same namespace keeps its NAT.
     if let Err(e) = host.netcfg.cleanup_leftovers().await {
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);

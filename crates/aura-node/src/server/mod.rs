@@ -65,6 +65,8 @@ pub async fn run_on<T: TunFactory>(
     mut host: Host<T>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    // First: a second server in this network namespace stops here, touching nothing.
+    host.netcfg.claim(aura_netcfg::Role::Server)?;
     let (creds, verifier) = opts.files.load()?;
     // Before any host change: a decoy certificate that does not load stops the start here.
     let decoy = opts
@@ -77,8 +79,7 @@ pub async fn run_on<T: TunFactory>(
     let warning = CrlWarning::default();
     let admin_task = admin::serve(&opts.admin_socket, status_handler(&router, &warning)).await?;
     let socket_path = opts.admin_socket.clone();
-    // After the admin socket: a second instance stops there, before it could remove the
-    // first one's NAT as a "leftover".
+    // Only this role's leftovers: a client in the same namespace keeps its routes.
     if let Err(e) = host.netcfg.cleanup_leftovers().await {
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
