@@ -282,6 +282,16 @@ pub enum VerifyError {
         now: OffsetDateTime,
     },
 
+    /// The CRL's thisUpdate is more than the allowed clock skew ahead of the verification
+    /// time: a CRL from the future, or a clock far behind (local error).
+    #[error("the CRL is dated {} but the clock says {}: check the clocks of this host and the CA host", rfc3339(*this_update), rfc3339(*now))]
+    CrlNotYetValid {
+        /// The CRL's thisUpdate.
+        this_update: OffsetDateTime,
+        /// The verification time.
+        now: OffsetDateTime,
+    },
+
     /// A CRL could not be parsed, is not signed by the CA, or does not cover the
     /// certificate (local error).
     #[error("bad CRL: {0}")]
@@ -314,6 +324,7 @@ impl VerifyError {
                 | VerifyError::BadCrl(_)
                 | VerifyError::NoCrl
                 | VerifyError::CrlExpired { .. }
+                | VerifyError::CrlNotYetValid { .. }
                 | VerifyError::InvalidServerName(_)
         )
     }

@@ -49,6 +49,10 @@ pub struct VerifiedPeer {
     pub not_after: OffsetDateTime,
 }
 
+/// How far a CRL's thisUpdate may lie in the future of the verifier's clock (clock skew
+/// between the CA host and this one); beyond it the CRL is refused until its time comes.
+pub const CRL_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// Verifies Aura leaf certificates against one CA and its CRL.
 ///
 /// Policy (the same for every carrier): the leaf must chain directly to the CA, be
@@ -79,7 +83,7 @@ struct CheckedCrl {
     /// thisUpdate.
     this_update: OffsetDateTime,
     /// nextUpdate, when the CRL has one.
-    next_update: Option<OffsetDateTime>,
+    next_update: OffsetDateTime,
 }
 
 impl fmt::Debug for Verifier {
@@ -143,7 +147,7 @@ impl Verifier {
 
     /// nextUpdate of the CRL in use: after it, every certificate check fails until a newer
     /// CRL replaces it. `None` for a CRL without nextUpdate (Aura always sets one).
-    pub fn crl_next_update(&self) -> Option<OffsetDateTime> {
+    pub fn crl_next_update(&self) -> OffsetDateTime {
         self.crl.next_update
     }
 
@@ -175,6 +179,12 @@ impl Verifier {
                 .crl_number()
                 .map(|n| n.to_bytes_be())
                 .ok_or_else(|| bad("no CRL number".into()))?;
+            // A CRL that never expires would keep a revocation list from the past valid
+            // for good (webpki refuses it too, less clearly).
+            let next_update = parsed
+                .next_update()
+                .map(|t| t.to_datetime())
+                .ok_or_else(|| bad("no nextUpdate: a CRL must say when it expires".into()))?;
             // webpki's own checks of the CRL's form (version, no delta or indirect CRL,
             // supported extensions), kept as the gate they were.
             OwnedCertRevocationList::from_der(der)
@@ -185,7 +195,7 @@ impl Verifier {
                     .map(|r| r.raw_serial().to_vec())
                     .collect(),
                 this_update: parsed.last_update().to_datetime(),
-                next_update: parsed.next_update().map(|t| t.to_datetime()),
+                next_update,
             };
             let newer = match &best {
                 None => true,
@@ -248,14 +258,18 @@ impl Verifier {
 
         let (_, x509) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        if let Some(next_update) = self.crl.next_update {
-            let at = from_unix(now);
-            if at > next_update {
-                return Err(VerifyError::CrlExpired {
-                    next_update,
-                    now: at,
-                });
-            }
+        let at = from_unix(now);
+        if at > self.crl.next_update {
+            return Err(VerifyError::CrlExpired {
+                next_update: self.crl.next_update,
+                now: at,
+            });
+        }
+        if self.crl.this_update > at + CRL_CLOCK_SKEW {
+            return Err(VerifyError::CrlNotYetValid {
+                this_update: self.crl.this_update,
+                now: at,
+            });
         }
         if self.crl.revoked.contains(x509.raw_serial()) {
             return Err(VerifyError::Revoked);

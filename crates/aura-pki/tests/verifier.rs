@@ -278,6 +278,115 @@ fn crl_past_next_update_is_rejected() {
 }
 
 #[test]
+fn crl_from_the_future_is_refused_until_its_time() {
+    let mut f = Fixture::new();
+    let alice = f.client("alice", 365);
+    let later =
+        f.ca.sign_crl(2, t0() + Duration::days(3), t0() + Duration::days(30), &[])
+            .unwrap();
+    let v = Verifier::new(f.ca.cert_der(), [&later.der]).unwrap();
+    let err = v
+        .verify_client(&alice.cert_der, unix(t0() + Duration::days(1)))
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::CrlNotYetValid { .. }), "{err:?}");
+    assert!(err.is_local());
+    // Within the allowed skew, and once its time has come, it is used.
+    let skewed = t0() + Duration::days(3) - Duration::minutes(4);
+    v.verify_client(&alice.cert_der, unix(skewed)).unwrap();
+    v.verify_client(&alice.cert_der, unix(t0() + Duration::days(4)))
+        .unwrap();
+}
+
+#[test]
+fn crl_without_next_update_is_refused_at_construction() {
+    let f = Fixture::new();
+    let der = without_next_update(&f.crl.der, &f.ca);
+    // The edited CRL is well formed and correctly signed: only nextUpdate is missing.
+    let err = Verifier::new(f.ca.cert_der(), [&der]).unwrap_err();
+    match &err {
+        VerifyError::BadCrl(why) => assert!(why.contains("no nextUpdate"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `crl` with its nextUpdate field removed, re-signed by `ca` (ECDSA P-256, SHA-256).
+fn without_next_update(crl: &[u8], ca: &CertificateAuthority) -> Vec<u8> {
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::DecodePrivateKey;
+    let outer = der_items(der_body(crl));
+    let tbs = der_items(der_body(outer[0]));
+    // version, signature, issuer, thisUpdate, nextUpdate (UTCTime or GeneralizedTime), ...
+    assert!(matches!(tbs[4][0], 0x17 | 0x18), "nextUpdate expected");
+    let fields: Vec<u8> = tbs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 4)
+        .flat_map(|(_, t)| t.to_vec())
+        .collect();
+    let tbs = der_wrap(0x30, &fields);
+    let key_pem = ca.key_pem();
+    let key_der = pem::parse(key_pem.as_bytes()).unwrap();
+    let key = p256::ecdsa::SigningKey::from_pkcs8_der(key_der.contents()).unwrap();
+    let sig: p256::ecdsa::DerSignature = key.sign(&tbs);
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(sig.as_bytes());
+    let mut body = tbs;
+    body.extend_from_slice(outer[1]);
+    body.extend_from_slice(&der_wrap(0x03, &bits));
+    der_wrap(0x30, &body)
+}
+
+/// The contents of the DER element `d` (tag and length stripped).
+fn der_body(d: &[u8]) -> &[u8] {
+    let (hdr, len) = der_header(d);
+    &d[hdr..hdr + len]
+}
+
+/// (header length, content length) of the DER element at the start of `d`.
+fn der_header(d: &[u8]) -> (usize, usize) {
+    match d[1] {
+        n if n < 0x80 => (2, usize::from(n)),
+        n => {
+            let k = usize::from(n & 0x7f);
+            let len = d[2..2 + k]
+                .iter()
+                .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+            (2 + k, len)
+        }
+    }
+}
+
+/// The consecutive DER elements of `d`, each with its tag and length.
+fn der_items(mut d: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !d.is_empty() {
+        let (hdr, len) = der_header(d);
+        out.push(&d[..hdr + len]);
+        d = &d[hdr + len..];
+    }
+    out
+}
+
+/// A DER element of `tag` around `body`.
+fn der_wrap(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = body.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
 fn crl_not_signed_by_the_ca_is_refused_at_construction() {
     let mut f = Fixture::new();
     for name in ["Other CA", "Aura CA"] {

@@ -77,8 +77,8 @@ pub fn newer_crl(
 pub struct CrlLifetime {
     /// thisUpdate.
     pub this_update: i64,
-    /// nextUpdate (`None`: the CRL never expires).
-    pub next_update: Option<i64>,
+    /// nextUpdate (every CRL the verifier takes has one).
+    pub next_update: i64,
 }
 
 impl CrlLifetime {
@@ -86,7 +86,7 @@ impl CrlLifetime {
     pub fn of(verifier: &Verifier) -> Self {
         Self {
             this_update: verifier.crl_this_update().unix_timestamp(),
-            next_update: verifier.crl_next_update().map(|t| t.unix_timestamp()),
+            next_update: verifier.crl_next_update().unix_timestamp(),
         }
     }
 }
@@ -134,7 +134,7 @@ impl CrlUpkeep {
     /// What `aura status` shows about the CRL at `now`: a warning from [`WARN_BEFORE`]
     /// before nextUpdate when the server cannot re-sign it, and once it has expired.
     pub fn status(&self, crl: CrlLifetime, now: i64) -> Option<String> {
-        let next = crl.next_update?;
+        let next = crl.next_update;
         let left = next.saturating_sub(now);
         if left <= 0 {
             return Some(format!(
@@ -155,9 +155,7 @@ impl CrlUpkeep {
 
     /// What to do at `now` about the CRL in use.
     pub fn due(&mut self, crl: CrlLifetime, now: i64) -> Upkeep {
-        let Some(next) = crl.next_update else {
-            return Upkeep::Nothing;
-        };
+        let next = crl.next_update;
         let left = next.saturating_sub(now);
         if self.store.is_some() {
             let lifetime = next.saturating_sub(crl.this_update);
@@ -214,7 +212,7 @@ mod tests {
     fn lifetime(days_valid: i64) -> CrlLifetime {
         CrlLifetime {
             this_update: T0,
-            next_update: Some(T0 + days_valid * DAY),
+            next_update: T0 + days_valid * DAY,
         }
     }
 
@@ -290,7 +288,7 @@ mod tests {
         let v = Verifier::new(&store.ca_cert_der().unwrap(), [store.crl_der().unwrap()]).unwrap();
         let fresh = CrlLifetime::of(&v);
         assert_eq!(fresh.this_update, at);
-        assert!(fresh.next_update.unwrap() > at + 150 * DAY);
+        assert!(fresh.next_update > at + 150 * DAY);
         assert_eq!(u.due(fresh, at + 1), Upkeep::Nothing);
         // A short-lived CRL is re-signed at half its lifetime.
         let mut u = CrlUpkeep::new(Some(store));
