@@ -59,6 +59,10 @@ pub enum DaemonError {
     /// The admin socket.
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
+    /// A data-path task (TUN reader or writer) ended: the daemon stops so that its host
+    /// changes are undone and a supervisor restarts it.
+    #[error("data path stopped: {0}")]
+    DataPath(String),
     /// The server refused this client, or this client refused the server: retrying
     /// cannot help.
     #[error("{0}")]

@@ -51,7 +51,9 @@ pub use redact::Redact;
 /// The shutdown future the daemons take, boxed so callers can name it.
 pub type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT: each stops the daemon the same way,
+/// host changes undone (left to their default action, SIGHUP and SIGQUIT would end the
+/// process with the host still changed until the next start).
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
@@ -60,10 +62,14 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send,
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut quit = signal(SignalKind::quit()).map_err(DaemonError::Signals)?;
     Ok(async move {
         tokio::select! {
             _ = int.recv() => tracing::info!("SIGINT received"),
             _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = hup.recv() => tracing::info!("SIGHUP received"),
+            _ = quit.recv() => tracing::info!("SIGQUIT received"),
         }
     })
 }

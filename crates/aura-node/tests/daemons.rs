@@ -211,6 +211,36 @@ async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_tun_dies_stops_and_undoes_its_host() {
+    let pki = TestPki::new(43).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
+    write_identity(d, pki.server());
+    let net = MemNetwork::new();
+    let (s_host, s_memory, mut s_tuns) = host(&net);
+    let server = start_server(server_options(d, &pki.server().id), s_host);
+    let (_, s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    timeout(T, async {
+        while s_memory.snapshot().nft_table.is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the server never set up NAT");
+    // The device goes away under the server (as a TUN read error would).
+    drop(s_tun);
+    let end = timeout(T, server.task)
+        .await
+        .expect("the server kept running without its TUN")
+        .unwrap();
+    assert!(matches!(end, Err(DaemonError::DataPath(_))), "{end:?}");
+    assert_eq!(s_memory.snapshot().ip_forward, "0", "forwarding undone");
+    assert!(s_memory.snapshot().nft_table.is_none(), "NAT undone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_and_two_clients_run_whole_in_memory() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

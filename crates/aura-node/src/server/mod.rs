@@ -211,13 +211,14 @@ async fn serve<T: TunFactory>(
     }
 
     let (to_device, device_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    let _writer = AbortOnDrop(tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx)));
+    // The data path's two tasks are supervised: if either ends (a read error, a panic),
+    // the server stops with an error, the host is undone and a supervisor can restart it,
+    // instead of accepting clients while forwarding nothing.
+    let mut writer = AbortOnDrop(tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx)));
     let reader_router = router.clone();
     let reader_tun = tun.clone();
-    let _reader = AbortOnDrop(tokio::spawn(async move {
-        if let Err(e) = reader_router.device_loop(reader_tun).await {
-            tracing::error!(error = %e, "reading the TUN device failed");
-        }
+    let mut reader = AbortOnDrop(tokio::spawn(async move {
+        reader_router.device_loop(reader_tun).await
     }));
     tracing::info!(
         name = %opts.name,
@@ -231,6 +232,7 @@ async fn serve<T: TunFactory>(
     let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
+    let mut stopped = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -252,20 +254,43 @@ async fn serve<T: TunFactory>(
                 tracing::info!("stopping");
                 break;
             }
+            r = &mut reader.0 => {
+                let why = match r {
+                    Ok(Ok(())) => "the TUN reader ended".to_owned(),
+                    Ok(Err(e)) => format!("reading the TUN device failed: {e}"),
+                    Err(e) => format!("the TUN reader task failed: {e}"),
+                };
+                stopped = Some(why);
+                break;
+            }
+            r = &mut writer.0 => {
+                let why = match r {
+                    Ok(()) => "the TUN writer ended".to_owned(),
+                    Err(e) => format!("the TUN writer task failed: {e}"),
+                };
+                stopped = Some(why);
+                break;
+            }
         }
     }
     for p in router.peers() {
         p.sender.close().await;
     }
     clients.abort_all();
-    Ok(())
+    match stopped {
+        Some(why) => {
+            tracing::error!(reason = %why, "data path stopped: stopping the server");
+            Err(DaemonError::DataPath(why))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Aborts its task when dropped, so no way out of [`serve`] leaves the device tasks (and
 /// with them the TUN device) behind.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
