@@ -24,6 +24,8 @@ pub(crate) struct Session {
     pub remote_index: u32,
     keys: SessionKeys,
     send_counter: u64,
+    /// Packets opened so far.
+    received: u64,
     replay: ReplayWindow,
     pub created: Instant,
     /// Whether a packet has been received under these keys (the peer has them).
@@ -42,6 +44,7 @@ impl Session {
             remote_index,
             keys,
             send_counter: 0,
+            received: 0,
             replay: ReplayWindow::new(),
             created: now,
             confirmed: false,
@@ -51,6 +54,11 @@ impl Session {
     /// Packets sealed so far.
     pub(crate) fn sent_packets(&self) -> u64 {
         self.send_counter
+    }
+
+    /// Packets opened so far.
+    pub(crate) fn received_packets(&self) -> u64 {
+        self.received
     }
 
     /// The suite of this session.
@@ -113,6 +121,7 @@ impl Session {
             return Err(DropReason::Replay);
         }
         self.confirmed = true;
+        self.received += 1;
         Ok(DATA_HEADER_LEN..DATA_HEADER_LEN + n)
     }
 }

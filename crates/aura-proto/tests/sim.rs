@@ -139,6 +139,44 @@ fn lossy_bulk_transfer_across_rekeys() {
     assert!(received as u64 + stats.lost >= 2 * u64::from(N));
 }
 
+/// A download: the server seals and the client only receives. The client still rekeys
+/// once the current keys have opened `rekey_after_packets` packets (RFC 8446 §5.5's
+/// limit applies to every key, the server's sending key included).
+#[test]
+fn the_client_rekeys_after_as_many_packets_received() {
+    let mut setup = Setup::new(&pki());
+    setup.timers = Timers {
+        rekey_after_packets: 5_000,
+        rekey_after_time: Duration::from_secs(600),
+        ..Timers::default()
+    };
+    let mut w = World::new(setup, 11);
+    assert!(w.run_until(Duration::from_secs(30), |w| w.client_connected()));
+    assert!(w.run_until(Duration::from_secs(30), |w| w.server_conn().is_some()));
+    let mut sent = 0u32;
+    while sent < 20_000 {
+        for _ in 0..200 {
+            if w.send(false, &payload(1, sent)) {
+                sent += 1;
+            }
+        }
+        w.run_for(Duration::from_millis(10));
+    }
+    w.run_for(Duration::from_secs(1));
+    let rekeys = w
+        .client
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Rekeyed { .. }))
+        .count();
+    assert!(rekeys >= 3, "{rekeys} rekeys for 20,000 packets received");
+    assert!(
+        w.client.received.len() > 19_000,
+        "{}",
+        w.client.received.len()
+    );
+}
+
 #[test]
 fn client_changes_address_mid_stream() {
     let mut w = World::new(Setup::new(&pki()), 3);

@@ -35,7 +35,8 @@ pub struct Timers {
     pub rekey_after_time: Duration,
     /// Keys older than this are never used.
     pub reject_after_time: Duration,
-    /// The client starts a new handshake after sealing this many packets.
+    /// The client starts a new handshake after sealing, or opening, this many packets
+    /// under one session's keys.
     pub rekey_after_packets: u64,
     /// How long the previous session still decrypts after a rekey.
     pub previous_session_grace: Duration,
@@ -54,7 +55,8 @@ impl Default for Timers {
             dead_peer: Duration::from_secs(30),
             rekey_after_time: Duration::from_secs(120),
             reject_after_time: Duration::from_secs(180),
-            rekey_after_packets: 1 << 40,
+            // RFC 8446 §5.5: at most 2^24.5 full-size records under one AES-GCM key.
+            rekey_after_packets: 1 << 24,
             previous_session_grace: Duration::from_secs(10),
             cookie_rotation: Duration::from_secs(120),
         }

@@ -83,6 +83,8 @@ pub(super) struct Opened {
     pub confirmed_first: bool,
     /// It came from an address other than the connection's, which is now the new one.
     pub moved: bool,
+    /// Client: the current keys have opened `rekey_after_packets` packets: rekey now.
+    pub rekey: bool,
 }
 
 /// What [`Connection::complete_client`] did.
@@ -187,8 +189,9 @@ impl Connection {
         remote: SocketAddr,
         header: DataHeader,
         buf: &mut [u8],
-        reject_after: Duration,
+        timers: &Timers,
     ) -> Result<Opened, DropReason> {
+        let reject_after = timers.reject_after_time;
         let mut from_next = false;
         let payload = if self
             .current
@@ -236,11 +239,20 @@ impl Connection {
         }
         let moved = remote != self.remote;
         self.remote = remote;
+        // The key's limit counts both directions: a download seals under the server's
+        // keys, so the client also rekeys after as many packets received.
+        let rekey = self.is_client()
+            && self.handshake.is_none()
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|s| s.received_packets() >= timers.rekey_after_packets);
         Ok(Opened {
             payload,
             from_next,
             confirmed_first,
             moved,
+            rekey,
         })
     }
 

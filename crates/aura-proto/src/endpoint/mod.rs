@@ -299,9 +299,8 @@ impl Endpoint {
         buf: &mut [u8],
     ) -> Result<Option<Received>, DropReason> {
         let header = DataHeader::read(buf).map_err(DropReason::Malformed)?;
-        let reject_after = self.config.timers.reject_after_time;
         let (handle, conn) = find(&self.by_index, &mut self.conns, header.receiver)?;
-        let opened = conn.open(now, remote, header, buf, reject_after)?;
+        let opened = conn.open(now, remote, header, buf, &self.config.timers)?;
         if opened.confirmed_first {
             self.events.push_back(Event::Confirmed { conn: handle });
         }
@@ -313,6 +312,10 @@ impl Endpoint {
         }
         if opened.from_next {
             self.promote_next(now, handle);
+        }
+        if opened.rekey {
+            // A failure to start it leaves the time-based rekey to try again.
+            let _ = self.start_client_handshake(now, handle);
         }
         self.reschedule(handle);
         if opened.payload.is_empty() {
