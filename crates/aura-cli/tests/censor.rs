@@ -39,19 +39,17 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use aura_lab::Procs;
-use aura_lab::deploy::{self, set_key, toml_path};
+use aura_lab::deploy;
 use aura_lab::lab::Lab;
 use aura_lab::netns::{Netns, skip_reason};
 use serde_json::Value;
-use support::{AURA, aura, serial};
+use support::{AURA, aura, offloads_off, pcap_frames, serial, start_capture, stop_capture};
 
 const CLASSIFIER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/dpi/classify.py");
 /// The Python with nfstream (nDPI) when `AURA_NDPI_PYTHON` is not set.
 const NDPI_PYTHON: &str = "/opt/ndpi/bin/python";
 /// The oldest nDPI whose verdicts count (4.10 has the TLS obfuscation heuristics).
 const MIN_NDPI: (u32, u32) = (4, 10);
-/// The deployment's outer SNIs; the day's mask picks one.
-const SNI_PALETTE: [&str; 2] = ["static.example.net", "www.example.org"];
 /// The site fetched through the tunnel (resolved by curl to the internet host).
 const SITE: &str = "www.example.com";
 /// Pages fetched per capture, one connection each, and their sizes.
@@ -105,6 +103,17 @@ enum Host {
     Server,
     Internet,
     Client,
+}
+
+impl Host {
+    /// Its namespace in `lab`.
+    fn ns(self, lab: &Lab) -> &Netns {
+        match self {
+            Host::Server => lab.server(),
+            Host::Internet => lab.internet(),
+            Host::Client => lab.client(1).unwrap(),
+        }
+    }
 }
 
 /// A carrier, where it listens, and what nDPI should call it.
@@ -174,44 +183,15 @@ impl World {
         self.path(rel).display().to_string()
     }
 
-    fn ns(&self, host: Host) -> &Netns {
-        match host {
-            Host::Server => self.lab.server(),
-            Host::Internet => self.lab.internet(),
-            Host::Client => self.lab.client(1).unwrap(),
-        }
-    }
-
     fn server_ip(&self) -> Ipv4Addr {
         self.lab.server_ip(1)
     }
 
     fn deploy(&self, carrier: &str) {
-        let d = self.p("deploy");
-        let mut args = vec!["server-init", "--dir", &d, "--name", "aura-e2e.test"];
-        args.extend(["--listen", "0.0.0.0"]);
-        for sni in SNI_PALETTE {
-            args.extend(["--sni", sni]);
-        }
-        aura(&args);
-        let server_toml = self.path("deploy/server.toml");
-        let text = std::fs::read_to_string(&server_toml).unwrap();
-        let socket = toml_path(&self.path("server.sock"));
-        let text = set_key(&text, "[server]", "admin_socket", &socket).unwrap();
-        std::fs::write(&server_toml, text).unwrap();
-        let out = self.p("deploy/alice");
-        let server = self.server_ip().to_string();
-        aura(&[
-            "provision-client",
-            "--dir",
-            &d,
-            "--id",
-            "alice",
-            "--server",
-            &server,
-            "--out",
-            &out,
-        ]);
+        let d = self.path("deploy");
+        support::server_init(&d, "aura-e2e.test", None, &self.path("server.sock"));
+        let out = self.path("deploy/alice");
+        support::provision_client(&d, "alice", self.server_ip(), &out);
         let client_toml = self.path("deploy/alice/client.toml");
         deploy::set_client_carrier(&client_toml, &self.path("alice.sock"), carrier).unwrap();
     }
@@ -242,94 +222,15 @@ impl World {
             let page = line.repeat(size / line.len() + 1);
             std::fs::write(www.join(format!("page{i}.html")), &page[..*size]).unwrap();
         }
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-            .args(["-subj", &format!("/CN={SITE}"), "-keyout"])
-            .args([self.p("web.key"), "-out".into(), self.p("web.crt")])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Offloads off on both ends of the client's link: tcpdump in C1 then sees packets
-    /// as they are on a wire, not GSO/GRO/TSO aggregates of up to 64 KB.
-    fn offloads_off(&self) {
-        for (host, dev) in [(Host::Client, "c1-s"), (Host::Server, "s-c1")] {
-            self.ns(host)
-                .sh(&format!(
-                    "ethtool -K {dev} gso off gro off tso off
-                     ethtool -K {dev} tx-udp-segmentation off 2>/dev/null || true"
-                ))
-                .unwrap();
-        }
+        support::self_signed(self.dir.path(), "web", SITE);
     }
 
     /// Spawns `program <args>` inside `host`, in the pages' directory (`openssl s_server
-    /// -WWW` serves it), output to a log file.
+    /// -WWW` serves it), output to `<label>.log`.
     fn spawn(&mut self, label: &str, host: Host, program: &str, args: &[&str]) -> usize {
-        let log = self.path(&format!("{label}.log"));
-        let mut cmd = self.ns(host).command(program);
-        cmd.args(args)
-            .current_dir(self.path("www"))
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "1");
-        self.procs.spawn(label, &mut cmd, log).unwrap()
-    }
-
-    /// Waits until `ok` holds for process `idx`'s log; panics if it exits first or
-    /// `timeout` passes.
-    fn wait_log(&mut self, idx: usize, timeout: Duration, ok: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !ok(&self.procs[idx].log()) {
-            if let Some(s) = self.procs[idx].exited() {
-                panic!(
-                    "{} exited ({s}): {}",
-                    self.procs[idx].label(),
-                    self.procs[idx].log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within {timeout:?}: {}",
-                self.procs[idx].label(),
-                self.procs[idx].log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// tcpdump of every IPv4 packet on C1's link to S into `<name>.pcap`, once it listens.
-    fn start_capture(&mut self, name: &str) -> (usize, PathBuf) {
-        let pcap = self.path(&format!("{name}.pcap"));
-        let file = pcap.display().to_string();
-        // -Z root: write the file in this 0700 directory (Debian's tcpdump drops to its
-        // own user first); -U: each packet written as it comes.
-        let args = ["-i", "c1-s", "-n", "-U", "-Z", "root", "-w", &file, "ip"];
-        let idx = self.spawn(&format!("tcpdump-{name}"), Host::Client, "tcpdump", &args);
-        self.wait_log(idx, Duration::from_secs(10), |l| l.contains("listening on"));
-        (idx, pcap)
-    }
-
-    /// Stops a capture: SIGTERM, tcpdump writes what it has and exits.
-    fn stop_capture(&mut self, idx: usize) {
-        std::thread::sleep(Duration::from_millis(300));
-        let status = self.procs.stop(idx);
-        let log = self.procs[idx].log();
-        assert!(
-            status.is_some_and(|s| s.success()) && !self.procs[idx].was_killed(),
-            "tcpdump: {status:?}: {log}"
-        );
-        assert!(
-            log.lines()
-                .any(|l| l.trim() == "0 packets dropped by kernel"),
-            "{log}"
-        );
+        let (dir, www) = (self.dir.path(), self.path("www"));
+        let ns = host.ns(&self.lab);
+        support::spawn(&mut self.procs, ns, dir, &www, label, program, args)
     }
 
     /// `openssl s_server` serving the pages on `addr:443` inside `host`, once it listens.
@@ -340,20 +241,7 @@ impl World {
             "s_server", "-accept", &accept, "-cert", &crt, "-key", &key, "-WWW", "-quiet",
         ];
         let idx = self.spawn(label, host, "openssl", &args);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self
-            .ns(host)
-            .sh("ss -Hltn 'sport = :443'")
-            .unwrap()
-            .trim()
-            .is_empty()
-        {
-            if let Some(s) = self.procs[idx].exited() {
-                panic!("{label} exited ({s}): {}", self.procs[idx].log());
-            }
-            assert!(Instant::now() < deadline, "{label} does not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        support::wait_listen(&mut self.procs, idx, host.ns(&self.lab), 443);
         idx
     }
 
@@ -361,8 +249,8 @@ impl World {
     /// `addr`, one connection each (curl, as a browser would: SNI, ALPN).
     fn fetch(&self, name: &str, addr: Ipv4Addr) {
         for (i, size) in PAGES.iter().enumerate() {
-            let out = self
-                .ns(Host::Client)
+            let out = Host::Client
+                .ns(&self.lab)
                 .sh(&format!(
                     "curl -sk --connect-timeout 10 --max-time 20 --resolve {name}:443:{addr} \
                      -o /dev/null -w '%{{http_code}} %{{size_download}}' \
@@ -373,32 +261,12 @@ impl World {
         }
     }
 
-    /// `aura status --json` on `socket`, if a daemon answers within 5 s.
-    fn status(&self, socket: &str) -> Option<Value> {
-        support::status(&self.p(socket))
-    }
-
     /// Polls `socket` until `ok` holds for its status; panics when process `idx` exits
     /// first or [`READY_TIMEOUT`] passes.
     fn wait_status(&mut self, idx: usize, socket: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = None;
-        loop {
-            if let Some(v) = self.status(socket) {
-                if ok(&v) {
-                    return v;
-                }
-                last = Some(v);
-            }
-            if let Some(s) = self.procs[idx].exited() {
-                panic!("{} exited ({s})", self.procs[idx].label());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out; last status: {last:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let socket = self.p(socket);
+        support::wait_status(&mut self.procs, idx, &socket, READY_TIMEOUT, ok)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn start_server(&mut self) {
@@ -470,32 +338,6 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Packets in a pcap file and the longest frame (as on the wire).
-fn pcap_frames(path: &Path) -> (usize, u32) {
-    let data = std::fs::read(path).unwrap();
-    let u32_at = |at: usize, le: bool| -> u32 {
-        let b: [u8; 4] = data[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let le = match data.get(..4) {
-        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]) => true,
-        Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]) => false,
-        other => panic!("{}: not a pcap file ({other:?})", path.display()),
-    };
-    let (mut at, mut count, mut longest) = (24, 0, 0);
-    while at + 16 <= data.len() {
-        let (captured, original) = (u32_at(at + 8, le), u32_at(at + 12, le));
-        longest = longest.max(original);
-        count += 1;
-        at += 16 + captured as usize;
-    }
-    (count, longest)
-}
-
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -552,24 +394,24 @@ fn censor_view(carrier: Carrier) {
     let server_ip = w.server_ip();
     let internet_ip = w.lab.internet_ip();
     let sni_before = w.mask_sni();
-    w.offloads_off();
+    offloads_off(&w.lab, 1);
 
     // Control: a browser's own HTTPS to S:443 (before the TLS carrier takes that port),
     // with the SNI the carriers show.
-    let (tcpdump, control_pcap) = w.start_capture("control");
+    let (tcpdump, control_pcap) = start_capture(&mut w.procs, &w.lab, 1, w.dir.path(), "control");
     let web = w.start_web("https-on-server", Host::Server, server_ip);
     w.fetch(&sni_before, server_ip);
     w.procs.stop(web);
-    w.stop_capture(tcpdump);
+    stop_capture(&mut w.procs, tcpdump);
 
     // The carrier: the same pages from I, through the tunnel.
     w.start_server();
-    let (tcpdump, carrier_pcap) = w.start_capture(name);
+    let (tcpdump, carrier_pcap) = start_capture(&mut w.procs, &w.lab, 1, w.dir.path(), name);
     w.start_web("https-on-internet", Host::Internet, internet_ip);
     let st = w.start_client();
     assert_eq!(st["carrier"], name, "{st}");
     w.fetch(SITE, internet_ip);
-    w.stop_capture(tcpdump);
+    stop_capture(&mut w.procs, tcpdump);
     let sni_after = w.mask_sni();
     let masks: BTreeSet<&str> = [sni_before.as_str(), sni_after.as_str()].into();
     eprintln!(
@@ -584,10 +426,12 @@ fn censor_view(carrier: Carrier) {
             std::fs::copy(pcap, &to).unwrap();
             eprintln!("{name}: kept {}", to.display());
         }
-        let (packets, longest) = pcap_frames(pcap);
+        let (_, frames) = pcap_frames(pcap);
+        let longest = frames.iter().map(|f| f.len).max().unwrap_or(0);
         eprintln!(
-            "{}: {packets} packets, longest frame {longest} bytes",
-            pcap.display()
+            "{}: {} packets, longest frame {longest} bytes",
+            pcap.display(),
+            frames.len()
         );
         assert!(
             longest <= 1514,

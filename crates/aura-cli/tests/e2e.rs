@@ -142,19 +142,8 @@ impl World {
         }
         std::fs::write(&server_toml, text).unwrap();
         for c in clients {
-            let out = self.p(&format!("deploy/{}", c.id));
-            let server = self.lab.server_ip(c.host).to_string();
-            aura(&[
-                "provision-client",
-                "--dir",
-                &d,
-                "--id",
-                c.id,
-                "--server",
-                &server,
-                "--out",
-                &out,
-            ]);
+            let out = self.path(&format!("deploy/{}", c.id));
+            support::provision_client(&self.path("deploy"), c.id, self.lab.server_ip(c.host), &out);
             self.set_carrier(c.id, carrier);
         }
         for c in clients.iter().filter(|c| c.revoked) {
@@ -196,8 +185,8 @@ impl World {
         support::status(&self.p(socket))
     }
 
-    /// Polls `socket` until `ok` holds for its status, process `idx` exits, or
-    /// `timeout` passes.
+    /// Polls `socket` until `ok` holds for its status; an error when process `idx`
+    /// exits first or `timeout` passes.
     fn wait_status(
         &mut self,
         idx: usize,
@@ -205,23 +194,8 @@ impl World {
         timeout: Duration,
         ok: impl Fn(&Value) -> bool,
     ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            if let Some(v) = self.status(socket) {
-                if ok(&v) {
-                    return Ok(v);
-                }
-                last = Some(v);
-            }
-            if let Some(s) = self.procs[idx].exited() {
-                return Err(format!("{} exited ({s}) first", self.procs[idx].label()));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("timed out; last status: {last:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let socket = self.p(socket);
+        support::wait_status(&mut self.procs, idx, &socket, timeout, ok)
     }
 
     /// Starts `aura server` in S and waits until it answers on its admin socket.

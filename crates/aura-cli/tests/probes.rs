@@ -38,7 +38,7 @@ mod support;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
@@ -47,12 +47,12 @@ use aura_lab::deploy::{set_key_in, toml_path, toml_string};
 use aura_lab::lab::Lab;
 use aura_lab::netns::{Netns, skip_reason};
 use serde_json::Value;
-use support::{AURA, aura, serial};
+use support::{
+    AURA, SNI_PALETTE, offloads_off, pcap_frames, serial, start_capture, stop_capture, wait_listen,
+};
 
 /// The deployment's name (`server-init` names its CA "<name> CA").
 const SERVER_NAME: &str = "aura-e2e.test";
-/// The deployment's outer SNIs; the built-in decoy's certificate is for the first.
-const SNI_PALETTE: [&str; 2] = ["static.example.net", "www.example.org"];
 /// The udp carrier's port and the TLS and QUIC carriers' (config defaults).
 const UDP_PORT: u16 = 8443;
 const TLS_PORT: u16 = 443;
@@ -108,6 +108,17 @@ enum Host {
     Client(usize),
 }
 
+impl Host {
+    /// Its namespace in `lab`.
+    fn ns(self, lab: &Lab) -> &Netns {
+        match self {
+            Host::Server => lab.server(),
+            Host::Internet => lab.internet(),
+            Host::Client(k) => lab.client(k).unwrap(),
+        }
+    }
+}
+
 /// One test's world. Field order is drop order: processes, then namespaces, then files.
 struct World {
     procs: Procs,
@@ -144,52 +155,21 @@ impl World {
     }
 
     fn ns(&self, host: Host) -> &Netns {
-        match host {
-            Host::Server => self.lab.server(),
-            Host::Internet => self.lab.internet(),
-            Host::Client(k) => self.lab.client(k).unwrap(),
-        }
+        host.ns(&self.lab)
     }
 
     /// `aura server-init` into `rel` (admin socket `<rel>.sock`), the palette's SNIs.
     fn server_init(&self, rel: &str, name: &str, decoy_upstream: Option<&str>) {
-        let d = self.p(rel);
-        let mut args = vec!["server-init", "--dir", &d, "--name", name];
-        args.extend(["--listen", "0.0.0.0"]);
-        for sni in SNI_PALETTE {
-            args.extend(["--sni", sni]);
-        }
-        if let Some(up) = decoy_upstream {
-            args.extend(["--decoy-upstream", up]);
-        }
-        aura(&args);
-        let socket = toml_path(&self.path(&format!("{rel}.sock")));
-        set_key_in(
-            &self.path(&format!("{rel}/server.toml")),
-            "[server]",
-            "admin_socket",
-            &socket,
-        )
-        .unwrap();
+        let socket = self.path(&format!("{rel}.sock"));
+        support::server_init(&self.path(rel), name, decoy_upstream, &socket);
     }
 
     /// `aura provision-client` of `id` from `deploy/` into `deploy/<id>`, dialling the
     /// server's address on client host `k`'s link, over `carriers` only, with the admin
     /// socket `<id>.sock`.
     fn provision(&self, id: &str, k: usize, carriers: &[&str]) {
-        let (d, out) = (self.p("deploy"), self.p(&format!("deploy/{id}")));
-        let server = self.lab.server_ip(k).to_string();
-        aura(&[
-            "provision-client",
-            "--dir",
-            &d,
-            "--id",
-            id,
-            "--server",
-            &server,
-            "--out",
-            &out,
-        ]);
+        let (d, out) = (self.path("deploy"), self.path(&format!("deploy/{id}")));
+        support::provision_client(&d, id, self.lab.server_ip(k), &out);
         self.set_carriers(id, carriers);
         let toml = self.path(&format!("deploy/{id}/client.toml"));
         let socket = toml_path(&self.path(&format!("{id}.sock")));
@@ -210,114 +190,8 @@ impl World {
 
     /// Spawns `program <args>` inside `host`, output to `<label>.log`.
     fn spawn(&mut self, label: &str, host: Host, program: &str, args: &[&str]) -> usize {
-        let log = self.path(&format!("{label}.log"));
-        let mut cmd = self.ns(host).command(program);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "1");
-        self.procs.spawn(label, &mut cmd, log).unwrap()
-    }
-
-    /// Waits until `ok` holds for process `idx`'s log; panics if it exits first or
-    /// `timeout` passes.
-    fn wait_log(&mut self, idx: usize, timeout: Duration, ok: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !ok(&self.procs[idx].log()) {
-            if let Some(s) = self.procs[idx].exited() {
-                panic!(
-                    "{} exited ({s}): {}",
-                    self.procs[idx].label(),
-                    self.procs[idx].log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within {timeout:?}: {}",
-                self.procs[idx].label(),
-                self.procs[idx].log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until something listens on TCP `port` inside `host` (process `idx`).
-    fn wait_listen(&mut self, idx: usize, host: Host, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let script = format!("ss -Hltn 'sport = :{port}'");
-        while self.ns(host).sh(&script).unwrap().trim().is_empty() {
-            if let Some(s) = self.procs[idx].exited() {
-                panic!(
-                    "{} exited ({s}): {}",
-                    self.procs[idx].label(),
-                    self.procs[idx].log()
-                );
-            }
-            assert!(Instant::now() < deadline, "nothing listens on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Offloads off on both ends of client host `k`'s link: tcpdump then sees each
-    /// datagram and segment as it is on a wire, not a GSO aggregate.
-    fn offloads_off(&self, k: usize) {
-        for (host, dev) in [
-            (Host::Client(k), format!("c{k}-s")),
-            (Host::Server, format!("s-c{k}")),
-        ] {
-            self.ns(host)
-                .sh(&format!(
-                    "ethtool -K {dev} gso off gro off tso off
-                     ethtool -K {dev} tx-udp-segmentation off 2>/dev/null || true"
-                ))
-                .unwrap();
-        }
-    }
-
-    /// tcpdump of every IPv4 packet on client host `k`'s link into `<name>.pcap`, once
-    /// it listens.
-    fn start_capture(&mut self, k: usize, name: &str) -> (usize, PathBuf) {
-        let pcap = self.path(&format!("{name}.pcap"));
-        let file = pcap.display().to_string();
-        let dev = format!("c{k}-s");
-        // -Z root: write the file in this 0700 directory; -U, --immediate-mode: each
-        // packet written as it comes (not a buffer block later, which a SIGTERM loses).
-        let args = [
-            "-i",
-            &dev,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-Z",
-            "root",
-            "-w",
-            &file,
-            "ip",
-        ];
-        let idx = self.spawn(
-            &format!("tcpdump-{name}"),
-            Host::Client(k),
-            "tcpdump",
-            &args,
-        );
-        self.wait_log(idx, Duration::from_secs(10), |l| l.contains("listening on"));
-        (idx, pcap)
-    }
-
-    /// Stops a capture: SIGTERM, tcpdump writes what it has and exits.
-    fn stop_capture(&mut self, idx: usize) {
-        std::thread::sleep(Duration::from_millis(300));
-        let status = self.procs.stop(idx);
-        let log = self.procs[idx].log();
-        assert!(
-            status.is_some_and(|s| s.success()) && !self.procs[idx].was_killed(),
-            "tcpdump: {status:?}: {log}"
-        );
-        assert!(
-            log.lines()
-                .any(|l| l.trim() == "0 packets dropped by kernel"),
-            "{log}"
-        );
+        let (dir, ns) = (self.dir.path(), host.ns(&self.lab));
+        support::spawn(&mut self.procs, ns, dir, dir, label, program, args)
     }
 
     /// `aura status --json` on `socket`, if a daemon answers within 5 s.
@@ -328,25 +202,9 @@ impl World {
     /// Polls `socket` until `ok` holds for its status; panics when process `idx` exits
     /// first or [`READY_TIMEOUT`] passes.
     fn wait_status(&mut self, idx: usize, socket: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = None;
-        loop {
-            if let Some(v) = self.status(socket) {
-                if ok(&v) {
-                    return v;
-                }
-                last = Some(v);
-            }
-            if let Some(s) = self.procs[idx].exited() {
-                panic!("{} exited ({s})", self.procs[idx].label());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out; last status: {last:?}",
-                self.procs[idx].label()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let socket = self.p(socket);
+        support::wait_status(&mut self.procs, idx, &socket, READY_TIMEOUT, ok)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts the server of `deploy/`, once it answers on its admin socket.
@@ -445,27 +303,6 @@ impl World {
         assert!(out.status.success(), "openssl x509 -in {rel}");
         let s = String::from_utf8_lossy(&out.stdout);
         s.trim().strip_prefix("subject=").unwrap().trim().to_owned()
-    }
-
-    /// A throwaway self-signed certificate `<name>.crt` / `<name>.key` for `cn`.
-    fn self_signed(&self, name: &str, cn: &str) {
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-            .args(["-subj", &format!("/CN={cn}"), "-keyout"])
-            .args([
-                self.p(&format!("{name}.key")),
-                "-out".into(),
-                self.p(&format!("{name}.crt")),
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 
@@ -605,28 +442,12 @@ struct Packet {
 
 /// The TCP and UDP packets of an Ethernet pcap file, in capture order.
 fn read_pcap(path: &Path) -> Vec<Packet> {
-    let data = std::fs::read(path).unwrap();
-    let le = match data.get(..4) {
-        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]) => true,
-        Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]) => false,
-        other => panic!("{}: not a pcap file ({other:?})", path.display()),
-    };
-    let u32_at = |at: usize| -> u32 {
-        let b: [u8; 4] = data[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    assert_eq!(u32_at(20), 1, "{}: not Ethernet", path.display());
+    let (link_type, frames) = pcap_frames(path);
+    assert_eq!(link_type, 1, "{}: not Ethernet", path.display());
     let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
     let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let captured = u32_at(at + 8) as usize;
-        let frame = &data[at + 16..(at + 16 + captured).min(data.len())];
-        at += 16 + captured;
+    for frame in &frames {
+        let frame = frame.data.as_slice();
         if frame.len() < 34 || be16(frame, 12) != 0x0800 {
             continue;
         }
@@ -858,7 +679,7 @@ fn probe_forward_decoy_shows_the_upstream() {
     let internet = w.lab.internet_ip();
     let upstream = format!("{internet}:{UPSTREAM_PORT}");
     w.server_init("deploy", SERVER_NAME, Some(&upstream));
-    w.self_signed("upstream", UPSTREAM_CN);
+    support::self_signed(w.dir.path(), "upstream", UPSTREAM_CN);
     let (crt, key) = (w.p("upstream.crt"), w.p("upstream.key"));
     let web = w.spawn(
         "upstream",
@@ -868,7 +689,7 @@ fn probe_forward_decoy_shows_the_upstream() {
             "s_server", "-accept", &upstream, "-cert", &crt, "-key", &key, "-www", "-quiet",
         ],
     );
-    w.wait_listen(web, Host::Internet, UPSTREAM_PORT);
+    wait_listen(&mut w.procs, web, w.lab.internet(), UPSTREAM_PORT);
     // What the upstream serves, asked directly.
     let direct = w.curl(Host::Internet, internet, UPSTREAM_PORT, UPSTREAM_CN);
     assert!(direct.contains("s_server"), "{direct}");
@@ -901,17 +722,17 @@ fn probe_udp_is_silent_and_replays_get_nothing() {
     let started = Instant::now();
     w.server_init("deploy", SERVER_NAME, None);
     w.provision("alice", 1, &["udp"]);
-    w.offloads_off(1);
+    offloads_off(&w.lab, 1);
     w.start_server();
     let (client_ip, server_ip) = (w.lab.client_ip(1), w.lab.server_ip(1));
     let prober_ip = w.lab.client_ip(2);
     let prober = Host::Client(2);
 
     // The udp carrier: C1's first datagrams, captured from before the client starts.
-    let (cap, pcap) = w.start_capture(1, "udp");
+    let (cap, pcap) = start_capture(&mut w.procs, &w.lab, 1, w.dir.path(), "udp");
     let alice = w.start_client("alice", 1);
     w.wait_connected(alice, "alice");
-    w.stop_capture(cap);
+    stop_capture(&mut w.procs, cap);
     let udp_to = SocketAddrV4::new(server_ip, UDP_PORT);
     let firsts: Vec<Vec<u8>> = read_pcap(&pcap)
         .into_iter()
@@ -977,11 +798,11 @@ fn probe_udp_is_silent_and_replays_get_nothing() {
     // The TLS carrier: C1's ClientHello, replayed from C2 over a new connection.
     w.procs.stop(alice);
     w.set_carriers("alice", &["tls"]);
-    let (cap, pcap) = w.start_capture(1, "tls");
+    let (cap, pcap) = start_capture(&mut w.procs, &w.lab, 1, w.dir.path(), "tls");
     let alice = w.start_client("alice", 1);
     let st = w.wait_connected(alice, "alice");
     assert_eq!(st["carrier"], "tls", "{st}");
-    w.stop_capture(cap);
+    stop_capture(&mut w.procs, cap);
     let tls_to = SocketAddrV4::new(server_ip, TLS_PORT);
     let (_, stream, genuine) = first_tcp_connection(&read_pcap(&pcap), client_ip, tls_to);
     let hello = client_hello_records(&stream);
