@@ -413,8 +413,19 @@ fn snapshot(ns: &Netns, with_nft: bool) -> String {
 
 #[test]
 fn sigterm_restores_server_and_client_hosts_exactly() {
-    let Some(mut w) = World::new("sigterm_restores", 1, &[ClientSpec::new("alice", 1)], "udp")
-    else {
+    stop_restores_hosts("sigterm_restores", Signal::SIGTERM, Signal::SIGTERM);
+}
+
+/// SIGHUP and SIGQUIT stop the daemons as SIGTERM does: host changes undone, exit 0.
+#[test]
+fn sighup_and_sigquit_restore_hosts_too() {
+    stop_restores_hosts("sighup_sigquit", Signal::SIGHUP, Signal::SIGQUIT);
+}
+
+/// Runs a server and a client, moves data, stops the server with `server_sig` and the
+/// client with `client_sig`: each exits 0 and leaves its host as it found it.
+fn stop_restores_hosts(test: &str, server_sig: Signal, client_sig: Signal) {
+    let Some(mut w) = World::new(test, 1, &[ClientSpec::new("alice", 1)], "udp") else {
         return;
     };
     let s_before = snapshot(w.lab.server(), true);
@@ -438,7 +449,7 @@ fn sigterm_restores_server_and_client_hosts_exactly() {
         "no client routes?"
     );
 
-    w.signal(server, Signal::SIGTERM);
+    w.signal(server, server_sig);
     let st = w.procs[server].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "server exit: {st:?}");
     assert_eq!(
@@ -447,7 +458,7 @@ fn sigterm_restores_server_and_client_hosts_exactly() {
         "server host not restored"
     );
 
-    w.signal(client, Signal::SIGTERM);
+    w.signal(client, client_sig);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "client exit: {st:?}");
     assert_eq!(
