@@ -42,11 +42,21 @@ async fn server_with(
     site: Option<Arc<Site>>,
     forward: Option<String>,
 ) -> (QuicListener, mpsc::Receiver<DatagramLink>, Arc<QuicKnock>) {
-    let pki = TestPki::new(12).unwrap();
     let knock = QuicKnock::new(&key, now);
+    let (l, rx) = listen(knock.clone(), site, forward).await.unwrap();
+    (l, rx, knock)
+}
+
+/// A QUIC listener on loopback with the test server's certificate and this camouflage.
+async fn listen(
+    knock: Arc<QuicKnock>,
+    site: Option<Arc<Site>>,
+    forward: Option<String>,
+) -> Result<(QuicListener, mpsc::Receiver<DatagramLink>), aura_transport::TransportError> {
+    let pki = TestPki::new(12).unwrap();
     let opts = QuicOptions {
         camo: Some(QuicCamo {
-            knock: knock.clone(),
+            knock,
             site,
             forward,
         }),
@@ -60,9 +70,8 @@ async fn server_with(
         opts,
         tx,
     )
-    .await
-    .unwrap();
-    (l, rx, knock)
+    .await?;
+    Ok((l, rx))
 }
 
 /// A stranger's HTTP/3 GET /: the server's certificate subject and the response body.
@@ -227,27 +236,12 @@ async fn with_a_forwarded_decoy_strangers_reach_the_upstream_site_over_http3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_decoy_that_does_not_resolve_is_a_clear_error() {
-    let pki = TestPki::new(12).unwrap();
-    let opts = QuicOptions {
-        camo: Some(QuicCamo {
-            knock: QuicKnock::new(&key(), now),
-            site: None,
-            // Not a host:port (the config refuses that earlier; here it stands for a name
-            // that does not resolve, without asking a resolver).
-            forward: Some("no-port".to_owned()),
-        }),
-        ..QuicOptions::default()
-    };
-    let (tx, _rx) = mpsc::channel(1);
-    let err = quic::listen(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![pki.server().cert()],
-        pki.server().key(),
-        opts,
-        tx,
-    )
-    .await
-    .unwrap_err();
+    // Not a host:port (the config refuses that earlier; here it stands for a name that
+    // does not resolve, without asking a resolver).
+    let forward = Some("no-port".to_owned());
+    let err = listen(QuicKnock::new(&key(), now), None, forward)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("server.decoy.upstream"), "{err}");
 }
 
