@@ -687,3 +687,75 @@ fn a_client_back_over_another_carrier_is_listed_with_it() {
     assert_eq!(p[0]["carrier"], "quic", "{s}");
     assert_eq!(p[0]["tunnel_address"], st["address"], "{s}");
 }
+
+/// What client `alice` (on C1) reaches through the tunnel: the internet host, the server
+/// host's own service on its tunnel address, client `bob` (on C2) and host C3 (a LAN of
+/// the server's, not behind its egress). Each probe is a short TCP transfer.
+fn reachable(w: &World) -> [bool; 4] {
+    const SERVICE_PORT: u16 = 7001;
+    let probe = |to: &Netns, addr: std::net::Ipv4Addr, port: u16| {
+        lab::transfer(
+            w.lab.client(1).unwrap(),
+            to,
+            addr,
+            port,
+            64 * 1024,
+            Duration::from_secs(3),
+        )
+        .is_ok()
+    };
+    [
+        probe(w.lab.internet(), w.lab.internet_ip(), PORT),
+        probe(w.lab.server(), "10.77.0.1".parse().unwrap(), SERVICE_PORT),
+        probe(
+            w.lab.client(2).unwrap(),
+            "10.77.0.20".parse().unwrap(),
+            PORT,
+        ),
+        probe(w.lab.client(3).unwrap(), w.lab.client_ip(3), PORT),
+    ]
+}
+
+/// By default a client reaches the internet and nothing else (ping to the server's
+/// tunnel address excepted); `[server.firewall]` opens other clients, a subnet and a
+/// host port, each on its own.
+#[test]
+fn clients_reach_the_internet_and_what_the_firewall_opens() {
+    let clients = [
+        ClientSpec {
+            static_address: Some("10.77.0.10"),
+            ..ClientSpec::new("alice", 1)
+        },
+        ClientSpec {
+            static_address: Some("10.77.0.20"),
+            ..ClientSpec::new("bob", 2)
+        },
+    ];
+    let opened = "\n[server.firewall]\nclient_to_client = true\n\
+                  allow_subnets = [\"10.200.3.0/24\"]\nallow_host_ports = [\"7001/tcp\"]\n";
+    for (section, expected) in [
+        ("", [true, false, false, false]),
+        (opened, [true, true, true, true]),
+    ] {
+        let Some(mut w) = World::new("firewall", 3, &clients, "udp") else {
+            return;
+        };
+        let server_toml = w.path("deploy/server.toml");
+        let mut text = std::fs::read_to_string(&server_toml).unwrap();
+        text.push_str(section);
+        std::fs::write(&server_toml, text).unwrap();
+        w.start_server();
+        w.start_client("alice", 1);
+        w.start_client("bob", 2);
+        let ping = w.lab.client(1).unwrap().sh("ping -c 1 -W 2 10.77.0.1");
+        assert!(
+            ping.is_ok(),
+            "ping to the server's tunnel address: {ping:?}"
+        );
+        assert_eq!(
+            reachable(&w),
+            expected,
+            "[internet, server service, other client, server LAN] with {section:?}"
+        );
+    }
+}

@@ -81,8 +81,8 @@ pub use common::{
 pub use error::{ConfigError, Problem};
 pub use quote::toml_string;
 pub use server::{
-    DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, NatSection, PoolSection,
-    PoolStrategy, RelaySection, ServerConfig, ServerPki, ServerSection,
+    DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection, HostPort,
+    NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki, ServerSection,
 };
 
 use common::Resolver;

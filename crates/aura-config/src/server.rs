@@ -75,6 +75,104 @@ pub struct ServerSection {
     /// `[server.decoy]`.
     #[serde(default)]
     pub decoy: DecoySection,
+    /// `[server.firewall]`.
+    #[serde(default)]
+    pub firewall: FirewallSection,
+}
+
+/// `[server.firewall]`: what clients reach besides the internet. By default (this
+/// section empty) a client reaches the internet through NAT and nothing else: not other
+/// clients, not the server host's own services, not private, shared, link-local
+/// (cloud metadata), loopback or multicast addresses, wherever they are. Each key opens
+/// one thing. Applies with `server.nat.auto` (the rules live in the same nftables table).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallSection {
+    /// Clients may reach each other through the server. Default `false`.
+    #[serde(default)]
+    pub client_to_client: bool,
+    /// Networks clients may reach although they are private or not behind the egress
+    /// interface (an office LAN behind the server), e.g. `["192.168.10.0/24"]`.
+    #[serde(default)]
+    pub allow_subnets: Vec<Ipv4Cidr>,
+    /// Ports of the server host itself clients may reach through the tunnel, as
+    /// `"PORT/udp"` or `"PORT/tcp"`, e.g. `["53/udp", "53/tcp"]` for a resolver there.
+    #[serde(default)]
+    pub allow_host_ports: Vec<HostPort>,
+}
+
+/// A port on the server host with its protocol: `"53/udp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort {
+    /// The port, 1–65535.
+    pub port: u16,
+    /// `true`: TCP; `false`: UDP.
+    pub tcp: bool,
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not PORT/udp or PORT/tcp (for example \"53/udp\")");
+        let (port, proto) = s.split_once('/').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(format!("{s:?}: port 0 is not a port"));
+        }
+        let tcp = match proto {
+            "tcp" => true,
+            "udp" => false,
+            _ => return Err(bad()),
+        };
+        Ok(Self { port, tcp })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, if self.tcp { "tcp" } else { "udp" })
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FirewallSection {
+    fn check(&self, p: &mut Problems, pool: &Ipv4Cidr, nat_auto: bool) {
+        for net in &self.allow_subnets {
+            if net.has_host_bits() {
+                p.push(
+                    "server.firewall.allow_subnets",
+                    format!("{net} has host bits set; write the network address"),
+                );
+            }
+            let overlaps = net.contains(pool.network()) || pool.contains(net.network());
+            if overlaps {
+                p.push(
+                    "server.firewall.allow_subnets",
+                    format!(
+                        "{net} overlaps the client pool {pool}; clients reaching each other \
+                         is server.firewall.client_to_client"
+                    ),
+                );
+            }
+        }
+        let opens = self.client_to_client
+            || !self.allow_subnets.is_empty()
+            || !self.allow_host_ports.is_empty();
+        if opens && !nat_auto {
+            p.push(
+                "server.firewall",
+                "applies only with server.nat.auto = true (its rules live in Aura's nftables \
+                 table); with NAT managed by hand, manage the firewall there too",
+            );
+        }
+    }
 }
 
 /// `[server.decoy]`: the web server strangers meet on the TLS and QUIC carriers while
@@ -452,6 +550,7 @@ impl ServerConfig {
             }
         }
         s.decoy.check(&mut p, self.transport.knock);
+        s.firewall.check(&mut p, &s.pool.cidr, s.nat.auto);
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);
         let k = &self.pki;

@@ -683,6 +683,47 @@ fn sni_palette_problems() {
 }
 
 #[test]
+fn firewall_problems() {
+    let f = Fixture::new();
+    let s = |t: &str| format!("{SERVER}\n[server.firewall]\n{t}\n");
+    problems(
+        f.server(&s("allow_subnets = [\"10.77.0.0/16\", \"192.168.1.7/24\"]"))
+            .unwrap_err(),
+        &[
+            "server.firewall.allow_subnets: 10.77.0.0/16 overlaps the client pool 10.77.0.0/24; \
+             clients reaching each other is server.firewall.client_to_client",
+            "server.firewall.allow_subnets: 192.168.1.7/24 has host bits set; write the network \
+             address",
+        ],
+    );
+    let err = f.server(&s("allow_host_ports = [\"53\"]")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"53\" is not PORT/udp or PORT/tcp (for example \"53/udp\")"),
+        "{err}"
+    );
+    let err = f.server(&s("allow_host_ports = [\"0/tcp\"]")).unwrap_err();
+    assert!(err.to_string().contains("port 0 is not a port"), "{err}");
+    let manual = format!(
+        "{SERVER}\n[server.nat]\nauto = false\n[server.firewall]\nclient_to_client = true\n"
+    );
+    problems(
+        f.server(&manual).unwrap_err(),
+        &[
+            "server.firewall: applies only with server.nat.auto = true (its rules live in Aura's \
+             nftables table); with NAT managed by hand, manage the firewall there too",
+        ],
+    );
+    let ok = f
+        .server(&s(
+            "client_to_client = true\nallow_subnets = [\"192.168.10.0/24\"]\n\
+             allow_host_ports = [\"53/udp\", \"53/tcp\"]",
+        ))
+        .unwrap();
+    assert_eq!(ok.server.firewall.allow_host_ports.len(), 2);
+}
+
+#[test]
 fn decoy_problems() {
     let f = Fixture::new();
     let s = |t: &str| format!("{SERVER}\n[server.decoy]\n{t}\n");

@@ -48,11 +48,13 @@
 //! # async fn server() -> Result<(), aura_netcfg::NetcfgError> {
 //! use aura_netcfg::{HostConfig, NatPlan};
 //! let mut host = HostConfig::system();
+//! host.claim(aura_netcfg::Role::Server)?; // one server per network namespace
 //! host.cleanup_leftovers().await?; // at start: remove what a crash left behind
 //! host.apply_nat(&NatPlan {
 //!     pool: ("10.77.0.0".parse().unwrap(), 24),
 //!     tun: "aura0".into(),
 //!     egress: None, // the interface of the default route
+//!     firewall: Default::default(), // clients reach the internet and nothing else
 //! })
 //! .await?;
 //! // ... serve ...
@@ -77,5 +79,5 @@ pub use host::{HostConfig, default_route};
 #[cfg(target_os = "linux")]
 pub use instance::Role;
 pub use memory::{MemoryHost, MemorySnapshot};
-pub use nat::NatPlan;
+pub use nat::{FirewallPlan, L4, NatPlan};
 pub use routes::{DefaultRoute, RTPROT_AURA, RoutePlan};

@@ -102,6 +102,7 @@ fn nat_plan() -> NatPlan {
         pool: ("10.77.0.0".parse().unwrap(), 24),
         tun: "aura0".into(),
         egress: None,
+        firewall: Default::default(),
     }
 }
 

@@ -368,6 +368,8 @@ pub struct ServerOptions {
     /// Forwarding and NAT: `Some(egress)` when `server.nat.auto` (egress `None`: the
     /// default route's interface).
     pub nat: Option<Option<String>>,
+    /// What clients reach besides the internet (`[server.firewall]`), with the NAT.
+    pub firewall: aura_netcfg::FirewallPlan,
     /// Host changes are logged, not made.
     pub dry_run: bool,
     /// CRL upkeep.
@@ -435,6 +437,7 @@ impl ServerOptions {
                 .nat
                 .auto
                 .then(|| cfg.server.nat.egress_iface.clone()),
+            firewall: firewall_plan(&cfg.server.firewall),
             dry_run: cfg.server.nat.dry_run,
             crl: CrlOptions {
                 push: cfg.pki.crl_push,
@@ -666,5 +669,29 @@ impl ClientOptions {
             masks: self.masks.seed(&creds.ca_der),
             wall_clock,
         }
+    }
+}
+
+/// The netcfg firewall plan of `[server.firewall]`.
+fn firewall_plan(f: &aura_config::FirewallSection) -> aura_netcfg::FirewallPlan {
+    aura_netcfg::FirewallPlan {
+        client_to_client: f.client_to_client,
+        allow_subnets: f
+            .allow_subnets
+            .iter()
+            .map(|c| (c.network(), c.prefix_len()))
+            .collect(),
+        allow_host_ports: f
+            .allow_host_ports
+            .iter()
+            .map(|p| {
+                let l4 = if p.tcp {
+                    aura_netcfg::L4::Tcp
+                } else {
+                    aura_netcfg::L4::Udp
+                };
+                (l4, p.port)
+            })
+            .collect(),
     }
 }

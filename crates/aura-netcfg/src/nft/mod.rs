@@ -12,7 +12,7 @@ use std::path::Path;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+    CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem,
 };
 use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Match, Operator, Statement};
@@ -157,6 +157,20 @@ pub(crate) fn prefix(addr: &str, len: u32) -> Expression<'static> {
         addr: Box::new(string(addr)),
         len,
     }))
+}
+
+/// An anonymous set of networks, `{ a/n, b/m, ... }`.
+pub(crate) fn prefix_set(nets: &[(std::net::Ipv4Addr, u8)]) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(
+        nets.iter()
+            .map(|(a, n)| SetItem::Element(prefix(&a.to_string(), u32::from(*n))))
+            .collect(),
+    ))
+}
+
+/// A number, e.g. a port.
+pub(crate) fn number(n: u32) -> Expression<'static> {
+    Expression::Number(n)
 }
 
 /// Conntrack's `ct <key>`, e.g. `state`.

@@ -199,6 +199,7 @@ async fn serve<T: TunFactory>(
                 pool: (pool.network(), pool.prefix_len()),
                 tun: tun.name().to_owned(),
                 egress: egress.clone(),
+                firewall: opts.firewall.clone(),
             })
             .await?;
         if netcfg.is_dry_run() {
