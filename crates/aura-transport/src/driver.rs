@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aura_pki::Verifier;
 use aura_proto::{
@@ -174,6 +174,70 @@ struct LinkState {
     outbound: mpsc::Sender<Vec<u8>>,
     carrier: Carrier,
     peer: SocketAddr,
+    /// Server: when the link came, while no Aura connection has been established over
+    /// it; `None` once one has (the peer holds a certificate of the deployment).
+    unauthenticated_since: Option<Instant>,
+}
+
+/// Server: a stream link over which no Aura connection is established within this long
+/// is closed (as a web server closes a connection that sends no complete request).
+pub const UNAUTHENTICATED_LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server: unauthenticated links at once in all; a new one closes the oldest.
+pub const MAX_UNAUTHENTICATED_LINKS: usize = 1024;
+/// Server: once half of [`MAX_UNAUTHENTICATED_LINKS`] are taken (under load), one source
+/// (an IPv4 address, an IPv6 /64) holds at most this many; a new one closes its oldest.
+/// Below that, many clients behind one address (a carrier-grade NAT reconnecting after a
+/// restart) are not held back.
+pub const MAX_UNAUTHENTICATED_LINKS_PER_SOURCE: usize = 16;
+
+/// Which unauthenticated link, if any, a new link from `peer` replaces: the oldest of
+/// `peer`'s source when the server is under load and the source holds its share, else
+/// the oldest of all when the table is full. The newcomer always gets its chance: a
+/// flood cannot keep a client out, only race it, and a client authenticates in one
+/// round trip. `links`: (address, since when, peer) of each unauthenticated link.
+fn link_to_evict(
+    links: impl Iterator<Item = (SocketAddr, Instant, SocketAddr)>,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    let key = source_key(peer);
+    let (mut all, mut same) = (0usize, 0usize);
+    let mut oldest_all: Option<(Instant, SocketAddr)> = None;
+    let mut oldest_same: Option<(Instant, SocketAddr)> = None;
+    for (addr, since, from) in links {
+        all += 1;
+        if oldest_all.is_none_or(|(t, _)| since < t) {
+            oldest_all = Some((since, addr));
+        }
+        if source_key(from) == key {
+            same += 1;
+            if oldest_same.is_none_or(|(t, _)| since < t) {
+                oldest_same = Some((since, addr));
+            }
+        }
+    }
+    let under_load = all >= MAX_UNAUTHENTICATED_LINKS / 2;
+    let pick = if under_load && same >= MAX_UNAUTHENTICATED_LINKS_PER_SOURCE {
+        oldest_same
+    } else if all >= MAX_UNAUTHENTICATED_LINKS {
+        oldest_all
+    } else {
+        None
+    };
+    pick.map(|(_, a)| a)
+}
+
+/// The source a link's peer is counted under: its IPv4 address, or its IPv6 /64.
+fn source_key(peer: SocketAddr) -> [u8; 8] {
+    match peer.ip() {
+        std::net::IpAddr::V4(a) => {
+            let o = a.octets();
+            [0, 0, 0, 0, o[0], o[1], o[2], o[3]]
+        }
+        std::net::IpAddr::V6(a) => {
+            let o = a.octets();
+            [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+        }
+    }
 }
 
 /// Spawns and talks to the driver.
@@ -333,6 +397,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self) {
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.ep.poll_timeout();
             let sleep = async {
@@ -362,6 +428,7 @@ impl Task {
                     None => return,
                 },
                 () = sleep => self.ep.handle_timeout(Instant::now()),
+                _ = sweep.tick() => self.close_stale_links(Instant::now()),
             }
             self.flush().await;
         }
@@ -408,6 +475,28 @@ impl Task {
                 c.counters.drops.fetch_add(n, Ordering::Relaxed);
                 e.into_inner().recycle();
             }
+        }
+    }
+
+    /// Server: closes the links over which no Aura connection was established within
+    /// [`UNAUTHENTICATED_LINK_TIMEOUT`] (dropping a link's outbound sender closes its
+    /// TLS or QUIC connection).
+    fn close_stale_links(&mut self, now: Instant) {
+        self.links.retain(|_, l| {
+            l.unauthenticated_since
+                .is_none_or(|t| now.saturating_duration_since(t) < UNAUTHENTICATED_LINK_TIMEOUT)
+        });
+    }
+
+    /// Server: makes room for a new link from `peer` under the caps on unauthenticated
+    /// links ([`link_to_evict`]).
+    fn make_room_for_link(&mut self, peer: SocketAddr) {
+        let unauthenticated = self
+            .links
+            .iter()
+            .filter_map(|(a, l)| l.unauthenticated_since.map(|t| (*a, t, l.peer)));
+        if let Some(addr) = link_to_evict(unauthenticated, peer) {
+            self.links.remove(&addr);
         }
     }
 
@@ -487,6 +576,10 @@ impl Task {
             } => {
                 let addr = synthetic_addr(self.next_link);
                 self.next_link += 1;
+                let server = self.ep.is_server();
+                if server {
+                    self.make_room_for_link(link.peer);
+                }
                 let DatagramLink {
                     peer,
                     mut inbound,
@@ -498,6 +591,7 @@ impl Task {
                         outbound,
                         carrier,
                         peer,
+                        unauthenticated_since: server.then(Instant::now),
                     },
                 );
                 let tx = self.link_in_tx.clone();
@@ -557,6 +651,9 @@ impl Task {
                 conn, peer, remote, ..
             } => {
                 let (tx, rx) = mpsc::channel(CONN_QUEUE);
+                if let Some(l) = self.links.get_mut(&remote) {
+                    l.unauthenticated_since = None;
+                }
                 let carrier = self.carrier_of(&remote);
                 let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let counters = Arc::new(Counters::new(carrier, real_remote));
@@ -706,5 +803,75 @@ async fn send_queued(udp: &Option<BatchSocket>, tx: &mut TxQueue) -> u64 {
             tx.clear();
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn link(i: usize) -> SocketAddr {
+        synthetic_addr(i as u64 + 1)
+    }
+
+    /// `n` unauthenticated links, the i-th from `peer(i)`, each a second younger.
+    fn table(
+        n: usize,
+        peer: impl Fn(usize) -> SocketAddr,
+    ) -> Vec<(SocketAddr, Instant, SocketAddr)> {
+        let t0 = Instant::now();
+        (0..n)
+            .map(|i| (link(i), t0 + Duration::from_secs(i as u64), peer(i)))
+            .collect()
+    }
+
+    fn v4(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 40_000))
+    }
+
+    #[test]
+    fn below_load_one_source_may_hold_many() {
+        let t = table(MAX_UNAUTHENTICATED_LINKS / 2 - 1, |_| v4(1));
+        assert_eq!(link_to_evict(t.into_iter(), v4(1)), None);
+    }
+
+    #[test]
+    fn under_load_a_source_over_its_share_loses_its_oldest() {
+        // Half the table from many sources, then the share of one source.
+        let half = MAX_UNAUTHENTICATED_LINKS / 2;
+        let t = table(half + MAX_UNAUTHENTICATED_LINKS_PER_SOURCE, |i| {
+            if i < half {
+                v4((i % 200) as u8 + 10)
+            } else {
+                v4(1)
+            }
+        });
+        assert_eq!(link_to_evict(t.iter().copied(), v4(1)), Some(link(half)));
+        // Another source with links to spare is not held back.
+        assert_eq!(link_to_evict(t.iter().copied(), v4(2)), None);
+    }
+
+    #[test]
+    fn a_full_table_loses_its_oldest_link() {
+        let t = table(MAX_UNAUTHENTICATED_LINKS, |i| v4((i % 250) as u8));
+        assert_eq!(link_to_evict(t.into_iter(), v4(251)), Some(link(0)));
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source() {
+        let half = MAX_UNAUTHENTICATED_LINKS / 2;
+        let p6 = |host: u16| SocketAddr::from(([0x2001, 0xdb8, 0, 7, 0, 0, 0, host], 443));
+        let t = table(half + MAX_UNAUTHENTICATED_LINKS_PER_SOURCE, |i| {
+            if i < half {
+                v4((i % 200) as u8 + 10)
+            } else {
+                p6(i as u16)
+            }
+        });
+        // Another address of the same /64 counts with them; another /64 does not.
+        assert_eq!(link_to_evict(t.iter().copied(), p6(9999)), Some(link(half)));
+        let other = SocketAddr::from(([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1], 443));
+        assert_eq!(link_to_evict(t.iter().copied(), other), None);
     }
 }

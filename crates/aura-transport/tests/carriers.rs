@@ -320,3 +320,47 @@ async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
         );
     }
 }
+
+/// Links that never complete an Aura handshake (an insider holding the outer TLS open
+/// with a frame of the right type and nothing more) are closed by the server after
+/// about 10 s, not before, while a real client from the same source gets in and stays.
+/// (Which link a full table gives up is the driver's unit tests' matter.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_links_are_closed_after_the_timeout() {
+    use aura_transport::carrier::tls;
+    use aura_transport::driver::UNAUTHENTICATED_LINK_TIMEOUT;
+    let pki = pki();
+    let mut s = server(&pki, LOCALHOST, None).await;
+    let addr = s.tls_addr.unwrap();
+    let opts = TlsOptions::default();
+    let started = Instant::now();
+    let mut links = Vec::new();
+    for _ in 0..12 {
+        let link = timeout(T, tls::connect(addr, aura_testkit::TEST_SERVER_NAME, &opts))
+            .await
+            .unwrap()
+            .unwrap();
+        // A frame of an Aura type (Init) that is no Init: the listener makes it a link.
+        link.outbound.send(vec![1, 0, 0, 0]).await.unwrap();
+        links.push(link);
+    }
+    let cfg = dial_config(&pki, pki.alice(), &s, &[Carrier::Tls]);
+    let mut d = timeout(T, dial(&cfg, &mut OsRng)).await.unwrap().unwrap();
+    let mut sc = timeout(T, s.accept()).await.unwrap().unwrap();
+    exchange(&mut d.conn, &mut sc, 50).await;
+    for l in &mut links {
+        let left = (UNAUTHENTICATED_LINK_TIMEOUT + Duration::from_secs(3))
+            .saturating_sub(started.elapsed());
+        match timeout(left, l.inbound.recv()).await {
+            Ok(None) => {}
+            other => panic!("a link still open after the timeout: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= UNAUTHENTICATED_LINK_TIMEOUT - Duration::from_secs(1),
+        "{took:?}"
+    );
+    // The authenticated client's link outlives them.
+    exchange(&mut d.conn, &mut sc, 50).await;
+}

@@ -38,8 +38,10 @@
 //!   are first sent a stateless Retry.
 //! - A connection whose handshake, stream and first complete stream frame do not arrive
 //!   within [`QuicOptions::handshake_timeout`] is closed; only then is it handed over as a
-//!   link (that frame queued), so a probe never reaches the driver. Every connection runs in
-//!   its own task.
+//!   link (that frame queued), so a probe that sends no Aura frame never reaches the
+//!   driver; one that does is closed by the driver unless an Aura connection is
+//!   established over it within `driver::UNAUTHENTICATED_LINK_TIMEOUT`. Only clients send
+//!   QUIC keep-alives. Every connection runs in its own task.
 //! - A stream frame of length zero or whose first byte is not an Aura packet type (1..=6)
 //!   closes the connection; a DATAGRAM frame that is not a data packet is dropped.
 //! - The server allows the client one bidirectional stream and no unidirectional stream;
@@ -260,7 +262,8 @@ impl QuicListener {
 }
 
 /// The QUIC transport parameters both sides use: datagrams on with generous buffers,
-/// [`INITIAL_MTU`] plus MTU discovery, idle timeout and keep-alive from `opts`, and the
+/// [`INITIAL_MTU`] plus MTU discovery, idle timeout from `opts`, keep-alive from `opts`
+/// on clients only, and the
 /// stream limits of the mapping (`server`: one bidirectional stream from the client).
 fn transport_config(
     opts: &QuicOptions,
@@ -270,7 +273,9 @@ fn transport_config(
         .map_err(|_| TransportError::Config(ConfigError::QuicIdleTimeout))?;
     let mut t = TransportConfig::default();
     t.max_idle_timeout(Some(idle))
-        .keep_alive_interval((!opts.keep_alive.is_zero()).then_some(opts.keep_alive))
+        // Only clients send keep-alives: a server that did would keep every idle
+        // connection, a prober's included, alive for ever.
+        .keep_alive_interval((!server && !opts.keep_alive.is_zero()).then_some(opts.keep_alive))
         .initial_mtu(INITIAL_MTU)
         .mtu_discovery_config(Some(MtuDiscoveryConfig::default()))
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
