@@ -311,6 +311,55 @@ fn cookies_under_load() {
     assert_eq!(w.server.ep.pending_handshakes(), 0);
 }
 
+/// One cookie per sending of the Init (review M4): a cookie reply replayed fifty times
+/// makes the client send nothing more (before, each copy made it send its whole Init).
+#[test]
+fn a_replayed_cookie_reply_makes_the_client_send_nothing() {
+    let mut w = World::new(Setup::new(&pki()), 12);
+    w.server.ep.set_force_cookies(true);
+    w.net.set_capture(true);
+    assert!(w.run_until(Duration::from_secs(2), |w| {
+        w.net.captured().iter().any(|d| d.data[0] == 4)
+    }));
+    let reply = w
+        .net
+        .captured()
+        .iter()
+        .find(|d| d.data[0] == 4)
+        .cloned()
+        .unwrap();
+    // From now on the server's answers are lost: the client stays in its handshake.
+    w.net.set_path(
+        addr(common::SERVER),
+        addr(common::CLIENT),
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+    );
+    // The genuine reply arrives and the client sends its Init again, with the cookie.
+    w.run_for(Duration::from_millis(100));
+    let inits = |w: &World| {
+        w.net
+            .captured()
+            .iter()
+            .filter(|d| d.to == reply.from && d.data[0] == 1)
+            .count()
+    };
+    assert!(inits(&w) >= 4, "the Init, then the Init with its cookie");
+    w.net.take_captured();
+    let now = w.clock.now();
+    for _ in 0..50 {
+        w.net.inject(now, reply.from, reply.to, &reply.data);
+    }
+    w.run_for(Duration::from_millis(300));
+    assert_eq!(
+        inits(&w),
+        0,
+        "Init datagrams sent for replayed cookie replies"
+    );
+}
+
 #[test]
 fn established_session_survives_an_init_flood() {
     let mut w = World::new(Setup::new(&pki()), 8);

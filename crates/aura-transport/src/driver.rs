@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 use aura_pki::Verifier;
 use aura_proto::{
     CloseReason, ConnectionHandle, DATA_OVERHEAD, Endpoint, Event, HandshakeError, SEAL_HEADROOM,
+    wire::PacketType,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::{BatchPool, PacketBatch};
+use crate::budget::Budget;
 use crate::camo::datagram::{DatagramCamo, Side, wire_len_bound};
 use crate::camo::knock::KnockKeys;
 use crate::camo::mask::{Mask, MaskSeed, next_switch};
@@ -58,6 +60,8 @@ struct UdpCamo {
     now: u64,
     /// Client: datagrams sent to each server address so far, up to [`EARLY_DATAGRAMS`].
     early: HashMap<SocketAddr, u32>,
+    /// Server: what each unproven address may still be sent (anti-amplification).
+    budget: Budget,
 }
 
 /// A client's first datagrams to a server address that go out in bursts of at least
@@ -84,6 +88,7 @@ impl UdpCamo {
             masks,
             now,
             early: HashMap::new(),
+            budget: Budget::default(),
         }
     }
 
@@ -444,9 +449,21 @@ impl Task {
             return;
         }
         let now = self.camo.now;
+        let server = self.camo.dg.side() == Side::Server;
+        let at = Instant::now();
         for (from, d) in self.rx.datagrams() {
             let ep = &self.ep;
-            let Some(inner) = self.camo.dg.open(d, now, |i| ep.knows_index(i)) else {
+            let wire_len = d.len();
+            let inner = self.camo.dg.open(d, now, |i| ep.knows_index(i));
+            // Everything but a live session's data counts toward what the server may
+            // send an unproven address.
+            let is_data = inner
+                .as_deref()
+                .is_some_and(|i| i.first() == Some(&(PacketType::Data as u8)));
+            if server && !is_data {
+                self.camo.budget.received(from, wire_len, at);
+            }
+            let Some(inner) = inner else {
                 continue;
             };
             deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
@@ -482,6 +499,7 @@ impl Task {
     /// [`UNAUTHENTICATED_LINK_TIMEOUT`] (dropping a link's outbound sender closes its
     /// TLS or QUIC connection).
     fn close_stale_links(&mut self, now: Instant) {
+        self.camo.budget.expire(now);
         self.links.retain(|_, l| {
             l.unauthenticated_since
                 .is_none_or(|t| now.saturating_duration_since(t) < UNAUTHENTICATED_LINK_TIMEOUT)
@@ -654,6 +672,10 @@ impl Task {
                 if let Some(l) = self.links.get_mut(&remote) {
                     l.unauthenticated_since = None;
                 }
+                // The handshake completed: the peer received what was sent to it.
+                if !is_synthetic(&remote) {
+                    self.camo.budget.prove(remote);
+                }
                 let carrier = self.carrier_of(&remote);
                 let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let counters = Arc::new(Counters::new(carrier, real_remote));
@@ -692,6 +714,10 @@ impl Task {
                 }
             }
             Event::AddressChanged { conn, remote } => {
+                // An authenticated data packet came from there.
+                if !is_synthetic(&remote) {
+                    self.camo.budget.prove(remote);
+                }
                 if let Some(c) = self.conns.get(&conn) {
                     let path = (
                         self.carrier_of(&remote),
@@ -710,7 +736,14 @@ impl Task {
                 }
             }
             Event::Closed { conn, reason } => {
-                self.conns.remove(&conn);
+                if let Some(c) = self.conns.remove(&conn) {
+                    let (_, addr) = *c
+                        .counters
+                        .path
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    self.camo.budget.forget(addr);
+                }
                 let path = self.dial_paths.remove(&conn);
                 let pending = self.connecting.remove(&conn).or_else(|| {
                     self.confirming
@@ -790,7 +823,24 @@ async fn queue(
     if !tx.has_room(wire_len_bound(data.len())) {
         failed = send_queued(udp, tx).await;
     }
-    let UdpCamo { dg, mask, now, .. } = camo;
+    let UdpCamo {
+        dg,
+        mask,
+        now,
+        budget,
+        ..
+    } = camo;
+    let handshake_form = data.first() != Some(&(PacketType::Data as u8));
+    if handshake_form && dg.side() == Side::Server {
+        // Resp, cookie reply, alert: within the address's budget, or not at all.
+        let mut wire = Vec::new();
+        dg.append(data, mask, *now, &mut wire);
+        if !budget.may_send(to, wire.len()) {
+            return failed + 1;
+        }
+        tx.push_with(to, |buf| buf.extend_from_slice(&wire));
+        return failed;
+    }
     tx.push_with(to, |buf| dg.append(data, mask, *now, buf));
     failed
 }

@@ -34,6 +34,7 @@
 //! [`TransportError`] ([`error`]) is shared by every layer from the carriers up.
 
 pub mod batch;
+pub mod budget;
 pub mod camo;
 pub mod carrier;
 pub mod conn;

@@ -300,3 +300,67 @@ fn entropy(d: &[u8]) -> f64 {
         })
         .sum()
 }
+
+/// An insider (it holds the knock key) sends an Init from an address it does not own:
+/// whatever it sends, the whole Init and then forty retransmissions of its first
+/// fragment, the server sends that address no more bytes than it received from it,
+/// counted on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unproven_address_is_sent_no_more_than_it_sent() {
+    use aura_transport::camo::datagram::{CLIENT_MAX_HANDSHAKE_DATAGRAM, DatagramCamo, Side};
+    use aura_transport::camo::knock::KnockKeys;
+    use std::time::Instant;
+
+    let pki = TestPki::new(8).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (_server, _accept) = Driver::spawn(server_endpoint(&pki), Some(sock), masks(&pki));
+
+    let mut cfg = aura_proto::EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        common::identity(pki.alice()),
+        pki.verifier().unwrap(),
+        false,
+    );
+    cfg.max_datagram = CLIENT_MAX_HANDSHAKE_DATAGRAM;
+    let mut ep = aura_proto::Endpoint::new(cfg, [3; 32], Instant::now(), common::wall()).unwrap();
+    ep.connect(Instant::now(), server_addr, TEST_SERVER_NAME)
+        .unwrap();
+    let init: Vec<Vec<u8>> = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| t.data)
+        .collect();
+    assert!(init.len() >= 2, "the Init is {} fragments", init.len());
+    let unix = ep.wall_time(Instant::now()).as_secs();
+    let mask = masks(&pki).mask_at(i64::try_from(unix).unwrap());
+    let mut camo = DatagramCamo::new(Side::Client, KnockKeys::new(ep.secret()), &[4; 32], unix);
+
+    let victim = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut sent = 0usize;
+    let mut triggers: Vec<&[u8]> = init.iter().map(Vec::as_slice).collect();
+    triggers.extend(std::iter::repeat_n(init[0].as_slice(), 40));
+    for d in triggers {
+        // Each one sealed afresh: a fresh knock, not a replay.
+        let mut w = Vec::new();
+        camo.append(d, &mask, unix, &mut w);
+        victim.send_to(&w, server_addr).await.unwrap();
+        sent += w.len();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Ok((n, _))) =
+        timeout(Duration::from_millis(1500), victim.recv_from(&mut buf)).await
+    {
+        got += n;
+    }
+    assert!(got > 0, "the server never answered the Init");
+    assert!(
+        got <= sent,
+        "the server sent {got} bytes to an address that sent {sent} ({:.2}x)",
+        got as f64 / sent as f64
+    );
+    eprintln!(
+        "amplification: {sent} bytes in, {got} out ({:.2}x)",
+        got as f64 / sent as f64
+    );
+}

@@ -42,6 +42,9 @@ pub(super) struct ClientHandshake {
     pub started: Instant,
     pub retransmit_at: Instant,
     pub backoff: Duration,
+    /// A cookie reply was taken since the datagrams were last sent by the timer: one
+    /// cookie per sending, so a replayed cookie reply makes the client send nothing.
+    pub cookie_taken: bool,
 }
 
 /// What a Resp fragment did.
@@ -91,6 +94,7 @@ impl ClientHandshake {
             started: now,
             retransmit_at: now + retransmit,
             backoff: retransmit,
+            cookie_taken: false,
         })
     }
 

@@ -380,7 +380,7 @@ impl Endpoint {
             .expire(now, self.config.timers.pending_timeout);
         let key = (remote, frag.sender);
         // A retransmitted Init whose Resp was lost: send the same Resp again.
-        if let Some(resp) = self.half_open.answered(key, frag.offset == 0) {
+        if let Some(resp) = self.half_open.answered(key, frag.offset == 0, now) {
             self.push_transmits(remote, resp);
             return Ok(());
         }
@@ -448,9 +448,14 @@ impl Endpoint {
             .get_mut(&handle)
             .ok_or(DropReason::UnknownIndex)?;
         let hs = conn.handshake_for(receiver).ok_or(DropReason::Unexpected)?;
+        if hs.cookie_taken {
+            // One cookie per sending of the Init: a replayed reply gets nothing sent.
+            return Err(DropReason::Unexpected);
+        }
         let first = hs.datagrams.first().ok_or(DropReason::Unexpected)?;
         self.cookies
             .accept_reply(&self.deployment, reply, first, remote, now)?;
+        hs.cookie_taken = true;
         self.send_handshake_datagrams(now, handle);
         Ok(())
     }
@@ -748,7 +753,12 @@ impl Endpoint {
         }
         match c.handshake_timer(now, &t, &mut self.rng) {
             HandshakeTimer::Idle => {}
-            HandshakeTimer::Retransmit => self.send_handshake_datagrams(now, h),
+            HandshakeTimer::Retransmit => {
+                if let Some(hs) = self.conns.get_mut(&h).and_then(|c| c.handshake.as_mut()) {
+                    hs.cookie_taken = false;
+                }
+                self.send_handshake_datagrams(now, h);
+            }
             HandshakeTimer::Abandoned { retired, failed } => {
                 if let Some(index) = retired {
                     self.by_index.remove(&index);

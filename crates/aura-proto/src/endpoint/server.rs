@@ -28,6 +28,12 @@ use crate::handshake::{Ctx, Responder};
 use crate::keys::{DeploymentKeys, SessionKeys};
 use crate::wire::{ALERT_LEN, Fragment, PacketType, Reassembly, VERSION_1, WireError, fragment};
 
+/// The most times one handshake's Resp is sent again for retransmitted Inits.
+pub(super) const MAX_RESP_RESENDS: u32 = 3;
+/// The least time between two sendings of one handshake's Resp (the client's first
+/// retransmission comes after 1 s).
+pub(super) const RESP_RESEND_SPACING: Duration = Duration::from_millis(500);
+
 /// Names an Init by where it came from and the client's index in it.
 pub(super) type InitKey = (SocketAddr, u32);
 
@@ -39,6 +45,9 @@ struct Pending {
     client_index: u32,
     /// The Resp as sent, for a retransmitted Init.
     resp_datagrams: Vec<Vec<u8>>,
+    /// Times the Resp was sent again, and when last.
+    resends: u32,
+    last_sent: Instant,
     finish: Option<Reassembly>,
     created: Instant,
 }
@@ -175,16 +184,28 @@ impl HalfOpen {
     }
 
     /// For an Init already answered: the Resp to send again (only for its first fragment,
-    /// so one retransmitted Init gets one Resp). `None` for an Init not answered yet.
-    pub fn answered(&self, key: InitKey, first_fragment: bool) -> Option<Vec<Vec<u8>>> {
+    /// so one retransmitted Init gets one Resp; at most [`MAX_RESP_RESENDS`] times, at
+    /// least [`RESP_RESEND_SPACING`] apart). `None` for an Init not answered yet.
+    pub fn answered(
+        &mut self,
+        key: InitKey,
+        first_fragment: bool,
+        now: Instant,
+    ) -> Option<Vec<Vec<u8>>> {
         let local = self.responded.get(&key)?;
-        Some(
-            self.pending
-                .get(local)
-                .filter(|_| first_fragment)
-                .map(|p| p.resp_datagrams.clone())
-                .unwrap_or_default(),
-        )
+        let resend = self.pending.get_mut(local).filter(|p| {
+            first_fragment
+                && p.resends < MAX_RESP_RESENDS
+                && now.saturating_duration_since(p.last_sent) >= RESP_RESEND_SPACING
+        });
+        Some(match resend {
+            Some(p) => {
+                p.resends += 1;
+                p.last_sent = now;
+                p.resp_datagrams.clone()
+            }
+            None => Vec::new(),
+        })
     }
 
     /// Adds a fragment of an Init, admitting a new Init only within the limits. Returns
@@ -264,6 +285,8 @@ impl HalfOpen {
             remote,
             client_index,
             resp_datagrams: datagrams.clone(),
+            resends: 0,
+            last_sent: now,
             finish: None,
             created: now,
         };
