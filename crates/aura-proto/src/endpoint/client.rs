@@ -45,6 +45,9 @@ pub(super) struct ClientHandshake {
     /// A cookie reply was taken since the datagrams were last sent by the timer: one
     /// cookie per sending, so a replayed cookie reply makes the client send nothing.
     pub cookie_taken: bool,
+    /// A Resp refused the server (its certificate or version); final for a first
+    /// handshake unless a genuine Resp completes it before the next retransmission.
+    pub refused: Option<HandshakeError>,
 }
 
 /// What a Resp fragment did.
@@ -95,6 +98,7 @@ impl ClientHandshake {
             retransmit_at: now + retransmit,
             backoff: retransmit,
             cookie_taken: false,
+            refused: None,
         })
     }
 

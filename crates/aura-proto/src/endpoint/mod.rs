@@ -487,13 +487,16 @@ impl Endpoint {
             }
             RespStep::Complete(Ok(done)) => *done,
             RespStep::Complete(Err(error)) => {
-                // A forged or corrupted Resp must not kill the handshake; a refused server
-                // certificate is final.
+                // A forged or corrupted Resp must not kill the handshake (anyone with the
+                // deployment's mac1 key can inject one). A refused server certificate or
+                // version is remembered: if no genuine Resp completes the handshake by
+                // the next retransmission, a first handshake fails with it; a rekey never
+                // closes the session (review L1).
                 if matches!(
                     error,
                     HandshakeError::PeerCertificate(_) | HandshakeError::Downgrade { .. }
                 ) {
-                    self.fail_connection(handle, error.clone());
+                    hs.refused = Some(error.clone());
                 }
                 return Err(DropReason::Handshake(error));
             }
@@ -754,8 +757,17 @@ impl Endpoint {
         match c.handshake_timer(now, &t, &mut self.rng) {
             HandshakeTimer::Idle => {}
             HandshakeTimer::Retransmit => {
-                if let Some(hs) = self.conns.get_mut(&h).and_then(|c| c.handshake.as_mut()) {
+                let Some(c) = self.conns.get_mut(&h) else {
+                    return;
+                };
+                let first = c.current.is_none();
+                if let Some(hs) = c.handshake.as_mut() {
                     hs.cookie_taken = false;
+                    // A first handshake whose only Resp refused the server: final now.
+                    if first && let Some(error) = hs.refused.take() {
+                        self.fail_connection(h, error);
+                        return;
+                    }
                 }
                 self.send_handshake_datagrams(now, h);
             }
@@ -818,4 +830,102 @@ fn find<'a>(
     let handle = *by_index.get(&index).ok_or(DropReason::UnknownIndex)?;
     let conn = conns.get_mut(&handle).ok_or(DropReason::UnknownIndex)?;
     Ok((handle, conn))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::EcdsaP256Signer;
+    use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
+
+    const C: &str = "192.0.2.10:40000";
+    const S: &str = "198.51.100.1:443";
+
+    fn endpoint(pki: &TestPki, server: bool, clock: &SimClock) -> Endpoint {
+        let id = if server { pki.server() } else { pki.alice() };
+        let identity = crate::Identity {
+            cert_der: id.cert_der.clone(),
+            signer: std::sync::Arc::new(
+                EcdsaP256Signer::from_pkcs8_der(&id.key_pkcs8_der).unwrap(),
+            ),
+        };
+        let cfg = EndpointConfig::new(
+            pki.ca_der().to_vec(),
+            identity,
+            pki.verifier().unwrap(),
+            server,
+        );
+        Endpoint::new(cfg, [u8::from(server) + 7; 32], clock.now(), clock.wall()).unwrap()
+    }
+
+    /// Every datagram `from` has queued, handed to `to` (as from `from_addr`).
+    fn pump(from: &mut Endpoint, from_addr: &str, to: &mut Endpoint, now: Instant) {
+        while let Some(t) = from.poll_transmit() {
+            let mut d = t.data;
+            let _ = to.handle_datagram(now, from_addr.parse().unwrap(), &mut d);
+        }
+    }
+
+    /// A Resp refusing the server (here a version the client never offered), injected by
+    /// anyone holding the mac1 key, neither closes an established connection during a
+    /// rekey nor stops the genuine Resp from completing that rekey (review L1).
+    #[test]
+    fn a_forged_resp_does_not_close_a_connection_in_rekey() {
+        let pki = TestPki::new(31).unwrap();
+        let clock = SimClock::new();
+        let (mut c, mut s) = (endpoint(&pki, false, &clock), endpoint(&pki, true, &clock));
+        let now = clock.now();
+        let h = c
+            .connect(now, S.parse().unwrap(), TEST_SERVER_NAME)
+            .unwrap();
+        for _ in 0..4 {
+            pump(&mut c, C, &mut s, now);
+            pump(&mut s, S, &mut c, now);
+        }
+        assert!(c.conns.get(&h).unwrap().current.is_some(), "connected");
+
+        // A rekey: the client's Init reaches the server, whose Resp the test holds back.
+        c.start_client_handshake(now, h).unwrap();
+        pump(&mut c, C, &mut s, now);
+        let resp: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit())
+            .map(|t| t.data)
+            .collect();
+        assert!(resp.len() >= 2 && resp[0][0] == PacketType::Resp as u8);
+        let mut forged = resp[0].clone();
+        forged[14] = 9; // the Resp's version
+        stamp_macs(&c.deployment, &mut forged, None);
+        let from: SocketAddr = S.parse().unwrap();
+        let mut f = forged;
+        let r = c.handle_datagram(now, from, &mut f);
+        assert!(r.is_ok(), "a lone first fragment is buffered: {r:?}");
+        let refused = resp[1..].iter().any(|d| {
+            let mut d = d.clone();
+            matches!(
+                c.handle_datagram(now, from, &mut d),
+                Err(DropReason::Handshake(HandshakeError::Downgrade { .. }))
+            )
+        });
+        assert!(refused, "the forged Resp was read and refused");
+        assert!(
+            c.conns.contains_key(&h),
+            "the forged Resp closed the connection"
+        );
+        assert!(c.conns.get(&h).unwrap().current.is_some());
+        // The genuine Resp still completes the rekey: the client answers with its Finish.
+        for d in &resp {
+            let mut d = d.clone();
+            let _ = c.handle_datagram(now, from, &mut d);
+        }
+        let finish: Vec<Vec<u8>> = std::iter::from_fn(|| c.poll_transmit())
+            .map(|t| t.data)
+            .collect();
+        assert!(
+            finish.iter().any(|d| d[0] == PacketType::Finish as u8),
+            "no Finish after the genuine Resp"
+        );
+        // Even when the rekey's retransmission timer fires, the session stays.
+        c.handle_timeout(now + Duration::from_secs(2));
+        assert!(c.conns.contains_key(&h));
+    }
 }
