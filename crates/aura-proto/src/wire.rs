@@ -459,8 +459,15 @@ pub fn fragment(
     out
 }
 
+/// The fewest message bytes a fragment other than a message's last may carry: what a
+/// datagram of [`MIN_DATAGRAM_LEN`] holds, rounded down. So a message arrives in at most
+/// 8192 / 200 + 1 = 41 pieces, and reassembly work per fragment is bounded by that,
+/// never quadratic in the message's bytes.
+pub const MIN_FRAGMENT_DATA: usize = 200;
+
 /// Reassembles one handshake message from fragments arriving in any order, duplicated
-/// or not. Memory is bounded by [`MAX_HANDSHAKE_MSG_LEN`].
+/// or not. Memory is bounded by [`MAX_HANDSHAKE_MSG_LEN`]; work per fragment by the
+/// number of pieces (non-final fragments carry at least [`MIN_FRAGMENT_DATA`] bytes).
 #[derive(Debug, Clone)]
 pub struct Reassembly {
     buf: Vec<u8>,
@@ -502,6 +509,9 @@ impl Reassembly {
         let start = f.offset;
         let end_usize = usize::from(start) + f.data.len();
         let end = u16::try_from(end_usize).map_err(|_| WireError::BadFragment("too long"))?;
+        if end_usize != self.buf.len() && f.data.len() < MIN_FRAGMENT_DATA {
+            return Err(WireError::BadFragment("fragment too short"));
+        }
         let dst = self
             .buf
             .get_mut(usize::from(start)..end_usize)
@@ -592,6 +602,40 @@ mod tests {
                 .add(&Fragment::decode(&frags[0]).unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tiny_fragments_and_too_many_are_refused() {
+        let msg: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let frag = |offset: usize, len: usize| Fragment {
+            ty: PacketType::Init,
+            sender: 1,
+            receiver: 0,
+            msg_len: 8192,
+            offset: u16::try_from(offset).unwrap(),
+            data: &msg[offset..offset + len],
+            mac1: [0; MAC_LEN],
+            mac2: [0; MAC_LEN],
+        };
+        // One-byte pieces (review M5: 8192 of them made reassembly quadratic).
+        let mut r = Reassembly::new(8192);
+        assert!(matches!(
+            r.add(&frag(0, 1)),
+            Err(WireError::BadFragment("fragment too short"))
+        ));
+        // The last piece of a message may be short.
+        assert!(r.add(&frag(8192 - 5, 5)).unwrap().is_none());
+        // The smallest datagram still carries a whole 8 KiB message, in at most 41 pieces.
+        let frags = fragment(PacketType::Resp, 1, 2, &msg, MIN_DATAGRAM_LEN);
+        assert!(frags.len() <= 41, "{}", frags.len());
+        let mut r = Reassembly::new(8192);
+        let mut done = None;
+        for f in &frags {
+            if let Some(m) = r.add(&Fragment::decode(f).unwrap()).unwrap() {
+                done = Some(m.to_vec());
+            }
+        }
+        assert_eq!(done.unwrap(), msg);
     }
 
     #[test]

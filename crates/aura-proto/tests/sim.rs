@@ -607,6 +607,96 @@ fn dead_peer_is_detected_and_keepalives_flow_when_idle() {
     )));
 }
 
+/// Review H1: 256 addresses of one IPv6 /64, and 40 TLS/QUIC links of one peer (their
+/// stand-in addresses mapped to it), each hold at most one source's share of half-open
+/// handshakes, and a fresh client still connects.
+#[test]
+fn a_64_and_the_links_of_one_peer_are_one_source_each() {
+    let p = pki();
+    let mut w = World::new(Setup::new(&p), 71);
+    assert!(w.run_until(Duration::from_secs(2), |w| w.server_conn().is_some()));
+    let half_open_from = |w: &mut World, froms: &[std::net::SocketAddr], seed: u8| {
+        let now = w.clock.now();
+        for (i, from) in froms.iter().enumerate() {
+            let setup = Setup::new(&p);
+            let cc = aura_proto::EndpointConfig::new(
+                setup.client_ca.clone(),
+                common::identity(&setup.client_id),
+                setup.client_verifier,
+                false,
+            );
+            let mut c =
+                aura_proto::Endpoint::new(cc, [seed ^ (i as u8); 32], now, w.clock.wall()).unwrap();
+            c.connect(now, addr(common::SERVER), "server.test").unwrap();
+            if let Some(t) = c.poll_transmit() {
+                let mut buf = t.data.clone();
+                let _ = w.server.ep.handle_datagram(now, *from, &mut buf);
+            }
+        }
+    };
+    let v6: Vec<_> = (0..256u16)
+        .map(|n| std::net::SocketAddr::from(([0x2001, 0xdb8, 7, 7, n, 1, 2, 3], 4000)))
+        .collect();
+    half_open_from(&mut w, &v6, 1);
+    assert_eq!(w.server.ep.pending_handshakes(), 16, "one /64, one share");
+    // Links: the driver maps each stand-in address to the link's real peer.
+    let links: Vec<_> = (0..40u16)
+        .map(|n| std::net::SocketAddr::from(([127, 77, 0, 1], 1 + n)))
+        .collect();
+    for l in &links {
+        w.server
+            .ep
+            .set_link_source(*l, Some("203.0.113.50".parse().unwrap()));
+    }
+    half_open_from(&mut w, &links, 2);
+    assert_eq!(
+        w.server.ep.pending_handshakes(),
+        32,
+        "one peer's links, one share"
+    );
+    // A fresh client (another identity) from elsewhere still gets in.
+    let cc = aura_proto::EndpointConfig::new(
+        p.ca_der().to_vec(),
+        common::identity(p.bob()),
+        p.verifier().unwrap(),
+        false,
+    );
+    let before = w
+        .server
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Connected { .. }))
+        .count();
+    let mut fresh = aura_proto::Endpoint::new(cc, [77; 32], w.clock.now(), w.clock.wall()).unwrap();
+    let from = std::net::SocketAddr::from(([192, 0, 2, 200], 5555));
+    fresh
+        .connect(w.clock.now(), addr(common::SERVER), "server.test")
+        .unwrap();
+    for _ in 0..4 {
+        let now = w.clock.now();
+        while let Some(t) = fresh.poll_transmit() {
+            let mut d = t.data;
+            let _ = w.server.ep.handle_datagram(now, from, &mut d);
+        }
+        while let Some(t) = w.server.ep.poll_transmit() {
+            if t.remote == from {
+                let mut d = t.data;
+                let _ = fresh.handle_datagram(now, addr(common::SERVER), &mut d);
+            }
+        }
+        while let Some(e) = w.server.ep.poll_event() {
+            w.server.events.push(e);
+        }
+    }
+    let after = w
+        .server
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Connected { .. }))
+        .count();
+    assert_eq!(after, before + 1, "the fresh client connected");
+}
+
 #[test]
 fn one_source_cannot_fill_the_handshake_table() {
     let p = pki();

@@ -520,6 +520,7 @@ impl Task {
 
     fn on_link_closed(&mut self, addr: SocketAddr) {
         self.links.remove(&addr);
+        self.ep.set_link_source(addr, None);
         let gone: Vec<ConnectionHandle> = self
             .ep
             .connections()
@@ -603,6 +604,8 @@ impl Task {
                     mut inbound,
                     outbound,
                 } = link;
+                // Half-open handshakes over the link count against its real peer.
+                self.ep.set_link_source(addr, Some(peer.ip()));
                 self.links.insert(
                     addr,
                     LinkState {

@@ -31,7 +31,7 @@ mod event;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use aura_crypto::aead::TAG_LEN;
@@ -48,7 +48,7 @@ use self::client::{ClientHandshake, RespStep};
 use self::connection::{Connection, HandshakeTimer};
 use self::cookie::{CookieJar, check_fixed_size, check_mac1, stamp_macs};
 use self::deadlines::Deadlines;
-use self::server::{Established, FinishStep, HalfOpen, Limits};
+use self::server::{Established, FinishStep, HalfOpen, Limits, source_key};
 use crate::error::{AlertCode, DropReason, HandshakeError, ProtoError};
 use crate::handshake::InitiatorDone;
 use crate::keys::{DeploymentKeys, DeploymentSecret};
@@ -71,6 +71,8 @@ pub struct Endpoint {
     by_index: HashMap<u32, ConnectionHandle>,
     by_client_id: HashMap<String, ConnectionHandle>,
     half_open: HalfOpen,
+    /// The real peer address of each stream link's stand-in address.
+    link_sources: HashMap<SocketAddr, IpAddr>,
     cookies: CookieJar,
     deadlines: Deadlines<ConnectionHandle>,
     transmits: VecDeque<Transmit>,
@@ -111,6 +113,7 @@ impl Endpoint {
             by_index: HashMap::new(),
             by_client_id: HashMap::new(),
             half_open: HalfOpen::new(limits),
+            link_sources: HashMap::new(),
             cookies,
             deadlines: Deadlines::new(),
             transmits: VecDeque::new(),
@@ -143,6 +146,20 @@ impl Endpoint {
             .collect();
         for (h, e) in refused {
             self.close(h, CloseReason::Revoked(e));
+        }
+    }
+
+    /// Counts half-open handshakes from `remote` (a stream link's stand-in address) under
+    /// the link's real peer `source`, or under `remote` itself again (`None`), so a peer
+    /// cannot multiply its share of the handshake table by opening links (review H1).
+    pub fn set_link_source(&mut self, remote: SocketAddr, source: Option<IpAddr>) {
+        match source {
+            Some(ip) => {
+                self.link_sources.insert(remote, ip);
+            }
+            None => {
+                self.link_sources.remove(&remote);
+            }
         }
     }
 
@@ -393,7 +410,13 @@ impl Endpoint {
             }
             return Err(DropReason::CookieRequired);
         }
-        let Some(msg) = self.half_open.add_init_fragment(key, frag, now)? else {
+        let source = source_key(
+            self.link_sources
+                .get(&remote)
+                .copied()
+                .unwrap_or_else(|| remote.ip()),
+        );
+        let Some(msg) = self.half_open.add_init_fragment(key, source, frag, now)? else {
             return Ok(());
         };
         let local_index = self.fresh_index();
@@ -401,7 +424,7 @@ impl Endpoint {
         let ctx = self.config.handshake_ctx(&self.deployment, wall);
         match self
             .half_open
-            .respond(&mut self.rng, key, local_index, &msg, &ctx, now)
+            .respond(&mut self.rng, (key, source), local_index, &msg, &ctx, now)
         {
             Ok(resp) => {
                 self.push_transmits(remote, resp);

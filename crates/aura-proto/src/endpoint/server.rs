@@ -3,10 +3,13 @@
 //! A handshake is half-open from its first Init fragment until its Finish completes, in
 //! one of two stages: an Init still being reassembled ([`InitBuffer`]), then a Resp sent
 //! and a Finish awaited ([`Pending`]). [`HalfOpen`] holds both, and bounds them:
-//! - at most `max_pending_handshakes` in all, and at most `max_pending_per_source` from
-//!   one source IP address, counted in a map kept in step with every insertion and
-//!   removal, so admission costs O(1) whatever the table holds;
-//! - every entry is forgotten `pending_timeout` after it was created;
+//! - at most `max_pending_per_source` from one source ([`SourceKey`]: an IPv4 address, an
+//!   IPv6 /64, or the real peer of a TLS/QUIC link), counted in a map kept in step with
+//!   every insertion and removal, so admission costs O(1) whatever the table holds;
+//! - at most `max_pending_handshakes` in all: a new Init into a full table replaces the
+//!   oldest entry (a flood can race a client, not lock it out);
+//! - every entry is forgotten `pending_timeout` after it was created, through a queue in
+//!   creation order (O(1) per entry, and the next expiry is the queue's front);
 //! - above `cookie_threshold` entries (or when forced) the server demands cookies.
 //!
 //! The server's two handshake steps are pure methods of [`HalfOpen`]:
@@ -14,8 +17,8 @@
 //! verifies the client's Finish. A retransmitted Init whose Resp was lost gets the same
 //! Resp again, never a second handshake.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -37,11 +40,37 @@ pub(super) const RESP_RESEND_SPACING: Duration = Duration::from_millis(500);
 /// Names an Init by where it came from and the client's index in it.
 pub(super) type InitKey = (SocketAddr, u32);
 
+/// What half-open handshakes are counted under: an IPv4 address, or an IPv6 /64 (one
+/// host's or one subscriber's usual allocation).
+pub(super) type SourceKey = [u8; 8];
+
+/// The source `ip` is counted under.
+pub(super) fn source_key(ip: IpAddr) -> SourceKey {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            [4, 0, 0, 0, o[0], o[1], o[2], o[3]]
+        }
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
+        }
+    }
+}
+
+/// An entry of the expiry queue.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Init(InitKey),
+    Pending(u32),
+}
+
 /// A handshake that sent its Resp and waits for the Finish.
 #[derive(Debug)]
 struct Pending {
     responder: Responder,
     remote: SocketAddr,
+    source: SourceKey,
     client_index: u32,
     /// The Resp as sent, for a retransmitted Init.
     resp_datagrams: Vec<Vec<u8>>,
@@ -125,6 +154,7 @@ pub(super) enum FinishStep {
 struct InitBuffer {
     reassembly: Reassembly,
     created: Instant,
+    source: SourceKey,
 }
 
 /// Admission limits and the size of the Resp's datagrams, from the endpoint's
@@ -146,8 +176,10 @@ pub(super) struct HalfOpen {
     /// Inits answered, to the server's index of their handshake.
     responded: HashMap<InitKey, u32>,
     init_buffers: HashMap<InitKey, InitBuffer>,
-    /// Entries of `pending` and `init_buffers` from each source address.
-    per_source: HashMap<IpAddr, usize>,
+    /// Entries of `pending` and `init_buffers` from each source.
+    per_source: HashMap<SourceKey, usize>,
+    /// Every entry by creation time, oldest first (entries already gone are skipped).
+    order: VecDeque<(Instant, Slot)>,
     force_cookies: bool,
 }
 
@@ -159,6 +191,7 @@ impl HalfOpen {
             responded: HashMap::new(),
             init_buffers: HashMap::new(),
             per_source: HashMap::new(),
+            order: VecDeque::new(),
             force_cookies: false,
         }
     }
@@ -208,32 +241,38 @@ impl HalfOpen {
         })
     }
 
-    /// Adds a fragment of an Init, admitting a new Init only within the limits. Returns
-    /// the whole Init once complete; its buffer is then gone.
+    /// Adds a fragment of an Init from `source`, admitting a new Init only within the
+    /// source's share; a full table gives up its oldest entry for it. Returns the whole
+    /// Init once complete; its buffer is then gone.
     ///
     /// # Errors
-    /// [`DropReason::Overloaded`] for a new Init beyond a limit; [`DropReason::Malformed`]
-    /// for a fragment that does not fit its Init (the buffer is dropped).
+    /// [`DropReason::Overloaded`] for a new Init beyond its source's share;
+    /// [`DropReason::Malformed`] for a fragment that does not fit its Init (the buffer is
+    /// dropped).
     pub fn add_init_fragment(
         &mut self,
         key: InitKey,
+        source: SourceKey,
         frag: &Fragment<'_>,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, DropReason> {
         let limits = self.limits;
         if !self.init_buffers.contains_key(&key) {
-            if self.len() >= limits.max_pending {
+            if self.per_source.get(&source).copied().unwrap_or(0) >= limits.max_per_source {
                 return Err(DropReason::Overloaded);
             }
-            let ip = key.0.ip();
-            if self.per_source.get(&ip).copied().unwrap_or(0) >= limits.max_per_source {
-                return Err(DropReason::Overloaded);
+            while self.len() >= limits.max_pending {
+                if !self.evict_oldest() {
+                    return Err(DropReason::Overloaded);
+                }
             }
-            *self.per_source.entry(ip).or_insert(0) += 1;
+            *self.per_source.entry(source).or_insert(0) += 1;
+            self.order.push_back((now, Slot::Init(key)));
         }
         let buffer = self.init_buffers.entry(key).or_insert_with(|| InitBuffer {
             reassembly: Reassembly::new(frag.msg_len),
             created: now,
+            source,
         });
         let msg = match buffer.reassembly.add(frag) {
             Ok(Some(msg)) => msg.to_vec(),
@@ -248,8 +287,45 @@ impl HalfOpen {
     }
 
     fn remove_init_buffer(&mut self, key: InitKey) {
-        if self.init_buffers.remove(&key).is_some() {
-            release(&mut self.per_source, key.0.ip());
+        if let Some(b) = self.init_buffers.remove(&key) {
+            release(&mut self.per_source, b.source);
+        }
+    }
+
+    /// Removes the oldest entry still present; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((created, slot)) = self.order.pop_front() {
+            if self.take_if_created(slot, created) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes the entry `slot` names if it is the one created at `created` (not a later
+    /// entry under the same name); whether it did.
+    fn take_if_created(&mut self, slot: Slot, created: Instant) -> bool {
+        match slot {
+            Slot::Init(key) => {
+                let live = self
+                    .init_buffers
+                    .get(&key)
+                    .is_some_and(|b| b.created == created);
+                if live {
+                    self.remove_init_buffer(key);
+                }
+                live
+            }
+            Slot::Pending(index) => {
+                let live = self
+                    .pending
+                    .get(&index)
+                    .is_some_and(|p| p.created == created);
+                if live {
+                    self.remove(index);
+                }
+                live
+            }
         }
     }
 
@@ -262,7 +338,7 @@ impl HalfOpen {
     pub fn respond<R: RngCore + CryptoRng>(
         &mut self,
         rng: &mut R,
-        key: InitKey,
+        (key, source): (InitKey, SourceKey),
         local_index: u32,
         init: &[u8],
         ctx: &Ctx<'_>,
@@ -283,6 +359,7 @@ impl HalfOpen {
         let pending = Pending {
             responder,
             remote,
+            source,
             client_index,
             resp_datagrams: datagrams.clone(),
             resends: 0,
@@ -292,9 +369,10 @@ impl HalfOpen {
         };
         self.responded.insert(key, local_index);
         if let Some(old) = self.pending.insert(local_index, pending) {
-            release(&mut self.per_source, old.remote.ip());
+            release(&mut self.per_source, old.source);
         }
-        *self.per_source.entry(remote.ip()).or_insert(0) += 1;
+        *self.per_source.entry(source).or_insert(0) += 1;
+        self.order.push_back((now, Slot::Pending(local_index)));
         Ok(datagrams)
     }
 
@@ -351,40 +429,31 @@ impl HalfOpen {
     fn remove(&mut self, local_index: u32) -> Option<Pending> {
         let p = self.pending.remove(&local_index)?;
         self.responded.remove(&(p.remote, p.client_index));
-        release(&mut self.per_source, p.remote.ip());
+        release(&mut self.per_source, p.source);
         Some(p)
     }
 
-    /// Forgets every handshake created `timeout` or longer before `now`.
+    /// Forgets every handshake created `timeout` or longer before `now`: O(1) per entry
+    /// forgotten.
     pub fn expire(&mut self, now: Instant, timeout: Duration) {
-        let expired: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.created) >= timeout)
-            .map(|(i, _)| *i)
-            .collect();
-        for i in expired {
-            self.remove(i);
-        }
-        let per_source = &mut self.per_source;
-        self.init_buffers.retain(|(remote, _), b| {
-            let keep = now.saturating_duration_since(b.created) < timeout;
-            if !keep {
-                release(per_source, remote.ip());
+        while let Some(&(created, slot)) = self.order.front() {
+            if now.saturating_duration_since(created) < timeout {
+                break;
             }
-            keep
-        });
+            self.order.pop_front();
+            self.take_if_created(slot, created);
+        }
     }
 
-    /// When the oldest handshake waiting for its Finish expires.
+    /// When the oldest entry expires (an entry already gone makes it early, never late).
     pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.pending.values().map(|p| p.created + timeout).min()
+        self.order.front().map(|(created, _)| *created + timeout)
     }
 }
 
-/// One entry from `ip` is gone.
-fn release(per_source: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
-    if let Entry::Occupied(mut e) = per_source.entry(ip) {
+/// One entry from `source` is gone.
+fn release(per_source: &mut HashMap<SourceKey, usize>, source: SourceKey) {
+    if let Entry::Occupied(mut e) = per_source.entry(source) {
         *e.get_mut() = e.get().saturating_sub(1);
         if *e.get() == 0 {
             e.remove();
@@ -403,7 +472,7 @@ mod tests {
             ty: PacketType::Init,
             sender,
             receiver: 0,
-            msg_len: 100,
+            msg_len: 1000,
             offset,
             data,
             mac1: [0; MAC_LEN],
@@ -413,14 +482,24 @@ mod tests {
 
     /// The counted map agrees with a scan of both tables.
     fn counts_match(h: &HalfOpen) -> bool {
-        let mut scanned: HashMap<IpAddr, usize> = HashMap::new();
+        let mut scanned: HashMap<SourceKey, usize> = HashMap::new();
         for (remote, _) in h.init_buffers.keys() {
-            *scanned.entry(remote.ip()).or_insert(0) += 1;
+            *scanned.entry(source_key(remote.ip())).or_insert(0) += 1;
         }
         for p in h.pending.values() {
-            *scanned.entry(p.remote.ip()).or_insert(0) += 1;
+            *scanned.entry(source_key(p.remote.ip())).or_insert(0) += 1;
         }
         scanned == h.per_source
+    }
+
+    /// An Init fragment from `key`, counted under its address's source.
+    fn add(
+        h: &mut HalfOpen,
+        key: InitKey,
+        f: &Fragment<'_>,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, DropReason> {
+        h.add_init_fragment(key, source_key(key.0.ip()), f, now)
     }
 
     #[test]
@@ -435,47 +514,29 @@ mod tests {
         let a = |port| SocketAddr::from(([192, 0, 2, 1], port));
         let b = SocketAddr::from(([192, 0, 2, 2], 1));
         let mut h = HalfOpen::new(limits);
-        let part = [0u8; 10];
-        assert_eq!(
-            h.add_init_fragment((a(1), 1), &frag(1, 0, &part), t0),
-            Ok(None)
-        );
-        assert_eq!(
-            h.add_init_fragment((a(2), 2), &frag(2, 0, &part), t0),
-            Ok(None)
-        );
+        let part = [0u8; 250];
+        assert_eq!(add(&mut h, (a(1), 1), &frag(1, 0, &part), t0), Ok(None));
+        assert_eq!(add(&mut h, (a(2), 2), &frag(2, 0, &part), t0), Ok(None));
         // A third Init from the same address is refused; more of a known one is not.
         assert_eq!(
-            h.add_init_fragment((a(3), 3), &frag(3, 0, &part), t0),
+            add(&mut h, (a(3), 3), &frag(3, 0, &part), t0),
             Err(DropReason::Overloaded)
         );
-        assert_eq!(
-            h.add_init_fragment((a(1), 1), &frag(1, 10, &part), t0),
-            Ok(None)
-        );
-        assert_eq!(
-            h.add_init_fragment((b, 4), &frag(4, 0, &part), t0),
-            Ok(None)
-        );
+        assert_eq!(add(&mut h, (a(1), 1), &frag(1, 250, &part), t0), Ok(None));
+        assert_eq!(add(&mut h, (b, 4), &frag(4, 0, &part), t0), Ok(None));
         assert!(counts_match(&h));
         // A fragment that does not fit drops its buffer and frees the address's slot.
         assert!(matches!(
-            h.add_init_fragment((a(2), 2), &frag(2, 5, &part), t0),
+            add(&mut h, (a(2), 2), &frag(2, 5, &part), t0),
             Err(DropReason::Malformed(_))
         ));
         assert!(counts_match(&h));
-        assert_eq!(
-            h.add_init_fragment((a(3), 3), &frag(3, 0, &part), t0),
-            Ok(None)
-        );
+        assert_eq!(add(&mut h, (a(3), 3), &frag(3, 0, &part), t0), Ok(None));
         // A complete Init leaves its buffer.
         let whole = [1u8; 100];
         let mut done = frag(5, 0, &whole);
         done.msg_len = 100;
-        assert_eq!(
-            h.add_init_fragment((b, 5), &done, t0),
-            Ok(Some(whole.to_vec()))
-        );
+        assert_eq!(add(&mut h, (b, 5), &done, t0), Ok(Some(whole.to_vec())));
         assert!(counts_match(&h));
         assert_eq!(h.len(), 3);
         // Expiry empties the table and the counts.
@@ -485,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn total_limit_holds_across_sources() {
+    fn a_full_table_gives_up_its_oldest_entry() {
         let t0 = Instant::now();
         let limits = Limits {
             max_pending: 2,
@@ -494,19 +555,54 @@ mod tests {
             max_datagram: 1232,
         };
         let mut h = HalfOpen::new(limits);
-        let part = [0u8; 10];
+        let part = [0u8; 250];
+        let key = |i: u8| (SocketAddr::from(([198, 51, 100, i], 1)), u32::from(i));
         for i in 0..2u8 {
-            let key = (SocketAddr::from(([198, 51, 100, i], 1)), u32::from(i));
-            assert_eq!(
-                h.add_init_fragment(key, &frag(key.1, 0, &part), t0),
-                Ok(None)
-            );
+            let at = t0 + Duration::from_millis(u64::from(i));
+            assert_eq!(add(&mut h, key(i), &frag(key(i).1, 0, &part), at), Ok(None));
         }
-        let key = (SocketAddr::from(([198, 51, 100, 9], 1)), 9);
+        // A third source: the oldest Init (from .0) goes, the newcomer gets its place.
+        let at = t0 + Duration::from_millis(5);
+        assert_eq!(add(&mut h, key(9), &frag(9, 0, &part), at), Ok(None));
+        assert_eq!(h.len(), 2);
+        assert!(!h.init_buffers.contains_key(&key(0)));
+        assert!(h.init_buffers.contains_key(&key(1)) && h.init_buffers.contains_key(&key(9)));
+        assert!(counts_match(&h));
+        // Expiry follows creation order; the next expiry is the oldest remaining entry's.
+        let timeout = Duration::from_secs(10);
         assert_eq!(
-            h.add_init_fragment(key, &frag(9, 0, &part), t0),
+            h.next_expiry(timeout),
+            Some(t0 + Duration::from_millis(1) + timeout)
+        );
+        h.expire(t0 + timeout + Duration::from_millis(1), timeout);
+        assert_eq!(h.len(), 1, "only .1's Init was old enough");
+        h.expire(t0 + timeout + Duration::from_millis(5), timeout);
+        assert_eq!(h.len(), 0);
+        assert!(h.per_source.is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_pending: 100,
+            max_per_source: 2,
+            cookie_threshold: 50,
+            max_datagram: 1232,
+        };
+        let mut h = HalfOpen::new(limits);
+        let part = [0u8; 250];
+        let host = |n: u16| SocketAddr::from(([0x2001, 0xdb8, 1, 2, 0, 0, 0, n], 443));
+        assert_eq!(add(&mut h, (host(1), 1), &frag(1, 0, &part), t0), Ok(None));
+        assert_eq!(add(&mut h, (host(2), 2), &frag(2, 0, &part), t0), Ok(None));
+        // Another address of the same /64: over the share.
+        assert_eq!(
+            add(&mut h, (host(3), 3), &frag(3, 0, &part), t0),
             Err(DropReason::Overloaded)
         );
+        // Another /64 is another source.
+        let other = SocketAddr::from(([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1], 443));
+        assert_eq!(add(&mut h, (other, 4), &frag(4, 0, &part), t0), Ok(None));
         assert!(counts_match(&h));
     }
 }
