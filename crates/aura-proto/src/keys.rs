@@ -131,6 +131,16 @@ pub(crate) struct DirectionKeys {
     pub iv: [u8; NONCE_LEN],
 }
 
+impl Drop for DirectionKeys {
+    fn drop(&mut self) {
+        // The key zeroizes itself (AeadKey); the IV is secret too: with it, nonces of
+        // recorded packets are known.
+        zeroize::Zeroize::zeroize(&mut self.iv);
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for DirectionKeys {}
+
 impl core::fmt::Debug for DirectionKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DirectionKeys")
