@@ -759,3 +759,59 @@ fn clients_reach_the_internet_and_what_the_firewall_opens() {
         );
     }
 }
+
+/// The reply times (Unix seconds) in the log of `ping -D`.
+fn ping_replies(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect()
+}
+
+/// Revocation end to end: bob is revoked on the CA host while both clients send; bob's
+/// traffic stops within 5 s, alice's goes on.
+#[test]
+fn a_client_revoked_mid_session_is_cut_off_within_5s_and_only_it() {
+    let clients = [ClientSpec::new("alice", 1), ClientSpec::new("bob", 2)];
+    let Some(mut w) = World::new("revoke_live", 2, &clients, "udp") else {
+        return;
+    };
+    w.start_server();
+    w.start_client("alice", 1);
+    w.start_client("bob", 2);
+    let internet = w.lab.internet_ip().to_string();
+    let mut pings = Vec::new();
+    for (k, label) in [(1, "ping-alice"), (2, "ping-bob")] {
+        let mut cmd = w.lab.client(k).unwrap().command("ping");
+        cmd.args(["-D", "-n", "-i", "0.1", "-W", "1", "-w", "14", &internet]);
+        let log = w.dir.path().join(format!("{label}.log"));
+        pings.push(w.procs.spawn(label, &mut cmd, log).unwrap());
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let revoked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    aura(&["pki", "--dir", &w.p("deploy/pki"), "revoke", "bob"]);
+    for &p in &pings {
+        w.procs[p].wait_exit(Duration::from_secs(20));
+    }
+    let alice = ping_replies(&w.procs[pings[0]].log());
+    let bob = ping_replies(&w.procs[pings[1]].log());
+    let bob_last = *bob.last().expect("bob never got a reply");
+    assert!(
+        bob_last > revoked_at - 1.0,
+        "bob's traffic stopped before the revocation"
+    );
+    let cut_after = bob_last - revoked_at;
+    eprintln!("bob's last reply came {cut_after:.2} s after the revocation");
+    assert!(
+        cut_after <= 5.0,
+        "bob still reached the internet {cut_after:.2} s after"
+    );
+    let alice_later = alice.iter().filter(|t| **t > revoked_at + 5.0).count();
+    assert!(
+        alice_later >= 30,
+        "alice got {alice_later} replies in the 6 s after bob's cut"
+    );
+}

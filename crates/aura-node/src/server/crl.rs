@@ -18,7 +18,7 @@ use aura_proto::control::{self, CRL_PUSH_OVERHEAD};
 use crate::creds;
 
 /// How often the CRL file is checked for a newer CRL (and the CRL's lifetime checked).
-pub const CRL_RELOAD: Duration = Duration::from_secs(5);
+pub const CRL_RELOAD: Duration = Duration::from_secs(2);
 
 /// Data bytes per pushed CRL chunk: the envelope stays under 1232 bytes, so it crosses
 /// any carrier as one datagram.
