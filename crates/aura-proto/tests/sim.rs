@@ -607,6 +607,25 @@ fn dead_peer_is_detected_and_keepalives_flow_when_idle() {
     )));
 }
 
+/// A client endpoint of identity `id`, seeded with `seed`, connecting to the server.
+fn connecting_client(
+    p: &TestPki,
+    id: &aura_testkit::Identity,
+    seed: u8,
+    w: &World,
+) -> aura_proto::Endpoint {
+    let cc = aura_proto::EndpointConfig::new(
+        p.ca_der().to_vec(),
+        common::identity(id),
+        p.verifier().unwrap(),
+        false,
+    );
+    let mut c = aura_proto::Endpoint::new(cc, [seed; 32], w.clock.now(), w.clock.wall()).unwrap();
+    c.connect(w.clock.now(), addr(common::SERVER), "server.test")
+        .unwrap();
+    c
+}
+
 /// Review H1: 256 addresses of one IPv6 /64, and 40 TLS/QUIC links of one peer (their
 /// stand-in addresses mapped to it), each hold at most one source's share of half-open
 /// handshakes, and a fresh client still connects.
@@ -618,16 +637,7 @@ fn a_64_and_the_links_of_one_peer_are_one_source_each() {
     let half_open_from = |w: &mut World, froms: &[std::net::SocketAddr], seed: u8| {
         let now = w.clock.now();
         for (i, from) in froms.iter().enumerate() {
-            let setup = Setup::new(&p);
-            let cc = aura_proto::EndpointConfig::new(
-                setup.client_ca.clone(),
-                common::identity(&setup.client_id),
-                setup.client_verifier,
-                false,
-            );
-            let mut c =
-                aura_proto::Endpoint::new(cc, [seed ^ (i as u8); 32], now, w.clock.wall()).unwrap();
-            c.connect(now, addr(common::SERVER), "server.test").unwrap();
+            let mut c = connecting_client(&p, p.alice(), seed ^ (i as u8), w);
             if let Some(t) = c.poll_transmit() {
                 let mut buf = t.data.clone();
                 let _ = w.server.ep.handle_datagram(now, *from, &mut buf);
@@ -655,23 +665,14 @@ fn a_64_and_the_links_of_one_peer_are_one_source_each() {
         "one peer's links, one share"
     );
     // A fresh client (another identity) from elsewhere still gets in.
-    let cc = aura_proto::EndpointConfig::new(
-        p.ca_der().to_vec(),
-        common::identity(p.bob()),
-        p.verifier().unwrap(),
-        false,
-    );
     let before = w
         .server
         .events
         .iter()
         .filter(|e| matches!(e, Event::Connected { .. }))
         .count();
-    let mut fresh = aura_proto::Endpoint::new(cc, [77; 32], w.clock.now(), w.clock.wall()).unwrap();
+    let mut fresh = connecting_client(&p, p.bob(), 77, &w);
     let from = std::net::SocketAddr::from(([192, 0, 2, 200], 5555));
-    fresh
-        .connect(w.clock.now(), addr(common::SERVER), "server.test")
-        .unwrap();
     for _ in 0..4 {
         let now = w.clock.now();
         while let Some(t) = fresh.poll_transmit() {
@@ -706,17 +707,7 @@ fn one_source_cannot_fill_the_handshake_table() {
     // first Init fragment, leaving it half-open on the server.
     let mut extra = Vec::new();
     for i in 0..40u16 {
-        let setup = Setup::new(&p);
-        let cc = aura_proto::EndpointConfig::new(
-            setup.client_ca.clone(),
-            common::identity(&setup.client_id),
-            setup.client_verifier,
-            false,
-        );
-        let mut c =
-            aura_proto::Endpoint::new(cc, [i as u8; 32], w.clock.now(), w.clock.wall()).unwrap();
-        c.connect(w.clock.now(), addr(common::SERVER), "server.test")
-            .unwrap();
+        let c = connecting_client(&p, p.alice(), i as u8, &w);
         extra.push((std::net::SocketAddr::from(([192, 0, 2, 99], 2000 + i)), c));
     }
     let now = w.clock.now();
