@@ -84,6 +84,9 @@ struct Shared {
     knock: Arc<QuicKnock>,
     upstream: SocketAddr,
     tables: Mutex<Tables>,
+    /// Strangers' flows open, readable without the lock: while there are none, a
+    /// member's packets (not Initials) go to quinn without taking it.
+    flows: std::sync::atomic::AtomicUsize,
 }
 
 /// The QUIC carrier's socket with a forwarded decoy (see the module docs).
@@ -116,6 +119,7 @@ impl ForwardSocket {
                     members: HashMap::new(),
                     flows: HashMap::new(),
                 }),
+                flows: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -127,6 +131,10 @@ impl Shared {
     }
 
     fn route(self: &Arc<Self>, from: SocketAddr, dst_ip: Option<IpAddr>, d: &[u8]) -> Route {
+        use std::sync::atomic::Ordering;
+        if self.flows.load(Ordering::Relaxed) == 0 && initial_dcid(d).is_none() {
+            return Route::Quinn;
+        }
         let mut t = self.lock();
         if let Some(flow) = t.flows.get(&from) {
             return Route::Upstream(flow.clone());
@@ -162,6 +170,8 @@ impl Shared {
         match self.open_flow() {
             Ok(sock) => {
                 t.flows.insert(from, sock.clone());
+                self.flows
+                    .store(t.flows.len(), std::sync::atomic::Ordering::Relaxed);
                 drop(t);
                 tokio::spawn(relay_back(self.clone(), sock.clone(), from, dst_ip));
                 Route::Upstream(sock)
@@ -218,6 +228,9 @@ async fn relay_back(
     let mut t = shared.lock();
     if t.flows.get(&client).is_some_and(|s| Arc::ptr_eq(s, &sock)) {
         t.flows.remove(&client);
+        shared
+            .flows
+            .store(t.flows.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
