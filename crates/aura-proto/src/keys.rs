@@ -131,11 +131,17 @@ pub(crate) struct DirectionKeys {
     pub iv: [u8; NONCE_LEN],
 }
 
+/// Wipes the IV (the key, an [`AeadKey`], wipes itself when dropped): with the IV, the
+/// nonces of recorded packets are known.
+impl zeroize::Zeroize for DirectionKeys {
+    fn zeroize(&mut self) {
+        self.iv.zeroize();
+    }
+}
+
 impl Drop for DirectionKeys {
     fn drop(&mut self) {
-        // The key zeroizes itself (AeadKey); the IV is secret too: with it, nonces of
-        // recorded packets are known.
-        zeroize::Zeroize::zeroize(&mut self.iv);
+        zeroize::Zeroize::zeroize(self);
     }
 }
 
@@ -205,4 +211,21 @@ pub(crate) struct SessionKeys {
     pub suite: Suite,
     pub send: DirectionKeys,
     pub recv: DirectionKeys,
+}
+
+#[cfg(test)]
+mod zeroize_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use zeroize::Zeroize;
+
+    /// What a [`DirectionKeys`] wipes when dropped (review L9).
+    #[test]
+    fn direction_keys_wipe_their_iv() {
+        let secret = Secret::from_bytes([7; SECRET_LEN]);
+        let mut k = DirectionKeys::from_secret(&secret, Suite::Aes256Gcm).unwrap();
+        assert_ne!(k.iv, [0; NONCE_LEN]);
+        k.zeroize();
+        assert_eq!(k.iv, [0; NONCE_LEN]);
+    }
 }
