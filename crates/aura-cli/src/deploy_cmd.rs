@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use aura_config::toml_string;
 use aura_crypto::OsRng;
-use aura_pki::{PkiStore, write_atomic};
+use aura_pki::{ClientRequest, PkiStore, write_atomic};
 use clap::Args;
 use time::{Duration, OffsetDateTime};
 
@@ -62,6 +62,10 @@ pub struct ProvisionClientArgs {
     /// Replace an existing bundle directory.
     #[arg(long)]
     force: bool,
+    /// The device's certificate request (from `aura client keygen`): the certificate is
+    /// issued for the device's own key, and the bundle carries no key at all.
+    #[arg(long, value_name = "FILE")]
+    csr: Option<PathBuf>,
 }
 
 /// A TOML array of strings.
@@ -238,10 +242,23 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         )
     })?;
     let server_name = server_cfg.server.name.clone();
+    let request = match &a.csr {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(ClientRequest::from_pem(&text).with_context(|| format!("in {}", path.display()))?)
+        }
+        None => None,
+    };
+    let wanted_id = a.id.clone().or_else(|| {
+        request
+            .as_ref()
+            .and_then(|r| r.proposed_id().map(str::to_owned))
+    });
     if let Some(id) = &a.id {
         aura_pki::names::validate_client_id(id).with_context(|| format!("bad client id {id:?}"))?;
     }
-    let out = match (&a.out, &a.id) {
+    let out = match (&a.out, &wanted_id) {
         (Some(o), _) => o.clone(),
         (None, Some(id)) => a.dir.join("clients").join(id),
         (None, None) => PathBuf::new(),
@@ -253,15 +270,20 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         );
     }
     let store = PkiStore::new(a.dir.join("pki"));
-    let issued = store
-        .issue_client(a.id.as_deref(), 825, OffsetDateTime::now_utc(), &mut OsRng)
-        .context("cannot issue the client certificate")?;
+    let now = OffsetDateTime::now_utc();
+    let issued = match &request {
+        Some(r) => store.sign_client_request(r, wanted_id.as_deref(), 825, now, &mut OsRng),
+        None => store.issue_client(wanted_id.as_deref(), 825, now, &mut OsRng),
+    }
+    .context("cannot issue the client certificate")?;
     let id = issued.cert.id.clone();
     let out = if out.as_os_str().is_empty() {
         a.dir.join("clients").join(&id)
     } else {
         out
     };
+    let created_out = !out.exists();
+    let mut files = Written::default();
     let result = (|| -> Result<()> {
         if out.exists() && !a.force {
             bail!(
@@ -271,42 +293,34 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         }
         fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
         let read = |p: &Path| fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        write_atomic(&out.join("ca.crt"), &read(&store.ca_cert_path())?, 0o644)?;
-        write_atomic(&out.join("crl.pem"), &read(&store.crl_path())?, 0o644)?;
+        files.put(&out.join("ca.crt"), &read(&store.ca_cert_path())?, 0o644)?;
+        files.put(&out.join("crl.pem"), &read(&store.crl_path())?, 0o644)?;
         if let Some(k) = &server_cfg.pki.knock_key {
-            write_atomic(
-                &out.join("knock.key"),
-                &zeroize::Zeroizing::new(read(k)?),
-                0o600,
-            )?;
+            let key = zeroize::Zeroizing::new(read(k)?);
+            files.put(&out.join("knock.key"), &key, 0o600)?;
         }
-        write_atomic(
+        files.put(
             &out.join("client.crt"),
             issued.cert.cert_pem.as_bytes(),
             0o644,
         )?;
-        write_atomic(
-            &out.join("client.key"),
-            issued.cert.key_pem.as_bytes(),
-            0o600,
-        )?;
+        // The only copy of a fresh key is the bundle's; with --csr the device has it.
+        if let Some(key) = &issued.cert.key_pem {
+            files.put(&out.join("client.key"), key.as_bytes(), 0o600)?;
+        }
         let server = a.server.clone().unwrap_or_else(|| server_name.clone());
         let client_path = out.join("client.toml");
-        write_atomic(
-            &client_path,
-            client_toml(
-                &server,
-                &server_name,
-                server_cfg.transport.knock,
-                server_cfg
-                    .transport
-                    .sni_palette
-                    .as_deref()
-                    .unwrap_or_default(),
-            )
-            .as_bytes(),
-            0o644,
-        )?;
+        let text = client_toml(
+            &server,
+            &server_name,
+            server_cfg.transport.knock,
+            server_cfg
+                .transport
+                .sni_palette
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        files.put(&client_path, text.as_bytes(), 0o644)?;
         aura_config::load_client(&client_path)
             .with_context(|| format!("the written {} does not validate", client_path.display()))?;
         Ok(())
@@ -318,12 +332,50 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
             aura_pki::RevocationReason::CessationOfOperation,
             OffsetDateTime::now_utc(),
         );
-        let _ = fs::remove_dir_all(&out);
+        // Only what this run did: --force into a device's directory must never take its
+        // key (or anything else already there) with it.
+        if created_out {
+            let _ = fs::remove_dir_all(&out);
+        } else {
+            files.restore();
+        }
         return Err(e);
     }
-    println!(
-        "client {id} provisioned: copy {} to the device and run `aura client --config client.toml` there",
-        out.display()
-    );
+    if request.is_some() {
+        println!(
+            "client {id} provisioned for the device's own key: copy {} to the device, beside \
+             its client.key, and run `aura client --config client.toml` there",
+            out.display()
+        );
+    } else {
+        println!(
+            "client {id} provisioned: move {} to the device (its client.key is the only copy; \
+             delete the bundle here once moved) and run `aura client --config client.toml` there",
+            out.display()
+        );
+    }
     Ok(())
+}
+
+/// Files a command wrote, with what each held before, so a failure can put them back.
+#[derive(Default)]
+struct Written(Vec<(PathBuf, Option<zeroize::Zeroizing<Vec<u8>>>)>);
+
+impl Written {
+    fn put(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        let before = fs::read(path).ok().map(zeroize::Zeroizing::new);
+        self.0.push((path.to_owned(), before));
+        write_atomic(path, data, mode)?;
+        Ok(())
+    }
+
+    /// Restores every file to what it held before (or removes it), newest first.
+    fn restore(self) {
+        for (path, before) in self.0.into_iter().rev() {
+            let _ = match before {
+                Some(data) => fs::write(&path, &*data),
+                None => fs::remove_file(&path),
+            };
+        }
+    }
 }

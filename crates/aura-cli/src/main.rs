@@ -32,12 +32,14 @@ enum Command {
     /// Create a deployment: CA, server certificate and a ready server.toml.
     ServerInit(deploy_cmd::ServerInitArgs),
     /// Issue a client certificate and write a bundle (ca.crt, crl.pem, client.crt,
-    /// client.key, client.toml) ready to copy to a device.
+    /// client.key, client.toml) to move to a device; with --csr, for the device's own key
+    /// and without client.key.
     ProvisionClient(deploy_cmd::ProvisionClientArgs),
     /// Run the server in the foreground (TUN, carriers, NAT) until SIGINT or SIGTERM.
     Server(daemon_cmd::DaemonArgs),
-    /// Run the client in the foreground (dial, TUN, routes) until SIGINT or SIGTERM.
-    Client(daemon_cmd::DaemonArgs),
+    /// Run the client in the foreground (dial, TUN, routes) until SIGINT or SIGTERM;
+    /// `aura client keygen` makes this device's key and certificate request.
+    Client(daemon_cmd::ClientArgs),
     /// The deployment's daily masks (outer SNI, ALPN order, UDP padding) by date.
     Mask(mask_cmd::MaskArgs),
     /// Show a running daemon's state and peers (over its admin socket).

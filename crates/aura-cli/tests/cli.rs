@@ -37,6 +37,8 @@ fn help_and_version_on_every_command() {
         &["pki", "revoke", "--help"],
         &["pki", "list", "--help"],
         &["pki", "crl", "--help"],
+        &["pki", "sign", "--help"],
+        &["client", "keygen", "--help"],
         &["bench-crypto", "--help"],
         &["server-init", "--help"],
         &["provision-client", "--help"],
@@ -365,4 +367,161 @@ fn status_asks_the_admin_socket() {
     let o = aura(&["status", "--socket", "/nonexistent/x.sock"], dir.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/nonexistent/x.sock"), "{}", text(&o));
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The public key of a certificate or a private key, as OpenSSL prints it.
+fn public_key(path: &Path, kind: &str) -> String {
+    let p = path.display().to_string();
+    let args: &[&str] = if kind == "x509" {
+        &["x509", "-in", &p, "-noout", "-pubkey"]
+    } else {
+        &["pkey", "-in", &p, "-pubout"]
+    };
+    let o = Command::new("openssl").args(args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn the_server_host_keeps_no_client_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| aura(args, d);
+    let o = run(&["server-init", "--dir", "dep", "--name", "vpn.example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // The device makes its key; a second keygen never replaces it.
+    let o = run(&["client", "keygen", "--dir", "phone", "--id", "phone"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let key = std::fs::read(d.join("phone/client.key")).unwrap();
+    let mode = std::fs::metadata(d.join("phone/client.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let o = run(&["client", "keygen", "--dir", "phone"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("already exists"), "{}", text(&o));
+    assert_eq!(std::fs::read(d.join("phone/client.key")).unwrap(), key);
+    let o = run(&["client", "keygen", "--dir", "x", "--id", "a b"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("client id"), "{}", text(&o));
+    // `aura client` alone still needs a config.
+    let o = run(&["client"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--config"), "{}", text(&o));
+
+    // The CA signs the request into a bundle without a key, straight into the device's
+    // directory: the device's key is untouched and the bundle loads beside it.
+    let o = run(&[
+        "provision-client",
+        "--dir",
+        "dep",
+        "--csr",
+        "phone/client.csr",
+        "--out",
+        "phone",
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(std::fs::read(d.join("phone/client.key")).unwrap(), key);
+    aura_config::load_client(d.join("phone/client.toml")).unwrap();
+    assert_eq!(
+        public_key(&d.join("phone/client.crt"), "x509"),
+        public_key(&d.join("phone/client.key"), "pkey")
+    );
+
+    // A bundle with a fresh key, and `pki issue-client`: the key is handed out, not kept.
+    let o = run(&["provision-client", "--dir", "dep", "--id", "laptop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let laptop_key = std::fs::read(d.join("dep/clients/laptop/client.key")).unwrap();
+    let o = run(&[
+        "pki",
+        "--dir",
+        "dep/pki",
+        "issue-client",
+        "--id",
+        "tv",
+        "--out",
+        "out",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let tv_key = std::fs::read(d.join("out/tv.key")).unwrap();
+    assert_eq!(
+        public_key(&d.join("out/tv.crt"), "x509"),
+        public_key(&d.join("out/tv.key"), "pkey")
+    );
+
+    // `pki sign` of another device's request.
+    let o = run(&["client", "keygen", "--dir", "router", "--id", "router"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&[
+        "pki",
+        "--dir",
+        "dep/pki",
+        "sign",
+        "--csr",
+        "router/client.csr",
+        "--out",
+        "router/client.crt",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        public_key(&d.join("router/client.crt"), "x509"),
+        public_key(&d.join("router/client.key"), "pkey")
+    );
+    let router_key = std::fs::read(d.join("router/client.key")).unwrap();
+
+    // Apart from the bundle the operator moves away, nothing the server host keeps
+    // (server.toml, pki/) holds any client key.
+    std::fs::remove_dir_all(d.join("dep/clients/laptop")).unwrap();
+    for path in files_under(&d.join("dep")) {
+        let body = std::fs::read(&path).unwrap();
+        for (who, k) in [
+            ("phone", &key),
+            ("laptop", &laptop_key),
+            ("tv", &tv_key),
+            ("router", &router_key),
+        ] {
+            assert!(
+                !body.windows(k.len()).any(|w| w == k.as_slice()),
+                "{} holds {who}'s key",
+                path.display()
+            );
+        }
+    }
+    let names: Vec<String> = files_under(&d.join("dep/pki/clients"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".crt")), "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
+
+    // Bad requests are named.
+    std::fs::write(d.join("junk.csr"), "not a request").unwrap();
+    let o = run(&["pki", "--dir", "dep/pki", "sign", "--csr", "junk.csr"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("junk.csr") && text(&o).contains("certificate signing request"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["provision-client", "--dir", "dep", "--csr", "missing.csr"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing.csr"), "{}", text(&o));
 }

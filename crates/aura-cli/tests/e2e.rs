@@ -68,6 +68,9 @@ struct ClientSpec<'a> {
     host: usize,
     static_address: Option<&'a str>,
     revoked: bool,
+    /// The device makes its own key (`aura client keygen`) and the deployment signs its
+    /// request: no host but the client's ever holds the key.
+    own_key: bool,
 }
 
 impl<'a> ClientSpec<'a> {
@@ -77,6 +80,7 @@ impl<'a> ClientSpec<'a> {
             host,
             static_address: None,
             revoked: false,
+            own_key: false,
         }
     }
 }
@@ -143,7 +147,26 @@ impl World {
         std::fs::write(&server_toml, text).unwrap();
         for c in clients {
             let out = self.path(&format!("deploy/{}", c.id));
-            support::provision_client(&self.path("deploy"), c.id, self.lab.server_ip(c.host), &out);
+            if c.own_key {
+                let o = out.display().to_string();
+                aura(&["client", "keygen", "--dir", &o, "--id", c.id]);
+                let server = self.lab.server_ip(c.host).to_string();
+                aura(&[
+                    "provision-client",
+                    "--dir",
+                    &d,
+                    "--csr",
+                    &format!("{o}/client.csr"),
+                    "--server",
+                    &server,
+                    "--out",
+                    &o,
+                    "--force",
+                ]);
+            } else {
+                let deploy = self.path("deploy");
+                support::provision_client(&deploy, c.id, self.lab.server_ip(c.host), &out);
+            }
             self.set_carrier(c.id, carrier);
         }
         for c in clients.iter().filter(|c| c.revoked) {
@@ -317,8 +340,10 @@ fn carrier_tls_50mb_through_the_tunnel() {
 
 #[test]
 fn two_clients_at_once_with_a_static_address() {
+    // Bob's device made its own key: it connects like any other client.
     let bob = ClientSpec {
         static_address: Some("10.77.0.50"),
+        own_key: true,
         ..ClientSpec::new("bob", 2)
     };
     let Some(mut w) = World::new("two_clients", 2, &[ClientSpec::new("alice", 1), bob], "udp")

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::names::{
     SanEntry, parse_san, validate_ca_name, validate_client_id, validate_server_name,
 };
+use crate::request::ClientRequest;
 use crate::{PkiError, Role, Serial, Validity};
 
 /// The CA common name `aura pki init` uses unless told otherwise.
@@ -69,8 +70,9 @@ pub struct IssuedCert {
     pub cert_pem: String,
     /// The certificate, DER.
     pub cert_der: Vec<u8>,
-    /// The private key, PKCS#8 PEM (wiped from memory on drop).
-    pub key_pem: Zeroizing<String>,
+    /// The private key, PKCS#8 PEM (wiped from memory on drop); `None` when the
+    /// certificate was signed for a key the requester keeps ([`ClientRequest`]).
+    pub key_pem: Option<Zeroizing<String>>,
 }
 
 impl fmt::Debug for IssuedCert {
@@ -263,7 +265,7 @@ impl CertificateAuthority {
                     .map_err(|e| PkiError::signing("encode a DNS SAN", e)),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.issue_leaf(Role::Server, name, sans, validity, serial)
+        self.issue_leaf(Role::Server, name, sans, validity, serial, None)
     }
 
     /// Issues a client certificate: CN = `id`, SAN URI `urn:aura:client:<id>`, EKU
@@ -274,17 +276,29 @@ impl CertificateAuthority {
         validity: Validity,
         serial: Serial,
     ) -> Result<IssuedCert, PkiError> {
-        validate_client_id(id)?;
-        let uri = format!("{CLIENT_URI_PREFIX}{id}")
-            .as_str()
-            .try_into()
-            .map_err(|e| PkiError::signing("encode the client URI SAN", e))?;
+        let sans = client_sans(id)?;
+        self.issue_leaf(Role::Client, id.to_owned(), sans, validity, serial, None)
+    }
+
+    /// Issues a client certificate, as [`CertificateAuthority::issue_client`], for the
+    /// public key of a verified request: the requester keeps the private key, and the
+    /// result carries none. The id is the operator's choice; the request's proposed id is
+    /// only a suggestion the caller may pass here.
+    pub fn issue_client_for(
+        &self,
+        id: &str,
+        request: &ClientRequest,
+        validity: Validity,
+        serial: Serial,
+    ) -> Result<IssuedCert, PkiError> {
+        let sans = client_sans(id)?;
         self.issue_leaf(
             Role::Client,
             id.to_owned(),
-            vec![SanType::URI(uri)],
+            sans,
             validity,
             serial,
+            Some(request),
         )
     }
 
@@ -295,13 +309,13 @@ impl CertificateAuthority {
         sans: Vec<SanType>,
         validity: Validity,
         serial: Serial,
+        request: Option<&ClientRequest>,
     ) -> Result<IssuedCert, PkiError> {
         if validity.not_after() > self.not_after {
             return Err(PkiError::InvalidValidity(
                 "the certificate would outlive the CA certificate",
             ));
         }
-        let key = new_p256_key()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = cn(&id);
         params.subject_alt_names = sans;
@@ -315,9 +329,15 @@ impl CertificateAuthority {
             Role::Client => ExtendedKeyUsagePurpose::ClientAuth,
         }];
         params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::signing("sign the certificate", e))?;
+        let (cert, key_pem) = match request {
+            Some(r) => (params.signed_by(r.public_key(), &self.issuer), None),
+            None => {
+                let key = new_p256_key()?;
+                let pem = Zeroizing::new(key.serialize_pem());
+                (params.signed_by(&key, &self.issuer), Some(pem))
+            }
+        };
+        let cert = cert.map_err(|e| PkiError::signing("sign the certificate", e))?;
         Ok(IssuedCert {
             role,
             id,
@@ -326,9 +346,19 @@ impl CertificateAuthority {
             not_after: validity.not_after(),
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
-            key_pem: Zeroizing::new(key.serialize_pem()),
+            key_pem,
         })
     }
+}
+
+/// A client certificate's SAN: the URI `urn:aura:client:<id>`.
+fn client_sans(id: &str) -> Result<Vec<SanType>, PkiError> {
+    validate_client_id(id)?;
+    let uri = format!("{CLIENT_URI_PREFIX}{id}")
+        .as_str()
+        .try_into()
+        .map_err(|e| PkiError::signing("encode the client URI SAN", e))?;
+    Ok(vec![SanType::URI(uri)])
 }
 
 /// Decodes one PEM block and checks its label. Returns the DER contents.

@@ -87,6 +87,11 @@ pub enum PkiError {
         reason: String,
     },
 
+    /// A certificate signing request is unreadable, not signed by its own key, or asks
+    /// for something the CA does not grant.
+    #[error("unusable certificate signing request: {0}")]
+    BadRequest(String),
+
     /// Signing a certificate or CRL failed (a bug or a broken key).
     #[error("failed to {action}")]
     Signing {

@@ -66,6 +66,7 @@ mod crl;
 mod error;
 pub mod knock;
 pub mod names;
+pub mod request;
 mod serial;
 pub mod store;
 mod time_fmt;
@@ -78,6 +79,7 @@ pub use ca::{
 };
 pub use crl::{RevocationReason, RevokedCert, SignedCrl};
 pub use error::{BoxError, PkiError, VerifyError};
+pub use request::{ClientRequest, NewClientKey, new_client_key};
 pub use serial::{SERIAL_LEN, Serial};
 pub use store::{
     DEFAULT_CRL_VALIDITY_DAYS, Entry, PkiStore, Revocation, Revoked, StoredCert, write_atomic,

@@ -7,8 +7,12 @@
 //! DIR/knock.key           the deployment's knock key (PEM, 0600; crate::knock)
 //! DIR/index.json          issued certificates, revocations and the CRL number
 //! DIR/servers/<name>.crt  server certificates (0644) and .key (0600)
-//! DIR/clients/<id>.crt    client certificates (0644) and .key (0600)
+//! DIR/clients/<id>.crt    client certificates (0644); never a client key
 //! ```
+//!
+//! A client's private key is handed to the caller (who writes it into the client's
+//! bundle) or never seen at all ([`PkiStore::sign_client_request`]): the CA host keeps no
+//! key but its own and the servers'.
 //!
 //! Every file is replaced atomically (temporary file in the same directory, write, fsync,
 //! rename, fsync the directory). An operation that writes several files undoes the files
@@ -30,8 +34,8 @@ use crate::ca::{cert_der_from_pem, crl_der_from_pem};
 use crate::names::{random_client_id, validate_ca_name, validate_client_id, validate_server_name};
 use crate::time_fmt::x509_time;
 use crate::{
-    CertificateAuthority, IssuedCert, PkiError, RevocationReason, RevokedCert, Role, Serial,
-    SignedCrl, Validity, Verifier,
+    CertificateAuthority, ClientRequest, IssuedCert, PkiError, RevocationReason, RevokedCert, Role,
+    Serial, SignedCrl, Validity, Verifier,
 };
 
 /// Default CRL lifetime: nextUpdate = now + 180 days.
@@ -97,8 +101,10 @@ pub struct StoredCert {
     pub cert: IssuedCert,
     /// Where the certificate was written.
     pub cert_path: PathBuf,
-    /// Where the key was written (mode 0600).
-    pub key_path: PathBuf,
+    /// Where the key was written (mode 0600): servers only. A client's key is in
+    /// [`IssuedCert::key_pem`] (or with the device that made the request), never on disk
+    /// here.
+    pub key_path: Option<PathBuf>,
 }
 
 /// The result of a revocation.
@@ -282,8 +288,8 @@ impl PkiStore {
     }
 
     /// Issues a client certificate for `id` (a random UUIDv4 from `rng` if `None`) valid
-    /// for `validity_days` from `now`, writes `clients/<id>.crt` and `.key`, and records
-    /// it.
+    /// for `validity_days` from `now` with a fresh key, writes `clients/<id>.crt` and
+    /// records it. The key is only returned, in [`IssuedCert::key_pem`].
     pub fn issue_client<R: RngCore + CryptoRng + ?Sized>(
         &self,
         id: Option<&str>,
@@ -298,6 +304,27 @@ impl PkiStore {
         validate_client_id(&id)?;
         self.issue(Role::Client, &id, validity_days, now, rng, |ca, v, s| {
             ca.issue_client(&id, v, s)
+        })
+    }
+
+    /// Signs a verified client request: the certificate (for the request's key) is
+    /// written to `clients/<id>.crt` and recorded. `id` overrides the id the request
+    /// proposes; with neither, a random UUIDv4 from `rng`.
+    pub fn sign_client_request<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        request: &ClientRequest,
+        id: Option<&str>,
+        validity_days: u32,
+        now: OffsetDateTime,
+        rng: &mut R,
+    ) -> Result<StoredCert, PkiError> {
+        let id = match id.or(request.proposed_id()) {
+            Some(id) => id.to_owned(),
+            None => random_client_id(rng),
+        };
+        validate_client_id(&id)?;
+        self.issue(Role::Client, &id, validity_days, now, rng, |ca, v, s| {
+            ca.issue_client_for(&id, request, v, s)
         })
     }
 
@@ -345,7 +372,14 @@ impl PkiStore {
             create_dir(parent)?;
         }
         let mut txn = Txn::default();
-        txn.write(&key_path, cert.key_pem.as_bytes(), MODE_SECRET)?;
+        // Only a server's key is kept here: the server host runs from this directory.
+        let key_path = match (role, &cert.key_pem) {
+            (Role::Server, Some(key)) => {
+                txn.write(&key_path, key.as_bytes(), MODE_SECRET)?;
+                Some(key_path)
+            }
+            _ => None,
+        };
         txn.write(&cert_path, cert.cert_pem.as_bytes(), MODE_PUBLIC)?;
         txn.write(&self.index_path(), &index_bytes(&index)?, MODE_PUBLIC)?;
         txn.commit();

@@ -65,14 +65,19 @@ fn init_writes_the_layout_with_private_keys_0600() {
         .issue_client(Some("alice"), 365, t0(), &mut rng(3))
         .unwrap();
     assert_eq!(gw.cert_path, dir.join("servers/vpn.example.com.crt"));
-    assert_eq!(alice.key_path, dir.join("clients/alice.key"));
-    assert_eq!(mode(&gw.key_path), 0o600);
-    assert_eq!(mode(&alice.key_path), 0o600);
-    assert_eq!(mode(&dir.join("clients")), 0o700);
+    let gw_key = gw.key_path.clone().unwrap();
+    assert_eq!(gw_key, dir.join("servers/vpn.example.com.key"));
+    assert_eq!(mode(&gw_key), 0o600);
     assert_eq!(
-        fs::read_to_string(&alice.key_path).unwrap(),
-        *alice.cert.key_pem
+        fs::read_to_string(&gw_key).unwrap(),
+        **gw.cert.key_pem.as_ref().unwrap()
     );
+    // The CA host keeps no client key: it is handed back, never written here.
+    assert_eq!(alice.key_path, None);
+    assert!(alice.cert.key_pem.is_some());
+    assert!(!dir.join("clients/alice.key").exists());
+    assert_eq!(mode(&alice.cert_path), 0o644);
+    assert_eq!(mode(&dir.join("clients")), 0o700);
     assert!(temp_files(&dir).is_empty());
 
     let entries = store.list().unwrap();
@@ -255,8 +260,8 @@ fn duplicate_id_is_refused_until_revoked() {
     );
     // The failed attempt left the original files alone.
     assert_eq!(
-        fs::read_to_string(&first.key_path).unwrap(),
-        *first.cert.key_pem
+        fs::read_to_string(&first.cert_path).unwrap(),
+        first.cert.cert_pem
     );
     // Server names share the namespace.
     store
@@ -450,11 +455,11 @@ fn failed_issue_rolls_back_and_leaves_no_temp_files() {
     let index_before = fs::read(store.index_path()).unwrap();
     // Put a directory where the certificate must go: the key is written first, then
     // replacing the certificate fails.
-    let (cert_path, key_path) = store.cert_paths(Role::Client, "bob");
+    let (cert_path, key_path) = store.cert_paths(Role::Server, "bob");
     fs::create_dir_all(&cert_path).unwrap();
 
     let err = store
-        .issue_client(Some("bob"), 30, t0(), &mut rng(2))
+        .issue_server("bob", &[], 30, t0(), &mut rng(2))
         .unwrap_err();
     assert!(
         matches!(err, PkiError::Io { ref path, .. } if *path == cert_path),
@@ -475,7 +480,7 @@ fn failed_issue_rolls_back_and_leaves_no_temp_files() {
     // the certificate write fails, and the old key comes back.
     fs::remove_dir(&cert_path).unwrap();
     let old = store
-        .issue_client(Some("bob"), 30, t0(), &mut rng(3))
+        .issue_server("bob", &[], 30, t0(), &mut rng(3))
         .unwrap();
     store
         .revoke("bob", RevocationReason::Superseded, t0())
@@ -485,10 +490,13 @@ fn failed_issue_rolls_back_and_leaves_no_temp_files() {
     fs::create_dir(&cert_path).unwrap();
     fs::write(cert_path.join("blocker"), "x").unwrap();
     let err = store
-        .issue_client(Some("bob"), 30, t0(), &mut rng(4))
+        .issue_server("bob", &[], 30, t0(), &mut rng(4))
         .unwrap_err();
     assert!(matches!(err, PkiError::Io { .. }), "{err:?}");
-    assert_eq!(fs::read_to_string(&key_path).unwrap(), *old.cert.key_pem);
+    assert_eq!(
+        fs::read_to_string(&key_path).unwrap(),
+        **old.cert.key_pem.as_ref().unwrap()
+    );
     assert_eq!(mode(&key_path), 0o600);
     assert_eq!(fs::read(store.index_path()).unwrap(), index_before);
     assert!(temp_files(tmp.path()).is_empty());
@@ -498,7 +506,7 @@ fn failed_issue_rolls_back_and_leaves_no_temp_files() {
 fn failed_index_write_removes_the_new_key_and_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let store = init(tmp.path());
-    let (cert_path, key_path) = store.cert_paths(Role::Client, "carol");
+    let (cert_path, key_path) = store.cert_paths(Role::Server, "carol");
     fs::create_dir_all(cert_path.parent().unwrap()).unwrap();
     let index_before = fs::read(store.index_path()).unwrap();
     // Make the top directory read-only: clients/ stays writable, index.json cannot be
@@ -509,7 +517,7 @@ fn failed_index_write_removes_the_new_key_and_certificate() {
     let _ = fs::remove_file(&probe);
     if enforced {
         let err = store
-            .issue_client(Some("carol"), 30, t0(), &mut rng(2))
+            .issue_server("carol", &[], 30, t0(), &mut rng(2))
             .unwrap_err();
         assert!(
             matches!(err, PkiError::Io { ref path, .. } if *path == store.index_path()),

@@ -56,7 +56,11 @@ impl Identity {
     }
 
     fn from_issued(issued: IssuedCert) -> Result<Self, FixtureError> {
-        let key = PrivatePkcs8KeyDer::from_pem_slice(issued.key_pem.as_bytes())
+        let pem = issued
+            .key_pem
+            .as_ref()
+            .ok_or_else(|| FixtureError::KeyPem("the certificate came without a key".into()))?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| FixtureError::KeyPem(e.to_string()))?;
         Ok(Identity {
             cert_der: issued.cert_der,
