@@ -502,7 +502,7 @@ fn a_revoked_client_is_refused() {
     let Some(mut w) = World::new("revoked_client", 1, &[bob], "udp") else {
         return;
     };
-    w.start_server();
+    let server = w.start_server();
     let idx = w.spawn_client("bob", 1);
     let r = w.wait_status(idx, "bob.sock", Duration::from_secs(8), |v| {
         v["state"] == "connected"
@@ -520,6 +520,18 @@ fn a_revoked_client_is_refused() {
         log.contains("revoked") || log.contains("refused") || log.contains("rejected"),
         "bob's log does not say why:\n{log}"
     );
+    // The server says so too, once per source per interval: bob trying again from the
+    // same address adds no line.
+    let again = w.spawn_client("bob", 1);
+    let st = w.procs[again].wait_exit(Duration::from_secs(15));
+    assert_eq!(st.and_then(|s| s.code()), Some(1), "{st:?}");
+    let log = w.procs[server].log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused a handshake"))
+        .collect();
+    assert_eq!(lines.len(), 1, "server log:\n{log}");
+    assert!(lines[0].contains("revoked"), "{}", lines[0]);
 }
 
 /// Lines of the running process's stdout, as they come.

@@ -40,6 +40,7 @@ use crate::carrier::link::{DatagramLink, is_synthetic, synthetic_addr};
 use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
 use crate::conn::{Command, Counters, PacketConn, unix_now};
 use crate::error::TransportError;
+use crate::refusals::{self, Line as RefusalLine, Refusal, RefusalLog};
 
 /// Depth of a connection's queue of received batches (one batch per turn of the driver's
 /// loop: everything one `recvmmsg` or one link datagram brought for that connection).
@@ -62,6 +63,8 @@ struct UdpCamo {
     early: HashMap<SocketAddr, u32>,
     /// Server: what each unproven address may still be sent (anti-amplification).
     budget: Budget,
+    /// Server: what it refused, for a rate-limited log.
+    refusals: RefusalLog,
 }
 
 /// A client's first datagrams to a server address that go out in bursts of at least
@@ -89,6 +92,7 @@ impl UdpCamo {
             now,
             early: HashMap::new(),
             budget: Budget::default(),
+            refusals: RefusalLog::new(Instant::now()),
         }
     }
 
@@ -454,7 +458,23 @@ impl Task {
         for (from, d) in self.rx.datagrams() {
             let ep = &self.ep;
             let wire_len = d.len();
+            let before = self.camo.dg.refusals;
             let inner = self.camo.dg.open(d, now, |i| ep.knows_index(i));
+            if server && inner.is_none() {
+                let after = self.camo.dg.refusals;
+                let what = if after.replay > before.replay {
+                    Some(Refusal::ReplayedKnock)
+                } else if after.stale > before.stale {
+                    Some(Refusal::StaleKnock)
+                } else if after.invalid > before.invalid {
+                    Some(Refusal::Unreadable)
+                } else {
+                    None // chaff, dropped as meant
+                };
+                if let Some(what) = what {
+                    log_refusals(self.camo.refusals.note(at, from, what));
+                }
+            }
             // Everything but a live session's data counts toward what the server may
             // send an unproven address.
             let is_data = inner
@@ -500,6 +520,7 @@ impl Task {
     /// TLS or QUIC connection).
     fn close_stale_links(&mut self, now: Instant) {
         self.camo.budget.expire(now);
+        log_refusals(self.camo.refusals.roll(now));
         self.links.retain(|_, l| {
             l.unauthenticated_since
                 .is_none_or(|t| now.saturating_duration_since(t) < UNAUTHENTICATED_LINK_TIMEOUT)
@@ -771,7 +792,33 @@ impl Task {
                     }));
                 }
             }
+            Event::HandshakeRejected { remote, error } => {
+                let from = self.links.get(&remote).map_or(remote, |l| l.peer);
+                let what = Refusal::Handshake(error.to_string());
+                log_refusals(self.camo.refusals.note(Instant::now(), from, what));
+            }
             _ => {}
+        }
+    }
+}
+
+/// Writes what the refusal log lets through: members' refusals at info, strangers'
+/// noise at debug, and each interval's summary at info.
+fn log_refusals(lines: Vec<RefusalLine>) {
+    for line in lines {
+        match line {
+            RefusalLine::First { from, what } if what.notable() => {
+                tracing::info!(remote = %from, "refused {what} (further refusals from this source are counted, not logged, for {}s)", refusals::INTERVAL.as_secs());
+            }
+            RefusalLine::First { from, what } => {
+                tracing::debug!(remote = %from, "refused {what}");
+            }
+            RefusalLine::Summary { unshown, sources } => {
+                tracing::info!(
+                    "refused {unshown} more datagrams or handshakes in the last {}s (from {sources} sources beyond those logged)",
+                    refusals::INTERVAL.as_secs()
+                );
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod dial;
 pub mod driver;
 pub mod error;
 pub mod listen;
+pub mod refusals;
 
 pub use batch::{BatchPool, PacketBatch};
 pub use carrier::Carrier;
