@@ -130,7 +130,7 @@ impl RefusalLog {
         if now.saturating_duration_since(self.started) < INTERVAL {
             return Vec::new();
         }
-        let line = (self.unshown > 0).then(|| Line::Summary {
+        let line = (self.unshown > 0).then_some(Line::Summary {
             unshown: self.unshown,
             sources: self.unshown_sources.len() as u64,
         });
