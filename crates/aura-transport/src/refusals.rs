@@ -214,9 +214,19 @@ mod tests {
     fn an_ipv6_64_is_one_source() {
         let t0 = Instant::now();
         let mut log = RefusalLog::new(t0);
-        let a: SocketAddr = "[2001:db8:1:2::1]:5".parse().unwrap();
-        let b: SocketAddr = "[2001:db8:1:2:ffff::9]:5".parse().unwrap();
-        let c: SocketAddr = "[2001:db8:1:3::1]:5".parse().unwrap();
+        let v6 = |s: &str| {
+            SocketAddr::new(
+                s.parse::<std::net::Ipv6Addr>()
+                    .map_or(IpAddr::from([0u8; 16]), IpAddr::V6),
+                5,
+            )
+        };
+        let (a, b, c) = (
+            v6("2001:db8:1:2::1"),
+            v6("2001:db8:1:2:ffff::9"),
+            v6("2001:db8:1:3::1"),
+        );
+        assert!(!a.ip().is_unspecified() && !b.ip().is_unspecified() && !c.ip().is_unspecified());
         assert_eq!(log.note(t0, a, Refusal::Unreadable).len(), 1);
         assert!(log.note(t0, b, Refusal::Unreadable).is_empty());
         assert_eq!(log.note(t0, c, Refusal::Unreadable).len(), 1);
