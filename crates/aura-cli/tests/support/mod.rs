@@ -5,6 +5,8 @@
 // Each tier uses only part of this module (e2e.rs captures nothing).
 #![allow(dead_code)]
 
+pub mod flood;
+
 use std::io::Read as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
