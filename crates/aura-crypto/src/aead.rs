@@ -116,20 +116,7 @@ impl AeadKey {
         buf: &mut [u8],
         plaintext_len: usize,
     ) -> Result<usize, CryptoError> {
-        let needed = plaintext_len.saturating_add(TAG_LEN);
-        if buf.len() < needed {
-            return Err(CryptoError::BufferTooSmall {
-                needed,
-                have: buf.len(),
-            });
-        }
-        let (data, rest) = buf.split_at_mut(plaintext_len);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), data)
-            .map_err(|_| CryptoError::Internal("aead seal"))?;
-        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
-        Ok(needed)
+        seal(&self.key, nonce, aad, buf, plaintext_len)
     }
 
     /// Verifies and decrypts `buf` (ciphertext followed by the tag) in place, returning the
@@ -145,16 +132,107 @@ impl AeadKey {
         aad: &[u8],
         buf: &'a mut [u8],
     ) -> Result<&'a mut [u8], CryptoError> {
-        if buf.len() < TAG_LEN {
-            return Err(CryptoError::BufferTooSmall {
-                needed: TAG_LEN,
-                have: buf.len(),
+        open(&self.key, nonce, aad, buf)
+    }
+}
+
+/// An AES-256-GCM-SIV key (RFC 8452): nonce-misuse resistant, for a long-lived key that
+/// seals with random nonces (cookie replies). A repeated nonce reveals only that two
+/// messages were equal, never the key or a way to forge. Same layout as [`AeadKey`]:
+/// 12-byte nonce, 16-byte tag.
+pub struct SivKey {
+    key: LessSafeKey,
+}
+
+impl core::fmt::Debug for SivKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SivKey").finish_non_exhaustive()
+    }
+}
+
+impl SivKey {
+    /// Expands `key` (32 bytes).
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidKeyLength`] when `key` is not 32 bytes.
+    pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
+        if key.len() != KEY_LEN {
+            return Err(CryptoError::InvalidKeyLength {
+                expected: KEY_LEN,
+                got: key.len(),
             });
         }
-        self.key
-            .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
-            .map_err(|_| CryptoError::DecryptFailed)
+        let unbound = UnboundKey::new(&aead::AES_256_GCM_SIV, key)
+            .map_err(|_| CryptoError::Internal("aead key setup"))?;
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+        })
     }
+
+    /// As [`AeadKey::seal_in_place`].
+    ///
+    /// # Errors
+    /// [`CryptoError::BufferTooSmall`] when `buf` has no room for the tag.
+    pub fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        plaintext_len: usize,
+    ) -> Result<usize, CryptoError> {
+        seal(&self.key, nonce, aad, buf, plaintext_len)
+    }
+
+    /// As [`AeadKey::open_in_place`].
+    ///
+    /// # Errors
+    /// [`CryptoError::BufferTooSmall`], [`CryptoError::DecryptFailed`].
+    pub fn open_in_place<'a>(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8], CryptoError> {
+        open(&self.key, nonce, aad, buf)
+    }
+}
+
+fn seal(
+    key: &LessSafeKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut [u8],
+    plaintext_len: usize,
+) -> Result<usize, CryptoError> {
+    let needed = plaintext_len.saturating_add(TAG_LEN);
+    if buf.len() < needed {
+        return Err(CryptoError::BufferTooSmall {
+            needed,
+            have: buf.len(),
+        });
+    }
+    let (data, rest) = buf.split_at_mut(plaintext_len);
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), data)
+        .map_err(|_| CryptoError::Internal("aead seal"))?;
+    rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+    Ok(needed)
+}
+
+fn open<'a>(
+    key: &LessSafeKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &'a mut [u8],
+) -> Result<&'a mut [u8], CryptoError> {
+    if buf.len() < TAG_LEN {
+        return Err(CryptoError::BufferTooSmall {
+            needed: TAG_LEN,
+            have: buf.len(),
+        });
+    }
+    key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
+        .map_err(|_| CryptoError::DecryptFailed)
 }
 
 /// The per-packet nonce: the 12-byte `iv` XORed with the big-endian 64-bit `counter` in
@@ -176,6 +254,44 @@ pub type RawKey = Zeroizing<[u8; KEY_LEN]>;
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// RFC 8452 Appendix C.2, the first AEAD_AES_256_GCM_SIV vector (empty message and
+    /// AAD: the result is the tag alone); then round trip and tamper.
+    #[test]
+    fn siv_matches_rfc_8452_and_refuses_tampering() {
+        let mut key = [0u8; 32];
+        key[0] = 1;
+        let mut nonce = [0u8; 12];
+        nonce[0] = 3;
+        let k = SivKey::new(&key).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(k.seal_in_place(&nonce, b"", &mut buf, 0).unwrap(), 16);
+        let expected: [u8; 16] = [
+            0x07, 0xf5, 0xf4, 0x16, 0x9b, 0xbf, 0x55, 0xa8, 0x40, 0x0c, 0xd4, 0x7e, 0xa6, 0xfd,
+            0x40, 0x0f,
+        ];
+        assert_eq!(buf, expected);
+        let mut sealed = [0u8; 32];
+        sealed[..16].copy_from_slice(b"a cookie, 16 b.!");
+        k.seal_in_place(&nonce, b"mac1", &mut sealed, 16).unwrap();
+        let mut copy = sealed;
+        assert_eq!(
+            k.open_in_place(&nonce, b"mac1", &mut copy).unwrap(),
+            b"a cookie, 16 b.!"
+        );
+        let mut t = sealed;
+        t[3] ^= 1;
+        assert_eq!(
+            k.open_in_place(&nonce, b"mac1", &mut t),
+            Err(CryptoError::DecryptFailed)
+        );
+        let mut t = sealed;
+        assert_eq!(
+            k.open_in_place(&nonce, b"mac2", &mut t),
+            Err(CryptoError::DecryptFailed)
+        );
+        assert!(SivKey::new(&[0u8; 31]).is_err());
+    }
 
     #[test]
     fn round_trip_and_tamper_both_suites() {

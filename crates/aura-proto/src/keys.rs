@@ -1,6 +1,6 @@
 //! The key schedule (docs/PROTOCOL.md §6): deployment keys, transcript, traffic keys.
 
-use aura_crypto::aead::{AeadKey, NONCE_LEN, Suite};
+use aura_crypto::aead::{AeadKey, NONCE_LEN, SivKey, Suite};
 use aura_crypto::kdf::{self, SECRET_LEN, Secret};
 use aura_crypto::labels::{self, expand};
 
@@ -59,8 +59,9 @@ pub(crate) struct DeploymentKeys {
     pub id: [u8; SECRET_LEN],
     /// Key of mac1 (from the deployment secret: the knock key when there is one).
     pub mac1: Secret,
-    /// Seals cookie replies.
-    pub cookie_seal: AeadKey,
+    /// Seals cookie replies: AES-256-GCM-SIV, because the key lives as long as the
+    /// deployment and each reply draws a random 96-bit nonce (a repeat must not break it).
+    pub cookie_seal: SivKey,
 }
 
 impl core::fmt::Debug for DeploymentKeys {
@@ -79,7 +80,7 @@ impl DeploymentKeys {
         let s = secret.secret().expose();
         let mac1 = kdf::extract(labels::MAC1, &[s]);
         let cookie = kdf::extract(labels::COOKIE_SEAL, &[s]);
-        let cookie_seal = AeadKey::new(Suite::Aes256Gcm, cookie.expose())?;
+        let cookie_seal = SivKey::new(cookie.expose())?;
         Ok(Self {
             id,
             mac1,

@@ -276,4 +276,63 @@ mod tests {
         jar.zeroize();
         assert_eq!((jar.secret, jar.previous_secret), ([0; 32], [0; 32]));
     }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The CookieReply, frozen: deployment keys from a fixed knock key, a fixed RNG, a
+    /// fixed Init fragment and source. Any change to the layout, the cookie derivation or
+    /// the seal (AES-256-GCM-SIV) shows here; the client opens exactly this reply, and
+    /// one that was sealed for another Init (another mac1) does not open.
+    #[test]
+    fn cookie_reply_frozen_vector_and_binding_to_the_init() {
+        let deployment = DeploymentKeys::new(
+            b"frozen ca",
+            &crate::keys::DeploymentSecret::from_knock_key([0x42; 32]),
+        )
+        .unwrap();
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([9; 32]);
+        let t0 = Instant::now();
+        let jar = CookieJar::new(&mut rng, t0);
+        // The client's Init datagram: a body, then mac1 and a zero mac2.
+        let mut init = vec![PacketType::Init as u8, VERSION_1, 0, 0, 0, 7];
+        init.extend_from_slice(&[0x5a; 40]);
+        let mac1 = mac16(deployment.mac1.expose(), &init);
+        init.extend_from_slice(&mac1);
+        init.extend_from_slice(&[0; MAC_LEN]);
+        let frag = Fragment {
+            ty: PacketType::Init,
+            sender: 7,
+            receiver: 0,
+            msg_len: 40,
+            offset: 0,
+            data: &init[6..46],
+            mac1,
+            mac2: [0; MAC_LEN],
+        };
+        let remote: SocketAddr = SocketAddr::from(([192, 0, 2, 1], 4242));
+        let reply = jar.reply(&deployment, &mut rng, remote, &frag).unwrap();
+        assert_eq!(reply.len(), COOKIE_REPLY_LEN);
+        assert_eq!(
+            hex(&reply),
+            "0401000000079e04bef893da544475f4bbadfa46b8b4f51eab031de3b03d057f7ee010a5d22a\
+             4c94f8d960a99c1dd008f45178f53bef51b934d089dcfae437c28863"
+        );
+        let fixed: [u8; COOKIE_REPLY_LEN] = reply.as_slice().try_into().unwrap();
+        let mut client = CookieJar::new(&mut rng, t0);
+        client
+            .accept_reply(&deployment, &fixed, &init, remote, t0)
+            .unwrap();
+        assert_eq!(
+            client.received.get(&remote).map(|c| c.value),
+            Some(cookie_for(&jar.secret, &remote))
+        );
+        let mut other = init.clone();
+        other[10] ^= 1;
+        assert_eq!(
+            client.accept_reply(&deployment, &fixed, &other, remote, t0),
+            Err(DropReason::Decrypt)
+        );
+    }
 }
