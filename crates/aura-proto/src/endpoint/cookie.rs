@@ -264,6 +264,7 @@ pub(super) fn check_fixed_size(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use zeroize::Zeroize;
 
