@@ -24,10 +24,15 @@ fuzz_target!(|data: &[u8]| {
                 let decoded = buf[..n].to_vec();
                 let mut again = Vec::new();
                 let mut x = 0u64;
-                weight::encode(&decoded, WeightLevel::from_index(usize::from(mode)), || {
-                    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                    x
-                }, &mut again);
+                weight::encode(
+                    &decoded,
+                    WeightLevel::from_index(usize::from(mode)),
+                    || {
+                        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                        x
+                    },
+                    &mut again,
+                );
                 let m = weight::decode_in_place(&mut again).expect("own encoding decodes");
                 assert_eq!(&again[..m], &decoded[..]);
             }

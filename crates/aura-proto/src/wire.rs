@@ -55,6 +55,13 @@ pub const MAC_LEN: usize = 16;
 pub const FRAG_HEADER_LEN: usize = 1 + 1 + 4 + 4 + 2 + 2;
 /// Trailer of every handshake fragment: mac1 then mac2.
 pub const FRAG_TRAILER_LEN: usize = 2 * MAC_LEN;
+
+/// Fuzzing builds only (`cfg(fuzzing)`, which cargo-fuzz sets and nothing else does): a
+/// mac1 that every check accepts, so a fuzz target reaches the fragment parser, the
+/// handshake and the state machine behind mac1 without the deployment's key. No other
+/// build has it.
+#[cfg(fuzzing)]
+pub const FUZZ_MAC1: [u8; MAC_LEN] = [0xA5; MAC_LEN];
 /// Largest reassembled handshake message accepted.
 pub const MAX_HANDSHAKE_MSG_LEN: usize = 8192;
 /// Data packet header: type, receiver index, counter.

@@ -811,6 +811,71 @@ enum Parsed {
     Need(usize),
 }
 
+/// The stream framing without a stream, for the fuzz target and tests: `datagrams` as
+/// the writer frames them (one that no frame can carry is dropped, as on the wire).
+#[doc(hidden)]
+pub fn encode_frames(datagrams: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in datagrams {
+        push_frame(&mut out, d);
+    }
+    out
+}
+
+/// The frames the reader takes from `input` when the stream hands it over in reads of
+/// the sizes in `reads` (cycled; 0 counts as 1, none means all at once), and whether the
+/// stream ended cleanly (false: the reader refused it).
+#[doc(hidden)]
+pub fn decode_frames(input: &[u8], reads: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut src = ChunkedReader {
+        data: input,
+        reads,
+        next: 0,
+    };
+    let mut r = FrameReader::new();
+    let mut out = Vec::new();
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    loop {
+        let fut = std::pin::pin!(r.read_frame(&mut src));
+        // The reader never waits: each read returns at once.
+        let std::task::Poll::Ready(step) = std::future::Future::poll(fut, &mut cx) else {
+            return (out, false);
+        };
+        match step {
+            Ok(Some(f)) => out.push(f),
+            Ok(None) => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+/// An in-memory stream that returns at most `reads[i]` bytes on its i-th read.
+struct ChunkedReader<'a> {
+    data: &'a [u8],
+    reads: &'a [u8],
+    next: usize,
+}
+
+impl tokio::io::AsyncRead for ChunkedReader<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let cap = match self.reads.get(self.next % self.reads.len().max(1)) {
+            Some(n) => usize::from(*n).max(1),
+            None => usize::MAX,
+        };
+        self.next = self.next.wrapping_add(1);
+        let n = cap.min(buf.remaining()).min(self.data.len());
+        let (head, rest) = self.data.split_at(n);
+        buf.put_slice(head);
+        self.data = rest;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -828,6 +893,27 @@ mod tests {
                 Err(e) => return (out, Err(e)),
             }
         }
+    }
+
+    /// The synchronous decoder (the fuzz target's) yields what the writer framed, however
+    /// the stream splits it, and refuses a zero length or a non-Aura first byte.
+    #[test]
+    fn frames_survive_any_read_sizes() {
+        let d: Vec<Vec<u8>> = vec![vec![1; 3], vec![2; 1200], vec![3], vec![4; 65_535]];
+        let refs: Vec<&[u8]> = d.iter().map(Vec::as_slice).collect();
+        let wire = encode_frames(&refs);
+        for reads in [&[][..], &[1], &[2, 7, 1], &[255], &[0, 3]] {
+            assert_eq!(decode_frames(&wire, reads), (d.clone(), true), "{reads:?}");
+        }
+        // An empty or oversized datagram is not framed.
+        assert!(encode_frames(&[&[], &vec![1; 65_536]]).is_empty());
+        assert_eq!(decode_frames(&[0, 0, 1], &[]), (vec![], false));
+        assert_eq!(decode_frames(&[0, 1, 0xee], &[]), (vec![], false));
+        // A stream that ends inside a frame ends cleanly, without that frame.
+        assert_eq!(
+            decode_frames(&wire[..wire.len() - 1], &[9]).0,
+            d[..3].to_vec()
+        );
     }
 
     #[tokio::test]
