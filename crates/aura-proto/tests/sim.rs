@@ -648,7 +648,8 @@ fn a_64_and_the_links_of_one_peer_are_one_source_each() {
         .map(|n| std::net::SocketAddr::from(([0x2001, 0xdb8, 7, 7, n, 1, 2, 3], 4000)))
         .collect();
     half_open_from(&mut w, &v6, 1);
-    assert_eq!(w.server.ep.pending_handshakes(), 16, "one /64, one share");
+    // Senders that never answer a cookie get half of a source's share (16) at most.
+    assert_eq!(w.server.ep.pending_handshakes(), 8, "one /64, half a share");
     // Links: the driver maps each stand-in address to the link's real peer.
     let links: Vec<_> = (0..40u16)
         .map(|n| std::net::SocketAddr::from(([127, 77, 0, 1], 1 + n)))
@@ -661,8 +662,8 @@ fn a_64_and_the_links_of_one_peer_are_one_source_each() {
     half_open_from(&mut w, &links, 2);
     assert_eq!(
         w.server.ep.pending_handshakes(),
-        32,
-        "one peer's links, one share"
+        16,
+        "one peer's links, half a share"
     );
     // A fresh client (another identity) from elsewhere still gets in.
     let before = w
@@ -718,9 +719,66 @@ fn one_source_cannot_fill_the_handshake_table() {
             let _ = w.server.ep.handle_datagram(now, *from, &mut buf);
         }
     }
-    // 16 half-open handshakes from 192.0.2.99 at most; the established client is unharmed.
-    assert_eq!(w.server.ep.pending_handshakes(), 16);
+    // 8 half-open handshakes from 192.0.2.99 (half its share: the rest needs cookies,
+    // which these senders never answer); the established client is unharmed.
+    assert_eq!(w.server.ep.pending_handshakes(), 8);
     assert!(w.send(true, &payload(0, 1)));
     w.run_for(Duration::from_millis(50));
     assert_eq!(w.server.received.len(), 1);
+}
+
+/// Review H1: a rekey (an Init from the address of an established connection) is held in
+/// the reserve, apart from everyone else's half-open handshakes, and completes while the
+/// shared table is full.
+#[test]
+fn a_rekey_goes_to_the_reserve_and_completes_under_a_full_table() {
+    let p = pki();
+    let mut setup = Setup::new(&p);
+    setup.timers = Timers {
+        rekey_after_time: Duration::from_secs(5),
+        ..Timers::default()
+    };
+    let mut w = World::new(setup, 72);
+    assert!(w.run_until(Duration::from_secs(2), |w| w.server_conn().is_some()));
+    // Fill the shared table past its cookie threshold from many addresses (first
+    // fragments only: the handshakes stay half-open).
+    let now = w.clock.now();
+    for i in 0..600u32 {
+        let from = std::net::SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], 7));
+        let mut c = connecting_client(&p, p.alice(), (i % 251) as u8, &w);
+        if let Some(t) = c.poll_transmit() {
+            let mut buf = t.data;
+            let _ = w.server.ep.handle_datagram(now, from, &mut buf);
+        }
+    }
+    let shared = w.server.ep.pending_handshakes();
+    assert!(shared >= 256, "the shared table holds {shared}");
+    assert_eq!(w.server.ep.pending_rekeys(), 0);
+    // The client's time-based rekey: its Init goes to the reserve, without a cookie
+    // round trip, and the rekey completes.
+    let rekeyed = |w: &World| {
+        w.server
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Rekeyed { .. }))
+    };
+    let mut reserved = 0;
+    let done = w.run_until(Duration::from_secs(10), |w| {
+        reserved = reserved.max(w.server.ep.pending_rekeys());
+        rekeyed(w)
+    });
+    assert!(done, "no rekey completed");
+    assert_eq!(reserved, 1, "the rekey was held in the reserve");
+    assert!(
+        !w.server.drops.contains(&DropReason::CookieRequired),
+        "the rekey was asked for a cookie"
+    );
+    assert_eq!(
+        w.server.ep.pending_rekeys(),
+        0,
+        "the reserve is empty again"
+    );
+    assert!(w.send(true, &payload(0, 9)));
+    w.run_for(Duration::from_millis(50));
+    assert!(w.server.received.iter().any(|(_, d)| *d == payload(0, 9)));
 }

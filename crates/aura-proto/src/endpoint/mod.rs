@@ -70,6 +70,8 @@ pub struct Endpoint {
     conns: HashMap<ConnectionHandle, Connection>,
     by_index: HashMap<u32, ConnectionHandle>,
     by_client_id: HashMap<String, ConnectionHandle>,
+    /// Server: the connection at each client address (an Init from one is a rekey).
+    by_remote: HashMap<SocketAddr, ConnectionHandle>,
     half_open: HalfOpen,
     /// The real peer address of each stream link's stand-in address.
     link_sources: HashMap<SocketAddr, IpAddr>,
@@ -112,6 +114,7 @@ impl Endpoint {
             conns: HashMap::new(),
             by_index: HashMap::new(),
             by_client_id: HashMap::new(),
+            by_remote: HashMap::new(),
             half_open: HalfOpen::new(limits),
             link_sources: HashMap::new(),
             cookies,
@@ -317,11 +320,13 @@ impl Endpoint {
     ) -> Result<Option<Received>, DropReason> {
         let header = DataHeader::read(buf).map_err(DropReason::Malformed)?;
         let (handle, conn) = find(&self.by_index, &mut self.conns, header.receiver)?;
+        let before = conn.remote;
         let opened = conn.open(now, remote, header, buf, &self.config.timers)?;
         if opened.confirmed_first {
             self.events.push_back(Event::Confirmed { conn: handle });
         }
         if opened.moved {
+            self.moved(handle, before, remote);
             self.events.push_back(Event::AddressChanged {
                 conn: handle,
                 remote,
@@ -401,7 +406,19 @@ impl Endpoint {
             self.push_transmits(remote, resp);
             return Ok(());
         }
-        if self.half_open.under_load() && frag.mac2 == [0u8; MAC_LEN] {
+        let source = source_key(
+            self.link_sources
+                .get(&remote)
+                .copied()
+                .unwrap_or_else(|| remote.ip()),
+        );
+        // From the address of an established connection: a rekey, kept in the reserve.
+        let rekey = self
+            .by_remote
+            .get(&remote)
+            .and_then(|h| self.conns.get(h))
+            .is_some_and(|c| c.remote == remote);
+        if self.half_open.under_load(source, rekey) && frag.mac2 == [0u8; MAC_LEN] {
             if let Some(reply) = self
                 .cookies
                 .reply(&self.deployment, &mut self.rng, remote, frag)
@@ -410,22 +427,24 @@ impl Endpoint {
             }
             return Err(DropReason::CookieRequired);
         }
-        let source = source_key(
-            self.link_sources
-                .get(&remote)
-                .copied()
-                .unwrap_or_else(|| remote.ip()),
-        );
-        let Some(msg) = self.half_open.add_init_fragment(key, source, frag, now)? else {
+        let Some(msg) = self
+            .half_open
+            .add_init_fragment(key, source, frag, now, rekey)?
+        else {
             return Ok(());
         };
         let local_index = self.fresh_index();
         let wall = self.wall(now);
         let ctx = self.config.handshake_ctx(&self.deployment, wall);
-        match self
-            .half_open
-            .respond(&mut self.rng, (key, source), local_index, &msg, &ctx, now)
-        {
+        match self.half_open.respond(
+            &mut self.rng,
+            (key, source),
+            local_index,
+            &msg,
+            &ctx,
+            now,
+            rekey,
+        ) {
             Ok(resp) => {
                 self.push_transmits(remote, resp);
                 Ok(())
@@ -625,11 +644,13 @@ impl Endpoint {
             // The same client again (rekey or reconnect): keep the handle.
             if let Some(conn) = self.conns.get_mut(&h) {
                 let timers = &self.config.timers;
+                let before = conn.remote;
                 let (retired, moved) = conn.server_rekey(session, remote, peer, cert, now, timers);
                 if let Some(index) = retired {
                     self.by_index.remove(&index);
                 }
                 if moved {
+                    self.moved(h, before, remote);
                     self.events
                         .push_back(Event::AddressChanged { conn: h, remote });
                 }
@@ -644,6 +665,7 @@ impl Endpoint {
                 Connection::server(remote, peer.clone(), cert, session, now),
             );
             self.by_client_id.insert(peer.id.clone(), h);
+            self.by_remote.insert(remote, h);
             self.events.push_back(Event::Connected {
                 conn: h,
                 peer,
@@ -688,10 +710,24 @@ impl Endpoint {
         {
             self.by_client_id.remove(&peer.id);
         }
+        if self.by_remote.get(&conn.remote) == Some(&handle) {
+            self.by_remote.remove(&conn.remote);
+        }
         self.events.push_back(Event::Closed {
             conn: handle,
             reason,
         });
+    }
+
+    /// Server: connection `handle` now speaks from `to`, no longer from `from`.
+    fn moved(&mut self, handle: ConnectionHandle, from: SocketAddr, to: SocketAddr) {
+        if !self.config.accept {
+            return;
+        }
+        if self.by_remote.get(&from) == Some(&handle) {
+            self.by_remote.remove(&from);
+        }
+        self.by_remote.insert(to, handle);
     }
 
     fn send_keepalive(&mut self, now: Instant, handle: ConnectionHandle) {
@@ -840,6 +876,12 @@ impl Endpoint {
     /// Handshakes in progress on the server side (half-open).
     pub fn pending_handshakes(&self) -> usize {
         self.half_open.len()
+    }
+
+    /// Of [`Endpoint::pending_handshakes`], those from the address of an established
+    /// connection (rekeys), held in a reserve no other Init can fill.
+    pub fn pending_rekeys(&self) -> usize {
+        self.half_open.rekeys_len()
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A handshake is half-open from its first Init fragment until its Finish completes, in
 //! one of two stages: an Init still being reassembled ([`InitBuffer`]), then a Resp sent
-//! and a Finish awaited ([`Pending`]). [`HalfOpen`] holds both, and bounds them:
+//! and a Finish awaited ([`Pending`]). A [`Table`] holds both, and bounds them:
 //! - at most `max_pending_per_source` from one source ([`SourceKey`]: an IPv4 address, an
 //!   IPv6 /64, or the real peer of a TLS/QUIC link), counted in a map kept in step with
 //!   every insertion and removal, so admission costs O(1) whatever the table holds;
@@ -10,10 +10,13 @@
 //!   oldest entry (a flood can race a client, not lock it out);
 //! - every entry is forgotten `pending_timeout` after it was created, through a queue in
 //!   creation order (O(1) per entry, and the next expiry is the queue's front);
-//! - above `cookie_threshold` entries (or when forced) the server demands cookies.
+//! - above `cookie_threshold` entries (or when forced) the server demands cookies, and
+//!   from a source that holds half its share already;
+//! - Inits from the address of an established connection (rekeys) have a table of their
+//!   own ([`REKEY_RESERVE`] entries) that no other Init can fill or evict.
 //!
-//! The server's two handshake steps are pure methods of [`HalfOpen`]:
-//! [`HalfOpen::respond`] answers a complete Init, [`HalfOpen::on_finish_fragment`]
+//! The server's two handshake steps are pure methods of [`Table`]:
+//! [`Table::respond`] answers a complete Init, [`Table::on_finish_fragment`]
 //! verifies the client's Finish. A retransmitted Init whose Resp was lost gets the same
 //! Resp again, never a second handshake.
 
@@ -167,9 +170,9 @@ pub(super) struct Limits {
     pub max_datagram: usize,
 }
 
-/// Every half-open handshake of a server.
+/// One table of half-open handshakes, with its limits.
 #[derive(Debug)]
-pub(super) struct HalfOpen {
+pub(super) struct Table {
     limits: Limits,
     /// By the server's index of the handshake.
     pending: HashMap<u32, Pending>,
@@ -183,7 +186,7 @@ pub(super) struct HalfOpen {
     force_cookies: bool,
 }
 
-impl HalfOpen {
+impl Table {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
@@ -211,9 +214,15 @@ impl HalfOpen {
         self.force_cookies = on;
     }
 
-    /// Whether a cookie-less Init must be answered with a cookie reply.
-    pub fn under_load(&self) -> bool {
-        self.force_cookies || self.len() >= self.limits.cookie_threshold
+    /// Whether a cookie-less Init from `source` must be answered with a cookie reply:
+    /// the table is under load, or `source` holds half its share already. The second
+    /// half of a source's share is open only to senders that receive at their address,
+    /// so one who spoofs a client's address cannot take all of it.
+    pub fn under_load(&self, source: SourceKey) -> bool {
+        let held = self.per_source.get(&source).copied().unwrap_or(0);
+        self.force_cookies
+            || self.len() >= self.limits.cookie_threshold
+            || held >= self.limits.max_per_source.div_ceil(2)
     }
 
     /// For an Init already answered: the Resp to send again (only for its first fragment,
@@ -451,6 +460,141 @@ impl HalfOpen {
     }
 }
 
+/// Half-open handshakes kept for rekeys: Inits from the address of an established
+/// connection go to a table of their own, which Inits from anywhere else cannot fill or
+/// evict (review H1: a flood must not stop an established client from rekeying).
+pub(super) const REKEY_RESERVE: usize = 1024;
+
+/// Every half-open handshake of a server: the table everyone shares, and the reserve
+/// for rekeys ([`REKEY_RESERVE`]). Which one an Init goes to is the caller's `rekey`;
+/// Finish fragments find theirs by index.
+#[derive(Debug)]
+pub(super) struct HalfOpen {
+    shared: Table,
+    rekeys: Table,
+}
+
+impl HalfOpen {
+    pub fn new(limits: Limits) -> Self {
+        let reserve = Limits {
+            max_pending: REKEY_RESERVE,
+            cookie_threshold: limits.cookie_threshold.min(REKEY_RESERVE / 4),
+            ..limits
+        };
+        Self {
+            shared: Table::new(limits),
+            rekeys: Table::new(reserve),
+        }
+    }
+
+    fn table(&mut self, rekey: bool) -> &mut Table {
+        if rekey {
+            &mut self.rekeys
+        } else {
+            &mut self.shared
+        }
+    }
+
+    /// Handshakes in progress, in both tables.
+    pub fn len(&self) -> usize {
+        self.shared.len() + self.rekeys.len()
+    }
+
+    /// Handshakes in progress in the rekey reserve.
+    pub fn rekeys_len(&self) -> usize {
+        self.rekeys.len()
+    }
+
+    /// Whether `index` names a handshake waiting for its Finish.
+    pub fn contains_index(&self, index: u32) -> bool {
+        self.shared.contains_index(index) || self.rekeys.contains_index(index)
+    }
+
+    /// Forces (or stops forcing) cookies for every handshake.
+    pub fn set_force_cookies(&mut self, on: bool) {
+        self.shared.set_force_cookies(on);
+        self.rekeys.set_force_cookies(on);
+    }
+
+    /// Whether a cookie-less Init from `source` must get a cookie reply.
+    pub fn under_load(&self, source: SourceKey, rekey: bool) -> bool {
+        if rekey {
+            self.rekeys.under_load(source)
+        } else {
+            self.shared.under_load(source)
+        }
+    }
+
+    /// See [`Table::answered`]; looks in both tables.
+    pub fn answered(
+        &mut self,
+        key: InitKey,
+        first_fragment: bool,
+        now: Instant,
+    ) -> Option<Vec<Vec<u8>>> {
+        match self.shared.answered(key, first_fragment, now) {
+            Some(r) => Some(r),
+            None => self.rekeys.answered(key, first_fragment, now),
+        }
+    }
+
+    /// See [`Table::add_init_fragment`], in the table `rekey` names.
+    pub fn add_init_fragment(
+        &mut self,
+        key: InitKey,
+        source: SourceKey,
+        frag: &Fragment<'_>,
+        now: Instant,
+        rekey: bool,
+    ) -> Result<Option<Vec<u8>>, DropReason> {
+        self.table(rekey).add_init_fragment(key, source, frag, now)
+    }
+
+    /// See [`Table::respond`], in the table `rekey` names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn respond<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        init_from: (InitKey, SourceKey),
+        local_index: u32,
+        init: &[u8],
+        ctx: &Ctx<'_>,
+        now: Instant,
+        rekey: bool,
+    ) -> Result<Vec<Vec<u8>>, HandshakeError> {
+        self.table(rekey)
+            .respond(rng, init_from, local_index, init, ctx, now)
+    }
+
+    /// See [`Table::on_finish_fragment`], in whichever table holds `local_index`.
+    pub fn on_finish_fragment(
+        &mut self,
+        local_index: u32,
+        frag: &Fragment<'_>,
+        ctx: &Ctx<'_>,
+    ) -> Result<FinishStep, DropReason> {
+        let rekey = self.rekeys.contains_index(local_index);
+        self.table(rekey).on_finish_fragment(local_index, frag, ctx)
+    }
+
+    /// Forgets what is `timeout` old, in both tables.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) {
+        self.shared.expire(now, timeout);
+        self.rekeys.expire(now, timeout);
+    }
+
+    /// When the oldest entry of either table expires.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        match (
+            self.shared.next_expiry(timeout),
+            self.rekeys.next_expiry(timeout),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// One entry from `source` is gone.
 fn release(per_source: &mut HashMap<SourceKey, usize>, source: SourceKey) {
     if let Entry::Occupied(mut e) = per_source.entry(source) {
@@ -481,7 +625,7 @@ mod tests {
     }
 
     /// The counted map agrees with a scan of both tables.
-    fn counts_match(h: &HalfOpen) -> bool {
+    fn counts_match(h: &Table) -> bool {
         let mut scanned: HashMap<SourceKey, usize> = HashMap::new();
         for (remote, _) in h.init_buffers.keys() {
             *scanned.entry(source_key(remote.ip())).or_insert(0) += 1;
@@ -494,7 +638,7 @@ mod tests {
 
     /// An Init fragment from `key`, counted under its address's source.
     fn add(
-        h: &mut HalfOpen,
+        h: &mut Table,
         key: InitKey,
         f: &Fragment<'_>,
         now: Instant,
@@ -513,7 +657,7 @@ mod tests {
         };
         let a = |port| SocketAddr::from(([192, 0, 2, 1], port));
         let b = SocketAddr::from(([192, 0, 2, 2], 1));
-        let mut h = HalfOpen::new(limits);
+        let mut h = Table::new(limits);
         let part = [0u8; 250];
         assert_eq!(add(&mut h, (a(1), 1), &frag(1, 0, &part), t0), Ok(None));
         assert_eq!(add(&mut h, (a(2), 2), &frag(2, 0, &part), t0), Ok(None));
@@ -554,7 +698,7 @@ mod tests {
             cookie_threshold: 5,
             max_datagram: 1232,
         };
-        let mut h = HalfOpen::new(limits);
+        let mut h = Table::new(limits);
         let part = [0u8; 250];
         let key = |i: u8| (SocketAddr::from(([198, 51, 100, i], 1)), u32::from(i));
         for i in 0..2u8 {
@@ -590,7 +734,7 @@ mod tests {
             cookie_threshold: 50,
             max_datagram: 1232,
         };
-        let mut h = HalfOpen::new(limits);
+        let mut h = Table::new(limits);
         let part = [0u8; 250];
         let host = |n: u16| SocketAddr::from(([0x2001, 0xdb8, 1, 2, 0, 0, 0, n], 443));
         assert_eq!(add(&mut h, (host(1), 1), &frag(1, 0, &part), t0), Ok(None));
@@ -604,5 +748,70 @@ mod tests {
         let other = SocketAddr::from(([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1], 443));
         assert_eq!(add(&mut h, (other, 4), &frag(4, 0, &part), t0), Ok(None));
         assert!(counts_match(&h));
+    }
+
+    /// Half of a source's share is open to cookie-less Inits; the rest needs a cookie, so
+    /// one who spoofs a client's address cannot hold all of it.
+    #[test]
+    fn a_source_past_half_its_share_needs_cookies() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_pending: 100,
+            max_per_source: 4,
+            cookie_threshold: 50,
+            max_datagram: 1232,
+        };
+        let mut h = Table::new(limits);
+        let part = [0u8; 250];
+        let a = |port| SocketAddr::from(([192, 0, 2, 1], port));
+        let src = source_key(a(1).ip());
+        assert!(!h.under_load(src));
+        assert_eq!(add(&mut h, (a(1), 1), &frag(1, 0, &part), t0), Ok(None));
+        assert!(!h.under_load(src));
+        assert_eq!(add(&mut h, (a(2), 2), &frag(2, 0, &part), t0), Ok(None));
+        assert!(h.under_load(src), "two of four held: cookies from here on");
+        assert!(!h.under_load(source_key(SocketAddr::from(([192, 0, 2, 2], 1)).ip())));
+    }
+
+    /// Review H1: with the shared table full and flooded without pause, a rekey held in
+    /// the reserve is never evicted, and the flood never lands in the reserve.
+    #[test]
+    fn a_flood_never_evicts_a_rekey_from_the_reserve() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_pending: 64,
+            max_per_source: 16,
+            cookie_threshold: 1000,
+            max_datagram: 1232,
+        };
+        let mut h = HalfOpen::new(limits);
+        let part = [0u8; 250];
+        let client = SocketAddr::from(([192, 0, 2, 7], 4000));
+        let src = source_key(client.ip());
+        assert_eq!(
+            h.add_init_fragment((client, 77), src, &frag(77, 0, &part), t0, true),
+            Ok(None)
+        );
+        for i in 0..10_000u32 {
+            let from = SocketAddr::from(([203, 0, (i >> 8) as u8, i as u8], 9));
+            let f = frag(i, 0, &part);
+            let r = h.add_init_fragment((from, i), source_key(from.ip()), &f, t0, false);
+            assert_eq!(
+                r,
+                Ok(None),
+                "a flood Init is admitted (evicting the oldest)"
+            );
+        }
+        assert_eq!(h.len(), 64 + 1);
+        assert_eq!(h.rekeys_len(), 1);
+        assert!(h.rekeys.init_buffers.contains_key(&(client, 77)));
+        // The same Init without the reserve is gone under the same flood.
+        let mut shared = Table::new(limits);
+        add(&mut shared, (client, 77), &frag(77, 0, &part), t0).unwrap();
+        for i in 0..100u32 {
+            let from = SocketAddr::from(([203, 0, 0, i as u8], 9));
+            add(&mut shared, (from, i), &frag(i, 0, &part), t0).unwrap();
+        }
+        assert!(!shared.init_buffers.contains_key(&(client, 77)));
     }
 }
