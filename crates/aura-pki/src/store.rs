@@ -16,9 +16,9 @@
 //!
 //! Every file is replaced atomically (temporary file in the same directory, write, fsync,
 //! rename, fsync the directory). An operation that writes several files undoes the files
-//! it already wrote if a later step fails, restoring their previous contents. The store
-//! assumes a single writer at a time (the `aura pki` command run by the operator); it
-//! takes no lock.
+//! it already wrote if a later step fails, restoring their previous contents. Every
+//! operation that writes holds an exclusive `flock` on the directory's lock file, so two
+//! `aura pki` commands (or a server re-signing its CRL) never interleave.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -15,7 +15,8 @@ use aura_config::{Ipv4Cidr, PoolSection, PoolStrategy};
 #[non_exhaustive]
 pub enum PoolError {
     /// `static_only` and the client is not in the static map.
-    #[error("client {0} is not in the static map and the pool is static_only")]
+    /// The id is not in the message: the caller logs it, redacted when asked (review L4).
+    #[error("the client is not in the static map and the pool is static_only")]
     NotAllowed(String),
     /// Every dynamic address is taken.
     #[error("the address pool is exhausted")]

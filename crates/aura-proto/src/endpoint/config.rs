@@ -44,6 +44,50 @@ pub struct Timers {
     pub cookie_rotation: Duration,
 }
 
+/// The longest any timer may be: well inside what `Instant + Duration` can add without
+/// overflow on every platform (review L10), and longer than any sensible setting.
+pub const MAX_TIMER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Timers {
+    /// Checks every duration: above zero and at most [`MAX_TIMER`], so no deadline
+    /// arithmetic can overflow; the retransmission cap at least the first retransmission.
+    ///
+    /// # Errors
+    /// [`ProtoError::Config`] naming the timer.
+    pub fn validate(&self) -> Result<(), ProtoError> {
+        let all = [
+            ("handshake_retransmit", self.handshake_retransmit),
+            ("handshake_retransmit_max", self.handshake_retransmit_max),
+            ("handshake_timeout", self.handshake_timeout),
+            ("pending_timeout", self.pending_timeout),
+            ("keepalive", self.keepalive),
+            ("dead_peer", self.dead_peer),
+            ("rekey_after_time", self.rekey_after_time),
+            ("reject_after_time", self.reject_after_time),
+            ("previous_session_grace", self.previous_session_grace),
+            ("cookie_rotation", self.cookie_rotation),
+        ];
+        for (name, d) in all {
+            if d.is_zero() || d > MAX_TIMER {
+                return Err(ProtoError::Config(format!(
+                    "timer {name} is {d:?}: it must be above zero and at most {MAX_TIMER:?}"
+                )));
+            }
+        }
+        if self.handshake_retransmit_max < self.handshake_retransmit {
+            return Err(ProtoError::Config(
+                "timer handshake_retransmit_max is below handshake_retransmit".into(),
+            ));
+        }
+        if self.rekey_after_packets == 0 {
+            return Err(ProtoError::Config(
+                "rekey_after_packets must be above zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Timers {
     fn default() -> Self {
         Self {
@@ -123,7 +167,7 @@ impl EndpointConfig {
         if self.suites.is_empty() {
             return Err(ProtoError::Config("no AEAD suite enabled".into()));
         }
-        Ok(())
+        self.timers.validate()
     }
 
     /// What a handshake step needs. Borrows only the configuration, so the caller may hold
@@ -139,6 +183,35 @@ impl EndpointConfig {
             identity: &self.identity,
             wall,
             suites: &self.suites,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review L10: absurd timers are refused by name instead of overflowing a deadline.
+    #[test]
+    fn timers_out_of_range_are_refused_by_name() {
+        assert_eq!(Timers::default().validate(), Ok(()));
+        let cases: [(&str, fn(&mut Timers)); 4] = [
+            ("keepalive", |t| t.keepalive = Duration::MAX),
+            ("dead_peer", |t| t.dead_peer = Duration::ZERO),
+            ("reject_after_time", |t| {
+                t.reject_after_time = MAX_TIMER + Duration::from_secs(1)
+            }),
+            ("handshake_retransmit_max", |t| {
+                t.handshake_retransmit_max = Duration::from_millis(1)
+            }),
+        ];
+        for (name, spoil) in cases {
+            let mut t = Timers::default();
+            spoil(&mut t);
+            match t.validate() {
+                Err(ProtoError::Config(m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
 }
