@@ -195,7 +195,8 @@ mod tests {
     #[test]
     fn timers_out_of_range_are_refused_by_name() {
         assert_eq!(Timers::default().validate(), Ok(()));
-        let cases: [(&str, fn(&mut Timers)); 4] = [
+        type Spoil = fn(&mut Timers);
+        let cases: [(&str, Spoil); 4] = [
             ("keepalive", |t| t.keepalive = Duration::MAX),
             ("dead_peer", |t| t.dead_peer = Duration::ZERO),
             ("reject_after_time", |t| {
