@@ -33,7 +33,7 @@ pub mod wire;
 pub use aura_crypto::sign::{EcdsaP256Signer, SignError, Signer};
 pub use endpoint::{
     CloseReason, ConnectionHandle, ConnectionInfo, ConnectionStats, Endpoint, EndpointConfig,
-    Event, Received, Timers, Transmit,
+    Event, RESEED_INTERVAL, Received, Timers, Transmit,
 };
 pub use error::{AlertCode, DropReason, HandshakeError, ProtoError};
 pub use handshake::Identity;

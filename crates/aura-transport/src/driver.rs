@@ -408,6 +408,9 @@ impl Task {
     async fn run(mut self) {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reseed = tokio::time::interval(aura_proto::RESEED_INTERVAL);
+        reseed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reseed.tick().await; // the first tick is immediate; the endpoint was just seeded
         loop {
             let deadline = self.ep.poll_timeout();
             let sleep = async {
@@ -438,6 +441,11 @@ impl Task {
                 },
                 () = sleep => self.ep.handle_timeout(Instant::now()),
                 _ = sweep.tick() => self.close_stale_links(Instant::now()),
+                _ = reseed.tick() => {
+                    let mut fresh = [0u8; 32];
+                    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut fresh);
+                    self.ep.reseed(fresh);
+                }
             }
             self.flush().await;
         }

@@ -35,6 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use aura_crypto::aead::TAG_LEN;
+use aura_crypto::kdf;
 use aura_pki::Verifier;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -57,6 +58,19 @@ use crate::wire::{
     ALERT_LEN, COOKIE_REPLY_LEN, DataHeader, FRAG_TRAILER_LEN, Fragment, MAC_LEN, PacketType,
     WireError,
 };
+
+/// How often a daemon should call [`Endpoint::reseed`].
+pub const RESEED_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Overwrites the CSPRNG's state (it holds future handshake randomness) when the endpoint
+/// goes (review L9); the cookie secrets wipe themselves.
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.rng = ChaCha20Rng::from_seed([0; 32]);
+        // Keeps the overwrite from being optimised away as a store nobody reads.
+        std::hint::black_box(&self.rng);
+    }
+}
 
 /// A sans-IO Aura endpoint: a server with many clients, or a client with one server.
 #[derive(Debug)]
@@ -122,6 +136,19 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         })
+    }
+
+    /// Mixes 32 fresh bytes from the OS into the endpoint's CSPRNG: the new state is
+    /// SHA-256 of 32 bytes of the old stream and `fresh`, so the state before is not
+    /// recoverable from the state after, and a disclosed state stops predicting future
+    /// handshakes once the host reseeds. The daemons call it every
+    /// [`RESEED_INTERVAL`].
+    pub fn reseed(&mut self, fresh: [u8; 32]) {
+        let mut old = zeroize::Zeroizing::new([0u8; 32]);
+        self.rng.fill_bytes(old.as_mut());
+        let mut seed = kdf::sha256(&[b"aura/v1 reseed", old.as_ref(), &fresh]);
+        self.rng = ChaCha20Rng::from_seed(seed);
+        zeroize::Zeroize::zeroize(&mut seed);
     }
 
     /// Re-anchors the wall clock (call when the system clock is corrected).
@@ -930,6 +957,31 @@ mod tests {
             let mut d = t.data;
             let _ = to.handle_datagram(now, from_addr.parse().unwrap(), &mut d);
         }
+    }
+
+    /// Review L9: reseeding changes every later random draw (two endpoints with the same
+    /// seed part ways after different fresh bytes, and stay together after the same).
+    #[test]
+    fn reseeding_forks_the_randomness() {
+        let pki = TestPki::new(32).unwrap();
+        let clock = SimClock::new();
+        let draw = |e: &mut Endpoint| {
+            let mut b = [0u8; 32];
+            e.rng.fill_bytes(&mut b);
+            b
+        };
+        let (mut a, mut b) = (endpoint(&pki, false, &clock), endpoint(&pki, false, &clock));
+        assert_eq!(draw(&mut a), draw(&mut b), "same seed, same stream");
+        a.reseed([1; 32]);
+        b.reseed([1; 32]);
+        assert_eq!(draw(&mut a), draw(&mut b));
+        a.reseed([2; 32]);
+        b.reseed([3; 32]);
+        assert_ne!(
+            draw(&mut a),
+            draw(&mut b),
+            "different fresh bytes, different streams"
+        );
     }
 
     /// A Resp refusing the server (here a version the client never offered), injected by
