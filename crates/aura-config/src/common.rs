@@ -273,6 +273,12 @@ pub struct TunnelSection {
     /// Interface MTU in bytes, [`MIN_MTU`]..=[`MAX_MTU`]. Default [`DEFAULT_MTU`].
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Client: `[tunnel.split]`, what goes outside the tunnel. Default: nothing.
+    #[serde(default)]
+    pub split: Option<crate::SplitSection>,
+    /// Client: `[tunnel.os_routes]`, how the client routes. Default: routes on.
+    #[serde(default)]
+    pub os_routes: Option<crate::OsRoutes>,
 }
 
 impl Default for TunnelSection {
@@ -280,15 +286,26 @@ impl Default for TunnelSection {
         Self {
             name: default_tun_name(),
             mtu: DEFAULT_MTU,
+            split: None,
+            os_routes: None,
         }
     }
 }
 
 impl TunnelSection {
+    /// The routing settings in force: `[tunnel.os_routes]`, or its defaults.
+    pub fn os_routes(&self) -> crate::OsRoutes {
+        self.os_routes.clone().unwrap_or_default()
+    }
+
     pub(crate) fn check(&self, p: &mut Problems) {
         if let Err(why) = check_iface_name(&self.name) {
             p.push("tunnel.name", format!("{:?} {why}", self.name));
         }
+        if let Some(split) = &self.split {
+            split.check(p);
+        }
+        self.os_routes().check(self.split.as_ref(), p);
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             p.push(
                 "tunnel.mtu",

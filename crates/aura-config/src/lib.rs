@@ -63,6 +63,7 @@ mod error;
 mod locate;
 mod quote;
 mod server;
+mod split;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,7 @@ pub use server::{
     DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection, HostPort,
     NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki, ServerSection,
 };
+pub use split::{IpCidr, OsRoutes, SplitKind, SplitRule, SplitSection};
 
 use common::Resolver;
 

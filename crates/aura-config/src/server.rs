@@ -553,6 +553,17 @@ impl ServerConfig {
         s.firewall.check(&mut p, &s.pool.cidr, s.nat.auto);
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);
+        for (key, set) in [
+            ("tunnel.split", self.tunnel.split.is_some()),
+            ("tunnel.os_routes", self.tunnel.os_routes.is_some()),
+        ] {
+            if set {
+                p.push(
+                    key,
+                    "is a client setting: a server does not route through a tunnel",
+                );
+            }
+        }
         let k = &self.pki;
         check_file(&mut p, "pki.ca_cert", &k.ca_cert, false);
         check_file(&mut p, "pki.cert", &k.cert, false);

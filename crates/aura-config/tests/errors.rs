@@ -769,3 +769,72 @@ fn decoy_problems() {
     f.server(&s("cert = \"server.crt\"\nkey = \"server.key\""))
         .unwrap();
 }
+
+#[test]
+fn split_rules_parse_into_networks() {
+    let f = Fixture::new();
+    let text = format!(
+        "{CLIENT}\n[[tunnel.split.direct]]\ncidr = \"192.168.0.0/16\"\n\
+         [[tunnel.split.direct]]\ncidr = \"198.18.0.2\"\n\
+         [[tunnel.split.vpn]]\ncidr = \"192.168.50.0/24\"\n\
+         [tunnel.os_routes]\ngateway = \"10.200.1.1\"\negress_iface = \"eth0\"\n"
+    );
+    let cfg = f.client(&text).unwrap();
+    let split = cfg.tunnel.split.as_ref().unwrap();
+    let shown = |k| {
+        split
+            .cidrs(k)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shown(aura_config::SplitKind::Direct),
+        ["192.168.0.0/16", "198.18.0.2/32"]
+    );
+    assert_eq!(shown(aura_config::SplitKind::Vpn), ["192.168.50.0/24"]);
+    let r = cfg.tunnel.os_routes();
+    assert!(r.enabled && !r.dry_run);
+    assert_eq!(r.gateway, Some("10.200.1.1".parse().unwrap()));
+    // Without the sections: routes on, no rules.
+    let plain = f.client(CLIENT).unwrap();
+    assert!(plain.tunnel.split.is_none() && plain.tunnel.os_routes().enabled);
+}
+
+#[test]
+fn bad_split_rules_are_named() {
+    let f = Fixture::new();
+    let text = format!(
+        "{CLIENT}\n[[tunnel.split.direct]]\ncidr = \"10.0.0.1/8\"\n\
+         [[tunnel.split.direct]]\n\
+         [[tunnel.split.direct]]\ncidr = \"10.1.0.0/16\"\ndomain = \"example.com\"\n\
+         [[tunnel.split.direct]]\ncidr = \"0.0.0.0/1\"\n\
+         [[tunnel.split.direct]]\ndomain = \"*.example.com\"\n\
+         [[tunnel.split.vpn]]\ncidr = \"0.0.0.0/1\"\n\
+         [[tunnel.split.vpn]]\ncidr = \"fd00::/300\"\n\
+         [tunnel.os_routes]\nenabled = false\negress_iface = \"no such interface\"\n"
+    );
+    problems(
+        f.client(&text).unwrap_err(),
+        &[
+            "tunnel.split.direct[0].cidr: \"10.0.0.1/8\" has host bits set (the network is 10.0.0.0/8)",
+            "tunnel.split.direct[1]: needs cidr or domain",
+            "tunnel.split.direct[2]: has both cidr and domain: one rule, one of them",
+            "tunnel.split.direct[3].cidr: 0.0.0.0/1 is too broad: DIRECT rules need a prefix of \
+             at least /2 (to send everything outside the tunnel, do not run it)",
+            "tunnel.split.direct[4].domain: \"*.example.com\": domain rules are not supported \
+             yet; list the domain's networks as cidr rules",
+            "tunnel.split.vpn[0].cidr: 0.0.0.0/1 is already listed at tunnel.split.direct[3]",
+            "tunnel.split.vpn[1].cidr: \"fd00::/300\": the prefix length must be 0 to 128",
+            "tunnel.os_routes.egress_iface: \"no such interface\" must be 1 to 15 characters long",
+            "tunnel.os_routes.enabled: is false, but tunnel.split has rules: they are routes, \
+             and none would be installed",
+        ],
+    );
+    // A server has no tunnel routes to split.
+    let text = format!("{SERVER}\n[[tunnel.split.direct]]\ncidr = \"10.9.0.0/16\"\n");
+    problems(
+        f.server(&text).unwrap_err(),
+        &["tunnel.split: is a client setting: a server does not route through a tunnel"],
+    );
+}
