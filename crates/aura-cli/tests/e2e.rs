@@ -852,3 +852,106 @@ fn a_client_revoked_mid_session_is_cut_off_within_5s_and_only_it() {
         "alice got {alice_later} replies in the 6 s after bob's cut"
     );
 }
+
+/// Split tunnelling: a DIRECT network (the internet host's 198.18.0.0/24) goes outside the
+/// tunnel along the client's original path, a VPN carve-out inside it (198.18.0.3) and
+/// everything else go through the tunnel, and a LAN host behind the client stays on its
+/// link. Which way each flow went shows in the address the far end saw: the client's own
+/// address for the direct ones, the server's (NAT) for the tunnelled one. The host's
+/// routes are exactly as before once the client stops.
+#[test]
+fn split_rules_send_direct_networks_outside_the_tunnel() {
+    let Some(mut w) = World::new("split", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    let before = snapshot(w.lab.client(1).unwrap(), false);
+    // The internet host answers the client's own address too (for the direct flows),
+    // and has a second address that stays behind the tunnel.
+    w.lab
+        .internet()
+        .sh(&format!(
+            "ip addr add 198.18.0.3/24 dev i-s\nip route add 10.200.0.0/16 via {}",
+            w.lab.server_internet_ip()
+        ))
+        .unwrap();
+    // A LAN host behind the client.
+    let lan = Netns::new("aura-e2e-lan").unwrap();
+    w.lab
+        .client(1)
+        .unwrap()
+        .sh(&format!(
+            "ip link add c1-lan type veth peer name lan-c1 netns {}\n\
+             ip addr add 192.168.77.1/24 dev c1-lan\nip link set c1-lan up",
+            lan.name()
+        ))
+        .unwrap();
+    lan.sh("ip addr add 192.168.77.2/24 dev lan-c1\nip link set lan-c1 up")
+        .unwrap();
+    let toml = w.path("deploy/alice/client.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(
+        "\n[[tunnel.split.direct]]\ncidr = \"198.18.0.0/24\"\n\
+         [[tunnel.split.vpn]]\ncidr = \"198.18.0.3\"\n",
+    );
+    std::fs::write(&toml, text).unwrap();
+
+    w.start_server();
+    let (client, _, st) = w.start_client("alice", 1);
+    let client_ns = w.lab.client(1).unwrap();
+    let tunnel_ip = st["address"].as_str().unwrap().to_owned();
+    let routes = client_ns.sh("ip route").unwrap();
+    assert!(
+        routes.contains("198.18.0.0/24 via 10.200.1.1 dev c1-s proto 167"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("198.18.0.3 dev aura0 proto 167"),
+        "{routes}"
+    );
+
+    let to = |addr: &str, port: u16| {
+        lab::transfer(
+            client_ns,
+            w.lab.internet(),
+            addr.parse().unwrap(),
+            port,
+            2 * MB,
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let direct = to("198.18.0.2", PORT);
+    assert_eq!(
+        direct.peer_seen.ip().to_string(),
+        "10.200.1.2",
+        "{direct:?}"
+    );
+    assert_eq!(direct.sender_local.ip().to_string(), "10.200.1.2");
+    let tunnelled = to("198.18.0.3", PORT + 1);
+    assert_eq!(
+        tunnelled.peer_seen.ip(),
+        w.lab.server_internet_ip(),
+        "{tunnelled:?}"
+    );
+    assert_eq!(tunnelled.sender_local.ip().to_string(), tunnel_ip);
+    let on_lan = lab::transfer(
+        client_ns,
+        &lan,
+        "192.168.77.2".parse().unwrap(),
+        PORT + 2,
+        2 * MB,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(on_lan.peer_seen.ip().to_string(), "192.168.77.1");
+    for r in [&direct, &tunnelled, &on_lan] {
+        assert_eq!(r.bytes, 2 * MB as u64);
+    }
+
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    let client_ns = w.lab.client(1).unwrap();
+    client_ns.sh("ip link del c1-lan").unwrap();
+    assert_eq!(snapshot(client_ns, false), before);
+}

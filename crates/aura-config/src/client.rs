@@ -59,6 +59,11 @@ pub struct ClientSection {
     /// User to switch to once the TUN is open. Default: stay as started.
     #[serde(default)]
     pub run_as: Option<String>,
+    /// While the client runs (connecting, reconnecting, server down), let nothing in or
+    /// out but the tunnel, the carriers to the server and bridges, DHCP, IPv6 on the link
+    /// and DIRECT networks (nftables table `inet aura_client`). Default `false`.
+    #[serde(default)]
+    pub kill_switch: bool,
     /// `[client.circuit]`.
     #[serde(default)]
     pub circuit: CircuitSection,

@@ -18,8 +18,12 @@ pub(crate) enum Change {
         previous: String,
         value: String,
     },
-    /// Aura's nftables table was (re)created by `payload`; `undo` deletes it.
-    NftTable { payload: String, undo: String },
+    /// One of Aura's nftables tables was (re)created by `payload`; `undo` deletes it.
+    NftTable {
+        table: nft::AuraTable,
+        payload: String,
+        undo: String,
+    },
     /// A route was added.
     Route(RouteSpec),
 }
@@ -78,10 +82,10 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn nft_has_table(&self) -> Result<bool, NetcfgError> {
+    pub(crate) async fn nft_has_table(&self, table: &nft::AuraTable) -> Result<bool, NetcfgError> {
         match self {
-            Self::System { .. } => nft::has_table(&self.nft_program()?, &nat::TABLE).await,
-            Self::Memory(m) => m.nft_has_table(),
+            Self::System { .. } => nft::has_table(&self.nft_program()?, table).await,
+            Self::Memory(m) => m.nft_has_table(table.name()),
         }
     }
 
@@ -89,17 +93,18 @@ impl Backend {
     pub(crate) fn nft_present(&self) -> Result<(), NetcfgError> {
         match self {
             Self::System { .. } => self.nft_program().map(drop),
-            Self::Memory(m) => m.nft_has_table().map(drop),
+            Self::Memory(m) => m.nft_has_table(nat::TABLE.name()).map(drop),
         }
     }
 
-    pub(crate) async fn nft_delete_table(&self) -> Result<(), NetcfgError> {
+    pub(crate) async fn nft_delete_table(&self, table: &nft::AuraTable) -> Result<(), NetcfgError> {
         match self {
             Self::System { .. } => {
-                let undo = nat::delete_batch()?;
-                nft::apply(&self.nft_program()?, &undo, "deleting table inet aura").await
+                let undo = table.delete_batch()?;
+                let action = format!("deleting table inet {}", table.name());
+                nft::apply(&self.nft_program()?, &undo, &action).await
             }
-            Self::Memory(m) => m.nft_delete_table(),
+            Self::Memory(m) => m.nft_delete_table(table.name()),
         }
     }
 
@@ -173,14 +178,13 @@ impl Backend {
             (Self::Memory(m), Change::Sysctl { key, value, .. }) => {
                 m.write_sysctl(key, value).map(|()| true)
             }
-            (Self::System { .. }, Change::NftTable { payload, .. }) => {
+            (Self::System { .. }, Change::NftTable { table, payload, .. }) => {
                 let program = self.nft_program()?;
-                nft::apply(&program, payload, "applying table inet aura")
-                    .await
-                    .map(|()| true)
+                let action = format!("applying table inet {}", table.name());
+                nft::apply(&program, payload, &action).await.map(|()| true)
             }
-            (Self::Memory(m), Change::NftTable { payload, .. }) => {
-                m.nft_replace_table(payload).map(|()| true)
+            (Self::Memory(m), Change::NftTable { table, payload, .. }) => {
+                m.nft_replace_table(table.name(), payload).map(|()| true)
             }
             (Self::System { .. }, Change::Route(r)) => routes::imp::add(r).await,
             (Self::Memory(m), Change::Route(r)) => m.route_add(r),
@@ -198,7 +202,7 @@ impl Backend {
             (Self::Memory(m), Change::Sysctl { key, previous, .. }) => {
                 m.write_sysctl(key, previous)
             }
-            (_, Change::NftTable { .. }) => self.nft_delete_table().await,
+            (_, Change::NftTable { table, .. }) => self.nft_delete_table(table).await,
             (_, Change::Route(r)) => {
                 if !self.route_del(r).await? {
                     tracing::debug!(route = %r, "route already gone");

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::backend::{Backend, Change};
 use crate::error::NetcfgError;
 use crate::ifname::check_ifname;
+use crate::killswitch::{self, KillSwitchPlan};
 use crate::memory::MemoryHost;
 use crate::nat::{self, NatPlan};
 use crate::routes::{self, DefaultRoute, RoutePlan};
@@ -32,6 +33,7 @@ pub struct HostConfig {
     planned: Vec<String>,
     nat_applied: bool,
     routes_applied: bool,
+    kill_switch_applied: bool,
     /// The role claimed ([`HostConfig::claim`]): what cleanup looks for.
     role: Option<crate::Role>,
     /// The instance lock, held for this value's life.
@@ -47,6 +49,7 @@ impl HostConfig {
             planned: Vec::new(),
             nat_applied: false,
             routes_applied: false,
+            kill_switch_applied: false,
             role: None,
             lock: None,
         }
@@ -221,7 +224,11 @@ impl HostConfig {
         }
         let mark = self.changes.len();
         let mut result = self
-            .perform(Change::NftTable { payload, undo })
+            .perform(Change::NftTable {
+                table: nat::TABLE,
+                payload,
+                undo,
+            })
             .await
             .map(drop);
         if result.is_ok() {
@@ -232,8 +239,40 @@ impl HostConfig {
         Ok(())
     }
 
-    /// Client: host routes for `plan.exclude` along their current path, then the two
-    /// half-default routes (and IPv6 halves if asked) into the TUN.
+    /// The path the operator gave DIRECT routes: `None` when it names neither a gateway
+    /// nor an interface.
+    async fn direct_path(
+        &self,
+        via: &routes::DirectVia,
+    ) -> Result<Option<routes::Lookup>, NetcfgError> {
+        let dev = match (&via.dev, via.gateway) {
+            (Some(dev), _) => dev.clone(),
+            (None, Some(gw)) => match self.backend.lookup(gw).await? {
+                Some(now) => now.dev,
+                None => {
+                    return Err(NetcfgError::InvalidPlan(format!(
+                        "tunnel.os_routes.gateway {gw} is not reachable from this host"
+                    )));
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        check_ifname(&dev)?;
+        let ifindex = match self.backend.link_index(&dev).await {
+            Ok(i) => i,
+            Err(NetcfgError::LinkNotFound { .. }) if self.dry_run => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Some(routes::Lookup {
+            gateway: via.gateway,
+            dev,
+            ifindex,
+        }))
+    }
+
+    /// Client: host routes for `plan.exclude` along their current path, the split rules'
+    /// routes (DIRECT along their path, VPN into the TUN), then the two half-default
+    /// routes (and IPv6 halves if asked) into the TUN. All or nothing.
     pub async fn apply_routes(&mut self, plan: &RoutePlan) -> Result<(), NetcfgError> {
         if self.routes_applied {
             return Err(NetcfgError::AlreadyApplied("routes"));
@@ -273,6 +312,53 @@ impl HostConfig {
                 Some(now) => specs.push((routes::exclude_route(addr, &now), false)),
             }
         }
+        // Split rules: DIRECT networks along the operator's path or the one the kernel
+        // uses for them now; VPN networks into the TUN.
+        let via = match &plan.direct_via {
+            Some(v) => self.direct_path(v).await?,
+            None => None,
+        };
+        for &(dst, prefix) in &plan.direct {
+            if dst.is_ipv6() && !plan.ipv6 {
+                tracing::debug!(%dst, prefix, "IPv6 is not captured: no DIRECT route needed");
+                continue;
+            }
+            let path = match via
+                .as_ref()
+                .filter(|p| p.gateway.is_none_or(|g| g.is_ipv4() == dst.is_ipv4()))
+            {
+                Some(p) => p.clone(),
+                None => match self.backend.lookup(dst).await? {
+                    None => {
+                        tracing::warn!(%dst, prefix, "DIRECT network has no route outside the tunnel: none added");
+                        continue;
+                    }
+                    Some(now)
+                        if now.dev == plan.tun || (tun_index != 0 && now.ifindex == tun_index) =>
+                    {
+                        return Err(NetcfgError::InvalidPlan(format!(
+                            "the DIRECT network {dst}/{prefix} is routed into {} already",
+                            plan.tun
+                        )));
+                    }
+                    Some(now) => now,
+                },
+            };
+            specs.push((routes::direct_route(dst, prefix, &path), false));
+        }
+        for &(dst, prefix) in &plan.vpn {
+            let host_len = if dst.is_ipv4() { 32 } else { 128 };
+            if prefix == host_len && plan.exclude.contains(&dst) {
+                return Err(NetcfgError::InvalidPlan(format!(
+                    "the VPN rule {dst}/{prefix} is the address of the server (or a bridge), \
+                     which must stay outside the tunnel"
+                )));
+            }
+            if dst.is_ipv6() && !plan.ipv6 {
+                continue;
+            }
+            specs.push((routes::vpn_route(dst, prefix, &plan.tun, tun_index), true));
+        }
         specs.extend(
             routes::capture_routes(&plan.tun, tun_index, plan.ipv6)
                 .into_iter()
@@ -288,7 +374,7 @@ impl HostConfig {
                     result = Err(NetcfgError::RouteConflict { route: shown });
                     break;
                 }
-                Ok(false) => tracing::info!(route = %shown, "excluded route already present"),
+                Ok(false) => tracing::info!(route = %shown, "route already present: kept as it is"),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -300,12 +386,52 @@ impl HostConfig {
         Ok(())
     }
 
+    /// Client: the kill switch, table `inet aura_client` ([`KillSwitchPlan`]): nothing
+    /// leaves or enters but the tunnel, the carriers to the server and bridges, DIRECT
+    /// networks, DHCP and IPv6 on the link. One atomic batch; [`undo`](Self::undo)
+    /// deletes the table.
+    pub async fn apply_kill_switch(&mut self, plan: &KillSwitchPlan) -> Result<(), NetcfgError> {
+        if self.kill_switch_applied {
+            return Err(NetcfgError::AlreadyApplied("the kill switch"));
+        }
+        let payload = killswitch::apply_batch(plan)?;
+        let undo = killswitch::TABLE.delete_batch()?;
+        self.perform(Change::NftTable {
+            table: killswitch::TABLE,
+            payload,
+            undo,
+        })
+        .await?;
+        self.kill_switch_applied = true;
+        Ok(())
+    }
+
+    /// Client: reverts the routes only (the newest changes, made after everything else),
+    /// keeping the kill switch in place while the tunnel is rebuilt.
+    pub async fn undo_routes(&mut self) -> Result<(), NetcfgError> {
+        let mark = self
+            .changes
+            .iter()
+            .rposition(|c| !matches!(c, Change::Route(_)))
+            .map_or(0, |i| i + 1);
+        let failed = self.revert_to(mark).await;
+        self.routes_applied = false;
+        match failed.into_iter().next() {
+            None => Ok(()),
+            Some((cmd, e)) => Err(NetcfgError::UndoIncomplete {
+                failed: vec![format!("{cmd}: {e}")],
+                first: Box::new(e),
+            }),
+        }
+    }
+
     /// Reverts every recorded change, newest first. Continues past failures and reports
     /// them all in [`NetcfgError::UndoIncomplete`]; failed changes are not retried.
     pub async fn undo(&mut self) -> Result<(), NetcfgError> {
         let mut failed = self.revert_to(0).await;
         self.nat_applied = false;
         self.routes_applied = false;
+        self.kill_switch_applied = false;
         if failed.is_empty() {
             return Ok(());
         }
@@ -336,26 +462,34 @@ impl HostConfig {
         let mut found = false;
         let server = self.role != Some(crate::Role::Client);
         let client = self.role != Some(crate::Role::Server);
-        let has_table = if server {
-            self.backend.nft_has_table().await
-        } else {
-            Ok(false)
-        };
-        match has_table {
-            Ok(false) => {}
-            Ok(true) => {
-                found = true;
-                let cmd = nft::show_batch(&nat::delete_batch()?);
-                tracing::warn!("nftables table inet aura left by an earlier run: removing it");
-                if !self.dry_run {
-                    self.backend.nft_delete_table().await?;
+        let mut tables = Vec::new();
+        if server {
+            tables.push(nat::TABLE);
+        }
+        if client {
+            tables.push(killswitch::TABLE);
+        }
+        for table in tables {
+            match self.backend.nft_has_table(&table).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    found = true;
+                    let cmd = nft::show_batch(&table.delete_batch()?);
+                    tracing::warn!(
+                        "nftables table inet {} left by an earlier run: removing it",
+                        table.name()
+                    );
+                    if !self.dry_run {
+                        self.backend.nft_delete_table(&table).await?;
+                    }
+                    self.planned.push(cmd);
                 }
-                self.planned.push(cmd);
+                Err(NetcfgError::NftNotFound { .. }) => {
+                    tracing::debug!("nft is not installed: no nftables leftovers to look for");
+                    break;
+                }
+                Err(e) => return Err(e),
             }
-            Err(NetcfgError::NftNotFound { .. }) => {
-                tracing::debug!("nft is not installed: no nftables leftovers to look for");
-            }
-            Err(e) => return Err(e),
         }
         if server
             && !self.dry_run

@@ -69,6 +69,7 @@ mod host;
 mod ifname;
 #[cfg(target_os = "linux")]
 pub mod instance;
+pub mod killswitch;
 mod memory;
 pub mod nat;
 mod nft;
@@ -78,6 +79,7 @@ pub use error::NetcfgError;
 pub use host::{HostConfig, default_route};
 #[cfg(target_os = "linux")]
 pub use instance::Role;
+pub use killswitch::KillSwitchPlan;
 pub use memory::{MemoryHost, MemorySnapshot};
 pub use nat::{FirewallPlan, L4, NatPlan};
-pub use routes::{DefaultRoute, RTPROT_AURA, RoutePlan};
+pub use routes::{DefaultRoute, DirectVia, RTPROT_AURA, RoutePlan};

@@ -22,7 +22,8 @@ struct MemRoute {
 struct State {
     ip_forward: String,
     nft_available: bool,
-    table: Option<String>,
+    /// Aura's nftables tables by name: the JSON batch that made each.
+    tables: std::collections::BTreeMap<String, String>,
     links: Vec<String>,
     routes: Vec<MemRoute>,
 }
@@ -39,8 +40,11 @@ pub struct MemoryHost {
 pub struct MemorySnapshot {
     /// `net.ipv4.ip_forward`.
     pub ip_forward: String,
-    /// The JSON batch that created Aura's table, if it exists.
+    /// The JSON batch that created Aura's server table (`inet aura`), if it exists.
     pub nft_table: Option<String>,
+    /// The JSON batch that created the client's table (`inet aura_client`, the kill
+    /// switch), if it exists.
+    pub nft_client_table: Option<String>,
     /// The main table, each route in `ip route` syntax, in insertion order.
     pub routes: Vec<String>,
 }
@@ -58,7 +62,7 @@ impl MemoryHost {
             state: Arc::new(Mutex::new(State {
                 ip_forward: "0".into(),
                 nft_available: true,
-                table: None,
+                tables: std::collections::BTreeMap::new(),
                 links: vec!["lo".into()],
                 routes: Vec::new(),
             })),
@@ -113,7 +117,10 @@ impl MemoryHost {
 
     /// Leaves an Aura table behind, as a crashed run would.
     pub fn leave_aura_table(&self) {
-        self.lock().table = Some("{\"left\":\"behind\"}".into());
+        self.lock().tables.insert(
+            crate::nat::TABLE_NAME.into(),
+            "{\"left\":\"behind\"}".into(),
+        );
     }
 
     /// Leaves an Aura-tagged route behind, as a crashed run would.
@@ -142,7 +149,8 @@ impl MemoryHost {
         let s = self.lock();
         MemorySnapshot {
             ip_forward: s.ip_forward.clone(),
-            nft_table: s.table.clone(),
+            nft_table: s.tables.get(crate::nat::TABLE_NAME).cloned(),
+            nft_client_table: s.tables.get(crate::killswitch::TABLE_NAME).cloned(),
             routes: s
                 .routes
                 .iter()
@@ -195,21 +203,21 @@ impl MemoryHost {
         }
     }
 
-    pub(crate) fn nft_replace_table(&self, payload: &str) -> Result<(), NetcfgError> {
+    pub(crate) fn nft_replace_table(&self, name: &str, payload: &str) -> Result<(), NetcfgError> {
         self.nft_check()?;
-        self.lock().table = Some(payload.into());
+        self.lock().tables.insert(name.into(), payload.into());
         Ok(())
     }
 
-    pub(crate) fn nft_delete_table(&self) -> Result<(), NetcfgError> {
+    pub(crate) fn nft_delete_table(&self, name: &str) -> Result<(), NetcfgError> {
         self.nft_check()?;
-        self.lock().table = None;
+        self.lock().tables.remove(name);
         Ok(())
     }
 
-    pub(crate) fn nft_has_table(&self) -> Result<bool, NetcfgError> {
+    pub(crate) fn nft_has_table(&self, name: &str) -> Result<bool, NetcfgError> {
         self.nft_check()?;
-        Ok(self.lock().table.is_some())
+        Ok(self.lock().tables.contains_key(name))
     }
 
     pub(crate) fn link_index(&self, name: &str) -> Result<u32, NetcfgError> {

@@ -31,11 +31,11 @@ fn nat_plan() -> NatPlan {
 }
 
 fn route_plan() -> RoutePlan {
-    RoutePlan {
-        tun: "aura0".into(),
-        exclude: vec![ip("203.0.113.7"), ip("198.51.100.9"), ip("203.0.113.7")],
-        ipv6: false,
-    }
+    RoutePlan::full(
+        "aura0",
+        vec![ip("203.0.113.7"), ip("198.51.100.9"), ip("203.0.113.7")],
+        false,
+    )
 }
 
 #[tokio::test]
@@ -292,4 +292,125 @@ fn futures_are_send() {
     send(&cfg.cleanup_leftovers());
     send(&cfg.undo());
     send(&aura_netcfg::default_route());
+}
+
+/// Split rules: a DIRECT network goes the way it went before the tunnel, a VPN network
+/// inside it goes into the tunnel (longest prefix), everything else into the tunnel; the
+/// operator's gateway overrides the path; undo restores the table exactly.
+#[tokio::test]
+async fn split_rules_route_direct_and_vpn_networks() {
+    let h = host();
+    h.add_link("wlan0");
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let plan = RoutePlan {
+        direct: vec![(ip("198.18.0.0"), 16), (ip("192.0.2.0"), 24)],
+        vpn: vec![(ip("198.18.7.0"), 24)],
+        ..route_plan()
+    };
+    cfg.apply_routes(&plan).await.unwrap();
+    assert_eq!(h.route_get(ip("198.18.0.2")).as_deref(), Some("eth0"));
+    assert_eq!(h.route_get(ip("198.18.7.9")).as_deref(), Some("aura0"));
+    assert_eq!(h.route_get(ip("9.9.9.9")).as_deref(), Some("aura0"));
+    let routes = h.snapshot().routes;
+    assert!(
+        routes.contains(&"198.18.0.0/16 via 192.0.2.254 dev eth0 proto 167".to_string()),
+        "{routes:?}"
+    );
+    assert!(routes.contains(&"198.18.7.0/24 dev aura0 proto 167".to_string()));
+    // The LAN rule matches the connected route already there: kept, not duplicated.
+    assert!(
+        !routes
+            .iter()
+            .any(|r| r.starts_with("192.0.2.0/24") && r.contains("167"))
+    );
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+
+    // The operator's path.
+    let plan = RoutePlan {
+        direct: vec![(ip("198.18.0.0"), 16)],
+        direct_via: Some(aura_netcfg::DirectVia {
+            gateway: None,
+            dev: Some("wlan0".into()),
+        }),
+        ..route_plan()
+    };
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_routes(&plan).await.unwrap();
+    assert_eq!(h.route_get(ip("198.18.0.2")).as_deref(), Some("wlan0"));
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+}
+
+/// A VPN rule for exactly the server's address would send the carriers into their own
+/// tunnel: refused before anything changes, naming it.
+#[tokio::test]
+async fn a_vpn_rule_on_the_server_address_is_refused() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let plan = RoutePlan {
+        vpn: vec![(ip("203.0.113.7"), 32)],
+        ..route_plan()
+    };
+    let err = cfg.apply_routes(&plan).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("203.0.113.7/32 is the address of the server"),
+        "{err}"
+    );
+    assert_eq!(h.snapshot(), before);
+    // A VPN network that merely contains the server is fine: its /32 stays outside.
+    let plan = RoutePlan {
+        vpn: vec![(ip("203.0.113.0"), 24)],
+        ..route_plan()
+    };
+    cfg.apply_routes(&plan).await.unwrap();
+    assert_eq!(h.route_get(ip("203.0.113.7")).as_deref(), Some("eth0"));
+    assert_eq!(h.route_get(ip("203.0.113.8")).as_deref(), Some("aura0"));
+}
+
+/// The kill switch is its own table: rebuilding the tunnel's routes keeps it, undo
+/// removes it with everything else, and a crashed client's table is found and removed
+/// at the next start (by a client, not by a server).
+#[tokio::test]
+async fn the_kill_switch_outlives_route_rebuilds_and_is_cleaned_up() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let plan = aura_netcfg::KillSwitchPlan {
+        tun: "aura0".into(),
+        peers: vec![ip("203.0.113.7")],
+        direct: vec![(ip("192.168.0.0"), 16)],
+    };
+    cfg.apply_kill_switch(&plan).await.unwrap();
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    let table = h.snapshot().nft_client_table.unwrap();
+    assert!(
+        table.contains("aura_client") && table.contains("203.0.113.7"),
+        "{table}"
+    );
+    cfg.undo_routes().await.unwrap();
+    assert_eq!(h.snapshot().routes, before.routes, "the routes are gone");
+    assert!(
+        h.snapshot().nft_client_table.is_some(),
+        "the kill switch stays"
+    );
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+
+    // A crash leaves the table; the next client start removes it, a server does not.
+    let mut crashed = HostConfig::in_memory(h.clone());
+    crashed.apply_kill_switch(&plan).await.unwrap();
+    std::mem::forget(crashed);
+    let mut server = HostConfig::in_memory(h.clone());
+    server.claim(aura_netcfg::Role::Server).unwrap();
+    server.cleanup_leftovers().await.unwrap();
+    assert!(h.snapshot().nft_client_table.is_some());
+    let mut client = HostConfig::in_memory(h.clone());
+    client.claim(aura_netcfg::Role::Client).unwrap();
+    assert!(client.cleanup_leftovers().await.unwrap());
+    assert_eq!(h.snapshot(), before);
 }

@@ -157,13 +157,9 @@ fn drop_undoes_nat_and_routes() {
     ns.run(|| async {
         let mut host = HostConfig::system();
         host.apply_nat(&nat_plan()).await.unwrap();
-        host.apply_routes(&RoutePlan {
-            tun: "aura0".into(),
-            exclude: vec![ip("203.0.113.7")],
-            ipv6: true,
-        })
-        .await
-        .unwrap();
+        host.apply_routes(&RoutePlan::full("aura0", vec![ip("203.0.113.7")], true))
+            .await
+            .unwrap();
         assert_ne!(ns.state(true), before);
         // `host` dropped here, inside the runtime: undo runs on a helper thread.
     });
@@ -244,11 +240,11 @@ fn routes_keep_the_server_on_the_original_path() {
     let before = ns.state(false);
     ns.run(|| async {
         let mut host = HostConfig::system();
-        host.apply_routes(&RoutePlan {
-            tun: "aura0".into(),
-            exclude: vec![ip("203.0.113.7"), ip("2001:db8:9::7")],
-            ipv6: true,
-        })
+        host.apply_routes(&RoutePlan::full(
+            "aura0",
+            vec![ip("203.0.113.7"), ip("2001:db8:9::7")],
+            true,
+        ))
         .await
         .unwrap();
         let server = ns.sh("ip route get 203.0.113.7");
@@ -306,13 +302,9 @@ fn dry_run_lists_commands_and_changes_nothing() {
     let planned = ns.run(|| async {
         let mut host = HostConfig::dry_run();
         host.apply_nat(&nat_plan()).await.unwrap();
-        host.apply_routes(&RoutePlan {
-            tun: "aura0".into(),
-            exclude: vec![ip("203.0.113.7")],
-            ipv6: false,
-        })
-        .await
-        .unwrap();
+        host.apply_routes(&RoutePlan::full("aura0", vec![ip("203.0.113.7")], false))
+            .await
+            .unwrap();
         host.planned().to_vec()
     });
     assert_eq!(ns.state(false), before);
@@ -342,12 +334,12 @@ fn excluding_on_link_and_unreachable_addresses() {
     let before = ns.state(false);
     ns.run(|| async {
         let mut host = HostConfig::system();
-        host.apply_routes(&RoutePlan {
-            tun: "aura0".into(),
+        host.apply_routes(&RoutePlan::full(
+            "aura0",
             // On the LAN (no gateway), IPv6 now unreachable, and the host itself.
-            exclude: vec![ip("192.0.2.77"), ip("2001:db8:9::7"), ip("192.0.2.1")],
-            ipv6: true,
-        })
+            vec![ip("192.0.2.77"), ip("2001:db8:9::7"), ip("192.0.2.1")],
+            true,
+        ))
         .await
         .unwrap();
         let lan = ns.sh("ip route get 192.0.2.77");

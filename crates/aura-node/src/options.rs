@@ -571,6 +571,10 @@ pub struct ClientOptions {
     pub quic_options: QuicOptions,
     /// TUN name.
     pub tun_name: String,
+    /// `[tunnel.os_routes]` and `[tunnel.split]`.
+    pub routing: Routing,
+    /// `[client] kill_switch`.
+    pub kill_switch: bool,
     /// Largest tunnel MTU (the server's may be smaller).
     pub mtu: u16,
     /// Accept CRLs the server pushes.
@@ -581,6 +585,60 @@ pub struct ClientOptions {
     pub redact: Redact,
     /// Protocol timers (not configuration keys: [`daemon_timers`]; tests shorten them).
     pub timers: Timers,
+}
+
+/// How the client routes: `[tunnel.os_routes]` and the `[tunnel.split]` rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// Install routes at all.
+    pub enabled: bool,
+    /// Log the routing plan instead of changing the host's routes.
+    pub dry_run: bool,
+    /// Networks outside the tunnel.
+    pub direct: Vec<(IpAddr, u8)>,
+    /// Networks through the tunnel inside DIRECT ones.
+    pub vpn: Vec<(IpAddr, u8)>,
+    /// The operator's path for DIRECT routes.
+    pub direct_via: Option<aura_netcfg::DirectVia>,
+}
+
+impl Routing {
+    fn from_config(t: &aura_config::TunnelSection) -> Self {
+        let r = t.os_routes();
+        let nets = |k| {
+            t.split
+                .as_ref()
+                .map(|s| {
+                    s.cidrs(k)
+                        .into_iter()
+                        .map(|c| (c.addr(), c.prefix_len()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let direct_via =
+            (r.gateway.is_some() || r.egress_iface.is_some()).then(|| aura_netcfg::DirectVia {
+                gateway: r.gateway,
+                dev: r.egress_iface.clone(),
+            });
+        Self {
+            enabled: r.enabled,
+            dry_run: r.dry_run,
+            direct: nets(aura_config::SplitKind::Direct),
+            vpn: nets(aura_config::SplitKind::Vpn),
+            direct_via,
+        }
+    }
+
+    /// The plan for `tun`, keeping `exclude` (the server, bridges) on their path.
+    pub fn plan(&self, tun: &str, exclude: Vec<IpAddr>) -> aura_netcfg::RoutePlan {
+        aura_netcfg::RoutePlan {
+            direct: self.direct.clone(),
+            vpn: self.vpn.clone(),
+            direct_via: self.direct_via.clone(),
+            ..aura_netcfg::RoutePlan::full(tun, exclude, true)
+        }
+    }
 }
 
 impl ClientOptions {
@@ -613,6 +671,8 @@ impl ClientOptions {
             quic_options: QuicOptions::default(),
             tun_name: cfg.tunnel.name.clone(),
             mtu: cfg.tunnel.mtu,
+            routing: Routing::from_config(&cfg.tunnel),
+            kill_switch: cfg.client.kill_switch,
             accept_pushed_crl: cfg.pki.accept_pushed_crl,
             admin_socket: cfg.client.admin_socket.clone(),
             redact: Redact(cfg.client.no_logs),

@@ -42,6 +42,11 @@ impl AuraTable {
         Self { name }
     }
 
+    /// The table's name (in family `inet`).
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// The table object.
     pub(crate) fn table(&self) -> Table<'static> {
         Table {

@@ -40,6 +40,39 @@ pub struct RoutePlan {
     pub exclude: Vec<IpAddr>,
     /// Also capture IPv6 (`::/1`, `8000::/1` via the TUN).
     pub ipv6: bool,
+    /// Split tunnelling: networks sent outside the tunnel (`[[tunnel.split.direct]]`),
+    /// each along `direct_via` or, by default, the path the kernel chose for its network
+    /// address before any change.
+    pub direct: Vec<(IpAddr, u8)>,
+    /// Networks sent into the TUN although a DIRECT network covers them
+    /// (`[[tunnel.split.vpn]]`): the longest prefix wins, as the kernel routes.
+    pub vpn: Vec<(IpAddr, u8)>,
+    /// Where DIRECT routes go when the operator says (`[tunnel.os_routes]` gateway and
+    /// egress_iface); `None`: each one's current path.
+    pub direct_via: Option<DirectVia>,
+}
+
+impl RoutePlan {
+    /// Everything into `tun` but `exclude`, with no split rules.
+    pub fn full(tun: impl Into<String>, exclude: Vec<IpAddr>, ipv6: bool) -> Self {
+        Self {
+            tun: tun.into(),
+            exclude,
+            ipv6,
+            direct: Vec::new(),
+            vpn: Vec::new(),
+            direct_via: None,
+        }
+    }
+}
+
+/// The path the operator chose for DIRECT routes: a next hop, an interface, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectVia {
+    /// Next hop.
+    pub gateway: Option<IpAddr>,
+    /// Interface; with only a gateway, the interface the kernel uses for it.
+    pub dev: Option<String>,
 }
 
 /// The main table's IPv4 default route.
@@ -100,6 +133,28 @@ pub(crate) fn capture_routes(tun: &str, ifindex: u32, ipv6: bool) -> Vec<RouteSp
             ifindex,
         })
         .collect()
+}
+
+/// The route sending `dst/prefix` along `path` (a DIRECT split rule).
+pub(crate) fn direct_route(dst: IpAddr, prefix: u8, path: &Lookup) -> RouteSpec {
+    RouteSpec {
+        dst,
+        prefix,
+        gateway: path.gateway,
+        dev: path.dev.clone(),
+        ifindex: path.ifindex,
+    }
+}
+
+/// The route sending `dst/prefix` into the TUN (a VPN split rule).
+pub(crate) fn vpn_route(dst: IpAddr, prefix: u8, tun: &str, ifindex: u32) -> RouteSpec {
+    RouteSpec {
+        dst,
+        prefix,
+        gateway: None,
+        dev: tun.to_owned(),
+        ifindex,
+    }
 }
 
 /// The host route keeping `addr` on the path the kernel uses for it now.

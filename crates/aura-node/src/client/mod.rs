@@ -99,7 +99,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let opts = ClientOptions::from_config(&cfg)?;
-    run_on(opts, Host::system(false), shutdown).await
+    let dry_run = opts.routing.dry_run;
+    run_on(opts, Host::system(dry_run), shutdown).await
 }
 
 /// Runs the client with `opts` on `host` until `shutdown` resolves.
@@ -119,6 +120,9 @@ pub async fn run_on<T: TunFactory>(
     for b in &opts.bridges {
         bridges.push(resolve("client.bridges", b).await?);
     }
+    let peers: Vec<IpAddr> = std::iter::once(server)
+        .chain(bridges.iter().copied())
+        .collect();
     let dial_cfg = opts.dial_config(&creds, server, bridges, &host.network, host.wall_clock);
     let status = Status::default();
     let shown = status.clone();
@@ -149,6 +153,24 @@ pub async fn run_on<T: TunFactory>(
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
         return Err(e.into());
+    }
+    // The kill switch first: from here until the client stops, nothing leaves outside
+    // the tunnel but the carriers (and DHCP, IPv6 on the link, DIRECT networks).
+    if opts.kill_switch {
+        let plan = aura_netcfg::KillSwitchPlan {
+            tun: opts.tun_name.clone(),
+            peers,
+            direct: opts.routing.direct.clone(),
+        };
+        if let Err(e) = host.netcfg.apply_kill_switch(&plan).await {
+            admin_task.abort();
+            let _ = std::fs::remove_file(&socket_path);
+            return Err(e.into());
+        }
+        tracing::info!(
+            "kill switch on: nothing leaves outside the tunnel but the carriers to the \
+             server, DHCP and DIRECT networks"
+        );
     }
     let mut client = Client {
         crl_number: creds::crl_number(&verifier),

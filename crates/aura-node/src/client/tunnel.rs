@@ -90,7 +90,8 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
             return Ok(());
         }
         if slot.take().is_some() {
-            host.netcfg.undo().await?;
+            // The routes go with the old device; the kill switch stays.
+            host.netcfg.undo_routes().await?;
         }
         let tun = Arc::new(
             host.tuns
@@ -101,22 +102,37 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
                 })
                 .await?,
         );
-        let mut plan = RoutePlan {
-            tun: tun.name().to_owned(),
-            exclude,
-            ipv6: true,
+        let routed = if opts.routing.enabled {
+            let mut plan: RoutePlan = opts.routing.plan(tun.name(), exclude);
+            if let Err(e) = host.netcfg.apply_routes(&plan).await {
+                if matches!(e, aura_netcfg::NetcfgError::InvalidPlan(_)) {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "cannot route IPv6 into the tunnel: routing IPv4 only");
+                plan.ipv6 = false;
+                host.netcfg.apply_routes(&plan).await?;
+            }
+            if host.netcfg.is_dry_run() {
+                for command in host.netcfg.planned() {
+                    tracing::info!(%command, "tunnel.os_routes.dry_run: would run");
+                }
+                "routes planned, none installed (dry run)"
+            } else if plan.direct.is_empty() && plan.vpn.is_empty() {
+                "all traffic routed through it"
+            } else {
+                "all traffic routed through it but the DIRECT networks"
+            }
+        } else {
+            "no routes installed (tunnel.os_routes.enabled = false)"
         };
-        if let Err(e) = host.netcfg.apply_routes(&plan).await {
-            tracing::warn!(error = %e, "cannot route IPv6 into the tunnel: routing IPv4 only");
-            plan.ipv6 = false;
-            host.netcfg.apply_routes(&plan).await?;
-        }
         tracing::info!(
             tun = tun.name(),
             address = %opts.redact.addr(&assign.address),
             prefix_len = assign.prefix_len,
             mtu,
-            "tunnel up, all traffic routed through it"
+            direct = opts.routing.direct.len(),
+            vpn = opts.routing.vpn.len(),
+            "tunnel up, {routed}"
         );
         let (current, rx) = watch::channel(None);
         let reader = tokio::spawn(tun_reader(tun.clone(), assign.address, rx));
