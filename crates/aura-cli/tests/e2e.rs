@@ -955,3 +955,115 @@ fn split_rules_send_direct_networks_outside_the_tunnel() {
     client_ns.sh("ip link del c1-lan").unwrap();
     assert_eq!(snapshot(client_ns, false), before);
 }
+
+/// The IPv4 packets of an Ethernet capture: (source, destination, protocol, destination
+/// port for TCP and UDP).
+fn ipv4_packets(pcap: &std::path::Path) -> Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr, u8, u16)> {
+    let (_, frames) = support::pcap_frames(pcap);
+    frames
+        .iter()
+        .filter_map(|f| {
+            let d = f.data.as_slice();
+            if d.len() < 34 || d[12..14] != [0x08, 0x00] {
+                return None;
+            }
+            let ip = &d[14..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            let port = match ip[9] {
+                6 | 17 => ip
+                    .get(ihl + 2..ihl + 4)
+                    .map_or(0, |p| u16::from_be_bytes([p[0], p[1]])),
+                _ => 0,
+            };
+            Some((src, dst, ip[9], port))
+        })
+        .collect()
+}
+
+/// From inside the client host: a ping, a TCP connection and a UDP datagram toward the
+/// internet host (none of which may leave in the clear under the kill switch).
+fn try_the_internet(ns: &Netns, to: std::net::Ipv4Addr) {
+    let _ = ns.sh(&format!("ping -c 2 -W 1 {to} || true"));
+    ns.run(|| {
+        let _ = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from((to, PORT)),
+            Duration::from_secs(1),
+        );
+        if let Ok(u) = std::net::UdpSocket::bind("0.0.0.0:0") {
+            let _ = u.send_to(b"a query", (to, 53));
+        }
+    })
+    .unwrap();
+}
+
+/// Kill switch: a client that cannot reach its server (not started yet) lets nothing
+/// out but its carriers' attempts to the server, where the same host without it sends
+/// to the internet host in the clear; once the server runs, the tunnel works through
+/// the kill switch; when the client stops, the host (nftables included) is as before.
+#[test]
+fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
+    let Some(mut w) = World::new("kill_switch", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    if let Some(why) = skip_reason(&["tcpdump", "ping"]) {
+        eprintln!("skipping the_kill_switch_lets_only_the_carriers_out: {why}");
+        return;
+    }
+    let toml = w.path("deploy/alice/client.toml");
+    aura_lab::deploy::set_key_in(&toml, "[client]", "kill_switch", "true").unwrap();
+    let client_ip = w.lab.client_ip(1);
+    let server_ip = w.lab.server_ip(1);
+    let internet = w.lab.internet_ip();
+    let before = snapshot(w.lab.client(1).unwrap(), true);
+    let dir = w.dir.path().to_owned();
+
+    // Without a client: the host sends to the internet host in the clear (the control
+    // that shows the capture sees a leak).
+    let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "control");
+    try_the_internet(w.lab.client(1).unwrap(), internet);
+    support::stop_capture(&mut w.procs, cap);
+    let leaked = ipv4_packets(&pcap)
+        .into_iter()
+        .filter(|p| p.0 == client_ip && p.1 == internet)
+        .count();
+    assert!(leaked >= 3, "the control saw {leaked} packets to {internet}");
+
+    // The client, its server down: only carrier attempts to the server leave.
+    let client = w.spawn_client("alice", 1);
+    support::wait_log(&mut w.procs, client, Duration::from_secs(10), |l| {
+        l.contains("kill switch on")
+    });
+    let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "kill_switch");
+    try_the_internet(w.lab.client(1).unwrap(), internet);
+    std::thread::sleep(Duration::from_secs(2));
+    support::stop_capture(&mut w.procs, cap);
+    let out: Vec<_> = ipv4_packets(&pcap)
+        .into_iter()
+        .filter(|p| p.0 == client_ip)
+        .collect();
+    let carrier_ports = [8443, 443];
+    let strays: Vec<_> = out
+        .iter()
+        .filter(|p| !(p.1 == server_ip && carrier_ports.contains(&p.3)))
+        .collect();
+    assert!(strays.is_empty(), "left the host outside the carriers: {strays:?}");
+    assert!(
+        out.iter().any(|p| p.1 == server_ip),
+        "no carrier attempt seen: {out:?}"
+    );
+
+    // The server comes up: the client connects through the kill switch and the tunnel
+    // carries traffic.
+    w.start_server();
+    w.wait_status(client, "alice.sock", CONNECT_TIMEOUT, |v| v["state"] == "connected")
+        .unwrap();
+    let r = w.transfer(1, MB, Duration::from_secs(30)).unwrap();
+    assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip());
+
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    assert_eq!(snapshot(w.lab.client(1).unwrap(), true), before);
+}
