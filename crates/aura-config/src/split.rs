@@ -190,18 +190,18 @@ impl SplitSection {
                         );
                     }
                     (None, Some(d)) => p.push(
-                        &format!("{key}.domain"),
+                        format!("{key}.domain"),
                         format!(
                             "{d:?}: domain rules are not supported yet; list the domain's \
                              networks as cidr rules"
                         ),
                     ),
                     (Some(c), None) => match c.parse::<IpCidr>() {
-                        Err(why) => p.push(&format!("{key}.cidr"), why),
+                        Err(why) => p.push(format!("{key}.cidr"), why),
                         Ok(cidr) => {
                             if kind == SplitKind::Direct && cidr.prefix_len() < MIN_DIRECT_PREFIX {
                                 p.push(
-                                    &format!("{key}.cidr"),
+                                    format!("{key}.cidr"),
                                     format!(
                                         "{cidr} is too broad: DIRECT rules need a prefix of at \
                                          least /{MIN_DIRECT_PREFIX} (to send everything outside \
@@ -211,7 +211,7 @@ impl SplitSection {
                             }
                             if let Some((_, first)) = seen.iter().find(|(c, _)| *c == cidr) {
                                 p.push(
-                                    &format!("{key}.cidr"),
+                                    format!("{key}.cidr"),
                                     format!("{cidr} is already listed at {first}"),
                                 );
                             } else {
