@@ -453,3 +453,85 @@ async fn a_server_holding_the_ca_key_renews_its_crl_and_pushes_it() {
     carol.stop().await.unwrap();
     server.stop().await.unwrap();
 }
+
+/// `[tunnel.os_routes]` and `[tunnel.split]` reach the host as configured: split rules
+/// route a DIRECT network via the original path and a VPN carve-out into the TUN; with
+/// routes off nothing is routed; a dry run plans and changes no route. Each client's
+/// routes are gone after it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_options_reach_the_host_as_configured() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let pki = TestPki::new(43).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
+    write_identity(d, pki.server());
+    write_identity(d, pki.alice());
+    let net = MemNetwork::new();
+    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let server = start_server(server_options(d, &pki.server().id), s_host);
+    // The TUNs' far ends are kept: a closed device stops a daemon.
+    let _s_tun = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+
+    // Split rules: 198.51.100.0/24 DIRECT, 198.51.100.7 back into the tunnel.
+    let (a_host, a_memory, mut a_tuns) = host(&net);
+    let before = a_memory.snapshot();
+    let mut opts = client_options(d, "alice");
+    opts.routing.direct = vec![(ip("198.51.100.0"), 24)];
+    opts.routing.vpn = vec![(ip("198.51.100.7"), 32)];
+    let alice = start_client(opts, a_host);
+    let _a_tun = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+    timeout(T, async {
+        while a_memory.route_get(ip("8.8.8.8")).as_deref() != Some("aura0") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the client never routed through its TUN");
+    assert_eq!(
+        a_memory.route_get(ip("198.51.100.9")).as_deref(),
+        Some("eth0")
+    );
+    assert_eq!(
+        a_memory.route_get(ip("198.51.100.7")).as_deref(),
+        Some("aura0")
+    );
+    alice.stop().await.unwrap();
+    assert_eq!(a_memory.snapshot(), before);
+
+    // Routes off, then a dry run: the tunnel comes up, no route changes.
+    for dry_run in [false, true] {
+        let (mut a_host, a_memory, mut a_tuns) = host(&net);
+        let mut opts = client_options(d, "alice");
+        if dry_run {
+            a_host.netcfg = HostConfig::in_memory(a_memory.clone()).with_dry_run(true);
+        } else {
+            opts.routing.enabled = false;
+        }
+        let alice = start_client(opts, a_host);
+        let _a_tun = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            a_memory.route_get(ip("8.8.8.8")).as_deref(),
+            Some("eth0"),
+            "dry run {dry_run}: a route changed"
+        );
+        assert!(
+            !a_memory
+                .snapshot()
+                .routes
+                .iter()
+                .any(|r| r.contains("proto 167")),
+            "{:?}",
+            a_memory.snapshot().routes
+        );
+        alice.stop().await.unwrap();
+    }
+    server.stop().await.unwrap();
+}
