@@ -9,6 +9,7 @@ mod demo;
 mod deploy_cmd;
 mod mask_cmd;
 mod pki_cmd;
+mod route_cmd;
 mod status_cmd;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Mask(mask_cmd::MaskArgs),
     /// Show a running daemon's state and peers (over its admin socket).
     Status(status_cmd::StatusArgs),
+    /// The running client's split-tunnel rules: list, add or remove them live.
+    Route(route_cmd::RouteArgs),
     /// Measure the hybrid KEM and the AEAD suites on this machine.
     BenchCrypto {
         /// Seconds to spend on each measurement.
@@ -78,6 +81,10 @@ fn run(cli: Cli) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(status_cmd::run(args)),
+        Command::Route(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(route_cmd::run(args)),
         Command::BenchCrypto { seconds, json } => {
             let figures = bench_crypto::run(Duration::from_secs_f64(seconds))?;
             if json {

@@ -39,6 +39,10 @@ fn help_and_version_on_every_command() {
         &["pki", "crl", "--help"],
         &["pki", "sign", "--help"],
         &["client", "keygen", "--help"],
+        &["route", "--help"],
+        &["route", "add", "--help"],
+        &["route", "list", "--help"],
+        &["route", "remove", "--help"],
         &["bench-crypto", "--help"],
         &["server-init", "--help"],
         &["provision-client", "--help"],
@@ -337,7 +341,7 @@ fn status_asks_the_admin_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s.sock");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let handler: admin::Handler = std::sync::Arc::new(|_| Response::Server {
+    let handler: admin::Handler = admin::sync_handler(|_| Response::Server {
         peers: vec![PeerStatus {
             id: "alice".into(),
             carrier: "tls".into(),

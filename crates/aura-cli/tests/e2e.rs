@@ -1085,3 +1085,105 @@ fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
         settled(&before)
     );
 }
+
+/// `aura route`: a DIRECT rule added while a transfer runs takes effect at once (the new
+/// flow leaves outside the tunnel, the running one finishes intact through it), shows in
+/// `aura route list --json`, is written to client.toml with `--persist`, and goes again
+/// with `remove --persist`.
+#[test]
+fn aura_route_changes_the_running_client() {
+    let Some(mut w) = World::new("route_cmd", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    w.lab
+        .internet()
+        .sh(&format!(
+            "ip addr add 198.18.0.3/24 dev i-s\nip route add 10.200.0.0/16 via {}",
+            w.lab.server_internet_ip()
+        ))
+        .unwrap();
+    w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    let socket = w.p("alice.sock");
+    let config = w.p("deploy/alice/client.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let (running, added) = std::thread::scope(|s| {
+        let running = s.spawn(|| w.transfer(1, 40 * MB, Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(200));
+        let added = aura(&[
+            "route",
+            "add",
+            "--direct",
+            "198.18.0.3",
+            "--socket",
+            &socket,
+            "--persist",
+            "--config",
+            &config,
+        ]);
+        (running.join().unwrap(), added)
+    });
+    let running = running.unwrap();
+    assert_eq!(running.bytes, 40 * MB as u64);
+    assert_eq!(
+        running.peer_seen.ip(),
+        w.lab.server_internet_ip(),
+        "{running:?}"
+    );
+    let shown = String::from_utf8_lossy(&added.stdout).to_string();
+    assert!(
+        shown.contains("198.18.0.3/32") && shown.contains("live"),
+        "{shown}"
+    );
+    let direct = lab::transfer(
+        w.lab.client(1).unwrap(),
+        w.lab.internet(),
+        "198.18.0.3".parse().unwrap(),
+        PORT + 1,
+        MB,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(
+        direct.peer_seen.ip().to_string(),
+        "10.200.1.2",
+        "{direct:?}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.ends_with("\n[[tunnel.split.direct]]\ncidr = \"198.18.0.3\"\n"),
+        "{text}"
+    );
+    let listed = aura(&["route", "list", "--json", "--socket", &socket]);
+    let rules: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rules[0]["rule"], "198.18.0.3/32", "{rules}");
+    assert_eq!(rules[0]["kind"], "direct");
+    assert!(
+        rules[0]["via"].as_str().unwrap().contains("dev c1-s"),
+        "{rules}"
+    );
+    aura(&[
+        "route",
+        "remove",
+        "198.18.0.3/32",
+        "--socket",
+        &socket,
+        "--persist",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+    let back = lab::transfer(
+        w.lab.client(1).unwrap(),
+        w.lab.internet(),
+        "198.18.0.3".parse().unwrap(),
+        PORT + 2,
+        MB,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(back.peer_seen.ip(), w.lab.server_internet_ip(), "{back:?}");
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+}

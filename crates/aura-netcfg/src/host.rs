@@ -3,6 +3,7 @@
 //! and [`default_route`], the host's IPv4 default route.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::backend::{Backend, Change};
@@ -384,6 +385,104 @@ impl HostConfig {
         self.all_or_nothing(mark, result).await?;
         self.routes_applied = true;
         Ok(())
+    }
+
+    /// A second journal on the same host (same backend, same dry-run setting), with no
+    /// role and no lock: for changes with a life of their own (live split routes).
+    pub fn sibling(&self) -> Self {
+        Self::with_backend(self.backend.clone()).with_dry_run(self.dry_run)
+    }
+
+    /// Client, while the tunnel is up: one split route. DIRECT: `dst/prefix` along
+    /// `via`, or the path the kernel uses for it outside the tunnel (its current route,
+    /// or the main table's default route when that current route is the tunnel's).
+    /// VPN: into `tun`. Returns the route as `ip route` shows it.
+    ///
+    /// # Errors
+    /// A route for exactly `dst/prefix` already exists ([`NetcfgError::RouteConflict`]);
+    /// no path outside the tunnel; the host refused.
+    pub async fn add_split_route(
+        &mut self,
+        dst: IpAddr,
+        prefix: u8,
+        direct: bool,
+        tun: &str,
+        via: Option<&routes::DirectVia>,
+    ) -> Result<String, NetcfgError> {
+        check_ifname(tun)?;
+        let tun_index = match self.backend.link_index(tun).await {
+            Ok(i) => i,
+            Err(NetcfgError::LinkNotFound { .. }) if self.dry_run => 0,
+            Err(e) => return Err(e),
+        };
+        let spec = if direct {
+            let chosen = match via {
+                Some(v) => self
+                    .direct_path(v)
+                    .await?
+                    .filter(|p| p.gateway.is_none_or(|g| g.is_ipv4() == dst.is_ipv4())),
+                None => None,
+            };
+            let path = match chosen {
+                Some(p) => p,
+                None => match self.backend.lookup(dst).await? {
+                    Some(now) if now.dev != tun && (tun_index == 0 || now.ifindex != tun_index) => {
+                        now
+                    }
+                    _ if dst.is_ipv4() => {
+                        let d = self.backend.default_route().await?;
+                        let ifindex = self.backend.link_index(&d.dev).await?;
+                        routes::Lookup {
+                            gateway: d.gateway,
+                            dev: d.dev,
+                            ifindex,
+                        }
+                    }
+                    _ => {
+                        return Err(NetcfgError::InvalidPlan(format!(
+                            "no route to {dst}/{prefix} outside the tunnel"
+                        )));
+                    }
+                },
+            };
+            routes::direct_route(dst, prefix, &path)
+        } else {
+            routes::vpn_route(dst, prefix, tun, tun_index)
+        };
+        let shown = spec.to_string();
+        if !self.perform(Change::Route(spec)).await? {
+            return Err(NetcfgError::RouteConflict { route: shown });
+        }
+        Ok(shown)
+    }
+
+    /// Client: removes the split route for exactly `dst/prefix` that this journal added;
+    /// whether there was one.
+    ///
+    /// # Errors
+    /// The host refused.
+    pub async fn remove_split_route(
+        &mut self,
+        dst: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetcfgError> {
+        let Some(at) = self
+            .changes
+            .iter()
+            .rposition(|c| matches!(c, Change::Route(r) if r.dst == dst && r.prefix == prefix))
+        else {
+            return Ok(false);
+        };
+        let change = self.changes.remove(at);
+        let cmd = change.undo_cmd();
+        if self.dry_run {
+            tracing::info!(command = %cmd, "dry run: would run");
+        } else {
+            self.backend.revert(&change).await?;
+            tracing::info!(command = %cmd, "host change undone");
+        }
+        self.planned.push(cmd);
+        Ok(true)
     }
 
     /// Client: the kill switch, table `inet aura_client` ([`KillSwitchPlan`]): nothing

@@ -17,6 +17,35 @@ use tokio::net::{UnixListener, UnixStream};
 pub enum Request {
     /// The daemon's state and its peers.
     Status,
+    /// Client: the split-tunnel rules in force and where each sends its traffic.
+    RouteList,
+    /// Client: a split-tunnel rule added to the running plan.
+    RouteAdd {
+        /// `direct` (outside the tunnel) or `vpn` (through it).
+        kind: String,
+        /// A network (`10.0.0.0/8`, `2001:db8::/32`) or one address.
+        cidr: String,
+    },
+    /// Client: a split-tunnel rule removed from the running plan.
+    RouteRemove {
+        /// The rule's network, as listed.
+        cidr: String,
+    },
+}
+
+/// One split-tunnel rule as a client reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRule {
+    /// `direct` or `vpn`.
+    pub kind: String,
+    /// The rule: a network.
+    pub rule: String,
+    /// `config` (client.toml) or `live` (`aura route add`).
+    pub origin: String,
+    /// The addresses it currently covers.
+    pub covers: Vec<String>,
+    /// Where they go: the route installed, or why none is.
+    pub via: String,
 }
 
 /// One connected peer, as a server reports it.
@@ -70,6 +99,11 @@ pub enum Response {
         /// Unix time of the last handshake.
         last_handshake: u64,
     },
+    /// A client's split-tunnel rules (the answer to every route request).
+    Routes {
+        /// Every rule, in the order they were added.
+        rules: Vec<RouteRule>,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -115,7 +149,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdminError + '_ {
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Answers requests.
-pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A handler from a function that answers at once.
+pub fn sync_handler(f: impl Fn(Request) -> Response + Send + Sync + 'static) -> Handler {
+    Arc::new(move |req| {
+        let resp = f(req);
+        Box::pin(async move { resp })
+    })
+}
 
 /// Binds the socket at `path` (replacing a stale socket, never a live one or another
 /// file), sets mode 0600, and serves requests until the task is aborted. Only root and the daemon's own
@@ -166,7 +212,7 @@ async fn answer(stream: UnixStream, handler: Handler) -> std::io::Result<()> {
             break;
         }
         let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handler(req),
+            Ok(req) => handler(req).await,
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -225,7 +271,7 @@ mod tests {
     async fn status_round_trip_mode_and_bad_requests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.sock");
-        let handler: Handler = Arc::new(|req| match req {
+        let handler: Handler = sync_handler(|req| match req {
             Request::Status => Response::Server {
                 peers: vec![PeerStatus {
                     id: "alice".into(),
@@ -238,6 +284,9 @@ mod tests {
                     connected_since: 1,
                 }],
                 warnings: Vec::new(),
+            },
+            _ => Response::Error {
+                message: "not here".into(),
             },
         });
         let task = serve(&path, handler).await.unwrap();
@@ -257,7 +306,7 @@ mod tests {
         let again = || {
             serve(
                 &path,
-                Arc::new(|_| Response::Error {
+                sync_handler(|_| Response::Error {
                     message: String::new(),
                 }),
             )
@@ -285,7 +334,7 @@ mod tests {
         assert!(matches!(
             serve(
                 &file,
-                Arc::new(|_| Response::Error {
+                sync_handler(|_| Response::Error {
                     message: String::new()
                 })
             )

@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// Forwarding, NAT or routes.
     #[error("host network configuration: {0}")]
     Netcfg(#[from] aura_netcfg::NetcfgError),
+    /// A split-tunnel rule's route (the message names the rule).
+    #[error("split tunnelling: {0}")]
+    Routes(String),
     /// The carriers.
     #[error("{0}")]
     Transport(#[from] TransportError),

@@ -630,14 +630,10 @@ impl Routing {
         }
     }
 
-    /// The plan for `tun`, keeping `exclude` (the server, bridges) on their path.
+    /// The tunnel's own plan for `tun`, keeping `exclude` (the server, bridges) on their
+    /// path; the split rules' routes come after it, from the client's route book.
     pub fn plan(&self, tun: &str, exclude: Vec<IpAddr>) -> aura_netcfg::RoutePlan {
-        aura_netcfg::RoutePlan {
-            direct: self.direct.clone(),
-            vpn: self.vpn.clone(),
-            direct_via: self.direct_via.clone(),
-            ..aura_netcfg::RoutePlan::full(tun, exclude, true)
-        }
+        aura_netcfg::RoutePlan::full(tun, exclude, true)
     }
 }
 

@@ -488,7 +488,18 @@ async fn routing_options_reach_the_host_as_configured() {
     let alice = start_client(opts, a_host);
     let _a_tun = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
     timeout(T, async {
-        while a_memory.route_get(ip("8.8.8.8")).as_deref() != Some("aura0") {
+        // The tunnel's routes, then the split rules' (installed right after them).
+        let installed = |prefix: &str| {
+            a_memory
+                .snapshot()
+                .routes
+                .iter()
+                .any(|r| r.starts_with(prefix) && r.contains("proto 167"))
+        };
+        while a_memory.route_get(ip("8.8.8.8")).as_deref() != Some("aura0")
+            || !installed("198.51.100.0/24")
+            || !installed("198.51.100.7/32")
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -502,6 +513,67 @@ async fn routing_options_reach_the_host_as_configured() {
         a_memory.route_get(ip("198.51.100.7")).as_deref(),
         Some("aura0")
     );
+
+    // Live changes over the admin socket (`aura route`).
+    use aura_node::admin::{Request, Response};
+    let socket = d.join("alice.sock");
+    let ask = |req: Request| {
+        let socket = socket.clone();
+        async move { aura_node::admin::request(&socket, &req).await.unwrap() }
+    };
+    let add = Request::RouteAdd {
+        kind: "direct".into(),
+        cidr: "8.8.8.0/24".into(),
+    };
+    let Response::Routes { rules } = ask(add.clone()).await else {
+        panic!("not a route list")
+    };
+    assert_eq!(a_memory.route_get(ip("8.8.8.8")).as_deref(), Some("eth0"));
+    let live = rules.iter().find(|r| r.rule == "8.8.8.0/24").unwrap();
+    assert_eq!(
+        (live.kind.as_str(), live.origin.as_str()),
+        ("direct", "live")
+    );
+    assert!(live.via.contains("dev eth0"), "{live:?}");
+    assert_eq!(rules.iter().filter(|r| r.origin == "config").count(), 2);
+    // The same network twice, a VPN rule on the server's address, nonsense: refused.
+    for (req, says) in [
+        (add, "already has a direct rule"),
+        (
+            Request::RouteAdd {
+                kind: "vpn".into(),
+                cidr: format!("{SERVER_IP}"),
+            },
+            "must stay outside the tunnel",
+        ),
+        (
+            Request::RouteAdd {
+                kind: "sideways".into(),
+                cidr: "10.0.0.0/8".into(),
+            },
+            "unknown rule kind",
+        ),
+        (
+            Request::RouteRemove {
+                cidr: "9.9.9.0/24".into(),
+            },
+            "no rule for 9.9.9.0/24",
+        ),
+    ] {
+        match ask(req).await {
+            Response::Error { message } => assert!(message.contains(says), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let Response::Routes { rules } = ask(Request::RouteRemove {
+        cidr: "8.8.8.0/24".into(),
+    })
+    .await
+    else {
+        panic!("not a route list")
+    };
+    assert_eq!(rules.len(), 2);
+    assert_eq!(a_memory.route_get(ip("8.8.8.8")).as_deref(), Some("aura0"));
     alice.stop().await.unwrap();
     assert_eq!(a_memory.snapshot(), before);
 

@@ -17,9 +17,12 @@
 //!
 //! Imports run one way: this file over `session` over `state` over `tunnel`.
 
+mod routes;
 mod session;
 mod state;
 mod tunnel;
+
+pub use routes::{RouteBook, SharedRouteBook};
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -126,24 +129,18 @@ pub async fn run_on<T: TunFactory>(
     let dial_cfg = opts.dial_config(&creds, server, bridges, &host.network, host.wall_clock);
     let status = Status::default();
     let shown = status.clone();
+    let book: SharedRouteBook = Arc::new(tokio::sync::Mutex::new(RouteBook::new(
+        &opts.routing,
+        host.netcfg.sibling(),
+        peers.clone(),
+    )));
+    let rules = book.clone();
     let admin_task = admin::serve(
         &opts.admin_socket,
-        Arc::new(move |_req| {
-            let s = lock(&shown);
-            let live = s
-                .current
-                .as_ref()
-                .map(PacketSender::stats)
-                .unwrap_or_default();
-            Response::Client {
-                state: s.state.name().into(),
-                server: s.server.clone(),
-                carrier: s.carrier.clone(),
-                address: s.address.clone(),
-                bytes_in: s.bytes_in + live.bytes_in,
-                bytes_out: s.bytes_out + live.bytes_out,
-                last_handshake: s.last_handshake.max(live.last_handshake),
-            }
+        Arc::new(move |req| {
+            let shown = shown.clone();
+            let rules = rules.clone();
+            Box::pin(async move { answer(req, &shown, &rules).await })
         }),
     )
     .await?;
@@ -174,6 +171,7 @@ pub async fn run_on<T: TunFactory>(
     }
     let mut client = Client {
         crl_number: creds::crl_number(&verifier),
+        routes: book,
         opts,
         dial: dial_cfg,
         host,
@@ -197,6 +195,7 @@ pub async fn run_on<T: TunFactory>(
     if let Some(s) = current {
         s.close().await;
     }
+    client.routes.lock().await.uninstall().await;
     let undo = client.host.netcfg.undo().await;
     client.tunnel = None;
     if let Err(e) = undo {
@@ -206,6 +205,38 @@ pub async fn run_on<T: TunFactory>(
         }
     }
     result
+}
+
+/// The admin socket's answer to `req`.
+async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) -> Response {
+    let changed = match req {
+        admin::Request::Status => {
+            let s = lock(status);
+            let live = s
+                .current
+                .as_ref()
+                .map(PacketSender::stats)
+                .unwrap_or_default();
+            return Response::Client {
+                state: s.state.name().into(),
+                server: s.server.clone(),
+                carrier: s.carrier.clone(),
+                address: s.address.clone(),
+                bytes_in: s.bytes_in + live.bytes_in,
+                bytes_out: s.bytes_out + live.bytes_out,
+                last_handshake: s.last_handshake.max(live.last_handshake),
+            };
+        }
+        admin::Request::RouteList => Ok(()),
+        admin::Request::RouteAdd { kind, cidr } => book.lock().await.add(&kind, &cidr).await,
+        admin::Request::RouteRemove { cidr } => book.lock().await.remove(&cidr).await,
+    };
+    match changed {
+        Ok(()) => Response::Routes {
+            rules: book.lock().await.list(),
+        },
+        Err(message) => Response::Error { message },
+    }
 }
 
 impl<T: TunFactory> Client<T> {

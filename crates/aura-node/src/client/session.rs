@@ -36,6 +36,7 @@ impl<T: TunFactory> Client<T> {
             &mut self.tunnel,
             &mut self.host,
             &self.opts,
+            &self.routes,
             exclude,
             assign,
         )

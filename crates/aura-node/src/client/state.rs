@@ -57,6 +57,8 @@ pub(super) fn lock(status: &Status) -> MutexGuard<'_, ClientStatus> {
 /// Everything one run of the client keeps across sessions.
 pub(super) struct Client<T: TunFactory> {
     pub(super) opts: ClientOptions,
+    /// The split-tunnel rules and their routes (shared with the admin socket).
+    pub(super) routes: super::SharedRouteBook,
     pub(super) dial: DialConfig,
     pub(super) host: Host<T>,
     pub(super) tunnel: Option<Tunnel<T::Device>>,

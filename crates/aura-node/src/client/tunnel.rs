@@ -79,6 +79,7 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         slot: &mut Option<Self>,
         host: &mut Host<T>,
         opts: &ClientOptions,
+        book: &super::SharedRouteBook,
         exclude: Vec<IpAddr>,
         assign: AddressAssign,
     ) -> Result<(), DaemonError> {
@@ -91,6 +92,7 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         }
         if slot.take().is_some() {
             // The routes go with the old device; the kill switch stays.
+            book.lock().await.uninstall().await;
             host.netcfg.undo_routes().await?;
         }
         let tun = Arc::new(
@@ -111,6 +113,10 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
                 tracing::warn!(error = %e, "cannot route IPv6 into the tunnel: routing IPv4 only");
                 plan.ipv6 = false;
                 host.netcfg.apply_routes(&plan).await?;
+            }
+            if let Err(e) = book.lock().await.install(tun.name()).await {
+                host.netcfg.undo_routes().await?;
+                return Err(DaemonError::Routes(e));
             }
             if host.netcfg.is_dry_run() {
                 for command in host.netcfg.planned() {

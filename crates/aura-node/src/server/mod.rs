@@ -104,7 +104,19 @@ pub async fn run_on<T: TunFactory>(
 fn status_handler(router: &Arc<Router>, warning: &CrlWarning) -> admin::Handler {
     let router = router.clone();
     let warning = warning.clone();
-    Arc::new(move |_req| Response::Server {
+    admin::sync_handler(move |req| {
+        if !matches!(req, admin::Request::Status) {
+            return Response::Error {
+                message: "a server has no split-tunnel routes (route commands are for a client)"
+                    .into(),
+            };
+        }
+        status_response(&router, &warning)
+    })
+}
+
+fn status_response(router: &Router, warning: &CrlWarning) -> Response {
+    Response::Server {
         peers: router
             .peers()
             .into_iter()
@@ -128,7 +140,7 @@ fn status_handler(router: &Arc<Router>, warning: &CrlWarning) -> admin::Handler 
             .iter()
             .cloned()
             .collect(),
-    })
+    }
 }
 
 /// The CRL in use and what keeps it current.
