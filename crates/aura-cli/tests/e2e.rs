@@ -1069,6 +1069,15 @@ fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
     .unwrap();
     let r = w.transfer(1, MB, Duration::from_secs(30)).unwrap();
     assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip());
+    // A DIRECT rule added live would be blocked by the kill switch: refused, saying so.
+    let out = std::process::Command::new(AURA)
+        .args(["route", "add", "--direct", "198.18.0.0/24", "--socket"])
+        .arg(w.p("alice.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("the kill switch is on"), "{said}");
 
     w.signal(client, Signal::SIGTERM);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));

@@ -51,7 +51,7 @@
 //! assert_eq!(
 //!     err.to_string(),
 //!     "line 3, column 1: client.sevrer: unknown field `sevrer`, expected one of `server`, \
-//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `circuit`"
+//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `circuit`"
 //! );
 //! ```
 #![forbid(unsafe_code)]

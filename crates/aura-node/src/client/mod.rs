@@ -133,6 +133,7 @@ pub async fn run_on<T: TunFactory>(
         &opts.routing,
         host.netcfg.sibling(),
         peers.clone(),
+        opts.kill_switch,
     )));
     let rules = book.clone();
     let admin_task = admin::serve(

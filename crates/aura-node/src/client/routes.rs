@@ -38,6 +38,8 @@ pub struct RouteBook {
     peers: Vec<IpAddr>,
     /// Routes off (`[tunnel.os_routes] enabled = false`): rules are kept, none installed.
     enabled: bool,
+    /// The kill switch is on: it lets through the DIRECT networks of client.toml only.
+    kill_switch: bool,
 }
 
 /// Shared between the client's loop and its admin socket.
@@ -50,7 +52,12 @@ fn cidr_of(addr: IpAddr, prefix: u8) -> Option<IpCidr> {
 impl RouteBook {
     /// The rules of `routing`, to be installed through `netcfg` (a sibling journal of the
     /// client's host).
-    pub fn new(routing: &crate::options::Routing, netcfg: HostConfig, peers: Vec<IpAddr>) -> Self {
+    pub fn new(
+        routing: &crate::options::Routing,
+        netcfg: HostConfig,
+        peers: Vec<IpAddr>,
+        kill_switch: bool,
+    ) -> Self {
         let mut rules = Vec::new();
         for (kind, list) in [
             (SplitKind::Direct, &routing.direct),
@@ -74,6 +81,7 @@ impl RouteBook {
             tun: None,
             peers,
             enabled: routing.enabled,
+            kill_switch,
         }
     }
 
@@ -155,6 +163,13 @@ impl RouteBook {
         {
             return Err(format!(
                 "{cidr} is the server's (or a bridge's) address: it must stay outside the tunnel"
+            ));
+        }
+        if kind == SplitKind::Direct && self.kill_switch {
+            return Err(format!(
+                "the kill switch is on and lets through only the DIRECT networks of \
+                 client.toml: {cidr} would be blocked (add it to client.toml and restart \
+                 the client)"
             ));
         }
         if kind == SplitKind::Direct && cidr.prefix_len() < 2 {
