@@ -1144,15 +1144,19 @@ fn aura_route_changes_the_running_client() {
         shown.contains("198.18.0.3/32") && shown.contains("live"),
         "{shown}"
     );
-    let direct = lab::transfer(
-        w.lab.client(1).unwrap(),
-        w.lab.internet(),
-        "198.18.0.3".parse().unwrap(),
-        PORT + 1,
-        MB,
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    // 1 MiB from the client host to 198.18.0.3 on `port`.
+    let to_second = |port: u16| {
+        lab::transfer(
+            w.lab.client(1).unwrap(),
+            w.lab.internet(),
+            "198.18.0.3".parse().unwrap(),
+            port,
+            MB,
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let direct = to_second(PORT + 1);
     assert_eq!(
         direct.peer_seen.ip().to_string(),
         "10.200.1.2",
@@ -1182,15 +1186,7 @@ fn aura_route_changes_the_running_client() {
         &config,
     ]);
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
-    let back = lab::transfer(
-        w.lab.client(1).unwrap(),
-        w.lab.internet(),
-        "198.18.0.3".parse().unwrap(),
-        PORT + 2,
-        MB,
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let back = to_second(PORT + 2);
     assert_eq!(back.peer_seen.ip(), w.lab.server_internet_ip(), "{back:?}");
     w.signal(client, Signal::SIGTERM);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));

@@ -271,9 +271,9 @@ impl HostConfig {
         }))
     }
 
-    /// Client: host routes for `plan.exclude` along their current path, the split rules'
-    /// routes (DIRECT along their path, VPN into the TUN), then the two half-default
-    /// routes (and IPv6 halves if asked) into the TUN. All or nothing.
+    /// Client: host routes for `plan.exclude` along their current path, then the two
+    /// half-default routes (and IPv6 halves if asked) into the TUN. All or nothing. Split
+    /// rules come after, one route each ([`add_split_route`](Self::add_split_route)).
     pub async fn apply_routes(&mut self, plan: &RoutePlan) -> Result<(), NetcfgError> {
         if self.routes_applied {
             return Err(NetcfgError::AlreadyApplied("routes"));
@@ -313,53 +313,6 @@ impl HostConfig {
                 Some(now) => specs.push((routes::exclude_route(addr, &now), false)),
             }
         }
-        // Split rules: DIRECT networks along the operator's path or the one the kernel
-        // uses for them now; VPN networks into the TUN.
-        let via = match &plan.direct_via {
-            Some(v) => self.direct_path(v).await?,
-            None => None,
-        };
-        for &(dst, prefix) in &plan.direct {
-            if dst.is_ipv6() && !plan.ipv6 {
-                tracing::debug!(%dst, prefix, "IPv6 is not captured: no DIRECT route needed");
-                continue;
-            }
-            let path = match via
-                .as_ref()
-                .filter(|p| p.gateway.is_none_or(|g| g.is_ipv4() == dst.is_ipv4()))
-            {
-                Some(p) => p.clone(),
-                None => match self.backend.lookup(dst).await? {
-                    None => {
-                        tracing::warn!(%dst, prefix, "DIRECT network has no route outside the tunnel: none added");
-                        continue;
-                    }
-                    Some(now)
-                        if now.dev == plan.tun || (tun_index != 0 && now.ifindex == tun_index) =>
-                    {
-                        return Err(NetcfgError::InvalidPlan(format!(
-                            "the DIRECT network {dst}/{prefix} is routed into {} already",
-                            plan.tun
-                        )));
-                    }
-                    Some(now) => now,
-                },
-            };
-            specs.push((routes::direct_route(dst, prefix, &path), false));
-        }
-        for &(dst, prefix) in &plan.vpn {
-            let host_len = if dst.is_ipv4() { 32 } else { 128 };
-            if prefix == host_len && plan.exclude.contains(&dst) {
-                return Err(NetcfgError::InvalidPlan(format!(
-                    "the VPN rule {dst}/{prefix} is the address of the server (or a bridge), \
-                     which must stay outside the tunnel"
-                )));
-            }
-            if dst.is_ipv6() && !plan.ipv6 {
-                continue;
-            }
-            specs.push((routes::vpn_route(dst, prefix, &plan.tun, tun_index), true));
-        }
         specs.extend(
             routes::capture_routes(&plan.tun, tun_index, plan.ipv6)
                 .into_iter()
@@ -396,10 +349,11 @@ impl HostConfig {
     /// Client, while the tunnel is up: one split route. DIRECT: `dst/prefix` along
     /// `via`, or the path the kernel uses for it outside the tunnel (its current route,
     /// or the main table's default route when that current route is the tunnel's).
-    /// VPN: into `tun`. Returns the route as `ip route` shows it.
+    /// VPN: into `tun`. Returns the route as `ip route` shows it. A DIRECT network the host
+    /// already routes exactly is left to that route.
     ///
     /// # Errors
-    /// A route for exactly `dst/prefix` already exists ([`NetcfgError::RouteConflict`]);
+    /// A VPN route for exactly `dst/prefix` already exists ([`NetcfgError::RouteConflict`]);
     /// no path outside the tunnel; the host refused.
     pub async fn add_split_route(
         &mut self,
@@ -451,6 +405,11 @@ impl HostConfig {
         };
         let shown = spec.to_string();
         if !self.perform(Change::Route(spec)).await? {
+            // A DIRECT network the host already routes exactly (a LAN's connected route):
+            // that route already keeps it outside the tunnel; kept, not recorded.
+            if direct {
+                return Ok(format!("{shown} (already present)"));
+            }
             return Err(NetcfgError::RouteConflict { route: shown });
         }
         Ok(shown)

@@ -294,21 +294,32 @@ fn futures_are_send() {
     send(&aura_netcfg::default_route());
 }
 
-/// Split rules: a DIRECT network goes the way it went before the tunnel, a VPN network
-/// inside it goes into the tunnel (longest prefix), everything else into the tunnel; the
-/// operator's gateway overrides the path; undo restores the table exactly.
+/// Split routes after the tunnel's: a DIRECT network goes the way it went before the
+/// tunnel (the default route, the tunnel's /1 halves notwithstanding), a VPN network inside
+/// it goes into the tunnel (longest prefix), everything else into the tunnel; a DIRECT
+/// network the host already routes exactly (the LAN) is left to that route; the operator's
+/// interface overrides the path; removing a route and undo restore the table exactly.
 #[tokio::test]
-async fn split_rules_route_direct_and_vpn_networks() {
+async fn split_routes_send_direct_and_vpn_networks_their_way() {
     let h = host();
     h.add_link("wlan0");
     let before = h.snapshot();
     let mut cfg = HostConfig::in_memory(h.clone());
-    let plan = RoutePlan {
-        direct: vec![(ip("198.18.0.0"), 16), (ip("192.0.2.0"), 24)],
-        vpn: vec![(ip("198.18.7.0"), 24)],
-        ..route_plan()
-    };
-    cfg.apply_routes(&plan).await.unwrap();
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    let mut split = cfg.sibling();
+    split
+        .add_split_route(ip("198.18.0.0"), 16, true, "aura0", None)
+        .await
+        .unwrap();
+    let lan = split
+        .add_split_route(ip("192.0.2.0"), 24, true, "aura0", None)
+        .await
+        .unwrap();
+    assert!(lan.ends_with("(already present)"), "{lan}");
+    split
+        .add_split_route(ip("198.18.7.0"), 24, false, "aura0", None)
+        .await
+        .unwrap();
     assert_eq!(h.route_get(ip("198.18.0.2")).as_deref(), Some("eth0"));
     assert_eq!(h.route_get(ip("198.18.7.9")).as_deref(), Some("aura0"));
     assert_eq!(h.route_get(ip("9.9.9.9")).as_deref(), Some("aura0"));
@@ -324,51 +335,39 @@ async fn split_rules_route_direct_and_vpn_networks() {
             .iter()
             .any(|r| r.starts_with("192.0.2.0/24") && r.contains("167"))
     );
+    // A VPN route that exists already is a conflict, named.
+    let err = split
+        .add_split_route(ip("198.18.7.0"), 24, false, "aura0", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetcfgError::RouteConflict { .. }), "{err:?}");
+    assert!(
+        split
+            .remove_split_route(ip("198.18.7.0"), 24)
+            .await
+            .unwrap()
+    );
+    assert_eq!(h.route_get(ip("198.18.7.9")).as_deref(), Some("eth0"));
+    split.undo().await.unwrap();
     cfg.undo().await.unwrap();
     assert_eq!(h.snapshot(), before);
 
     // The operator's path.
-    let plan = RoutePlan {
-        direct: vec![(ip("198.18.0.0"), 16)],
-        direct_via: Some(aura_netcfg::DirectVia {
-            gateway: None,
-            dev: Some("wlan0".into()),
-        }),
-        ..route_plan()
-    };
     let mut cfg = HostConfig::in_memory(h.clone());
-    cfg.apply_routes(&plan).await.unwrap();
+    cfg.apply_routes(&route_plan()).await.unwrap();
+    let via = aura_netcfg::DirectVia {
+        gateway: None,
+        dev: Some("wlan0".into()),
+    };
+    let mut split = cfg.sibling();
+    split
+        .add_split_route(ip("198.18.0.0"), 16, true, "aura0", Some(&via))
+        .await
+        .unwrap();
     assert_eq!(h.route_get(ip("198.18.0.2")).as_deref(), Some("wlan0"));
+    split.undo().await.unwrap();
     cfg.undo().await.unwrap();
     assert_eq!(h.snapshot(), before);
-}
-
-/// A VPN rule for exactly the server's address would send the carriers into their own
-/// tunnel: refused before anything changes, naming it.
-#[tokio::test]
-async fn a_vpn_rule_on_the_server_address_is_refused() {
-    let h = host();
-    let before = h.snapshot();
-    let mut cfg = HostConfig::in_memory(h.clone());
-    let plan = RoutePlan {
-        vpn: vec![(ip("203.0.113.7"), 32)],
-        ..route_plan()
-    };
-    let err = cfg.apply_routes(&plan).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("203.0.113.7/32 is the address of the server"),
-        "{err}"
-    );
-    assert_eq!(h.snapshot(), before);
-    // A VPN network that merely contains the server is fine: its /32 stays outside.
-    let plan = RoutePlan {
-        vpn: vec![(ip("203.0.113.0"), 24)],
-        ..route_plan()
-    };
-    cfg.apply_routes(&plan).await.unwrap();
-    assert_eq!(h.route_get(ip("203.0.113.7")).as_deref(), Some("eth0"));
-    assert_eq!(h.route_get(ip("203.0.113.8")).as_deref(), Some("aura0"));
 }
 
 /// The kill switch is its own table: rebuilding the tunnel's routes keeps it, undo

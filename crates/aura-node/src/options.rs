@@ -629,12 +629,6 @@ impl Routing {
             direct_via,
         }
     }
-
-    /// The tunnel's own plan for `tun`, keeping `exclude` (the server, bridges) on their
-    /// path; the split rules' routes come after it, from the client's route book.
-    pub fn plan(&self, tun: &str, exclude: Vec<IpAddr>) -> aura_netcfg::RoutePlan {
-        aura_netcfg::RoutePlan::full(tun, exclude, true)
-    }
 }
 
 impl ClientOptions {

@@ -40,33 +40,22 @@ pub struct RoutePlan {
     pub exclude: Vec<IpAddr>,
     /// Also capture IPv6 (`::/1`, `8000::/1` via the TUN).
     pub ipv6: bool,
-    /// Split tunnelling: networks sent outside the tunnel (`[[tunnel.split.direct]]`),
-    /// each along `direct_via` or, by default, the path the kernel chose for its network
-    /// address before any change.
-    pub direct: Vec<(IpAddr, u8)>,
-    /// Networks sent into the TUN although a DIRECT network covers them
-    /// (`[[tunnel.split.vpn]]`): the longest prefix wins, as the kernel routes.
-    pub vpn: Vec<(IpAddr, u8)>,
-    /// Where DIRECT routes go when the operator says (`[tunnel.os_routes]` gateway and
-    /// egress_iface); `None`: each one's current path.
-    pub direct_via: Option<DirectVia>,
 }
 
 impl RoutePlan {
-    /// Everything into `tun` but `exclude`, with no split rules.
+    /// Everything into `tun` but `exclude`.
     pub fn full(tun: impl Into<String>, exclude: Vec<IpAddr>, ipv6: bool) -> Self {
         Self {
             tun: tun.into(),
             exclude,
             ipv6,
-            direct: Vec::new(),
-            vpn: Vec::new(),
-            direct_via: None,
         }
     }
 }
 
-/// The path the operator chose for DIRECT routes: a next hop, an interface, or both.
+/// The path the operator chose for DIRECT split routes
+/// ([`HostConfig::add_split_route`](crate::HostConfig::add_split_route)): a next hop, an
+/// interface, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectVia {
     /// Next hop.

@@ -85,6 +85,23 @@ impl RouteBook {
         }
     }
 
+    /// What no rule may be, whether from client.toml or added live: a VPN rule for exactly
+    /// the server's (or a bridge's) address, which would send the carriers into their own
+    /// tunnel. A wider VPN network containing it is fine: the address's /32 stays outside.
+    fn check(&self, kind: SplitKind, cidr: IpCidr) -> Result<(), String> {
+        let host_len = if cidr.addr().is_ipv4() { 32 } else { 128 };
+        if kind == SplitKind::Vpn
+            && cidr.prefix_len() == host_len
+            && self.peers.contains(&cidr.addr())
+        {
+            return Err(format!(
+                "the VPN rule {cidr} is the address of the server (or a bridge), which must \
+                 stay outside the tunnel"
+            ));
+        }
+        Ok(())
+    }
+
     async fn install_one(&mut self, i: usize) -> Result<(), String> {
         let Some(tun) = self.tun.clone() else {
             return Ok(());
@@ -92,6 +109,7 @@ impl RouteBook {
         let Some(rule) = self.rules.get(i).cloned() else {
             return Ok(());
         };
+        self.check(rule.kind, rule.cidr)?;
         let shown = self
             .netcfg
             .add_split_route(
@@ -156,15 +174,7 @@ impl RouteBook {
                 r.kind.name()
             ));
         }
-        let host_len = if cidr.addr().is_ipv4() { 32 } else { 128 };
-        if kind == SplitKind::Vpn
-            && cidr.prefix_len() == host_len
-            && self.peers.contains(&cidr.addr())
-        {
-            return Err(format!(
-                "{cidr} is the server's (or a bridge's) address: it must stay outside the tunnel"
-            ));
-        }
+        self.check(kind, cidr)?;
         if kind == SplitKind::Direct && self.kill_switch {
             return Err(format!(
                 "the kill switch is on and lets through only the DIRECT networks of \
@@ -228,5 +238,78 @@ impl RouteBook {
                 },
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aura_netcfg::MemoryHost;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// eth0 with a default route, a TUN aura0 carrying the tunnel's halves, and the
+    /// server's /32 kept outside.
+    fn host() -> MemoryHost {
+        let h = MemoryHost::new();
+        h.add_link("eth0");
+        h.add_link("aura0");
+        h.add_route(ip("0.0.0.0"), 0, Some(ip("192.0.2.254")), "eth0")
+            .unwrap();
+        h.add_route(ip("203.0.113.7"), 32, Some(ip("192.0.2.254")), "eth0")
+            .unwrap();
+        h.add_route(ip("0.0.0.0"), 1, None, "aura0").unwrap();
+        h.add_route(ip("128.0.0.0"), 1, None, "aura0").unwrap();
+        h
+    }
+
+    fn routing(vpn: Vec<(IpAddr, u8)>) -> crate::options::Routing {
+        crate::options::Routing {
+            enabled: true,
+            dry_run: false,
+            direct: Vec::new(),
+            vpn,
+            direct_via: None,
+        }
+    }
+
+    /// A VPN rule for exactly the server's address would send the carriers into their own
+    /// tunnel: refused, from client.toml as live, before anything changes; a VPN network
+    /// that merely contains the server is fine (its /32 stays outside).
+    #[tokio::test]
+    async fn a_vpn_rule_on_the_server_address_is_refused() {
+        let h = host();
+        let before = h.snapshot();
+        let netcfg = HostConfig::in_memory(h.clone());
+        let mut book = RouteBook::new(
+            &routing(vec![(ip("203.0.113.7"), 32)]),
+            netcfg,
+            vec![ip("203.0.113.7")],
+            false,
+        );
+        let err = book.install("aura0").await.unwrap_err();
+        assert!(
+            err.contains("203.0.113.7/32 is the address of the server"),
+            "{err}"
+        );
+        assert_eq!(h.snapshot(), before);
+
+        let mut book = RouteBook::new(
+            &routing(Vec::new()),
+            HostConfig::in_memory(h.clone()),
+            vec![ip("203.0.113.7")],
+            false,
+        );
+        book.install("aura0").await.unwrap();
+        let err = book.add("vpn", "203.0.113.7").await.unwrap_err();
+        assert!(err.contains("is the address of the server"), "{err}");
+        book.add("vpn", "203.0.113.0/24").await.unwrap();
+        assert_eq!(h.route_get(ip("203.0.113.7")).as_deref(), Some("eth0"));
+        assert_eq!(h.route_get(ip("203.0.113.8")).as_deref(), Some("aura0"));
+        book.uninstall().await;
+        assert_eq!(h.snapshot(), before);
     }
 }

@@ -105,7 +105,8 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
                 .await?,
         );
         let routed = if opts.routing.enabled {
-            let mut plan: RoutePlan = opts.routing.plan(tun.name(), exclude);
+            // The tunnel's own routes; the split rules' come after, from the route book.
+            let mut plan = RoutePlan::full(tun.name(), exclude, true);
             if let Err(e) = host.netcfg.apply_routes(&plan).await {
                 if matches!(e, aura_netcfg::NetcfgError::InvalidPlan(_)) {
                     return Err(e.into());
@@ -119,11 +120,9 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
                 return Err(DaemonError::Routes(e));
             }
             if host.netcfg.is_dry_run() {
-                for command in host.netcfg.planned() {
-                    tracing::info!(%command, "tunnel.os_routes.dry_run: would run");
-                }
+                // Each planned command was logged as "dry run: would run".
                 "routes planned, none installed (dry run)"
-            } else if plan.direct.is_empty() && plan.vpn.is_empty() {
+            } else if opts.routing.direct.is_empty() && opts.routing.vpn.is_empty() {
                 "all traffic routed through it"
             } else {
                 "all traffic routed through it but the DIRECT networks"
