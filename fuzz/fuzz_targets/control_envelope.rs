@@ -5,7 +5,7 @@
 #![no_main]
 
 use aura_proto::control::{
-    self, CircuitFailed, CircuitReady, ControlError, ControlMessage, CrlAck, CrlChunk,
+    self, CircuitFailed, CircuitReady, ControlError, ControlMessage, CrlAck, CrlChunk, DnsAssign,
     ExtendBridge, HEADER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
@@ -79,5 +79,13 @@ fn payloads(payload: &[u8]) {
     }
     if CircuitReady::decode(payload).is_ok() {
         assert!(payload.is_empty());
+    }
+    if let Ok(dns) = DnsAssign::decode(payload) {
+        assert!(dns.validate().is_ok());
+        assert!(dns.servers.len() <= DnsAssign::MAX_SERVERS);
+        assert_eq!(dns.encoded_len(), payload.len());
+        let mut out = vec![0u8; payload.len()];
+        assert_eq!(dns.encode_into(&mut out), Ok(payload.len()));
+        assert_eq!(out, payload, "DnsAssign round trip");
     }
 }

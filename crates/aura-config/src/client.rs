@@ -10,6 +10,7 @@ use crate::common::{
     Resolver, TransportSection, TunnelSection, check_dns_name, check_file, check_host,
     check_knock_key, check_socket_path, check_user,
 };
+use crate::dns::ClientDns;
 use crate::error::Problems;
 
 /// Default admin socket of the client daemon.
@@ -64,6 +65,11 @@ pub struct ClientSection {
     /// and DIRECT networks (nftables table `inet aura_client`). Default `false`.
     #[serde(default)]
     pub kill_switch: bool,
+    /// Resolvers the system uses while the tunnel is up: `"server"` (default: those the
+    /// server names, through the tunnel), `"off"` (the system's DNS is left alone), or a
+    /// list of IP addresses (reached through the tunnel).
+    #[serde(default)]
+    pub dns: ClientDns,
     /// `[client.circuit]`.
     #[serde(default)]
     pub circuit: CircuitSection,
@@ -191,6 +197,7 @@ impl ClientConfig {
             }
         }
         check_socket_path(&mut p, "client.admin_socket", &c.admin_socket);
+        c.dns.check(&mut p);
         if let Some(u) = &c.run_as
             && let Err(why) = check_user(u)
         {

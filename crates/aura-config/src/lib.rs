@@ -51,7 +51,8 @@
 //! assert_eq!(
 //!     err.to_string(),
 //!     "line 3, column 1: client.sevrer: unknown field `sevrer`, expected one of `server`, \
-//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `circuit`"
+//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `dns`, \
+//!      `circuit`"
 //! );
 //! ```
 #![forbid(unsafe_code)]
@@ -59,6 +60,7 @@
 mod cidr;
 mod client;
 mod common;
+mod dns;
 mod error;
 mod locate;
 mod quote;
@@ -79,6 +81,7 @@ pub use common::{
     DEFAULT_TUN_NAME, DEFAULT_UDP_PORT, MAX_MTU, MAX_PADDING_PROFILE, MIN_MTU,
     QUIC_EARLY_DATAGRAM_MAX, QUIC_MTU_LIMIT, TransportSection, TunnelSection, UDP_CAMO_OVERHEAD,
 };
+pub use dns::{ClientDns, MAX_RESOLVERS, check_resolver};
 pub use error::{ConfigError, Problem};
 pub use quote::toml_string;
 pub use server::{

@@ -13,6 +13,7 @@ use crate::common::{
     Resolver, TransportSection, TunnelSection, check_client_id, check_dns_name, check_file,
     check_iface_name, check_knock_key, check_socket_path, check_user,
 };
+use crate::dns::check_resolvers;
 use crate::error::Problems;
 
 /// Default admin socket of the server daemon (distinct from the client's, so both can run
@@ -63,6 +64,12 @@ pub struct ServerSection {
     /// User to switch to once the TUN and sockets are open. Default: stay as started.
     #[serde(default)]
     pub run_as: Option<String>,
+    /// Resolvers named to clients (a `DnsAssign` after the handshake), reached through the
+    /// tunnel. Default (key absent): the server's own tunnel address, where it forwards
+    /// queries to the resolvers of the server host's `/etc/resolv.conf`. `[]`: none named
+    /// (clients keep their own).
+    #[serde(default)]
+    pub dns: Option<Vec<IpAddr>>,
     /// `[server.pool]`.
     #[serde(default)]
     pub pool: PoolSection,
@@ -529,6 +536,9 @@ impl ServerConfig {
             p.push("server.run_as", format!("{u:?} {why}"));
         }
         s.pool.check(&mut p);
+        if let Some(list) = &s.dns {
+            check_resolvers(&mut p, "server.dns", list);
+        }
         if let Some(i) = &s.nat.egress_iface
             && let Err(why) = check_iface_name(i)
         {

@@ -2,12 +2,12 @@
 //! through each concern's `imp`, or a [`MemoryHost`].
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::NetcfgError;
 use crate::memory::MemoryHost;
 use crate::routes::{DefaultRoute, Lookup, RouteSpec};
-use crate::{forwarding, nat, nft, routes};
+use crate::{dns, forwarding, nat, nft, routes};
 
 /// One change to the host, with what is needed to revert it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub(crate) enum Change {
     },
     /// A route was added.
     Route(RouteSpec),
+    /// The resolver file at `path` was rewritten with `content`; it was `previous`.
+    Dns {
+        path: PathBuf,
+        previous: dns::Previous,
+        content: String,
+    },
 }
 
 impl Change {
@@ -35,6 +41,17 @@ impl Change {
             Self::Sysctl { key, value, .. } => format!("sysctl -w {key}={value}"),
             Self::NftTable { payload, .. } => nft::show_batch(payload),
             Self::Route(r) => format!("ip route add {r}"),
+            Self::Dns { path, content, .. } => {
+                let servers: Vec<&str> = content
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("nameserver "))
+                    .collect();
+                format!(
+                    "write {} (nameserver {})",
+                    path.display(),
+                    servers.join(", ")
+                )
+            }
         }
     }
 
@@ -44,6 +61,7 @@ impl Change {
             Self::Sysctl { key, previous, .. } => format!("sysctl -w {key}={previous}"),
             Self::NftTable { undo, .. } => nft::show_batch(undo),
             Self::Route(r) => format!("ip route del {r}"),
+            Self::Dns { path, .. } => format!("restore {}", path.display()),
         }
     }
 }
@@ -143,6 +161,38 @@ impl Backend {
         }
     }
 
+    /// What the resolver file at `path` is now.
+    pub(crate) fn dns_previous(&self, path: &Path) -> Result<dns::Previous, NetcfgError> {
+        match self {
+            Self::System { .. } => dns::read_previous(path),
+            Self::Memory(m) => Ok(m.resolv_previous()),
+        }
+    }
+
+    /// The text the system resolves with now.
+    pub(crate) fn dns_text(&self, path: &Path) -> String {
+        match self {
+            Self::System { .. } => dns::current_text(path),
+            Self::Memory(m) => m.resolv_conf().unwrap_or_default(),
+        }
+    }
+
+    /// Puts back what a run that did not undo left in the resolver file (real host
+    /// only); the journal is forgotten. Whether anything was put back.
+    pub(crate) fn dns_leftover(&self) -> Result<bool, NetcfgError> {
+        match self {
+            Self::System { .. } => {
+                let Some((path, previous)) = dns::journal_recorded() else {
+                    return Ok(false);
+                };
+                let restored = dns::revert(&path, &previous)?;
+                dns::journal_forget();
+                Ok(restored)
+            }
+            Self::Memory(_) => Ok(false),
+        }
+    }
+
     /// What a run that did not undo recorded as the previous value of `key` (real host
     /// only), forgotten once read.
     pub(crate) fn take_journal(&self, key: &'static str) -> Option<String> {
@@ -188,6 +238,25 @@ impl Backend {
             }
             (Self::System { .. }, Change::Route(r)) => routes::imp::add(r).await,
             (Self::Memory(m), Change::Route(r)) => m.route_add(r),
+            (
+                Self::System { .. },
+                Change::Dns {
+                    path,
+                    previous,
+                    content,
+                },
+            ) => {
+                dns::journal_record(path, previous)?;
+                let written = dns::write_file(path, content.as_bytes());
+                if written.is_err() {
+                    dns::journal_forget();
+                }
+                written.map(|()| true)
+            }
+            (Self::Memory(m), Change::Dns { content, .. }) => {
+                m.set_resolv_conf(Some(content.as_str()));
+                Ok(true)
+            }
         }
     }
 
@@ -207,6 +276,15 @@ impl Backend {
                 if !self.route_del(r).await? {
                     tracing::debug!(route = %r, "route already gone");
                 }
+                Ok(())
+            }
+            (Self::System { .. }, Change::Dns { path, previous, .. }) => {
+                dns::revert(path, previous)?;
+                dns::journal_forget();
+                Ok(())
+            }
+            (Self::Memory(m), Change::Dns { previous, .. }) => {
+                m.restore_resolv(previous);
                 Ok(())
             }
         }

@@ -35,6 +35,9 @@ pub struct HostConfig {
     nat_applied: bool,
     routes_applied: bool,
     kill_switch_applied: bool,
+    dns_applied: bool,
+    /// The resolver file [`apply_dns`](Self::apply_dns) rewrites.
+    resolv_conf: PathBuf,
     /// The role claimed ([`HostConfig::claim`]): what cleanup looks for.
     role: Option<crate::Role>,
     /// The instance lock, held for this value's life.
@@ -51,6 +54,8 @@ impl HostConfig {
             nat_applied: false,
             routes_applied: false,
             kill_switch_applied: false,
+            dns_applied: false,
+            resolv_conf: PathBuf::from(crate::dns::RESOLV_CONF),
             role: None,
             lock: None,
         }
@@ -104,6 +109,14 @@ impl HostConfig {
         if let Backend::System { nft } = &mut self.backend {
             *nft = Some(program.into());
         }
+        self
+    }
+
+    /// Rewrites this file instead of `/etc/resolv.conf` in
+    /// [`apply_dns`](Self::apply_dns).
+    #[must_use]
+    pub fn with_resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolv_conf = path.into();
         self
     }
 
@@ -343,7 +356,39 @@ impl HostConfig {
     /// A second journal on the same host (same backend, same dry-run setting), with no
     /// role and no lock: for changes with a life of their own (live split routes).
     pub fn sibling(&self) -> Self {
-        Self::with_backend(self.backend.clone()).with_dry_run(self.dry_run)
+        Self::with_backend(self.backend.clone())
+            .with_dry_run(self.dry_run)
+            .with_resolv_conf(self.resolv_conf.clone())
+    }
+
+    /// Client, while the tunnel is up: the system resolves with `servers`: the resolver
+    /// file is rewritten with them (its `search`, `domain` and `options` lines kept),
+    /// after journalling what it was under `/run/aura`. [`undo`](Self::undo) puts it back
+    /// exactly (content, link or absence) unless someone rewrote it meanwhile.
+    ///
+    /// # Errors
+    /// [`NetcfgError::InvalidPlan`] for an empty list; already applied; the file cannot
+    /// be read, journalled or written (then it is unchanged).
+    pub async fn apply_dns(&mut self, servers: &[IpAddr]) -> Result<(), NetcfgError> {
+        if self.dns_applied {
+            return Err(NetcfgError::AlreadyApplied("the DNS configuration"));
+        }
+        if servers.is_empty() {
+            return Err(NetcfgError::InvalidPlan(
+                "no resolver to point the system at".into(),
+            ));
+        }
+        let path = self.resolv_conf.clone();
+        let previous = self.backend.dns_previous(&path)?;
+        let content = crate::dns::render(&self.backend.dns_text(&path), servers);
+        self.perform(Change::Dns {
+            path,
+            previous,
+            content,
+        })
+        .await?;
+        self.dns_applied = true;
+        Ok(())
     }
 
     /// Client, while the tunnel is up: one split route. DIRECT: `dst/prefix` along
@@ -490,6 +535,7 @@ impl HostConfig {
         self.nat_applied = false;
         self.routes_applied = false;
         self.kill_switch_applied = false;
+        self.dns_applied = false;
         if failed.is_empty() {
             return Ok(());
         }
@@ -560,6 +606,11 @@ impl HostConfig {
                 self.backend.write_sysctl(key, &previous)?;
             }
             self.planned.push(format!("sysctl -w {key}={previous}"));
+        }
+        if client && !self.dry_run && self.backend.dns_leftover()? {
+            found = true;
+            tracing::warn!("resolver file left rewritten by an earlier run: restored it");
+            self.planned.push("restore the resolver file".into());
         }
         let leftover_routes = if client {
             self.backend.own_routes().await?

@@ -63,6 +63,7 @@
 //! ```
 
 mod backend;
+pub mod dns;
 mod error;
 pub mod forwarding;
 mod host;

@@ -26,6 +26,8 @@ struct State {
     tables: std::collections::BTreeMap<String, String>,
     links: Vec<String>,
     routes: Vec<MemRoute>,
+    /// `/etc/resolv.conf`; `None`: absent.
+    resolv: Option<String>,
 }
 
 /// A simulated host; clones share one state, so a test keeps a clone to inspect
@@ -47,6 +49,8 @@ pub struct MemorySnapshot {
     pub nft_client_table: Option<String>,
     /// The main table, each route in `ip route` syntax, in insertion order.
     pub routes: Vec<String>,
+    /// `/etc/resolv.conf`, if there is one.
+    pub resolv_conf: Option<String>,
 }
 
 impl Default for MemoryHost {
@@ -65,6 +69,7 @@ impl MemoryHost {
                 tables: std::collections::BTreeMap::new(),
                 links: vec!["lo".into()],
                 routes: Vec::new(),
+                resolv: Some("nameserver 192.0.2.53\n".into()),
             })),
         }
     }
@@ -139,6 +144,40 @@ impl MemoryHost {
         Ok(())
     }
 
+    /// Sets `/etc/resolv.conf` (`None`: removes it). A new host has
+    /// `nameserver 192.0.2.53`.
+    pub fn set_resolv_conf(&self, text: Option<&str>) {
+        self.lock().resolv = text.map(str::to_owned);
+    }
+
+    /// `/etc/resolv.conf`, if there is one.
+    pub fn resolv_conf(&self) -> Option<String> {
+        self.lock().resolv.clone()
+    }
+
+    pub(crate) fn resolv_previous(&self) -> crate::dns::Previous {
+        match &self.lock().resolv {
+            Some(t) => crate::dns::Previous::File(t.clone().into_bytes()),
+            None => crate::dns::Previous::Absent,
+        }
+    }
+
+    pub(crate) fn restore_resolv(&self, previous: &crate::dns::Previous) {
+        let mut s = self.lock();
+        if !s
+            .resolv
+            .as_deref()
+            .is_some_and(|t| crate::dns::is_ours(t.as_bytes()))
+        {
+            return;
+        }
+        s.resolv = match previous {
+            crate::dns::Previous::File(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            crate::dns::Previous::Symlink(t) => Some(format!("(link to {})", t.display())),
+            crate::dns::Previous::Absent => None,
+        };
+    }
+
     /// The interface `addr` is routed through now (`ip route get`), if any.
     pub fn route_get(&self, addr: IpAddr) -> Option<String> {
         self.lookup(addr).map(|l| l.dev)
@@ -151,6 +190,7 @@ impl MemoryHost {
             ip_forward: s.ip_forward.clone(),
             nft_table: s.tables.get(crate::nat::TABLE_NAME).cloned(),
             nft_client_table: s.tables.get(crate::killswitch::TABLE_NAME).cloned(),
+            resolv_conf: s.resolv.clone(),
             routes: s
                 .routes
                 .iter()

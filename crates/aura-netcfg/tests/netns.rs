@@ -374,3 +374,65 @@ fn forwarding_left_on_by_a_killed_run_is_restored_at_the_next_start() {
     });
     assert_eq!(ns.state(true), before);
 }
+
+#[test]
+fn the_resolver_file_comes_back_after_undo_and_after_a_crash() {
+    let Some(ns) = Netns::new("dns", false) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("aura-netcfg-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("resolv.conf");
+    let original = "# from the LAN\nnameserver 192.168.1.1\nsearch lan\n";
+    std::fs::write(&path, original).unwrap();
+    let servers = [ip("10.77.0.1"), ip("fd00::53")];
+    let written = format!(
+        "{}\nnameserver 10.77.0.1\nnameserver fd00::53\nsearch lan\n",
+        aura_netcfg::dns::MARKER
+    );
+
+    // Undo puts the file back byte for byte.
+    ns.run(|| async {
+        let mut host = HostConfig::system().with_resolv_conf(&path);
+        host.claim(aura_netcfg::Role::Client).unwrap();
+        host.apply_dns(&servers).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+        host.undo().await.unwrap();
+    });
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+    // A run killed before it could undo: the next client start puts it back.
+    ns.run(|| async {
+        let mut host = HostConfig::system().with_resolv_conf(&path);
+        host.apply_dns(&servers).await.unwrap();
+        std::mem::forget(host);
+    });
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
+    let found = ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.claim(aura_netcfg::Role::Client).unwrap();
+        let found = host.cleanup_leftovers().await.unwrap();
+        assert!(!host.cleanup_leftovers().await.unwrap(), "found once");
+        found
+    });
+    assert!(found);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+
+    // Rewritten by someone else after the crash: theirs is kept.
+    ns.run(|| async {
+        let mut host = HostConfig::system().with_resolv_conf(&path);
+        host.apply_dns(&servers).await.unwrap();
+        std::mem::forget(host);
+    });
+    std::fs::write(&path, "nameserver 9.9.9.9\n").unwrap();
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.claim(aura_netcfg::Role::Client).unwrap();
+        assert!(!host.cleanup_leftovers().await.unwrap());
+    });
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "nameserver 9.9.9.9\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -56,6 +56,9 @@ pub enum DaemonError {
     /// A split-tunnel rule's route (the message names the rule).
     #[error("split tunnelling: {0}")]
     Routes(String),
+    /// DNS for the tunnel cannot be served or set.
+    #[error("DNS: {0}")]
+    Dns(String),
     /// The carriers.
     #[error("{0}")]
     Transport(#[from] TransportError),

@@ -370,6 +370,11 @@ pub struct ServerOptions {
     pub nat: Option<Option<String>>,
     /// What clients reach besides the internet (`[server.firewall]`), with the NAT.
     pub firewall: aura_netcfg::FirewallPlan,
+    /// Resolvers named to clients (`[server] dns`); `None`: the server's tunnel address,
+    /// where it forwards to the host's resolvers (`resolv_conf`).
+    pub dns: Option<Vec<IpAddr>>,
+    /// Where the host's resolvers are read from when the server forwards DNS.
+    pub resolv_conf: PathBuf,
     /// Host changes are logged, not made.
     pub dry_run: bool,
     /// CRL upkeep.
@@ -438,6 +443,8 @@ impl ServerOptions {
                 .auto
                 .then(|| cfg.server.nat.egress_iface.clone()),
             firewall: firewall_plan(&cfg.server.firewall),
+            dns: cfg.server.dns.clone(),
+            resolv_conf: PathBuf::from(aura_netcfg::dns::RESOLV_CONF),
             dry_run: cfg.server.nat.dry_run,
             crl: CrlOptions {
                 push: cfg.pki.crl_push,
@@ -575,6 +582,8 @@ pub struct ClientOptions {
     pub routing: Routing,
     /// `[client] kill_switch`.
     pub kill_switch: bool,
+    /// `[client] dns`: whose resolvers the system uses while the tunnel is up.
+    pub dns: aura_config::ClientDns,
     /// Largest tunnel MTU (the server's may be smaller).
     pub mtu: u16,
     /// Accept CRLs the server pushes.
@@ -663,6 +672,7 @@ impl ClientOptions {
             mtu: cfg.tunnel.mtu,
             routing: Routing::from_config(&cfg.tunnel),
             kill_switch: cfg.client.kill_switch,
+            dns: cfg.client.dns.clone(),
             accept_pushed_crl: cfg.pki.accept_pushed_crl,
             admin_socket: cfg.client.admin_socket.clone(),
             redact: Redact(cfg.client.no_logs),

@@ -61,6 +61,7 @@ fn host(
     mpsc::UnboundedReceiver<(Ipv4Addr, MemTunHost)>,
 ) {
     let memory = MemoryHost::new();
+    memory.set_resolv_conf(Some("nameserver 192.0.2.53\nsearch lan\n"));
     memory.add_link("eth0");
     memory
         .add_route(
@@ -285,6 +286,26 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     })
     .await
     .expect("the client never routed through its TUN");
+    // The system resolves with the server's tunnel address (the default `[server] dns`),
+    // the file's other lines kept.
+    let lan_resolv = a_memory.resolv_conf();
+    timeout(T, async {
+        while !a_memory
+            .resolv_conf()
+            .is_some_and(|t| t.contains("nameserver 10.77.0.1\n"))
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the client never pointed the system at the server's resolver");
+    let resolv = a_memory.resolv_conf().unwrap();
+    assert!(resolv.starts_with(aura_netcfg::dns::MARKER), "{resolv}");
+    assert!(resolv.contains("search lan\n"), "{resolv}");
+    assert!(
+        !resolv.contains("192.0.2.53"),
+        "the LAN resolver is gone: {resolv}"
+    );
     assert_eq!(s_memory.snapshot().ip_forward, "1");
     assert!(s_memory.snapshot().nft_table.is_some());
 
@@ -361,6 +382,11 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
         a_memory.route_get(IpAddr::V4(INTERNET)).as_deref(),
         Some("eth0"),
         "the client restored its routes"
+    );
+    assert_eq!(
+        a_memory.resolv_conf(),
+        lan_resolv,
+        "the client restored the resolver file"
     );
     server.stop().await.unwrap();
 }

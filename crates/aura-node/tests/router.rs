@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aura_node::device::DeviceWriter;
 use aura_node::server::pool::IpPool;
 use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
-use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage};
+use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage, DnsAssign};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet};
 use aura_transport::camo::mask::MaskSeed;
@@ -99,8 +99,10 @@ async fn dispatch_antispoofing_and_release() {
     tokio::spawn(router.clone().device_loop(device.clone()));
     let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
     tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let resolvers: Vec<std::net::IpAddr> = vec!["10.77.0.1".parse().unwrap()];
     let welcome = |extra: Vec<Vec<u8>>| Welcome {
         mtu: 1280,
+        dns: resolvers.clone(),
         extra,
         since: 0,
     };
@@ -140,8 +142,16 @@ async fn dispatch_antispoofing_and_release() {
         "static entry honoured"
     );
     assert_ne!(alice_ip, bob_ip);
-    // Each client is told its address first; alice then gets the extra packet.
+    // Each client is told its resolvers, then its address; alice then gets the extra
+    // packet.
     for (c, ip) in [(&mut alice_c, alice_ip), (&mut bob_c, bob_ip)] {
+        let dns = timeout(T, c.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            ControlMessage::decode(&dns).unwrap(),
+            ControlMessage::DnsAssign(DnsAssign {
+                servers: resolvers.clone()
+            })
+        );
         let first = timeout(T, c.recv()).await.unwrap().unwrap();
         assert_eq!(
             ControlMessage::decode(&first).unwrap(),
@@ -157,11 +167,15 @@ async fn dispatch_antispoofing_and_release() {
         timeout(T, alice_c.recv()).await.unwrap().unwrap(),
         b"extra".to_vec()
     );
-    // Asking again (a reconnect the server took for a rekey) gets the address again.
+    // Asking again (a reconnect the server took for a rekey) gets both again.
     alice_c
         .send(ControlMessage::from(AddressRequest).encode().unwrap())
         .await
         .unwrap();
+    assert!(matches!(
+        ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
+        ControlMessage::DnsAssign(d) if d.servers == resolvers
+    ));
     assert!(matches!(
         ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
         ControlMessage::AddressAssign(a) if a.address == alice_ip

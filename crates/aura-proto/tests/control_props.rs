@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
     self, AddressAssign, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed, CircuitReady,
-    ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk, Envelope,
+    ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk, DnsAssign, Envelope,
     ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, MAX_ENVELOPE_LEN,
     MAX_PAYLOAD_LEN, MAX_REASON_LEN, chunk_crl, decode, encode, encode_into, is_control,
 };
@@ -26,6 +26,50 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
         (any::<[u8; 16]>(), any::<u16>())
             .prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
     ]
+}
+
+/// Whether a resolver address is one a [`DnsAssign`] may carry (written out here, independently
+/// of the codec).
+fn usable_resolver(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let mapped = v6.segments()[..6] == [0, 0, 0, 0, 0, 0xffff];
+            !(mapped || v6.is_unspecified() || v6.is_loopback() || v6.is_multicast())
+        }
+    }
+}
+
+/// A usable resolver address, IPv4 or IPv6 (a few fixed neighbours of the rejected ranges
+/// mixed in with random ones).
+fn resolver() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(|ip| IpAddr::V4(Ipv4Addr::from(ip))),
+        any::<[u8; 16]>().prop_map(|ip| IpAddr::V6(Ipv6Addr::from(ip))),
+        prop::sample::select(vec![
+            IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(126, 255, 255, 255)),
+            IpAddr::V4(Ipv4Addr::new(128, 0, 0, 0)),
+            IpAddr::V4(Ipv4Addr::new(223, 255, 255, 255)),
+            IpAddr::V4(Ipv4Addr::new(240, 0, 0, 0)),
+            IpAddr::V4(Ipv4Addr::new(255, 255, 255, 254)),
+            IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2)),
+            IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xfffe, 0x0a4d, 1)),
+            IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0x0a4d, 1)),
+            IpAddr::V6(Ipv6Addr::new(0xfeff, 0, 0, 0, 0, 0, 0, 1)),
+        ]),
+    ]
+    .prop_filter("a usable resolver", |&ip| usable_resolver(ip))
+}
+
+/// A valid resolver list: 0 to `MAX_SERVERS` distinct usable addresses, in random order.
+fn dns_assign() -> impl Strategy<Value = DnsAssign> {
+    proptest::collection::btree_set(resolver(), 0..=DnsAssign::MAX_SERVERS)
+        .prop_map(|set| set.into_iter().collect::<Vec<_>>())
+        .prop_shuffle()
+        .prop_map(|servers| DnsAssign { servers })
 }
 
 /// A reason of at most `MAX_REASON_LEN` bytes (multi-byte characters included).
@@ -87,7 +131,8 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
                 ControlMessage::from(assign).encode().ok()
             }
         ),
-        (8u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
+        dns_assign().prop_map(|dns| ControlMessage::from(dns).encode().unwrap()),
+        (9u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
             ControlKind::from_u8(kind),
             &payload
         )
@@ -118,7 +163,7 @@ proptest! {
         prop_assert_eq!(kind.to_u8(), byte);
         prop_assert_eq!(ControlKind::from_u8(kind.to_u8()), kind);
         if let ControlKind::Unknown(n) = kind {
-            prop_assert!(!(1..=7).contains(&n));
+            prop_assert!(!(1..=8).contains(&n));
         }
     }
 
@@ -240,6 +285,71 @@ proptest! {
         bytes.extend_from_slice(&data);
         let is_oob = matches!(CrlChunk::decode(&bytes), Err(ControlError::ChunkOutOfBounds { .. }));
         prop_assert!(is_oob);
+    }
+
+    #[test]
+    fn dns_assign_round_trip(dns in dns_assign()) {
+        let expected_len = 1 + dns
+            .servers
+            .iter()
+            .map(|ip| if ip.is_ipv4() { 5 } else { 17 })
+            .sum::<usize>();
+        prop_assert_eq!(dns.encoded_len(), expected_len);
+        prop_assert_eq!(dns.validate(), Ok(()));
+        let mut payload = vec![0; expected_len];
+        prop_assert_eq!(dns.encode_into(&mut payload), Ok(expected_len));
+        prop_assert_eq!(usize::from(payload[0]), dns.servers.len());
+        prop_assert_eq!(DnsAssign::decode(&payload), Ok(dns.clone()));
+        let short = dns.encode_into(&mut vec![0; expected_len - 1]);
+        prop_assert_eq!(
+            short,
+            Err(ControlError::BufferTooSmall { needed: expected_len, have: expected_len - 1 })
+        );
+        let packet = ControlMessage::from(dns.clone()).encode().unwrap();
+        prop_assert_eq!(&packet, &control::encode(ControlKind::DnsAssign, &payload).unwrap());
+        prop_assert_eq!(ControlMessage::decode(&packet), Ok(ControlMessage::DnsAssign(dns)));
+    }
+
+    #[test]
+    fn dns_assign_decode_is_canonical(
+        entries in proptest::collection::vec(
+            (prop_oneof![4 => Just(4u8), 4 => Just(6u8), 1 => any::<u8>()], any::<[u8; 16]>()),
+            0..=9,
+        ),
+        count in proptest::option::weighted(0.2, 0u8..=9),
+        cut in proptest::option::weighted(0.2, 1usize..8),
+        extra in prop_oneof![3 => Just(Vec::new()), 1 => proptest::collection::vec(any::<u8>(), 1..3)],
+    ) {
+        // Mostly well-formed entries (the right count, no cut, nothing after), sometimes a wrong
+        // count, a cut or trailing bytes.
+        let mut payload = vec![count.unwrap_or(u8::try_from(entries.len()).unwrap())];
+        for (family, address) in &entries {
+            payload.push(*family);
+            let len = if *family == 4 { 4 } else { 16 };
+            payload.extend_from_slice(&address[..len]);
+        }
+        payload.truncate(payload.len().saturating_sub(cut.unwrap_or(0)));
+        payload.extend_from_slice(&extra);
+        match DnsAssign::decode(&payload) {
+            Ok(dns) => {
+                prop_assert!(dns.servers.len() <= DnsAssign::MAX_SERVERS);
+                prop_assert!(dns.servers.iter().all(|&ip| usable_resolver(ip)));
+                prop_assert_eq!(dns.validate(), Ok(()));
+                let mut out = vec![0; dns.encoded_len()];
+                prop_assert_eq!(dns.encode_into(&mut out), Ok(payload.len()));
+                prop_assert_eq!(out, payload);
+            }
+            Err(ControlError::PayloadTruncated { kind: ControlKind::DnsAssign, needed, have }) => {
+                prop_assert_eq!(have, payload.len());
+                prop_assert!(needed > have);
+            }
+            Err(ControlError::PayloadLength { kind: ControlKind::DnsAssign, expected, actual }) => {
+                prop_assert_eq!(actual, payload.len());
+                prop_assert!(expected < actual);
+            }
+            Err(ControlError::BadDns(_)) => {}
+            Err(other) => prop_assert!(false, "unexpected error {:?}", other),
+        }
     }
 
     #[test]
@@ -585,13 +695,321 @@ fn address_assign_round_trip_and_rejections() {
     ));
 }
 
+/// The frozen `DnsAssign` vector: servers [10.77.0.1, fd00::53], as a whole envelope.
+const DNS_ASSIGN_VECTOR: [u8; 32] = [
+    0xAA, 0xAA, 0xC0, 0x01, // magic
+    0x08, // kind 8: DnsAssign
+    0x00, 0x00, 0x00, 0x17, // payload length: 23
+    0x02, // count
+    0x04, 0x0A, 0x4D, 0x00, 0x01, // family 4, 10.77.0.1
+    0x06, // family 6, then fd00::53 (16 bytes)
+    0xFD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x53, //
+];
+
+fn dns(servers: &[&str]) -> DnsAssign {
+    DnsAssign {
+        servers: servers.iter().map(|s| s.parse().unwrap()).collect(),
+    }
+}
+
+/// A `DnsAssign` payload for `servers`, built by hand (family 4 for IPv4, 6 for IPv6), with no
+/// validation: what a broken or hostile server could send.
+fn dns_payload(servers: &[&str]) -> Vec<u8> {
+    let mut payload = vec![u8::try_from(servers.len()).unwrap()];
+    for s in servers {
+        match s.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(v4) => {
+                payload.push(4);
+                payload.extend_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                payload.push(6);
+                payload.extend_from_slice(&v6.octets());
+            }
+        }
+    }
+    payload
+}
+
+#[test]
+fn known_answer_dns_assign() {
+    let assign = dns(&["10.77.0.1", "fd00::53"]);
+    assert_eq!(assign.encoded_len(), 23);
+    let packet = ControlMessage::from(assign.clone()).encode().unwrap();
+    assert_eq!(packet, DNS_ASSIGN_VECTOR);
+    let mut out = [0u8; 40];
+    assert_eq!(
+        ControlMessage::from(assign.clone()).encode_into(&mut out),
+        Ok(32)
+    );
+    assert_eq!(out[..32], DNS_ASSIGN_VECTOR);
+    assert_eq!(
+        ControlMessage::decode(&DNS_ASSIGN_VECTOR),
+        Ok(ControlMessage::DnsAssign(assign.clone()))
+    );
+    assert_eq!(
+        DnsAssign::decode(&DNS_ASSIGN_VECTOR[HEADER_LEN..]),
+        Ok(assign.clone())
+    );
+    let envelope = decode(&DNS_ASSIGN_VECTOR).unwrap();
+    assert_eq!(envelope.kind, ControlKind::DnsAssign);
+    assert_eq!(envelope.kind, DnsAssign::KIND);
+    assert_eq!(u8::from(ControlKind::DnsAssign), 8);
+    // A hand-built `Unknown(8)` is read as the kind it names.
+    assert_eq!(
+        ControlMessage::parse(Envelope {
+            kind: ControlKind::Unknown(8),
+            payload: envelope.payload,
+        }),
+        Ok(ControlMessage::DnsAssign(assign))
+    );
+
+    // Count 0: the server names no resolver.
+    let none = [0xAA, 0xAA, 0xC0, 0x01, 0x08, 0x00, 0x00, 0x00, 0x01, 0x00];
+    assert_eq!(
+        ControlMessage::from(DnsAssign::default()).encode().unwrap(),
+        none
+    );
+    assert_eq!(
+        ControlMessage::decode(&none),
+        Ok(ControlMessage::DnsAssign(DnsAssign {
+            servers: Vec::new()
+        }))
+    );
+
+    // The order of the list is kept (it is the order of preference).
+    let reversed = dns(&["fd00::53", "10.77.0.1"]);
+    let packet = ControlMessage::from(reversed.clone()).encode().unwrap();
+    assert_eq!(&packet[HEADER_LEN..HEADER_LEN + 2], &[2, 6]);
+    assert_eq!(
+        ControlMessage::decode(&packet),
+        Ok(ControlMessage::DnsAssign(reversed))
+    );
+
+    // The most a list can take: eight IPv6 resolvers.
+    let eight: Vec<String> = (1..=8).map(|i| format!("2001:db8::{i}")).collect();
+    let eight: Vec<&str> = eight.iter().map(String::as_str).collect();
+    let full = dns(&eight);
+    assert_eq!(full.encoded_len(), 1 + 8 * 17);
+    assert_eq!(DnsAssign::decode(&dns_payload(&eight)), Ok(full));
+}
+
+/// Checks that `servers` is rejected with `BadDns(problem)` on both sides: by the decoder (sent
+/// by hand) and by `validate`/`encode_into`, which leave the output buffer untouched.
+fn dns_rejected(servers: &[&str], problem: &'static str) {
+    let expected = Err(ControlError::BadDns(problem));
+    let payload = dns_payload(servers);
+    assert_eq!(
+        DnsAssign::decode(&payload).map(|_| ()),
+        expected,
+        "{servers:?}"
+    );
+    assert_eq!(
+        ControlMessage::decode(&env(8, &payload)).map(|_| ()),
+        expected,
+        "{servers:?}"
+    );
+    let assign = dns(servers);
+    assert_eq!(assign.validate(), expected, "{servers:?}");
+    let mut out = [0x5A; 256];
+    assert_eq!(
+        assign.encode_into(&mut out).map(|_| ()),
+        expected,
+        "{servers:?}"
+    );
+    assert_eq!(
+        ControlMessage::from(assign.clone())
+            .encode_into(&mut out)
+            .map(|_| ()),
+        expected,
+        "{servers:?}"
+    );
+    assert!(
+        out.iter().all(|&b| b == 0x5A),
+        "{servers:?}: wrote before validating"
+    );
+    assert_eq!(
+        ControlMessage::from(assign).encode().map(|_| ()),
+        expected,
+        "{servers:?}"
+    );
+}
+
+#[test]
+fn dns_assign_rejects_too_many() {
+    let nine: Vec<String> = (1..=9).map(|i| format!("10.0.0.{i}")).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    dns_rejected(&nine, "more than 8 resolvers");
+    // The count alone is enough: nothing after it is read.
+    assert_eq!(
+        DnsAssign::decode(&[9]),
+        Err(ControlError::BadDns("more than 8 resolvers"))
+    );
+    assert_eq!(
+        DnsAssign::decode(&[255]),
+        Err(ControlError::BadDns("more than 8 resolvers"))
+    );
+}
+
+#[test]
+fn dns_assign_rejects_bad_family() {
+    for family in [0u8, 1, 5, 41, 255] {
+        let mut payload = vec![1, family];
+        payload.extend_from_slice(&[10, 77, 0, 1]);
+        assert_eq!(
+            DnsAssign::decode(&payload),
+            Err(ControlError::BadDns("address family must be 4 or 6")),
+            "family {family}"
+        );
+    }
+    // In the second entry too.
+    let mut payload = dns_payload(&["10.77.0.1", "10.77.0.2"]);
+    payload[6] = 46;
+    assert_eq!(
+        DnsAssign::decode(&payload),
+        Err(ControlError::BadDns("address family must be 4 or 6"))
+    );
+}
+
+#[test]
+fn dns_assign_rejects_truncated() {
+    let truncated = |needed, have| ControlError::PayloadTruncated {
+        kind: ControlKind::DnsAssign,
+        needed,
+        have,
+    };
+    // No count byte.
+    assert_eq!(DnsAssign::decode(&[]), Err(truncated(1, 0)));
+    assert_eq!(ControlMessage::decode(&env(8, &[])), Err(truncated(1, 0)));
+    // A count with no entry.
+    assert_eq!(DnsAssign::decode(&[1]), Err(truncated(2, 1)));
+    // An IPv4 entry cut short.
+    assert_eq!(DnsAssign::decode(&[1, 4, 10, 77, 0]), Err(truncated(6, 5)));
+    // An IPv6 entry cut short (an IPv4 address behind family 6).
+    assert_eq!(
+        DnsAssign::decode(&[1, 6, 10, 77, 0, 1]),
+        Err(truncated(18, 6))
+    );
+    // Fewer entries than the count announces.
+    let two = dns_payload(&["10.77.0.1", "fd00::53"]);
+    assert_eq!(DnsAssign::decode(&two[..6]), Err(truncated(7, 6)));
+    let mut three = two.clone();
+    three[0] = 3;
+    assert_eq!(DnsAssign::decode(&three), Err(truncated(24, 23)));
+    for cut in 1..two.len() {
+        assert!(
+            matches!(
+                DnsAssign::decode(&two[..cut]),
+                Err(ControlError::PayloadTruncated { .. })
+            ),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn dns_assign_rejects_trailing_bytes() {
+    let trailing = |expected, actual| ControlError::PayloadLength {
+        kind: ControlKind::DnsAssign,
+        expected,
+        actual,
+    };
+    assert_eq!(DnsAssign::decode(&[0, 0]), Err(trailing(1, 2)));
+    let mut one = dns_payload(&["10.77.0.1"]);
+    one.push(4);
+    assert_eq!(DnsAssign::decode(&one), Err(trailing(6, 7)));
+    // A second entry the count does not announce.
+    let mut two = dns_payload(&["10.77.0.1", "fd00::53"]);
+    two[0] = 1;
+    assert_eq!(DnsAssign::decode(&two), Err(trailing(6, 23)));
+    let mut packet = env(8, &two);
+    assert_eq!(ControlMessage::decode(&packet), Err(trailing(6, 23)));
+    packet.push(0);
+    assert!(matches!(
+        ControlMessage::decode(&packet),
+        Err(ControlError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn dns_assign_rejects_duplicates() {
+    dns_rejected(&["10.77.0.1", "10.77.0.1"], "duplicate resolver");
+    dns_rejected(&["fd00::53", "10.77.0.1", "fd00::53"], "duplicate resolver");
+    dns_rejected(
+        &["1.1.1.1", "8.8.8.8", "9.9.9.9", "8.8.8.8"],
+        "duplicate resolver",
+    );
+    // The same address written differently is still the same address.
+    dns_rejected(&["fd00::53", "fd00:0:0:0:0:0:0:53"], "duplicate resolver");
+}
+
+#[test]
+fn dns_assign_rejects_unusable_addresses() {
+    dns_rejected(&["0.0.0.0"], "unspecified resolver address");
+    dns_rejected(&["::"], "unspecified resolver address");
+    dns_rejected(&["127.0.0.1"], "loopback resolver address");
+    dns_rejected(&["127.0.0.53"], "loopback resolver address");
+    dns_rejected(&["::1"], "loopback resolver address");
+    dns_rejected(&["224.0.0.251"], "multicast resolver address");
+    dns_rejected(&["239.255.255.250"], "multicast resolver address");
+    dns_rejected(&["ff02::fb"], "multicast resolver address");
+    dns_rejected(&["255.255.255.255"], "broadcast resolver address");
+    let mapped = "IPv4-mapped IPv6 resolver address (send it as family 4)";
+    // `dns_payload` sends an IPv6 address as family 6, mapped ones included.
+    dns_rejected(&["::ffff:10.77.0.1"], mapped);
+    dns_rejected(&["::ffff:127.0.0.1"], mapped);
+    dns_rejected(&["::ffff:0.0.0.0"], mapped);
+    // Behind a good entry too: the first bad entry names the error.
+    dns_rejected(
+        &["10.77.0.1", "fd00::53", "::1"],
+        "loopback resolver address",
+    );
+    dns_rejected(
+        &["10.77.0.1", "0.0.0.0", "::1"],
+        "unspecified resolver address",
+    );
+    // Neighbours of the rejected ranges are accepted.
+    for ok in [
+        "0.0.0.1",
+        "126.255.255.255",
+        "128.0.0.1",
+        "223.255.255.255",
+        "255.255.255.254",
+        "::2",
+        "::fffe:a4d:1",
+        "64:ff9b::a4d:1",
+        "fe80::1",
+    ] {
+        assert_eq!(
+            DnsAssign::decode(&dns_payload(&[ok])),
+            Ok(dns(&[ok])),
+            "{ok}"
+        );
+    }
+}
+
+#[test]
+fn dns_assign_error_text() {
+    assert_eq!(
+        ControlError::BadDns("duplicate resolver").to_string(),
+        "unusable DNS resolver list: duplicate resolver"
+    );
+    assert_eq!(
+        DnsAssign::decode(&[1, 4, 127, 0, 0, 1])
+            .unwrap_err()
+            .to_string(),
+        "unusable DNS resolver list: loopback resolver address"
+    );
+}
+
 #[test]
 fn kind_normalisation() {
     for byte in 0..=u8::MAX {
         let kind = ControlKind::from_u8(byte);
         assert_eq!(kind.to_u8(), byte);
-        assert_eq!(kind.is_known(), (1..=7).contains(&byte));
-        if (1..=7).contains(&byte) {
+        assert_eq!(kind.is_known(), (1..=8).contains(&byte));
+        if (1..=8).contains(&byte) {
             assert_ne!(kind, ControlKind::Unknown(byte));
         }
     }

@@ -98,8 +98,30 @@ impl Netns {
             ));
         }
         let ns = Self { name };
+        // Programs run through `ip netns exec` see this file as `/etc/resolv.conf` (a
+        // bind mount), so a client that rewrites its resolvers inside changes this
+        // namespace's copy, never the host's.
+        let etc = ns.etc_dir();
+        std::fs::create_dir_all(&etc)
+            .and_then(|()| {
+                let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+                std::fs::write(etc.join("resolv.conf"), host)
+            })
+            .map_err(|e| format!("cannot make {}: {e}", etc.display()))?;
         ns.sh("ip link set lo up")?;
         Ok(ns)
+    }
+
+    /// `/etc/netns/<name>`: files `ip netns exec` mounts over `/etc` for what runs
+    /// inside. Holds `resolv.conf` (a copy of the host's when the namespace was made).
+    pub fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
+    }
+
+    /// This namespace's `/etc/resolv.conf`, as what runs inside through
+    /// [`command`](Self::command) sees it.
+    pub fn resolv_conf(&self) -> std::path::PathBuf {
+        self.etc_dir().join("resolv.conf")
     }
 
     /// The namespace's name.
@@ -189,5 +211,6 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        let _ = std::fs::remove_dir_all(self.etc_dir());
     }
 }

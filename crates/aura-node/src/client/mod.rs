@@ -7,8 +7,10 @@
 //! A refusal (revoked or expired certificate, wrong CA, wrong server name) ends the client
 //! with an error: retrying cannot fix it.
 //!
-//! On `shutdown` the routes are removed and the TUN deleted: the routing table is as it
-//! was before.
+//! While the tunnel is up the system resolves through it (`dns`, `[client] dns`).
+//!
+//! On `shutdown` the resolver file is put back, the routes are removed and the TUN
+//! deleted: the host is as it was before.
 //!
 //! - this file: start-up and the reconnect loop;
 //! - `state`: what one run keeps across sessions, and what `aura status` shows;
@@ -17,6 +19,7 @@
 //!
 //! Imports run one way: this file over `session` over `state` over `tunnel`.
 
+mod dns;
 mod routes;
 mod session;
 mod state;
@@ -170,7 +173,9 @@ pub async fn run_on<T: TunFactory>(
              server, DHCP and DIRECT networks"
         );
     }
+    let dns = dns::Dns::new(opts.dns.clone(), &host.netcfg);
     let mut client = Client {
+        dns,
         crl_number: creds::crl_number(&verifier),
         routes: book,
         opts,
@@ -195,6 +200,9 @@ pub async fn run_on<T: TunFactory>(
         .and_then(|t| t.current.borrow().clone());
     if let Some(s) = current {
         s.close().await;
+    }
+    if let Err(e) = client.dns.undo().await {
+        tracing::error!(error = %e, "could not restore the resolver configuration");
     }
     client.routes.lock().await.uninstall().await;
     let undo = client.host.netcfg.undo().await;

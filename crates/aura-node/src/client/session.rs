@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aura_pki::Verifier;
-use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck};
+use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck, DnsAssign};
 use aura_transport::dial::Dialed;
 use aura_transport::{DriverHandle, PacketConn};
 
@@ -19,6 +19,14 @@ use crate::{DaemonError, creds};
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the address is asked for until it arrives.
 const ASSIGN_ASK: Duration = Duration::from_secs(1);
+/// How long the address waits for the resolvers sent with it (lost or reordered).
+const DNS_GRACE: Duration = Duration::from_millis(2500);
+
+/// What a control message assigned.
+enum Assigned {
+    Address(AddressAssign),
+    Dns(DnsAssign),
+}
 /// Largest batch moved at once.
 const BATCH: usize = 128;
 
@@ -40,7 +48,20 @@ impl<T: TunFactory> Client<T> {
             exclude,
             assign,
         )
-        .await
+        .await?;
+        self.ensure_dns().await
+    }
+
+    /// The resolvers for the current tunnel, if any.
+    async fn ensure_dns(&mut self) -> Result<(), DaemonError> {
+        let Some(t) = &self.tunnel else {
+            return Ok(());
+        };
+        let name = aura_tun::PacketDevice::name(&*t.tun).to_owned();
+        let assign = t.assign;
+        self.dns
+            .ensure(&name, assign, self.opts.routing.enabled)
+            .await
     }
 
     /// One session: wait for the address, set the tunnel up, move packets until the
@@ -90,6 +111,7 @@ impl<T: TunFactory> Client<T> {
                 return Ok(());
             };
             let mut reassigned = None;
+            let mut renamed = false;
             for p in packets.iter() {
                 if control::is_control(p) {
                     controls.push(p.to_vec());
@@ -100,11 +122,21 @@ impl<T: TunFactory> Client<T> {
             packets.recycle();
             writer.flush().await;
             for p in std::mem::take(&mut controls) {
-                if let Some(a) = self.on_control(&p, &conn, &driver).await
-                    && a != self.tunnel.as_ref().map_or(a, |t| t.assign)
-                {
-                    reassigned = Some(a);
+                match self.on_control(&p, &conn, &driver).await {
+                    Some(Assigned::Address(a))
+                        if a != self.tunnel.as_ref().map_or(a, |t| t.assign) =>
+                    {
+                        reassigned = Some(a);
+                    }
+                    Some(Assigned::Dns(d)) => {
+                        self.dns.named(d.servers);
+                        renamed = true;
+                    }
+                    _ => {}
                 }
+            }
+            if renamed && reassigned.is_none() {
+                self.ensure_dns().await?;
             }
             if let Some(a) = reassigned {
                 tracing::info!(address = %redact.addr(&a.address), "the server assigned a new address");
@@ -119,8 +151,9 @@ impl<T: TunFactory> Client<T> {
     }
 
     /// Asks for the address every [`ASSIGN_ASK`] and reads until an [`AddressAssign`]
-    /// arrives (handling CRL pushes meanwhile; data packets before the address are
-    /// dropped). `None` when the session closed first.
+    /// arrives, and the [`DnsAssign`] the server sends with it (or [`DNS_GRACE`] passed
+    /// without one), handling CRL pushes meanwhile; data packets before the address are
+    /// dropped. `None` when the session closed first.
     async fn await_assign(
         &mut self,
         conn: &mut PacketConn,
@@ -129,6 +162,10 @@ impl<T: TunFactory> Client<T> {
     ) -> Option<AddressAssign> {
         let request = ControlMessage::from(AddressRequest).encode().ok()?;
         let mut ask = tokio::time::interval(ASSIGN_ASK);
+        let mut address = None;
+        let mut named = false;
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
         loop {
             batch.clear();
             let n = tokio::select! {
@@ -137,33 +174,49 @@ impl<T: TunFactory> Client<T> {
                     let _ = conn.send(request.clone()).await;
                     continue;
                 }
+                () = &mut grace, if address.is_some() => {
+                    tracing::warn!("the server named no resolvers with the address");
+                    return address;
+                }
             };
             if n == 0 {
                 return None;
             }
             let packets = std::mem::take(batch);
-            let mut found = None;
             for p in &packets {
-                if control::is_control(p)
-                    && let Some(a) = self.on_control(p, conn, driver).await
-                {
-                    found = Some(a);
+                if !control::is_control(p) {
+                    continue;
+                }
+                match self.on_control(p, conn, driver).await {
+                    Some(Assigned::Address(a)) => {
+                        if address.is_none() {
+                            grace
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + DNS_GRACE);
+                        }
+                        address = Some(a);
+                    }
+                    Some(Assigned::Dns(d)) => {
+                        self.dns.named(d.servers);
+                        named = true;
+                    }
+                    None => {}
                 }
             }
             *batch = packets;
-            if found.is_some() {
-                return found;
+            if named && address.is_some() {
+                return address;
             }
         }
     }
 
-    /// Handles one control envelope; returns an address assignment.
+    /// Handles one control envelope; returns an address or resolver assignment.
     async fn on_control(
         &mut self,
         packet: &[u8],
         conn: &PacketConn,
         driver: &DriverHandle,
-    ) -> Option<AddressAssign> {
+    ) -> Option<Assigned> {
         let message = match ControlMessage::decode(packet) {
             Ok(m) => m,
             Err(e) => {
@@ -172,7 +225,8 @@ impl<T: TunFactory> Client<T> {
             }
         };
         match message {
-            ControlMessage::AddressAssign(a) => return Some(a),
+            ControlMessage::AddressAssign(a) => return Some(Assigned::Address(a)),
+            ControlMessage::DnsAssign(d) => return Some(Assigned::Dns(d)),
             ControlMessage::CrlPush(chunk) if self.opts.accept_pushed_crl => {
                 match self.crl.push(&chunk) {
                     Ok(Some(der)) => self.on_pushed_crl(der, conn, driver).await,

@@ -65,4 +65,6 @@ pub(super) struct Client<T: TunFactory> {
     pub(super) status: Status,
     pub(super) crl: CrlAssembler,
     pub(super) crl_number: u64,
+    /// The system's resolvers.
+    pub(super) dns: super::dns::Dns,
 }

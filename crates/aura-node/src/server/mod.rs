@@ -15,14 +15,16 @@
 //! - [`crl`]: the CRL's reload, push and upkeep.
 
 pub mod crl;
+pub mod dns;
 pub mod pool;
 pub mod router;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aura_config::ServerConfig;
-use aura_netcfg::NatPlan;
+use aura_netcfg::{L4, NatPlan};
 use aura_pki::Verifier;
 use aura_transport::PacketConn;
 use aura_transport::camo::decoy::Decoy;
@@ -33,7 +35,7 @@ use rand_core::{OsRng, RngCore};
 use crate::admin::{self, PeerStatus, Response};
 use crate::creds::{self, Credentials};
 use crate::device::{DeviceWriter, TunFactory};
-use crate::host::Host;
+use crate::host::{Host, Network};
 use crate::options::ServerOptions;
 use crate::{DaemonError, Redact};
 use crl::{CrlLifetime, CrlUpkeep, Upkeep, crl_push, newer_crl};
@@ -202,6 +204,36 @@ async fn serve<T: TunFactory>(
     );
     let mut listeners = Listeners::bind(listen).await?;
 
+    // DNS: the resolvers named to clients, and the forwarder when they are our own.
+    let mut firewall = opts.firewall.clone();
+    let (dns_names, _forwarder) = match &opts.dns {
+        Some(list) => (list.clone(), None),
+        None if matches!(host.network, Network::Memory(_)) => {
+            // The in-memory network has no sockets to answer on: name the address only.
+            (vec![IpAddr::V4(gateway)], None)
+        }
+        None => {
+            let upstreams = dns::host_upstreams(&opts.resolv_conf, IpAddr::V4(gateway))?;
+            let forwarder = dns::Forwarder::start(
+                gateway,
+                (opts.pool.cidr.network(), prefix_len),
+                upstreams.clone(),
+            )
+            .await?;
+            for rule in [(L4::Udp, dns::PORT), (L4::Tcp, dns::PORT)] {
+                if !firewall.allow_host_ports.contains(&rule) {
+                    firewall.allow_host_ports.push(rule);
+                }
+            }
+            tracing::info!(
+                listen = %forwarder.listen,
+                upstreams = upstreams.len(),
+                "DNS forwarder up: clients resolve through the tunnel"
+            );
+            (vec![IpAddr::V4(gateway)], Some(forwarder))
+        }
+    };
+
     if let Some(egress) = &opts.nat {
         let netcfg = &mut host.netcfg;
         netcfg.enable_forwarding().await?;
@@ -211,7 +243,7 @@ async fn serve<T: TunFactory>(
                 pool: (pool.network(), pool.prefix_len()),
                 tun: tun.name().to_owned(),
                 egress: egress.clone(),
-                firewall: opts.firewall.clone(),
+                firewall,
             })
             .await?;
         if netcfg.is_dry_run() {
@@ -253,6 +285,7 @@ async fn serve<T: TunFactory>(
                 let Some(conn) = conn else { break };
                 let welcome = Welcome {
                     mtu: opts.mtu,
+                    dns: dns_names.clone(),
                     extra: if opts.crl.push { crl_push(crl.number, &crl.der) } else { Vec::new() },
                     since: (host.wall_clock)().as_secs(),
                 };

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use aura_proto::control::{self, AddressAssign, ControlMessage};
+use aura_proto::control::{self, AddressAssign, ControlMessage, DnsAssign};
 use aura_transport::{BatchPool, PacketBatch, PacketConn, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
@@ -48,6 +48,8 @@ pub struct Peer {
 pub struct Welcome {
     /// Tunnel MTU announced in the [`AddressAssign`].
     pub mtu: u16,
+    /// Resolvers named in the [`DnsAssign`] sent before each [`AddressAssign`].
+    pub dns: Vec<std::net::IpAddr>,
     /// Further packets sent after the address (the CRL push).
     pub extra: Vec<Vec<u8>>,
     /// Unix time of admission.
@@ -181,8 +183,9 @@ impl Router {
     }
 
     /// Admits a connected client: assigns its address (refusing it when the pool says
-    /// no), tells it the address ([`AddressAssign`], again for every
-    /// [`control::AddressRequest`]) and sends `welcome.extra`, then writes its packets to
+    /// no), tells it its resolvers and address ([`DnsAssign`] then [`AddressAssign`],
+    /// again for every [`control::AddressRequest`]) and sends `welcome.extra`, then
+    /// writes its packets to
     /// the device queue until it disconnects, and returns the address to the pool.
     ///
     /// # Errors
@@ -209,14 +212,18 @@ impl Router {
             mtu: welcome.mtu,
         })
         .encode();
-        let assign = match assign {
-            Ok(assign) => {
-                let mut first = vec![assign.clone()];
+        let dns = ControlMessage::from(DnsAssign {
+            servers: welcome.dns,
+        })
+        .encode();
+        let assign = match (dns, assign) {
+            (Ok(dns), Ok(assign)) => {
+                let mut first = vec![dns.clone(), assign.clone()];
                 first.extend(welcome.extra);
                 let _ = conn.send_batch(first).await;
-                Some(assign)
+                Some([dns, assign])
             }
-            Err(e) => {
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot encode the address assignment");
                 None
             }
@@ -243,7 +250,7 @@ impl Router {
             });
             tracing::trace!(received = before, forwarded = batch.len(), "client batch");
             if asked && let Some(a) = &assign {
-                let _ = conn.send(a.clone()).await;
+                let _ = conn.send_batch(a.to_vec()).await;
             }
             if batch.is_empty() {
                 batch.recycle();

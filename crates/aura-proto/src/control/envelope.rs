@@ -97,6 +97,12 @@ pub enum ControlError {
     /// unusable in that network (network or broadcast address, or outside it).
     #[error("unusable tunnel address assignment: {0}")]
     BadAssignment(&'static str),
+    /// A [`DnsAssign`](super::DnsAssign) with more than
+    /// [`DnsAssign::MAX_SERVERS`](super::DnsAssign::MAX_SERVERS) resolvers, an address family
+    /// other than 4 or 6, a resolver listed twice, or an address no resolver can have
+    /// (unspecified, loopback, multicast, the IPv4 broadcast address, IPv4-mapped IPv6).
+    #[error("unusable DNS resolver list: {0}")]
+    BadDns(&'static str),
     /// A [`CircuitFailed`](super::CircuitFailed) reason longer than [`MAX_REASON_LEN`](super::MAX_REASON_LEN).
     #[error("circuit failure reason of {len} bytes exceeds the maximum of {max}")]
     ReasonTooLong {
@@ -178,12 +184,15 @@ pub enum ControlKind {
     AddressAssign,
     /// 7: the client asks for its tunnel address ([`AddressRequest`](super::AddressRequest)).
     AddressRequest,
-    /// Any other kind byte (never 1 to 7: [`ControlKind::from_u8`] normalises those).
+    /// 8: the server tells the client which DNS resolvers to use while the tunnel is up
+    /// ([`DnsAssign`](super::DnsAssign)).
+    DnsAssign,
+    /// Any other kind byte (never 1 to 8: [`ControlKind::from_u8`] normalises those).
     Unknown(u8),
 }
 
 impl ControlKind {
-    /// Maps a kind byte to its kind; bytes other than 1 to 7 give [`ControlKind::Unknown`].
+    /// Maps a kind byte to its kind; bytes other than 1 to 8 give [`ControlKind::Unknown`].
     #[must_use]
     pub const fn from_u8(byte: u8) -> Self {
         match byte {
@@ -194,6 +203,7 @@ impl ControlKind {
             5 => Self::CircuitFailed,
             6 => Self::AddressAssign,
             7 => Self::AddressRequest,
+            8 => Self::DnsAssign,
             other => Self::Unknown(other),
         }
     }
@@ -209,6 +219,7 @@ impl ControlKind {
             Self::CircuitFailed => 5,
             Self::AddressAssign => 6,
             Self::AddressRequest => 7,
+            Self::DnsAssign => 8,
             Self::Unknown(byte) => byte,
         }
     }

@@ -27,6 +27,7 @@
 //! | 5 `CircuitFailed` | [`CircuitFailed`] | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes |
 //! | 6 `AddressAssign` | [`AddressAssign`] | `address (4) ‖ prefix_len u8 ‖ gateway (4) ‖ u16_be mtu` (exactly 11 bytes) |
 //! | 7 `AddressRequest` | [`AddressRequest`] | empty |
+//! | 8 `DnsAssign` | [`DnsAssign`] | `count u8 ‖ count × (family u8 (4 or 6) ‖ address (4 or 16))`, count ≤ [`DnsAssign::MAX_SERVERS`] |
 //!
 //! Any other kind byte decodes as [`ControlKind::Unknown`], so a receiver can skip messages
 //! introduced by newer peers.
@@ -65,7 +66,7 @@
 //! One file per message family, over one file for the envelope:
 //!
 //! ```text
-//! mod.rs ──► address.rs, circuit.rs, crl.rs ──► envelope.rs
+//! mod.rs ──► address.rs, circuit.rs, crl.rs, dns.rs ──► envelope.rs
 //! mod.rs ──► envelope.rs
 //! ```
 //!
@@ -75,6 +76,7 @@
 mod address;
 mod circuit;
 mod crl;
+mod dns;
 mod envelope;
 
 pub use self::address::{AddressAssign, AddressRequest};
@@ -83,6 +85,7 @@ pub use self::crl::{
     CRL_CHUNK_HEADER_LEN, CRL_PUSH_OVERHEAD, CrlAck, CrlAssembler, CrlChunk,
     MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, chunk_crl,
 };
+pub use self::dns::DnsAssign;
 pub use self::envelope::{
     ControlError, ControlKind, Envelope, HEADER_LEN, MAGIC, MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN,
     decode, encode, encode_into, is_control,
@@ -109,9 +112,11 @@ pub enum ControlMessage<'a> {
     AddressAssign(AddressAssign),
     /// The client asks for its address.
     AddressRequest(AddressRequest),
+    /// The DNS resolvers the client should use.
+    DnsAssign(DnsAssign),
     /// A kind this version does not know; the payload is passed through untouched.
     Unknown {
-        /// The kind byte (never 1 to 7).
+        /// The kind byte (never 1 to 8).
         kind: u8,
         /// The raw payload.
         payload: &'a [u8],
@@ -133,15 +138,17 @@ impl<'a> ControlMessage<'a> {
             ControlKind::CircuitFailed => Self::CircuitFailed(CircuitFailed::decode(payload)?),
             ControlKind::AddressAssign => Self::AddressAssign(AddressAssign::decode(payload)?),
             ControlKind::AddressRequest => Self::AddressRequest(AddressRequest::decode(payload)?),
+            ControlKind::DnsAssign => Self::DnsAssign(DnsAssign::decode(payload)?),
             ControlKind::Unknown(byte) => match ControlKind::from_u8(byte) {
-                // A hand-built `Unknown(1..=7)`: treat it as the kind it names.
+                // A hand-built `Unknown(1..=8)`: treat it as the kind it names.
                 known @ (ControlKind::CrlPush
                 | ControlKind::CrlAck
                 | ControlKind::ExtendBridge
                 | ControlKind::CircuitReady
                 | ControlKind::CircuitFailed
                 | ControlKind::AddressAssign
-                | ControlKind::AddressRequest) => {
+                | ControlKind::AddressRequest
+                | ControlKind::DnsAssign) => {
                     return Self::parse(Envelope {
                         kind: known,
                         payload,
@@ -171,6 +178,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitFailed(_) => ControlKind::CircuitFailed,
             Self::AddressAssign(_) => ControlKind::AddressAssign,
             Self::AddressRequest(_) => ControlKind::AddressRequest,
+            Self::DnsAssign(_) => ControlKind::DnsAssign,
             Self::Unknown { kind, .. } => ControlKind::from_u8(*kind),
         }
     }
@@ -186,6 +194,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitFailed(failed) => failed.encoded_len(),
             Self::AddressAssign(assign) => assign.encoded_len(),
             Self::AddressRequest(_) => 0,
+            Self::DnsAssign(dns) => dns.encoded_len(),
             Self::Unknown { payload, .. } => payload.len(),
         }
     }
@@ -201,13 +210,15 @@ impl<'a> ControlMessage<'a> {
     ///
     /// # Errors
     /// [`ControlError::TooLong`], [`ControlError::BufferTooSmall`], or an invariant error of the
-    /// typed payload ([`CircuitFailed`] reason too long, invalid [`CrlChunk`]).
+    /// typed payload ([`CircuitFailed`] reason too long, invalid [`CrlChunk`], [`AddressAssign`]
+    /// or [`DnsAssign`]).
     pub fn encode_into(&self, out: &mut [u8]) -> Result<usize, ControlError> {
         // Check the payload's own invariants before touching `out`.
         match self {
             Self::CrlPush(chunk) => chunk.validate()?,
             Self::CircuitFailed(failed) => check_reason_len(failed.reason.len())?,
             Self::AddressAssign(assign) => assign.validate()?,
+            Self::DnsAssign(dns) => dns.validate()?,
             _ => {}
         }
         let payload_len = self.payload_len();
@@ -220,6 +231,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitFailed(failed) => failed.encode_into(body)?,
             Self::AddressAssign(assign) => assign.encode_into(body)?,
             Self::AddressRequest(_) => 0,
+            Self::DnsAssign(dns) => dns.encode_into(body)?,
             Self::Unknown { payload, .. } => {
                 body.copy_from_slice(payload);
                 payload.len()
@@ -281,5 +293,11 @@ impl From<AddressRequest> for ControlMessage<'_> {
 impl From<AddressAssign> for ControlMessage<'_> {
     fn from(assign: AddressAssign) -> Self {
         Self::AddressAssign(assign)
+    }
+}
+
+impl From<DnsAssign> for ControlMessage<'_> {
+    fn from(dns: DnsAssign) -> Self {
+        Self::DnsAssign(dns)
     }
 }

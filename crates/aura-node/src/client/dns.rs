@@ -1,0 +1,130 @@
+//! The system's resolvers while the client runs (`[client] dns`): the server's (named in
+//! its `DnsAssign`), a configured list, or none touched. Two journals of their own:
+//! the resolver file, kept across sessions and tunnels until the client stops (so a
+//! reconnect never lets queries fall back to the LAN's resolver), and one route per
+//! resolver into the tunnel, redone for each new TUN device, so that a resolver on a
+//! network the host reaches directly (a LAN) is still asked through the tunnel.
+
+use std::net::IpAddr;
+
+use aura_config::ClientDns;
+use aura_netcfg::HostConfig;
+use aura_proto::control::AddressAssign;
+
+use crate::DaemonError;
+
+/// The client's DNS state.
+#[derive(Debug)]
+pub(crate) struct Dns {
+    setting: ClientDns,
+    /// The resolver file's journal.
+    file: HostConfig,
+    /// The resolver routes' journal.
+    routes: HostConfig,
+    /// What the system resolves with now (empty: untouched).
+    applied: Vec<IpAddr>,
+    /// The TUN the routes go into, and the assignment they were made for.
+    routed: Option<(String, AddressAssign)>,
+    /// What the server named last.
+    named: Option<Vec<IpAddr>>,
+}
+
+/// Whether `ip` is on the tunnel's own network (reached on-link, no route needed).
+fn on_tunnel(ip: IpAddr, a: &AddressAssign) -> bool {
+    let IpAddr::V4(v4) = ip else { return false };
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(a.prefix_len))
+        .unwrap_or(0);
+    u32::from(v4) & mask == u32::from(a.address) & mask
+}
+
+impl Dns {
+    pub(crate) fn new(setting: ClientDns, netcfg: &HostConfig) -> Self {
+        Self {
+            setting,
+            file: netcfg.sibling(),
+            routes: netcfg.sibling(),
+            applied: Vec::new(),
+            routed: None,
+            named: None,
+        }
+    }
+
+    /// The server named `servers`.
+    pub(crate) fn named(&mut self, servers: Vec<IpAddr>) {
+        self.named = Some(servers);
+    }
+
+    /// What the system should resolve with.
+    fn wanted(&self) -> Vec<IpAddr> {
+        match &self.setting {
+            ClientDns::Off => Vec::new(),
+            ClientDns::Servers(list) => list.clone(),
+            ClientDns::Server => self.named.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Brings the host to what is wanted for the tunnel `tun` with `assign`: resolver
+    /// routes into `tun` (when `route` is set: os_routes enabled), then the resolver
+    /// file. Nothing is done before the server has named its resolvers (with
+    /// `dns = "server"`).
+    pub(crate) async fn ensure(
+        &mut self,
+        tun: &str,
+        assign: AddressAssign,
+        route: bool,
+    ) -> Result<(), DaemonError> {
+        if matches!(self.setting, ClientDns::Server) && self.named.is_none() {
+            return Ok(());
+        }
+        let wanted = self.wanted();
+        let key = Some((tun.to_owned(), assign));
+        if self.routed != key || self.applied != wanted {
+            self.routes.undo().await?;
+            self.routed = None;
+            if route {
+                for ip in wanted.iter().filter(|ip| !on_tunnel(**ip, &assign)) {
+                    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+                    match self
+                        .routes
+                        .add_split_route(*ip, prefix, false, tun, None)
+                        .await
+                    {
+                        Ok(r) => tracing::debug!(route = %r, "resolver routed into the tunnel"),
+                        // A rule already sends exactly this address into the tunnel.
+                        Err(aura_netcfg::NetcfgError::RouteConflict { .. }) => {}
+                        Err(e) if ip.is_ipv6() => {
+                            tracing::warn!(resolver = %ip, error = %e, "cannot route this IPv6 resolver into the tunnel");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            self.routed = key;
+        }
+        if self.applied != wanted {
+            self.file.undo().await?;
+            self.applied.clear();
+            if !wanted.is_empty() {
+                self.file.apply_dns(&wanted).await?;
+                tracing::info!(
+                    resolvers = wanted.len(),
+                    "the system resolves through the tunnel"
+                );
+            }
+            self.applied = wanted;
+        }
+        Ok(())
+    }
+
+    /// Puts the resolver file back and removes the routes.
+    pub(crate) async fn undo(&mut self) -> Result<(), DaemonError> {
+        let file = self.file.undo().await;
+        let routes = self.routes.undo().await;
+        self.applied.clear();
+        self.routed = None;
+        file?;
+        routes?;
+        Ok(())
+    }
+}
