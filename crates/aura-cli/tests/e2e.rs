@@ -426,12 +426,23 @@ fn client_recovers_within_10s_of_a_server_restart_after_sigkill() {
     assert!(took <= Duration::from_secs(10), "{took:?}");
 }
 
+/// A [`snapshot`] without the link's IPv6 link-local address, which may come up (after
+/// DAD) while a test runs.
+fn settled(snapshot: &str) -> String {
+    snapshot
+        .lines()
+        .filter(|l| !l.contains("local fe80::"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Everything the server or a client may change in a namespace.
 fn snapshot(ns: &Netns, with_nft: bool) -> String {
     let nft = if with_nft { "nft list ruleset" } else { "true" };
     ns.sh(&format!(
         "{nft}; echo ---; ip route show table all; echo ---; ip -6 route show table all; \
-         echo ---; ip rule; echo ---; sysctl -n net.ipv4.ip_forward; echo ---; ip -o link"
+         echo ---; ip rule; echo ---; sysctl -n net.ipv4.ip_forward; echo ---; ip -o link; \
+         echo ---; cat /etc/resolv.conf"
     ))
     .unwrap()
 }
@@ -1082,13 +1093,6 @@ fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
     w.signal(client, Signal::SIGTERM);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
-    // The link's IPv6 link-local address may come up (after DAD) during the test.
-    let settled = |s: &str| {
-        s.lines()
-            .filter(|l| !l.contains("local fe80::"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     assert_eq!(
         settled(&snapshot(w.lab.client(1).unwrap(), true)),
         settled(&before)
@@ -1191,4 +1195,134 @@ fn aura_route_changes_the_running_client() {
     w.signal(client, Signal::SIGTERM);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+}
+
+/// The first line of a resolver file the client wrote.
+const DNS_MARKER: &str =
+    "# aura: written while the tunnel is up; the previous file is restored when the client stops";
+
+/// A real resolver (dnsmasq) in `ns` on `ip`, answering `www.aura.test` with `answer`
+/// and refusing to recurse anywhere else.
+fn dnsmasq(w: &mut World, on_internet: bool, ip: &str, answer: &str, label: &str) -> usize {
+    let ns = if on_internet {
+        w.lab.internet()
+    } else {
+        w.lab.server()
+    };
+    let dir = w.dir.path().to_owned();
+    let listen = format!("--listen-address={ip}");
+    let address = format!("--address=/www.aura.test/{answer}");
+    let idx = support::spawn(
+        &mut w.procs,
+        ns,
+        &dir,
+        &dir,
+        label,
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &listen,
+            &address,
+            "--pid-file=",
+            "--user=root",
+            "--log-facility=-",
+            "--log-queries",
+        ],
+    );
+    support::wait_listen(&mut w.procs, idx, ns, 53);
+    idx
+}
+
+/// What `www.aura.test` resolves to inside client host 1, as any program there sees it
+/// (glibc, `/etc/resolv.conf`).
+fn resolve_test_name(w: &World) -> String {
+    w.lab
+        .client(1)
+        .unwrap()
+        .sh("getent ahostsv4 www.aura.test | head -n 1 | cut -d ' ' -f 1")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// DNS while the tunnel is up: the client's host resolves through the server (its
+/// forwarder, which asks the resolver on the internet host) and not through the LAN
+/// resolver it had; no DNS packet crosses the physical link; the resolver file comes
+/// back exactly on SIGTERM, and after a SIGKILL on the next start.
+#[test]
+fn dns_goes_through_the_tunnel_and_nowhere_else() {
+    let Some(mut w) = World::new("dns", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    if let Some(why) = skip_reason(&["tcpdump", "dnsmasq", "getent"]) {
+        eprintln!("skipping dns_goes_through_the_tunnel_and_nowhere_else: {why}");
+        return;
+    }
+    let lan_resolver = w.lab.server_ip(1).to_string();
+    let before = snapshot(w.lab.client(1).unwrap(), false);
+    let original = std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap();
+    assert_eq!(original, format!("nameserver {lan_resolver}\n"));
+    // The LAN's resolver (on the client's gateway) gives a different answer from the
+    // internet's, so the answer tells which one was asked.
+    dnsmasq(&mut w, false, &lan_resolver, "192.0.2.66", "lan-dns");
+    let internet = w.lab.internet_ip().to_string();
+    dnsmasq(&mut w, true, &internet, &internet, "internet-dns");
+    let dir = w.dir.path().to_owned();
+
+    // Without the tunnel: the LAN resolver answers, and the capture sees the query.
+    let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "dns-control");
+    assert_eq!(resolve_test_name(&w), "192.0.2.66");
+    support::stop_capture(&mut w.procs, cap);
+    let dns_packets = |pcap: &std::path::Path| {
+        ipv4_packets(pcap)
+            .into_iter()
+            .filter(|p| (p.2 == 17 || p.2 == 6) && p.3 == 53)
+            .count()
+    };
+    assert!(dns_packets(&pcap) >= 1, "the control saw no DNS query");
+
+    // With it: the server's resolver answers through the tunnel; nothing on the link.
+    w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    let resolv = std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap();
+    assert_eq!(resolv, format!("{DNS_MARKER}\nnameserver 10.77.0.1\n"));
+    let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "dns-tunnel");
+    for _ in 0..3 {
+        assert_eq!(resolve_test_name(&w), internet);
+    }
+    support::stop_capture(&mut w.procs, cap);
+    let packets = ipv4_packets(&pcap);
+    assert_eq!(
+        dns_packets(&pcap),
+        0,
+        "DNS on the physical link: {packets:?}"
+    );
+    assert!(
+        packets.iter().any(|p| p.3 == 8443),
+        "the capture saw no carrier packet: {packets:?}"
+    );
+
+    // SIGKILL leaves the file rewritten; the next start puts it back first, and its
+    // SIGTERM leaves the host exactly as before.
+    w.signal(client, Signal::SIGKILL);
+    w.procs[client].wait_exit(Duration::from_secs(10));
+    let left = std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap();
+    assert!(left.starts_with(DNS_MARKER), "{left}");
+    let (client, _, _) = w.start_client("alice", 1);
+    assert_eq!(resolve_test_name(&w), internet);
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    assert_eq!(
+        std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap(),
+        original
+    );
+    assert_eq!(
+        settled(&snapshot(w.lab.client(1).unwrap(), false)),
+        settled(&before)
+    );
 }

@@ -119,11 +119,18 @@ impl Lab {
                  ip link set c{k}-s up
                  ip route add default via {sip} dev c{k}-s"
             ))?;
+            // A client host's resolver is its gateway, as a home router's is.
+            write_resolv(c, &format!("nameserver {sip}\n"))?;
         }
+        // The server resolves through the internet host (where a test may run one).
+        write_resolv(&self.server, &format!("nameserver {INTERNET_IP}\n"))?;
         Ok(())
     }
 
     /// The server namespace `S`.
+    ///
+    /// Each namespace has its own `/etc/resolv.conf` (see [`Netns::resolv_conf`]): a
+    /// client host's names its gateway (`10.200.k.1`), the server's the internet host.
     pub fn server(&self) -> &Netns {
         &self.server
     }
@@ -532,6 +539,12 @@ fn to_array(d: &[u8]) -> [u8; 32] {
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sets the `/etc/resolv.conf` that what runs in `ns` sees.
+fn write_resolv(ns: &Netns, text: &str) -> Result<(), String> {
+    let path = ns.resolv_conf();
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]
