@@ -33,15 +33,16 @@ enum RouteCommand {
         /// Through the tunnel (inside a DIRECT network).
         #[arg(long)]
         vpn: bool,
-        /// The network (`10.0.0.0/8`, `2001:db8::/32`) or one address.
-        cidr: String,
+        /// A network (`10.0.0.0/8`, `2001:db8::/32`, one address) or a domain
+        /// (`example.com`, or `*.example.com` for it and every name under it).
+        rule: String,
         #[command(flatten)]
         persist: Persist,
     },
     /// Remove a rule from the running client.
     Remove {
-        /// The rule's network, as `aura route list` shows it.
-        cidr: String,
+        /// The rule's network or domain, as `aura route list` shows it.
+        rule: String,
         #[command(flatten)]
         persist: Persist,
     },
@@ -70,9 +71,20 @@ async fn ask(socket: &Path, req: &Request) -> Result<Vec<RouteRule>> {
 }
 
 fn show(rules: &[RouteRule]) {
-    println!("{:<6}  {:<22}  {:<6}  VIA", "KIND", "RULE", "ORIGIN");
+    println!(
+        "{:<6}  {:<22}  {:<6}  {:<22}  VIA",
+        "KIND", "RULE", "ORIGIN", "COVERS"
+    );
     for r in rules {
-        println!("{:<6}  {:<22}  {:<6}  {}", r.kind, r.rule, r.origin, r.via);
+        let covers = match r.covers.as_slice() {
+            [] => "-".to_owned(),
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} (+{})", rest.len()),
+        };
+        println!(
+            "{:<6}  {:<22}  {:<6}  {:<22}  {}",
+            r.kind, r.rule, r.origin, covers, r.via
+        );
     }
 }
 
@@ -89,24 +101,24 @@ pub async fn run(a: RouteArgs) -> Result<()> {
         RouteCommand::Add {
             direct,
             vpn: _,
-            cidr,
+            rule,
             persist,
         } => {
             let kind = if direct { "direct" } else { "vpn" };
             let req = Request::RouteAdd {
                 kind: kind.into(),
-                cidr: cidr.clone(),
+                rule: rule.clone(),
             };
             let rules = ask(&a.socket, &req).await?;
             if let (true, Some(config)) = (persist.persist, &persist.config) {
-                edit_config(config, |text| Ok(add_rule(text, kind, &cidr)))?;
+                edit_config(config, |text| Ok(add_rule(text, kind, &rule)))?;
             }
             show(&rules);
         }
-        RouteCommand::Remove { cidr, persist } => {
-            let rules = ask(&a.socket, &Request::RouteRemove { cidr: cidr.clone() }).await?;
+        RouteCommand::Remove { rule, persist } => {
+            let rules = ask(&a.socket, &Request::RouteRemove { rule: rule.clone() }).await?;
             if let (true, Some(config)) = (persist.persist, &persist.config) {
-                edit_config(config, |text| remove_rule(text, &cidr))?;
+                edit_config(config, |text| remove_rule(text, &rule))?;
             }
             show(&rules);
         }
@@ -137,38 +149,60 @@ fn edit_config(path: &Path, edit: impl FnOnce(&str) -> Result<String>) -> Result
     Ok(())
 }
 
-/// `text` with a `[[tunnel.split.<kind>]]` table for `cidr` appended.
-fn add_rule(text: &str, kind: &str, cidr: &str) -> String {
+/// `text` with a `[[tunnel.split.<kind>]]` table for `rule` (a network, else a domain)
+/// appended.
+fn add_rule(text: &str, kind: &str, rule: &str) -> String {
     let mut out = text.to_owned();
     if !out.ends_with('\n') {
         out.push('\n');
     }
+    let key = if rule.parse::<aura_config::IpCidr>().is_ok() {
+        "cidr"
+    } else {
+        "domain"
+    };
     out.push_str(&format!(
-        "\n[[tunnel.split.{kind}]]\ncidr = {}\n",
-        aura_config::toml_string(cidr)
+        "\n[[tunnel.split.{kind}]]\n{key} = {}\n",
+        aura_config::toml_string(rule)
     ));
     out
 }
 
+/// A rule's value as written in a file or on the command line: a network, else a domain.
+#[derive(PartialEq)]
+enum RuleText {
+    Net(aura_config::IpCidr),
+    Domain(aura_config::DomainPattern),
+}
+
+impl RuleText {
+    fn parse(text: &str) -> Option<Self> {
+        text.parse()
+            .map(Self::Net)
+            .ok()
+            .or_else(|| text.parse().map(Self::Domain).ok())
+    }
+}
+
 /// `text` without the `[[tunnel.split.direct]]` or `[[tunnel.split.vpn]]` table whose
-/// cidr is `cidr` (every line from its header to the next table header).
-fn remove_rule(text: &str, cidr: &str) -> Result<String> {
-    let target: aura_config::IpCidr = cidr.parse().map_err(anyhow::Error::msg)?;
+/// cidr or domain is `rule` (every line from its header to the next table header).
+fn remove_rule(text: &str, rule: &str) -> Result<String> {
+    let Some(target) = RuleText::parse(rule) else {
+        bail!("{rule:?} is neither a network nor a domain");
+    };
     let lines: Vec<&str> = text.lines().collect();
     let is_header = |l: &str| l.trim_start().starts_with('[');
-    // The same network however it was written (`10.0.0.1` is `10.0.0.1/32`).
+    // The same rule however it was written (`10.0.0.1` is `10.0.0.1/32`, `Example.com.`
+    // is `example.com`).
     let wanted = |l: &str| {
         let t = l.trim();
-        t.strip_prefix("cidr")
-            .map(str::trim_start)
-            .and_then(|r| r.strip_prefix('='))
-            .and_then(|v| {
-                v.trim()
-                    .trim_matches('"')
-                    .parse::<aura_config::IpCidr>()
-                    .ok()
-            })
-            .is_some_and(|c| c == target)
+        ["cidr", "domain"].iter().any(|key| {
+            t.strip_prefix(key)
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+                .and_then(|v| RuleText::parse(v.trim().trim_matches('"')))
+                .is_some_and(|r| r == target)
+        })
     };
     let mut i = 0;
     while i < lines.len() {
@@ -197,7 +231,7 @@ fn remove_rule(text: &str, cidr: &str) -> Result<String> {
             i += 1;
         }
     }
-    bail!("no [[tunnel.split]] rule for {cidr} in the file")
+    bail!("no [[tunnel.split]] rule for {rule} in the file")
 }
 
 #[cfg(test)]
@@ -223,5 +257,13 @@ mod tests {
         let one = add_rule(base, "direct", "192.0.2.9");
         assert_eq!(remove_rule(&one, "192.0.2.9/32").unwrap(), base);
         assert!(remove_rule(base, "192.168.0.0/16").is_err());
+        let domain = add_rule(base, "direct", "*.example.com");
+        assert!(
+            domain.ends_with("\n[[tunnel.split.direct]]\ndomain = \"*.example.com\"\n"),
+            "{domain}"
+        );
+        assert_eq!(remove_rule(&domain, "*.Example.com.").unwrap(), base);
+        assert!(remove_rule(&domain, "example.com").is_err());
+        assert!(remove_rule(base, "not a rule").is_err());
     }
 }

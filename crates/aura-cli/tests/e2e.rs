@@ -1204,6 +1204,12 @@ const DNS_MARKER: &str =
 /// A real resolver (dnsmasq) in `ns` on `ip`, answering `www.aura.test` with `answer`
 /// and refusing to recurse anywhere else.
 fn dnsmasq(w: &mut World, on_internet: bool, ip: &str, answer: &str, label: &str) -> usize {
+    let address = format!("--address=/www.aura.test/{answer}");
+    dnsmasq_with(w, on_internet, ip, &address, label)
+}
+
+/// dnsmasq in `ns` on `ip` with one more option `answers` saying what it answers.
+fn dnsmasq_with(w: &mut World, on_internet: bool, ip: &str, answers: &str, label: &str) -> usize {
     let ns = if on_internet {
         w.lab.internet()
     } else {
@@ -1211,7 +1217,6 @@ fn dnsmasq(w: &mut World, on_internet: bool, ip: &str, answer: &str, label: &str
     };
     let dir = w.dir.path().to_owned();
     let listen = format!("--listen-address={ip}");
-    let address = format!("--address=/www.aura.test/{answer}");
     let idx = support::spawn(
         &mut w.procs,
         ns,
@@ -1226,7 +1231,7 @@ fn dnsmasq(w: &mut World, on_internet: bool, ip: &str, answer: &str, label: &str
             "--no-hosts",
             "--bind-interfaces",
             &listen,
-            &address,
+            answers,
             "--pid-file=",
             "--user=root",
             "--log-facility=-",
@@ -1285,11 +1290,12 @@ fn dns_goes_through_the_tunnel_and_nowhere_else() {
     };
     assert!(dns_packets(&pcap) >= 1, "the control saw no DNS query");
 
-    // With it: the server's resolver answers through the tunnel; nothing on the link.
+    // With it: the system asks the client's stub, which asks the server's resolver
+    // through the tunnel; nothing on the link.
     w.start_server();
     let (client, _, _) = w.start_client("alice", 1);
     let resolv = std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap();
-    assert_eq!(resolv, format!("{DNS_MARKER}\nnameserver 10.77.0.1\n"));
+    assert_eq!(resolv, format!("{DNS_MARKER}\nnameserver 127.0.0.153\n"));
     let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "dns-tunnel");
     for _ in 0..3 {
         assert_eq!(resolve_test_name(&w), internet);
@@ -1321,6 +1327,109 @@ fn dns_goes_through_the_tunnel_and_nowhere_else() {
         std::fs::read_to_string(w.lab.client(1).unwrap().resolv_conf()).unwrap(),
         original
     );
+    assert_eq!(
+        settled(&snapshot(w.lab.client(1).unwrap(), false)),
+        settled(&before)
+    );
+}
+
+/// A domain rule follows DNS: `*.aura.test` is DIRECT; the name's address changes on the
+/// (real) resolver between two lookups, and each address is routed outside the tunnel as
+/// the client's stub hands its answer back, while an address no answer named stays in
+/// the tunnel. `aura route list` shows both learnt addresses.
+#[test]
+fn a_domain_rule_follows_the_address_dns_gives() {
+    let Some(mut w) = World::new("domain", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    if let Some(why) = skip_reason(&["dnsmasq", "getent"]) {
+        eprintln!("skipping a_domain_rule_follows_the_address_dns_gives: {why}");
+        return;
+    }
+    let before = snapshot(w.lab.client(1).unwrap(), false);
+    // The internet host has three addresses and answers the client's own address too
+    // (for the DIRECT flows).
+    w.lab
+        .internet()
+        .sh(&format!(
+            "ip addr add 198.18.0.3/24 dev i-s\nip addr add 198.18.0.4/24 dev i-s\n\
+             ip route add 10.200.0.0/16 via {}",
+            w.lab.server_internet_ip()
+        ))
+        .unwrap();
+    let hosts = w.path("aura-test.hosts");
+    std::fs::write(&hosts, "198.18.0.3 www.aura.test\n").unwrap();
+    let internet = w.lab.internet_ip().to_string();
+    let dns = dnsmasq_with(
+        &mut w,
+        true,
+        &internet,
+        &format!("--addn-hosts={}", hosts.display()),
+        "internet-dns",
+    );
+    let toml = w.path("deploy/alice/client.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[[tunnel.split.direct]]\ndomain = \"*.aura.test\"\n");
+    std::fs::write(&toml, text).unwrap();
+    w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    let client_ns = w.lab.client(1).unwrap();
+    let path_to = |addr: &str, port: u16| {
+        lab::transfer(
+            client_ns,
+            w.lab.internet(),
+            addr.parse().unwrap(),
+            port,
+            MB,
+            Duration::from_secs(30),
+        )
+        .unwrap()
+        .peer_seen
+        .ip()
+        .to_string()
+    };
+    let direct = w.lab.client_ip(1).to_string();
+    let tunnelled = w.lab.server_internet_ip().to_string();
+    // Before any lookup both addresses go through the tunnel.
+    assert_eq!(path_to("198.18.0.3", PORT), tunnelled);
+    assert_eq!(resolve_test_name(&w), "198.18.0.3");
+    let routes = client_ns.sh("ip route").unwrap();
+    assert!(
+        routes.contains("198.18.0.3 via 10.200.1.1 dev c1-s proto 167"),
+        "{routes}"
+    );
+    assert_eq!(path_to("198.18.0.3", PORT + 1), direct);
+    assert_eq!(path_to("198.18.0.4", PORT + 2), tunnelled);
+
+    // The record changes; the next lookup routes the new address outside too.
+    std::fs::write(&hosts, "198.18.0.4 www.aura.test\n").unwrap();
+    w.signal(dns, Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resolve_test_name(&w) != "198.18.0.4" {
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq never gave the new address"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(path_to("198.18.0.4", PORT + 3), direct);
+    let out = Command::new(AURA)
+        .args(["route", "list", "--json", "--socket"])
+        .arg(w.p("alice.sock"))
+        .output()
+        .unwrap();
+    let rules: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rule = &rules.as_array().unwrap()[0];
+    assert_eq!(rule["rule"], "*.aura.test");
+    assert_eq!(rule["kind"], "direct");
+    assert_eq!(
+        rule["covers"],
+        serde_json::json!(["198.18.0.3", "198.18.0.4"])
+    );
+
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
     assert_eq!(
         settled(&snapshot(w.lab.client(1).unwrap(), false)),
         settled(&before)

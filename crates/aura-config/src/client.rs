@@ -198,6 +198,27 @@ impl ClientConfig {
         }
         check_socket_path(&mut p, "client.admin_socket", &c.admin_socket);
         c.dns.check(&mut p);
+        if c.kill_switch
+            && self
+                .tunnel
+                .split
+                .as_ref()
+                .is_some_and(|s| !s.domains(crate::SplitKind::Direct).is_empty())
+        {
+            p.push(
+                "client.kill_switch",
+                "the kill switch lets through the DIRECT networks of client.toml only, and the \
+                 addresses of DIRECT domain rules are learnt at run time: they would be \
+                 blocked; list their networks as cidr rules, or turn the kill switch off",
+            );
+        }
+        if c.dns == ClientDns::Off && self.tunnel.split.as_ref().is_some_and(|s| s.has_domains()) {
+            p.push(
+                "client.dns",
+                "\"off\" leaves DNS to the system, but the domain split rules need the \
+                 client to see the answers: remove dns = \"off\" or the domain rules",
+            );
+        }
         if let Some(u) = &c.run_as
             && let Err(why) = check_user(u)
         {

@@ -111,6 +111,83 @@ impl FromStr for IpCidr {
     }
 }
 
+/// A domain rule's pattern: `example.com` (that name only) or `*.example.com` (the name
+/// and every name under it). Stored lowercase, without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainPattern {
+    /// The name (without `*.`).
+    name: String,
+    /// `*.`: names under it match too.
+    subdomains: bool,
+}
+
+impl DomainPattern {
+    /// Whether `qname` (any case, trailing dot or not) matches.
+    pub fn matches(&self, qname: &str) -> bool {
+        let q = qname.strip_suffix('.').unwrap_or(qname);
+        if q.eq_ignore_ascii_case(&self.name) {
+            return true;
+        }
+        self.subdomains
+            && q.len() > self.name.len()
+            && q.get(q.len() - self.name.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(&self.name))
+            && q.as_bytes().get(q.len() - self.name.len() - 1) == Some(&b'.')
+    }
+
+    /// How specific it is: a longer name is more specific, and an exact name more than
+    /// `*.` over the same name.
+    pub fn specificity(&self) -> (usize, bool) {
+        (self.name.len(), !self.subdomains)
+    }
+}
+
+impl std::fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.subdomains {
+            f.write_str("*.")?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+impl std::str::FromStr for DomainPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (subdomains, rest) = match s.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let name = rest.strip_suffix('.').unwrap_or(rest).to_ascii_lowercase();
+        let bad = |why: &str| Err(format!("{s:?} is not a domain ({why})"));
+        if name.is_empty() {
+            return bad("empty");
+        }
+        if name.len() > 253 {
+            return bad("longer than 253 characters");
+        }
+        if name.parse::<IpAddr>().is_ok() {
+            return Err(format!("{s:?} is an IP address: write it as a cidr rule"));
+        }
+        for label in name.split('.') {
+            if label.is_empty() {
+                return bad("an empty label");
+            }
+            if label.len() > 63 {
+                return bad("a label longer than 63 characters");
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return bad("only letters, digits, '-' and '_' in labels, and '*.' in front");
+            }
+        }
+        Ok(Self { name, subdomains })
+    }
+}
+
 /// One rule: a network, or a domain.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,8 +250,29 @@ impl SplitSection {
             .collect()
     }
 
+    /// The domains of `kind`'s rules, in order.
+    pub fn domains(&self, kind: SplitKind) -> Vec<DomainPattern> {
+        let rules = match kind {
+            SplitKind::Direct => &self.direct,
+            SplitKind::Vpn => &self.vpn,
+        };
+        rules
+            .iter()
+            .filter_map(|r| r.domain.as_deref().and_then(|d| d.parse().ok()))
+            .collect()
+    }
+
+    /// Whether any rule is a domain rule.
+    pub fn has_domains(&self) -> bool {
+        self.direct
+            .iter()
+            .chain(&self.vpn)
+            .any(|r| r.domain.is_some())
+    }
+
     pub(crate) fn check(&self, p: &mut Problems) {
         let mut seen: Vec<(IpCidr, String)> = Vec::new();
+        let mut domains: Vec<(DomainPattern, String)> = Vec::new();
         for (kind, rules) in [
             (SplitKind::Direct, &self.direct),
             (SplitKind::Vpn, &self.vpn),
@@ -189,13 +287,19 @@ impl SplitSection {
                             "has both cidr and domain: one rule, one of them".to_owned(),
                         );
                     }
-                    (None, Some(d)) => p.push(
-                        format!("{key}.domain"),
-                        format!(
-                            "{d:?}: domain rules are not supported yet; list the domain's \
-                             networks as cidr rules"
-                        ),
-                    ),
+                    (None, Some(d)) => match d.parse::<DomainPattern>() {
+                        Err(why) => p.push(format!("{key}.domain"), why),
+                        Ok(pattern) => {
+                            if let Some((_, first)) = domains.iter().find(|(d, _)| *d == pattern) {
+                                p.push(
+                                    format!("{key}.domain"),
+                                    format!("{pattern} is already listed at {first}"),
+                                );
+                            } else {
+                                domains.push((pattern, key.clone()));
+                            }
+                        }
+                    },
                     (Some(c), None) => match c.parse::<IpCidr>() {
                         Err(why) => p.push(format!("{key}.cidr"), why),
                         Ok(cidr) => {
@@ -311,6 +415,28 @@ mod tests {
         ] {
             let e = bad.parse::<IpCidr>().unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn domain_patterns_match_names_and_subdomains() {
+        let exact: DomainPattern = "Example.com.".parse().unwrap();
+        let wild: DomainPattern = "*.example.com".parse().unwrap();
+        assert_eq!(exact.to_string(), "example.com");
+        assert_eq!(wild.to_string(), "*.example.com");
+        assert!(exact.matches("example.com") && exact.matches("EXAMPLE.COM."));
+        assert!(!exact.matches("www.example.com"));
+        for q in ["example.com", "www.example.com", "a.b.Example.com."] {
+            assert!(wild.matches(q), "{q}");
+        }
+        for q in ["badexample.com", "example.com.evil", "com", ""] {
+            assert!(!wild.matches(q), "{q}");
+        }
+        assert!(exact.specificity() > wild.specificity());
+        let deeper: DomainPattern = "*.cdn.example.com".parse().unwrap();
+        assert!(deeper.specificity() > exact.specificity());
+        for bad in ["", "*.", "a..b", "*", "a b", "1.2.3.4"] {
+            assert!(bad.parse::<DomainPattern>().is_err(), "{bad}");
         }
     }
 }

@@ -810,6 +810,9 @@ fn bad_split_rules_are_named() {
          [[tunnel.split.direct]]\ncidr = \"10.1.0.0/16\"\ndomain = \"example.com\"\n\
          [[tunnel.split.direct]]\ncidr = \"0.0.0.0/1\"\n\
          [[tunnel.split.direct]]\ndomain = \"*.example.com\"\n\
+         [[tunnel.split.direct]]\ndomain = \"*.Example.com.\"\n\
+         [[tunnel.split.direct]]\ndomain = \"bad domain.com\"\n\
+         [[tunnel.split.direct]]\ndomain = \"10.1.2.3\"\n\
          [[tunnel.split.vpn]]\ncidr = \"0.0.0.0/1\"\n\
          [[tunnel.split.vpn]]\ncidr = \"fd00::/300\"\n\
          [tunnel.os_routes]\nenabled = false\negress_iface = \"no such interface\"\n"
@@ -822,13 +825,30 @@ fn bad_split_rules_are_named() {
             "tunnel.split.direct[2]: has both cidr and domain: one rule, one of them",
             "tunnel.split.direct[3].cidr: 0.0.0.0/1 is too broad: DIRECT rules need a prefix of \
              at least /2 (to send everything outside the tunnel, do not run it)",
-            "tunnel.split.direct[4].domain: \"*.example.com\": domain rules are not supported \
-             yet; list the domain's networks as cidr rules",
+            "tunnel.split.direct[5].domain: *.example.com is already listed at \
+             tunnel.split.direct[4]",
+            "tunnel.split.direct[6].domain: \"bad domain.com\" is not a domain (only letters, \
+             digits, '-' and '_' in labels, and '*.' in front)",
+            "tunnel.split.direct[7].domain: \"10.1.2.3\" is an IP address: write it as a cidr \
+             rule",
             "tunnel.split.vpn[0].cidr: 0.0.0.0/1 is already listed at tunnel.split.direct[3]",
             "tunnel.split.vpn[1].cidr: \"fd00::/300\": the prefix length must be 0 to 128",
             "tunnel.os_routes.egress_iface: \"no such interface\" must be 1 to 15 characters long",
             "tunnel.os_routes.enabled: is false, but tunnel.split has rules: they are routes, \
              and none would be installed",
+        ],
+    );
+    // Domain rules need the client to see DNS answers.
+    let text = format!("{CLIENT}\n[[tunnel.split.vpn]]\ndomain = \"*.example.com\"\n").replacen(
+        "[client]\n",
+        "[client]\ndns = \"off\"\n",
+        1,
+    );
+    problems(
+        f.client(&text).unwrap_err(),
+        &[
+            "client.dns: \"off\" leaves DNS to the system, but the domain split rules need the \
+           client to see the answers: remove dns = \"off\" or the domain rules",
         ],
     );
     // A server has no tunnel routes to split.

@@ -23,13 +23,14 @@ pub enum Request {
     RouteAdd {
         /// `direct` (outside the tunnel) or `vpn` (through it).
         kind: String,
-        /// A network (`10.0.0.0/8`, `2001:db8::/32`) or one address.
-        cidr: String,
+        /// A network (`10.0.0.0/8`, `2001:db8::/32`, one address) or a domain
+        /// (`example.com`, `*.example.com`).
+        rule: String,
     },
     /// Client: a split-tunnel rule removed from the running plan.
     RouteRemove {
-        /// The rule's network, as listed.
-        cidr: String,
+        /// The rule's network or domain, as listed.
+        rule: String,
     },
 }
 
@@ -38,7 +39,7 @@ pub enum Request {
 pub struct RouteRule {
     /// `direct` or `vpn`.
     pub kind: String,
-    /// The rule: a network.
+    /// The rule: a network or a domain.
     pub rule: String,
     /// `config` (client.toml) or `live` (`aura route add`).
     pub origin: String,

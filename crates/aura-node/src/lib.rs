@@ -38,6 +38,7 @@ pub mod admin;
 pub mod client;
 pub mod creds;
 pub mod device;
+pub mod dns;
 mod error;
 pub mod host;
 pub mod options;

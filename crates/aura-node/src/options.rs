@@ -607,6 +607,10 @@ pub struct Routing {
     pub direct: Vec<(IpAddr, u8)>,
     /// Networks through the tunnel inside DIRECT ones.
     pub vpn: Vec<(IpAddr, u8)>,
+    /// Domains whose addresses go outside the tunnel.
+    pub direct_domains: Vec<aura_config::DomainPattern>,
+    /// Domains whose addresses go through it (inside DIRECT networks).
+    pub vpn_domains: Vec<aura_config::DomainPattern>,
     /// The operator's path for DIRECT routes.
     pub direct_via: Option<aura_netcfg::DirectVia>,
 }
@@ -630,11 +634,14 @@ impl Routing {
                 gateway: r.gateway,
                 dev: r.egress_iface.clone(),
             });
+        let domains = |k| t.split.as_ref().map(|s| s.domains(k)).unwrap_or_default();
         Self {
             enabled: r.enabled,
             dry_run: r.dry_run,
             direct: nets(aura_config::SplitKind::Direct),
             vpn: nets(aura_config::SplitKind::Vpn),
+            direct_domains: domains(aura_config::SplitKind::Direct),
+            vpn_domains: domains(aura_config::SplitKind::Vpn),
             direct_via,
         }
     }

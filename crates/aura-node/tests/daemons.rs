@@ -288,7 +288,7 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     .expect("the client never routed through its TUN");
     // The system resolves with the server's tunnel address (the default `[server] dns`),
     // the file's other lines kept.
-    let lan_resolv = a_memory.resolv_conf();
+    let lan_resolv = Some("nameserver 192.0.2.53\nsearch lan\n".to_owned());
     timeout(T, async {
         while !a_memory
             .resolv_conf()
@@ -549,7 +549,7 @@ async fn routing_options_reach_the_host_as_configured() {
     };
     let add = Request::RouteAdd {
         kind: "direct".into(),
-        cidr: "8.8.8.0/24".into(),
+        rule: "8.8.8.0/24".into(),
     };
     let Response::Routes { rules } = ask(add.clone()).await else {
         panic!("not a route list")
@@ -568,20 +568,20 @@ async fn routing_options_reach_the_host_as_configured() {
         (
             Request::RouteAdd {
                 kind: "vpn".into(),
-                cidr: format!("{SERVER_IP}"),
+                rule: format!("{SERVER_IP}"),
             },
             "must stay outside the tunnel",
         ),
         (
             Request::RouteAdd {
                 kind: "sideways".into(),
-                cidr: "10.0.0.0/8".into(),
+                rule: "10.0.0.0/8".into(),
             },
             "unknown rule kind",
         ),
         (
             Request::RouteRemove {
-                cidr: "9.9.9.0/24".into(),
+                rule: "9.9.9.0/24".into(),
             },
             "no rule for 9.9.9.0/24",
         ),
@@ -592,7 +592,7 @@ async fn routing_options_reach_the_host_as_configured() {
         }
     }
     let Response::Routes { rules } = ask(Request::RouteRemove {
-        cidr: "8.8.8.0/24".into(),
+        rule: "8.8.8.0/24".into(),
     })
     .await
     else {

@@ -11,6 +11,8 @@
 //!   ECDSA P-256 certificates from the deployment's CA);
 //! - [`Endpoint`]: many peers, cookies, retransmission, keepalive, rekey, roaming;
 //! - [`control`]: control envelopes multiplexed with IP packets in the data channel;
+//! - [`dns`]: the DNS answer reader of the client's DNS stub (question name, A and AAAA
+//!   addresses with their TTLs, for domain split-tunnel routes);
 //! - [`replay`]: the anti-replay window.
 //!
 //! Guarantees: no panic on peer input (no `unwrap`, no unchecked indexing on parse
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod dns;
 mod endpoint;
 mod error;
 pub mod handshake;

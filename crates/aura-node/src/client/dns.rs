@@ -1,17 +1,25 @@
 //! The system's resolvers while the client runs (`[client] dns`): the server's (named in
-//! its `DnsAssign`), a configured list, or none touched. Two journals of their own:
+//! its `DnsAssign`), a configured list, or none touched.
+//!
+//! On a real host the system is pointed at the client's stub ([`crate::dns::STUB`]), which
+//! asks those resolvers through the tunnel and shows every answer to the route book, so
+//! that domain split rules route each answered address before the asking program uses
+//! it. Two journals of their own:
 //! the resolver file, kept across sessions and tunnels until the client stops (so a
 //! reconnect never lets queries fall back to the LAN's resolver), and one route per
 //! resolver into the tunnel, redone for each new TUN device, so that a resolver on a
 //! network the host reaches directly (a LAN) is still asked through the tunnel.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aura_config::ClientDns;
 use aura_netcfg::HostConfig;
 use aura_proto::control::AddressAssign;
 
+use super::SharedRouteBook;
 use crate::DaemonError;
+use crate::dns::{AnswerHook, Askers, Relay, STUB, Upstreams};
 
 /// The client's DNS state.
 #[derive(Debug)]
@@ -27,6 +35,34 @@ pub(crate) struct Dns {
     routed: Option<(String, AddressAssign)>,
     /// What the server named last.
     named: Option<Vec<IpAddr>>,
+    /// The stub, when running, and what it asks.
+    stub: Option<Relay>,
+    upstreams: Upstreams,
+}
+
+/// Shows an answer to the route book: a domain rule matching its name routes each of
+/// its addresses before the answer goes back.
+fn learner(book: SharedRouteBook) -> AnswerHook {
+    Arc::new(move |answer: Vec<u8>| {
+        let book = book.clone();
+        Box::pin(async move {
+            let Ok(a) = aura_proto::dns::parse_answer(&answer) else {
+                return;
+            };
+            if a.rcode != 0 || a.addrs.is_empty() {
+                return;
+            }
+            let mut book = book.lock().await;
+            if book.has_domains() {
+                let n = book
+                    .learn(&a.qname, &a.addrs, tokio::time::Instant::now())
+                    .await;
+                if n > 0 {
+                    tracing::debug!(routed = n, "addresses of a domain rule routed");
+                }
+            }
+        })
+    })
 }
 
 /// Whether `ip` is on the tunnel's own network (reached on-link, no route needed).
@@ -47,7 +83,29 @@ impl Dns {
             applied: Vec::new(),
             routed: None,
             named: None,
+            stub: None,
+            upstreams: Arc::new(RwLock::new(Vec::new())),
         }
+    }
+
+    /// Starts the stub the system will be pointed at (unless DNS is left alone).
+    ///
+    /// # Errors
+    /// [`DaemonError::Dns`] when its port cannot be bound.
+    pub(crate) async fn start_stub(&mut self, book: SharedRouteBook) -> Result<(), DaemonError> {
+        if self.setting == ClientDns::Off {
+            return Ok(());
+        }
+        let relay = Relay::start(
+            SocketAddr::from((STUB, crate::dns::PORT)),
+            Askers::Loopback,
+            self.upstreams.clone(),
+            Some(learner(book)),
+        )
+        .await?;
+        tracing::debug!(listen = %relay.listen, "DNS stub up");
+        self.stub = Some(relay);
+        Ok(())
     }
 
     /// The server named `servers`.
@@ -103,10 +161,22 @@ impl Dns {
             self.routed = key;
         }
         if self.applied != wanted {
+            *self
+                .upstreams
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = wanted
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, crate::dns::PORT))
+                .collect();
             self.file.undo().await?;
             self.applied.clear();
             if !wanted.is_empty() {
-                self.file.apply_dns(&wanted).await?;
+                let system = if self.stub.is_some() {
+                    vec![IpAddr::V4(STUB)]
+                } else {
+                    wanted.clone()
+                };
+                self.file.apply_dns(&system).await?;
                 tracing::info!(
                     resolvers = wanted.len(),
                     "the system resolves through the tunnel"
@@ -119,6 +189,9 @@ impl Dns {
 
     /// Puts the resolver file back and removes the routes.
     pub(crate) async fn undo(&mut self) -> Result<(), DaemonError> {
+        if let Some(mut stub) = self.stub.take() {
+            stub.stop();
+        }
         let file = self.file.undo().await;
         let routes = self.routes.undo().await;
         self.applied.clear();

@@ -53,6 +53,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A session that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(30);
+/// How often learnt addresses of domain rules are checked for expiry.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(30);
 
 async fn resolve(what: &'static str, host: &str) -> Result<IpAddr, DaemonError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -173,7 +175,29 @@ pub async fn run_on<T: TunFactory>(
              server, DHCP and DIRECT networks"
         );
     }
-    let dns = dns::Dns::new(opts.dns.clone(), &host.netcfg);
+    let mut dns = dns::Dns::new(opts.dns.clone(), &host.netcfg);
+    // The stub needs sockets: on the in-memory network the system is pointed at the
+    // resolvers themselves.
+    if matches!(host.network, crate::host::Network::System)
+        && let Err(e) = dns.start_stub(book.clone()).await
+    {
+        admin_task.abort();
+        let _ = std::fs::remove_file(&socket_path);
+        return Err(e);
+    }
+    // Learnt addresses of domain rules lose their routes when their hold runs out.
+    let expiry_book = book.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+        loop {
+            tick.tick().await;
+            expiry_book
+                .lock()
+                .await
+                .expire(tokio::time::Instant::now())
+                .await;
+        }
+    });
     let mut client = Client {
         dns,
         crl_number: creds::crl_number(&verifier),
@@ -193,6 +217,7 @@ pub async fn run_on<T: TunFactory>(
         }
     };
     admin_task.abort();
+    expiry.abort();
     let _ = std::fs::remove_file(&socket_path);
     let current = client
         .tunnel
@@ -237,8 +262,8 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
             };
         }
         admin::Request::RouteList => Ok(()),
-        admin::Request::RouteAdd { kind, cidr } => book.lock().await.add(&kind, &cidr).await,
-        admin::Request::RouteRemove { cidr } => book.lock().await.remove(&cidr).await,
+        admin::Request::RouteAdd { kind, rule } => book.lock().await.add(&kind, &rule).await,
+        admin::Request::RouteRemove { rule } => book.lock().await.remove(&rule).await,
     };
     match changed {
         Ok(()) => Response::Routes {

@@ -15,12 +15,11 @@
 //! - [`crl`]: the CRL's reload, push and upkeep.
 
 pub mod crl;
-pub mod dns;
 pub mod pool;
 pub mod router;
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aura_config::ServerConfig;
@@ -37,7 +36,7 @@ use crate::creds::{self, Credentials};
 use crate::device::{DeviceWriter, TunFactory};
 use crate::host::{Host, Network};
 use crate::options::ServerOptions;
-use crate::{DaemonError, Redact};
+use crate::{DaemonError, Redact, dns};
 use crl::{CrlLifetime, CrlUpkeep, Upkeep, crl_push, newer_crl};
 use pool::IpPool;
 use router::{DEVICE_QUEUE, Router, Welcome};
@@ -214,12 +213,20 @@ async fn serve<T: TunFactory>(
         }
         None => {
             let upstreams = dns::host_upstreams(&opts.resolv_conf, IpAddr::V4(gateway))?;
-            let forwarder = dns::Forwarder::start(
-                gateway,
-                (opts.pool.cidr.network(), prefix_len),
-                upstreams.clone(),
+            let count = upstreams.len();
+            let forwarder = dns::Relay::start(
+                SocketAddr::new(IpAddr::V4(gateway), dns::PORT),
+                dns::Askers::Pool(opts.pool.cidr.network(), prefix_len),
+                Arc::new(std::sync::RwLock::new(upstreams)),
+                None,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                DaemonError::Dns(m) => DaemonError::Dns(format!(
+                    "{m}: set [server] dns to the resolvers clients should use, or [] for none"
+                )),
+                other => other,
+            })?;
             for rule in [(L4::Udp, dns::PORT), (L4::Tcp, dns::PORT)] {
                 if !firewall.allow_host_ports.contains(&rule) {
                     firewall.allow_host_ports.push(rule);
@@ -227,7 +234,7 @@ async fn serve<T: TunFactory>(
             }
             tracing::info!(
                 listen = %forwarder.listen,
-                upstreams = upstreams.len(),
+                upstreams = count,
                 "DNS forwarder up: clients resolve through the tunnel"
             );
             (vec![IpAddr::V4(gateway)], Some(forwarder))

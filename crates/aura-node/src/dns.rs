@@ -1,20 +1,29 @@
-//! The server's DNS forwarder: when `[server] dns` is not set, clients are told to use
-//! the server's own tunnel address, and this module answers there (UDP and TCP port 53)
-//! by passing each query to the resolvers of the server host's `/etc/resolv.conf` and
-//! the answer back. Only clients of the pool are served; queries are not logged.
+//! DNS relays: the server's forwarder and the client's stub share this code.
+//!
+//! - **The server's forwarder.** When `[server] dns` is not set, clients are told to use
+//!   the server's own tunnel address; a [`Relay`] answers there (UDP and TCP port 53) for
+//!   sources in the pool, passing each query to the resolvers of the server host's
+//!   `/etc/resolv.conf` and the answer back.
+//! - **The client's stub.** While the client manages DNS the system asks [`STUB`] (a
+//!   loopback address); a [`Relay`] there passes queries to the tunnel's resolvers and
+//!   shows each answer to the route book (domain split rules) before handing it back.
 //!
 //! UDP: each query goes out from a fresh socket on a random port (so an off-path
 //! attacker must guess both the port and the query id to spoof an answer), to each
 //! upstream in turn until one answers with the query's id, within [`UPSTREAM_WAIT`]
-//! each. TCP: the connection is spliced to the first upstream that accepts one, for at
-//! most [`TCP_LIFETIME`]. At most [`MAX_UDP_IN_FLIGHT`] queries and [`MAX_TCP`]
-//! connections at once: more are dropped (the client's resolver retries).
+//! each. TCP: each length-prefixed query of a connection is asked over TCP the same way,
+//! the connection living at most [`TCP_LIFETIME`]. At most [`MAX_UDP_IN_FLIGHT`] queries
+//! and [`MAX_TCP`] connections at once: more are dropped (the asking resolver retries).
+//! Queries are not logged.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -23,6 +32,8 @@ use crate::DaemonError;
 
 /// The DNS port.
 pub const PORT: u16 = 53;
+/// Where the client's stub answers.
+pub const STUB: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 153);
 /// How long one upstream has to answer a UDP query.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(2);
 /// Longest life of a forwarded TCP connection.
@@ -79,14 +90,36 @@ pub fn host_upstreams(path: &Path, skip: IpAddr) -> Result<Vec<SocketAddr>, Daem
     Ok(found)
 }
 
-/// Whether `addr` is in `network/prefix`.
-fn in_pool(addr: IpAddr, (network, prefix): (Ipv4Addr, u8)) -> bool {
-    let IpAddr::V4(a) = addr else { return false };
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
-    u32::from(a) & mask == u32::from(network) & mask
+/// Who may ask a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Askers {
+    /// Sources in this IPv4 network (the server's pool).
+    Pool(Ipv4Addr, u8),
+    /// Loopback sources (the client host's own programs).
+    Loopback,
 }
+
+impl Askers {
+    fn allow(self, addr: IpAddr) -> bool {
+        match self {
+            Self::Loopback => addr.is_loopback(),
+            Self::Pool(network, prefix) => {
+                let IpAddr::V4(a) = addr else { return false };
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix.min(32)))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(network) & mask
+            }
+        }
+    }
+}
+
+/// The resolvers a relay asks, changeable while it runs.
+pub type Upstreams = Arc<RwLock<Vec<SocketAddr>>>;
+
+/// What a relay does with each answer before handing it back (awaited).
+pub type AnswerHook =
+    Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A DNS query's id, when `m` looks like a query (a 12-byte header with QR clear).
 fn query_id(m: &[u8]) -> Option<[u8; 2]> {
@@ -101,41 +134,52 @@ fn answers(m: &[u8], id: [u8; 2]) -> bool {
     matches!(m, [a, b, flags, ..] if m.len() >= 12 && [*a, *b] == id && flags & 0x80 != 0)
 }
 
-/// The running forwarder; its tasks end when it is dropped.
+/// What a relay needs per query.
+#[derive(Clone)]
+struct Shared {
+    askers: Askers,
+    upstreams: Upstreams,
+    hook: Option<AnswerHook>,
+}
+
+impl Shared {
+    fn upstreams(&self) -> Vec<SocketAddr> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn show(&self, answer: &[u8]) {
+        if let Some(hook) = &self.hook {
+            hook(answer.to_vec()).await;
+        }
+    }
+}
+
+/// A running relay; its tasks end when it is dropped.
 #[derive(Debug)]
-pub struct Forwarder {
+pub struct Relay {
     tasks: JoinSet<()>,
     /// Where it answers.
     pub listen: SocketAddr,
 }
 
-impl Forwarder {
-    /// Binds UDP and TCP `listen:53` and starts answering clients from `pool` with
-    /// what `upstreams` answer.
+impl Relay {
+    /// Binds UDP and TCP `listen` and starts answering `askers` with what `upstreams`
+    /// answer, each answer shown to `hook` first.
     ///
     /// # Errors
     /// [`DaemonError::Dns`] naming the address when a socket cannot be bound.
     pub async fn start(
-        listen: Ipv4Addr,
-        pool: (Ipv4Addr, u8),
-        upstreams: Vec<SocketAddr>,
-    ) -> Result<Self, DaemonError> {
-        Self::start_on(SocketAddr::new(IpAddr::V4(listen), PORT), pool, upstreams).await
-    }
-
-    /// As [`start`](Self::start), on any port (tests).
-    ///
-    /// # Errors
-    /// As [`start`](Self::start).
-    pub async fn start_on(
         listen: SocketAddr,
-        pool: (Ipv4Addr, u8),
-        upstreams: Vec<SocketAddr>,
+        askers: Askers,
+        upstreams: Upstreams,
+        hook: Option<AnswerHook>,
     ) -> Result<Self, DaemonError> {
         let bind_error = |proto: &str, e: std::io::Error| {
             DaemonError::Dns(format!(
-                "cannot serve DNS on {listen}/{proto}: {e}; another resolver may hold the \
-                 port: set [server] dns to the resolvers clients should use, or [] for none"
+                "cannot serve DNS on {listen}/{proto}: {e}; another resolver may hold the port"
             ))
         };
         let udp = UdpSocket::bind(listen)
@@ -145,10 +189,14 @@ impl Forwarder {
         let tcp = TcpListener::bind(listen)
             .await
             .map_err(|e| bind_error("tcp", e))?;
-        let upstreams: Arc<[SocketAddr]> = upstreams.into();
+        let shared = Shared {
+            askers,
+            upstreams,
+            hook,
+        };
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_udp(Arc::new(udp), pool, upstreams.clone()));
-        tasks.spawn(serve_tcp(tcp, pool, upstreams));
+        tasks.spawn(serve_udp(Arc::new(udp), shared.clone()));
+        tasks.spawn(serve_tcp(tcp, shared));
         Ok(Self { tasks, listen })
     }
 
@@ -158,32 +206,33 @@ impl Forwarder {
     }
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, pool: (Ipv4Addr, u8), upstreams: Arc<[SocketAddr]>) {
+async fn serve_udp(socket: Arc<UdpSocket>, shared: Shared) {
     let slots = Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT));
     let mut buf = vec![0u8; MAX_UDP_MESSAGE];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(error = %e, "DNS forwarder: receive failed");
+                tracing::debug!(error = %e, "DNS relay: receive failed");
                 continue;
             }
         };
         let Some(query) = buf.get(..n) else { continue };
         let Some(id) = query_id(query) else { continue };
-        if !in_pool(from.ip(), pool) {
+        if !shared.askers.allow(from.ip()) {
             continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("DNS forwarder busy: query dropped");
+            tracing::debug!("DNS relay busy: query dropped");
             continue;
         };
         let query = query.to_vec();
         let socket = socket.clone();
-        let upstreams = upstreams.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Some(answer) = ask_udp(&query, id, &upstreams).await {
+            if let Some(answer) = ask_udp(&query, id, &shared.upstreams()).await {
+                shared.show(&answer).await;
                 let _ = socket.send_to(&answer, from).await;
             }
         });
@@ -221,38 +270,73 @@ async fn ask_udp(query: &[u8], id: [u8; 2], upstreams: &[SocketAddr]) -> Option<
     None
 }
 
-async fn serve_tcp(listener: TcpListener, pool: (Ipv4Addr, u8), upstreams: Arc<[SocketAddr]>) {
+/// One length-prefixed DNS message from `s`; `None` at the end or on a bad one.
+async fn read_framed(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let len = usize::from(s.read_u16().await.ok()?);
+    let mut m = vec![0u8; len];
+    s.read_exact(&mut m).await.ok()?;
+    Some(m)
+}
+
+async fn write_framed(s: &mut TcpStream, m: &[u8]) -> Option<()> {
+    let len = u16::try_from(m.len()).ok()?;
+    let mut out = Vec::with_capacity(m.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(m);
+    s.write_all(&out).await.ok()
+}
+
+/// Asks each upstream over TCP in turn; the first answer to `id`.
+async fn ask_tcp(query: &[u8], id: [u8; 2], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+    for upstream in upstreams {
+        let asked = tokio::time::timeout(UPSTREAM_WAIT, async {
+            let mut up = TcpStream::connect(upstream).await.ok()?;
+            write_framed(&mut up, query).await?;
+            read_framed(&mut up).await
+        })
+        .await;
+        if let Ok(Some(answer)) = asked
+            && answers(&answer, id)
+        {
+            return Some(answer);
+        }
+    }
+    None
+}
+
+async fn serve_tcp(listener: TcpListener, shared: Shared) {
     let slots = Arc::new(Semaphore::new(MAX_TCP));
     loop {
         let (mut client, from) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(error = %e, "DNS forwarder: accept failed");
+                tracing::debug!(error = %e, "DNS relay: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        if !in_pool(from.ip(), pool) {
+        if !shared.askers.allow(from.ip()) {
             continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let upstreams = upstreams.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            for upstream in upstreams.iter() {
-                let connected =
-                    tokio::time::timeout(UPSTREAM_WAIT, TcpStream::connect(upstream)).await;
-                if let Ok(Ok(mut up)) = connected {
-                    let _ = tokio::time::timeout(
-                        TCP_LIFETIME,
-                        tokio::io::copy_bidirectional(&mut client, &mut up),
-                    )
-                    .await;
-                    return;
+            let _ = tokio::time::timeout(TCP_LIFETIME, async {
+                while let Some(query) = read_framed(&mut client).await {
+                    let Some(id) = query_id(&query) else { return };
+                    let Some(answer) = ask_tcp(&query, id, &shared.upstreams()).await else {
+                        return;
+                    };
+                    shared.show(&answer).await;
+                    if write_framed(&mut client, &answer).await.is_none() {
+                        return;
+                    }
                 }
-            }
+            })
+            .await;
         });
     }
 }
@@ -278,10 +362,12 @@ mod tests {
 
     #[test]
     fn pool_membership_and_message_shapes() {
-        let pool = (Ipv4Addr::new(10, 77, 0, 0), 24);
-        assert!(in_pool("10.77.0.9".parse().unwrap(), pool));
-        assert!(!in_pool("10.77.1.9".parse().unwrap(), pool));
-        assert!(!in_pool("::1".parse().unwrap(), pool));
+        let pool = Askers::Pool(Ipv4Addr::new(10, 77, 0, 0), 24);
+        assert!(pool.allow("10.77.0.9".parse().unwrap()));
+        assert!(!pool.allow("10.77.1.9".parse().unwrap()));
+        assert!(!pool.allow("::1".parse().unwrap()));
+        assert!(Askers::Loopback.allow("127.0.0.1".parse().unwrap()));
+        assert!(!Askers::Loopback.allow("10.77.0.9".parse().unwrap()));
         let mut q = [0u8; 12];
         q[0] = 0xab;
         q[1] = 0xcd;
@@ -311,24 +397,52 @@ mod tests {
         addr
     }
 
+    /// A stand-in upstream over TCP: answers each framed query the same way.
+    async fn echo_upstream_tcp(addr: SocketAddr) {
+        let l = TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    while let Some(mut q) = read_framed(&mut s).await {
+                        q[2] |= 0x80;
+                        q.extend_from_slice(b"answer");
+                        write_framed(&mut s, &q).await;
+                    }
+                });
+            }
+        });
+    }
+
+    fn upstreams(list: Vec<SocketAddr>) -> Upstreams {
+        Arc::new(RwLock::new(list))
+    }
+
     #[tokio::test]
-    async fn forwards_for_the_pool_only_and_skips_a_dead_upstream() {
+    async fn relays_for_its_askers_only_skipping_a_dead_upstream_and_shows_answers() {
         let dead = {
             let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             s.local_addr().unwrap()
         };
         let live = echo_upstream().await;
-        let fwd = Forwarder::start_on(
+        echo_upstream_tcp(live).await;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+        let log = seen.clone();
+        let hook: AnswerHook = Arc::new(move |answer| {
+            let log = log.clone();
+            Box::pin(async move { log.lock().unwrap().push(answer) })
+        });
+        let relay = Relay::start(
             "127.0.0.1:0".parse().unwrap(),
-            (Ipv4Addr::new(127, 0, 0, 0), 8),
-            vec![dead, live],
+            Askers::Loopback,
+            upstreams(vec![dead, live]),
+            Some(hook),
         )
         .await
         .unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut query = vec![0x12, 0x34, 0x01, 0x00];
         query.extend_from_slice(&[0; 8]);
-        client.send_to(&query, fwd.listen).await.unwrap();
+        client.send_to(&query, relay.listen).await.unwrap();
         let mut buf = [0u8; 512];
         let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
             .await
@@ -336,12 +450,28 @@ mod tests {
             .unwrap();
         assert!(answers(&buf[..n], [0x12, 0x34]));
         assert!(buf[..n].ends_with(b"answer"));
+        assert_eq!(seen.lock().unwrap().as_slice(), &[buf[..n].to_vec()]);
 
-        // Not from the pool: no answer.
-        let outsider = Forwarder::start_on(
+        // Over TCP, two queries on one connection (the dead upstream refuses TCP).
+        let mut tcp = TcpStream::connect(relay.listen).await.unwrap();
+        for id in [[0x00, 0x01], [0x00, 0x02]] {
+            let mut q = query.clone();
+            q[..2].copy_from_slice(&id);
+            write_framed(&mut tcp, &q).await.unwrap();
+            let a = tokio::time::timeout(Duration::from_secs(5), read_framed(&mut tcp))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(answers(&a, id) && a.ends_with(b"answer"));
+        }
+        assert_eq!(seen.lock().unwrap().len(), 3);
+
+        // Not among the askers: no answer.
+        let outsider = Relay::start(
             "127.0.0.1:0".parse().unwrap(),
-            (Ipv4Addr::new(10, 77, 0, 0), 24),
-            vec![live],
+            Askers::Pool(Ipv4Addr::new(10, 77, 0, 0), 24),
+            upstreams(vec![live]),
+            None,
         )
         .await
         .unwrap();
