@@ -70,6 +70,9 @@ enum ClientCommand {
     /// Make this device's private key (client.key, 0600) and a certificate request
     /// (client.csr) for the CA: the key never leaves the device.
     Keygen(KeygenArgs),
+    /// Lift a kill switch left in place after the client stopped (lockdown, or a crash):
+    /// traffic leaves outside the tunnel again. Refused while a client runs.
+    Unlock,
 }
 
 #[derive(Debug, Args)]
@@ -91,13 +94,35 @@ struct KeygenArgs {
 pub fn client(a: ClientArgs) -> Result<()> {
     match (a.command, a.config) {
         (Some(ClientCommand::Keygen(k)), _) => keygen(k),
+        (Some(ClientCommand::Unlock), _) => unlock(),
         (None, Some(config)) => {
             let cfg = aura_config::load_client(&config)?;
             run_daemon(|stop| aura_node::client::run(cfg, stop))
         }
         // clap requires --config without a subcommand; kept as an error, not a panic.
-        (None, None) => bail!("aura client needs --config FILE (or a subcommand: keygen)"),
+        (None, None) => {
+            bail!("aura client needs --config FILE (or a subcommand: keygen, unlock)")
+        }
     }
+}
+
+/// `aura client unlock`: deletes the kill switch's table in this network namespace, once
+/// the client's instance lock shows no client runs.
+fn unlock() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut host = aura_netcfg::HostConfig::system();
+        host.claim(aura_netcfg::Role::Client)
+            .context("a client is running: stop it first (its kill switch goes with it)")?;
+        if host.remove_kill_switch().await? {
+            println!("kill switch lifted: traffic may leave outside the tunnel");
+        } else {
+            println!("no kill switch in place");
+        }
+        Ok(())
+    })
 }
 
 fn keygen(k: KeygenArgs) -> Result<()> {

@@ -1080,15 +1080,55 @@ fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
     .unwrap();
     let r = w.transfer(1, MB, Duration::from_secs(30)).unwrap();
     assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip());
-    // A DIRECT rule added live would be blocked by the kill switch: refused, saying so.
+    // A DIRECT rule added live passes the kill switch at once (its set follows the rules):
+    // the internet host then sees the client's own address.
+    w.lab
+        .internet()
+        .sh(&format!(
+            "ip addr add 198.18.0.3/24 dev i-s\nip route add 10.200.0.0/16 via {}",
+            w.lab.server_internet_ip()
+        ))
+        .unwrap();
     let out = std::process::Command::new(AURA)
-        .args(["route", "add", "--direct", "198.18.0.0/24", "--socket"])
+        .args(["route", "add", "--direct", "198.18.0.3", "--socket"])
         .arg(w.p("alice.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = w
+        .lab
+        .client(1)
+        .unwrap()
+        .sh("nft list set inet aura_client direct4")
+        .unwrap();
+    assert!(table.contains("198.18.0.3"), "{table}");
+    let r = lab::transfer(
+        w.lab.client(1).unwrap(),
+        w.lab.internet(),
+        "198.18.0.3".parse().unwrap(),
+        PORT + 1,
+        MB,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(r.peer_seen.ip(), client_ip, "{r:?}");
+    // `aura client unlock` refuses while the client runs.
+    let out = w
+        .lab
+        .client(1)
+        .unwrap()
+        .command(AURA)
+        .args(["client", "unlock"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("the kill switch is on"), "{said}");
+    assert!(said.contains("a client is running"), "{said}");
+    w.lab.internet().sh("ip route del 10.200.0.0/16").unwrap();
 
     w.signal(client, Signal::SIGTERM);
     let st = w.procs[client].wait_exit(Duration::from_secs(10));
@@ -1432,6 +1472,78 @@ fn a_domain_rule_follows_the_address_dns_gives() {
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
     assert_eq!(
         settled(&snapshot(w.lab.client(1).unwrap(), false)),
+        settled(&before)
+    );
+}
+
+/// Lockdown: the kill switch outlives the client (SIGTERM here) and blocks the host until
+/// `aura client unlock` lifts it; the next client start replaces it without a gap.
+#[test]
+fn lockdown_keeps_the_kill_switch_until_unlocked() {
+    let Some(mut w) = World::new("lockdown", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    if let Some(why) = skip_reason(&["tcpdump", "ping"]) {
+        eprintln!("skipping lockdown_keeps_the_kill_switch_until_unlocked: {why}");
+        return;
+    }
+    let toml = w.path("deploy/alice/client.toml");
+    aura_lab::deploy::set_key_in(&toml, "[client]", "kill_switch", "true").unwrap();
+    aura_lab::deploy::set_key_in(&toml, "[client]", "lockdown", "true").unwrap();
+    let before = snapshot(w.lab.client(1).unwrap(), true);
+    let client_ip = w.lab.client_ip(1);
+    let internet = w.lab.internet_ip();
+    let dir = w.dir.path().to_owned();
+    w.start_server();
+    let (client, _, _) = w.start_client("alice", 1);
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    assert!(
+        w.procs[client]
+            .log()
+            .contains("lockdown: the kill switch stays")
+    );
+
+    // Stopped, and still nothing leaves for the internet host.
+    let ns = w.lab.client(1).unwrap();
+    assert!(ns.sh("nft list tables").unwrap().contains("aura_client"));
+    let (cap, pcap) = support::start_capture(&mut w.procs, &w.lab, 1, &dir, "lockdown");
+    try_the_internet(w.lab.client(1).unwrap(), internet);
+    support::stop_capture(&mut w.procs, cap);
+    let leaked: Vec<_> = ipv4_packets(&pcap)
+        .into_iter()
+        .filter(|p| p.0 == client_ip && p.1 == internet)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "left the host after the client stopped: {leaked:?}"
+    );
+
+    // A new client takes the table over; its stop leaves it again; unlock lifts it.
+    let (client, _, _) = w.start_client("alice", 1);
+    w.signal(client, Signal::SIGTERM);
+    w.procs[client].wait_exit(Duration::from_secs(10));
+    let ns = w.lab.client(1).unwrap();
+    let out = ns
+        .command(AURA)
+        .args(["client", "unlock"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kill switch lifted"));
+    let out = ns
+        .command(AURA)
+        .args(["client", "unlock"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no kill switch in place"));
+    assert_eq!(
+        settled(&snapshot(w.lab.client(1).unwrap(), true)),
         settled(&before)
     );
 }

@@ -65,6 +65,11 @@ pub struct ClientSection {
     /// and DIRECT networks (nftables table `inet aura_client`). Default `false`.
     #[serde(default)]
     pub kill_switch: bool,
+    /// Lockdown: the kill switch stays after the client stops (or dies) until
+    /// `aura client` runs again or `aura client unlock` lifts it. Needs `kill_switch`.
+    /// Default `false`.
+    #[serde(default)]
+    pub lockdown: bool,
     /// Resolvers the system uses while the tunnel is up: `"server"` (default: those the
     /// server names, through the tunnel), `"off"` (the system's DNS is left alone), or a
     /// list of IP addresses (reached through the tunnel).
@@ -198,18 +203,11 @@ impl ClientConfig {
         }
         check_socket_path(&mut p, "client.admin_socket", &c.admin_socket);
         c.dns.check(&mut p);
-        if c.kill_switch
-            && self
-                .tunnel
-                .split
-                .as_ref()
-                .is_some_and(|s| !s.domains(crate::SplitKind::Direct).is_empty())
-        {
+        if c.lockdown && !c.kill_switch {
             p.push(
-                "client.kill_switch",
-                "the kill switch lets through the DIRECT networks of client.toml only, and the \
-                 addresses of DIRECT domain rules are learnt at run time: they would be \
-                 blocked; list their networks as cidr rules, or turn the kill switch off",
+                "client.lockdown",
+                "keeps the kill switch after the client stops, but kill_switch is false: set \
+                 kill_switch = true too",
             );
         }
         if c.dns == ClientDns::Off && self.tunnel.split.as_ref().is_some_and(|s| s.has_domains()) {

@@ -51,8 +51,8 @@
 //! assert_eq!(
 //!     err.to_string(),
 //!     "line 3, column 1: client.sevrer: unknown field `sevrer`, expected one of `server`, \
-//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `dns`, \
-//!      `circuit`"
+//!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `lockdown`, \
+//!      `dns`, `circuit`"
 //! );
 //! ```
 #![forbid(unsafe_code)]

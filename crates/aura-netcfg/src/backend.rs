@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::NetcfgError;
 use crate::memory::MemoryHost;
 use crate::routes::{DefaultRoute, Lookup, RouteSpec};
-use crate::{dns, forwarding, nat, nft, routes};
+use crate::{dns, forwarding, killswitch, nat, nft, routes};
 
 /// One change to the host, with what is needed to revert it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,25 @@ impl Backend {
                 nft::apply(&self.nft_program()?, &undo, &action).await
             }
             Self::Memory(m) => m.nft_delete_table(table.name()),
+        }
+    }
+
+    /// Makes the kill switch's DIRECT sets hold exactly `direct`.
+    pub(crate) async fn kill_switch_direct(
+        &self,
+        direct: &[(IpAddr, u8)],
+    ) -> Result<(), NetcfgError> {
+        match self {
+            Self::System { .. } => {
+                let batch = killswitch::set_batch(direct)?;
+                nft::apply(
+                    &self.nft_program()?,
+                    &batch,
+                    "updating the kill switch's DIRECT sets",
+                )
+                .await
+            }
+            Self::Memory(m) => m.set_kill_switch_direct(direct),
         }
     }
 

@@ -36,6 +36,8 @@ pub struct HostConfig {
     routes_applied: bool,
     kill_switch_applied: bool,
     dns_applied: bool,
+    /// A kill switch comes right after cleanup: a leftover one stays until replaced.
+    keep_leftover_kill_switch: bool,
     /// The resolver file [`apply_dns`](Self::apply_dns) rewrites.
     resolv_conf: PathBuf,
     /// The role claimed ([`HostConfig::claim`]): what cleanup looks for.
@@ -55,6 +57,7 @@ impl HostConfig {
             routes_applied: false,
             kill_switch_applied: false,
             dns_applied: false,
+            keep_leftover_kill_switch: false,
             resolv_conf: PathBuf::from(crate::dns::RESOLV_CONF),
             role: None,
             lock: None,
@@ -509,6 +512,72 @@ impl HostConfig {
         Ok(())
     }
 
+    /// Client, with the kill switch on (in this journal or a sibling's): its DIRECT sets
+    /// hold exactly `direct` from now on, changed in one transaction (a live DIRECT rule,
+    /// addresses learnt for a DIRECT domain rule). Not journalled: the sets go with the
+    /// table.
+    ///
+    /// # Errors
+    /// The table does not exist, or nft refused.
+    pub async fn set_kill_switch_direct(
+        &mut self,
+        direct: &[(IpAddr, u8)],
+    ) -> Result<(), NetcfgError> {
+        let cmd = nft::show_batch(&killswitch::set_batch(direct)?);
+        if self.dry_run {
+            tracing::info!(command = %cmd, "dry run: would run");
+        } else {
+            self.backend.kill_switch_direct(direct).await?;
+            tracing::debug!(command = %cmd, "kill switch's DIRECT sets updated");
+        }
+        self.planned.push(cmd);
+        Ok(())
+    }
+
+    /// Client: the caller applies a kill switch right after
+    /// [`cleanup_leftovers`](Self::cleanup_leftovers), so a kill switch table an earlier
+    /// run left (lockdown, or a crash) is not removed there: [`apply_kill_switch`] replaces
+    /// it in one transaction, and nothing passes in between.
+    ///
+    /// [`apply_kill_switch`]: Self::apply_kill_switch
+    pub fn keep_leftover_kill_switch(&mut self) {
+        self.keep_leftover_kill_switch = true;
+    }
+
+    /// Client, lockdown: the kill switch leaves this journal, so [`undo`](Self::undo) (and
+    /// drop) keep it in place after the client stops. The next client's start replaces it
+    /// ([`keep_leftover_kill_switch`](Self::keep_leftover_kill_switch)); `aura client
+    /// unlock` ([`remove_kill_switch`](Self::remove_kill_switch)) lifts it. Whether one was
+    /// applied.
+    pub fn release_kill_switch(&mut self) -> bool {
+        let before = self.changes.len();
+        self.changes.retain(
+            |c| !matches!(c, Change::NftTable { table, .. } if *table == killswitch::TABLE),
+        );
+        self.kill_switch_applied = false;
+        self.changes.len() != before
+    }
+
+    /// Lifts a kill switch left in place (lockdown, or a crash): deletes table
+    /// `inet aura_client` if it exists. Whether it existed. Take the client's instance lock
+    /// first ([`claim`](Self::claim)), so a running client's kill switch is not lifted.
+    ///
+    /// # Errors
+    /// nft is missing or refused.
+    pub async fn remove_kill_switch(&mut self) -> Result<bool, NetcfgError> {
+        if !self.backend.nft_has_table(&killswitch::TABLE).await? {
+            return Ok(false);
+        }
+        let cmd = nft::show_batch(&killswitch::TABLE.delete_batch()?);
+        if self.dry_run {
+            tracing::info!(command = %cmd, "dry run: would run");
+        } else {
+            self.backend.nft_delete_table(&killswitch::TABLE).await?;
+        }
+        self.planned.push(cmd);
+        Ok(true)
+    }
+
     /// Client: reverts the routes only (the newest changes, made after everything else),
     /// keeping the kill switch in place while the tunnel is rebuilt.
     pub async fn undo_routes(&mut self) -> Result<(), NetcfgError> {
@@ -570,7 +639,7 @@ impl HostConfig {
         if server {
             tables.push(nat::TABLE);
         }
-        if client {
+        if client && !self.keep_leftover_kill_switch {
             tables.push(killswitch::TABLE);
         }
         for table in tables {

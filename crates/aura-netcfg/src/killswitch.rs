@@ -8,7 +8,8 @@
 //!         oifname "lo" accept
 //!         oifname "aura0" accept                      # the tunnel
 //!         ip daddr { <server>, <bridges> } accept     # the carriers
-//!         ip daddr { <DIRECT networks> } accept       # split tunnelling
+//!         ip daddr @direct4 accept                    # split tunnelling (DIRECT)
+//!         ip6 daddr @direct6 accept
 //!         udp dport 67 accept                         # DHCPv4
 //!         ip6 daddr { fe80::/10, ff02::/16 } accept   # IPv6 on the link: ND, DHCPv6
 //!         counter drop
@@ -17,13 +18,20 @@
 //!         iifname "lo" accept
 //!         iifname "aura0" accept
 //!         ct state established,related accept
-//!         ip saddr { <DIRECT networks> } accept
+//!         ip saddr @direct4 accept
+//!         ip6 saddr @direct6 accept
 //!         udp sport 67 udp dport 68 accept
 //!         ip6 saddr fe80::/10 accept
 //!         counter drop
 //!     }
 //! }
 //! ```
+//! The DIRECT networks are two named interval sets (`direct4`, `direct6`), rewritten in
+//! one transaction whenever the client's DIRECT networks change ([`set_batch`]): a live
+//! `aura route add --direct` and the addresses learnt for DIRECT domain rules pass as
+//! soon as they are routed. Networks inside another one are dropped from the sets (an
+//! interval set refuses overlaps; the wider one already covers them).
+//!
 //! A table of its own, apart from the server's `inet aura`, so a client on a server host
 //! and its crash cleanup never touch the server's rules. Forwarded traffic (containers,
 //! VMs behind the client host) is not covered.
@@ -32,8 +40,11 @@ use std::net::IpAddr;
 
 use nftables::batch::Batch;
 use nftables::expr::{Expression, MetaKey, NamedExpression, SetItem};
-use nftables::schema::NfListObject;
+use nftables::schema::{
+    Element, FlushObject, NfCmd, NfListObject, Set, SetFlag, SetType, SetTypeValue,
+};
 use nftables::stmt::Statement;
+use nftables::types::NfFamily;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
 use crate::error::NetcfgError;
@@ -76,10 +87,82 @@ fn by_family(items: &[(IpAddr, u8)]) -> [(&'static str, Vec<(IpAddr, u8)>); 2] {
     [("ip", v4), ("ip6", v6)]
 }
 
+/// The named sets of DIRECT networks, by family.
+const SETS: [(&str, &str, SetType); 2] = [
+    ("ip", "direct4", SetType::Ipv4Addr),
+    ("ip6", "direct6", SetType::Ipv6Addr),
+];
+
+/// Whether `(inner, n)` lies inside `(outer, m)`.
+fn inside((inner, n): (IpAddr, u8), (outer, m): (IpAddr, u8)) -> bool {
+    m <= n && crate::routes::contains(outer, m, inner)
+}
+
+/// `items` without duplicates and without networks inside another one.
+fn disjoint(items: &[(IpAddr, u8)]) -> Vec<(IpAddr, u8)> {
+    let mut out: Vec<(IpAddr, u8)> = Vec::new();
+    for &it in items {
+        if out.iter().any(|&o| inside(it, o)) {
+            continue;
+        }
+        out.retain(|&o| !inside(o, it));
+        out.push(it);
+    }
+    out
+}
+
+fn set_object(name: &'static str, kind: SetType) -> Set<'static> {
+    Set {
+        family: NfFamily::INet,
+        table: TABLE_NAME.into(),
+        name: name.into(),
+        set_type: SetTypeValue::Single(kind),
+        flags: Some([SetFlag::Interval].into_iter().collect()),
+        ..Set::default()
+    }
+}
+
+/// Adds to `b` the elements of `direct` to each set (none for an empty family: nft
+/// refuses an empty element list).
+fn add_elements(b: &mut Batch<'static>, direct: &[(IpAddr, u8)]) {
+    let direct = disjoint(direct);
+    for ((_, name, _), (_, items)) in SETS.iter().zip(by_family(&direct)) {
+        if items.is_empty() {
+            continue;
+        }
+        let elem: Vec<Expression<'static>> = items
+            .iter()
+            .map(|(a, n)| prefix(&a.to_string(), u32::from(*n)))
+            .collect();
+        b.add(NfListObject::Element(Element {
+            family: NfFamily::INet,
+            table: TABLE_NAME.into(),
+            name: (*name).into(),
+            elem: elem.into(),
+        }));
+    }
+}
+
+/// The batch that makes the DIRECT sets hold exactly `direct`, in one transaction.
+pub(crate) fn set_batch(direct: &[(IpAddr, u8)]) -> Result<String, NetcfgError> {
+    let mut b: Batch<'static> = Batch::new();
+    for (_, name, kind) in SETS {
+        b.add_cmd(NfCmd::Flush(FlushObject::Set(Box::new(set_object(
+            name, kind,
+        )))));
+    }
+    add_elements(&mut b, direct);
+    to_json(b)
+}
+
 /// The batch that (re)creates `inet aura_client` for `plan`.
 pub(crate) fn apply_batch(plan: &KillSwitchPlan) -> Result<String, NetcfgError> {
     check_ifname(&plan.tun)?;
     let mut b: Batch<'static> = TABLE.replace_batch();
+    for (_, name, kind) in SETS {
+        b.add(NfListObject::Set(Box::new(set_object(name, kind))));
+    }
+    add_elements(&mut b, &plan.direct);
     let accept = || Statement::Accept(None);
     let peers: Vec<(IpAddr, u8)> = plan
         .peers
@@ -98,12 +181,16 @@ pub(crate) fn apply_batch(plan: &KillSwitchPlan) -> Result<String, NetcfgError> 
         vec![eq(meta(MetaKey::Oifname), string("lo")), accept()],
         vec![eq(meta(MetaKey::Oifname), string(&plan.tun)), accept()],
     ];
-    for list in [&peers, &plan.direct] {
-        for (family, items) in by_family(list) {
-            if !items.is_empty() {
-                out.push(vec![eq(payload(family, "daddr"), nets(&items)), accept()]);
-            }
+    for (family, items) in by_family(&peers) {
+        if !items.is_empty() {
+            out.push(vec![eq(payload(family, "daddr"), nets(&items)), accept()]);
         }
+    }
+    for (family, name, _) in SETS {
+        out.push(vec![
+            eq(payload(family, "daddr"), string(&format!("@{name}"))),
+            accept(),
+        ]);
     }
     out.push(vec![eq(payload("udp", "dport"), number(67)), accept()]);
     out.push(vec![
@@ -136,10 +223,11 @@ pub(crate) fn apply_batch(plan: &KillSwitchPlan) -> Result<String, NetcfgError> 
             accept(),
         ],
     ];
-    for (family, items) in by_family(&plan.direct) {
-        if !items.is_empty() {
-            inp.push(vec![eq(payload(family, "saddr"), nets(&items)), accept()]);
-        }
+    for (family, name, _) in SETS {
+        inp.push(vec![
+            eq(payload(family, "saddr"), string(&format!("@{name}"))),
+            accept(),
+        ]);
     }
     inp.push(vec![
         eq(payload("udp", "sport"), number(67)),
@@ -205,5 +293,27 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn nested_networks_leave_the_sets() {
+        let n = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
+        assert_eq!(
+            disjoint(&[
+                n("10.1.0.0", 16),
+                n("10.0.0.0", 8),
+                n("10.0.0.0", 8),
+                n("192.0.2.1", 32),
+                n("fd00::", 8),
+                n("fd00::1", 128)
+            ]),
+            vec![n("10.0.0.0", 8), n("192.0.2.1", 32), n("fd00::", 8)]
+        );
+        let text = set_batch(&[n("192.0.2.0", 24)]).unwrap();
+        assert!(
+            text.contains("\"flush\"") && text.contains("direct6") && text.contains("192.0.2.0"),
+            "{text}"
+        );
+        assert!(!text.contains("\"elem\":[]"), "{text}");
     }
 }

@@ -28,6 +28,8 @@ struct State {
     routes: Vec<MemRoute>,
     /// `/etc/resolv.conf`; `None`: absent.
     resolv: Option<String>,
+    /// The kill switch's DIRECT sets, as last written after the table was made.
+    kill_switch_direct: Vec<(IpAddr, u8)>,
 }
 
 /// A simulated host; clones share one state, so a test keeps a clone to inspect
@@ -70,6 +72,7 @@ impl MemoryHost {
                 links: vec!["lo".into()],
                 routes: Vec::new(),
                 resolv: Some("nameserver 192.0.2.53\n".into()),
+                kill_switch_direct: Vec::new(),
             })),
         }
     }
@@ -251,8 +254,33 @@ impl MemoryHost {
 
     pub(crate) fn nft_delete_table(&self, name: &str) -> Result<(), NetcfgError> {
         self.nft_check()?;
-        self.lock().tables.remove(name);
+        let mut s = self.lock();
+        s.tables.remove(name);
+        if name == crate::killswitch::TABLE_NAME {
+            s.kill_switch_direct.clear();
+        }
         Ok(())
+    }
+
+    pub(crate) fn set_kill_switch_direct(
+        &self,
+        direct: &[(IpAddr, u8)],
+    ) -> Result<(), NetcfgError> {
+        self.nft_check()?;
+        let mut s = self.lock();
+        if !s.tables.contains_key(crate::killswitch::TABLE_NAME) {
+            return Err(NetcfgError::InvalidPlan(
+                "the kill switch's table does not exist".into(),
+            ));
+        }
+        s.kill_switch_direct = direct.to_vec();
+        Ok(())
+    }
+
+    /// What the kill switch's DIRECT sets hold, as last updated
+    /// ([`HostConfig::set_kill_switch_direct`](crate::HostConfig::set_kill_switch_direct)).
+    pub fn kill_switch_direct(&self) -> Vec<(IpAddr, u8)> {
+        self.lock().kill_switch_direct.clone()
     }
 
     pub(crate) fn nft_has_table(&self, name: &str) -> Result<bool, NetcfgError> {

@@ -582,6 +582,8 @@ pub struct ClientOptions {
     pub routing: Routing,
     /// `[client] kill_switch`.
     pub kill_switch: bool,
+    /// `[client] lockdown`: the kill switch outlives the client.
+    pub lockdown: bool,
     /// `[client] dns`: whose resolvers the system uses while the tunnel is up.
     pub dns: aura_config::ClientDns,
     /// Largest tunnel MTU (the server's may be smaller).
@@ -679,6 +681,7 @@ impl ClientOptions {
             mtu: cfg.tunnel.mtu,
             routing: Routing::from_config(&cfg.tunnel),
             kill_switch: cfg.client.kill_switch,
+            lockdown: cfg.client.lockdown,
             dns: cfg.client.dns.clone(),
             accept_pushed_crl: cfg.pki.accept_pushed_crl,
             admin_socket: cfg.client.admin_socket.clone(),

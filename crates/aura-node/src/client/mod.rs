@@ -151,7 +151,11 @@ pub async fn run_on<T: TunFactory>(
     )
     .await?;
     let socket_path = opts.admin_socket.clone();
-    // Only this role's leftovers: a server in the same namespace keeps its NAT.
+    // Only this role's leftovers: a server in the same namespace keeps its NAT. A kill
+    // switch left in place (lockdown, a crash) stays until the new one replaces it.
+    if opts.kill_switch {
+        host.netcfg.keep_leftover_kill_switch();
+    }
     if let Err(e) = host.netcfg.cleanup_leftovers().await {
         admin_task.abort();
         let _ = std::fs::remove_file(&socket_path);
@@ -230,6 +234,12 @@ pub async fn run_on<T: TunFactory>(
         tracing::error!(error = %e, "could not restore the resolver configuration");
     }
     client.routes.lock().await.uninstall().await;
+    if client.opts.lockdown && client.host.netcfg.release_kill_switch() {
+        tracing::warn!(
+            "lockdown: the kill switch stays in place until `aura client` runs again or \
+             `aura client unlock` lifts it"
+        );
+    }
     let undo = client.host.netcfg.undo().await;
     client.tunnel = None;
     if let Err(e) = undo {

@@ -93,7 +93,7 @@ pub struct RouteBook {
     peers: Vec<IpAddr>,
     /// Routes off (`[tunnel.os_routes] enabled = false`): rules are kept, none installed.
     enabled: bool,
-    /// The kill switch is on: it lets through the DIRECT networks of client.toml only.
+    /// The kill switch is on: its DIRECT sets follow the DIRECT rules.
     kill_switch: bool,
 }
 
@@ -286,13 +286,6 @@ impl RouteBook {
                 r.kind.name()
             ));
         }
-        if kind == SplitKind::Direct && self.kill_switch {
-            return Err(format!(
-                "the kill switch is on and lets through only the DIRECT networks of \
-                 client.toml: {target} would be blocked (add it to client.toml as a network \
-                 and restart the client)"
-            ));
-        }
         if let Target::Net(cidr) = target {
             self.check(kind, cidr)?;
             if kind == SplitKind::Direct && cidr.prefix_len() < 2 {
@@ -302,10 +295,16 @@ impl RouteBook {
             }
         }
         self.rules.push(Rule::new(kind, target, false));
-        if self.enabled
-            && let Err(e) = self.install_one(self.rules.len() - 1).await
-        {
+        // The kill switch lets it through before its route exists.
+        let mut result = self.sync_kill_switch().await;
+        if result.is_ok() && self.enabled {
+            result = self.install_one(self.rules.len() - 1).await;
+        }
+        if let Err(e) = result {
             self.rules.pop();
+            if let Err(again) = self.sync_kill_switch().await {
+                tracing::warn!(error = %again, "kill switch not restored");
+            }
             return Err(e);
         }
         Ok(())
@@ -337,7 +336,7 @@ impl RouteBook {
                 .map_err(|e| format!("cannot remove the route of {addr}/{prefix}: {e}"))?;
         }
         self.rules.remove(at);
-        Ok(())
+        self.sync_kill_switch().await
     }
 
     /// An answer for `qname` gave `addrs` (with their TTLs): when a domain rule matches
@@ -358,7 +357,9 @@ impl RouteBook {
             return 0;
         };
         let kind = self.rules[i].kind;
-        let mut routed = 0;
+        // First the holds (new addresses recorded), then the kill switch, then routes.
+        let mut to_route = Vec::new();
+        let mut added = false;
         for &(addr, ttl) in addrs {
             let hold = Duration::from_secs(u64::from(ttl)).clamp(MIN_HOLD, MAX_HOLD);
             let until = now + hold;
@@ -368,18 +369,28 @@ impl RouteBook {
             let rule = &mut self.rules[i];
             if let Some(l) = rule.learnt.get_mut(&addr) {
                 l.until = l.until.max(until);
-                if l.route.is_some() || self.tun.is_none() || !self.enabled {
-                    continue;
+                if l.route.is_none() {
+                    to_route.push(addr);
                 }
             } else if rule.learnt.len() >= MAX_LEARNT {
                 tracing::debug!(rule = %rule.target, "domain rule full: address not routed");
-                continue;
             } else {
                 rule.learnt.insert(addr, Learnt { until, route: None });
+                to_route.push(addr);
+                added = true;
             }
-            if !self.enabled {
-                continue;
-            }
+        }
+        if added
+            && kind == SplitKind::Direct
+            && let Err(e) = self.sync_kill_switch().await
+        {
+            tracing::warn!(error = %e, "learnt DIRECT addresses stay blocked");
+        }
+        if !self.enabled || self.tun.is_none() {
+            return 0;
+        }
+        let mut routed = 0;
+        for addr in to_route {
             match self.route(kind, addr, host_len(addr)).await {
                 Ok(shown) => {
                     routed += usize::from(shown.is_some());
@@ -396,11 +407,13 @@ impl RouteBook {
     /// Removes the learnt addresses whose hold ran out by `now`, and their routes.
     pub async fn expire(&mut self, now: Instant) {
         let mut gone = Vec::new();
+        let mut any = false;
         for r in &mut self.rules {
             r.learnt.retain(|addr, l| {
                 if l.until > now {
                     return true;
                 }
+                any = true;
                 if l.route.is_some() {
                     gone.push(*addr);
                 }
@@ -412,6 +425,30 @@ impl RouteBook {
                 tracing::warn!(error = %e, "cannot remove an expired learnt route");
             }
         }
+        if any && let Err(e) = self.sync_kill_switch().await {
+            tracing::warn!(error = %e, "expired DIRECT addresses stay open");
+        }
+    }
+
+    /// With the kill switch on, makes its DIRECT sets hold every DIRECT network and every
+    /// address learnt for a DIRECT domain rule.
+    async fn sync_kill_switch(&mut self) -> Result<(), String> {
+        if !self.kill_switch {
+            return Ok(());
+        }
+        let mut direct = Vec::new();
+        for r in self.rules.iter().filter(|r| r.kind == SplitKind::Direct) {
+            match &r.target {
+                Target::Net(c) => direct.push((c.addr(), c.prefix_len())),
+                Target::Domain(_) => {
+                    direct.extend(r.learnt.keys().map(|a| (*a, host_len(*a))));
+                }
+            }
+        }
+        self.netcfg
+            .set_kill_switch_direct(&direct)
+            .await
+            .map_err(|e| format!("cannot update the kill switch: {e}"))
     }
 
     /// Whether any rule is a domain rule.
