@@ -5,8 +5,8 @@
 #![no_main]
 
 use aura_proto::control::{
-    self, CircuitFailed, CircuitReady, ControlError, ControlMessage, CrlAck, CrlChunk, DnsAssign,
-    ExtendBridge, HEADER_LEN,
+    self, AddressAssign6, CircuitFailed, CircuitReady, ControlError, ControlMessage, CrlAck,
+    CrlChunk, DnsAssign, ExtendBridge, HEADER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -87,5 +87,12 @@ fn payloads(payload: &[u8]) {
         let mut out = vec![0u8; payload.len()];
         assert_eq!(dns.encode_into(&mut out), Ok(payload.len()));
         assert_eq!(out, payload, "DnsAssign round trip");
+    }
+    if let Ok(assign) = AddressAssign6::decode(payload) {
+        assert!(assign.validate().is_ok());
+        assert_eq!(assign.encoded_len(), payload.len());
+        let mut out = vec![0u8; payload.len()];
+        assert_eq!(assign.encode_into(&mut out), Ok(payload.len()));
+        assert_eq!(out, payload, "AddressAssign6 round trip");
     }
 }

@@ -69,10 +69,16 @@ pub async fn run(a: StatusArgs) -> Result<()> {
             server,
             carrier,
             address,
+            address6,
             bytes_in,
             bytes_out,
             last_handshake,
         } => {
+            let address = if address6.is_empty() {
+                address
+            } else {
+                format!("{address}, {address6}")
+            };
             println!(
                 "state:      {state}\nserver:     {server} via {carrier}\naddress:    {address}\nbytes:      {bytes_in} in, {bytes_out} out\nhandshake:  {}",
                 ago(last_handshake)

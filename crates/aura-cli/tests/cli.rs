@@ -347,6 +347,7 @@ fn status_asks_the_admin_socket() {
             carrier: "tls".into(),
             remote: "192.0.2.7:5555".into(),
             tunnel_address: "10.77.0.2".into(),
+            tunnel_address6: "fd61:7572:6100::2".into(),
             bytes_in: 1234,
             bytes_out: 5678,
             last_handshake: 1,

@@ -88,6 +88,7 @@ pub use server::{
     DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection, HostPort,
     NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki, ServerSection,
 };
+pub use server::{DEFAULT_POOL_CIDR6, Nat6Mode};
 pub use split::{DomainPattern, IpCidr, OsRoutes, SplitKind, SplitRule, SplitSection};
 
 use common::Resolver;

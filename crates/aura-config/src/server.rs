@@ -2,7 +2,7 @@
 //! `[transport]`, `[tunnel]`, `[pki]`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use crate::common::{
 };
 use crate::dns::check_resolvers;
 use crate::error::Problems;
+use crate::split::IpCidr;
 
 /// Default admin socket of the server daemon (distinct from the client's, so both can run
 /// on one host).
@@ -307,6 +308,24 @@ pub struct PoolSection {
     /// Fixed addresses: client id → address.
     #[serde(default, rename = "static")]
     pub static_map: BTreeMap<String, Ipv4Addr>,
+    /// IPv6 inside the tunnel: every client also gets an address of `cidr6`. Default
+    /// `true`.
+    #[serde(default = "yes")]
+    pub ipv6: bool,
+    /// The IPv6 pool. A client's IPv6 address has the same host number as its IPv4 one
+    /// (`10.77.0.5` → `fd61:7572:6100::5`), so it needs at least as many host bits.
+    /// Default [`DEFAULT_POOL_CIDR6`] (a unique local address network).
+    #[serde(default)]
+    pub cidr6: Option<IpCidr>,
+}
+
+/// Default IPv6 pool: a unique local (ULA, `fd00::/8`) /64.
+pub const DEFAULT_POOL_CIDR6: &str = "fd61:7572:6100::/64";
+
+fn default_pool_cidr6() -> IpCidr {
+    DEFAULT_POOL_CIDR6
+        .parse()
+        .unwrap_or_else(|_| unreachable!("the default IPv6 pool parses"))
 }
 
 impl Default for PoolSection {
@@ -316,6 +335,8 @@ impl Default for PoolSection {
             strategy: PoolStrategy::default(),
             server_address: None,
             static_map: BTreeMap::new(),
+            ipv6: true,
+            cidr6: None,
         }
     }
 }
@@ -326,6 +347,29 @@ impl PoolSection {
         self.server_address.unwrap_or(self.cidr.first_host())
     }
 
+    /// The IPv6 address that goes with pool address `v4` (the same host number in
+    /// `cidr6`), when IPv6 is on and `v4` is in the pool.
+    pub fn address6_of(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        let IpAddr::V6(net6) = self.pool6().addr() else {
+            return None;
+        };
+        if !self.ipv6 || !self.cidr.contains(v4) {
+            return None;
+        }
+        let host = u32::from(v4) - u32::from(self.cidr.network());
+        Some(Ipv6Addr::from(u128::from(net6) | u128::from(host)))
+    }
+
+    /// The IPv6 pool: `cidr6` or [`DEFAULT_POOL_CIDR6`].
+    pub fn pool6(&self) -> IpCidr {
+        self.cidr6.unwrap_or_else(default_pool_cidr6)
+    }
+
+    /// The server's own IPv6 tunnel address, when IPv6 is on.
+    pub fn server_address6(&self) -> Option<Ipv6Addr> {
+        self.address6_of(self.server_address())
+    }
+
     /// How many addresses can go to clients: the network minus its network and
     /// broadcast addresses and the server's own.
     pub fn client_capacity(&self) -> u64 {
@@ -334,6 +378,38 @@ impl PoolSection {
 
     fn check(&self, p: &mut Problems) {
         let cidr = self.cidr;
+        if !self.ipv6 && self.cidr6.is_some() {
+            p.push(
+                "server.pool.cidr6",
+                "is set but server.pool.ipv6 is false: remove one of them",
+            );
+        }
+        if self.ipv6 {
+            let c6 = self.pool6();
+            match c6.addr() {
+                IpAddr::V4(_) => p.push(
+                    "server.pool.cidr6",
+                    format!("{c6} is an IPv4 network; cidr6 is the IPv6 pool"),
+                ),
+                IpAddr::V6(a) if a.is_multicast() || a.is_loopback() || a.is_unspecified() => {
+                    p.push("server.pool.cidr6", format!("{c6} cannot be a pool"));
+                }
+                IpAddr::V6(_) => {
+                    let host6 = 128 - u32::from(c6.prefix_len());
+                    let host4 = 32 - u32::from(cidr.prefix_len());
+                    if host6 < host4 || c6.prefix_len() > 126 || c6.prefix_len() < 48 {
+                        p.push(
+                            "server.pool.cidr6",
+                            format!(
+                                "{c6} must be a /48 to /126 with at least as many host bits as \
+                                 the IPv4 pool {cidr} ({host4}): each client's IPv6 address has \
+                                 its IPv4 host number"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         let mut usable = true;
         if cidr.has_host_bits() {
             p.push(
@@ -442,6 +518,26 @@ pub struct NatSection {
     /// Log the changes instead of making them. Default `false`.
     #[serde(default)]
     pub dry_run: bool,
+    /// IPv6 of the pool: `"nat66"` (default: masqueraded behind the server's IPv6
+    /// address) or `"routed"` (the pool is a global prefix routed to this server; no
+    /// translation).
+    #[serde(default)]
+    pub ipv6: Nat6Mode,
+    /// IPv6 egress interface. Default: the interface of the IPv6 default route, else
+    /// `egress_iface`.
+    #[serde(default)]
+    pub egress_iface6: Option<String>,
+}
+
+/// How the pool's IPv6 reaches the internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Nat6Mode {
+    /// Masquerade (NAT66).
+    #[default]
+    Nat66,
+    /// Routed: no translation.
+    Routed,
 }
 
 impl Default for NatSection {
@@ -450,6 +546,8 @@ impl Default for NatSection {
             auto: true,
             egress_iface: None,
             dry_run: false,
+            ipv6: Nat6Mode::default(),
+            egress_iface6: None,
         }
     }
 }
@@ -543,6 +641,11 @@ impl ServerConfig {
             && let Err(why) = check_iface_name(i)
         {
             p.push("server.nat.egress_iface", format!("{i:?} {why}"));
+        }
+        if let Some(i) = &s.nat.egress_iface6
+            && let Err(why) = check_iface_name(i)
+        {
+            p.push("server.nat.egress_iface6", format!("{i:?} {why}"));
         }
         if s.relay.enabled && s.relay.allow_extend_to.is_empty() {
             p.push(

@@ -34,6 +34,13 @@ pub struct IpCidr {
     prefix: u8,
 }
 
+impl<'de> Deserialize<'de> for IpCidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl IpCidr {
     /// The network address.
     pub fn addr(&self) -> IpAddr {

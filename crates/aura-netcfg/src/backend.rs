@@ -159,6 +159,22 @@ impl Backend {
         }
     }
 
+    pub(crate) async fn default_route6(&self) -> Result<Option<DefaultRoute>, NetcfgError> {
+        match self {
+            Self::System { .. } => routes::imp::default_route6().await,
+            Self::Memory(m) => Ok(m.default_route6()),
+        }
+    }
+
+    /// The interfaces that stop accepting router advertisements once IPv6 forwarding is
+    /// on (`accept_ra = 1`); none on the in-memory double.
+    pub(crate) fn accept_ra_interfaces(&self) -> Vec<String> {
+        match self {
+            Self::System { .. } => forwarding::imp::accept_ra_interfaces(),
+            Self::Memory(_) => Vec::new(),
+        }
+    }
+
     pub(crate) async fn lookup(&self, addr: IpAddr) -> Result<Option<Lookup>, NetcfgError> {
         match self {
             Self::System { .. } => routes::imp::lookup(addr).await,

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 /// Grouped by cause: the plan itself is wrong ([`InvalidPlan`](Self::InvalidPlan),
 /// [`AlreadyApplied`](Self::AlreadyApplied)); the host lacks something
 /// ([`NftNotFound`](Self::NftNotFound), [`NoDefaultRoute`](Self::NoDefaultRoute),
-/// [`LinkNotFound`](Self::LinkNotFound), [`Unsupported`](Self::Unsupported)); the host
+/// [`NoIpv6`](Self::NoIpv6), [`LinkNotFound`](Self::LinkNotFound),
+/// [`Unsupported`](Self::Unsupported)); the host
 /// refused a change ([`Nft`](Self::Nft), [`Netlink`](Self::Netlink),
 /// [`Sysctl`](Self::Sysctl), [`RouteConflict`](Self::RouteConflict)); or undo left
 /// something behind ([`UndoIncomplete`](Self::UndoIncomplete)).
@@ -41,6 +42,16 @@ pub enum NetcfgError {
     /// There is no IPv4 default route to take the egress interface or gateway from.
     #[error("no IPv4 default route: cannot detect the egress interface; set it explicitly")]
     NoDefaultRoute,
+    /// The host has no IPv6 (`net.ipv6.conf.all.forwarding` does not exist: the kernel
+    /// was booted with `ipv6.disable=1` or built without IPv6), so an IPv6 pool cannot be
+    /// forwarded.
+    #[error(
+        "this host has no IPv6 ({key} does not exist; IPv6 disabled in the kernel?): enable IPv6 or configure no IPv6 pool"
+    )]
+    NoIpv6 {
+        /// The sysctl that is missing.
+        key: &'static str,
+    },
     /// A network interface named in the plan does not exist.
     #[error("network interface {name:?} not found")]
     LinkNotFound {

@@ -1,6 +1,6 @@
 //! [`HostConfig`]: makes Aura's changes to one host (forwarding, NAT, routes), records
 //! each in a journal, and undoes them newest first on [`HostConfig::undo`] or on drop;
-//! and [`default_route`], the host's IPv4 default route.
+//! and [`default_route`] / [`default_route6`], the host's IPv4 and IPv6 default routes.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -19,6 +19,12 @@ use crate::{forwarding, nft};
 /// namespace).
 pub async fn default_route() -> Result<DefaultRoute, NetcfgError> {
     Backend::System { nft: None }.default_route().await
+}
+
+/// The IPv6 default route of the main table, on this host (calling thread's network
+/// namespace); `None` when there is none.
+pub async fn default_route6() -> Result<Option<DefaultRoute>, NetcfgError> {
+    Backend::System { nft: None }.default_route6().await
 }
 
 /// Makes, records and undoes Aura's changes to one host.
@@ -145,6 +151,11 @@ impl HostConfig {
         self.backend.default_route().await
     }
 
+    /// The IPv6 default route, as seen by this backend; `None` when there is none.
+    pub async fn default_route6(&self) -> Result<Option<DefaultRoute>, NetcfgError> {
+        self.backend.default_route6().await
+    }
+
     /// Makes `change` (or plans it in a dry run) and records it. `Ok(false)`: the
     /// host already had it; nothing recorded.
     async fn perform(&mut self, change: Change) -> Result<bool, NetcfgError> {
@@ -217,8 +228,57 @@ impl HostConfig {
         .map(drop)
     }
 
+    /// Switches IPv6 forwarding on (`net.ipv6.conf.all.forwarding`), remembering the
+    /// previous value for undo (and, on the real host, in a journal under `/run/aura`
+    /// that [`cleanup_leftovers`](Self::cleanup_leftovers) restores after a crash).
+    /// Nothing is recorded if it was already on.
+    ///
+    /// Beware: with IPv6 forwarding on, an interface with `accept_ra = 1` (the usual
+    /// default) stops accepting router advertisements, so an address or default route
+    /// learnt from them (SLAAC, common on cloud VMs) is lost when it expires; set
+    /// `accept_ra = 2` on it. A warning names such interfaces when this switches
+    /// forwarding on.
+    ///
+    /// # Errors
+    /// [`NetcfgError::NoIpv6`] when the host has no IPv6 (the sysctl does not exist);
+    /// the sysctl cannot be read or written.
+    pub async fn enable_forwarding6(&mut self) -> Result<(), NetcfgError> {
+        let key = forwarding::IPV6_FORWARD;
+        let previous = match self.backend.read_sysctl(key) {
+            Ok(v) => v,
+            Err(NetcfgError::Sysctl { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(NetcfgError::NoIpv6 { key });
+            }
+            Err(e) => return Err(e),
+        };
+        if previous == "1" {
+            tracing::debug!("{key} is already 1");
+            return Ok(());
+        }
+        let ra = self.backend.accept_ra_interfaces();
+        if !ra.is_empty() {
+            tracing::warn!(
+                interfaces = %ra.join(", "),
+                "IPv6 forwarding on: these interfaces (accept_ra = 1) stop accepting router \
+                 advertisements, and lose what they learnt from them when it expires; \
+                 set net.ipv6.conf.<interface>.accept_ra = 2 to keep it"
+            );
+        }
+        self.perform(Change::Sysctl {
+            key,
+            previous,
+            value: "1".into(),
+        })
+        .await
+        .map(drop)
+    }
+
     /// Server: creates table `inet aura` (masquerade of the pool toward the egress
-    /// interface, forward accepts) in one atomic batch, then enables forwarding.
+    /// interface, of the IPv6 pool too with NAT66, forward accepts) in one atomic batch,
+    /// then enables forwarding: IPv4, and IPv6 when the plan has a `pool6`
+    /// ([`enable_forwarding6`](Self::enable_forwarding6)). All or nothing.
     pub async fn apply_nat(&mut self, plan: &NatPlan) -> Result<(), NetcfgError> {
         if self.nat_applied {
             return Err(NetcfgError::AlreadyApplied("NAT"));
@@ -231,7 +291,24 @@ impl HostConfig {
                 d.dev
             }
         };
-        let resolved = nat::ResolvedNat::new(plan, egress)?;
+        let egress6 = match (&plan.egress6, plan.pool6) {
+            (Some(e), _) => e.clone(),
+            (None, None) => egress.clone(),
+            (None, Some(_)) => match self.backend.default_route6().await? {
+                Some(d) => {
+                    tracing::info!(egress6 = %d.dev, "IPv6 egress interface from the IPv6 default route");
+                    d.dev
+                }
+                None => {
+                    tracing::info!(
+                        egress6 = %egress,
+                        "no IPv6 default route: IPv6 egress is the IPv4 egress interface"
+                    );
+                    egress.clone()
+                }
+            },
+        };
+        let resolved = nat::ResolvedNat::new(plan, egress, egress6)?;
         let payload = nat::apply_batch(&resolved)?;
         let undo = nat::delete_batch()?;
         if self.dry_run
@@ -250,6 +327,9 @@ impl HostConfig {
             .map(drop);
         if result.is_ok() {
             result = self.enable_forwarding().await;
+        }
+        if result.is_ok() && resolved.pool6.is_some() {
+            result = self.enable_forwarding6().await;
         }
         self.all_or_nothing(mark, result).await?;
         self.nat_applied = true;
@@ -620,8 +700,9 @@ impl HostConfig {
     }
 
     /// Removes what a crashed run left: table `inet aura`, routes tagged
-    /// [`RTPROT_AURA`](crate::RTPROT_AURA), and `net.ipv4.ip_forward` switched on (its
-    /// earlier value is journalled under `/run/aura` while a run has it changed), each
+    /// [`RTPROT_AURA`](crate::RTPROT_AURA), and `net.ipv4.ip_forward` or
+    /// `net.ipv6.conf.all.forwarding` switched on (the earlier value is journalled under
+    /// `/run/aura` while a run has it changed), each
     /// with a log line. Returns whether anything was found. A missing `nft` only skips
     /// the table check. After [`claim`](Self::claim) it looks only for what the claimed
     /// role changes (a server: the table and forwarding; a client: the routes), so a
@@ -664,11 +745,13 @@ impl HostConfig {
                 Err(e) => return Err(e),
             }
         }
-        if server
-            && !self.dry_run
-            && let Some(previous) = self.backend.take_journal(forwarding::IP_FORWARD)
-        {
-            let key = forwarding::IP_FORWARD;
+        for key in forwarding::KEYS {
+            if !server || self.dry_run {
+                break;
+            }
+            let Some(previous) = self.backend.take_journal(key) else {
+                continue;
+            };
             if self.backend.read_sysctl(key)? != previous {
                 found = true;
                 tracing::warn!(%key, %previous, "left changed by an earlier run: restoring it");

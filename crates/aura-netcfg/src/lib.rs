@@ -1,9 +1,9 @@
-//! Aura's OS control plane: IPv4 forwarding, NAT and routes, each change recorded and
+//! Aura's OS control plane: IPv4 and IPv6 forwarding, NAT and routes, each change recorded and
 //! undone on stop.
 //!
 //! # Role
 //! The server needs forwarding plus a MASQUERADE of its client pool toward the egress
-//! interface; the client needs all traffic routed into the TUN while the route to the
+//! interface (for a dual-stack pool, of its IPv6 pool too with NAT66, or routed IPv6); the client needs all traffic routed into the TUN while the route to the
 //! server (and bridges) stays on the original path. [`HostConfig`] makes those changes
 //! and is their recorder: [`HostConfig::undo`] reverts them in reverse order, and
 //! dropping it does the same, best effort.
@@ -12,7 +12,8 @@
 //! [`HostConfig`] (module `host`) is the facade and the journal. Under it, one module per
 //! concern; where a concern touches the OS, a `#[cfg(target_os = "linux")] mod imp` does
 //! it and a stub (returning [`NetcfgError::Unsupported`]) stands in elsewhere:
-//! - `forwarding`: `net.ipv4.ip_forward` through `/proc/sys`;
+//! - `forwarding`: `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding` through
+//!   `/proc/sys`;
 //! - `nat`: one nftables table of Aura's own, `inet aura`, built as one atomic JSON
 //!   batch, deleted with one command;
 //! - `routes`: native netlink (`rtnetlink`), every route tagged `proto 167`
@@ -30,7 +31,8 @@
 //!
 //! # Guarantees
 //! - Only Aura's own objects are touched: the `inet aura` table, routes tagged
-//!   `proto 167`, and `net.ipv4.ip_forward` (restored to its previous value).
+//!   `proto 167`, and `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding` (each
+//!   restored to its previous value).
 //! - Each `apply_*` is all or nothing: on error it reverts what it had done.
 //! - Undo removes exactly what was added: a route that already existed is not recorded.
 //! - [`HostConfig::cleanup_leftovers`] removes what a crashed run left (the table, tagged
@@ -55,6 +57,9 @@
 //!     tun: "aura0".into(),
 //!     egress: None, // the interface of the default route
 //!     firewall: Default::default(), // clients reach the internet and nothing else
+//!     pool6: Some(("fd61:7572:6100::".parse().unwrap(), 64)), // dual-stack
+//!     nat66: true, // masquerade the (ULA) IPv6 pool; false: the prefix is routed here
+//!     egress6: None, // the interface of the IPv6 default route, else `egress`
 //! })
 //! .await?;
 //! // ... serve ...
@@ -77,7 +82,7 @@ mod nft;
 pub mod routes;
 
 pub use error::NetcfgError;
-pub use host::{HostConfig, default_route};
+pub use host::{HostConfig, default_route, default_route6};
 #[cfg(target_os = "linux")]
 pub use instance::Role;
 pub use killswitch::KillSwitchPlan;

@@ -1,7 +1,7 @@
 //! [`MemoryHost`]: an in-memory double of the host, for tests of code that drives
 //! [`HostConfig`](crate::HostConfig) (the daemons) without root or namespaces.
 //!
-//! It models just enough: sysctls, whether `nft` is installed, Aura's nftables table,
+//! It models just enough: the forwarding sysctls (IPv4 and IPv6), whether `nft` is installed, Aura's nftables table,
 //! links, and a main routing table with longest-prefix lookup and the kernel's
 //! "exists" rule. It never touches the real host.
 
@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::NetcfgError;
-use crate::forwarding::IP_FORWARD;
+use crate::forwarding::{IP_FORWARD, IPV6_FORWARD};
 use crate::routes::{DefaultRoute, Lookup, RTPROT_AURA, RouteSpec, contains};
 
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ struct MemRoute {
 #[derive(Debug)]
 struct State {
     ip_forward: String,
+    /// `net.ipv6.conf.all.forwarding`; `None`: a host without IPv6.
+    ipv6_forward: Option<String>,
     nft_available: bool,
     /// Aura's nftables tables by name: the JSON batch that made each.
     tables: std::collections::BTreeMap<String, String>,
@@ -44,6 +46,8 @@ pub struct MemoryHost {
 pub struct MemorySnapshot {
     /// `net.ipv4.ip_forward`.
     pub ip_forward: String,
+    /// `net.ipv6.conf.all.forwarding` (empty on a host without IPv6).
+    pub ipv6_forward: String,
     /// The JSON batch that created Aura's server table (`inet aura`), if it exists.
     pub nft_table: Option<String>,
     /// The JSON batch that created the client's table (`inet aura_client`, the kill
@@ -62,11 +66,12 @@ impl Default for MemoryHost {
 }
 
 impl MemoryHost {
-    /// A host with only `lo`, forwarding off, `nft` installed, no routes.
+    /// A host with only `lo`, forwarding off (IPv4 and IPv6), `nft` installed, no routes.
     pub fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 ip_forward: "0".into(),
+                ipv6_forward: Some("0".into()),
                 nft_available: true,
                 tables: std::collections::BTreeMap::new(),
                 links: vec!["lo".into()],
@@ -116,6 +121,12 @@ impl MemoryHost {
     /// Sets `net.ipv4.ip_forward`.
     pub fn set_ip_forward(&self, value: &str) {
         value.clone_into(&mut self.lock().ip_forward);
+    }
+
+    /// Sets `net.ipv6.conf.all.forwarding`; `None`: the host has no IPv6 (the sysctl
+    /// does not exist).
+    pub fn set_ipv6_forward(&self, value: Option<&str>) {
+        self.lock().ipv6_forward = value.map(str::to_owned);
     }
 
     /// Installs or removes the simulated `nft` binary.
@@ -191,6 +202,7 @@ impl MemoryHost {
         let s = self.lock();
         MemorySnapshot {
             ip_forward: s.ip_forward.clone(),
+            ipv6_forward: s.ipv6_forward.clone().unwrap_or_default(),
             nft_table: s.tables.get(crate::nat::TABLE_NAME).cloned(),
             nft_client_table: s.tables.get(crate::killswitch::TABLE_NAME).cloned(),
             resolv_conf: s.resolv.clone(),
@@ -220,19 +232,26 @@ impl MemoryHost {
     // ---- the operations HostConfig performs ----
 
     pub(crate) fn read_sysctl(&self, key: &'static str) -> Result<String, NetcfgError> {
-        if key == IP_FORWARD {
-            Ok(self.lock().ip_forward.clone())
-        } else {
-            Err(NetcfgError::Sysctl {
-                key,
-                source: std::io::ErrorKind::NotFound.into(),
-            })
-        }
+        let s = self.lock();
+        let value = match key {
+            IP_FORWARD => Some(s.ip_forward.clone()),
+            IPV6_FORWARD => s.ipv6_forward.clone(),
+            _ => None,
+        };
+        value.ok_or(NetcfgError::Sysctl {
+            key,
+            source: std::io::ErrorKind::NotFound.into(),
+        })
     }
 
     pub(crate) fn write_sysctl(&self, key: &'static str, value: &str) -> Result<(), NetcfgError> {
         self.read_sysctl(key)?;
-        self.set_ip_forward(value);
+        let mut s = self.lock();
+        if key == IPV6_FORWARD {
+            s.ipv6_forward = Some(value.to_owned());
+        } else {
+            value.clone_into(&mut s.ip_forward);
+        }
         Ok(())
     }
 
@@ -302,6 +321,17 @@ impl MemoryHost {
                 dev: r.spec.dev.clone(),
             })
             .ok_or(NetcfgError::NoDefaultRoute)
+    }
+
+    pub(crate) fn default_route6(&self) -> Option<DefaultRoute> {
+        self.lock()
+            .routes
+            .iter()
+            .find(|r| r.spec.prefix == 0 && r.spec.dst.is_ipv6())
+            .map(|r| DefaultRoute {
+                gateway: r.spec.gateway,
+                dev: r.spec.dev.clone(),
+            })
     }
 
     pub(crate) fn lookup(&self, addr: IpAddr) -> Option<Lookup> {

@@ -1,4 +1,5 @@
-//! NAT for the server: MASQUERADE of the VPN pool toward the egress interface, in an
+//! NAT for the server: MASQUERADE of the VPN pool toward the egress interface (and of
+//! its IPv6 pool toward the IPv6 egress with NAT66, or routed IPv6 without), in an
 //! nftables table of Aura's own (`inet aura`).
 //!
 //! The ruleset is built here with the typed builders of `crate::nft` (pure, testable
@@ -9,32 +10,47 @@
 //! ```text
 //! table inet aura {
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-//!         ip saddr <pool> oifname "<egress>" counter masquerade }
+//!         ip saddr <pool> oifname "<egress>" counter masquerade
+//!         ip6 saddr <pool6> oifname "<egress6>" counter masquerade    (pool6 with nat66)
+//!     }
 //!     chain forward { type filter hook forward priority filter; policy accept;
 //!         iifname "<tun>" oifname "<tun>" counter drop      (accept: client_to_client)
 //!         iifname "<tun>" ip daddr <allowed subnet> counter accept      (one per subnet)
 //!         iifname "<tun>" ip daddr { 0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12,
 //!                                    192.168/16, 224/4, 240/4 } counter drop
+//!         iifname "<tun>" ip6 daddr { ::/128, ::1/128, ::ffff:0:0/96, fc00::/7,
+//!                                     fe80::/10, ff00::/8 } counter drop      (always)
 //!         iifname "<tun>" oifname "<egress>" counter accept
+//!         iifname "<tun>" oifname "<egress6>" counter accept
+//!                                          (pool6, when egress6 is not egress)
 //!         iifname "<tun>" counter drop
 //!         oifname "<tun>" ct state established,related counter accept
 //!         oifname "<tun>" counter drop }
 //!     chain input { type filter hook input priority filter; policy accept;
 //!         iifname "<tun>" ct state established,related counter accept
 //!         iifname "<tun>" icmp type echo-request counter accept
+//!         iifname "<tun>" icmpv6 type echo-request counter accept
 //!         iifname "<tun>" <udp|tcp> dport <port> counter accept       (one per host port)
 //!         iifname "<tun>" counter drop }
 //! }
 //! ```
+//!
+//! IPv6 comes in two modes ([`NatPlan::nat66`]): NAT66 masquerades the pool's IPv6
+//! (a ULA /64 by default, not routable on the internet) behind the egress6 address;
+//! routed leaves the addresses as they are, for a global prefix the operator routes to
+//! the server. Either way the forward chain treats IPv6 like IPv4, and the blocked IPv6
+//! destinations are dropped even when the tunnel carries no IPv6 (harmless).
+//!
 //! Both filter chains have policy accept and match only what crosses the TUN: the host's
 //! other traffic is not Aura's to judge. From the TUN, a client reaches the internet
 //! through the egress interface and nothing else unless the [`FirewallPlan`] opens it:
 //! not other clients, not the host's own services (ping excepted), not private, shared,
 //! link-local (cloud metadata at 169.254.169.254), loopback or multicast addresses on any
-//! interface; and nothing reaches a client that it did not start. (A drop in another
+//! interface (in IPv6: unspecified, loopback, IPv4-mapped, unique local, link-local,
+//! multicast); and nothing reaches a client that it did not start. (A drop in another
 //! table, e.g. Docker's, still wins: nftables evaluates every base chain on a hook.)
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use nftables::batch::Batch;
 use nftables::expr::MetaKey;
@@ -74,8 +90,25 @@ pub const BLOCKED_DESTINATIONS: [(Ipv4Addr, u8); 9] = [
     (Ipv4Addr::new(240, 0, 0, 0), 4),
 ];
 
+/// Destinations a client never reaches over IPv6 through the tunnel: unspecified,
+/// loopback, IPv4-mapped (`::ffff:0:0/96`, which would reach IPv4 hosts around the IPv4
+/// rules), unique local (`fc00::/7`, the default pool's and private networks'),
+/// link-local and multicast. Dropped even when the tunnel carries no IPv6.
+pub const BLOCKED_DESTINATIONS6: [(Ipv6Addr, u8); 6] = [
+    (Ipv6Addr::UNSPECIFIED, 128),
+    (Ipv6Addr::LOCALHOST, 128),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+];
+
 /// What the server needs: masquerade the pool's source addresses toward the egress
-/// interface, and keep clients to what the firewall allows.
+/// interface (IPv6: masqueraded or routed), and keep clients to what the firewall allows.
+///
+/// [`Default`]: Aura's default pool `10.77.0.0/24` on `aura0`, egress from the default
+/// route, the default firewall, no IPv6 (`nat66` true, for when `pool6` is set); set
+/// the rest with `..Default::default()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatPlan {
     /// The VPN pool, network address and prefix length (host bits are masked off).
@@ -86,6 +119,29 @@ pub struct NatPlan {
     pub egress: Option<String>,
     /// What clients may reach besides the internet.
     pub firewall: FirewallPlan,
+    /// The IPv6 pool, network address and prefix length (host bits are masked off), e.g.
+    /// the ULA `fd61:7572:6100::/64`; `None`: no IPv6 in the tunnel.
+    pub pool6: Option<(Ipv6Addr, u8)>,
+    /// With `pool6`: `true` masquerades it toward the IPv6 egress (NAT66); `false` routes
+    /// it unchanged (the operator routes the prefix to this server).
+    pub nat66: bool,
+    /// IPv6 egress interface; `None`: the interface of the IPv6 default route, or the
+    /// IPv4 egress when the host has none. Only looked up with `pool6`.
+    pub egress6: Option<String>,
+}
+
+impl Default for NatPlan {
+    fn default() -> Self {
+        Self {
+            pool: (Ipv4Addr::new(10, 77, 0, 0), 24),
+            tun: "aura0".into(),
+            egress: None,
+            firewall: FirewallPlan::default(),
+            pool6: None,
+            nat66: true,
+            egress6: None,
+        }
+    }
 }
 
 /// A transport protocol of a host port.
@@ -108,7 +164,7 @@ pub struct FirewallPlan {
     pub allow_host_ports: Vec<(L4, u16)>,
 }
 
-/// A [`NatPlan`] with the egress interface resolved and the pool normalised.
+/// A [`NatPlan`] with the egress interfaces resolved and the pools normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResolvedNat {
     pub(crate) pool: Ipv4Addr,
@@ -116,10 +172,21 @@ pub(crate) struct ResolvedNat {
     pub(crate) tun: String,
     pub(crate) egress: String,
     pub(crate) firewall: FirewallPlan,
+    /// The IPv6 pool, host bits masked off.
+    pub(crate) pool6: Option<(Ipv6Addr, u8)>,
+    pub(crate) nat66: bool,
+    /// The IPv6 egress interface (the IPv4 one when the plan has no `pool6`).
+    pub(crate) egress6: String,
 }
 
 impl ResolvedNat {
-    pub(crate) fn new(plan: &NatPlan, egress: String) -> Result<Self, NetcfgError> {
+    /// Checks `plan` with its egress interfaces resolved (`egress6`: only used with a
+    /// `pool6`).
+    pub(crate) fn new(
+        plan: &NatPlan,
+        egress: String,
+        egress6: String,
+    ) -> Result<Self, NetcfgError> {
         let (addr, prefix) = plan.pool;
         if prefix > 32 {
             return Err(NetcfgError::InvalidPlan(format!(
@@ -140,6 +207,29 @@ impl ResolvedNat {
                 )));
             }
         }
+        let pool6 = match plan.pool6 {
+            None => None,
+            Some((_, len)) if len > 128 => {
+                return Err(NetcfgError::InvalidPlan(format!(
+                    "IPv6 pool prefix /{len} is over 128"
+                )));
+            }
+            Some((addr6, len)) => {
+                let mask6 = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                Some((Ipv6Addr::from(u128::from(addr6) & mask6), len))
+            }
+        };
+        let egress6 = if pool6.is_some() {
+            check_ifname(&egress6)?;
+            if plan.tun == egress6 {
+                return Err(NetcfgError::InvalidPlan(format!(
+                    "the TUN device and the IPv6 egress interface are both {egress6:?}"
+                )));
+            }
+            egress6
+        } else {
+            egress.clone()
+        };
         let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
         Ok(Self {
             pool: Ipv4Addr::from(u32::from(addr) & mask),
@@ -147,6 +237,9 @@ impl ResolvedNat {
             tun: plan.tun.clone(),
             egress,
             firewall: plan.firewall.clone(),
+            pool6,
+            nat66: plan.nat66,
+            egress6,
         })
     }
 }
@@ -173,6 +266,20 @@ pub(crate) fn apply_batch(nat: &ResolvedNat) -> Result<String, NetcfgError> {
             Statement::Masquerade(None),
         ],
     )));
+    if let (Some((pool6, len6)), true) = (nat.pool6, nat.nat66) {
+        b.add(NfListObject::Rule(TABLE.rule(
+            "postrouting",
+            vec![
+                eq(
+                    payload("ip6", "saddr"),
+                    prefix(&pool6.to_string(), u32::from(len6)),
+                ),
+                eq(meta(MetaKey::Oifname), string(&nat.egress6)),
+                counter(),
+                Statement::Masquerade(None),
+            ],
+        )));
+    }
     b.add(NfListObject::Chain(TABLE.base_chain(
         "forward",
         NfChainType::Filter,
@@ -218,10 +325,24 @@ pub(crate) fn apply_batch(nat: &ResolvedNat) -> Result<String, NetcfgError> {
     ]);
     forward(vec![
         from_tun(),
+        eq(payload("ip6", "daddr"), prefix_set(&BLOCKED_DESTINATIONS6)),
+        counter(),
+        Statement::Drop(None),
+    ]);
+    forward(vec![
+        from_tun(),
         eq(meta(MetaKey::Oifname), string(&nat.egress)),
         counter(),
         Statement::Accept(None),
     ]);
+    if nat.pool6.is_some() && nat.egress6 != nat.egress {
+        forward(vec![
+            from_tun(),
+            eq(meta(MetaKey::Oifname), string(&nat.egress6)),
+            counter(),
+            Statement::Accept(None),
+        ]);
+    }
     forward(vec![from_tun(), counter(), Statement::Drop(None)]);
     forward(vec![
         to_tun(),
@@ -250,6 +371,12 @@ pub(crate) fn apply_batch(nat: &ResolvedNat) -> Result<String, NetcfgError> {
     input(vec![
         from_tun(),
         eq(payload("icmp", "type"), string("echo-request")),
+        counter(),
+        Statement::Accept(None),
+    ]);
+    input(vec![
+        from_tun(),
+        eq(payload("icmpv6", "type"), string("echo-request")),
         counter(),
         Statement::Accept(None),
     ]);
@@ -285,31 +412,42 @@ mod tests {
             tun: "aura0".into(),
             egress: None,
             firewall: FirewallPlan::default(),
+            pool6: None,
+            nat66: true,
+            egress6: None,
+        }
+    }
+
+    /// `plan` resolved with egress `eth0` (and IPv6 egress `eth0` too).
+    fn resolve(plan: &NatPlan) -> Result<ResolvedNat, NetcfgError> {
+        ResolvedNat::new(plan, "eth0".into(), "eth0".into())
+    }
+
+    /// A dual-stack plan: `fd61:7572:6100::/64` (host bits set), NAT66 or routed.
+    fn plan6(nat66: bool) -> NatPlan {
+        NatPlan {
+            pool6: Some(("fd61:7572:6100::9".parse().unwrap(), 64)),
+            nat66,
+            ..plan()
         }
     }
 
     #[test]
     fn pool_is_normalised_and_checked() {
-        let r = ResolvedNat::new(&plan(), "eth0".into()).unwrap();
+        let r = resolve(&plan()).unwrap();
         assert_eq!(r.pool, Ipv4Addr::new(10, 77, 0, 0));
         let mut p = plan();
         p.pool.1 = 0;
-        assert_eq!(
-            ResolvedNat::new(&p, "eth0".into()).unwrap().pool,
-            Ipv4Addr::UNSPECIFIED
-        );
+        assert_eq!(resolve(&p).unwrap().pool, Ipv4Addr::UNSPECIFIED);
         p.pool.1 = 33;
-        assert!(matches!(
-            ResolvedNat::new(&p, "eth0".into()),
-            Err(NetcfgError::InvalidPlan(_))
-        ));
-        assert!(ResolvedNat::new(&plan(), "aura0".into()).is_err());
-        assert!(ResolvedNat::new(&plan(), "bad name".into()).is_err());
+        assert!(matches!(resolve(&p), Err(NetcfgError::InvalidPlan(_))));
+        assert!(ResolvedNat::new(&plan(), "aura0".into(), "eth0".into()).is_err());
+        assert!(ResolvedNat::new(&plan(), "bad name".into(), "eth0".into()).is_err());
     }
 
     #[test]
     fn batch_is_atomic_replace_with_masquerade() {
-        let r = ResolvedNat::new(&plan(), "eth0".into()).unwrap();
+        let r = resolve(&plan()).unwrap();
         let json = apply_batch(&r).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let cmds = v["nftables"].as_array().unwrap();
@@ -338,11 +476,12 @@ mod tests {
 
     #[test]
     fn default_firewall_drops_all_but_the_internet() {
-        let r = ResolvedNat::new(&plan(), "eth0".into()).unwrap();
+        let r = resolve(&plan()).unwrap();
         let json = apply_batch(&r).unwrap();
         let fwd = rules(&json, "forward");
-        // tun to tun dropped first; blocked destinations before the egress accept; a
-        // final drop for anything else from the TUN; nothing unsolicited to it.
+        // tun to tun dropped first; blocked destinations (IPv4, then IPv6 even without
+        // an IPv6 pool) before the egress accept; a final drop for anything else from
+        // the TUN; nothing unsolicited to it.
         assert!(
             fwd[0].contains("\"oifname\"") && fwd[0].contains("\"drop\""),
             "{}",
@@ -354,22 +493,31 @@ mod tests {
             fwd[1]
         );
         assert!(
-            fwd[2].contains("\"eth0\"") && fwd[2].contains("\"accept\""),
+            fwd[2].contains("\"ip6\"") && fwd[2].contains("fe80::") && fwd[2].contains("\"drop\""),
             "{}",
             fwd[2]
         );
         assert!(
-            fwd[3].contains("\"drop\"") && !fwd[3].contains("daddr"),
+            fwd[3].contains("\"eth0\"") && fwd[3].contains("\"accept\""),
             "{}",
             fwd[3]
         );
-        assert!(fwd[4].contains("established") && fwd[4].contains("\"accept\""));
-        assert!(fwd[5].contains("\"drop\""));
-        assert_eq!(fwd.len(), 6);
+        assert!(
+            fwd[4].contains("\"drop\"") && !fwd[4].contains("daddr"),
+            "{}",
+            fwd[4]
+        );
+        assert!(fwd[5].contains("established") && fwd[5].contains("\"accept\""));
+        assert!(fwd[6].contains("\"drop\""));
+        assert_eq!(fwd.len(), 7);
         let input = rules(&json, "input");
-        assert_eq!(input.len(), 3, "established, ping, drop: {input:?}");
-        assert!(input[1].contains("echo-request"));
-        assert!(input[2].contains("\"drop\""));
+        assert_eq!(input.len(), 4, "established, ping, ping6, drop: {input:?}");
+        assert!(input[1].contains("\"icmp\"") && input[1].contains("echo-request"));
+        assert!(input[2].contains("\"icmpv6\"") && input[2].contains("echo-request"));
+        assert!(input[3].contains("\"drop\""));
+        // No IPv6 pool: no IPv6 masquerade.
+        let post = rules(&json, "postrouting");
+        assert_eq!(post.len(), 1, "{post:?}");
     }
 
     #[test]
@@ -380,7 +528,7 @@ mod tests {
             allow_subnets: vec![(Ipv4Addr::new(192, 168, 10, 0), 24)],
             allow_host_ports: vec![(L4::Udp, 53), (L4::Tcp, 53)],
         };
-        let r = ResolvedNat::new(&p, "eth0".into()).unwrap();
+        let r = resolve(&p).unwrap();
         let json = apply_batch(&r).unwrap();
         let fwd = rules(&json, "forward");
         assert!(
@@ -394,11 +542,126 @@ mod tests {
             "allowed first"
         );
         let input = rules(&json, "input");
-        assert_eq!(input.len(), 5);
-        assert!(input[2].contains("\"udp\"") && input[2].contains("53"));
-        assert!(input[3].contains("\"tcp\"") && input[3].contains("53"));
+        assert_eq!(input.len(), 6);
+        assert!(input[3].contains("\"udp\"") && input[3].contains("53"));
+        assert!(input[4].contains("\"tcp\"") && input[4].contains("53"));
         p.firewall.allow_subnets = vec![(Ipv4Addr::new(10, 0, 0, 0), 33)];
-        assert!(ResolvedNat::new(&p, "eth0".into()).is_err());
+        assert!(resolve(&p).is_err());
+    }
+
+    #[test]
+    fn pool6_is_normalised_and_checked() {
+        let r = resolve(&plan6(true)).unwrap();
+        assert_eq!(
+            r.pool6,
+            Some(("fd61:7572:6100::".parse::<Ipv6Addr>().unwrap(), 64))
+        );
+        assert_eq!(r.egress6, "eth0");
+        let mut p = plan6(true);
+        p.pool6 = Some(("fd61::1".parse().unwrap(), 0));
+        assert_eq!(resolve(&p).unwrap().pool6, Some((Ipv6Addr::UNSPECIFIED, 0)));
+        p.pool6 = Some(("fd61::1".parse().unwrap(), 128));
+        assert_eq!(
+            resolve(&p).unwrap().pool6,
+            Some(("fd61::1".parse().unwrap(), 128))
+        );
+        p.pool6 = Some(("fd61::1".parse().unwrap(), 129));
+        assert!(matches!(resolve(&p), Err(NetcfgError::InvalidPlan(_))));
+        // The IPv6 egress is checked like the IPv4 one, only with an IPv6 pool.
+        let bad = |e6: &str| ResolvedNat::new(&plan6(true), "eth0".into(), e6.into());
+        assert!(bad("aura0").is_err());
+        assert!(bad("bad name").is_err());
+        assert!(ResolvedNat::new(&plan(), "eth0".into(), "bad name".into()).is_ok());
+    }
+
+    #[test]
+    fn nat66_masquerades_the_ipv6_pool() {
+        let r = ResolvedNat::new(&plan6(true), "eth0".into(), "eth6".into()).unwrap();
+        let json = apply_batch(&r).unwrap();
+        let post = rules(&json, "postrouting");
+        assert_eq!(post.len(), 2, "{post:?}");
+        assert!(
+            post[0].contains("\"ip\"") && post[0].contains("10.77.0.0"),
+            "{}",
+            post[0]
+        );
+        let v6 = &post[1];
+        assert!(
+            v6.contains("{\"payload\":{\"field\":\"saddr\",\"protocol\":\"ip6\"}}"),
+            "{v6}"
+        );
+        assert!(
+            v6.contains("\"prefix\":{\"addr\":\"fd61:7572:6100::\",\"len\":64}"),
+            "{v6}"
+        );
+        assert!(v6.contains("\"right\":\"eth6\""), "{v6}");
+        assert!(v6.contains("\"masquerade\":null"), "{v6}");
+        // A distinct IPv6 egress is allowed after the IPv4 one, before the final drop.
+        let fwd = rules(&json, "forward");
+        assert_eq!(fwd.len(), 8, "{fwd:?}");
+        assert!(fwd[3].contains("\"eth0\"") && fwd[3].contains("\"accept\""));
+        assert!(
+            fwd[4].contains("\"eth6\"") && fwd[4].contains("\"accept\""),
+            "{}",
+            fwd[4]
+        );
+        assert!(fwd[5].contains("\"drop\"") && !fwd[5].contains("daddr"));
+        // One egress for both families: no second accept.
+        let r = resolve(&plan6(true)).unwrap();
+        assert_eq!(rules(&apply_batch(&r).unwrap(), "forward").len(), 7);
+    }
+
+    #[test]
+    fn routed_ipv6_has_no_ipv6_masquerade() {
+        let r = ResolvedNat::new(&plan6(false), "eth0".into(), "eth6".into()).unwrap();
+        let json = apply_batch(&r).unwrap();
+        let post = rules(&json, "postrouting");
+        assert_eq!(post.len(), 1, "only the IPv4 masquerade: {post:?}");
+        assert!(!post[0].contains("ip6"), "{}", post[0]);
+        assert!(!json.contains("fd61:7572:6100::"), "{json}");
+        // Still forwarded (and filtered) like NAT66.
+        let fwd = rules(&json, "forward");
+        assert!(
+            fwd.iter()
+                .any(|r| r.contains("\"eth6\"") && r.contains("\"accept\""))
+        );
+        assert!(fwd.iter().any(|r| r.contains("fc00::")));
+    }
+
+    #[test]
+    fn blocked_ipv6_destinations_are_one_set() {
+        let r = resolve(&plan()).unwrap();
+        let json = apply_batch(&r).unwrap();
+        let fwd = rules(&json, "forward");
+        let blocked: Vec<&String> = fwd.iter().filter(|r| r.contains("\"ip6\"")).collect();
+        assert_eq!(blocked.len(), 1, "{fwd:?}");
+        let rule: serde_json::Value = serde_json::from_str(blocked[0]).unwrap();
+        let m = &rule[1]["match"];
+        assert_eq!(m["left"]["payload"]["field"], "daddr");
+        let set: Vec<String> = m["right"]["set"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["prefix"]["addr"].as_str().unwrap(),
+                    e["prefix"]["len"]
+                )
+            })
+            .collect();
+        assert_eq!(
+            set,
+            [
+                "::/128",
+                "::1/128",
+                "::ffff:0.0.0.0/96",
+                "fc00::/7",
+                "fe80::/10",
+                "ff00::/8"
+            ]
+        );
+        assert_eq!(rule[3], serde_json::json!({"drop": null}));
     }
 
     #[test]

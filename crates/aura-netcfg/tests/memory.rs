@@ -27,6 +27,9 @@ fn nat_plan() -> NatPlan {
         tun: "aura0".into(),
         egress: None,
         firewall: Default::default(),
+        pool6: None,
+        nat66: true,
+        egress6: None,
     }
 }
 
@@ -292,6 +295,8 @@ fn futures_are_send() {
     send(&cfg.cleanup_leftovers());
     send(&cfg.undo());
     send(&aura_netcfg::default_route());
+    send(&aura_netcfg::default_route6());
+    send(&cfg.enable_forwarding6());
 }
 
 /// Split routes after the tunnel's: a DIRECT network goes the way it went before the
@@ -412,4 +417,179 @@ async fn the_kill_switch_outlives_route_rebuilds_and_is_cleaned_up() {
     client.claim(aura_netcfg::Role::Client).unwrap();
     assert!(client.cleanup_leftovers().await.unwrap());
     assert_eq!(h.snapshot(), before);
+}
+
+/// A dual-stack plan: the ULA pool `fd61:7572:6100::/64`.
+fn nat_plan6(nat66: bool) -> NatPlan {
+    NatPlan {
+        pool6: Some(("fd61:7572:6100::".parse().unwrap(), 64)),
+        nat66,
+        ..nat_plan()
+    }
+}
+
+/// IPv6 forwarding is a second journalled sysctl: switched on, shown, undone; left alone
+/// when already on; a host without IPv6 is a clear error that changes nothing.
+#[tokio::test]
+async fn ipv6_forwarding_is_enabled_and_undone() {
+    let h = host();
+    let before = h.snapshot();
+    assert_eq!(before.ipv6_forward, "0");
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.enable_forwarding6().await.unwrap();
+    let during = h.snapshot();
+    assert_eq!(during.ipv6_forward, "1");
+    assert_eq!(during.ip_forward, "0", "IPv4 forwarding is not touched");
+    assert_eq!(
+        cfg.planned(),
+        ["sysctl -w net.ipv6.conf.all.forwarding=1".to_string()]
+    );
+    // Twice: the second finds it on and records nothing.
+    cfg.enable_forwarding6().await.unwrap();
+    assert_eq!(cfg.planned().len(), 1);
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+    assert_eq!(
+        cfg.planned().last().unwrap(),
+        "sysctl -w net.ipv6.conf.all.forwarding=0"
+    );
+
+    h.set_ipv6_forward(Some("1"));
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.enable_forwarding6().await.unwrap();
+    assert!(!cfg.has_changes());
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot().ipv6_forward, "1", "left on");
+
+    h.set_ipv6_forward(None);
+    let before = h.snapshot();
+    assert_eq!(before.ipv6_forward, "");
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let err = cfg.enable_forwarding6().await.unwrap_err();
+    assert!(matches!(err, NetcfgError::NoIpv6 { .. }), "{err:?}");
+    assert!(err.to_string().contains("no IPv6"), "{err}");
+    assert!(!cfg.has_changes());
+    assert_eq!(h.snapshot(), before);
+}
+
+/// A dual-stack pool: NAT66 toward the interface of the IPv6 default route, IPv6
+/// forwarding on, all undone exactly; without an IPv6 pool IPv6 forwarding is untouched.
+#[tokio::test]
+async fn dual_stack_nat_masquerades_the_ipv6_pool_toward_the_ipv6_egress() {
+    let h = host();
+    h.add_link("eth6");
+    h.add_route(ip("::"), 0, Some(ip("2001:db8:1::ff")), "eth6")
+        .unwrap();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    assert_eq!(
+        cfg.default_route6().await.unwrap().unwrap().dev,
+        "eth6",
+        "the ::/0 route"
+    );
+    cfg.apply_nat(&nat_plan6(true)).await.unwrap();
+    let during = h.snapshot();
+    assert_eq!(during.ip_forward, "1");
+    assert_eq!(during.ipv6_forward, "1");
+    let table = during.nft_table.unwrap();
+    assert!(
+        table.contains("\"protocol\":\"ip6\",\"field\":\"saddr\""),
+        "{table}"
+    );
+    assert!(
+        table.contains("\"addr\":\"fd61:7572:6100::\",\"len\":64"),
+        "{table}"
+    );
+    assert!(table.contains("\"eth6\""), "IPv6 egress: {table}");
+    assert!(table.contains("\"eth0\""), "IPv4 egress: {table}");
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+
+    // No IPv6 pool: IPv6 forwarding stays as it was, no IPv6 masquerade.
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+    let during = h.snapshot();
+    assert_eq!(during.ipv6_forward, "0");
+    let table = during.nft_table.unwrap();
+    assert!(!table.contains("fd61"), "{table}");
+    assert!(!table.contains("\"eth6\""), "{table}");
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+}
+
+/// Routed IPv6: no IPv6 masquerade; without an IPv6 default route the IPv4 egress is
+/// the IPv6 one; an explicit egress6 wins; a host without IPv6 rolls everything back.
+#[tokio::test]
+async fn routed_ipv6_and_egress6_fallbacks() {
+    let h = host();
+    h.add_link("wan6");
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    assert!(cfg.default_route6().await.unwrap().is_none());
+    cfg.apply_nat(&nat_plan6(false)).await.unwrap();
+    let table = h.snapshot().nft_table.unwrap();
+    assert!(
+        !table.contains("fd61"),
+        "routed: no IPv6 masquerade: {table}"
+    );
+    assert_eq!(table.matches("\"masquerade\"").count(), 1, "{table}");
+    assert_eq!(h.snapshot().ipv6_forward, "1");
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+
+    // NAT66 with no IPv6 default route: toward the IPv4 egress.
+    let mut cfg = HostConfig::in_memory(h.clone());
+    cfg.apply_nat(&nat_plan6(true)).await.unwrap();
+    let table = h.snapshot().nft_table.unwrap();
+    assert_eq!(table.matches("\"masquerade\"").count(), 2, "{table}");
+    assert!(!table.contains("wan6"), "{table}");
+    cfg.undo().await.unwrap();
+
+    // An explicit IPv6 egress.
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let plan = NatPlan {
+        egress6: Some("wan6".into()),
+        ..nat_plan6(true)
+    };
+    cfg.apply_nat(&plan).await.unwrap();
+    assert!(h.snapshot().nft_table.unwrap().contains("\"wan6\""));
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+
+    // No IPv6 on the host: the table and IPv4 forwarding are rolled back.
+    h.set_ipv6_forward(None);
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone());
+    let err = cfg.apply_nat(&nat_plan6(true)).await.unwrap_err();
+    assert!(matches!(err, NetcfgError::NoIpv6 { .. }), "{err:?}");
+    assert_eq!(h.snapshot(), before);
+    assert!(!cfg.has_changes());
+    // Without an IPv6 pool such a host is fine.
+    cfg.apply_nat(&nat_plan()).await.unwrap();
+    cfg.undo().await.unwrap();
+    assert_eq!(h.snapshot(), before);
+}
+
+#[tokio::test]
+async fn dry_run_plans_ipv6_forwarding() {
+    let h = host();
+    let before = h.snapshot();
+    let mut cfg = HostConfig::in_memory(h.clone()).with_dry_run(true);
+    cfg.apply_nat(&nat_plan6(true)).await.unwrap();
+    assert_eq!(h.snapshot(), before);
+    let planned = cfg.planned();
+    assert_eq!(planned.len(), 3, "{planned:?}");
+    assert!(planned[0].contains("fd61:7572:6100::"), "{}", planned[0]);
+    assert_eq!(planned[1], "sysctl -w net.ipv4.ip_forward=1");
+    assert_eq!(planned[2], "sysctl -w net.ipv6.conf.all.forwarding=1");
+}
+
+#[test]
+fn nat_plan_default_is_aura_s_pool_without_ipv6() {
+    let d = NatPlan::default();
+    assert_eq!(d.pool, ("10.77.0.0".parse().unwrap(), 24));
+    assert_eq!(d.tun, "aura0");
+    assert!(d.egress.is_none() && d.egress6.is_none() && d.pool6.is_none());
+    assert!(d.nat66);
+    assert_eq!(d, nat_plan());
 }

@@ -68,7 +68,7 @@ impl Netns {
     fn state(&self, with_nft: bool) -> String {
         let nft = if with_nft { "nft list ruleset" } else { "true" };
         self.sh(&format!(
-            "{nft}; echo ---; ip route; echo ---; ip -6 route; echo ---; sysctl -n net.ipv4.ip_forward"
+            "{nft}; echo ---; ip route; echo ---; ip -6 route; echo ---; sysctl -n net.ipv4.ip_forward; sysctl -n net.ipv6.conf.all.forwarding"
         ))
     }
 
@@ -103,7 +103,26 @@ fn nat_plan() -> NatPlan {
         tun: "aura0".into(),
         egress: None,
         firewall: Default::default(),
+        pool6: None,
+        nat66: true,
+        egress6: None,
     }
+}
+
+/// A dual-stack plan: the ULA pool `fd61:7572:6100::/64` with NAT66.
+fn nat_plan6() -> NatPlan {
+    NatPlan {
+        pool6: Some(("fd61:7572:6100::".parse().unwrap(), 64)),
+        nat66: true,
+        ..nat_plan()
+    }
+}
+
+/// `net.ipv6.conf.all.forwarding` in the namespace, read from outside.
+fn forwarding6(ns: &Netns) -> String {
+    ns.sh("cat /proc/sys/net/ipv6/conf/all/forwarding")
+        .trim()
+        .to_owned()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -435,4 +454,136 @@ fn the_resolver_file_comes_back_after_undo_and_after_a_crash() {
         "nameserver 9.9.9.9\n"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dual_stack_nat66_apply_then_undo_byte_for_byte() {
+    let Some(ns) = Netns::new("nat66", true) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("ip addr add fd61:7572:6100::1/64 dev aura0 nodad
+         sysctl -qw net.ipv4.ip_forward=0
+         sysctl -qw net.ipv6.conf.all.forwarding=0");
+    let before = ns.state(true);
+    ns.run(|| async {
+        let d6 = aura_netcfg::default_route6().await.unwrap().unwrap();
+        assert_eq!(d6.dev, "eg0");
+        assert_eq!(d6.gateway, Some(ip("2001:db8:1::ff")));
+        let mut host = HostConfig::system();
+        host.apply_nat(&nat_plan6()).await.unwrap();
+        let table = ns.sh("nft list table inet aura");
+        assert!(
+            table.contains(
+                "ip6 saddr fd61:7572:6100::/64 oifname \"eg0\" counter packets 0 bytes 0 masquerade"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "ip saddr 10.77.0.0/24 oifname \"eg0\" counter packets 0 bytes 0 masquerade"
+            ),
+            "{table}"
+        );
+        let blocked = table
+            .lines()
+            .find(|l| l.contains("ip6 daddr"))
+            .unwrap_or_else(|| panic!("no blocked IPv6 set: {table}"));
+        // nft merges the adjacent `::/128` and `::1/128` into `::/127`.
+        assert!(
+            blocked.contains("{ ::/127, ") || blocked.contains("::1, "),
+            "{blocked}"
+        );
+        for net in ["::ffff:0.0.0.0/96", "fc00::/7", "fe80::/10", "ff00::/8"] {
+            assert!(blocked.contains(net), "{net} in {blocked}");
+        }
+        assert!(blocked.trim_end().ends_with("drop"), "{blocked}");
+        assert!(
+            table.contains("iifname \"aura0\" icmpv6 type echo-request counter"),
+            "{table}"
+        );
+        assert_eq!(forwarding6(&ns), "1");
+        assert_eq!(ns.sh("sysctl -n net.ipv4.ip_forward").trim(), "1");
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(true), before);
+    assert_eq!(forwarding6(&ns), "0");
+}
+
+#[test]
+fn ipv6_forwarding_is_undone_and_restored_after_a_crash() {
+    let Some(ns) = Netns::new("forwarding6", false) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("sysctl -qw net.ipv6.conf.all.forwarding=0");
+    let before = ns.state(false);
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.claim(aura_netcfg::Role::Server).unwrap();
+        host.enable_forwarding6().await.unwrap();
+        assert_eq!(forwarding6(&ns), "1");
+        assert_eq!(
+            ns.sh("sysctl -n net.ipv4.ip_forward").trim(),
+            "0",
+            "IPv4 forwarding untouched"
+        );
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(false), before);
+    assert_eq!(forwarding6(&ns), "0");
+
+    // Killed: no undo, not even the one on drop.
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.enable_forwarding6().await.unwrap();
+        std::mem::forget(host);
+    });
+    assert_eq!(forwarding6(&ns), "1");
+    let found = ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.claim(aura_netcfg::Role::Server).unwrap();
+        let found = host.cleanup_leftovers().await.unwrap();
+        assert!(!host.cleanup_leftovers().await.unwrap(), "found once");
+        found
+    });
+    assert!(found);
+    assert_eq!(forwarding6(&ns), "0");
+    assert_eq!(ns.state(false), before);
+
+    // Already on: left on, nothing recorded.
+    ns.sh("sysctl -qw net.ipv6.conf.all.forwarding=1");
+    ns.run(|| async {
+        let mut host = HostConfig::system();
+        host.enable_forwarding6().await.unwrap();
+        assert!(!host.has_changes());
+    });
+    assert_eq!(forwarding6(&ns), "1");
+}
+
+#[test]
+fn no_ipv6_default_route_and_routed_ipv6() {
+    let Some(ns) = Netns::new("routed6", true) else {
+        return;
+    };
+    ns.topology();
+    ns.sh("ip -6 route del default");
+    let before = ns.state(true);
+    ns.run(|| async {
+        assert!(aura_netcfg::default_route6().await.unwrap().is_none());
+        let mut host = HostConfig::system();
+        host.apply_nat(&NatPlan {
+            nat66: false,
+            ..nat_plan6()
+        })
+        .await
+        .unwrap();
+        let table = ns.sh("nft list table inet aura");
+        assert!(!table.contains("ip6 saddr"), "routed: {table}");
+        assert_eq!(table.matches("masquerade").count(), 1, "{table}");
+        assert!(table.contains("ip6 daddr"), "{table}");
+        assert_eq!(forwarding6(&ns), "1");
+        host.undo().await.unwrap();
+    });
+    assert_eq!(ns.state(true), before);
 }

@@ -60,6 +60,9 @@ pub struct PeerStatus {
     pub remote: String,
     /// Its tunnel address.
     pub tunnel_address: String,
+    /// Its IPv6 tunnel address ("" when the pool has no IPv6).
+    #[serde(default)]
+    pub tunnel_address6: String,
     /// Bytes received from it.
     pub bytes_in: u64,
     /// Bytes sent to it.
@@ -93,6 +96,9 @@ pub enum Response {
         carrier: String,
         /// The client's tunnel address.
         address: String,
+        /// Its IPv6 tunnel address ("" when the server's pool has no IPv6).
+        #[serde(default)]
+        address6: String,
         /// Bytes received through the tunnel.
         bytes_in: u64,
         /// Bytes sent through the tunnel.
@@ -279,6 +285,7 @@ mod tests {
                     carrier: "udp".into(),
                     remote: "192.0.2.1:4000".into(),
                     tunnel_address: "10.77.0.2".into(),
+                    tunnel_address6: String::new(),
                     bytes_in: 10,
                     bytes_out: 20,
                     last_handshake: 1,

@@ -370,6 +370,10 @@ pub struct ServerOptions {
     pub nat: Option<Option<String>>,
     /// What clients reach besides the internet (`[server.firewall]`), with the NAT.
     pub firewall: aura_netcfg::FirewallPlan,
+    /// The pool's IPv6 is masqueraded (`[server.nat] ipv6 = "nat66"`), else routed.
+    pub nat66: bool,
+    /// IPv6 egress interface (`[server.nat] egress_iface6`); `None`: found at start.
+    pub egress6: Option<String>,
     /// Resolvers named to clients (`[server] dns`); `None`: the server's tunnel address,
     /// where it forwards to the host's resolvers (`resolv_conf`).
     pub dns: Option<Vec<IpAddr>>,
@@ -443,6 +447,8 @@ impl ServerOptions {
                 .auto
                 .then(|| cfg.server.nat.egress_iface.clone()),
             firewall: firewall_plan(&cfg.server.firewall),
+            nat66: cfg.server.nat.ipv6 == aura_config::Nat6Mode::Nat66,
+            egress6: cfg.server.nat.egress_iface6.clone(),
             dns: cfg.server.dns.clone(),
             resolv_conf: PathBuf::from(aura_netcfg::dns::RESOLV_CONF),
             dry_run: cfg.server.nat.dry_run,

@@ -2,7 +2,7 @@
 //! anti-spoofing, static and dynamic addresses, release on disconnect.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use aura_node::device::DeviceWriter;
 use aura_node::server::pool::IpPool;
 use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
-use aura_proto::control::{AddressAssign, AddressRequest, ControlMessage, DnsAssign};
+use aura_proto::control::{
+    AddressAssign, AddressAssign6, AddressRequest, ControlMessage, DnsAssign,
+};
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
-use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet};
+use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet, ipv6_packet};
 use aura_transport::camo::mask::MaskSeed;
 use aura_transport::{Carrier, Driver, PacketConn, mem_pair};
 use aura_tun::MemTun;
@@ -28,6 +30,13 @@ fn identity(id: &aura_testkit::Identity) -> Identity {
 }
 
 /// The next packet that is not a control envelope (skips repeated address assignments).
+/// The pool's IPv6 twin of `v4` (same host number in fd61:7572:6100::/64).
+fn six(v4: Ipv4Addr) -> Ipv6Addr {
+    Ipv6Addr::from(
+        u128::from("fd61:7572:6100::".parse::<Ipv6Addr>().unwrap()) | u128::from(v4.octets()[3]),
+    )
+}
+
 async fn data(c: &mut PacketConn) -> Vec<u8> {
     loop {
         let p = timeout(T, c.recv()).await.unwrap().unwrap();
@@ -152,6 +161,16 @@ async fn dispatch_antispoofing_and_release() {
                 servers: resolvers.clone()
             })
         );
+        // The dual-stack pool's IPv6 address has the IPv4 host number.
+        let v6 = timeout(T, c.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            ControlMessage::decode(&v6).unwrap(),
+            ControlMessage::AddressAssign6(AddressAssign6 {
+                address: six(ip),
+                prefix_len: 64,
+                gateway: "fd61:7572:6100::1".parse().unwrap(),
+            })
+        );
         let first = timeout(T, c.recv()).await.unwrap().unwrap();
         assert_eq!(
             ControlMessage::decode(&first).unwrap(),
@@ -175,6 +194,10 @@ async fn dispatch_antispoofing_and_release() {
     assert!(matches!(
         ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
         ControlMessage::DnsAssign(d) if d.servers == resolvers
+    ));
+    assert!(matches!(
+        ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
+        ControlMessage::AddressAssign6(a) if a.address == six(alice_ip)
     ));
     assert!(matches!(
         ControlMessage::decode(&timeout(T, alice_c.recv()).await.unwrap().unwrap()).unwrap(),
@@ -232,6 +255,29 @@ async fn dispatch_antispoofing_and_release() {
         data(&mut alice_c).await,
         ipv4_packet(internet, alice_ip, b"to alice")
     );
+
+    // IPv6 both ways: from her own IPv6 address delivered, from bob's counted as spoofed;
+    // to her IPv6 address, to her.
+    let internet6: Ipv6Addr = "2001:db8::9".parse().unwrap();
+    alice_c
+        .send(ipv6_packet(six(bob_ip), internet6, b"spoof6"))
+        .await
+        .unwrap();
+    alice_c
+        .send(ipv6_packet(six(alice_ip), internet6, b"from alice6"))
+        .await
+        .unwrap();
+    let got = timeout(T, host.recv()).await.unwrap().unwrap();
+    assert_eq!(got, ipv6_packet(six(alice_ip), internet6, b"from alice6"));
+    assert_eq!(router.spoofed.load(Ordering::Relaxed), 2);
+    host.inject(&ipv6_packet(internet6, six(alice_ip), b"to alice6"))
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&mut alice_c).await,
+        ipv6_packet(internet6, six(alice_ip), b"to alice6")
+    );
+    assert_eq!(router.unroutable.load(Ordering::Relaxed), 0);
 
     // Alice disconnects: her address returns to the pool and her route is gone.
     alice_c.close().await;

@@ -5,10 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
-    self, AddressAssign, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed, CircuitReady,
-    ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk, DnsAssign, Envelope,
-    ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, MAX_ENVELOPE_LEN,
-    MAX_PAYLOAD_LEN, MAX_REASON_LEN, chunk_crl, decode, encode, encode_into, is_control,
+    self, AddressAssign, AddressAssign6, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed,
+    CircuitReady, ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk,
+    DnsAssign, Envelope, ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN,
+    MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, chunk_crl, decode, encode, encode_into,
+    is_control,
 };
 use proptest::prelude::*;
 
@@ -72,6 +73,55 @@ fn dns_assign() -> impl Strategy<Value = DnsAssign> {
         .prop_map(|servers| DnsAssign { servers })
 }
 
+/// Whether an IPv6 assignment is one an [`AddressAssign6`] may carry (written out here,
+/// independently of the codec).
+fn usable_assign6(address: Ipv6Addr, prefix_len: u8, gateway: Ipv6Addr) -> bool {
+    let usable = |ip: Ipv6Addr| {
+        let s = ip.segments();
+        let unspecified = s == [0; 8];
+        let loopback = s == [0, 0, 0, 0, 0, 0, 0, 1];
+        let multicast = s[0] >> 8 == 0xff;
+        let link_local = s[0] & 0xffc0 == 0xfe80;
+        let mapped = s[..6] == [0, 0, 0, 0, 0, 0xffff];
+        !(unspecified || loopback || multicast || link_local || mapped)
+    };
+    if !(64..=126).contains(&prefix_len) || !usable(address) || !usable(gateway) {
+        return false;
+    }
+    let host_bits = 128 - u32::from(prefix_len);
+    let (a, g) = (u128::from(address), u128::from(gateway));
+    let host = |x: u128| x & ((1u128 << host_bits) - 1);
+    a >> host_bits == g >> host_bits && a != g && host(a) != 0 && host(g) != 0
+}
+
+/// A valid IPv6 assignment: a random prefix of 64 to 126 bits, two distinct non-zero hosts in
+/// it (often the first two, as a server would pick them), usable addresses only.
+fn address_assign6() -> impl Strategy<Value = AddressAssign6> {
+    (
+        prop_oneof![
+            any::<[u8; 16]>(),
+            Just([
+                0xfd, 0x61, 0x75, 0x72, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]),
+        ],
+        prop_oneof![64u8..=126, Just(64u8), Just(126u8)],
+        prop_oneof![any::<u128>(), Just(2u128)],
+        prop_oneof![any::<u128>(), Just(1u128)],
+    )
+        .prop_map(|(net, prefix_len, a, g)| {
+            let host_mask = u128::MAX >> prefix_len;
+            let net = u128::from_be_bytes(net) & !host_mask;
+            AddressAssign6 {
+                address: Ipv6Addr::from(net | (a & host_mask)),
+                prefix_len,
+                gateway: Ipv6Addr::from(net | (g & host_mask)),
+            }
+        })
+        .prop_filter("a usable IPv6 assignment", |a| {
+            usable_assign6(a.address, a.prefix_len, a.gateway)
+        })
+}
+
 /// A reason of at most `MAX_REASON_LEN` bytes (multi-byte characters included).
 fn reason() -> impl Strategy<Value = String> {
     ".{0,300}".prop_map(|s: String| CircuitFailed::truncating(&s).reason)
@@ -132,7 +182,8 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
             }
         ),
         dns_assign().prop_map(|dns| ControlMessage::from(dns).encode().unwrap()),
-        (9u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
+        address_assign6().prop_map(|assign| ControlMessage::from(assign).encode().unwrap()),
+        (10u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
             ControlKind::from_u8(kind),
             &payload
         )
@@ -163,7 +214,7 @@ proptest! {
         prop_assert_eq!(kind.to_u8(), byte);
         prop_assert_eq!(ControlKind::from_u8(kind.to_u8()), kind);
         if let ControlKind::Unknown(n) = kind {
-            prop_assert!(!(1..=8).contains(&n));
+            prop_assert!(!(1..=9).contains(&n));
         }
     }
 
@@ -348,6 +399,69 @@ proptest! {
                 prop_assert!(expected < actual);
             }
             Err(ControlError::BadDns(_)) => {}
+            Err(other) => prop_assert!(false, "unexpected error {:?}", other),
+        }
+    }
+
+    #[test]
+    fn address_assign6_round_trip(assign in address_assign6()) {
+        prop_assert_eq!(assign.encoded_len(), 33);
+        prop_assert_eq!(assign.validate(), Ok(()));
+        let mut payload = vec![0; 33];
+        prop_assert_eq!(assign.encode_into(&mut payload), Ok(33));
+        prop_assert_eq!(&payload[..16], &assign.address.octets()[..]);
+        prop_assert_eq!(payload[16], assign.prefix_len);
+        prop_assert_eq!(&payload[17..], &assign.gateway.octets()[..]);
+        prop_assert_eq!(AddressAssign6::decode(&payload), Ok(assign));
+        prop_assert_eq!(
+            assign.encode_into(&mut [0; 32]),
+            Err(ControlError::BufferTooSmall { needed: 33, have: 32 })
+        );
+        let packet = ControlMessage::from(assign).encode().unwrap();
+        prop_assert_eq!(&packet, &control::encode(ControlKind::AddressAssign6, &payload).unwrap());
+        prop_assert_eq!(ControlMessage::decode(&packet), Ok(ControlMessage::AddressAssign6(assign)));
+    }
+
+    #[test]
+    fn address_assign6_decode_agrees_with_the_rules(
+        address in any::<[u8; 16]>(),
+        prefix_len in prop_oneof![4 => 62u8..=128, 1 => any::<u8>()],
+        same_prefix in proptest::bool::weighted(0.8),
+        gateway in any::<[u8; 16]>(),
+        len in prop_oneof![8 => Just(33usize), 1 => 0usize..40],
+    ) {
+        // Mostly a gateway in the address's prefix, so that the later checks are reached.
+        let gateway = if same_prefix && prefix_len <= 128 {
+            let host_mask = u128::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+            let net = u128::from_be_bytes(address) & !host_mask;
+            (net | (u128::from_be_bytes(gateway) & host_mask)).to_be_bytes()
+        } else {
+            gateway
+        };
+        let mut payload = address.to_vec();
+        payload.push(prefix_len);
+        payload.extend_from_slice(&gateway);
+        payload.resize(len, 0);
+        match AddressAssign6::decode(&payload) {
+            Ok(assign) => {
+                prop_assert_eq!(len, 33);
+                prop_assert!(usable_assign6(assign.address, assign.prefix_len, assign.gateway));
+                let mut out = [0; 33];
+                prop_assert_eq!(assign.encode_into(&mut out), Ok(33));
+                prop_assert_eq!(&out[..], &payload[..]);
+            }
+            Err(ControlError::PayloadLength { kind: ControlKind::AddressAssign6, expected: 33, actual }) => {
+                prop_assert_eq!(actual, len);
+                prop_assert_ne!(len, 33);
+            }
+            Err(ControlError::BadAssignment(_)) => {
+                prop_assert_eq!(len, 33);
+                prop_assert!(!usable_assign6(
+                    Ipv6Addr::from(address),
+                    prefix_len,
+                    Ipv6Addr::from(gateway),
+                ));
+            }
             Err(other) => prop_assert!(false, "unexpected error {:?}", other),
         }
     }
@@ -1003,13 +1117,309 @@ fn dns_assign_error_text() {
     );
 }
 
+/// The frozen `AddressAssign6` vector: fd61:7572:6100::2/64, gateway fd61:7572:6100::1, as a
+/// whole envelope.
+const ADDRESS_ASSIGN6_VECTOR: [u8; 42] = [
+    0xAA, 0xAA, 0xC0, 0x01, // magic
+    0x09, // kind 9: AddressAssign6
+    0x00, 0x00, 0x00, 0x21, // payload length: 33
+    0xFD, 0x61, 0x75, 0x72, 0x61, 0x00, 0x00, 0x00, // address fd61:7572:6100::2
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, //
+    0x40, // prefix length: 64
+    0xFD, 0x61, 0x75, 0x72, 0x61, 0x00, 0x00, 0x00, // gateway fd61:7572:6100::1
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //
+];
+
+fn assign6(address: &str, prefix_len: u8, gateway: &str) -> AddressAssign6 {
+    AddressAssign6 {
+        address: address.parse().unwrap(),
+        prefix_len,
+        gateway: gateway.parse().unwrap(),
+    }
+}
+
+/// An `AddressAssign6` payload built by hand, with no validation: what a broken or hostile
+/// server could send.
+fn assign6_payload(assign: AddressAssign6) -> Vec<u8> {
+    let mut payload = assign.address.octets().to_vec();
+    payload.push(assign.prefix_len);
+    payload.extend_from_slice(&assign.gateway.octets());
+    payload
+}
+
+#[test]
+fn known_answer_address_assign6() {
+    let assign = assign6("fd61:7572:6100::2", 64, "fd61:7572:6100::1");
+    assert_eq!(assign.encoded_len(), 33);
+    let packet = ControlMessage::from(assign).encode().unwrap();
+    assert_eq!(packet, ADDRESS_ASSIGN6_VECTOR);
+    let mut out = [0u8; 50];
+    assert_eq!(ControlMessage::from(assign).encode_into(&mut out), Ok(42));
+    assert_eq!(out[..42], ADDRESS_ASSIGN6_VECTOR);
+    assert_eq!(
+        ControlMessage::from(assign).encode_into(&mut [0; 41]),
+        Err(ControlError::BufferTooSmall {
+            needed: 42,
+            have: 41
+        })
+    );
+    assert_eq!(
+        ControlMessage::decode(&ADDRESS_ASSIGN6_VECTOR),
+        Ok(ControlMessage::AddressAssign6(assign))
+    );
+    assert_eq!(
+        AddressAssign6::decode(&ADDRESS_ASSIGN6_VECTOR[HEADER_LEN..]),
+        Ok(assign)
+    );
+    assert_eq!(
+        assign6_payload(assign),
+        ADDRESS_ASSIGN6_VECTOR[HEADER_LEN..]
+    );
+    let envelope = decode(&ADDRESS_ASSIGN6_VECTOR).unwrap();
+    assert_eq!(envelope.kind, ControlKind::AddressAssign6);
+    assert_eq!(envelope.kind, AddressAssign6::KIND);
+    assert_eq!(u8::from(ControlKind::AddressAssign6), 9);
+    assert_eq!(ControlKind::from_u8(9), ControlKind::AddressAssign6);
+    assert_eq!(
+        ControlMessage::from(assign).kind(),
+        ControlKind::AddressAssign6
+    );
+    // A hand-built `Unknown(9)` is read as the kind it names.
+    assert_eq!(
+        ControlMessage::parse(Envelope {
+            kind: ControlKind::Unknown(9),
+            payload: envelope.payload,
+        }),
+        Ok(ControlMessage::AddressAssign6(assign))
+    );
+
+    // The edges of what is accepted.
+    for ok in [
+        // The smallest prefix, its first and last hosts.
+        assign6("2001:db8:0:1::1", 126, "2001:db8:0:1::3"),
+        // Global, documentation and ULA space; any host bits.
+        assign6("2001:db8:1:2:a:b:c:d", 64, "2001:db8:1:2::1"),
+        assign6("fd00::ffff:ffff:ffff:ffff", 64, "fd00::1"),
+        assign6("fd61:7572:6100:0:8000::2", 65, "fd61:7572:6100:0:8000::1"),
+        // Neighbours of the rejected ranges.
+        assign6("fec0::2", 64, "fec0::1"),
+        assign6("fe7f:ffff::2", 64, "fe7f:ffff::1"),
+        assign6("::2", 64, "::3"),
+        assign6("::fffe:a4d:2", 96, "::fffe:a4d:1"),
+        assign6("64:ff9b::a4d:2", 96, "64:ff9b::a4d:1"),
+        assign6("feff::2", 64, "feff::1"),
+    ] {
+        assert_eq!(ok.validate(), Ok(()), "{ok:?}");
+        assert_eq!(
+            AddressAssign6::decode(&assign6_payload(ok)),
+            Ok(ok),
+            "{ok:?}"
+        );
+    }
+}
+
+/// Checks that `assign` is rejected with `BadAssignment(problem)` on both sides: by the decoder
+/// (sent by hand, bare and in an envelope) and by `validate`/`encode_into`, which leave the
+/// output buffer untouched.
+fn assign6_rejected(assign: AddressAssign6, problem: &'static str) {
+    let expected = Err(ControlError::BadAssignment(problem));
+    let payload = assign6_payload(assign);
+    assert_eq!(
+        AddressAssign6::decode(&payload).map(|_| ()),
+        expected,
+        "{assign:?}"
+    );
+    assert_eq!(
+        ControlMessage::decode(&env(9, &payload)).map(|_| ()),
+        expected,
+        "{assign:?}"
+    );
+    assert_eq!(assign.validate(), expected, "{assign:?}");
+    let mut out = [0x5A; 64];
+    assert_eq!(
+        assign.encode_into(&mut out).map(|_| ()),
+        expected,
+        "{assign:?}"
+    );
+    assert_eq!(
+        ControlMessage::from(assign)
+            .encode_into(&mut out)
+            .map(|_| ()),
+        expected,
+        "{assign:?}"
+    );
+    assert!(
+        out.iter().all(|&b| b == 0x5A),
+        "{assign:?}: wrote before validating"
+    );
+    assert_eq!(
+        ControlMessage::from(assign).encode().map(|_| ()),
+        expected,
+        "{assign:?}"
+    );
+}
+
+#[test]
+fn address_assign6_rejects_bad_prefix_length() {
+    let problem = "IPv6 prefix length must be 64 to 126";
+    for prefix_len in [0u8, 1, 48, 63, 127, 128, 129, 255] {
+        assign6_rejected(
+            assign6("fd61:7572:6100::2", prefix_len, "fd61:7572:6100::1"),
+            problem,
+        );
+    }
+}
+
+#[test]
+fn address_assign6_rejects_different_prefixes() {
+    let problem = "IPv6 address and gateway are in different prefixes";
+    assign6_rejected(
+        assign6("fd61:7572:6100::2", 64, "fd61:7572:6101::1"),
+        problem,
+    );
+    assign6_rejected(assign6("fd61:7572:6100::2", 64, "2001:db8::1"), problem);
+    // The same /64, but not the same /126.
+    assign6_rejected(
+        assign6("fd61:7572:6100::5", 126, "fd61:7572:6100::1"),
+        problem,
+    );
+    assign6_rejected(
+        assign6("fd61:7572:6100:0:8000::2", 65, "fd61:7572:6100::1"),
+        problem,
+    );
+}
+
+#[test]
+fn address_assign6_rejects_address_equal_to_gateway() {
+    assign6_rejected(
+        assign6("fd61:7572:6100::1", 64, "fd61:7572:6100::1"),
+        "IPv6 address equals the gateway",
+    );
+    assign6_rejected(
+        assign6("2001:db8::3", 126, "2001:db8::3"),
+        "IPv6 address equals the gateway",
+    );
+}
+
+#[test]
+fn address_assign6_rejects_subnet_router_anycast() {
+    let problem = "subnet-router anycast address assigned";
+    assign6_rejected(
+        assign6("fd61:7572:6100::", 64, "fd61:7572:6100::1"),
+        problem,
+    );
+    assign6_rejected(
+        assign6("fd61:7572:6100::2", 64, "fd61:7572:6100::"),
+        problem,
+    );
+    // The all-zero host of the prefix, not of its /64.
+    assign6_rejected(assign6("2001:db8::4", 126, "2001:db8::5"), problem);
+    assign6_rejected(
+        assign6("fd61:7572:6100:0:8000::", 65, "fd61:7572:6100:0:8000::1"),
+        problem,
+    );
+}
+
+#[test]
+fn address_assign6_rejects_unspecified() {
+    let problem = "unspecified IPv6 address assigned";
+    assign6_rejected(assign6("::", 64, "::2"), problem);
+    assign6_rejected(assign6("::2", 64, "::"), problem);
+}
+
+#[test]
+fn address_assign6_rejects_loopback() {
+    let problem = "loopback IPv6 address assigned";
+    assign6_rejected(assign6("::1", 64, "::2"), problem);
+    assign6_rejected(assign6("::2", 64, "::1"), problem);
+}
+
+#[test]
+fn address_assign6_rejects_multicast() {
+    let problem = "multicast IPv6 address assigned";
+    assign6_rejected(assign6("ff02::2", 64, "ff02::1"), problem);
+    assign6_rejected(assign6("ff0e::2", 64, "ff0e::1"), problem);
+    assign6_rejected(assign6("ff00::2", 64, "ff00::1"), problem);
+}
+
+#[test]
+fn address_assign6_rejects_link_local() {
+    let problem = "link-local IPv6 address assigned (fe80::/10)";
+    assign6_rejected(assign6("fe80::2", 64, "fe80::1"), problem);
+    assign6_rejected(assign6("fe80::1:2", 126, "fe80::1:1"), problem);
+    // The last /64 of fe80::/10.
+    assign6_rejected(
+        assign6("febf:ffff:ffff:ffff::2", 64, "febf:ffff:ffff:ffff::1"),
+        problem,
+    );
+}
+
+#[test]
+fn address_assign6_rejects_ipv4_mapped() {
+    let problem = "IPv4-mapped IPv6 address assigned (::ffff:0:0/96)";
+    assign6_rejected(assign6("::ffff:10.77.0.2", 96, "::ffff:10.77.0.1"), problem);
+    assign6_rejected(assign6("::ffff:10.77.0.2", 64, "::2"), problem);
+    assign6_rejected(assign6("::2", 64, "::ffff:10.77.0.1"), problem);
+    assign6_rejected(assign6("::ffff:0.0.0.2", 120, "::ffff:0.0.0.1"), problem);
+}
+
+#[test]
+fn address_assign6_rejects_wrong_length() {
+    let wrong = |actual| ControlError::PayloadLength {
+        kind: ControlKind::AddressAssign6,
+        expected: 33,
+        actual,
+    };
+    let payload = ADDRESS_ASSIGN6_VECTOR[HEADER_LEN..].to_vec();
+    for len in [0, 1, 11, 16, 17, 32] {
+        assert_eq!(
+            AddressAssign6::decode(&payload[..len]),
+            Err(wrong(len)),
+            "{len}"
+        );
+        assert_eq!(
+            ControlMessage::decode(&env(9, &payload[..len])),
+            Err(wrong(len)),
+            "{len}"
+        );
+    }
+    for extra in 1..=3 {
+        let mut longer = payload.clone();
+        longer.extend(std::iter::repeat_n(0, extra));
+        assert_eq!(
+            AddressAssign6::decode(&longer),
+            Err(wrong(33 + extra)),
+            "{extra}"
+        );
+        assert_eq!(
+            ControlMessage::decode(&env(9, &longer)),
+            Err(wrong(33 + extra)),
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn address_assign6_error_text() {
+    assert_eq!(
+        AddressAssign6::decode(&assign6_payload(assign6("fe80::2", 64, "fe80::1")))
+            .unwrap_err()
+            .to_string(),
+        "unusable tunnel address assignment: link-local IPv6 address assigned (fe80::/10)"
+    );
+    assert_eq!(
+        AddressAssign6::decode(&[0; 32]).unwrap_err().to_string(),
+        "AddressAssign6 payload must be 33 bytes, got 32"
+    );
+}
+
 #[test]
 fn kind_normalisation() {
     for byte in 0..=u8::MAX {
         let kind = ControlKind::from_u8(byte);
         assert_eq!(kind.to_u8(), byte);
-        assert_eq!(kind.is_known(), (1..=8).contains(&byte));
-        if (1..=8).contains(&byte) {
+        assert_eq!(kind.is_known(), (1..=9).contains(&byte));
+        if (1..=9).contains(&byte) {
             assert_ne!(kind, ControlKind::Unknown(byte));
         }
     }

@@ -71,5 +71,5 @@ mod pki;
 
 pub use clock::{DEFAULT_WALL_START_SECS, SimClock};
 pub use net::{DEFAULT_LATENCY, DEFAULT_MTU, Delivery, LinkConfig, NetStats, SimNet};
-pub use packet::ipv4_packet;
+pub use packet::{ipv4_packet, ipv6_packet};
 pub use pki::{FixtureError, Identity, TEST_CA_NAME, TEST_SERVER_NAME, TestPki, utc_date};

@@ -131,6 +131,8 @@ pub struct TunConfig {
     /// IPv4 address and prefix length to put on the interface (the kernel adds the connected
     /// route). `None` leaves the interface without an address.
     pub address: Option<(Ipv4Addr, u8)>,
+    /// IPv6 address and prefix length to put on the interface too. `None`: none.
+    pub address6: Option<(std::net::Ipv6Addr, u8)>,
     /// Ask for virtio-net offload (TSO, and USO where available). Falls back to plain
     /// one-packet I/O when the kernel refuses; see [`PacketDevice::offload_mode`].
     pub offload: bool,
@@ -146,6 +148,7 @@ impl TunConfig {
             name: name.into(),
             mtu: 1420,
             address: None,
+            address6: None,
             offload: true,
             queues: 1,
         }

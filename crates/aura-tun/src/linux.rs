@@ -155,6 +155,9 @@ fn build(cfg: &TunConfig, offload: bool) -> io::Result<AsyncDevice> {
     if let Some((address, prefix)) = cfg.address {
         builder = builder.ipv4(address, prefix, None);
     }
+    if let Some((address, prefix)) = cfg.address6 {
+        builder = builder.ipv6(address, prefix);
+    }
     builder.build_async()
 }
 

@@ -226,11 +226,18 @@ fn scenario(ns: String, offload: bool) -> Findings {
             name: IFNAME.into(),
             mtu: MTU,
             address: Some((TUN_ADDR, 24)),
+            address6: Some(("fd00:98::1".parse().unwrap(), 64)),
             offload,
             queues: 1,
         };
         let tun = Tun::create(&cfg).await.unwrap();
         assert_eq!(tun.name(), IFNAME);
+        let shown = std::process::Command::new("ip")
+            .args(["-n", &ns, "-6", "addr", "show", "dev", IFNAME])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.contains("fd00:98::1/64"), "{shown}");
         assert_eq!(tun.mtu(), MTU);
         if !offload {
             assert_eq!(tun.offload_mode(), OffloadMode::Off);
@@ -433,6 +440,7 @@ fn multi_queue(offload: bool) {
             name: "auratest1".into(),
             mtu: MTU,
             address: Some((Ipv4Addr::new(10, 98, 0, 1), 24)),
+            address6: None,
             offload,
             queues: 2,
         };

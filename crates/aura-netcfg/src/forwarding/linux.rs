@@ -60,3 +60,24 @@ pub(crate) fn journal_recorded(key: &'static str) -> Option<String> {
     let v = text.trim();
     (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).then(|| v.to_owned())
 }
+
+/// The interfaces with `net.ipv6.conf.<if>.accept_ra = 1`: they stop accepting router
+/// advertisements once IPv6 forwarding is on. Empty when it cannot be read.
+pub(crate) fn accept_ra_interfaces() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/sys/net/ipv6/conf") else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if name == "all" || name == "default" || name == "lo" {
+                return None;
+            }
+            let v = std::fs::read_to_string(e.path().join("accept_ra")).ok()?;
+            (v.trim() == "1").then_some(name)
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -17,3 +17,7 @@ pub(crate) fn journal_forget(_key: &'static str) {}
 pub(crate) fn journal_recorded(_key: &'static str) -> Option<String> {
     None
 }
+
+pub(crate) fn accept_ra_interfaces() -> Vec<String> {
+    Vec::new()
+}

@@ -164,8 +164,9 @@ pub(crate) fn prefix(addr: &str, len: u32) -> Expression<'static> {
     }))
 }
 
-/// An anonymous set of networks, `{ a/n, b/m, ... }`.
-pub(crate) fn prefix_set(nets: &[(std::net::Ipv4Addr, u8)]) -> Expression<'static> {
+/// An anonymous set of networks, `{ a/n, b/m, ... }`, of one family (`Ipv4Addr` or
+/// `Ipv6Addr`).
+pub(crate) fn prefix_set<A: std::fmt::Display>(nets: &[(A, u8)]) -> Expression<'static> {
     Expression::Named(NamedExpression::Set(
         nets.iter()
             .map(|(a, n)| SetItem::Element(prefix(&a.to_string(), u32::from(*n))))

@@ -153,16 +153,38 @@ pub(crate) async fn link_index(name: &str) -> Result<u32, NetcfgError> {
 
 /// The main table's IPv4 default route with the lowest metric.
 pub(crate) async fn default_route() -> Result<DefaultRoute, NetcfgError> {
+    default_route_of(false)
+        .await?
+        .ok_or(NetcfgError::NoDefaultRoute)
+}
+
+/// The main table's IPv6 default route with the lowest metric, if there is one.
+pub(crate) async fn default_route6() -> Result<Option<DefaultRoute>, NetcfgError> {
+    default_route_of(true).await
+}
+
+/// The main table's default unicast route of one family with the lowest metric.
+async fn default_route_of(v6: bool) -> Result<Option<DefaultRoute>, NetcfgError> {
     let nl = Nl::open()?;
-    let dump = nl
+    let (request, shown) = if v6 {
+        (
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+            "ip -6 route show",
+        )
+    } else {
+        (
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            "ip -4 route show",
+        )
+    };
+    let routes: Vec<RouteMessage> = nl
         .handle
         .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    let routes: Vec<RouteMessage> = dump
+        .get(request)
+        .execute()
         .try_collect()
         .await
-        .map_err(|e| nl_err("ip -4 route show", e))?;
+        .map_err(|e| nl_err(shown, e))?;
     let best = routes
         .into_iter()
         .filter(|m| {
@@ -178,12 +200,14 @@ pub(crate) async fn default_route() -> Result<DefaultRoute, NetcfgError> {
             ))
         })
         .min_by_key(|(prio, _, _)| *prio);
-    let (_, oif, msg) = best.ok_or(NetcfgError::NoDefaultRoute)?;
+    let Some((_, oif, msg)) = best else {
+        return Ok(None);
+    };
     let gateway = gateway_of(&msg).or_else(|| first_hop_gateway(&msg));
-    Ok(DefaultRoute {
+    Ok(Some(DefaultRoute {
         gateway,
         dev: link_name(&nl, oif).await?,
-    })
+    }))
 }
 
 fn first_hop(m: &RouteMessage) -> Option<&rtnetlink::packet_route::route::RouteNextHop> {

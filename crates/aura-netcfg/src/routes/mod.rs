@@ -64,7 +64,8 @@ pub struct DirectVia {
     pub dev: Option<String>,
 }
 
-/// The main table's IPv4 default route.
+/// A default route of the main table: IPv4 ([`default_route`](crate::default_route)) or
+/// IPv6 ([`default_route6`](crate::default_route6)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultRoute {
     /// Next hop; `None` for a device route (`default dev ppp0`).

@@ -15,6 +15,10 @@ pub(crate) async fn default_route() -> Result<DefaultRoute, NetcfgError> {
     Err(NetcfgError::Unsupported(WHAT))
 }
 
+pub(crate) async fn default_route6() -> Result<Option<DefaultRoute>, NetcfgError> {
+    Err(NetcfgError::Unsupported(WHAT))
+}
+
 pub(crate) async fn lookup(_addr: IpAddr) -> Result<Option<Lookup>, NetcfgError> {
     Err(NetcfgError::Unsupported(WHAT))
 }

@@ -266,6 +266,7 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
                 server: s.server.clone(),
                 carrier: s.carrier.clone(),
                 address: s.address.clone(),
+                address6: s.address6.clone(),
                 bytes_in: s.bytes_in + live.bytes_in,
                 bytes_out: s.bytes_out + live.bytes_out,
                 last_handshake: s.last_handshake.max(live.last_handshake),

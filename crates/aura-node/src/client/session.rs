@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aura_pki::Verifier;
-use aura_proto::control::{self, AddressAssign, AddressRequest, ControlMessage, CrlAck, DnsAssign};
+use aura_proto::control::{
+    self, AddressAssign, AddressAssign6, AddressRequest, ControlMessage, CrlAck, DnsAssign,
+};
 use aura_transport::dial::Dialed;
 use aura_transport::{DriverHandle, PacketConn};
 
 use super::state::{Client, ClientState, lock};
-use super::tunnel::Tunnel;
+use super::tunnel::{Assignment, Tunnel};
 use crate::device::{DeviceWriter, TunFactory};
 use crate::{DaemonError, creds};
 
@@ -25,6 +27,7 @@ const DNS_GRACE: Duration = Duration::from_millis(2500);
 /// What a control message assigned.
 enum Assigned {
     Address(AddressAssign),
+    Address6(AddressAssign6),
     Dns(DnsAssign),
 }
 /// Largest batch moved at once.
@@ -35,7 +38,7 @@ impl<T: TunFactory> Client<T> {
     /// `server`, the one this session reached) out of it.
     async fn ensure_tunnel(
         &mut self,
-        assign: AddressAssign,
+        assign: Assignment,
         server: SocketAddr,
     ) -> Result<(), DaemonError> {
         let mut exclude = vec![self.dial.server, server.ip()];
@@ -58,7 +61,7 @@ impl<T: TunFactory> Client<T> {
             return Ok(());
         };
         let name = aura_tun::PacketDevice::name(&*t.tun).to_owned();
-        let assign = t.assign;
+        let assign = t.assign.v4;
         self.dns
             .ensure(&name, assign, self.opts.routing.enabled)
             .await
@@ -80,9 +83,11 @@ impl<T: TunFactory> Client<T> {
         let redact = self.opts.redact;
         tracing::info!(carrier = carrier.name(), server = %redact.addr(&addr), "connected");
         let mut batch = Vec::with_capacity(BATCH);
+        // This server's IPv6 assignment, if it has one, comes before the address.
+        let mut v6: Option<AddressAssign6> = None;
         let assign = match tokio::time::timeout(
             ASSIGN_TIMEOUT,
-            self.await_assign(&mut conn, &driver, &mut batch),
+            self.await_assign(&mut conn, &driver, &mut batch, &mut v6),
         )
         .await
         {
@@ -90,13 +95,15 @@ impl<T: TunFactory> Client<T> {
             Ok(None) => return Ok(()),
             Err(_) => return Err(DaemonError::NoAddress(ASSIGN_TIMEOUT)),
         };
+        let assign = Assignment { v4: assign, v6 };
         self.ensure_tunnel(assign, addr).await?;
         {
             let mut s = lock(&self.status);
             s.state = ClientState::Connected;
             s.server = addr.to_string();
             s.carrier = carrier.name().into();
-            s.address = assign.address.to_string();
+            s.address = assign.v4.address.to_string();
+            s.address6 = assign.v6.map(|a| a.address.to_string()).unwrap_or_default();
             s.last_handshake = (self.host.wall_clock)().as_secs();
             s.current = Some(conn.sender());
         }
@@ -122,11 +129,14 @@ impl<T: TunFactory> Client<T> {
             packets.recycle();
             writer.flush().await;
             for p in std::mem::take(&mut controls) {
+                let current = self.tunnel.as_ref().map(|t| t.assign);
                 match self.on_control(&p, &conn, &driver).await {
-                    Some(Assigned::Address(a))
-                        if a != self.tunnel.as_ref().map_or(a, |t| t.assign) =>
-                    {
-                        reassigned = Some(a);
+                    Some(Assigned::Address6(a6)) => v6 = Some(a6),
+                    Some(Assigned::Address(a)) => {
+                        let next = Assignment { v4: a, v6 };
+                        if current.is_some_and(|c| c != next) {
+                            reassigned = Some(next);
+                        }
                     }
                     Some(Assigned::Dns(d)) => {
                         self.dns.named(d.servers);
@@ -139,13 +149,15 @@ impl<T: TunFactory> Client<T> {
                 self.ensure_dns().await?;
             }
             if let Some(a) = reassigned {
-                tracing::info!(address = %redact.addr(&a.address), "the server assigned a new address");
+                tracing::info!(address = %redact.addr(&a.v4.address), "the server assigned a new address");
                 self.ensure_tunnel(a, addr).await?;
                 if let Some(t) = &self.tunnel {
                     t.current.send_replace(Some(conn.sender()));
                     writer = DeviceWriter::new(t.tun.clone());
                 }
-                lock(&self.status).address = a.address.to_string();
+                let mut st = lock(&self.status);
+                st.address = a.v4.address.to_string();
+                st.address6 = a.v6.map(|x| x.address.to_string()).unwrap_or_default();
             }
         }
     }
@@ -159,6 +171,7 @@ impl<T: TunFactory> Client<T> {
         conn: &mut PacketConn,
         driver: &DriverHandle,
         batch: &mut Vec<Vec<u8>>,
+        v6: &mut Option<AddressAssign6>,
     ) -> Option<AddressAssign> {
         let request = ControlMessage::from(AddressRequest).encode().ok()?;
         let mut ask = tokio::time::interval(ASSIGN_ASK);
@@ -200,6 +213,7 @@ impl<T: TunFactory> Client<T> {
                         self.dns.named(d.servers);
                         named = true;
                     }
+                    Some(Assigned::Address6(a6)) => *v6 = Some(a6),
                     None => {}
                 }
             }
@@ -227,6 +241,7 @@ impl<T: TunFactory> Client<T> {
         match message {
             ControlMessage::AddressAssign(a) => return Some(Assigned::Address(a)),
             ControlMessage::DnsAssign(d) => return Some(Assigned::Dns(d)),
+            ControlMessage::AddressAssign6(a) => return Some(Assigned::Address6(a)),
             ControlMessage::CrlPush(chunk) if self.opts.accept_pushed_crl => {
                 match self.crl.push(&chunk) {
                     Ok(Some(der)) => self.on_pushed_crl(der, conn, driver).await,

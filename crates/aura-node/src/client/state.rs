@@ -41,6 +41,8 @@ pub(super) struct ClientStatus {
     pub(super) server: String,
     pub(super) carrier: String,
     pub(super) address: String,
+    /// The IPv6 tunnel address ("" without one).
+    pub(super) address6: String,
     pub(super) last_handshake: u64,
     /// Bytes of sessions that ended.
     pub(super) bytes_in: u64,

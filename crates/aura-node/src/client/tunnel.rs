@@ -1,11 +1,11 @@
 //! The client's TUN device and routes for the current address assignment, and the task
 //! that reads the device into the current session.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use aura_netcfg::RoutePlan;
-use aura_proto::control::AddressAssign;
+use aura_proto::control::{AddressAssign, AddressAssign6};
 use aura_transport::{BatchPool, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers, TunConfig};
 use tokio::sync::watch;
@@ -15,10 +15,17 @@ use crate::device::TunFactory;
 use crate::host::Host;
 use crate::options::ClientOptions;
 
+/// What the server assigned: the IPv4 address, and the IPv6 one of a dual-stack pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Assignment {
+    pub(super) v4: AddressAssign,
+    pub(super) v6: Option<AddressAssign6>,
+}
+
 /// The TUN device as the current assignment configured it.
 pub(super) struct Tunnel<D> {
     pub(super) tun: Arc<D>,
-    pub(super) assign: AddressAssign,
+    pub(super) assign: Assignment,
     pub(super) mtu: u16,
     reader: tokio::task::JoinHandle<()>,
     /// The session the reader sends into; `None` between sessions.
@@ -32,11 +39,13 @@ impl<D> Drop for Tunnel<D> {
 }
 
 /// Reads the TUN and sends every packet through the current session, if any.
-/// Only IPv4 packets from the assigned address are sent: the server would drop anything
-/// else (IPv6 is routed into the TUN only so that it cannot leak around the tunnel).
+/// Only packets from the assigned addresses are sent: the server would drop anything
+/// else. Without an IPv6 assignment, IPv6 is routed into the TUN only so that it cannot
+/// leak around the tunnel, and dropped here.
 async fn tun_reader<D: PacketDevice>(
     tun: Arc<D>,
     address: Ipv4Addr,
+    address6: Option<Ipv6Addr>,
     current: watch::Receiver<Option<PacketSender>>,
 ) {
     let mut rx = TunBuffers::for_device(&*tun, aura_tun::MIN_HEADROOM, 0);
@@ -56,10 +65,16 @@ async fn tun_reader<D: PacketDevice>(
         if let Some(s) = sender {
             let mut batch = pool.take();
             for i in 0..n {
-                if let Some(p) = rx.packet(i)
-                    && crate::packet::ipv4_addrs(p).is_some_and(|(src, _)| src == address)
-                {
-                    batch.push(p);
+                if let Some(p) = rx.packet(i) {
+                    let own = match crate::packet::ipv4_addrs(p) {
+                        Some((src, _)) => src == address,
+                        None => address6.is_some_and(|a6| {
+                            crate::packet::ipv6_addrs(p).is_some_and(|(src, _)| src == a6)
+                        }),
+                    };
+                    if own {
+                        batch.push(p);
+                    }
                 }
             }
             if batch.is_empty() {
@@ -81,9 +96,9 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         opts: &ClientOptions,
         book: &super::SharedRouteBook,
         exclude: Vec<IpAddr>,
-        assign: AddressAssign,
+        assign: Assignment,
     ) -> Result<(), DaemonError> {
-        let mtu = opts.mtu.min(assign.mtu);
+        let mtu = opts.mtu.min(assign.v4.mtu);
         if slot
             .as_ref()
             .is_some_and(|t| t.assign == assign && t.mtu == mtu)
@@ -98,7 +113,8 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         let tun = Arc::new(
             host.tuns
                 .create(&TunConfig {
-                    address: Some((assign.address, assign.prefix_len)),
+                    address: Some((assign.v4.address, assign.v4.prefix_len)),
+                    address6: assign.v6.map(|a| (a.address, a.prefix_len)),
                     mtu,
                     ..TunConfig::new(opts.tun_name.clone())
                 })
@@ -132,15 +148,21 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         };
         tracing::info!(
             tun = tun.name(),
-            address = %opts.redact.addr(&assign.address),
-            prefix_len = assign.prefix_len,
+            address = %opts.redact.addr(&assign.v4.address),
+            prefix_len = assign.v4.prefix_len,
+            ipv6 = assign.v6.is_some(),
             mtu,
             direct = opts.routing.direct.len(),
             vpn = opts.routing.vpn.len(),
             "tunnel up, {routed}"
         );
         let (current, rx) = watch::channel(None);
-        let reader = tokio::spawn(tun_reader(tun.clone(), assign.address, rx));
+        let reader = tokio::spawn(tun_reader(
+            tun.clone(),
+            assign.v4.address,
+            assign.v6.map(|a| a.address),
+            rx,
+        ));
         *slot = Some(Tunnel {
             tun,
             assign,

@@ -128,6 +128,7 @@ fn status_response(router: &Router, warning: &CrlWarning) -> Response {
                     carrier: p.sender.carrier().name().into(),
                     remote: p.sender.remote().to_string(),
                     tunnel_address: p.address.to_string(),
+                    tunnel_address6: p.address6.map(|a| a.to_string()).unwrap_or_default(),
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                     last_handshake: s.last_handshake,
@@ -166,10 +167,12 @@ async fn serve<T: TunFactory>(
 ) -> Result<(), DaemonError> {
     let redact = opts.redact;
     let (gateway, prefix_len) = router.server_address();
+    let gateway6 = router.server_address6();
     let tun = Arc::new(
         host.tuns
             .create(&TunConfig {
                 address: Some((gateway, prefix_len)),
+                address6: gateway6,
                 mtu: opts.mtu,
                 ..TunConfig::new(opts.tun_name.clone())
             })
@@ -251,6 +254,9 @@ async fn serve<T: TunFactory>(
                 tun: tun.name().to_owned(),
                 egress: egress.clone(),
                 firewall,
+                pool6: router.network6(),
+                nat66: opts.nat66,
+                egress6: opts.egress6.clone(),
             })
             .await?;
         if netcfg.is_dry_run() {

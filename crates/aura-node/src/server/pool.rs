@@ -6,7 +6,7 @@
 //! its client disconnects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aura_config::{Ipv4Cidr, PoolSection, PoolStrategy};
 
@@ -36,6 +36,9 @@ pub struct IpPool {
     /// Where the search for a free dynamic address resumes (round robin, so a released
     /// address is not reused at once).
     cursor: u32,
+    /// The IPv6 pool (network, prefix length) when the pool is dual-stack: a client's IPv6
+    /// address has its IPv4 host number.
+    v6: Option<(Ipv6Addr, u8)>,
 }
 
 impl IpPool {
@@ -56,7 +59,39 @@ impl IpPool {
             assigned: HashMap::new(),
             in_use: BTreeSet::new(),
             cursor: 0,
+            v6: match (section.ipv6, section.pool6().addr()) {
+                (true, std::net::IpAddr::V6(net)) => Some((net, section.pool6().prefix_len())),
+                _ => None,
+            },
         }
+    }
+
+    /// The IPv6 pool, when dual-stack.
+    pub fn network6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.v6
+    }
+
+    /// The IPv6 address that goes with pool address `v4`, when dual-stack.
+    pub fn address6_of(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        let (net, _) = self.v6?;
+        if !self.cidr.contains(v4) {
+            return None;
+        }
+        let host = u32::from(v4) - u32::from(self.cidr.network());
+        Some(Ipv6Addr::from(u128::from(net) | u128::from(host)))
+    }
+
+    /// The pool address whose IPv6 twin is `v6`, if any.
+    pub fn v4_of(&self, v6: Ipv6Addr) -> Option<Ipv4Addr> {
+        let (net, prefix) = self.v6?;
+        let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+        let bits = u128::from(v6);
+        if bits & mask != u128::from(net) {
+            return None;
+        }
+        let host = u32::try_from(bits & !mask).ok()?;
+        let v4 = Ipv4Addr::from(u32::from(self.cidr.network()).checked_add(host)?);
+        (self.cidr.contains(v4) && self.address6_of(v4) == Some(v6)).then_some(v4)
     }
 
     /// The server's own tunnel address.
@@ -138,6 +173,28 @@ mod tests {
                 .collect(),
             ..PoolSection::default()
         }
+    }
+
+    #[test]
+    fn ipv6_twins_have_the_ipv4_host_number() {
+        let mut sec = section("10.77.1.0/24", PoolStrategy::DynamicOnly, &[]);
+        let p = IpPool::new(&sec);
+        let v4: Ipv4Addr = "10.77.1.9".parse().unwrap();
+        let v6: Ipv6Addr = "fd61:7572:6100::9".parse().unwrap();
+        assert_eq!(p.address6_of(v4), Some(v6));
+        assert_eq!(p.v4_of(v6), Some(v4));
+        assert_eq!(
+            p.network6(),
+            Some(("fd61:7572:6100::".parse().unwrap(), 64))
+        );
+        for other in ["fd61:7572:6101::9", "fd61:7572:6100::1:9", "2001:db8::9"] {
+            assert_eq!(p.v4_of(other.parse().unwrap()), None, "{other}");
+        }
+        assert_eq!(p.address6_of("10.77.2.9".parse().unwrap()), None);
+        sec.ipv6 = false;
+        let p = IpPool::new(&sec);
+        assert_eq!(p.address6_of(v4), None);
+        assert_eq!(p.v4_of(v6), None);
     }
 
     #[test]

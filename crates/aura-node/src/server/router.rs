@@ -10,17 +10,17 @@
 //! one [`crate::device::DeviceWriter`], so GRO can coalesce across clients.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use aura_proto::control::{self, AddressAssign, ControlMessage, DnsAssign};
+use aura_proto::control::{self, AddressAssign, AddressAssign6, ControlMessage, DnsAssign};
 use aura_transport::{BatchPool, PacketBatch, PacketConn, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
 
 use super::pool::{IpPool, PoolError};
-use crate::packet::ipv4_addrs;
+use crate::packet::{ipv4_addrs, ipv6_addrs};
 
 /// Batches of client packets on their way to the device.
 pub type DeviceQueue = mpsc::Sender<PacketBatch>;
@@ -35,6 +35,8 @@ pub struct Peer {
     pub id: String,
     /// Tunnel address.
     pub address: Ipv4Addr,
+    /// IPv6 tunnel address, when the pool is dual-stack.
+    pub address6: Option<Ipv6Addr>,
     /// Sending half of its connection (also its counters, carrier and network address).
     pub sender: PacketSender,
     /// Unix time it connected.
@@ -99,6 +101,31 @@ impl Router {
         (pool.server_address(), pool.network().1)
     }
 
+    /// The server's IPv6 tunnel address and the IPv6 pool's prefix length, when the pool
+    /// is dual-stack.
+    pub fn server_address6(&self) -> Option<(Ipv6Addr, u8)> {
+        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, prefix) = pool.network6()?;
+        Some((pool.address6_of(pool.server_address())?, prefix))
+    }
+
+    /// The IPv6 pool (network, prefix length), when dual-stack.
+    pub fn network6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .network6()
+    }
+
+    /// The client address (its IPv4 one, the peer table's key) a packet is for.
+    fn key_of(&self, packet: &[u8], pool: &IpPool) -> Option<Ipv4Addr> {
+        match packet.first()? >> 4 {
+            4 => ipv4_addrs(packet).map(|(_, dst)| dst),
+            6 => ipv6_addrs(packet).and_then(|(_, dst)| pool.v4_of(dst)),
+            _ => None,
+        }
+    }
+
     /// Reads the device until it fails, sending each IPv4 packet to the client owning its
     /// destination address. Runs of packets for one client go out as one batch.
     ///
@@ -110,6 +137,12 @@ impl Router {
     ) -> Result<(), aura_tun::TunError> {
         let mut rx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
         let pool = BatchPool::new();
+        // The address plan never changes while the server runs.
+        let plan = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut runs: Vec<(PacketSender, PacketBatch)> = Vec::new();
         loop {
             let n = device
@@ -120,7 +153,8 @@ impl Router {
                 let mut last: Option<Ipv4Addr> = None;
                 for i in 0..n {
                     let Some(packet) = rx.packet(i) else { continue };
-                    let Some((_, dst)) = ipv4_addrs(packet) else {
+                    let Some(dst) = self.key_of(packet, &plan) else {
+                        self.unroutable.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     match (last == Some(dst), runs.last_mut()) {
@@ -147,17 +181,22 @@ impl Router {
         }
     }
 
-    fn admit(&self, conn: &PacketConn, since: u64) -> Result<(Ipv4Addr, u64), PoolError> {
+    fn admit(
+        &self,
+        conn: &PacketConn,
+        since: u64,
+    ) -> Result<(Ipv4Addr, Option<Ipv6Addr>, u64), PoolError> {
         let id = conn.peer().id.clone();
-        let address = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .assign(&id)?;
+        let (address, address6) = {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            let a = pool.assign(&id)?;
+            (a, pool.address6_of(a))
+        };
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let peer = Peer {
             id,
             address,
+            address6,
             sender: conn.sender(),
             since,
             token,
@@ -166,7 +205,7 @@ impl Router {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(address, peer);
-        Ok((address, token))
+        Ok((address, address6, token))
     }
 
     /// Forgets admission `token` of `id` at `address`, unless a newer admission of the
@@ -196,7 +235,7 @@ impl Router {
         to_device: DeviceQueue,
         welcome: Welcome,
     ) -> Result<(), PoolError> {
-        let (address, token) = match self.admit(&conn, welcome.since) {
+        let (address, address6, token) = match self.admit(&conn, welcome.since) {
             Ok(a) => a,
             Err(e) => {
                 conn.close().await;
@@ -216,14 +255,30 @@ impl Router {
             servers: welcome.dns,
         })
         .encode();
-        let assign = match (dns, assign) {
-            (Ok(dns), Ok(assign)) => {
-                let mut first = vec![dns.clone(), assign.clone()];
+        // DnsAssign, AddressAssign6 (dual-stack only), AddressAssign: the address comes
+        // last, so a client has the rest when it sets its tunnel up.
+        let assign6 = match (address6, self.server_address6()) {
+            (Some(address), Some((gateway, prefix_len))) => Some(
+                ControlMessage::from(AddressAssign6 {
+                    address,
+                    prefix_len,
+                    gateway,
+                })
+                .encode(),
+            ),
+            _ => None,
+        };
+        let assign = match (dns, assign6.transpose(), assign) {
+            (Ok(dns), Ok(assign6), Ok(assign)) => {
+                let mut all = vec![dns];
+                all.extend(assign6);
+                all.push(assign);
+                let mut first = all.clone();
                 first.extend(welcome.extra);
                 let _ = conn.send_batch(first).await;
-                Some([dns, assign])
+                Some(all)
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::error!(error = %e, "cannot encode the address assignment");
                 None
             }
@@ -240,17 +295,18 @@ impl Router {
                     );
                     return false;
                 }
-                match ipv4_addrs(p) {
-                    Some((src, _)) if src == address => true,
-                    _ => {
-                        self.spoofed.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
+                let own = match ipv4_addrs(p) {
+                    Some((src, _)) => src == address,
+                    None => ipv6_addrs(p).is_some_and(|(src, _)| Some(src) == address6),
+                };
+                if !own {
+                    self.spoofed.fetch_add(1, Ordering::Relaxed);
                 }
+                own
             });
             tracing::trace!(received = before, forwarded = batch.len(), "client batch");
             if asked && let Some(a) = &assign {
-                let _ = conn.send_batch(a.to_vec()).await;
+                let _ = conn.send_batch(a.clone()).await;
             }
             if batch.is_empty() {
                 batch.recycle();

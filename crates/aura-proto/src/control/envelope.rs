@@ -94,7 +94,10 @@ pub enum ControlError {
     #[error("unknown address family {0} in ExtendBridge")]
     UnknownAddressFamily(u8),
     /// An [`AddressAssign`](super::AddressAssign) whose prefix length is over 32 or whose address or gateway is
-    /// unusable in that network (network or broadcast address, or outside it).
+    /// unusable in that network (network or broadcast address, or outside it), or an
+    /// [`AddressAssign6`](super::AddressAssign6) whose prefix length is not 64 to 126 or whose
+    /// address or gateway is unusable (outside the prefix, equal, the all-zero subnet-router
+    /// anycast address, unspecified, loopback, multicast, link-local or IPv4-mapped).
     #[error("unusable tunnel address assignment: {0}")]
     BadAssignment(&'static str),
     /// A [`DnsAssign`](super::DnsAssign) with more than
@@ -187,12 +190,15 @@ pub enum ControlKind {
     /// 8: the server tells the client which DNS resolvers to use while the tunnel is up
     /// ([`DnsAssign`](super::DnsAssign)).
     DnsAssign,
-    /// Any other kind byte (never 1 to 8: [`ControlKind::from_u8`] normalises those).
+    /// 9: the server tells the client its IPv6 tunnel address, when its pool is dual-stack
+    /// ([`AddressAssign6`](super::AddressAssign6)).
+    AddressAssign6,
+    /// Any other kind byte (never 1 to 9: [`ControlKind::from_u8`] normalises those).
     Unknown(u8),
 }
 
 impl ControlKind {
-    /// Maps a kind byte to its kind; bytes other than 1 to 8 give [`ControlKind::Unknown`].
+    /// Maps a kind byte to its kind; bytes other than 1 to 9 give [`ControlKind::Unknown`].
     #[must_use]
     pub const fn from_u8(byte: u8) -> Self {
         match byte {
@@ -204,6 +210,7 @@ impl ControlKind {
             6 => Self::AddressAssign,
             7 => Self::AddressRequest,
             8 => Self::DnsAssign,
+            9 => Self::AddressAssign6,
             other => Self::Unknown(other),
         }
     }
@@ -220,6 +227,7 @@ impl ControlKind {
             Self::AddressAssign => 6,
             Self::AddressRequest => 7,
             Self::DnsAssign => 8,
+            Self::AddressAssign6 => 9,
             Self::Unknown(byte) => byte,
         }
     }

@@ -28,9 +28,17 @@
 //! | 6 `AddressAssign` | [`AddressAssign`] | `address (4) ‖ prefix_len u8 ‖ gateway (4) ‖ u16_be mtu` (exactly 11 bytes) |
 //! | 7 `AddressRequest` | [`AddressRequest`] | empty |
 //! | 8 `DnsAssign` | [`DnsAssign`] | `count u8 ‖ count × (family u8 (4 or 6) ‖ address (4 or 16))`, count ≤ [`DnsAssign::MAX_SERVERS`] |
+//! | 9 `AddressAssign6` | [`AddressAssign6`] | `address (16) ‖ prefix_len u8 ‖ gateway (16)` (exactly 33 bytes) |
 //!
 //! Any other kind byte decodes as [`ControlKind::Unknown`], so a receiver can skip messages
 //! introduced by newer peers.
+//!
+//! The server sends [`AddressAssign6`] only when its pool is dual-stack, right before each
+//! [`AddressAssign`] (on the wire: [`DnsAssign`], [`AddressAssign6`], [`AddressAssign`]),
+//! after the handshake and in answer to every [`AddressRequest`]; the tunnel MTU is the one
+//! in the [`AddressAssign`]. A client that gets no [`AddressAssign6`] has no IPv6 in the
+//! tunnel and must keep IPv6 from leaking (it routes IPv6 into the TUN and drops it). Older
+//! peers skip kind 9 as unknown.
 //!
 //! A CRL can be larger than one packet, so it is pushed as a sequence of [`CrlChunk`]s (see
 //! [`chunk_crl`]) and put back together by a [`CrlAssembler`].
@@ -79,7 +87,7 @@ mod crl;
 mod dns;
 mod envelope;
 
-pub use self::address::{AddressAssign, AddressRequest};
+pub use self::address::{AddressAssign, AddressAssign6, AddressRequest};
 pub use self::circuit::{CircuitFailed, CircuitReady, ExtendBridge, MAX_REASON_LEN};
 pub use self::crl::{
     CRL_CHUNK_HEADER_LEN, CRL_PUSH_OVERHEAD, CrlAck, CrlAssembler, CrlChunk,
@@ -114,9 +122,11 @@ pub enum ControlMessage<'a> {
     AddressRequest(AddressRequest),
     /// The DNS resolvers the client should use.
     DnsAssign(DnsAssign),
+    /// The client's IPv6 tunnel address.
+    AddressAssign6(AddressAssign6),
     /// A kind this version does not know; the payload is passed through untouched.
     Unknown {
-        /// The kind byte (never 1 to 8).
+        /// The kind byte (never 1 to 9).
         kind: u8,
         /// The raw payload.
         payload: &'a [u8],
@@ -139,8 +149,9 @@ impl<'a> ControlMessage<'a> {
             ControlKind::AddressAssign => Self::AddressAssign(AddressAssign::decode(payload)?),
             ControlKind::AddressRequest => Self::AddressRequest(AddressRequest::decode(payload)?),
             ControlKind::DnsAssign => Self::DnsAssign(DnsAssign::decode(payload)?),
+            ControlKind::AddressAssign6 => Self::AddressAssign6(AddressAssign6::decode(payload)?),
             ControlKind::Unknown(byte) => match ControlKind::from_u8(byte) {
-                // A hand-built `Unknown(1..=8)`: treat it as the kind it names.
+                // A hand-built `Unknown(1..=9)`: treat it as the kind it names.
                 known @ (ControlKind::CrlPush
                 | ControlKind::CrlAck
                 | ControlKind::ExtendBridge
@@ -148,7 +159,8 @@ impl<'a> ControlMessage<'a> {
                 | ControlKind::CircuitFailed
                 | ControlKind::AddressAssign
                 | ControlKind::AddressRequest
-                | ControlKind::DnsAssign) => {
+                | ControlKind::DnsAssign
+                | ControlKind::AddressAssign6) => {
                     return Self::parse(Envelope {
                         kind: known,
                         payload,
@@ -179,6 +191,7 @@ impl<'a> ControlMessage<'a> {
             Self::AddressAssign(_) => ControlKind::AddressAssign,
             Self::AddressRequest(_) => ControlKind::AddressRequest,
             Self::DnsAssign(_) => ControlKind::DnsAssign,
+            Self::AddressAssign6(_) => ControlKind::AddressAssign6,
             Self::Unknown { kind, .. } => ControlKind::from_u8(*kind),
         }
     }
@@ -195,6 +208,7 @@ impl<'a> ControlMessage<'a> {
             Self::AddressAssign(assign) => assign.encoded_len(),
             Self::AddressRequest(_) => 0,
             Self::DnsAssign(dns) => dns.encoded_len(),
+            Self::AddressAssign6(assign) => assign.encoded_len(),
             Self::Unknown { payload, .. } => payload.len(),
         }
     }
@@ -210,8 +224,8 @@ impl<'a> ControlMessage<'a> {
     ///
     /// # Errors
     /// [`ControlError::TooLong`], [`ControlError::BufferTooSmall`], or an invariant error of the
-    /// typed payload ([`CircuitFailed`] reason too long, invalid [`CrlChunk`], [`AddressAssign`]
-    /// or [`DnsAssign`]).
+    /// typed payload ([`CircuitFailed`] reason too long, invalid [`CrlChunk`], [`AddressAssign`],
+    /// [`DnsAssign`] or [`AddressAssign6`]).
     pub fn encode_into(&self, out: &mut [u8]) -> Result<usize, ControlError> {
         // Check the payload's own invariants before touching `out`.
         match self {
@@ -219,6 +233,7 @@ impl<'a> ControlMessage<'a> {
             Self::CircuitFailed(failed) => check_reason_len(failed.reason.len())?,
             Self::AddressAssign(assign) => assign.validate()?,
             Self::DnsAssign(dns) => dns.validate()?,
+            Self::AddressAssign6(assign) => assign.validate()?,
             _ => {}
         }
         let payload_len = self.payload_len();
@@ -232,6 +247,7 @@ impl<'a> ControlMessage<'a> {
             Self::AddressAssign(assign) => assign.encode_into(body)?,
             Self::AddressRequest(_) => 0,
             Self::DnsAssign(dns) => dns.encode_into(body)?,
+            Self::AddressAssign6(assign) => assign.encode_into(body)?,
             Self::Unknown { payload, .. } => {
                 body.copy_from_slice(payload);
                 payload.len()
@@ -299,5 +315,11 @@ impl From<AddressAssign> for ControlMessage<'_> {
 impl From<DnsAssign> for ControlMessage<'_> {
     fn from(dns: DnsAssign) -> Self {
         Self::DnsAssign(dns)
+    }
+}
+
+impl From<AddressAssign6> for ControlMessage<'_> {
+    fn from(assign: AddressAssign6) -> Self {
+        Self::AddressAssign6(assign)
     }
 }
