@@ -25,6 +25,7 @@
 mod support;
 
 use std::fs::File;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::MutexGuard;
@@ -1544,6 +1545,91 @@ fn lockdown_keeps_the_kill_switch_until_unlocked() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no kill switch in place"));
     assert_eq!(
         settled(&snapshot(w.lab.client(1).unwrap(), true)),
+        settled(&before)
+    );
+}
+
+/// IPv6 inside the tunnel: with a dual-stack pool (the default) the client gets an IPv6
+/// address and reaches the internet host's IPv6 address through the tunnel (NAT66: the
+/// host sees the server's address; it has no route back to the client's own network);
+/// the carrier also runs over an IPv6 underlay; and a server without IPv6 in its pool
+/// leaves the client's IPv6 routed into the tunnel and dropped, never leaked.
+#[test]
+fn ipv6_inside_the_tunnel_and_over_an_ipv6_underlay() {
+    let Some(mut w) = World::new("ipv6", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    w.lab.add_ipv6().unwrap();
+    let before = snapshot(w.lab.client(1).unwrap(), false);
+    // The server listens on both families; the client dials its IPv6 address.
+    let server_toml = w.path("deploy/server.toml");
+    aura_lab::deploy::set_key_in(&server_toml, "[server]", "listen", "\"::\"").unwrap();
+    let client_toml = w.path("deploy/alice/client.toml");
+    let server6 = w.lab.server_ip6(1).to_string();
+    aura_lab::deploy::set_key_in(
+        &client_toml,
+        "[client]",
+        "server",
+        &format!("\"{server6}\""),
+    )
+    .unwrap();
+    let server = w.start_server();
+    let (client, _, st) = w.start_client("alice", 1);
+    assert_eq!(st["address6"], "fd61:7572:6100::2", "{st}");
+    assert_eq!(st["server"], format!("[{server6}]:8443"), "{st}");
+    let client_ns = w.lab.client(1).unwrap();
+    let r6 = lab::transfer6(
+        client_ns,
+        w.lab.internet(),
+        w.lab.internet_ip6(),
+        PORT,
+        2 * MB,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(r6.bytes, 2 * MB as u64);
+    assert_eq!(
+        r6.peer_seen.ip(),
+        IpAddr::V6(w.lab.server_internet_ip6()),
+        "{r6:?}"
+    );
+    assert_eq!(r6.sender_local.ip().to_string(), "fd61:7572:6100::2");
+    let r4 = w.transfer(1, MB, Duration::from_secs(30)).unwrap();
+    assert_eq!(r4.peer_seen.ip(), w.lab.server_internet_ip());
+    w.signal(client, Signal::SIGTERM);
+    w.procs[client].wait_exit(Duration::from_secs(10));
+    w.signal(server, Signal::SIGTERM);
+    w.procs[server].wait_exit(Duration::from_secs(10));
+
+    // A pool without IPv6: the client's IPv6 goes into the tunnel and no further.
+    let text = std::fs::read_to_string(&server_toml).unwrap();
+    let text = aura_lab::deploy::set_key(&text, "[server.pool]", "ipv6", "false").unwrap();
+    std::fs::write(&server_toml, text).unwrap();
+    w.start_server();
+    let (client, _, st) = w.start_client("alice", 1);
+    assert_eq!(st["address6"], "", "{st}");
+    let client_ns = w.lab.client(1).unwrap();
+    let route = client_ns
+        .sh(&format!("ip -6 route get {}", w.lab.internet_ip6()))
+        .unwrap();
+    assert!(route.contains("dev aura0"), "{route}");
+    let blocked = lab::transfer6(
+        client_ns,
+        w.lab.internet(),
+        w.lab.internet_ip6(),
+        PORT + 1,
+        MB,
+        Duration::from_secs(3),
+    );
+    assert!(
+        blocked.is_err(),
+        "IPv6 got through without an IPv6 pool: {blocked:?}"
+    );
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    assert_eq!(
+        settled(&snapshot(w.lab.client(1).unwrap(), false)),
         settled(&before)
     );
 }

@@ -39,7 +39,7 @@
 //! ```
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -125,6 +125,77 @@ impl Lab {
         // The server resolves through the internet host (where a test may run one).
         write_resolv(&self.server, &format!("nameserver {INTERNET_IP}\n"))?;
         Ok(())
+    }
+
+    /// Adds IPv6 to every link (`nodad`, usable at once): the internet link
+    /// `2001:db8:198::1` (S) / `::2` (I), with S's IPv6 default route via I; client link k
+    /// `2001:db8:200:k::1` (S) / `::2` (C_k), with C_k's default via S. I has no route
+    /// back to the clients' networks: like the IPv4 plan, only what S translates (NAT66)
+    /// gets an answer.
+    ///
+    /// # Errors
+    /// A failing `ip` command.
+    pub fn add_ipv6(&self) -> Result<(), String> {
+        self.server.sh(&format!(
+            "ip -6 addr add {}/64 dev s-i nodad\nip -6 route add default via {}",
+            self.server_internet_ip6(),
+            self.internet_ip6()
+        ))?;
+        self.internet.sh(&format!(
+            "ip -6 addr add {}/64 dev i-s nodad",
+            self.internet_ip6()
+        ))?;
+        for (idx, c) in self.clients.iter().enumerate() {
+            let k = idx + 1;
+            self.server.sh(&format!(
+                "ip -6 addr add {}/64 dev s-c{k} nodad",
+                self.server_ip6(k)
+            ))?;
+            c.sh(&format!(
+                "ip -6 addr add {}/64 dev c{k}-s nodad\nip -6 route add default via {}",
+                self.client_ip6(k),
+                self.server_ip6(k)
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// S's IPv6 address on its link to client host `k` (after [`add_ipv6`](Self::add_ipv6)).
+    pub fn server_ip6(&self, k: usize) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0x200,
+            u16::try_from(k).unwrap_or(0),
+            0,
+            0,
+            0,
+            1,
+        )
+    }
+
+    /// Client host `k`'s IPv6 address (after [`add_ipv6`](Self::add_ipv6)).
+    pub fn client_ip6(&self, k: usize) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0x200,
+            u16::try_from(k).unwrap_or(0),
+            0,
+            0,
+            0,
+            2,
+        )
+    }
+
+    /// S's IPv6 address toward the internet host (after [`add_ipv6`](Self::add_ipv6)).
+    pub fn server_internet_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x198, 0, 0, 0, 0, 1)
+    }
+
+    /// The internet host's IPv6 address (after [`add_ipv6`](Self::add_ipv6)).
+    pub fn internet_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x198, 0, 0, 0, 0, 2)
     }
 
     /// The server namespace `S`.
@@ -288,6 +359,29 @@ pub fn transfer(
     )
 }
 
+/// [`transfer`] to an IPv6 address (the listener is on `[::]`).
+///
+/// # Errors
+/// As [`transfer`].
+pub fn transfer6(
+    from: &Netns,
+    to: &Netns,
+    to_addr: Ipv6Addr,
+    port: u16,
+    bytes: usize,
+    timeout: Duration,
+) -> Result<TransferReport, String> {
+    transfer_cancellable(
+        from,
+        to,
+        to_addr,
+        port,
+        bytes,
+        timeout,
+        &AtomicBool::new(false),
+    )
+}
+
 /// [`transfer`], which also gives up within about 200 ms once `cancel` is set (for a
 /// caller that handles Ctrl-C).
 ///
@@ -296,12 +390,13 @@ pub fn transfer(
 pub fn transfer_cancellable(
     from: &Netns,
     to: &Netns,
-    to_addr: Ipv4Addr,
+    to_addr: impl Into<IpAddr>,
     port: u16,
     bytes: usize,
     timeout: Duration,
     cancel: &AtomicBool,
 ) -> Result<TransferReport, String> {
+    let to_addr: IpAddr = to_addr.into();
     let deadline = Instant::now() + timeout;
     let (sender_failed, receiver_failed) = (AtomicBool::new(false), AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -312,7 +407,9 @@ pub fn transfer_cancellable(
                 peer_failed: &sender_failed,
                 cancel,
             };
-            let out = to.run(|| receive(port, &stop, &ready_tx)).and_then(|r| r);
+            let out = to
+                .run(|| receive(to_addr.is_ipv6(), port, &stop, &ready_tx))
+                .and_then(|r| r);
             // A listener that failed before being ready still unblocks the sender.
             let _ = ready_tx.send(Err("the receiver stopped".into()));
             if out.is_err() {
@@ -414,14 +511,20 @@ fn write_all(
     Ok(())
 }
 
-/// Receiver side: listens on `0.0.0.0:port`, accepts one connection, reads to EOF
-/// while hashing, sends the digest back.
+/// Receiver side: listens on `0.0.0.0:port` (`[::]:port` when `v6`), accepts one
+/// connection, reads to EOF while hashing, sends the digest back.
 fn receive(
+    v6: bool,
     port: u16,
     stop: &Stop<'_>,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<(SocketAddr, u64, [u8; 32]), String> {
-    let listener = match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+    let any: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let listener = match TcpListener::bind(SocketAddr::new(any, port))
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
     {
         Ok(l) => l,
@@ -471,12 +574,12 @@ const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 /// Sender side: connects, writes `bytes` of payload while hashing, half-closes, reads
 /// the receiver's digest. Returns the local address, the digest and the duration.
 fn send(
-    to_addr: Ipv4Addr,
+    to_addr: IpAddr,
     port: u16,
     bytes: usize,
     stop: &Stop<'_>,
 ) -> Result<(SocketAddr, [u8; 32], Duration), String> {
-    let target = SocketAddr::new(IpAddr::V4(to_addr), port);
+    let target = SocketAddr::new(to_addr, port);
     let start = Instant::now();
     let mut stream = loop {
         let what = format!("connecting to {target}");

@@ -144,7 +144,8 @@ impl UdpCamo {
                 if first_burst && i + 1 == chaff {
                     tx.push_with(to, |buf| dg.append_runt(buf));
                 } else {
-                    tx.push_with(to, |buf| dg.append_chaff(mask, *now, buf));
+                    let max_len = crate::camo::shape::max_padded_for(&to);
+                    tx.push_with(to, |buf| dg.append_chaff(mask, *now, max_len, buf));
                 }
             }
         }
@@ -889,17 +890,18 @@ async fn queue(
         ..
     } = camo;
     let handshake_form = data.first() != Some(&(PacketType::Data as u8));
+    let max_len = crate::camo::shape::max_padded_for(&to);
     if handshake_form && dg.side() == Side::Server {
         // Resp, cookie reply, alert: within the address's budget, or not at all.
         let mut wire = Vec::new();
-        dg.append(data, mask, *now, &mut wire);
+        dg.append_within(data, mask, *now, max_len, &mut wire);
         if !budget.may_send(to, wire.len()) {
             return failed + 1;
         }
         tx.push_with(to, |buf| buf.extend_from_slice(&wire));
         return failed;
     }
-    tx.push_with(to, |buf| dg.append(data, mask, *now, buf));
+    tx.push_with(to, |buf| dg.append_within(data, mask, *now, max_len, buf));
     failed
 }
 

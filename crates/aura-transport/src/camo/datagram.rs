@@ -110,9 +110,9 @@ impl DatagramCamo {
     }
 
     /// Appends a chaff datagram (the handshake form around a datagram of type 0, which
-    /// the receiver drops) to `out`.
-    pub fn append_chaff(&mut self, mask: &Mask, now: u64, out: &mut Vec<u8>) {
-        self.append_handshake(&CHAFF, mask, now, out);
+    /// the receiver drops) to `out`, at most `max_len` bytes when the side pads.
+    pub fn append_chaff(&mut self, mask: &Mask, now: u64, max_len: usize, out: &mut Vec<u8>) {
+        self.append_handshake(&CHAFF, mask, now, max_len, out);
     }
 
     /// Appends a runt: 14 to 30 keystream bytes, shorter than either form, which the
@@ -124,22 +124,35 @@ impl DatagramCamo {
     }
 
     /// Appends the wire form of Aura datagram `data` to `out`, sized by `mask`, at Unix
-    /// time `now`.
+    /// time `now`, padded to at most [`MAX_PADDED`] (an IPv4 peer).
     pub fn append(&mut self, data: &[u8], mask: &Mask, now: u64, out: &mut Vec<u8>) {
+        self.append_within(data, mask, now, MAX_PADDED, out);
+    }
+
+    /// As [`Self::append`], padded to at most `max_len` bytes
+    /// ([`super::shape::max_padded_for`] the peer): never less than the datagram needs.
+    pub fn append_within(
+        &mut self,
+        data: &[u8],
+        mask: &Mask,
+        now: u64,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) {
         let is_data = data.first() == Some(&(PacketType::Data as u8))
             && data.len() >= DATA_HEADER_LEN + TAG_LEN;
         if is_data {
-            self.append_data(data, mask, out);
+            self.append_data(data, mask, max_len, out);
         } else {
-            self.append_handshake(data, mask, now, out);
+            self.append_handshake(data, mask, now, max_len, out);
         }
     }
 
-    fn append_data(&mut self, data: &[u8], mask: &Mask, out: &mut Vec<u8>) {
+    fn append_data(&mut self, data: &[u8], mask: &Mask, max_len: usize, out: &mut Vec<u8>) {
         let start = out.len();
         let bare = data.len() + DATA_FORM_OVERHEAD;
         let noise = self.stream.next_u64();
-        let total = mask.padded_len(bare, noise);
+        let total = mask.padded_len(bare, noise).min(max_len.max(bare));
         let pad = total - bare;
         out.extend_from_slice(data);
         self.stream.extend(out, pad);
@@ -152,7 +165,14 @@ impl DatagramCamo {
         out.push(pl[1] ^ m[14]);
     }
 
-    fn append_handshake(&mut self, data: &[u8], mask: &Mask, now: u64, out: &mut Vec<u8>) {
+    fn append_handshake(
+        &mut self,
+        data: &[u8],
+        mask: &Mask,
+        now: u64,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) {
         let need = data.len() + HANDSHAKE_FORM_OVERHEAD;
         let raw_len = match self.side {
             // A whole number of code blocks, at least the day's first-flight size.
@@ -160,7 +180,9 @@ impl DatagramCamo {
                 .div_ceil(IN_BLOCK)
                 .max(mask.first_flight_len / OUT_BLOCK)
                 .saturating_mul(IN_BLOCK),
-            Side::Server => mask.padded_len(need, self.stream.next_u64()),
+            Side::Server => mask
+                .padded_len(need, self.stream.next_u64())
+                .min(max_len.max(need)),
         };
         let key = match self.side {
             Side::Client => &self.keys.udp_c2s,
@@ -343,6 +365,36 @@ mod tests {
         d
     }
 
+    /// Toward an IPv6 peer no datagram grows past [`MAX_PADDED6`] (a 1500-byte IPv6
+    /// path), whatever the day's buckets say, and it still opens.
+    #[test]
+    fn padding_toward_ipv6_stops_at_the_ipv6_limit() {
+        use super::super::shape::MAX_PADDED6;
+        let (mut c, mut s) = pair([9; 32]);
+        let m = mask();
+        let mut seen_v4 = 0;
+        for body in (1300usize..1436).step_by(7) {
+            let d = data(77, body as u64, body);
+            let mut v4 = Vec::new();
+            c.append(&d, &m, NOW, &mut v4);
+            seen_v4 = seen_v4.max(v4.len());
+            let mut v6 = Vec::new();
+            c.append_within(&d, &m, NOW, MAX_PADDED6, &mut v6);
+            assert!(v6.len() <= MAX_PADDED6, "{body}: {}", v6.len());
+            assert!(s.open(&mut v6, NOW, |_| true).is_some(), "{body}");
+        }
+        assert!(
+            seen_v4 > MAX_PADDED6,
+            "the control pads past the IPv6 limit: {seen_v4}"
+        );
+        let v6: std::net::SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let mapped: std::net::SocketAddr = "[::ffff:192.0.2.1]:443".parse().unwrap();
+        let v4: std::net::SocketAddr = "192.0.2.1:443".parse().unwrap();
+        assert_eq!(super::super::shape::max_padded_for(&v6), MAX_PADDED6);
+        assert_eq!(super::super::shape::max_padded_for(&mapped), MAX_PADDED);
+        assert_eq!(super::super::shape::max_padded_for(&v4), MAX_PADDED);
+    }
+
     #[test]
     fn data_form_round_trip_both_ways() {
         let (mut c, mut s) = pair([9; 32]);
@@ -437,7 +489,7 @@ mod tests {
         let (mut c, mut s) = pair([9; 32]);
         let m = mask();
         let mut w = Vec::new();
-        c.append_chaff(&m, NOW, &mut w);
+        c.append_chaff(&m, NOW, MAX_PADDED, &mut w);
         assert!(
             w.len() >= m.first_flight_len - 8,
             "sized like the first flight"

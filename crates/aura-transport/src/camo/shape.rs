@@ -6,6 +6,19 @@
 
 /// The largest UDP payload the shaper pads up to (a 1500-byte IPv4 path).
 pub const MAX_PADDED: usize = 1472;
+/// The same over IPv6 (40-byte header instead of 20): padding toward an IPv6 peer stops
+/// here, or full-size datagrams would not fit a 1500-byte path (the socket does not
+/// fragment).
+pub const MAX_PADDED6: usize = 1452;
+
+/// The largest padded UDP payload toward `to`: [`MAX_PADDED6`] for an IPv6 peer (not a
+/// v4-mapped one), [`MAX_PADDED`] otherwise.
+pub fn max_padded_for(to: &std::net::SocketAddr) -> usize {
+    match to {
+        std::net::SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_none() => MAX_PADDED6,
+        _ => MAX_PADDED,
+    }
+}
 
 /// The bucket tables of the HTTPS-like profile; the daily mask picks one. Each ends at
 /// [`MAX_PADDED`], so full-size datagrams share one size and still go out as GSO trains
