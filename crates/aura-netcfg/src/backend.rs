@@ -26,6 +26,13 @@ pub(crate) enum Change {
     },
     /// A route was added.
     Route(RouteSpec),
+    /// systemd-resolved: link `ifindex` (the TUN) resolves with `servers`, for every name.
+    ResolvedLink {
+        ifindex: u32,
+        servers: Vec<IpAddr>,
+        /// The system bus (`None`: the default one).
+        bus: Option<String>,
+    },
     /// The resolver file at `path` was rewritten with `content`; it was `previous`.
     Dns {
         path: PathBuf,
@@ -41,6 +48,16 @@ impl Change {
             Self::Sysctl { key, value, .. } => format!("sysctl -w {key}={value}"),
             Self::NftTable { payload, .. } => nft::show_batch(payload),
             Self::Route(r) => format!("ip route add {r}"),
+            Self::ResolvedLink {
+                ifindex, servers, ..
+            } => {
+                let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                format!(
+                    "resolvectl dns {ifindex} {}; resolvectl domain {ifindex} '~.'; \
+                     resolvectl default-route {ifindex} true",
+                    list.join(" ")
+                )
+            }
             Self::Dns { path, content, .. } => {
                 let servers: Vec<&str> = content
                     .lines()
@@ -62,6 +79,7 @@ impl Change {
             Self::NftTable { undo, .. } => nft::show_batch(undo),
             Self::Route(r) => format!("ip route del {r}"),
             Self::Dns { path, .. } => format!("restore {}", path.display()),
+            Self::ResolvedLink { ifindex, .. } => format!("resolvectl revert {ifindex}"),
         }
     }
 }
@@ -212,6 +230,14 @@ impl Backend {
         }
     }
 
+    /// Whether systemd-resolved manages DNS here (real host only).
+    pub(crate) async fn resolved_manages(&self, resolv_conf: &Path, bus: Option<&str>) -> bool {
+        match self {
+            Self::System { .. } => crate::resolved::manages(resolv_conf, bus).await,
+            Self::Memory(_) => false,
+        }
+    }
+
     /// Puts back what a run that did not undo left in the resolver file (real host
     /// only); the journal is forgotten. Whether anything was put back.
     pub(crate) fn dns_leftover(&self) -> Result<bool, NetcfgError> {
@@ -292,6 +318,19 @@ impl Backend {
                 m.set_resolv_conf(Some(content.as_str()));
                 Ok(true)
             }
+            (
+                Self::System { .. },
+                Change::ResolvedLink {
+                    ifindex,
+                    servers,
+                    bus,
+                },
+            ) => crate::resolved::set_link(bus.as_deref(), *ifindex, servers)
+                .await
+                .map(|()| true),
+            (Self::Memory(_), Change::ResolvedLink { .. }) => Err(NetcfgError::Unsupported(
+                "systemd-resolved on the in-memory host",
+            )),
         }
     }
 
@@ -322,6 +361,10 @@ impl Backend {
                 m.restore_resolv(previous);
                 Ok(())
             }
+            (Self::System { .. }, Change::ResolvedLink { ifindex, bus, .. }) => {
+                crate::resolved::revert_link(bus.as_deref(), *ifindex).await
+            }
+            (Self::Memory(_), Change::ResolvedLink { .. }) => Ok(()),
         }
     }
 }

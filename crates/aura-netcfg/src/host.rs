@@ -46,6 +46,8 @@ pub struct HostConfig {
     keep_leftover_kill_switch: bool,
     /// The resolver file [`apply_dns`](Self::apply_dns) rewrites.
     resolv_conf: PathBuf,
+    /// The system bus for systemd-resolved (`None`: the default one).
+    system_bus: Option<String>,
     /// The role claimed ([`HostConfig::claim`]): what cleanup looks for.
     role: Option<crate::Role>,
     /// The instance lock, held for this value's life.
@@ -65,6 +67,7 @@ impl HostConfig {
             dns_applied: false,
             keep_leftover_kill_switch: false,
             resolv_conf: PathBuf::from(crate::dns::RESOLV_CONF),
+            system_bus: None,
             role: None,
             lock: None,
         }
@@ -126,6 +129,13 @@ impl HostConfig {
     #[must_use]
     pub fn with_resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
         self.resolv_conf = path.into();
+        self
+    }
+
+    /// Talks to systemd-resolved on this D-Bus address instead of the system bus.
+    #[must_use]
+    pub fn with_system_bus(mut self, address: impl Into<String>) -> Self {
+        self.system_bus = Some(address.into());
         self
     }
 
@@ -439,20 +449,29 @@ impl HostConfig {
     /// A second journal on the same host (same backend, same dry-run setting), with no
     /// role and no lock: for changes with a life of their own (live split routes).
     pub fn sibling(&self) -> Self {
-        Self::with_backend(self.backend.clone())
+        let mut sibling = Self::with_backend(self.backend.clone())
             .with_dry_run(self.dry_run)
-            .with_resolv_conf(self.resolv_conf.clone())
+            .with_resolv_conf(self.resolv_conf.clone());
+        sibling.system_bus.clone_from(&self.system_bus);
+        sibling
     }
 
-    /// Client, while the tunnel is up: the system resolves with `servers`: the resolver
-    /// file is rewritten with them (its `search`, `domain` and `options` lines kept),
-    /// after journalling what it was under `/run/aura`. [`undo`](Self::undo) puts it back
-    /// exactly (content, link or absence) unless someone rewrote it meanwhile.
+    /// Client, while the tunnel is up: the system resolves with `servers`.
+    ///
+    /// Where systemd-resolved manages DNS (the resolver file a link into
+    /// `/run/systemd/resolve/`, resolved on the bus), over its D-Bus API: link `tun` gets
+    /// the servers, the routing domain `~.` and the default route; undo reverts the link
+    /// (and resolved forgets it when the TUN goes). Otherwise the resolver file is
+    /// rewritten with them (its `search`, `domain` and `options` lines kept), after
+    /// journalling what it was under `/run/aura`; undo puts it back exactly (content, link
+    /// or absence) unless someone rewrote it meanwhile. [`dns_is_per_link`] tells which.
+    ///
+    /// [`dns_is_per_link`]: Self::dns_is_per_link
     ///
     /// # Errors
-    /// [`NetcfgError::InvalidPlan`] for an empty list; already applied; the file cannot
-    /// be read, journalled or written (then it is unchanged).
-    pub async fn apply_dns(&mut self, servers: &[IpAddr]) -> Result<(), NetcfgError> {
+    /// [`NetcfgError::InvalidPlan`] for an empty list; already applied; resolved refused,
+    /// or the file cannot be read, journalled or written (then it is unchanged).
+    pub async fn apply_dns(&mut self, tun: &str, servers: &[IpAddr]) -> Result<(), NetcfgError> {
         if self.dns_applied {
             return Err(NetcfgError::AlreadyApplied("the DNS configuration"));
         }
@@ -462,16 +481,37 @@ impl HostConfig {
             ));
         }
         let path = self.resolv_conf.clone();
-        let previous = self.backend.dns_previous(&path)?;
-        let content = crate::dns::render(&self.backend.dns_text(&path), servers);
-        self.perform(Change::Dns {
-            path,
-            previous,
-            content,
-        })
-        .await?;
+        let change = if self
+            .backend
+            .resolved_manages(&path, self.system_bus.as_deref())
+            .await
+        {
+            check_ifname(tun)?;
+            Change::ResolvedLink {
+                ifindex: self.backend.link_index(tun).await?,
+                servers: servers.to_vec(),
+                bus: self.system_bus.clone(),
+            }
+        } else {
+            let previous = self.backend.dns_previous(&path)?;
+            let content = crate::dns::render(&self.backend.dns_text(&path), servers);
+            Change::Dns {
+                path,
+                previous,
+                content,
+            }
+        };
+        self.perform(change).await?;
         self.dns_applied = true;
         Ok(())
+    }
+
+    /// Whether the DNS configuration applied is bound to the TUN device (systemd-resolved):
+    /// a new device needs it again.
+    pub fn dns_is_per_link(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c, Change::ResolvedLink { .. }))
     }
 
     /// Client, while the tunnel is up: one split route. DIRECT: `dst/prefix` along

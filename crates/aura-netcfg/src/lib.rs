@@ -79,6 +79,7 @@ pub mod killswitch;
 mod memory;
 pub mod nat;
 mod nft;
+mod resolved;
 pub mod routes;
 
 pub use error::NetcfgError;

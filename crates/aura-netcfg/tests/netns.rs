@@ -414,7 +414,7 @@ fn the_resolver_file_comes_back_after_undo_and_after_a_crash() {
     ns.run(|| async {
         let mut host = HostConfig::system().with_resolv_conf(&path);
         host.claim(aura_netcfg::Role::Client).unwrap();
-        host.apply_dns(&servers).await.unwrap();
+        host.apply_dns("lo", &servers).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
         host.undo().await.unwrap();
     });
@@ -423,7 +423,7 @@ fn the_resolver_file_comes_back_after_undo_and_after_a_crash() {
     // A run killed before it could undo: the next client start puts it back.
     ns.run(|| async {
         let mut host = HostConfig::system().with_resolv_conf(&path);
-        host.apply_dns(&servers).await.unwrap();
+        host.apply_dns("lo", &servers).await.unwrap();
         std::mem::forget(host);
     });
     assert_eq!(std::fs::read_to_string(&path).unwrap(), written);
@@ -440,7 +440,7 @@ fn the_resolver_file_comes_back_after_undo_and_after_a_crash() {
     // Rewritten by someone else after the crash: theirs is kept.
     ns.run(|| async {
         let mut host = HostConfig::system().with_resolv_conf(&path);
-        host.apply_dns(&servers).await.unwrap();
+        host.apply_dns("lo", &servers).await.unwrap();
         std::mem::forget(host);
     });
     std::fs::write(&path, "nameserver 9.9.9.9\n").unwrap();

@@ -137,6 +137,11 @@ impl Dns {
         }
         let wanted = self.wanted();
         let key = Some((tun.to_owned(), assign));
+        // systemd-resolved holds the resolvers on the TUN itself: a new device needs them.
+        let new_device = self.routed != key;
+        if new_device && self.file.dns_is_per_link() {
+            self.applied.clear();
+        }
         if self.routed != key || self.applied != wanted {
             self.routes.undo().await?;
             self.routed = None;
@@ -176,7 +181,7 @@ impl Dns {
                 } else {
                     wanted.clone()
                 };
-                self.file.apply_dns(&system).await?;
+                self.file.apply_dns(tun, &system).await?;
                 tracing::info!(
                     resolvers = wanted.len(),
                     "the system resolves through the tunnel"
