@@ -678,4 +678,39 @@ mod tests {
         book.uninstall().await;
         assert_eq!(h.snapshot(), before);
     }
+
+    /// With the kill switch on, its DIRECT sets follow the rules: a live DIRECT network
+    /// and the addresses learnt for a DIRECT domain rule join them, and leave with the
+    /// rule or the hold.
+    #[tokio::test]
+    async fn the_kill_switch_sets_follow_the_direct_rules() {
+        let h = host();
+        let mut netcfg = HostConfig::in_memory(h.clone());
+        netcfg
+            .apply_kill_switch(&aura_netcfg::KillSwitchPlan {
+                tun: "aura0".into(),
+                peers: vec![ip("203.0.113.7")],
+                direct: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let mut r = routing(Vec::new());
+        r.direct_domains = vec!["*.example.com".parse().unwrap()];
+        let mut book = RouteBook::new(&r, netcfg.sibling(), vec![ip("203.0.113.7")], true);
+        book.install("aura0").await.unwrap();
+        book.add("direct", "198.51.100.0/24").await.unwrap();
+        assert_eq!(h.kill_switch_direct(), vec![(ip("198.51.100.0"), 24)]);
+        let t0 = Instant::now();
+        book.learn("www.example.com", &[(ip("192.0.2.10"), 60)], t0)
+            .await;
+        let mut sets = h.kill_switch_direct();
+        sets.sort();
+        assert_eq!(sets, vec![(ip("192.0.2.10"), 32), (ip("198.51.100.0"), 24)]);
+        book.remove("198.51.100.0/24").await.unwrap();
+        assert_eq!(h.kill_switch_direct(), vec![(ip("192.0.2.10"), 32)]);
+        book.expire(t0 + MIN_HOLD).await;
+        assert!(h.kill_switch_direct().is_empty());
+        book.uninstall().await;
+        netcfg.undo().await.unwrap();
+    }
 }
