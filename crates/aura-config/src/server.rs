@@ -559,8 +559,8 @@ pub struct RelaySection {
     /// Accept circuit extension requests. Default `false`.
     #[serde(default)]
     pub enabled: bool,
-    /// Exits (`IP:port`) circuits may be extended to. Required non-empty when enabled:
-    /// an open relay would forward to anyone.
+    /// Hops (`IP:port`) circuits may be extended to. Empty (the default) with the relay
+    /// enabled: any (a warning at start says so; clients still need a certificate).
     #[serde(default)]
     pub allow_extend_to: Vec<SocketAddr>,
 }
@@ -647,11 +647,10 @@ impl ServerConfig {
         {
             p.push("server.nat.egress_iface6", format!("{i:?} {why}"));
         }
-        if s.relay.enabled && s.relay.allow_extend_to.is_empty() {
+        if !s.relay.enabled && !s.relay.allow_extend_to.is_empty() {
             p.push(
                 "server.relay.allow_extend_to",
-                "the relay is enabled but no exit is allowed; list the exits (\"IP:port\") \
-                 circuits may be extended to",
+                "is set but server.relay.enabled is false: enable the relay or remove the list",
             );
         }
         for a in &s.relay.allow_extend_to {

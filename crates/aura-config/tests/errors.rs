@@ -494,16 +494,21 @@ fn bad_names() {
 }
 
 #[test]
-fn relay_without_whitelist() {
+fn relay_whitelist_without_the_relay() {
     let f = Fixture::new();
     problems(
-        f.server(&format!("{SERVER}\n[server.relay]\nenabled = true\n"))
-            .unwrap_err(),
+        f.server(&format!(
+            "{SERVER}\n[server.relay]\nallow_extend_to = [\"192.0.2.7:8443\"]\n"
+        ))
+        .unwrap_err(),
         &[
-            "server.relay.allow_extend_to: the relay is enabled but no exit is allowed; list \
-           the exits (\"IP:port\") circuits may be extended to",
+            "server.relay.allow_extend_to: is set but server.relay.enabled is false: enable the \
+           relay or remove the list",
         ],
     );
+    // An empty list with the relay on is an open relay: allowed (the server warns).
+    f.server(&format!("{SERVER}\n[server.relay]\nenabled = true\n"))
+        .unwrap();
     f.server(&format!(
         "{SERVER}\n[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.7:8443\"]\n"
     ))

@@ -76,26 +76,12 @@ fn refuse_unbuilt(keys: &[Unbuilt]) -> Result<(), DaemonError> {
 
 /// The server's keys of features not built.
 pub(crate) fn refuse_unbuilt_server(cfg: &ServerConfig) -> Result<(), DaemonError> {
-    refuse_unbuilt(&[
-        Unbuilt {
-            set: cfg.server.run_as.is_some(),
-            key: "server.run_as",
-            feature: "dropping privileges",
-            fix: "remove the key (the server then keeps the user that started it)",
-        },
-        Unbuilt {
-            set: cfg.server.relay.enabled,
-            key: "server.relay.enabled",
-            feature: "relaying two-hop circuits",
-            fix: "set it to false",
-        },
-        Unbuilt {
-            set: !cfg.server.relay.allow_extend_to.is_empty(),
-            key: "server.relay.allow_extend_to",
-            feature: "relaying two-hop circuits",
-            fix: "remove the key",
-        },
-    ])
+    refuse_unbuilt(&[Unbuilt {
+        set: cfg.server.run_as.is_some(),
+        key: "server.run_as",
+        feature: "dropping privileges",
+        fix: "remove the key (the server then keeps the user that started it)",
+    }])
 }
 
 /// The client's keys of features not built.
@@ -379,6 +365,8 @@ pub struct ServerOptions {
     pub dns: Option<Vec<IpAddr>>,
     /// Where the host's resolvers are read from when the server forwards DNS.
     pub resolv_conf: PathBuf,
+    /// `[server.relay]`: `Some` when enabled.
+    pub relay: Option<crate::server::relay::RelayPolicy>,
     /// Host changes are logged, not made.
     pub dry_run: bool,
     /// CRL upkeep.
@@ -400,6 +388,14 @@ impl ServerOptions {
     pub fn from_config(cfg: &ServerConfig) -> Result<Self, DaemonError> {
         refuse_unbuilt_server(cfg)?;
         let t = &cfg.transport;
+        if !cfg.server.relay.enabled && !cfg.server.relay.allow_extend_to.is_empty() {
+            return Err(DaemonError::Config {
+                key: "server.relay.allow_extend_to",
+                problem: "is set but server.relay.enabled is false: enable the relay or \
+                          remove the list"
+                    .into(),
+            });
+        }
         if t.sni.is_some() {
             return Err(DaemonError::Config {
                 key: "transport.sni",
@@ -451,6 +447,13 @@ impl ServerOptions {
             egress6: cfg.server.nat.egress_iface6.clone(),
             dns: cfg.server.dns.clone(),
             resolv_conf: PathBuf::from(aura_netcfg::dns::RESOLV_CONF),
+            relay: cfg
+                .server
+                .relay
+                .enabled
+                .then(|| crate::server::relay::RelayPolicy {
+                    allow: cfg.server.relay.allow_extend_to.clone(),
+                }),
             dry_run: cfg.server.nat.dry_run,
             crl: CrlOptions {
                 push: cfg.pki.crl_push,

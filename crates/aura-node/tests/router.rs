@@ -29,7 +29,6 @@ fn identity(id: &aura_testkit::Identity) -> Identity {
     }
 }
 
-/// The next packet that is not a control envelope (skips repeated address assignments).
 /// The pool's IPv6 twin of `v4` (same host number in fd61:7572:6100::/64).
 fn six(v4: Ipv4Addr) -> Ipv6Addr {
     Ipv6Addr::from(
@@ -37,6 +36,7 @@ fn six(v4: Ipv4Addr) -> Ipv6Addr {
     )
 }
 
+/// The next packet that is not a control envelope (skips repeated address assignments).
 async fn data(c: &mut PacketConn) -> Vec<u8> {
     loop {
         let p = timeout(T, c.recv()).await.unwrap().unwrap();
@@ -114,6 +114,7 @@ async fn dispatch_antispoofing_and_release() {
         dns: resolvers.clone(),
         extra,
         since: 0,
+        relay: None,
     };
 
     let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
@@ -294,4 +295,115 @@ async fn dispatch_antispoofing_and_release() {
     })
     .await
     .unwrap();
+}
+
+/// A relay: a first `ExtendBridge` to a listed hop turns the connection into a bridge
+/// (`CircuitReady`, then datagrams both ways, no address taken); a hop not listed gets
+/// `CircuitFailed` naming the list; a client that starts with an `AddressRequest` is
+/// served as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
+    use aura_node::server::relay::RelayPolicy;
+    use aura_proto::control::ExtendBridge;
+    let mut pki = TestPki::new(5).unwrap();
+    let carol_id = pki.issue_client("carol").unwrap();
+    let wall = SimClock::new().wall();
+    let cfg = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(pki.server()),
+        pki.verifier().unwrap(),
+        true,
+    );
+    let (server, mut accept) = Driver::spawn(
+        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
+        None,
+        MaskSeed::for_ca(pki.ca_der()),
+    );
+    let router = Router::new(IpPool::new(&aura_config::PoolSection::default()));
+    let (device, _host) = MemTun::pair("aura0", 1280, 1024);
+    let device = Arc::new(device);
+    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    // The next hop: a UDP socket that echoes what it gets, prefixed.
+    let hop = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let hop_addr = hop.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = hop.recv_from(&mut buf).await {
+            let mut back = b"hop:".to_vec();
+            back.extend_from_slice(&buf[..n]);
+            let _ = hop.send_to(&back, from).await;
+        }
+    });
+    let welcome = || Welcome {
+        mtu: 1280,
+        relay: Some(RelayPolicy {
+            allow: vec![hop_addr],
+        }),
+        ..Welcome::default()
+    };
+    let extend = |to: SocketAddr| {
+        ControlMessage::from(ExtendBridge { addr: to })
+            .encode()
+            .unwrap()
+    };
+
+    // Extended to the listed hop: a bridge.
+    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
+    tokio::spawn(
+        router
+            .clone()
+            .serve_client(alice_s, queue.clone(), welcome()),
+    );
+    alice.send(extend(hop_addr)).await.unwrap();
+    let ready = timeout(T, alice.recv()).await.unwrap().unwrap();
+    assert!(matches!(
+        ControlMessage::decode(&ready).unwrap(),
+        ControlMessage::CircuitReady(_)
+    ));
+    for inner in [b"\x01first".to_vec(), vec![0x02; 1200]] {
+        alice.send(inner.clone()).await.unwrap();
+        let back = timeout(T, alice.recv()).await.unwrap().unwrap();
+        assert_eq!(back, [b"hop:".as_slice(), &inner].concat());
+    }
+    assert!(
+        router.peers().is_empty(),
+        "a relayed client takes no address"
+    );
+
+    // A hop not listed: refused, with the reason.
+    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    tokio::spawn(router.clone().serve_client(bob_s, queue.clone(), welcome()));
+    bob.send(extend("192.0.2.99:8443".parse().unwrap()))
+        .await
+        .unwrap();
+    let failed = timeout(T, bob.recv()).await.unwrap().unwrap();
+    match ControlMessage::decode(&failed).unwrap() {
+        ControlMessage::CircuitFailed(f) => assert!(f.reason.contains("allow_extend_to"), "{f:?}"),
+        other => panic!("expected CircuitFailed, got {other:?}"),
+    }
+
+    // A client that asks for its address first is served as usual.
+    let (mut carol, carol_s) = connect(&pki, &carol_id, &server, &mut accept, 3).await;
+    tokio::spawn(
+        router
+            .clone()
+            .serve_client(carol_s, queue.clone(), welcome()),
+    );
+    carol
+        .send(ControlMessage::from(AddressRequest).encode().unwrap())
+        .await
+        .unwrap();
+    let got_address = timeout(T, async {
+        loop {
+            let p = carol.recv().await.unwrap();
+            if let Ok(ControlMessage::AddressAssign(a)) = ControlMessage::decode(&p) {
+                return a;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(router.peers().len(), 1);
+    assert_eq!(router.peers()[0].address, got_address.address);
 }

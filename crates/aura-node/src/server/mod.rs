@@ -16,6 +16,7 @@
 
 pub mod crl;
 pub mod pool;
+pub mod relay;
 pub mod router;
 
 use std::future::Future;
@@ -287,6 +288,14 @@ async fn serve<T: TunFactory>(
         "server ready"
     );
 
+    match &opts.relay {
+        Some(p) if p.allow.is_empty() => tracing::warn!(
+            "relay on with an empty server.relay.allow_extend_to: clients may extend their \
+             circuits to any address"
+        ),
+        Some(p) => tracing::info!(hops = p.allow.len(), "relay on"),
+        None => {}
+    }
     let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
@@ -299,6 +308,7 @@ async fn serve<T: TunFactory>(
                 let welcome = Welcome {
                     mtu: opts.mtu,
                     dns: dns_names.clone(),
+                    relay: opts.relay.clone(),
                     extra: if opts.crl.push { crl_push(crl.number, &crl.der) } else { Vec::new() },
                     since: (host.wall_clock)().as_secs(),
                 };
@@ -438,10 +448,12 @@ mod tests {
         assert!(refuse_unbuilt(&config("")).is_ok());
         let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
         assert!(e.to_string().starts_with("server.run_as: "), "{e}");
-        let e = refuse_unbuilt(&config(
-            "[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.1:8443\"]",
-        ))
-        .unwrap_err();
-        assert!(e.to_string().starts_with("server.relay.enabled: "), "{e}");
+        // The relay is built.
+        assert!(
+            refuse_unbuilt(&config(
+                "[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.1:8443\"]",
+            ))
+            .is_ok()
+        );
     }
 }

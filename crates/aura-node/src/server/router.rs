@@ -56,6 +56,8 @@ pub struct Welcome {
     pub extra: Vec<Vec<u8>>,
     /// Unix time of admission.
     pub since: u64,
+    /// `[server.relay]` on: a first `ExtendBridge` makes this connection a bridge.
+    pub relay: Option<super::relay::RelayPolicy>,
 }
 
 /// Routing state shared by the device loop and the client tasks.
@@ -235,6 +237,25 @@ impl Router {
         to_device: DeviceQueue,
         welcome: Welcome,
     ) -> Result<(), PoolError> {
+        // A relay waits a moment for an ExtendBridge; anything else, or nothing, and the
+        // client is served as any other.
+        let mut first: Option<PacketBatch> = None;
+        if let Some(policy) = &welcome.relay {
+            match tokio::time::timeout(super::relay::EXTEND_WAIT, conn.recv_packets()).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(batch)) => {
+                    let extend = batch.iter().next().and_then(super::relay::extend_request);
+                    if let Some(e) = extend {
+                        batch.recycle();
+                        let (up, down) = super::relay::bridge(conn, e.addr, policy).await;
+                        tracing::debug!(up, down, "circuit closed");
+                        return Ok(());
+                    }
+                    first = Some(batch);
+                }
+                Err(_) => {}
+            }
+        }
         let (address, address6, token) = match self.admit(&conn, welcome.since) {
             Ok(a) => a,
             Err(e) => {
@@ -283,7 +304,14 @@ impl Router {
                 None
             }
         };
-        while let Some(mut batch) = conn.recv_packets().await {
+        loop {
+            let mut batch = match first.take() {
+                Some(b) => b,
+                None => match conn.recv_packets().await {
+                    Some(b) => b,
+                    None => break,
+                },
+            };
             let before = batch.len();
             let mut asked = false;
             batch.retain(|p| {

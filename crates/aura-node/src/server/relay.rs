@@ -1,0 +1,152 @@
+//! The relay side of circuits (`[server.relay]`): a client whose first message after the
+//! handshake is an `ExtendBridge` is not given an address; its connection becomes a
+//! bridge to the next hop. Every data packet it sends (the wire datagrams of its own,
+//! inner Aura session with that hop, which this server cannot read) goes out over UDP
+//! from a socket of this server's, and every datagram the hop sends back comes to the
+//! client as a packet. The hop sees this server's address; this server sees the client's
+//! address and id but none of its traffic.
+//!
+//! A hop outside `allow_extend_to` (when the list is not empty), or one this server must
+//! not send to (unspecified, multicast, port 0; loopback unless listed: a loop back into
+//! itself), gets `CircuitFailed` with the reason, and the connection is closed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use aura_proto::control::{CircuitFailed, CircuitReady, ControlMessage, ExtendBridge};
+use aura_transport::PacketConn;
+use tokio::net::UdpSocket;
+
+/// How long the server waits for an `ExtendBridge` before it serves a client as usual.
+pub const EXTEND_WAIT: Duration = Duration::from_secs(2);
+/// Largest datagram relayed from the next hop.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Where this server relays to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayPolicy {
+    /// The hops circuits may be extended to; empty: any.
+    pub allow: Vec<SocketAddr>,
+}
+
+impl RelayPolicy {
+    /// Why this server does not extend to `to`, if it does not.
+    ///
+    /// Never unspecified, multicast or port 0; loopback only when listed (an exit on the
+    /// same host), never for an open relay.
+    pub fn refusal(&self, to: SocketAddr) -> Option<String> {
+        let ip = to.ip();
+        let listed = self.allow.contains(&to);
+        if ip.is_unspecified()
+            || ip.is_multicast()
+            || to.port() == 0
+            || (ip.is_loopback() && !listed)
+        {
+            return Some(format!("{to} is not an address a relay sends to"));
+        }
+        if !self.allow.is_empty() && !listed {
+            return Some(format!("{to} is not in this relay's allow_extend_to"));
+        }
+        None
+    }
+}
+
+/// The `ExtendBridge` of a first batch, if its first packet is one.
+pub fn extend_request(first: &[u8]) -> Option<ExtendBridge> {
+    match ControlMessage::decode(first) {
+        Ok(ControlMessage::ExtendBridge(e)) => Some(e),
+        _ => None,
+    }
+}
+
+async fn send_control(conn: &PacketConn, message: ControlMessage<'_>) {
+    if let Ok(p) = message.encode() {
+        let _ = conn.send(p).await;
+    }
+}
+
+/// Bridges `conn` to `to` until either side ends (or refuses it); returns the bytes
+/// relayed each way (client to hop, hop to client).
+pub async fn bridge(mut conn: PacketConn, to: SocketAddr, policy: &RelayPolicy) -> (u64, u64) {
+    if let Some(reason) = policy.refusal(to) {
+        tracing::info!(%reason, "circuit extension refused");
+        send_control(&conn, CircuitFailed { reason }.into()).await;
+        conn.close().await;
+        return (0, 0);
+    }
+    let local: SocketAddr = match to.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = match UdpSocket::bind(local).await {
+        Ok(s) if s.connect(to).await.is_ok() => s,
+        Ok(_) | Err(_) => {
+            let reason = format!("this relay cannot reach {to}");
+            send_control(&conn, CircuitFailed { reason }.into()).await;
+            conn.close().await;
+            return (0, 0);
+        }
+    };
+    send_control(&conn, CircuitReady.into()).await;
+    tracing::debug!("circuit extended");
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            batch = conn.recv_packets() => {
+                let Some(batch) = batch else { break };
+                for p in batch.iter() {
+                    // Control envelopes are for this hop (a repeated ExtendBridge is
+                    // ignored); the rest is the client's inner session.
+                    if aura_proto::control::is_control(p) {
+                        continue;
+                    }
+                    if socket.send(p).await.is_ok() {
+                        up += p.len() as u64;
+                    }
+                }
+                batch.recycle();
+            }
+            got = socket.recv(&mut buf) => {
+                // An ICMP error (the hop is down) surfaces here: keep waiting, the client
+                // notices its inner session dying and rebuilds.
+                let Ok(n) = got else { continue };
+                let Some(d) = buf.get(..n) else { continue };
+                if conn.send(d.to_vec()).await.is_err() {
+                    break;
+                }
+                down += n as u64;
+            }
+        }
+    }
+    (up, down)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_policy_refuses_what_it_must() {
+        let exit: SocketAddr = "192.0.2.9:8443".parse().unwrap();
+        let open = RelayPolicy::default();
+        assert_eq!(open.refusal(exit), None);
+        for bad in [
+            "127.0.0.1:8443",
+            "0.0.0.0:8443",
+            "224.0.0.1:8443",
+            "[::1]:8443",
+            "192.0.2.9:0",
+        ] {
+            assert!(open.refusal(bad.parse().unwrap()).is_some(), "{bad}");
+        }
+        let listed = RelayPolicy {
+            allow: vec![exit, "127.0.0.1:9443".parse().unwrap()],
+        };
+        assert_eq!(listed.refusal(exit), None);
+        assert_eq!(listed.refusal("127.0.0.1:9443".parse().unwrap()), None);
+        let other: SocketAddr = "192.0.2.10:8443".parse().unwrap();
+        assert!(listed.refusal(other).unwrap().contains("allow_extend_to"));
+    }
+}
