@@ -2,7 +2,7 @@
 //! `[transport]`, `[tunnel]`, `[pki]`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -347,27 +347,9 @@ impl PoolSection {
         self.server_address.unwrap_or(self.cidr.first_host())
     }
 
-    /// The IPv6 address that goes with pool address `v4` (the same host number in
-    /// `cidr6`), when IPv6 is on and `v4` is in the pool.
-    pub fn address6_of(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
-        let IpAddr::V6(net6) = self.pool6().addr() else {
-            return None;
-        };
-        if !self.ipv6 || !self.cidr.contains(v4) {
-            return None;
-        }
-        let host = u32::from(v4) - u32::from(self.cidr.network());
-        Some(Ipv6Addr::from(u128::from(net6) | u128::from(host)))
-    }
-
     /// The IPv6 pool: `cidr6` or [`DEFAULT_POOL_CIDR6`].
     pub fn pool6(&self) -> IpCidr {
         self.cidr6.unwrap_or_else(default_pool_cidr6)
-    }
-
-    /// The server's own IPv6 tunnel address, when IPv6 is on.
-    pub fn server_address6(&self) -> Option<Ipv6Addr> {
-        self.address6_of(self.server_address())
     }
 
     /// How many addresses can go to clients: the network minus its network and

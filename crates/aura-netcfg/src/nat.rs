@@ -409,12 +409,7 @@ mod tests {
     fn plan() -> NatPlan {
         NatPlan {
             pool: (Ipv4Addr::new(10, 77, 0, 9), 24),
-            tun: "aura0".into(),
-            egress: None,
-            firewall: FirewallPlan::default(),
-            pool6: None,
-            nat66: true,
-            egress6: None,
+            ..NatPlan::default()
         }
     }
 
