@@ -73,6 +73,7 @@ pub async fn run(a: StatusArgs) -> Result<()> {
             bytes_in,
             bytes_out,
             last_handshake,
+            circuit,
         } => {
             let address = if address6.is_empty() {
                 address
@@ -83,9 +84,61 @@ pub async fn run(a: StatusArgs) -> Result<()> {
                 "state:      {state}\nserver:     {server} via {carrier}\naddress:    {address}\nbytes:      {bytes_in} in, {bytes_out} out\nhandshake:  {}",
                 ago(last_handshake)
             );
+            print!("{}", circuit_lines(&circuit));
         }
         Response::Error { message } => anyhow::bail!("the daemon refused: {message}"),
         _ => anyhow::bail!("the daemon answered something this version does not know"),
     }
     Ok(())
+}
+
+/// The circuit's hops, one line each, entry first: role, name, address, carrier, state.
+fn circuit_lines(hops: &[admin::HopStatus]) -> String {
+    let mut out = String::new();
+    let width = |f: fn(&admin::HopStatus) -> usize| hops.iter().map(f).max().unwrap_or(0);
+    let (name_w, addr_w) = (width(|h| h.name.len()), width(|h| h.address.len()));
+    for (i, h) in hops.iter().enumerate() {
+        let role = match i {
+            0 => "entry",
+            _ if i + 1 == hops.len() => "exit",
+            _ => "middle",
+        };
+        let label = if i == 0 { "circuit:" } else { "" };
+        out.push_str(&format!(
+            "{label:<12}{}. {role:<7}{:<name_w$}  {:<addr_w$}  {:<4}  {}\n",
+            i + 1,
+            h.name,
+            h.address,
+            h.carrier,
+            h.state
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod circuit_tests {
+    use super::*;
+
+    #[test]
+    fn circuit_lines_align_and_name_each_role() {
+        let hop = |name: &str, address: &str, state: &str| admin::HopStatus {
+            name: name.into(),
+            address: address.into(),
+            carrier: "udp".into(),
+            state: state.into(),
+        };
+        assert_eq!(circuit_lines(&[]), "");
+        let text = circuit_lines(&[
+            hop("entry.example", "10.200.1.1:443", "up"),
+            hop("mid.example", "192.0.2.10:8443", "up"),
+            hop("exit.example", "198.18.1.2:8443", "down"),
+        ]);
+        assert_eq!(
+            text,
+            "circuit:    1. entry  entry.example  10.200.1.1:443   udp   up\n\
+             \x20           2. middle mid.example    192.0.2.10:8443  udp   up\n\
+             \x20           3. exit   exit.example   198.18.1.2:8443  udp   down\n"
+        );
+    }
 }

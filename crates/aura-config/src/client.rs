@@ -15,8 +15,14 @@ use crate::error::Problems;
 
 /// Default admin socket of the client daemon.
 pub const DEFAULT_CLIENT_ADMIN_SOCKET: &str = "/run/aura/client.sock";
-/// Default and largest number of hops of a circuit.
-pub const MAX_HOPS: u8 = 2;
+/// Default number of hops of a circuit: an entry relay, then the exit.
+pub const DEFAULT_HOPS: u8 = 2;
+/// Largest number of hops of a circuit (the entry, two middle relays, the exit).
+pub const MAX_HOPS: u8 = 4;
+/// Bytes each hop of a circuit adds to a packet: an Aura data header and tag (29) and the
+/// UDP camouflage's padding length (2). The tunnel MTU of an `n`-hop circuit is at most
+/// [`crate::MAX_MTU`] less `n - 1` times this.
+pub const HOP_OVERHEAD: u16 = crate::AURA_DATA_OVERHEAD + crate::UDP_CAMO_OVERHEAD;
 
 /// A whole client configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -88,35 +94,65 @@ impl ClientSection {
 }
 
 fn default_hops() -> u8 {
-    MAX_HOPS
+    DEFAULT_HOPS
 }
 
-/// `[client.circuit]`: reach `server` (the exit) through a relay (the entry).
+/// A middle relay of a circuit (`[client.circuit] middle`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiddleHop {
+    /// The relay's IP address or DNS name.
+    pub address: String,
+    /// The name its certificate must carry. Default: `address`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl MiddleHop {
+    /// The name the relay's certificate must carry.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+}
+
+/// `[client.circuit]`: reach `server` (the exit) through relays: the entry, then any
+/// middle relays in order.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitSection {
     /// Use a circuit. Default `false`.
     #[serde(default)]
     pub enabled: bool,
-    /// Servers on the path, exit included: 1 (direct) or 2 (entry relay, then exit).
-    /// Default 2.
+    /// Servers on the path, the exit included: 2 (entry relay, then exit) to
+    /// [`MAX_HOPS`]; the relays past the entry are `middle`. Default 2.
     #[serde(default = "default_hops")]
     pub hops: u8,
-    /// The entry relay (DNS name or IP address); required when `enabled` and `hops` = 2.
+    /// The entry relay (DNS name or IP address); required when `enabled`.
     #[serde(default)]
     pub entry: Option<String>,
     /// The name the entry relay's certificate must carry. Default: `entry`.
     #[serde(default)]
     pub entry_name: Option<String>,
+    /// The relays between the entry and the exit, in order: `hops - 2` of them.
+    #[serde(default)]
+    pub middle: Vec<MiddleHop>,
+}
+
+impl CircuitSection {
+    /// The name the entry relay's certificate must carry.
+    pub fn entry_name(&self) -> Option<&str> {
+        self.entry_name.as_deref().or(self.entry.as_deref())
+    }
 }
 
 impl Default for CircuitSection {
     fn default() -> Self {
         Self {
             enabled: false,
-            hops: MAX_HOPS,
+            hops: DEFAULT_HOPS,
             entry: None,
             entry_name: None,
+            middle: Vec::new(),
         }
     }
 }
@@ -223,12 +259,30 @@ impl ClientConfig {
             p.push("client.run_as", format!("{u:?} {why}"));
         }
         let k = &c.circuit;
-        if !(1..=MAX_HOPS).contains(&k.hops) {
+        if !(DEFAULT_HOPS..=MAX_HOPS).contains(&k.hops) {
             p.push(
                 "client.circuit.hops",
-                format!("{} is out of range 1..={MAX_HOPS}", k.hops),
+                format!(
+                    "{} is out of range {DEFAULT_HOPS}..={MAX_HOPS} (a circuit has an entry \
+                     relay, up to two middle relays and the exit; without one, set \
+                     enabled = false)",
+                    k.hops
+                ),
+            );
+        } else if k.middle.len() != usize::from(k.hops - DEFAULT_HOPS) {
+            p.push(
+                "client.circuit.middle",
+                format!(
+                    "a {}-hop circuit needs {} middle relay(s) between the entry and the \
+                     exit; {} listed",
+                    k.hops,
+                    k.hops - DEFAULT_HOPS,
+                    k.middle.len()
+                ),
             );
         }
+        // Every server of the path: the exit, the entry, the middle relays.
+        let mut path: Vec<&str> = vec![c.server.as_str()];
         if let Some(e) = &k.entry {
             if let Err(why) = check_host(e) {
                 p.push("client.circuit.entry", format!("{e:?} {why}"));
@@ -238,17 +292,51 @@ impl ClientConfig {
                     format!("{e:?} is the exit (client.server); the entry must be another server"),
                 );
             }
-        } else if k.enabled && k.hops == 2 {
+            path.push(e);
+        } else if k.enabled {
             p.push(
                 "client.circuit.entry",
-                "a two-hop circuit needs the entry relay's address",
+                "a circuit needs the entry relay's address",
             );
+        }
+        for m in &k.middle {
+            if let Err(why) = check_host(&m.address) {
+                p.push("client.circuit.middle", format!("{:?} {why}", m.address));
+            } else if path.iter().any(|h| h.eq_ignore_ascii_case(&m.address)) {
+                p.push(
+                    "client.circuit.middle",
+                    format!(
+                        "{:?} is already on the path; each hop must be another server",
+                        m.address
+                    ),
+                );
+            }
+            path.push(&m.address);
+            if let Some(n) = &m.name
+                && n.parse::<IpAddr>().is_err()
+                && let Err(why) = check_dns_name(n)
+            {
+                p.push("client.circuit.middle", format!("name {n:?} {why}"));
+            }
         }
         if let Some(n) = &k.entry_name
             && n.parse::<IpAddr>().is_err()
             && let Err(why) = check_dns_name(n)
         {
             p.push("client.circuit.entry_name", format!("{n:?} {why}"));
+        }
+        if k.enabled && (DEFAULT_HOPS..=MAX_HOPS).contains(&k.hops) {
+            let limit = crate::MAX_MTU - u16::from(k.hops - 1) * HOP_OVERHEAD;
+            if self.tunnel.mtu > limit {
+                p.push(
+                    "tunnel.mtu",
+                    format!(
+                        "{} does not fit a {}-hop circuit: each hop adds {HOP_OVERHEAD} bytes, \
+                         so at most {limit}",
+                        self.tunnel.mtu, k.hops
+                    ),
+                );
+            }
         }
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);

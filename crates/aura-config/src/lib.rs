@@ -74,7 +74,8 @@ use serde::de::DeserializeOwned;
 
 pub use cidr::{CidrParseError, Ipv4Cidr};
 pub use client::{
-    CircuitSection, ClientConfig, ClientPki, ClientSection, DEFAULT_CLIENT_ADMIN_SOCKET, MAX_HOPS,
+    CircuitSection, ClientConfig, ClientPki, ClientSection, DEFAULT_CLIENT_ADMIN_SOCKET,
+    DEFAULT_HOPS, HOP_OVERHEAD, MAX_HOPS, MiddleHop,
 };
 pub use common::{
     AURA_DATA_OVERHEAD, Carrier, DEFAULT_MTU, DEFAULT_QUIC_PORT, DEFAULT_TLS_PORT,

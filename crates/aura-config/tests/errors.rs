@@ -522,7 +522,7 @@ fn client_server_bridges_and_circuit() {
         "server = \"vpn.example.com\"",
         "server = \"vpn.example.com:443\"\n\
          bridges = [\"198.51.100.2\", \"198.51.100.2\", \"bad..name\"]\n\
-         circuit = { enabled = true, hops = 3 }",
+         circuit = { enabled = true, hops = 5, entry = \"relay.example.net\" }",
     );
     problems(
         f.client(&text).unwrap_err(),
@@ -531,13 +531,50 @@ fn client_server_bridges_and_circuit() {
              without a port (ports come from [transport])",
             "client.bridges: \"198.51.100.2\" is listed more than once",
             "client.bridges: \"bad..name\" is not a DNS name (empty label)",
-            "client.circuit.hops: 3 is out of range 1..=2",
+            "client.circuit.hops: 5 is out of range 2..=4 (a circuit has an entry relay, \
+             up to two middle relays and the exit; without one, set enabled = false)",
         ],
     );
     let text = format!("{CLIENT}\n[client.circuit]\nenabled = true\n");
     problems(
         f.client(&text).unwrap_err(),
-        &["client.circuit.entry: a two-hop circuit needs the entry relay's address"],
+        &["client.circuit.entry: a circuit needs the entry relay's address"],
+    );
+    // Zero hops; a middle relay count that does not match; a hop twice; an MTU too big
+    // for three hops.
+    let circuit = |extra: &str| {
+        format!(
+            "{CLIENT}\n[tunnel]\nmtu = 1420\n[client.circuit]\nenabled = true\n\
+             entry = \"relay.example.net\"\n{extra}"
+        )
+    };
+    problems(
+        f.client(&circuit("hops = 0")).unwrap_err(),
+        &[
+            "client.circuit.hops: 0 is out of range 2..=4 (a circuit has an entry relay, up to \
+           two middle relays and the exit; without one, set enabled = false)",
+        ],
+    );
+    problems(
+        f.client(&circuit("hops = 3")).unwrap_err(),
+        &[
+            "client.circuit.middle: a 3-hop circuit needs 1 middle relay(s) between the \
+             entry and the exit; 0 listed",
+            "tunnel.mtu: 1420 does not fit a 3-hop circuit: each hop adds 31 bytes, so at \
+             most 1379",
+        ],
+    );
+    problems(
+        f.client(&circuit(
+            "hops = 3\nmiddle = [{ address = \"RELAY.example.net\" }]",
+        ))
+        .unwrap_err(),
+        &[
+            "client.circuit.middle: \"RELAY.example.net\" is already on the path; each hop \
+             must be another server",
+            "tunnel.mtu: 1420 does not fit a 3-hop circuit: each hop adds 31 bytes, so at \
+             most 1379",
+        ],
     );
 }
 

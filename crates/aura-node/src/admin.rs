@@ -49,6 +49,19 @@ pub struct RouteRule {
     pub via: String,
 }
 
+/// One hop of a client's circuit, entry first, as the client reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopStatus {
+    /// The name its certificate carries.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// The carrier that reaches it (the entry's; UDP from relay to relay).
+    pub carrier: String,
+    /// "up" while the circuit carries the tunnel, "down" once it broke (until rebuilt).
+    pub state: String,
+}
+
 /// One connected peer, as a server reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
@@ -105,6 +118,9 @@ pub enum Response {
         bytes_out: u64,
         /// Unix time of the last handshake.
         last_handshake: u64,
+        /// The circuit's hops, entry first, exit last; empty for a direct connection.
+        #[serde(default)]
+        circuit: Vec<HopStatus>,
     },
     /// A client's split-tunnel rules (the answer to every route request).
     Routes {

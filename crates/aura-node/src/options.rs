@@ -86,26 +86,12 @@ pub(crate) fn refuse_unbuilt_server(cfg: &ServerConfig) -> Result<(), DaemonErro
 
 /// The client's keys of features not built.
 pub(crate) fn refuse_unbuilt_client(cfg: &ClientConfig) -> Result<(), DaemonError> {
-    refuse_unbuilt(&[
-        Unbuilt {
-            set: cfg.client.run_as.is_some(),
-            key: "client.run_as",
-            feature: "dropping privileges",
-            fix: "remove the key (the client then keeps the user that started it)",
-        },
-        Unbuilt {
-            set: cfg.client.circuit.enabled,
-            key: "client.circuit.enabled",
-            feature: "two-hop circuits",
-            fix: "set it to false",
-        },
-        Unbuilt {
-            set: cfg.client.circuit.entry.is_some() || cfg.client.circuit.entry_name.is_some(),
-            key: "client.circuit.entry",
-            feature: "two-hop circuits",
-            fix: "remove client.circuit.entry and entry_name",
-        },
-    ])
+    refuse_unbuilt(&[Unbuilt {
+        set: cfg.client.run_as.is_some(),
+        key: "client.run_as",
+        feature: "dropping privileges",
+        fix: "remove the key (the client then keeps the user that started it)",
+    }])
 }
 
 /// The transport's carrier for a configured one.
@@ -605,6 +591,53 @@ pub struct ClientOptions {
     pub redact: Redact,
     /// Protocol timers (not configuration keys: [`daemon_timers`]; tests shorten them).
     pub timers: Timers,
+    /// `[client.circuit]` when enabled: the relays before the server.
+    pub circuit: Option<CircuitOptions>,
+}
+
+/// The relays of a circuit, as written: (address, certificate name) each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitOptions {
+    /// The entry relay, dialled on the configured carriers (and `bridges`).
+    pub entry: (String, String),
+    /// The middle relays, in order.
+    pub middle: Vec<(String, String)>,
+}
+
+impl CircuitOptions {
+    fn from_config(c: &aura_config::CircuitSection) -> Result<Option<Self>, DaemonError> {
+        if !c.enabled {
+            if c.entry.is_some() || c.entry_name.is_some() || !c.middle.is_empty() {
+                return Err(DaemonError::Config {
+                    key: "client.circuit.entry",
+                    problem: "the circuit is not enabled: set client.circuit.enabled = true, \
+                              or remove entry, entry_name and middle"
+                        .into(),
+                });
+            }
+            return Ok(None);
+        }
+        let Some(entry) = &c.entry else {
+            return Err(DaemonError::Config {
+                key: "client.circuit.entry",
+                problem: "a circuit needs the entry relay's address".into(),
+            });
+        };
+        let entry_name = c.entry_name().unwrap_or(entry).to_owned();
+        Ok(Some(Self {
+            entry: (entry.clone(), entry_name),
+            middle: c
+                .middle
+                .iter()
+                .map(|m| (m.address.clone(), m.name().to_owned()))
+                .collect(),
+        }))
+    }
+
+    /// Hops, the exit included.
+    pub fn hops(&self) -> usize {
+        self.middle.len() + 2
+    }
 }
 
 /// How the client routes: `[tunnel.os_routes]` and the `[tunnel.split]` rules.
@@ -696,6 +729,7 @@ impl ClientOptions {
             admin_socket: cfg.client.admin_socket.clone(),
             redact: Redact(cfg.client.no_logs),
             timers: daemon_timers(),
+            circuit: CircuitOptions::from_config(&cfg.client.circuit)?,
         })
     }
 

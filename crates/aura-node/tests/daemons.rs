@@ -633,3 +633,257 @@ async fn routing_options_reach_the_host_as_configured() {
     }
     server.stop().await.unwrap();
 }
+
+/// A server of a circuit at `ip` in memory, named by `id`'s certificate, relaying to
+/// `relay_to` when given (an empty list: anywhere).
+fn circuit_server(
+    dir: &Path,
+    id: &str,
+    ip: Ipv4Addr,
+    relay_to: Option<&[String]>,
+) -> ServerOptions {
+    let relay = relay_to.map_or(String::new(), |to| {
+        let list: Vec<String> = to.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "[server.relay]\nenabled = true\nallow_extend_to = [{}]\n",
+            list.join(", ")
+        )
+    });
+    let text = format!(
+        "[server]\nname = \"{id}\"\nlisten = \"{ip}\"\nadmin_socket = \"{dir}/{id}.sock\"\n\
+         {relay}[server.pool]\ncidr = \"10.77.0.0/24\"\n\
+         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
+         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
+         knock_key = \"{dir}/knock.key\"\n",
+        dir = dir.display()
+    );
+    knock_key(dir);
+    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
+    let mut opts = ServerOptions::from_config(&cfg).unwrap();
+    opts.timers = timers();
+    opts
+}
+
+/// A client reaching the exit (`SERVER_IP`) through `entry` and then `middle`.
+fn circuit_client(dir: &Path, id: &str, entry: &str, middle: &[(&str, &str)]) -> ClientOptions {
+    let mut opts = client_options(dir, id);
+    let list: Vec<String> = middle
+        .iter()
+        .map(|(a, n)| format!("{{ address = \"{a}\", name = \"{n}\" }}"))
+        .collect();
+    let cfg: aura_config::CircuitSection = toml::from_str(&format!(
+        "enabled = true\nhops = {}\nentry = \"{entry}\"\nentry_name = \"entry.test\"\nmiddle = [{}]\n",
+        middle.len() + 2,
+        list.join(", ")
+    ))
+    .unwrap();
+    let mut client: aura_config::ClientConfig = toml::from_str(&format!(
+        "[client]\nserver = \"{SERVER_IP}\"\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\n\
+         crl = \"d\"\nknock_key = \"e\"\n"
+    ))
+    .unwrap();
+    client.client.circuit = cfg;
+    opts.circuit = ClientOptions::from_config(&client).unwrap().circuit;
+    opts
+}
+
+/// The exit's view of client `id`: the address its traffic comes from.
+async fn remote_seen_by(socket: &Path, id: &str) -> Option<String> {
+    use aura_node::admin::{Request, Response};
+    match aura_node::admin::request(socket, &Request::Status).await {
+        Ok(Response::Server { peers, .. }) => {
+            peers.into_iter().find(|p| p.id == id).map(|p| p.remote)
+        }
+        _ => None,
+    }
+}
+
+/// The protocol simulation of circuits: whole daemons in memory, a 2-hop circuit (entry,
+/// exit) and a 3-hop one (entry, middle, exit). Packets cross both ways; the exit sees
+/// the last relay as the client's address; no relay gives the client an address; the
+/// client's status lists the hops; a restarted exit is reached again through a rebuilt
+/// circuit; a relay that may not extend to the exit stops the client with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuits_of_two_and_three_hops_in_memory() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut pki = TestPki::new(47).unwrap();
+    let entry_id = pki.issue_server("entry.test").unwrap();
+    let middle_id = pki.issue_server("middle.test").unwrap();
+    let carol = pki.issue_client("carol").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
+    for (who, id) in [
+        ("alice", pki.alice()),
+        ("bob", pki.bob()),
+        ("carol", &carol),
+        ("server", pki.server()),
+    ] {
+        write_identity(d, id);
+        if who != "server" {
+            write_pem(d, &format!("{who}-crl.pem"), "X509 CRL", pki.crl_der());
+        }
+    }
+    write_identity(d, &entry_id);
+    write_identity(d, &middle_id);
+    let net = MemNetwork::new();
+    let exit_at = format!("{SERVER_IP}:8443");
+    let (entry_ip, middle_ip) = (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3));
+    let middle_at = format!("{middle_ip}:8443");
+
+    let (x_host, _x_memory, mut x_tuns) = host(&net);
+    let server_id = pki.server().id.clone();
+    let exit_opts = || {
+        let mut o = circuit_server(d, TEST_SERVER_NAME, Ipv4Addr::from([192, 0, 2, 1]), None);
+        o.files = server_options(d, &server_id).files;
+        o
+    };
+    let exit = start_server(exit_opts(), x_host);
+    let (_, mut x_tun) = timeout(T, x_tuns.recv()).await.unwrap().unwrap();
+    let (e_host, _e_memory, mut e_tuns) = host(&net);
+    let entry = start_server(
+        circuit_server(
+            d,
+            "entry.test",
+            entry_ip,
+            Some(&[exit_at.clone(), middle_at.clone()]),
+        ),
+        e_host,
+    );
+    let (_, mut e_tun) = timeout(T, e_tuns.recv()).await.unwrap().unwrap();
+    let (m_host, _m_memory, mut m_tuns) = host(&net);
+    let middle = start_server(
+        circuit_server(
+            d,
+            "middle.test",
+            middle_ip,
+            Some(std::slice::from_ref(&exit_at)),
+        ),
+        m_host,
+    );
+    let (_, _m_tun) = timeout(T, m_tuns.recv()).await.unwrap().unwrap();
+
+    // Alice: entry, exit. Bob: entry, middle, exit.
+    let (a_host, _a_memory, mut a_tuns) = host(&net);
+    let alice = start_client(
+        circuit_client(d, "alice", &entry_ip.to_string(), &[]),
+        a_host,
+    );
+    let (b_host, _b_memory, mut b_tuns) = host(&net);
+    let bob = start_client(
+        circuit_client(
+            d,
+            "bob",
+            &entry_ip.to_string(),
+            &[(&middle_ip.to_string(), "middle.test")],
+        ),
+        b_host,
+    );
+    let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+    let (b_addr, mut b_tun) = timeout(T, b_tuns.recv()).await.unwrap().unwrap();
+    for (tun, addr, tag) in [
+        (&mut a_tun, a_addr, b"two hops".as_slice()),
+        (&mut b_tun, b_addr, b"three hops"),
+    ] {
+        let up = deliver(tun, &mut x_tun, &ipv4_packet(addr, INTERNET, tag), tag).await;
+        assert_eq!(&up[12..16], &addr.octets(), "the exit assigned the address");
+        let down = deliver(&x_tun, tun, &ipv4_packet(INTERNET, addr, tag), tag).await;
+        assert_eq!(&down[16..20], &addr.octets());
+    }
+    // The exit sees the last relay as each client's address.
+    let x_sock = d.join(format!("{TEST_SERVER_NAME}.sock"));
+    assert_eq!(
+        remote_seen_by(&x_sock, "alice").await.as_deref(),
+        Some(format!("{entry_ip}:8443").as_str())
+    );
+    assert_eq!(
+        remote_seen_by(&x_sock, "bob").await.as_deref(),
+        Some(middle_at.as_str())
+    );
+    // No relay gave a client an address, and none of their packets reached its TUN.
+    for sock in ["entry.test.sock", "middle.test.sock"] {
+        use aura_node::admin::{Request, Response};
+        match aura_node::admin::request(&d.join(sock), &Request::Status)
+            .await
+            .unwrap()
+        {
+            Response::Server { peers, .. } => assert!(peers.is_empty(), "{sock}: {peers:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(e_tun.try_recv().is_none(), "the entry's TUN saw a packet");
+    // The client lists its hops.
+    {
+        use aura_node::admin::{Request, Response};
+        match aura_node::admin::request(&d.join("bob.sock"), &Request::Status)
+            .await
+            .unwrap()
+        {
+            Response::Client {
+                circuit,
+                server,
+                state,
+                ..
+            } => {
+                assert_eq!(state, "connected");
+                assert_eq!(server, exit_at);
+                let names: Vec<&str> = circuit.iter().map(|h| h.name.as_str()).collect();
+                assert_eq!(names, ["entry.test", "middle.test", TEST_SERVER_NAME]);
+                assert!(circuit.iter().all(|h| h.state == "up"), "{circuit:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // The exit restarts: each client notices its dead session and builds its circuit
+    // again.
+    exit.stop().await.unwrap();
+    let (x_host, _x_memory, mut x_tuns) = host(&net);
+    let exit = start_server(exit_opts(), x_host);
+    let (_, mut x_tun) = timeout(T, x_tuns.recv()).await.unwrap().unwrap();
+    for (tun, addr, tag) in [
+        (&mut a_tun, a_addr, b"rebuilt two".as_slice()),
+        (&mut b_tun, b_addr, b"rebuilt three"),
+    ] {
+        deliver(tun, &mut x_tun, &ipv4_packet(addr, INTERNET, tag), tag).await;
+    }
+
+    // Carol's circuit goes through the middle relay to the entry, which it may not
+    // extend to: the client stops with the relay's reason.
+    let (c_host, c_memory, _c_tuns) = host(&net);
+    let mut c_opts = circuit_client(d, "carol", &middle_ip.to_string(), &[]);
+    if let Some(c) = &mut c_opts.circuit {
+        c.entry.1 = "middle.test".into();
+    }
+    c_opts.server = entry_ip.to_string();
+    c_opts.server_name = "entry.test".into();
+    let end = timeout(T, start_client(c_opts, c_host).task)
+        .await
+        .unwrap()
+        .unwrap();
+    match end {
+        Err(DaemonError::Refused(why)) => {
+            assert!(why.contains("refused to extend the circuit"), "{why}");
+            assert!(why.contains("allow_extend_to"), "{why}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let left = c_memory.snapshot();
+    assert!(
+        !left.routes.iter().any(|r| r.contains("aura0")),
+        "{:?}",
+        left.routes
+    );
+    assert!(left.nft_client_table.is_none());
+
+    for r in [alice, bob] {
+        r.stop().await.unwrap();
+    }
+    for s in [exit, entry, middle] {
+        s.stop().await.unwrap();
+    }
+}

@@ -115,6 +115,7 @@ async fn dispatch_antispoofing_and_release() {
         extra,
         since: 0,
         relay: None,
+        onward: Default::default(),
     };
 
     let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
@@ -406,4 +407,49 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     .unwrap();
     assert_eq!(router.peers().len(), 1);
     assert_eq!(router.peers()[0].address, got_address.address);
+
+    // The same client comes back through a circuit (its new session lands on this
+    // connection): its address is returned and the connection becomes a bridge.
+    carol.send(extend(hop_addr)).await.unwrap();
+    timeout(T, async {
+        loop {
+            let p = carol.recv().await.unwrap();
+            if let Ok(ControlMessage::CircuitReady(_)) = ControlMessage::decode(&p) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        router.peers().is_empty(),
+        "the address went back to the pool"
+    );
+    carol.send(b"\x03carol".to_vec()).await.unwrap();
+    assert_eq!(
+        timeout(T, carol.recv()).await.unwrap().unwrap(),
+        b"hop:\x03carol"
+    );
+
+    // A bridged client that extends again (it rebuilt its circuit) is extended anew; to
+    // a hop not listed, refused.
+    alice.send(extend(hop_addr)).await.unwrap();
+    let again = timeout(T, alice.recv()).await.unwrap().unwrap();
+    assert!(matches!(
+        ControlMessage::decode(&again).unwrap(),
+        ControlMessage::CircuitReady(_)
+    ));
+    alice.send(b"\x04again".to_vec()).await.unwrap();
+    assert_eq!(
+        timeout(T, alice.recv()).await.unwrap().unwrap(),
+        b"hop:\x04again"
+    );
+    alice
+        .send(extend("192.0.2.99:8443".parse().unwrap()))
+        .await
+        .unwrap();
+    match ControlMessage::decode(&timeout(T, alice.recv()).await.unwrap().unwrap()).unwrap() {
+        ControlMessage::CircuitFailed(f) => assert!(f.reason.contains("allow_extend_to")),
+        other => panic!("expected CircuitFailed, got {other:?}"),
+    }
 }

@@ -283,6 +283,17 @@ impl TestPki {
         Ok(identity)
     }
 
+    /// Issues another server (EKU serverAuth) named `name`, valid as the others are: a
+    /// relay or a second exit of the same deployment.
+    pub fn issue_server(&mut self, name: &str) -> Result<Identity, FixtureError> {
+        Identity::from_issued(self.ca.issue_server(
+            name,
+            &[],
+            leaf_validity()?,
+            Serial::random(&mut self.rng),
+        )?)
+    }
+
     /// A client certificate for "alice" from this CA that expired: valid 2020-01-01 ..
     /// 2021-01-01. Refused with [`VerifyError::Expired`].
     pub fn expired_client(&mut self) -> Result<Identity, FixtureError> {

@@ -27,6 +27,8 @@ pub(crate) enum Command {
     AddLink {
         link: DatagramLink,
         carrier: Carrier,
+        /// `Some(max_len)`: a circuit link (UDP camouflage, padded up to `max_len`).
+        camo: Option<usize>,
         reply: oneshot::Sender<SocketAddr>,
     },
     Connect {

@@ -87,7 +87,10 @@ pub struct Dialed {
 }
 
 impl DialConfig {
-    fn endpoint_config(&self, carrier: Carrier) -> Result<EndpointConfig, TransportError> {
+    pub(crate) fn endpoint_config(
+        &self,
+        carrier: Carrier,
+    ) -> Result<EndpointConfig, TransportError> {
         let c = &self.credentials;
         let verifier = Verifier::new(&c.ca_der, &c.crl_ders).map_err(TransportError::Verifier)?;
         let mut cfg = EndpointConfig::new(c.ca_der.clone(), c.identity.clone(), verifier, false);

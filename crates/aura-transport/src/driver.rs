@@ -55,6 +55,12 @@ struct UdpCamo {
     dg: DatagramCamo,
     masks: MaskSeed,
     mask: Mask,
+    /// The mask for datagrams of circuit links ([`DriverHandle::add_circuit_link`]): the
+    /// day's, but never unpadded, so a relay's two sides are not matched by size.
+    link_mask: Mask,
+    /// The largest circuit link datagram (the smallest `max_len` of the driver's circuit
+    /// links): the first flight over one is no longer.
+    link_max: usize,
     /// When the mask in force ends (Unix seconds).
     until: i64,
     /// The wall clock at the start of this turn of the driver's loop (Unix seconds).
@@ -84,9 +90,12 @@ impl UdpCamo {
         };
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        let mask = masks.mask_at(unix);
         Self {
             dg: DatagramCamo::new(side, KnockKeys::new(ep.secret()), &seed, now),
-            mask: masks.mask_at(unix),
+            link_mask: padded(&mask, crate::camo::shape::MAX_PADDED),
+            link_max: crate::camo::shape::MAX_PADDED,
+            mask,
             until: next_switch(unix),
             masks,
             now,
@@ -157,6 +166,7 @@ impl UdpCamo {
         let unix = i64::try_from(now).unwrap_or(i64::MAX);
         if unix >= self.until {
             self.mask = self.masks.mask_at(unix);
+            self.link_mask = padded(&self.mask, self.link_max);
             self.until = next_switch(unix);
         }
     }
@@ -166,7 +176,21 @@ impl UdpCamo {
         self.mask = self
             .masks
             .mask_at(i64::try_from(self.now).unwrap_or(i64::MAX));
+        self.link_mask = padded(&self.mask, self.link_max);
     }
+}
+
+/// `mask` for circuit links: the HTTPS-like profile where it pads nothing, and a first
+/// flight of at most `max_len` bytes (the handshake form of an Init still fits: it is
+/// sized for [`crate::camo::mask::FIRST_FLIGHT_MIN`]).
+fn padded(mask: &Mask, max_len: usize) -> Mask {
+    let mut m = mask.clone();
+    if m.udp_profile == Profile::None {
+        m.udp_profile = Profile::HttpsBuckets;
+    }
+    let cap = max_len / crate::camo::weight::OUT_BLOCK * crate::camo::weight::OUT_BLOCK;
+    m.first_flight_len = m.first_flight_len.min(cap);
+    m
 }
 
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
@@ -184,6 +208,10 @@ struct LinkState {
     outbound: mpsc::Sender<Vec<u8>>,
     carrier: Carrier,
     peer: SocketAddr,
+    /// A circuit link's datagrams carry the UDP carrier's camouflage (the hop at the far
+    /// end reads them from its UDP socket), padded up to this many bytes; `None` for a
+    /// stream carrier's link, whose datagrams go as they are.
+    camo: Option<usize>,
     /// Server: when the link came, while no Aura connection has been established over
     /// it; `None` once one has (the peer holds a certificate of the deployment).
     unauthenticated_since: Option<Instant>,
@@ -319,6 +347,32 @@ impl DriverHandle {
             .send(Command::AddLink {
                 link,
                 carrier,
+                camo: None,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)?;
+        rx.await.map_err(|_| TransportError::Closed)
+    }
+
+    /// Hands the driver a link that leads, through a relay, to a hop's UDP carrier: its
+    /// datagrams are disguised as UDP datagrams are (the hop reads them from its UDP
+    /// socket), each at most `max_len` bytes once padded (what one data packet of the
+    /// session carrying the link holds). Returns the link's synthetic address.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn add_circuit_link(
+        &self,
+        link: DatagramLink,
+        max_len: usize,
+    ) -> Result<SocketAddr, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::AddLink {
+                link,
+                carrier: Carrier::Udp,
+                camo: Some(max_len),
                 reply: tx,
             })
             .await
@@ -433,7 +487,7 @@ impl Task {
                     }
                 }
                 Some(msg) = self.link_in.recv() => match msg {
-                    LinkIn::Datagram(from, mut d) => self.on_datagram(from, &mut d),
+                    LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d),
                     LinkIn::Closed(addr) => self.on_link_closed(addr),
                 },
                 cmd = self.commands.recv() => match cmd {
@@ -503,7 +557,18 @@ impl Task {
         self.links.get(addr).map_or(Carrier::Udp, |l| l.carrier)
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
+    /// A datagram from a link; a circuit link's is opened from its camouflage first
+    /// (what opens in neither form, chaff included, is dropped).
+    fn on_link_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
+        if self.links.get(&from).is_some_and(|l| l.camo.is_some()) {
+            self.tick();
+            let now = self.camo.now;
+            let ep = &self.ep;
+            if let Some(inner) = self.camo.dg.open(d, now, |i| ep.knows_index(i)) {
+                deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
+            }
+            return;
+        }
         deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, d);
     }
 
@@ -621,6 +686,7 @@ impl Task {
             Command::AddLink {
                 link,
                 carrier,
+                camo,
                 reply,
             } => {
                 let addr = synthetic_addr(self.next_link);
@@ -628,6 +694,12 @@ impl Task {
                 let server = self.ep.is_server();
                 if server {
                     self.make_room_for_link(link.peer);
+                }
+                if let Some(max_len) = camo
+                    && max_len < self.camo.link_max
+                {
+                    self.camo.link_max = max_len;
+                    self.camo.link_mask = padded(&self.camo.mask, max_len);
                 }
                 let DatagramLink {
                     peer,
@@ -642,6 +714,7 @@ impl Task {
                         outbound,
                         carrier,
                         peer,
+                        camo,
                         unauthenticated_since: server.then(Instant::now),
                     },
                 );
@@ -870,10 +943,19 @@ async fn queue(
     data: &[u8],
 ) -> u64 {
     if is_synthetic(&to) {
-        let sent = links
-            .get(&to)
-            .is_some_and(|l| l.outbound.try_send(data.to_vec()).is_ok());
-        return u64::from(!sent);
+        let Some(link) = links.get(&to) else {
+            return 1;
+        };
+        let wire = match link.camo {
+            None => data.to_vec(),
+            Some(max_len) => {
+                let mut wire = Vec::with_capacity(wire_len_bound(data.len()));
+                camo.dg
+                    .append_within(data, &camo.link_mask, camo.now, max_len, &mut wire);
+                wire
+            }
+        };
+        return u64::from(link.outbound.try_send(wire).is_err());
     }
     if udp.is_none() {
         return 1;

@@ -64,6 +64,24 @@ pub enum TransportError {
     /// The configuration cannot be used as it stands.
     #[error("configuration: {0}")]
     Config(ConfigError),
+    /// A relay refused to extend a circuit.
+    #[error("relay {relay} refused to extend the circuit to {to}: {reason}")]
+    CircuitFailed {
+        /// The relay.
+        relay: SocketAddr,
+        /// The hop asked for.
+        to: SocketAddr,
+        /// The relay's reason.
+        reason: String,
+    },
+    /// A server asked to extend a circuit does not act as a relay.
+    #[error("{relay} is not a relay: {what}")]
+    NotARelay {
+        /// The server.
+        relay: SocketAddr,
+        /// What it did instead.
+        what: &'static str,
+    },
     /// The forwarded decoy's upstream does not resolve.
     #[error("server.decoy.upstream {upstream:?}: {problem}")]
     DecoyUpstream {

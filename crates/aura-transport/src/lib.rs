@@ -28,8 +28,9 @@
 //!   and link), [`conn`] (the [`PacketConn`] handed to the daemons, and the commands it
 //!   sends the driver) and [`batch`] (pooled packet batches, the data path's unit).
 //! - **Entry points**: [`listen`] ([`Listeners`]: a server's listeners on every configured
-//!   carrier, one endpoint behind them) and [`dial`] (a client trying carriers, then
-//!   bridges, in order).
+//!   carrier, one endpoint behind them), [`dial`] (a client trying carriers, then
+//!   bridges, in order) and [`circuit`] (a client reaching the exit through relays, one
+//!   session nested in another per hop).
 //!
 //! [`TransportError`] ([`error`]) is shared by every layer from the carriers up.
 
@@ -37,6 +38,7 @@ pub mod batch;
 pub mod budget;
 pub mod camo;
 pub mod carrier;
+pub mod circuit;
 pub mod conn;
 pub mod dial;
 pub mod driver;

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use aura_config::ClientConfig;
 use aura_proto::HandshakeError;
 use aura_proto::control::CrlAssembler;
-use aura_transport::dial::dial;
+use aura_transport::circuit::{Hop, dial_circuit};
+use aura_transport::dial::{Dialed, dial};
 use aura_transport::{PacketSender, TransportError};
 use rand_core::{OsRng, RngCore};
 
@@ -128,10 +129,39 @@ pub async fn run_on<T: TunFactory>(
     for b in &opts.bridges {
         bridges.push(resolve("client.bridges", b).await?);
     }
-    let peers: Vec<IpAddr> = std::iter::once(server)
+    // Through a circuit the client dials the entry (its bridges are the entry's other
+    // addresses); each relay reaches the next hop on its UDP carrier.
+    let mut hops = Vec::new();
+    let first = match &opts.circuit {
+        None => server,
+        Some(c) => {
+            let entry = resolve("client.circuit.entry", &c.entry.0).await?;
+            for (address, name) in &c.middle {
+                let ip = resolve("client.circuit.middle", address).await?;
+                hops.push(Hop {
+                    addr: std::net::SocketAddr::new(ip, opts.udp_port),
+                    name: name.clone(),
+                });
+            }
+            hops.push(Hop {
+                addr: std::net::SocketAddr::new(server, opts.udp_port),
+                name: opts.server_name.clone(),
+            });
+            entry
+        }
+    };
+    let peers: Vec<IpAddr> = std::iter::once(first)
         .chain(bridges.iter().copied())
         .collect();
-    let dial_cfg = opts.dial_config(&creds, server, bridges, &host.network, host.wall_clock);
+    let mut dial_cfg = opts.dial_config(&creds, first, bridges, &host.network, host.wall_clock);
+    if let Some(c) = &opts.circuit {
+        dial_cfg.server_name = c.entry.1.clone();
+        tracing::info!(
+            hops = c.hops(),
+            entry = %opts.redact.id(&c.entry.0),
+            "reaching the server through a circuit"
+        );
+    }
     let status = Status::default();
     let shown = status.clone();
     let book: SharedRouteBook = Arc::new(tokio::sync::Mutex::new(RouteBook::new(
@@ -208,6 +238,9 @@ pub async fn run_on<T: TunFactory>(
         routes: book,
         opts,
         dial: dial_cfg,
+        hops,
+        hop_drivers: Vec::new(),
+        circuit_entry: None,
         host,
         tunnel: None,
         status,
@@ -270,6 +303,7 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
                 bytes_in: s.bytes_in + live.bytes_in,
                 bytes_out: s.bytes_out + live.bytes_out,
                 last_handshake: s.last_handshake.max(live.last_handshake),
+                circuit: s.circuit.clone(),
             };
         }
         admin::Request::RouteList => Ok(()),
@@ -285,13 +319,38 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
 }
 
 impl<T: TunFactory> Client<T> {
+    /// Dials the server, directly or through the circuit.
+    async fn dial(&mut self) -> Result<Dialed, TransportError> {
+        if self.hops.is_empty() {
+            return dial(&self.dial, &mut OsRng).await;
+        }
+        let (d, built) = dial_circuit(&self.dial, &self.hops, &mut OsRng).await?;
+        let redact = self.opts.redact;
+        self.hop_drivers = built.iter().map(|h| h.driver.clone()).collect();
+        self.circuit_entry = built.first().map(|h| h.addr);
+        lock(&self.status).circuit = built
+            .iter()
+            .map(|h| crate::admin::HopStatus {
+                name: redact.id(&h.name).to_string(),
+                address: redact.addr(&h.addr).to_string(),
+                carrier: h.carrier.name().into(),
+                state: "up".into(),
+            })
+            .collect();
+        Ok(d)
+    }
+
     async fn keep_connected(&mut self) -> Result<(), DaemonError> {
         let mut backoff = Backoff::new();
         loop {
-            match dial(&self.dial, &mut OsRng).await {
+            match self.dial().await {
                 Ok(d) => {
                     let started = Instant::now();
                     let outcome = self.session(d).await;
+                    self.hop_drivers.clear();
+                    for h in &mut lock(&self.status).circuit {
+                        h.state = "down".into();
+                    }
                     if let Some(t) = &self.tunnel {
                         t.current.send_replace(None);
                     }
@@ -326,6 +385,21 @@ impl<T: TunFactory> Client<T> {
                         self.opts.redact.addr(&addr)
                     )));
                 }
+                // A relay that refuses the next hop, or is no relay: dialling again meets
+                // the same answer.
+                Err(TransportError::CircuitFailed { relay, to, reason }) => {
+                    return Err(DaemonError::Refused(format!(
+                        "relay {} refused to extend the circuit to {}: {reason}",
+                        self.opts.redact.addr(&relay),
+                        self.opts.redact.addr(&to)
+                    )));
+                }
+                Err(TransportError::NotARelay { relay, what }) => {
+                    return Err(DaemonError::Refused(format!(
+                        "{} is not a relay: {what}",
+                        self.opts.redact.addr(&relay)
+                    )));
+                }
                 Err(e) => {
                     let wait = backoff.wait();
                     tracing::warn!(error = %e, retry_in = ?wait, "cannot reach the server");
@@ -346,15 +420,32 @@ mod tests {
     fn features_not_built_are_refused_by_name() {
         let config = |extra: &str| -> ClientConfig {
             toml::from_str(&format!(
-                "[client]\nserver = \"192.0.2.1\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\n"
+                "[client]\nserver = \"192.0.2.1\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\nknock_key = \"e\"\n"
             ))
             .unwrap()
         };
         assert!(refuse_unbuilt(&config("")).is_ok());
         let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
         assert!(e.to_string().starts_with("client.run_as: "), "{e}");
-        let e = refuse_unbuilt(&config("[client.circuit]\nenabled = true")).unwrap_err();
-        assert!(e.to_string().starts_with("client.circuit.enabled: "), "{e}");
+        // A circuit is built: enabled it is used, and its relays without it are refused.
+        assert!(refuse_unbuilt(&config("[client.circuit]\nenabled = true")).is_ok());
+        let e = ClientOptions::from_config(&config(
+            "[client.circuit]\nenabled = false\nentry = \"192.0.2.7\"",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("client.circuit.entry: "), "{e}");
+        let o = ClientOptions::from_config(&config(
+            "[client.circuit]\nhops = 3\nenabled = true\nentry = \"192.0.2.7\"\n\
+             middle = [{ address = \"192.0.2.8\", name = \"middle.example\" }]",
+        ))
+        .unwrap();
+        let c = o.circuit.unwrap();
+        assert_eq!(c.entry, ("192.0.2.7".into(), "192.0.2.7".into()));
+        assert_eq!(
+            c.middle,
+            vec![("192.0.2.8".into(), "middle.example".into())]
+        );
+        assert_eq!(c.hops(), 3);
     }
 
     #[test]

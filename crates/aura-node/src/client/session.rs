@@ -96,7 +96,9 @@ impl<T: TunFactory> Client<T> {
             Err(_) => return Err(DaemonError::NoAddress(ASSIGN_TIMEOUT)),
         };
         let assign = Assignment { v4: assign, v6 };
-        self.ensure_tunnel(assign, addr).await?;
+        // The address the carriers reach (the entry's, through a circuit) stays outside.
+        let reached = self.circuit_entry.unwrap_or(addr);
+        self.ensure_tunnel(assign, reached).await?;
         {
             let mut s = lock(&self.status);
             s.state = ClientState::Connected;
@@ -150,7 +152,7 @@ impl<T: TunFactory> Client<T> {
             }
             if let Some(a) = reassigned {
                 tracing::info!(address = %redact.addr(&a.v4.address), "the server assigned a new address");
-                self.ensure_tunnel(a, addr).await?;
+                self.ensure_tunnel(a, reached).await?;
                 if let Some(t) = &self.tunnel {
                     t.current.send_replace(Some(conn.sender()));
                     writer = DeviceWriter::new(t.tun.clone());
@@ -249,6 +251,14 @@ impl<T: TunFactory> Client<T> {
                     Err(e) => tracing::debug!(error = %e, "bad CRL chunk from the server"),
                 }
             }
+            // Only a relay answers an extension, and only while a circuit is built
+            // (aura_transport::circuit::extend): here, nobody asked.
+            ControlMessage::CircuitReady(_) | ControlMessage::CircuitFailed(_) => {
+                tracing::warn!(
+                    kind = ?message.kind(),
+                    "the server answered a circuit extension nobody asked for: ignored"
+                );
+            }
             other => tracing::debug!(kind = ?other.kind(), "control message ignored"),
         }
         None
@@ -267,6 +277,12 @@ impl<T: TunFactory> Client<T> {
         let number = creds::crl_number(&v);
         if number > self.crl_number {
             tracing::info!(crl_number = number, "newer CRL from the server");
+            // Every hop of a circuit checks its peer with it (the exit's driver last).
+            for d in &self.hop_drivers {
+                if let Ok(each) = Verifier::new(&self.dial.credentials.ca_der, [&der]) {
+                    let _ = d.set_verifier(each).await;
+                }
+            }
             if driver.set_verifier(v).await.is_err() {
                 return;
             }

@@ -48,6 +48,8 @@ pub(super) struct ClientStatus {
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
     pub(super) current: Option<PacketSender>,
+    /// The circuit's hops, entry first (empty: direct).
+    pub(super) circuit: Vec<crate::admin::HopStatus>,
 }
 
 pub(super) type Status = Arc<Mutex<ClientStatus>>;
@@ -62,6 +64,13 @@ pub(super) struct Client<T: TunFactory> {
     /// The split-tunnel rules and their routes (shared with the admin socket).
     pub(super) routes: super::SharedRouteBook,
     pub(super) dial: DialConfig,
+    /// The hops past the entry, exit last, when the client uses a circuit (`dial` then
+    /// reaches the entry); empty: `dial` reaches the server.
+    pub(super) hops: Vec<aura_transport::circuit::Hop>,
+    /// The drivers of the current circuit's hops (a pushed CRL goes to each).
+    pub(super) hop_drivers: Vec<aura_transport::DriverHandle>,
+    /// The current circuit's entry address (what stays outside the tunnel).
+    pub(super) circuit_entry: Option<std::net::SocketAddr>,
     pub(super) host: Host<T>,
     pub(super) tunnel: Option<Tunnel<T::Device>>,
     pub(super) status: Status,

@@ -296,6 +296,11 @@ async fn serve<T: TunFactory>(
         Some(p) => tracing::info!(hops = p.allow.len(), "relay on"),
         None => {}
     }
+    // In memory (tests) a relay reaches the next hops through the same network.
+    let onward = match (&host.network, listeners.mem_addr) {
+        (Network::Memory(net), Some(at)) => relay::Onward::Memory(net.clone(), at),
+        _ => relay::Onward::Udp,
+    };
     let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
@@ -309,6 +314,7 @@ async fn serve<T: TunFactory>(
                     mtu: opts.mtu,
                     dns: dns_names.clone(),
                     relay: opts.relay.clone(),
+                    onward: onward.clone(),
                     extra: if opts.crl.push { crl_push(crl.number, &crl.der) } else { Vec::new() },
                     since: (host.wall_clock)().as_secs(),
                 };

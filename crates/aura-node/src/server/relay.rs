@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use aura_proto::control::{CircuitFailed, CircuitReady, ControlMessage, ExtendBridge};
-use aura_transport::PacketConn;
+use aura_transport::{DatagramLink, MemNetwork, PacketConn};
 use tokio::net::UdpSocket;
 
 /// How long the server waits for an `ExtendBridge` before it serves a client as usual.
@@ -65,52 +65,144 @@ async fn send_control(conn: &PacketConn, message: ControlMessage<'_>) {
     }
 }
 
+/// How a relay reaches the next hops: UDP sockets, or (tests) an in-memory network.
+#[derive(Debug, Clone, Default)]
+pub enum Onward {
+    /// A UDP socket of its own per bridge, to the hop's UDP carrier.
+    #[default]
+    Udp,
+    /// A link of the in-memory network, from the relay's address there.
+    Memory(MemNetwork, SocketAddr),
+}
+
+/// The path to one next hop.
+enum NextHop {
+    Udp(UdpSocket),
+    Memory(DatagramLink),
+}
+
+impl NextHop {
+    async fn open(onward: &Onward, to: SocketAddr) -> Option<Self> {
+        match onward {
+            Onward::Udp => {
+                let local: SocketAddr = match to.ip() {
+                    IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+                    IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+                };
+                let socket = UdpSocket::bind(local).await.ok()?;
+                socket.connect(to).await.ok()?;
+                Some(Self::Udp(socket))
+            }
+            Onward::Memory(net, from) => net.connect(*from, to).map(Self::Memory),
+        }
+    }
+
+    /// Sends one datagram; `false` when it could not go.
+    async fn send(&self, d: &[u8]) -> bool {
+        match self {
+            Self::Udp(s) => s.send(d).await.is_ok(),
+            Self::Memory(l) => l.outbound.try_send(d.to_vec()).is_ok(),
+        }
+    }
+
+    /// The next datagram into `buf`: `Some(Some(n))`, `Some(None)` for a transient
+    /// error (an ICMP error from a hop that is down), `None` once the path is gone.
+    async fn recv(&mut self, buf: &mut Vec<u8>) -> Option<Option<usize>> {
+        match self {
+            Self::Udp(s) => {
+                buf.resize(MAX_DATAGRAM, 0);
+                Some(s.recv(buf).await.ok())
+            }
+            Self::Memory(l) => {
+                let d = l.inbound.recv().await?;
+                let n = d.len();
+                *buf = d;
+                Some(Some(n))
+            }
+        }
+    }
+}
+
 /// Bridges `conn` to `to` until either side ends (or refuses it); returns the bytes
 /// relayed each way (client to hop, hop to client).
-pub async fn bridge(mut conn: PacketConn, to: SocketAddr, policy: &RelayPolicy) -> (u64, u64) {
+pub async fn bridge(
+    mut conn: PacketConn,
+    to: SocketAddr,
+    policy: &RelayPolicy,
+    onward: &Onward,
+) -> (u64, u64) {
     if let Some(reason) = policy.refusal(to) {
         tracing::info!(%reason, "circuit extension refused");
         send_control(&conn, CircuitFailed { reason }.into()).await;
         conn.close().await;
         return (0, 0);
     }
-    let local: SocketAddr = match to.ip() {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = match UdpSocket::bind(local).await {
-        Ok(s) if s.connect(to).await.is_ok() => s,
-        Ok(_) | Err(_) => {
-            let reason = format!("this relay cannot reach {to}");
-            send_control(&conn, CircuitFailed { reason }.into()).await;
-            conn.close().await;
-            return (0, 0);
-        }
+    let Some(mut next) = NextHop::open(onward, to).await else {
+        let reason = format!("this relay cannot reach {to}");
+        send_control(&conn, CircuitFailed { reason }.into()).await;
+        conn.close().await;
+        return (0, 0);
     };
     send_control(&conn, CircuitReady.into()).await;
     tracing::debug!("circuit extended");
     let (mut up, mut down) = (0u64, 0u64);
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut buf = Vec::with_capacity(MAX_DATAGRAM);
     loop {
         tokio::select! {
             batch = conn.recv_packets() => {
                 let Some(batch) = batch else { break };
+                let mut end = false;
                 for p in batch.iter() {
-                    // Control envelopes are for this hop (a repeated ExtendBridge is
-                    // ignored); the rest is the client's inner session.
-                    if aura_proto::control::is_control(p) {
+                    // Control envelopes are for this hop; the rest is the client's inner
+                    // session.
+                    if !aura_proto::control::is_control(p) {
+                        if next.send(p).await {
+                            up += p.len() as u64;
+                        }
                         continue;
                     }
-                    if socket.send(p).await.is_ok() {
-                        up += p.len() as u64;
+                    match ControlMessage::decode(p) {
+                        // The client built its circuit again: a server keeps one
+                        // session per client, so the new one arrives here. Extend anew.
+                        Ok(ControlMessage::ExtendBridge(e)) => {
+                            let reopened = match policy.refusal(e.addr) {
+                                Some(reason) => Err(reason),
+                                None => NextHop::open(onward, e.addr)
+                                    .await
+                                    .ok_or_else(|| format!("this relay cannot reach {}", e.addr)),
+                            };
+                            match reopened {
+                                Ok(n) => {
+                                    next = n;
+                                    send_control(&conn, CircuitReady.into()).await;
+                                    tracing::debug!("circuit extended again");
+                                }
+                                Err(reason) => {
+                                    tracing::info!(%reason, "circuit extension refused");
+                                    send_control(&conn, CircuitFailed { reason }.into()).await;
+                                    end = true;
+                                }
+                            }
+                        }
+                        // The client came back without a circuit: this session cannot
+                        // turn into a tunnel; closing it makes the client dial again.
+                        Ok(ControlMessage::AddressRequest(_)) => {
+                            tracing::debug!("a relayed client asks for an address: bridge closed");
+                            end = true;
+                        }
+                        _ => {}
                     }
                 }
                 batch.recycle();
+                if end {
+                    break;
+                }
             }
-            got = socket.recv(&mut buf) => {
+            got = next.recv(&mut buf) => {
                 // An ICMP error (the hop is down) surfaces here: keep waiting, the client
                 // notices its inner session dying and rebuilds.
-                let Ok(n) = got else { continue };
+                let Some(got) = got else { break };
+                let Some(n) = got else { continue };
                 let Some(d) = buf.get(..n) else { continue };
                 if conn.send(d.to_vec()).await.is_err() {
                     break;
@@ -119,6 +211,7 @@ pub async fn bridge(mut conn: PacketConn, to: SocketAddr, policy: &RelayPolicy) 
             }
         }
     }
+    conn.close().await;
     (up, down)
 }
 

@@ -58,6 +58,8 @@ pub struct Welcome {
     pub since: u64,
     /// `[server.relay]` on: a first `ExtendBridge` makes this connection a bridge.
     pub relay: Option<super::relay::RelayPolicy>,
+    /// How the relay reaches next hops.
+    pub onward: super::relay::Onward,
 }
 
 /// Routing state shared by the device loop and the client tasks.
@@ -247,7 +249,8 @@ impl Router {
                     let extend = batch.iter().next().and_then(super::relay::extend_request);
                     if let Some(e) = extend {
                         batch.recycle();
-                        let (up, down) = super::relay::bridge(conn, e.addr, policy).await;
+                        let (up, down) =
+                            super::relay::bridge(conn, e.addr, policy, &welcome.onward).await;
                         tracing::debug!(up, down, "circuit closed");
                         return Ok(());
                     }
@@ -314,13 +317,15 @@ impl Router {
             };
             let before = batch.len();
             let mut asked = false;
+            let mut extend = None;
             batch.retain(|p| {
                 if control::is_control(p) {
                     self.control_in.fetch_add(1, Ordering::Relaxed);
-                    asked |= matches!(
-                        ControlMessage::decode(p),
-                        Ok(ControlMessage::AddressRequest(_))
-                    );
+                    match ControlMessage::decode(p) {
+                        Ok(ControlMessage::AddressRequest(_)) => asked = true,
+                        Ok(ControlMessage::ExtendBridge(e)) => extend = Some(e),
+                        _ => {}
+                    }
                     return false;
                 }
                 let own = match ipv4_addrs(p) {
@@ -333,6 +338,32 @@ impl Router {
                 own
             });
             tracing::trace!(received = before, forwarded = batch.len(), "client batch");
+            // The client came back through a circuit (a server keeps one session per
+            // client, so its new session arrives here): a relay bridges it from now on,
+            // another server says it is none.
+            if let Some(e) = extend {
+                batch.recycle();
+                self.leave(&id, address, token);
+                match &welcome.relay {
+                    Some(policy) => {
+                        let (up, down) =
+                            super::relay::bridge(conn, e.addr, policy, &welcome.onward).await;
+                        tracing::debug!(up, down, "circuit closed");
+                    }
+                    None => {
+                        let reason = "this server is not a relay ([server.relay] is not enabled)";
+                        if let Ok(p) = ControlMessage::from(control::CircuitFailed {
+                            reason: reason.into(),
+                        })
+                        .encode()
+                        {
+                            let _ = conn.send(p).await;
+                        }
+                        conn.close().await;
+                    }
+                }
+                return Ok(());
+            }
             if asked && let Some(a) = &assign {
                 let _ = conn.send_batch(a.clone()).await;
             }
