@@ -52,15 +52,20 @@ use crate::netns::Netns;
 pub const SERVER_INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The internet host's address.
 pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The internet host's address toward a second server ([`Lab::add_exit`]).
+pub const INTERNET_EXIT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The second server's address ([`Lab::add_exit`]).
+pub const EXIT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 /// The most client hosts a lab holds (each gets `10.200.k.0/24`).
 pub const MAX_CLIENTS: usize = 250;
 
 /// The namespaces of one lab (see the module docs for the drawing), deleted on drop.
 #[derive(Debug)]
 pub struct Lab {
-    // Dropped in this order: clients, server, internet.
+    // Dropped in this order: clients, server, exit, internet.
     clients: Vec<Netns>,
     server: Netns,
+    exit: Option<Netns>,
     internet: Netns,
 }
 
@@ -86,6 +91,7 @@ impl Lab {
         let lab = Self {
             clients: hosts,
             server,
+            exit: None,
             internet,
         };
         lab.wire()?;
@@ -160,6 +166,41 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds a second server host `X` behind the internet host, for circuits (S the
+    /// relay, X the exit): link `x-i` [`EXIT_IP`]/24 to `i-x` [`INTERNET_EXIT_IP`]/24 in
+    /// I, X's default route via I, and forwarding on in I so S and X reach each other
+    /// (S through its default route). I still has no route to the clients' networks nor
+    /// to any pool; X resolves through I. Idempotent.
+    ///
+    /// # Errors
+    /// A failing `ip` or `sysctl` command (X is removed again).
+    pub fn add_exit(&mut self, prefix: &str) -> Result<(), String> {
+        if self.exit.is_some() {
+            return Ok(());
+        }
+        let exit = Netns::new(&format!("{prefix}-x"))?;
+        let i = self.internet.name();
+        exit.sh(&format!(
+            "ip link add x-i type veth peer name i-x netns {i}
+             ip addr add {EXIT_IP}/24 dev x-i
+             ip link set x-i up
+             ip route add default via {INTERNET_EXIT_IP} dev x-i"
+        ))?;
+        self.internet.sh(&format!(
+            "ip addr add {INTERNET_EXIT_IP}/24 dev i-x
+             ip link set i-x up
+             sysctl -qw net.ipv4.ip_forward=1"
+        ))?;
+        write_resolv(&exit, &format!("nameserver {INTERNET_EXIT_IP}\n"))?;
+        self.exit = Some(exit);
+        Ok(())
+    }
+
+    /// The second server host `X`, once [`add_exit`](Self::add_exit) made it.
+    pub fn exit(&self) -> Option<&Netns> {
+        self.exit.as_ref()
+    }
+
     /// S's IPv6 address on its link to client host `k` (after [`add_ipv6`](Self::add_ipv6)).
     pub fn server_ip6(&self, k: usize) -> Ipv6Addr {
         Ipv6Addr::new(
@@ -221,11 +262,13 @@ impl Lab {
         self.clients.len()
     }
 
-    /// Every namespace's name: server, internet, then the clients in order.
+    /// Every namespace's name: server, internet, then the clients in order, then the
+    /// exit host if there is one.
     pub fn names(&self) -> Vec<String> {
         [&self.server, &self.internet]
             .into_iter()
             .chain(&self.clients)
+            .chain(&self.exit)
             .map(|n| n.name().to_owned())
             .collect()
     }
@@ -277,6 +320,16 @@ pub struct TransferReport {
 
 /// Size of one read or write.
 const CHUNK: usize = 64 * 1024;
+/// The seed of every [`transfer`]'s payload.
+const PAYLOAD_SEED: u64 = 0x6175_7261_6c61_6221;
+
+/// The first `n` bytes every [`transfer`] sends: what a test looks for in a capture to
+/// show that a hop never saw the payload in clear.
+pub fn payload_prefix(n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    Payload(PAYLOAD_SEED).fill(&mut out);
+    out
+}
 
 /// Deterministic pseudo-random payload (SplitMix64), so a corrupted byte cannot cancel
 /// out and both sides need not share a buffer.
@@ -592,7 +645,7 @@ fn send(
     let local = stream
         .local_addr()
         .map_err(|e| format!("local address: {e}"))?;
-    let mut payload = Payload(0x6175_7261_6c61_6221);
+    let mut payload = Payload(PAYLOAD_SEED);
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; CHUNK];
     let mut left_to_send = bytes;

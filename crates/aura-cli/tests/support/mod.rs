@@ -252,8 +252,7 @@ pub fn offloads_off(lab: &Lab, k: usize) {
 }
 
 /// tcpdump of every IPv4 packet on client host `k`'s link (on its end in C<k>) into
-/// `<dir>/<name>.pcap`, once it listens (within 10 s); its process (log
-/// `<dir>/tcpdump-<name>.log`) and the file. Stop it with [`stop_capture`].
+/// `<dir>/<name>.pcap`; see [`start_capture_on`].
 pub fn start_capture(
     procs: &mut Procs,
     lab: &Lab,
@@ -261,15 +260,31 @@ pub fn start_capture(
     dir: &Path,
     name: &str,
 ) -> (usize, PathBuf) {
+    let ns = lab.client(k).unwrap();
+    start_capture_on(procs, ns, &format!("c{k}-s"), dir, name)
+}
+
+/// tcpdump of every IPv4 packet on interface `dev` of `ns` into `<dir>/<name>.pcap`,
+/// once it listens (within 10 s); its process (log `<dir>/tcpdump-<name>.log`) and the
+/// file. Stop it with [`stop_capture`].
+pub fn start_capture_on(
+    procs: &mut Procs,
+    ns: &Netns,
+    dev: &str,
+    dir: &Path,
+    name: &str,
+) -> (usize, PathBuf) {
     let pcap = dir.join(format!("{name}.pcap"));
     let file = pcap.display().to_string();
-    let dev = format!("c{k}-s");
     // -Z root: write the file in this 0700 directory (Debian's tcpdump drops to its own
     // user first); -U, --immediate-mode: each packet written as it comes (not a buffer
-    // block later, which a SIGTERM loses).
+    // block later, which a SIGTERM loses); -B: a 32 MiB kernel buffer, so a burst at
+    // full speed is not dropped before tcpdump reads it.
     let args = [
+        "-B",
+        "32768",
         "-i",
-        &dev,
+        dev,
         "-n",
         "-U",
         "--immediate-mode",
@@ -279,7 +294,6 @@ pub fn start_capture(
         &file,
         "ip",
     ];
-    let ns = lab.client(k).unwrap();
     let idx = spawn(
         procs,
         ns,
