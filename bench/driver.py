@@ -370,6 +370,73 @@ class Aura(System):
         return "10.77.0.1"
 
 
+class AuraCircuit(Aura):
+    """Aura through a 2-hop circuit: the client in a dials the relay (entry), which runs in
+    a too (one server per namespace, and a client and a server may share one), and
+    extends to the exit, the usual server in b. The client encrypts each packet twice;
+    the relay opens the outer layer and forwards the inner datagram over UDP across the
+    veth. The relay has its own TUN (aura1) and pool, which the circuit does not use; its
+    CPU and memory count with the client's."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx, "udp")
+        self.key, self.name = "aura-circuit", "Aura UDP, 2-hop circuit"
+
+    def start(self):
+        c = self.ctx
+        d = self.deployment()
+        cd = d.with_name(d.name + "-circuit")
+        if not (cd / "relay.toml").exists():
+            cd.mkdir(exist_ok=True)
+            c.run(None, [self.exe, "pki", "--dir", str(d / "pki"), "issue-server",
+                         "--name", "relay.test"], timeout=30)
+            st = (d / "server.toml").read_text()
+            rl = st.replace('"pki/', f'"{d / "pki"}/')
+            rl = rl.replace("servers/bench.test.", "servers/relay.test.")
+            rl = set_key(rl, "[server]", "name", '"relay.test"')
+            rl = set_key(rl, "[server]", "listen", json.dumps(VETH_A))
+            rl = set_key(rl, "[server]", "admin_socket", json.dumps(str(c.tmp / "r.sock")))
+            rl = set_key(rl, "[server.pool]", "cidr", '"10.78.0.0/24"')
+            if re.search(r"^\[tunnel\]", rl, re.M):
+                rl = set_key(rl, "[tunnel]", "name", '"aura1"')
+            else:
+                rl += '\n[tunnel]\nname = "aura1"\n'
+            rl += f'\n[server.relay]\nenabled = true\nallow_extend_to = ["{VETH_B}:8443"]\n'
+            (cd / "relay.toml").write_text(rl)
+            ct = (d / "c" / "client.toml").read_text()
+            ct = set_key(ct, "[client]", "admin_socket", json.dumps(str(c.tmp / "c.sock")))
+            ct = set_key(ct, "[transport]", "carriers", '["udp"]')
+            for f in ("ca.crt", "client.crt", "client.key", "crl.pem", "knock.key"):
+                ct = ct.replace(f'"{f}"', json.dumps(str(d / "c" / f)))
+            ct += (f'\n[client.circuit]\nenabled = true\nentry = "{VETH_A}"\n'
+                   'entry_name = "relay.test"\n')
+            (cd / "client.toml").write_text(ct)
+        for s in ("s.sock", "r.sock", "c.sock"):
+            (c.tmp / s).unlink(missing_ok=True)
+        for name, ns, conf, tun in (("exit", c.b, d / "server.toml", "10.77.0.1"),
+                                    ("relay", c.a, cd / "relay.toml", "10.78.0.1")):
+            srv = c.spawn(ns, [self.exe, "server", "--config", str(conf)],
+                          f"{self.key}-{name}")
+            (self.server_pids if name == "exit" else self.client_pids).append(srv.pid)
+            wait_for(lambda: srv.poll() is not None or c.run(
+                ns, ["ip", "-br", "addr", "show"], check=False).stdout.find(tun) >= 0,
+                15, f"the aura {name}'s TUN")
+            if srv.poll() is not None:
+                raise RuntimeError(f"aura {name} exited at start (see its log)")
+        t0 = time.monotonic()
+        cli = c.spawn(c.a, [self.exe, "client", "--config", str(cd / "client.toml")],
+                      f"{self.key}-client")
+        self.client_pids.append(cli.pid)
+        wait_ping(c, "10.77.0.1", 20)
+        self.connect_s = time.monotonic() - t0
+        r = c.run(None, [self.exe, "status", "--socket", str(c.tmp / "c.sock"), "--json"],
+                  check=False, timeout=10)
+        if '"connected"' not in r.stdout or "relay.test" not in r.stdout:
+            raise RuntimeError(f"aura status shows no circuit: {r.stdout[:300]}")
+        self.extra["carrier_in_use"] = "udp (2 hops)"
+        return "10.77.0.1"
+
+
 def set_key(text, table, key, value):
     """key = value as the first line of [table], replacing an existing key there."""
     out, cur, found = [], "", False
@@ -828,7 +895,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     forced = dict(s.split("=", 1) for s in args.skip_reason)
-    systems = [Bare(ctx), Aura(ctx, "udp"), Aura(ctx, "quic"), Aura(ctx, "tls"),
+    systems = [Bare(ctx), Aura(ctx, "udp"), AuraCircuit(ctx), Aura(ctx, "quic"), Aura(ctx, "tls"),
                WireGuardKernel(ctx),
                WireGuardUserspace(ctx, "wireguard-go"), WireGuardUserspace(ctx, "boringtun"),
                OpenVPN(ctx, "udp"), OpenVPN(ctx, "tcp")]

@@ -130,6 +130,14 @@ fn deploy(w: &World) {
         ));
         std::fs::write(&toml, text).unwrap();
     }
+    // Alice runs with the kill switch: only the carrier to the entry may leave C1.
+    deploy::set_key_in(
+        &d.join("alice/client.toml"),
+        "[client]",
+        "kill_switch",
+        "true",
+    )
+    .unwrap();
 }
 
 /// Windows of the transfer's payload that a capture holding it in clear would contain.
@@ -196,6 +204,13 @@ fn a_two_hop_circuit_carries_traffic_the_relay_cannot_read() {
             ("exit.test".to_owned(), "up".to_owned())
         ]
     );
+
+    let table = w
+        .lab
+        .client(1)
+        .unwrap()
+        .sh("nft list table inet aura_client");
+    assert!(table.is_ok(), "the kill switch is on: {table:?}");
 
     // A transfer through the circuit, captured on both of the relay's links.
     let (c1, in_pcap) = support::start_capture_on(
@@ -284,7 +299,10 @@ fn a_two_hop_circuit_carries_traffic_the_relay_cannot_read() {
     let log = w.procs[bob].log();
     assert!(log.contains("refused to extend the circuit"), "{log}");
     assert!(log.contains("allow_extend_to"), "{log}");
-    // Nothing of bob's is left on C1: no TUN, no routes through it.
-    let left = w.lab.client(1).unwrap().sh("ip -o link; ip route").unwrap();
+    // Nothing of either client is left on C1: no TUN, no routes through it, no kill
+    // switch.
+    let c1 = w.lab.client(1).unwrap();
+    let left = c1.sh("ip -o link; ip route").unwrap();
     assert!(!left.contains("aura0"), "{left}");
+    assert!(c1.sh("nft list table inet aura_client").is_err());
 }

@@ -24,7 +24,7 @@ use rand_core::{CryptoRng, RngCore};
 use tokio::sync::mpsc;
 
 use crate::camo::datagram::DATA_FORM_OVERHEAD;
-use crate::camo::shape::max_padded_for;
+use crate::camo::shape::{Profile, max_padded_for};
 use crate::carrier::Carrier;
 use crate::carrier::link::{DatagramLink, LINK_QUEUE};
 use crate::conn::PacketConn;
@@ -182,6 +182,11 @@ pub async fn dial_circuit<R: RngCore + CryptoRng>(
         failures,
         mut driver,
     } = entry;
+    // Every layer pads: on an unpadded entry leg a datagram would be exactly 31 bytes
+    // larger than the one the relay sends on, matched by size alone.
+    if carrier == Carrier::Udp && cfg.mask_now().udp_profile == Profile::None {
+        let _ = driver.set_udp_profile(Some(Profile::HttpsBuckets)).await;
+    }
     let mut built = vec![CircuitHop {
         name: cfg.server_name.clone(),
         addr,

@@ -1023,6 +1023,19 @@ mod tests {
     }
 
     #[test]
+    fn circuit_links_always_pad_and_cap_their_first_flight() {
+        let seed = MaskSeed::for_ca(b"a deployment");
+        let unpadded = seed.clone().with_profile(Some(Profile::None)).mask_at(0);
+        let m = padded(&unpadded, 1379);
+        assert_eq!(m.udp_profile, Profile::HttpsBuckets);
+        assert!(m.first_flight_len <= 1379 && m.first_flight_len.is_multiple_of(8));
+        assert_eq!(m.first_flight_len, unpadded.first_flight_len.min(1376));
+        // A padding profile is kept as it is.
+        let jitter = seed.with_profile(Some(Profile::Jitter)).mask_at(0);
+        assert_eq!(padded(&jitter, 1441).udp_profile, Profile::Jitter);
+    }
+
+    #[test]
     fn below_load_one_source_may_hold_many() {
         let t = table(MAX_UNAUTHENTICATED_LINKS / 2 - 1, |_| v4(1));
         assert_eq!(link_to_evict(t.into_iter(), v4(1)), None);

@@ -21,6 +21,8 @@ use tokio::net::UdpSocket;
 pub const EXTEND_WAIT: Duration = Duration::from_secs(2);
 /// Largest datagram relayed from the next hop.
 const MAX_DATAGRAM: usize = 65_535;
+/// Most datagrams from the next hop handed to the client's session at once.
+const DOWN_BATCH: usize = 64;
 
 /// Where this server relays to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +104,26 @@ impl NextHop {
         match self {
             Self::Udp(s) => s.send(d).await.is_ok(),
             Self::Memory(l) => l.outbound.try_send(d.to_vec()).is_ok(),
+        }
+    }
+
+    /// Appends the datagrams already waiting (without blocking) to `out`, until it holds
+    /// `max`.
+    fn drain_into(&mut self, out: &mut Vec<Vec<u8>>, buf: &mut Vec<u8>, max: usize) {
+        while out.len() < max {
+            match self {
+                Self::Udp(s) => {
+                    buf.resize(MAX_DATAGRAM, 0);
+                    match s.try_recv(buf) {
+                        Ok(n) => out.push(buf.get(..n).unwrap_or_default().to_vec()),
+                        Err(_) => return,
+                    }
+                }
+                Self::Memory(l) => match l.inbound.try_recv() {
+                    Ok(d) => out.push(d),
+                    Err(_) => return,
+                },
+            }
         }
     }
 
@@ -204,10 +226,14 @@ pub async fn bridge(
                 let Some(got) = got else { break };
                 let Some(n) = got else { continue };
                 let Some(d) = buf.get(..n) else { continue };
-                if conn.send(d.to_vec()).await.is_err() {
+                // What else is already waiting goes in the same batch: one command to
+                // the driver, not one per datagram.
+                let mut batch = vec![d.to_vec()];
+                next.drain_into(&mut batch, &mut buf, DOWN_BATCH);
+                down += batch.iter().map(|d| d.len() as u64).sum::<u64>();
+                if conn.send_batch(batch).await.is_err() {
                     break;
                 }
-                down += n as u64;
             }
         }
     }
