@@ -887,3 +887,100 @@ async fn circuits_of_two_and_three_hops_in_memory() {
         s.stop().await.unwrap();
     }
 }
+
+/// A server that answers an extension nobody asked for (`CircuitReady`, then
+/// `CircuitFailed`) in the middle of a direct session: the client logs it, ignores it,
+/// and keeps its tunnel: packets still arrive, nothing is torn down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
+    use aura_proto::control::{
+        AddressAssign, CircuitFailed, CircuitReady, ControlMessage, DnsAssign,
+    };
+    let pki = TestPki::new(49).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
+    write_identity(d, pki.alice());
+    let net = MemNetwork::new();
+    // The server: a bare endpoint on the in-memory network, with the deployment's knock
+    // key, that the test drives by hand.
+    let mut cfg = aura_proto::EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        aura_proto::Identity {
+            cert_der: pki.server().cert_der.clone(),
+            signer: std::sync::Arc::new(
+                aura_proto::EcdsaP256Signer::from_pkcs8_der(&pki.server().key_pkcs8_der)
+                    .unwrap(),
+            ),
+        },
+        pki.verifier().unwrap(),
+        true,
+    );
+    cfg.secret = aura_proto::DeploymentSecret::from_knock_key([0x5a; 32]);
+    let mut listeners = aura_transport::Listeners::bind(aura_transport::ListenConfig {
+        endpoint: cfg,
+        seed: [3; 32],
+        udp: None,
+        quic: None,
+        tls: None,
+        outer: None,
+        tls_options: Default::default(),
+        quic_options: Default::default(),
+        masks: aura_transport::camo::mask::MaskSeed::for_ca(pki.ca_der()),
+        mem: Some((net.clone(), std::net::SocketAddr::new(SERVER_IP, 8443))),
+        wall_clock: pinned,
+    })
+    .await
+    .unwrap();
+    let (c_host, c_memory, mut c_tuns) = host(&net);
+    let client = start_client(client_options(d, "alice"), c_host);
+    let mut conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let address = Ipv4Addr::new(10, 77, 0, 2);
+    let send = |m: ControlMessage<'static>| m.encode().unwrap();
+    conn.send_batch(vec![
+        send(DnsAssign { servers: vec![] }.into()),
+        send(
+            AddressAssign {
+                address,
+                prefix_len: 24,
+                gateway: Ipv4Addr::new(10, 77, 0, 1),
+                mtu: 1280,
+            }
+            .into(),
+        ),
+    ])
+    .await
+    .unwrap();
+    let (_, mut tun) = timeout(T, c_tuns.recv()).await.unwrap().unwrap();
+    conn.send_batch(vec![
+        send(CircuitReady.into()),
+        send(
+            CircuitFailed {
+                reason: "nobody asked".into(),
+            }
+            .into(),
+        ),
+        ipv4_packet(INTERNET, address, b"after the noise"),
+    ])
+    .await
+    .unwrap();
+    let got = timeout(T, async {
+        loop {
+            if let Some(p) = tun.try_recv() {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(got.ends_with(b"after the noise"));
+    assert_eq!(
+        c_memory.route_get(IpAddr::V4(INTERNET)).as_deref(),
+        Some("aura0"),
+        "the tunnel is still up"
+    );
+    assert!(!client.task.is_finished(), "the client is still running");
+    client.stop().await.unwrap();
+}
