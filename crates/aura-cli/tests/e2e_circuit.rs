@@ -115,14 +115,17 @@ fn deploy(w: &World) {
         );
     assert_ne!(entry, exit);
     let entry = format!(
-        "{entry}\n[server.relay]\nenabled = true\nallow_extend_to = [\"{EXIT_IP}:8443\"]\n"
+        "{entry}\n[server.relay]\nenabled = true\n\
+         allow_extend_to = [\"{EXIT_IP}:8443\", \"{EXIT_IP}:443\"]\n"
     );
     std::fs::write(d.join("entry.toml"), entry).unwrap();
     for (id, exit_ip) in [("alice", EXIT_IP), ("bob", lab::INTERNET_IP)] {
         let out = d.join(id);
         support::provision_client(&d, id, exit_ip, &out);
         let toml = out.join("client.toml");
-        deploy::set_client_carrier(&toml, &w.path(&format!("{id}.sock")), "udp").unwrap();
+        // Alice's circuit runs on TLS, both legs: the relay dials the exit's TLS carrier.
+        let carrier = if id == "alice" { "tls" } else { "udp" };
+        deploy::set_client_carrier(&toml, &w.path(&format!("{id}.sock")), carrier).unwrap();
         let mut text = std::fs::read_to_string(&toml).unwrap();
         text.push_str(&format!(
             "\n[client.circuit]\nenabled = true\nentry = \"{}\"\nentry_name = \"entry.test\"\n",
@@ -185,24 +188,16 @@ fn a_two_hop_circuit_carries_traffic_the_relay_cannot_read() {
     let alice_toml = w.p("deploy/alice/client.toml");
     let alice = w.spawn("alice", Which::Client, &["client", "--config", &alice_toml]);
     let st = w.wait(alice, "alice.sock", |v| v["state"] == "connected");
-    assert_eq!(st["server"], format!("{EXIT_IP}:8443"));
-    let hops: Vec<(String, String)> = st["circuit"]
+    assert_eq!(st["server"], format!("{EXIT_IP}:443"));
+    let hops: Vec<String> = st["circuit"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| {
-            (
-                h["name"].as_str().unwrap().to_owned(),
-                h["state"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|h| format!("{} {} {}", h["name"], h["carrier"], h["state"]))
         .collect();
     assert_eq!(
         hops,
-        [
-            ("entry.test".to_owned(), "up".to_owned()),
-            ("exit.test".to_owned(), "up".to_owned())
-        ]
+        [r#""entry.test" "tls" "up""#, r#""exit.test" "tls" "up""#]
     );
 
     let table = w
@@ -262,6 +257,7 @@ fn a_two_hop_circuit_carries_traffic_the_relay_cannot_read() {
     assert_eq!(peers[0]["id"], "alice");
     let remote: std::net::SocketAddr = peers[0]["remote"].as_str().unwrap().parse().unwrap();
     assert_eq!(remote.ip(), SERVER_INTERNET_IP, "the exit sees the relay");
+    assert_eq!(peers[0]["carrier"], "tls", "{exit_view}");
     let relay_view = support::status(&w.p("entry.sock")).unwrap();
     assert_eq!(
         relay_view["peers"].as_array().map(Vec::len),

@@ -507,6 +507,37 @@ impl ServerOptions {
     }
 }
 
+impl ServerOptions {
+    /// How this server, as a relay, dials a next hop's QUIC or TLS carrier: as a client
+    /// of the deployment would (the knock when the deployment knocks, the day's masks).
+    pub fn onward_dial(
+        &self,
+        creds: &Credentials,
+        wall_clock: fn() -> UnixTime,
+    ) -> aura_transport::circuit::OnwardDial {
+        let c = &self.carriers;
+        aura_transport::circuit::OnwardDial {
+            tls: TlsOptions {
+                camo: c.knock.then(|| TlsCamo {
+                    knock: tls_knock(creds, wall_clock),
+                    decoy: None,
+                }),
+                ..c.tls_options.clone()
+            },
+            quic: QuicOptions {
+                camo: c.knock.then(|| QuicCamo {
+                    knock: quic_knock(creds, wall_clock),
+                    site: None,
+                    forward: None,
+                }),
+                ..c.quic_options.clone()
+            },
+            masks: c.masks.seed(&creds.ca_der),
+            wall_clock,
+        }
+    }
+}
+
 /// The `aura pki` directory `ca_key` belongs to, when it is that directory's `ca.key`
 /// and the directory's `crl.pem` is the CRL the server serves. Re-signing through the
 /// directory keeps its index and CRL numbers in step with `aura pki revoke`; a CA key

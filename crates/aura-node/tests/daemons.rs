@@ -910,8 +910,7 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
         aura_proto::Identity {
             cert_der: pki.server().cert_der.clone(),
             signer: std::sync::Arc::new(
-                aura_proto::EcdsaP256Signer::from_pkcs8_der(&pki.server().key_pkcs8_der)
-                    .unwrap(),
+                aura_proto::EcdsaP256Signer::from_pkcs8_der(&pki.server().key_pkcs8_der).unwrap(),
             ),
         },
         pki.verifier().unwrap(),
@@ -935,7 +934,7 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
     .unwrap();
     let (c_host, c_memory, mut c_tuns) = host(&net);
     let client = start_client(client_options(d, "alice"), c_host);
-    let mut conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
     let address = Ipv4Addr::new(10, 77, 0, 2);
     let send = |m: ControlMessage<'static>| m.encode().unwrap();
     conn.send_batch(vec![

@@ -341,12 +341,16 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
         relay: Some(RelayPolicy {
             allow: vec![hop_addr],
         }),
+        onward: aura_node::server::relay::Onward::Network(None),
         ..Welcome::default()
     };
     let extend = |to: SocketAddr| {
-        ControlMessage::from(ExtendBridge { addr: to })
-            .encode()
-            .unwrap()
+        ControlMessage::from(ExtendBridge {
+            addr: to,
+            via: aura_proto::control::Via::Udp,
+        })
+        .encode()
+        .unwrap()
     };
 
     // Extended to the listed hop: a bridge.

@@ -8,7 +8,7 @@ use aura_proto::control::{
     self, AddressAssign, AddressAssign6, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed,
     CircuitReady, ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk,
     DnsAssign, Envelope, ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN,
-    MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, chunk_crl, decode, encode, encode_into,
+    MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, Via, chunk_crl, decode, encode, encode_into,
     is_control,
 };
 use proptest::prelude::*;
@@ -142,11 +142,18 @@ fn chunk_parts() -> impl Strategy<Value = (u64, u32, u32, Vec<u8>)> {
         })
 }
 
+fn via() -> impl Strategy<Value = Via> {
+    prop_oneof![Just(Via::Udp), Just(Via::Quic), Just(Via::Tls)]
+}
+
 fn message() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        socket_addr().prop_map(|addr| ControlMessage::from(ExtendBridge { addr })
-            .encode()
-            .unwrap()),
+        (socket_addr(), via()).prop_map(|(addr, via)| ControlMessage::from(ExtendBridge {
+            addr,
+            via
+        })
+        .encode()
+        .unwrap()),
         reason().prop_map(|reason| {
             ControlMessage::from(CircuitFailed { reason })
                 .encode()
@@ -256,16 +263,17 @@ proptest! {
     }
 
     #[test]
-    fn extend_bridge_round_trip(addr in socket_addr()) {
-        let extend = ExtendBridge { addr };
+    fn extend_bridge_round_trip(addr in socket_addr(), via in via()) {
+        let extend = ExtendBridge { addr, via };
         let bytes = extend.to_vec();
-        prop_assert_eq!(bytes.len(), if addr.is_ipv4() { 7 } else { 19 });
+        let byte = usize::from(via != Via::Udp);
+        prop_assert_eq!(bytes.len(), if addr.is_ipv4() { 7 } else { 19 } + byte);
         prop_assert_eq!(ExtendBridge::decode(&bytes), Ok(extend));
     }
 
     #[test]
     fn extend_bridge_rejects_wrong_length(addr in socket_addr(), extra in 1usize..4, shorten in any::<bool>()) {
-        let mut bytes = ExtendBridge { addr }.to_vec();
+        let mut bytes = ExtendBridge { addr, via: Via::Udp }.to_vec();
         if shorten {
             bytes.truncate(bytes.len().saturating_sub(extra));
         } else {
@@ -633,10 +641,25 @@ fn known_answer_crl_ack() {
 fn known_answer_extend_bridge() {
     let v4 = ExtendBridge {
         addr: "192.0.2.1:51820".parse().unwrap(),
+        via: Via::Udp,
     };
     assert_eq!(v4.to_vec(), [4, 192, 0, 2, 1, 0xCA, 0x6C]);
+    // Over QUIC and TLS: the same, then the carrier byte.
+    for (via, byte) in [(Via::Quic, 1), (Via::Tls, 2)] {
+        let e = ExtendBridge { via, ..v4 };
+        assert_eq!(e.to_vec(), [4, 192, 0, 2, 1, 0xCA, 0x6C, byte]);
+        assert_eq!(ExtendBridge::decode(&e.to_vec()).unwrap(), e);
+    }
+    // A carrier byte 0 (UDP has none) or an unknown one is refused.
+    for bad in [0u8, 3, 0xff] {
+        assert_eq!(
+            ExtendBridge::decode(&[4, 192, 0, 2, 1, 0xCA, 0x6C, bad]),
+            Err(ControlError::UnknownVia(bad))
+        );
+    }
     let v6 = ExtendBridge {
         addr: "[2001:db8::1]:443".parse().unwrap(),
+        via: Via::Udp,
     };
     let mut expected = vec![6, 0x20, 0x01, 0x0d, 0xb8];
     expected.extend_from_slice(&[0; 11]);
@@ -1466,10 +1489,14 @@ fn extend_bridge_rejections() {
     );
     assert_eq!(
         ExtendBridge::decode(&[4, 1, 2, 3, 4, 0, 1, 9]),
+        Err(ControlError::UnknownVia(9))
+    );
+    assert_eq!(
+        ExtendBridge::decode(&[4, 1, 2, 3, 4, 0, 1, 1, 1]),
         Err(ControlError::PayloadLength {
             kind: ControlKind::ExtendBridge,
             expected: 7,
-            actual: 8
+            actual: 9
         })
     );
     assert_eq!(
@@ -1483,6 +1510,7 @@ fn extend_bridge_rejections() {
     let mut buf = [0u8; 6];
     let v4 = ExtendBridge {
         addr: "10.0.0.1:1".parse().unwrap(),
+        via: Via::Udp,
     };
     assert!(matches!(
         v4.encode_into(&mut buf),
@@ -1493,7 +1521,15 @@ fn extend_bridge_rejections() {
 #[test]
 fn extend_bridge_drops_v6_scope() {
     let addr: SocketAddr = "[fe80::1%7]:9".parse().unwrap();
-    let decoded = ExtendBridge::decode(&ExtendBridge { addr }.to_vec()).unwrap();
+    let decoded = ExtendBridge::decode(
+        &ExtendBridge {
+            addr,
+            via: Via::Tls,
+        }
+        .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(decoded.via, Via::Tls);
     assert_eq!(decoded.addr.ip(), addr.ip());
     assert_eq!(decoded.addr.port(), 9);
 }

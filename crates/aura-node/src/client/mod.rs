@@ -130,7 +130,8 @@ pub async fn run_on<T: TunFactory>(
         bridges.push(resolve("client.bridges", b).await?);
     }
     // Through a circuit the client dials the entry (its bridges are the entry's other
-    // addresses); each relay reaches the next hop on its UDP carrier.
+    // addresses); each relay reaches the next hop on the same carriers, in the same
+    // order, at the same ports.
     let mut hops = Vec::new();
     let first = match &opts.circuit {
         None => server,
@@ -139,12 +140,12 @@ pub async fn run_on<T: TunFactory>(
             for (address, name) in &c.middle {
                 let ip = resolve("client.circuit.middle", address).await?;
                 hops.push(Hop {
-                    addr: std::net::SocketAddr::new(ip, opts.udp_port),
+                    ip,
                     name: name.clone(),
                 });
             }
             hops.push(Hop {
-                addr: std::net::SocketAddr::new(server, opts.udp_port),
+                ip: server,
                 name: opts.server_name.clone(),
             });
             entry
@@ -386,8 +387,11 @@ impl<T: TunFactory> Client<T> {
                     )));
                 }
                 // A relay that refuses the next hop, or is no relay: dialling again meets
-                // the same answer.
-                Err(TransportError::CircuitFailed { relay, to, reason }) => {
+                // the same answer. One that cannot reach it now (the hop is down) may
+                // later: that is retried below.
+                Err(TransportError::CircuitFailed { relay, to, reason })
+                    if !reason.starts_with(aura_transport::circuit::UNREACHABLE) =>
+                {
                     return Err(DaemonError::Refused(format!(
                         "relay {} refused to extend the circuit to {}: {reason}",
                         self.opts.redact.addr(&relay),

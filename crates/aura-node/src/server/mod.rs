@@ -299,7 +299,9 @@ async fn serve<T: TunFactory>(
     // In memory (tests) a relay reaches the next hops through the same network.
     let onward = match (&host.network, listeners.mem_addr) {
         (Network::Memory(net), Some(at)) => relay::Onward::Memory(net.clone(), at),
-        _ => relay::Onward::Udp,
+        _ => relay::Onward::Network(Some(std::sync::Arc::new(
+            opts.onward_dial(&creds, host.wall_clock),
+        ))),
     };
     let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

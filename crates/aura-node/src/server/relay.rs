@@ -13,7 +13,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use aura_proto::control::{CircuitFailed, CircuitReady, ControlMessage, ExtendBridge};
+use std::sync::Arc;
+
+use aura_proto::control::{CircuitFailed, CircuitReady, ControlMessage, ExtendBridge, Via};
+use aura_transport::circuit::{OnwardDial, UNREACHABLE};
 use aura_transport::{DatagramLink, MemNetwork, PacketConn};
 use tokio::net::UdpSocket;
 
@@ -67,35 +70,57 @@ async fn send_control(conn: &PacketConn, message: ControlMessage<'_>) {
     }
 }
 
-/// How a relay reaches the next hops: UDP sockets, or (tests) an in-memory network.
+/// How a relay reaches the next hops.
 #[derive(Debug, Clone, Default)]
 pub enum Onward {
-    /// A UDP socket of its own per bridge, to the hop's UDP carrier.
-    #[default]
-    Udp,
-    /// A link of the in-memory network, from the relay's address there.
+    /// Over the network: a UDP socket of its own per bridge to a hop's UDP carrier, and
+    /// (when given) the QUIC and TLS carriers dialled as a client of the deployment
+    /// would; without it, only UDP hops.
+    Network(Option<Arc<OnwardDial>>),
+    /// A link of the in-memory network, from the relay's address there (tests; every
+    /// carrier is the in-memory one).
     Memory(MemNetwork, SocketAddr),
+    /// Nowhere (the default until a server says how).
+    #[default]
+    Nowhere,
 }
 
 /// The path to one next hop.
 enum NextHop {
     Udp(UdpSocket),
-    Memory(DatagramLink),
+    Link(DatagramLink),
 }
 
 impl NextHop {
-    async fn open(onward: &Onward, to: SocketAddr) -> Option<Self> {
-        match onward {
-            Onward::Udp => {
+    /// Opens the path to `to` over `via`, or says why not.
+    async fn open(onward: &Onward, to: SocketAddr, via: Via) -> Result<Self, String> {
+        let unreachable = |why: String| format!("{UNREACHABLE} {to} over {}: {why}", via.name());
+        match (onward, via) {
+            (Onward::Network(_), Via::Udp) => {
                 let local: SocketAddr = match to.ip() {
                     IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
                     IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
                 };
-                let socket = UdpSocket::bind(local).await.ok()?;
-                socket.connect(to).await.ok()?;
-                Some(Self::Udp(socket))
+                let socket = UdpSocket::bind(local)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                socket
+                    .connect(to)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                Ok(Self::Udp(socket))
             }
-            Onward::Memory(net, from) => net.connect(*from, to).map(Self::Memory),
+            (Onward::Network(Some(dial)), via) => dial
+                .connect(via, to)
+                .await
+                .map(Self::Link)
+                .map_err(|e| unreachable(e.to_string())),
+            (Onward::Network(None), _) => Err(unreachable("it relays over UDP only".into())),
+            (Onward::Memory(net, from), _) => net
+                .connect(*from, to)
+                .map(Self::Link)
+                .ok_or_else(|| unreachable("nothing listens there".into())),
+            (Onward::Nowhere, _) => Err(unreachable("it has no way out".into())),
         }
     }
 
@@ -103,7 +128,7 @@ impl NextHop {
     async fn send(&self, d: &[u8]) -> bool {
         match self {
             Self::Udp(s) => s.send(d).await.is_ok(),
-            Self::Memory(l) => l.outbound.try_send(d.to_vec()).is_ok(),
+            Self::Link(l) => l.outbound.try_send(d.to_vec()).is_ok(),
         }
     }
 
@@ -119,7 +144,7 @@ impl NextHop {
                         Err(_) => return,
                     }
                 }
-                Self::Memory(l) => match l.inbound.try_recv() {
+                Self::Link(l) => match l.inbound.try_recv() {
                     Ok(d) => out.push(d),
                     Err(_) => return,
                 },
@@ -135,7 +160,7 @@ impl NextHop {
                 buf.resize(MAX_DATAGRAM, 0);
                 Some(s.recv(buf).await.ok())
             }
-            Self::Memory(l) => {
+            Self::Link(l) => {
                 let d = l.inbound.recv().await?;
                 let n = d.len();
                 *buf = d;
@@ -150,6 +175,7 @@ impl NextHop {
 pub async fn bridge(
     mut conn: PacketConn,
     to: SocketAddr,
+    via: Via,
     policy: &RelayPolicy,
     onward: &Onward,
 ) -> (u64, u64) {
@@ -159,11 +185,14 @@ pub async fn bridge(
         conn.close().await;
         return (0, 0);
     }
-    let Some(mut next) = NextHop::open(onward, to).await else {
-        let reason = format!("this relay cannot reach {to}");
-        send_control(&conn, CircuitFailed { reason }.into()).await;
-        conn.close().await;
-        return (0, 0);
+    let mut next = match NextHop::open(onward, to, via).await {
+        Ok(n) => n,
+        Err(reason) => {
+            tracing::info!(%reason, "circuit extension failed");
+            send_control(&conn, CircuitFailed { reason }.into()).await;
+            conn.close().await;
+            return (0, 0);
+        }
     };
     send_control(&conn, CircuitReady.into()).await;
     tracing::debug!("circuit extended");
@@ -189,9 +218,7 @@ pub async fn bridge(
                         Ok(ControlMessage::ExtendBridge(e)) => {
                             let reopened = match policy.refusal(e.addr) {
                                 Some(reason) => Err(reason),
-                                None => NextHop::open(onward, e.addr)
-                                    .await
-                                    .ok_or_else(|| format!("this relay cannot reach {}", e.addr)),
+                                None => NextHop::open(onward, e.addr, e.via).await,
                             };
                             match reopened {
                                 Ok(n) => {

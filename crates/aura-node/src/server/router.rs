@@ -250,7 +250,8 @@ impl Router {
                     if let Some(e) = extend {
                         batch.recycle();
                         let (up, down) =
-                            super::relay::bridge(conn, e.addr, policy, &welcome.onward).await;
+                            super::relay::bridge(conn, e.addr, e.via, policy, &welcome.onward)
+                                .await;
                         tracing::debug!(up, down, "circuit closed");
                         return Ok(());
                     }
@@ -347,7 +348,8 @@ impl Router {
                 match &welcome.relay {
                     Some(policy) => {
                         let (up, down) =
-                            super::relay::bridge(conn, e.addr, policy, &welcome.onward).await;
+                            super::relay::bridge(conn, e.addr, e.via, policy, &welcome.onward)
+                                .await;
                         tracing::debug!(up, down, "circuit closed");
                     }
                     None => {

@@ -3,7 +3,7 @@
 //!
 //! | kind | payload |
 //! |---|---|
-//! | 3 `ExtendBridge` | `family (4 or 6) ‖ address (4 or 16) ‖ u16_be port` |
+//! | 3 `ExtendBridge` | `family (4 or 6) ‖ address (4 or 16) ‖ u16_be port [‖ via (1 QUIC, 2 TLS)]` |
 //! | 4 `CircuitReady` | empty |
 //! | 5 `CircuitFailed` | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes |
 //!
@@ -25,14 +25,51 @@ const EXTEND_V4_LEN: usize = 1 + 4 + 2;
 /// Payload length of an IPv6 [`ExtendBridge`], in bytes: family + address + port.
 const EXTEND_V6_LEN: usize = 1 + 16 + 2;
 
-/// `ExtendBridge` payload: asks the bridge to extend the circuit to `addr`.
+/// The carrier a relay reaches the next hop on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Via {
+    /// Its UDP carrier: the seed's form, without a carrier byte.
+    #[default]
+    Udp,
+    /// Its QUIC carrier (carrier byte 1).
+    Quic,
+    /// Its TLS-over-TCP carrier (carrier byte 2).
+    Tls,
+}
+
+impl Via {
+    /// The carrier's name, as in configuration files.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Quic => "quic",
+            Self::Tls => "tls",
+        }
+    }
+
+    /// The carrier byte, `None` for UDP (the form without one).
+    const fn byte(self) -> Option<u8> {
+        match self {
+            Self::Udp => None,
+            Self::Quic => Some(1),
+            Self::Tls => Some(2),
+        }
+    }
+}
+
+/// `ExtendBridge` payload: asks the bridge to extend the circuit to `addr` over `via`.
 ///
-/// Wire form: family byte (4 or 6), the 4 or 16 address bytes, the port as `u16_be`. IPv6 flow
-/// information and scope id are not carried: they decode as zero and are ignored when encoding.
+/// Wire form: family byte (4 or 6), the 4 or 16 address bytes, the port as `u16_be`, then for
+/// QUIC or TLS one carrier byte (1 or 2); UDP has no carrier byte (the seed's form), so a byte
+/// 0 is refused rather than read as UDP. IPv6 flow information and scope id are not carried:
+/// they decode as zero and are ignored when encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ExtendBridge {
     /// Address of the next hop.
     pub addr: SocketAddr,
+    /// The carrier to reach it on.
+    pub via: Via,
 }
 
 impl ExtendBridge {
@@ -58,6 +95,21 @@ impl ExtendBridge {
             expected,
             actual: payload.len(),
         };
+        let base = match family {
+            FAMILY_V4 => EXTEND_V4_LEN,
+            FAMILY_V6 => EXTEND_V6_LEN,
+            other => return Err(ControlError::UnknownAddressFamily(other)),
+        };
+        let (payload, via) = match payload.len() {
+            n if n == base => (payload, Via::Udp),
+            n if n == base + 1 => match payload.split_last() {
+                Some((1, rest)) => (rest, Via::Quic),
+                Some((2, rest)) => (rest, Via::Tls),
+                Some((&b, _)) => return Err(ControlError::UnknownVia(b)),
+                None => return Err(wrong_len(base)),
+            },
+            _ => return Err(wrong_len(base)),
+        };
         let addr = match family {
             FAMILY_V4 => {
                 let bytes: [u8; EXTEND_V4_LEN] =
@@ -76,15 +128,20 @@ impl ExtendBridge {
             }
             other => return Err(ControlError::UnknownAddressFamily(other)),
         };
-        Ok(Self { addr })
+        Ok(Self { addr, via })
     }
 
-    /// Length of the encoded payload in bytes (7 for IPv4, 19 for IPv6).
+    /// Length of the encoded payload in bytes (7 for IPv4, 19 for IPv6, one more over QUIC
+    /// or TLS).
     #[must_use]
     pub const fn encoded_len(&self) -> usize {
-        match self.addr {
+        let base = match self.addr {
             SocketAddr::V4(_) => EXTEND_V4_LEN,
             SocketAddr::V6(_) => EXTEND_V6_LEN,
+        };
+        match self.via.byte() {
+            Some(_) => base + 1,
+            None => base,
         }
     }
 
@@ -96,16 +153,25 @@ impl ExtendBridge {
         let len = self.encoded_len();
         let buf = payload_buf(out, len)?;
         let [p0, p1] = self.addr.port().to_be_bytes();
+        let via = self.via.byte();
         match self.addr.ip() {
             IpAddr::V4(ip) => {
                 let [a, b, c, d] = ip.octets();
-                buf.copy_from_slice(&[FAMILY_V4, a, b, c, d, p0, p1]);
-            }
-            IpAddr::V6(ip) => {
                 for (dst, src) in buf
                     .iter_mut()
-                    .zip([FAMILY_V6].into_iter().chain(ip.octets()).chain([p0, p1]))
+                    .zip([FAMILY_V4, a, b, c, d, p0, p1].into_iter().chain(via))
                 {
+                    *dst = src;
+                }
+            }
+            IpAddr::V6(ip) => {
+                for (dst, src) in buf.iter_mut().zip(
+                    [FAMILY_V6]
+                        .into_iter()
+                        .chain(ip.octets())
+                        .chain([p0, p1])
+                        .chain(via),
+                ) {
                     *dst = src;
                 }
             }

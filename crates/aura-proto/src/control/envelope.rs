@@ -93,6 +93,10 @@ pub enum ControlError {
     /// An [`ExtendBridge`](super::ExtendBridge) address family other than 4 or 6.
     #[error("unknown address family {0} in ExtendBridge")]
     UnknownAddressFamily(u8),
+    /// An [`ExtendBridge`](super::ExtendBridge) carrier byte other than 1 (QUIC) or 2 (TLS)
+    /// (UDP is the form without the byte).
+    #[error("unknown carrier {0} in ExtendBridge")]
+    UnknownVia(u8),
     /// An [`AddressAssign`](super::AddressAssign) whose prefix length is over 32 or whose address or gateway is
     /// unusable in that network (network or broadcast address, or outside it), or an
     /// [`AddressAssign6`](super::AddressAssign6) whose prefix length is not 64 to 126 or whose

@@ -22,7 +22,7 @@
 //! |---|---|---|
 //! | 1 `CrlPush` | [`CrlChunk`] | `u64_be crl_number ‖ u32_be offset ‖ u32_be total_len ‖ data` |
 //! | 2 `CrlAck` | [`CrlAck`] | `u64_be crl_number` (exactly 8 bytes) |
-//! | 3 `ExtendBridge` | [`ExtendBridge`] | `family (4 or 6) ‖ address (4 or 16) ‖ u16_be port` |
+//! | 3 `ExtendBridge` | [`ExtendBridge`] | `family (4 or 6) ‖ address (4 or 16) ‖ u16_be port [‖ via]` |
 //! | 4 `CircuitReady` | [`CircuitReady`] | empty |
 //! | 5 `CircuitFailed` | [`CircuitFailed`] | UTF-8 reason, at most [`MAX_REASON_LEN`] bytes |
 //! | 6 `AddressAssign` | [`AddressAssign`] | `address (4) ‖ prefix_len u8 ‖ gateway (4) ‖ u16_be mtu` (exactly 11 bytes) |
@@ -88,7 +88,7 @@ mod dns;
 mod envelope;
 
 pub use self::address::{AddressAssign, AddressAssign6, AddressRequest};
-pub use self::circuit::{CircuitFailed, CircuitReady, ExtendBridge, MAX_REASON_LEN};
+pub use self::circuit::{CircuitFailed, CircuitReady, ExtendBridge, MAX_REASON_LEN, Via};
 pub use self::crl::{
     CRL_CHUNK_HEADER_LEN, CRL_PUSH_OVERHEAD, CrlAck, CrlAssembler, CrlChunk,
     MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, chunk_crl,
