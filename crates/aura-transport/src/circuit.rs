@@ -5,8 +5,11 @@
 //! answers `CircuitReady`, the session with it carries, as its data packets, the wire
 //! datagrams of a second, complete Aura session with the next hop: a new protocol
 //! endpoint of the client's own, in its own driver, whose only link is that session
-//! ([`carry`]). The datagrams on that link are disguised as the UDP carrier disguises
-//! them, because the relay sends each one as a UDP datagram to the hop's UDP carrier.
+//! ([`carry`]). The relay reaches the hop on the carrier the client names (each hop is
+//! tried on the client's carriers in order): toward a hop's UDP carrier the datagrams on
+//! that link are disguised as the UDP carrier disguises them, because the relay sends
+//! each one as a UDP datagram; toward QUIC or TLS they go as they are, and the relay's
+//! connection ([`OnwardDial`]) is the camouflage.
 //! A longer circuit repeats the step inside the last session: each relay knows the hop
 //! before it and the hop after it, and holds none of the keys of the sessions nested
 //! inside its own.
