@@ -652,6 +652,7 @@ fn circuit_server(
     let text = format!(
         "[server]\nname = \"{id}\"\nlisten = \"{ip}\"\nadmin_socket = \"{dir}/{id}.sock\"\n\
          {relay}[server.pool]\ncidr = \"10.77.0.0/24\"\n\
+         [server.pool.static]\nalice = \"10.77.0.10\"\nbob = \"10.77.0.11\"\n\
          [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
          key = \"{dir}/{id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
          knock_key = \"{dir}/knock.key\"\n",
@@ -785,6 +786,10 @@ async fn circuits_of_two_and_three_hops_in_memory() {
     );
     let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
     let (b_addr, mut b_tun) = timeout(T, b_tuns.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        (a_addr, b_addr),
+        (Ipv4Addr::new(10, 77, 0, 10), Ipv4Addr::new(10, 77, 0, 11))
+    );
     for (tun, addr, tag) in [
         (&mut a_tun, a_addr, b"two hops".as_slice()),
         (&mut b_tun, b_addr, b"three hops"),
@@ -840,7 +845,7 @@ async fn circuits_of_two_and_three_hops_in_memory() {
     }
 
     // The exit restarts: each client notices its dead session and builds its circuit
-    // again.
+    // again (with the same static address, so its TUN stays).
     exit.stop().await.unwrap();
     let (x_host, _x_memory, mut x_tuns) = host(&net);
     let exit = start_server(exit_opts(), x_host);
