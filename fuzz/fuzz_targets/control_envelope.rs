@@ -5,8 +5,8 @@
 #![no_main]
 
 use aura_proto::control::{
-    self, AddressAssign6, CircuitFailed, CircuitReady, ControlError, ControlMessage, CrlAck,
-    CrlChunk, DnsAssign, ExtendBridge, HEADER_LEN,
+    self, AddressAssign6, CircuitFailed, CircuitReady, ControlError, ControlMessage, CoverGrant,
+    CoverRequest, CrlAck, CrlChunk, DnsAssign, ExtendBridge, HEADER_LEN, Padding,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -87,6 +87,20 @@ fn payloads(payload: &[u8]) {
         let mut out = vec![0u8; payload.len()];
         assert_eq!(dns.encode_into(&mut out), Ok(payload.len()));
         assert_eq!(out, payload, "DnsAssign round trip");
+    }
+    if let Ok(p) = Padding::decode(payload) {
+        assert_eq!(p.len, payload.len());
+        assert!(payload.iter().all(|b| *b == 0));
+    }
+    if let Ok(r) = CoverRequest::decode(payload) {
+        let mut out = [0u8; 3];
+        assert_eq!(r.encode_into(&mut out), Ok(3));
+        assert_eq!(&out[..], payload, "CoverRequest round trip");
+    }
+    if let Ok(g) = CoverGrant::decode(payload) {
+        let mut out = [0u8; 3];
+        assert_eq!(g.encode_into(&mut out), Ok(3));
+        assert_eq!(&out[..], payload, "CoverGrant round trip");
     }
     if let Ok(assign) = AddressAssign6::decode(payload) {
         assert!(assign.validate().is_ok());

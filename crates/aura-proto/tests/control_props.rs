@@ -6,10 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aura_proto::control::{
     self, AddressAssign, AddressAssign6, AddressRequest, CRL_PUSH_OVERHEAD, CircuitFailed,
-    CircuitReady, ControlError, ControlKind, ControlMessage, CrlAck, CrlAssembler, CrlChunk,
-    DnsAssign, Envelope, ExtendBridge, HEADER_LEN, MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN,
-    MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, Via, chunk_crl, decode, encode, encode_into,
-    is_control,
+    CircuitReady, ControlError, ControlKind, ControlMessage, CoverGrant, CoverProfile,
+    CoverRequest, CrlAck, CrlAssembler, CrlChunk, DnsAssign, Envelope, ExtendBridge, HEADER_LEN,
+    MAGIC, MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, MAX_ENVELOPE_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN,
+    Padding, Via, chunk_crl, decode, encode, encode_into, is_control,
 };
 use proptest::prelude::*;
 
@@ -142,6 +142,14 @@ fn chunk_parts() -> impl Strategy<Value = (u64, u32, u32, Vec<u8>)> {
         })
 }
 
+fn cover_profile() -> impl Strategy<Value = CoverProfile> {
+    prop_oneof![
+        Just(CoverProfile::Idle),
+        Just(CoverProfile::Bursts),
+        Just(CoverProfile::Https)
+    ]
+}
+
 fn via() -> impl Strategy<Value = Via> {
     prop_oneof![Just(Via::Udp), Just(Via::Quic), Just(Via::Tls)]
 }
@@ -190,7 +198,18 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
         ),
         dns_assign().prop_map(|dns| ControlMessage::from(dns).encode().unwrap()),
         address_assign6().prop_map(|assign| ControlMessage::from(assign).encode().unwrap()),
-        (10u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
+        (0usize..300).prop_map(|len| ControlMessage::from(Padding { len }).encode().unwrap()),
+        (cover_profile(), 1u16..=1000).prop_map(|(profile, budget)| ControlMessage::from(
+            CoverRequest { profile, budget }
+        )
+        .encode()
+        .unwrap()),
+        proptest::option::of((cover_profile(), 1u16..=1000)).prop_map(|granted| {
+            ControlMessage::from(CoverGrant { granted })
+                .encode()
+                .unwrap()
+        }),
+        (13u8..=255, payload()).prop_map(|(kind, payload)| control::encode(
             ControlKind::from_u8(kind),
             &payload
         )
@@ -221,7 +240,7 @@ proptest! {
         prop_assert_eq!(kind.to_u8(), byte);
         prop_assert_eq!(ControlKind::from_u8(kind.to_u8()), kind);
         if let ControlKind::Unknown(n) = kind {
-            prop_assert!(!(1..=9).contains(&n));
+            prop_assert!(!(1..=12).contains(&n));
         }
     }
 
@@ -1441,8 +1460,8 @@ fn kind_normalisation() {
     for byte in 0..=u8::MAX {
         let kind = ControlKind::from_u8(byte);
         assert_eq!(kind.to_u8(), byte);
-        assert_eq!(kind.is_known(), (1..=9).contains(&byte));
-        if (1..=9).contains(&byte) {
+        assert_eq!(kind.is_known(), (1..=12).contains(&byte));
+        if (1..=12).contains(&byte) {
             assert_ne!(kind, ControlKind::Unknown(byte));
         }
     }
@@ -1750,4 +1769,105 @@ fn assembler_restart_ignore_and_conflicts() {
         asm.push_envelope(&not_push),
         Err(ControlError::WrongKind { .. })
     ));
+}
+
+/// Frozen vectors of the cover family: a Padding of 3 bytes, a request for `https` at 250
+/// per mille, a grant of `bursts` at 100 per mille and a refusal.
+const PADDING_VECTOR: [u8; 12] = [0xAA, 0xAA, 0xC0, 0x01, 10, 0, 0, 0, 3, 0, 0, 0];
+const COVER_REQUEST_VECTOR: [u8; 12] = [0xAA, 0xAA, 0xC0, 0x01, 11, 0, 0, 0, 3, 3, 0x00, 0xFA];
+const COVER_GRANT_VECTOR: [u8; 12] = [0xAA, 0xAA, 0xC0, 0x01, 12, 0, 0, 0, 3, 2, 0x00, 0x64];
+const COVER_REFUSAL_VECTOR: [u8; 12] = [0xAA, 0xAA, 0xC0, 0x01, 12, 0, 0, 0, 3, 0, 0, 0];
+
+#[test]
+fn known_answer_cover_family() {
+    let cases: [(&[u8], ControlMessage<'_>); 4] = [
+        (&PADDING_VECTOR, Padding { len: 3 }.into()),
+        (
+            &COVER_REQUEST_VECTOR,
+            CoverRequest {
+                profile: CoverProfile::Https,
+                budget: 250,
+            }
+            .into(),
+        ),
+        (
+            &COVER_GRANT_VECTOR,
+            CoverGrant {
+                granted: Some((CoverProfile::Bursts, 100)),
+            }
+            .into(),
+        ),
+        (&COVER_REFUSAL_VECTOR, CoverGrant { granted: None }.into()),
+    ];
+    for (bytes, message) in cases {
+        assert_eq!(message.encode().unwrap(), bytes);
+        assert_eq!(ControlMessage::decode(bytes).unwrap(), message);
+    }
+    assert_eq!(CoverProfile::from_name("https"), Some(CoverProfile::Https));
+    assert_eq!(CoverProfile::from_name("HTTPS"), None);
+}
+
+#[test]
+fn cover_family_rejections() {
+    let bad = |kind: u8, payload: &[u8]| {
+        ControlMessage::decode(&control::encode(ControlKind::from_u8(kind), payload).unwrap())
+            .unwrap_err()
+    };
+    // Padding must be zeros (one encoding per length).
+    assert_eq!(
+        bad(10, &[0, 1, 0]),
+        ControlError::BadCover("padding bytes must be zero")
+    );
+    // Requests: unknown profile, budgets 0 and 1001, wrong lengths.
+    assert_eq!(
+        bad(11, &[0, 0, 10]),
+        ControlError::BadCover("unknown cover profile")
+    );
+    assert_eq!(
+        bad(11, &[4, 0, 10]),
+        ControlError::BadCover("unknown cover profile")
+    );
+    assert_eq!(
+        bad(11, &[1, 0, 0]),
+        ControlError::BadCover("budget out of range 1..=1000 per mille")
+    );
+    assert_eq!(
+        bad(11, &[1, 0x03, 0xE9]),
+        ControlError::BadCover("budget out of range 1..=1000 per mille")
+    );
+    for short in [&[][..], &[1][..], &[1, 0][..], &[1, 0, 1, 0][..]] {
+        assert!(matches!(
+            bad(11, short),
+            ControlError::PayloadLength { expected: 3, .. }
+        ));
+        assert!(matches!(
+            bad(12, short),
+            ControlError::PayloadLength { expected: 3, .. }
+        ));
+    }
+    // Grants: a refusal with a budget, a grant of budget 0.
+    assert_eq!(
+        bad(12, &[0, 0, 1]),
+        ControlError::BadCover("a refusal carries budget 0")
+    );
+    assert_eq!(
+        bad(12, &[2, 0, 0]),
+        ControlError::BadCover("budget out of range 1..=1000 per mille")
+    );
+    // Encoding checks the same invariants.
+    assert!(
+        ControlMessage::from(CoverRequest {
+            profile: CoverProfile::Idle,
+            budget: 0
+        })
+        .encode()
+        .is_err()
+    );
+    assert!(
+        ControlMessage::from(Padding {
+            len: control::MAX_PAYLOAD_LEN + 1
+        })
+        .encode()
+        .is_err()
+    );
 }

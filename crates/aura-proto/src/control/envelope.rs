@@ -110,6 +110,11 @@ pub enum ControlError {
     /// (unspecified, loopback, multicast, the IPv4 broadcast address, IPv4-mapped IPv6).
     #[error("unusable DNS resolver list: {0}")]
     BadDns(&'static str),
+    /// A [`Padding`](super::Padding) with a non-zero byte, or a
+    /// [`CoverRequest`](super::CoverRequest) or [`CoverGrant`](super::CoverGrant) with an
+    /// unknown profile or a budget out of range.
+    #[error("unusable cover message: {0}")]
+    BadCover(&'static str),
     /// A [`CircuitFailed`](super::CircuitFailed) reason longer than [`MAX_REASON_LEN`](super::MAX_REASON_LEN).
     #[error("circuit failure reason of {len} bytes exceeds the maximum of {max}")]
     ReasonTooLong {
@@ -197,12 +202,18 @@ pub enum ControlKind {
     /// 9: the server tells the client its IPv6 tunnel address, when its pool is dual-stack
     /// ([`AddressAssign6`](super::AddressAssign6)).
     AddressAssign6,
-    /// Any other kind byte (never 1 to 9: [`ControlKind::from_u8`] normalises those).
+    /// 10: padding, dropped on receipt ([`Padding`](super::Padding)).
+    Padding,
+    /// 11: the client asks for cover traffic ([`CoverRequest`](super::CoverRequest)).
+    CoverRequest,
+    /// 12: the server grants or refuses it ([`CoverGrant`](super::CoverGrant)).
+    CoverGrant,
+    /// Any other kind byte (never 1 to 12: [`ControlKind::from_u8`] normalises those).
     Unknown(u8),
 }
 
 impl ControlKind {
-    /// Maps a kind byte to its kind; bytes other than 1 to 9 give [`ControlKind::Unknown`].
+    /// Maps a kind byte to its kind; bytes other than 1 to 12 give [`ControlKind::Unknown`].
     #[must_use]
     pub const fn from_u8(byte: u8) -> Self {
         match byte {
@@ -215,6 +226,9 @@ impl ControlKind {
             7 => Self::AddressRequest,
             8 => Self::DnsAssign,
             9 => Self::AddressAssign6,
+            10 => Self::Padding,
+            11 => Self::CoverRequest,
+            12 => Self::CoverGrant,
             other => Self::Unknown(other),
         }
     }
@@ -232,6 +246,9 @@ impl ControlKind {
             Self::AddressRequest => 7,
             Self::DnsAssign => 8,
             Self::AddressAssign6 => 9,
+            Self::Padding => 10,
+            Self::CoverRequest => 11,
+            Self::CoverGrant => 12,
             Self::Unknown(byte) => byte,
         }
     }

@@ -29,6 +29,9 @@
 //! | 7 `AddressRequest` | [`AddressRequest`] | empty |
 //! | 8 `DnsAssign` | [`DnsAssign`] | `count u8 ‖ count × (family u8 (4 or 6) ‖ address (4 or 16))`, count ≤ [`DnsAssign::MAX_SERVERS`] |
 //! | 9 `AddressAssign6` | [`AddressAssign6`] | `address (16) ‖ prefix_len u8 ‖ gateway (16)` (exactly 33 bytes) |
+//! | 10 `Padding` | [`Padding`] | zero bytes, any number up to [`MAX_PAYLOAD_LEN`] (dropped on receipt) |
+//! | 11 `CoverRequest` | [`CoverRequest`] | `profile u8 (1–3) ‖ u16_be budget` (per mille, 1–1000) |
+//! | 12 `CoverGrant` | [`CoverGrant`] | `profile u8 (0 refused, 1–3) ‖ u16_be budget` (0 with a refusal) |
 //!
 //! Any other kind byte decodes as [`ControlKind::Unknown`], so a receiver can skip messages
 //! introduced by newer peers.
@@ -83,12 +86,14 @@
 
 mod address;
 mod circuit;
+mod cover;
 mod crl;
 mod dns;
 mod envelope;
 
 pub use self::address::{AddressAssign, AddressAssign6, AddressRequest};
 pub use self::circuit::{CircuitFailed, CircuitReady, ExtendBridge, MAX_REASON_LEN, Via};
+pub use self::cover::{CoverGrant, CoverProfile, CoverRequest, MAX_COVER_BUDGET, Padding};
 pub use self::crl::{
     CRL_CHUNK_HEADER_LEN, CRL_PUSH_OVERHEAD, CrlAck, CrlAssembler, CrlChunk,
     MAX_CRL_CHUNK_DATA_LEN, MAX_CRL_LEN, chunk_crl,
@@ -124,9 +129,15 @@ pub enum ControlMessage<'a> {
     DnsAssign(DnsAssign),
     /// The client's IPv6 tunnel address.
     AddressAssign6(AddressAssign6),
+    /// Padding, dropped on receipt.
+    Padding(Padding),
+    /// The client asks for cover traffic.
+    CoverRequest(CoverRequest),
+    /// The server grants or refuses cover traffic.
+    CoverGrant(CoverGrant),
     /// A kind this version does not know; the payload is passed through untouched.
     Unknown {
-        /// The kind byte (never 1 to 9).
+        /// The kind byte (never 1 to 12).
         kind: u8,
         /// The raw payload.
         payload: &'a [u8],
@@ -150,8 +161,11 @@ impl<'a> ControlMessage<'a> {
             ControlKind::AddressRequest => Self::AddressRequest(AddressRequest::decode(payload)?),
             ControlKind::DnsAssign => Self::DnsAssign(DnsAssign::decode(payload)?),
             ControlKind::AddressAssign6 => Self::AddressAssign6(AddressAssign6::decode(payload)?),
+            ControlKind::Padding => Self::Padding(Padding::decode(payload)?),
+            ControlKind::CoverRequest => Self::CoverRequest(CoverRequest::decode(payload)?),
+            ControlKind::CoverGrant => Self::CoverGrant(CoverGrant::decode(payload)?),
             ControlKind::Unknown(byte) => match ControlKind::from_u8(byte) {
-                // A hand-built `Unknown(1..=9)`: treat it as the kind it names.
+                // A hand-built `Unknown(1..=12)`: treat it as the kind it names.
                 known @ (ControlKind::CrlPush
                 | ControlKind::CrlAck
                 | ControlKind::ExtendBridge
@@ -160,7 +174,10 @@ impl<'a> ControlMessage<'a> {
                 | ControlKind::AddressAssign
                 | ControlKind::AddressRequest
                 | ControlKind::DnsAssign
-                | ControlKind::AddressAssign6) => {
+                | ControlKind::AddressAssign6
+                | ControlKind::Padding
+                | ControlKind::CoverRequest
+                | ControlKind::CoverGrant) => {
                     return Self::parse(Envelope {
                         kind: known,
                         payload,
@@ -192,6 +209,9 @@ impl<'a> ControlMessage<'a> {
             Self::AddressRequest(_) => ControlKind::AddressRequest,
             Self::DnsAssign(_) => ControlKind::DnsAssign,
             Self::AddressAssign6(_) => ControlKind::AddressAssign6,
+            Self::Padding(_) => ControlKind::Padding,
+            Self::CoverRequest(_) => ControlKind::CoverRequest,
+            Self::CoverGrant(_) => ControlKind::CoverGrant,
             Self::Unknown { kind, .. } => ControlKind::from_u8(*kind),
         }
     }
@@ -209,6 +229,9 @@ impl<'a> ControlMessage<'a> {
             Self::AddressRequest(_) => 0,
             Self::DnsAssign(dns) => dns.encoded_len(),
             Self::AddressAssign6(assign) => assign.encoded_len(),
+            Self::Padding(p) => p.encoded_len(),
+            Self::CoverRequest(r) => r.encoded_len(),
+            Self::CoverGrant(g) => g.encoded_len(),
             Self::Unknown { payload, .. } => payload.len(),
         }
     }
@@ -234,6 +257,9 @@ impl<'a> ControlMessage<'a> {
             Self::AddressAssign(assign) => assign.validate()?,
             Self::DnsAssign(dns) => dns.validate()?,
             Self::AddressAssign6(assign) => assign.validate()?,
+            Self::Padding(p) => p.validate()?,
+            Self::CoverRequest(r) => r.validate()?,
+            Self::CoverGrant(g) => g.validate()?,
             _ => {}
         }
         let payload_len = self.payload_len();
@@ -248,6 +274,9 @@ impl<'a> ControlMessage<'a> {
             Self::AddressRequest(_) => 0,
             Self::DnsAssign(dns) => dns.encode_into(body)?,
             Self::AddressAssign6(assign) => assign.encode_into(body)?,
+            Self::Padding(p) => p.encode_into(body)?,
+            Self::CoverRequest(r) => r.encode_into(body)?,
+            Self::CoverGrant(g) => g.encode_into(body)?,
             Self::Unknown { payload, .. } => {
                 body.copy_from_slice(payload);
                 payload.len()
@@ -285,6 +314,24 @@ impl From<CrlAck> for ControlMessage<'_> {
 impl From<ExtendBridge> for ControlMessage<'_> {
     fn from(extend: ExtendBridge) -> Self {
         Self::ExtendBridge(extend)
+    }
+}
+
+impl From<Padding> for ControlMessage<'_> {
+    fn from(p: Padding) -> Self {
+        Self::Padding(p)
+    }
+}
+
+impl From<CoverRequest> for ControlMessage<'_> {
+    fn from(r: CoverRequest) -> Self {
+        Self::CoverRequest(r)
+    }
+}
+
+impl From<CoverGrant> for ControlMessage<'_> {
+    fn from(g: CoverGrant) -> Self {
+        Self::CoverGrant(g)
     }
 }
 

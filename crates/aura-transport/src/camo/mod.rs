@@ -12,10 +12,13 @@
 //! - [`tls_knock`]: the TLS carrier's knock in the ClientHello session id;
 //! - [`quic_knock`]: the QUIC carrier's knock in the Initial's destination connection id;
 //! - [`quic_forward`]: the forwarded decoy on the QUIC carrier, below quinn;
-//! - [`decoy`]: the web server strangers meet on the TLS and QUIC carriers.
+//! - [`decoy`]: the web server strangers meet on the TLS and QUIC carriers;
+//! - [`cover`]: cover traffic inside the tunnel, scheduled by maybenot state machines
+//!   (sans-IO; not yet wired to the data path).
 //!
 //! The carriers and the driver call into it; it calls neither.
 
+pub mod cover;
 pub mod datagram;
 pub mod decoy;
 pub mod hello;

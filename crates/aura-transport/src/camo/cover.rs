@@ -1,0 +1,460 @@
+//! Cover traffic inside the tunnel, driven by maybenot state machines (docs/PROTOCOL.md
+//! §9, "Cover traffic"). Sans-IO: the caller reports what it sent and received, asks
+//! when the next timer runs out, and sends the padding packets this says to send (each a
+//! `Padding` control message of the size given, which the peer drops). Time is passed
+//! in, and the randomness comes from a seed, so a run is reproducible under a simulated
+//! clock.
+//!
+//! Each profile is one machine (`machines`):
+//!
+//! - `idle`: when nothing has been sent or received for 0.4–1.6 s, a small packet goes
+//!   out, and again every 0.4–1.6 s while the tunnel stays idle: an idle tunnel keeps a
+//!   faint heartbeat rather than falling silent.
+//! - `bursts`: each packet of a burst may start a tail of 2–20 padding packets 1–15 ms
+//!   apart, so where a burst ends and how long it was are blurred.
+//! - `https`: as `bursts`, with a tail of 1–8 packets drawn from a web-like size mix
+//!   (ACK-sized, mid-sized and full-sized), and each real packet answered by a small one
+//!   now and then, so the size histogram moves toward HTTPS browsing.
+//!
+//! The budget caps padding as a share of all packets sent (maybenot's padding fraction,
+//! per framework and per machine), after a small allowance at the start.
+
+use std::time::Instant;
+
+use aura_proto::control::{CoverProfile, HEADER_LEN, MAX_COVER_BUDGET};
+use enum_map::EnumMap;
+use maybenot::action::{Action, Timer};
+use maybenot::dist::{Dist, DistType};
+use maybenot::event::Event;
+use maybenot::state::{State, Trans};
+use maybenot::{Framework, Machine, MachineId, TriggerAction, TriggerEvent};
+use rand_chacha_09::ChaCha20Rng;
+use rand_chacha_09::rand_core::{RngCore, SeedableRng};
+
+/// Padding packets a machine may send before the budget applies (the first moments of a
+/// session have no real traffic to measure against).
+const ALLOWANCE: u64 = 16;
+
+/// Why a cover engine could not start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CoverError {
+    /// The budget is outside 1..=1000 per mille.
+    #[error("cover budget {0} is out of range 1..=1000 per mille")]
+    Budget(u16),
+    /// The largest packet is too small to hold a padding message.
+    #[error("a tunnel MTU of {0} bytes is too small for padding")]
+    Mtu(usize),
+    /// maybenot refused a machine (a bug in `machines`).
+    #[error("cover machine: {0}")]
+    Machine(String),
+}
+
+fn uniform(low: f64, high: f64) -> Dist {
+    Dist::new(DistType::Uniform { low, high }, 0.0, 0.0)
+}
+
+fn state(action: Option<Action>, on: &[(Event, Vec<Trans>)]) -> State {
+    let mut t: EnumMap<Event, Vec<Trans>> = EnumMap::default();
+    for (e, to) in on {
+        t[*e] = to.clone();
+    }
+    let mut s = State::new(t);
+    s.action = action;
+    s
+}
+
+fn pad(timeout: Dist, limit: Option<Dist>) -> Option<Action> {
+    Some(Action::SendPadding {
+        bypass: false,
+        replace: false,
+        timeout,
+        limit,
+    })
+}
+
+/// The machine of `profile`, its padding share capped at `frac`.
+fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
+    use Event::{LimitReached, NormalRecv, NormalSent, PaddingSent};
+    let traffic = |to: usize| {
+        vec![
+            (NormalSent, vec![Trans(to, 1.0)]),
+            (NormalRecv, vec![Trans(to, 1.0)]),
+        ]
+    };
+    let states = match profile {
+        CoverProfile::Idle => {
+            // 0: waiting for the first traffic; 1: a padding packet scheduled 0.4–1.6 s
+            // out, pushed back by every packet, and scheduled again once sent.
+            let mut on1 = traffic(1);
+            on1.push((PaddingSent, vec![Trans(1, 1.0)]));
+            vec![
+                state(None, &traffic(1)),
+                state(pad(uniform(400_000.0, 1_600_000.0), None), &on1),
+            ]
+        }
+        CoverProfile::Bursts | CoverProfile::Https => {
+            let (gap, tail, start) = match profile {
+                CoverProfile::Bursts => ((1_000.0, 15_000.0), (2.0, 20.0), 0.3),
+                _ => ((1_000.0, 25_000.0), (1.0, 8.0), 0.5),
+            };
+            // 0: idle; a real packet starts a tail (state 1) with probability `start`.
+            // 1: padding every gap until the tail's limit, then back to 0; more
+            // traffic keeps the tail going.
+            let mut on1 = vec![
+                (PaddingSent, vec![Trans(1, 1.0)]),
+                (LimitReached, vec![Trans(0, 1.0)]),
+            ];
+            on1.extend(traffic(1));
+            let start_tail = vec![Trans(1, start)];
+            vec![
+                state(
+                    None,
+                    &[(NormalSent, start_tail.clone()), (NormalRecv, start_tail)],
+                ),
+                state(
+                    pad(uniform(gap.0, gap.1), Some(uniform(tail.0, tail.1))),
+                    &on1,
+                ),
+            ]
+        }
+    };
+    Machine::new(ALLOWANCE, frac, 0, 0.0, states).map_err(|e| CoverError::Machine(e.to_string()))
+}
+
+/// One side's cover traffic for one session.
+#[derive(Debug)]
+pub struct Cover {
+    profile: CoverProfile,
+    framework: Framework<Vec<Machine>, ChaCha20Rng>,
+    /// When each machine's padding is due.
+    action: Vec<Option<Instant>>,
+    /// When each machine's internal timer runs out.
+    internal: Vec<Option<Instant>>,
+    /// Events to feed on the next call (timers started by the last actions).
+    pending: Vec<TriggerEvent>,
+    /// For padding sizes.
+    sizes: ChaCha20Rng,
+    /// Largest padding packet (the tunnel MTU).
+    mtu: usize,
+    /// Padding packets due so far.
+    pub padding_sent: u64,
+    /// Real packets sent so far.
+    pub normal_sent: u64,
+}
+
+impl Cover {
+    /// A cover engine for `profile`, padding at most `budget` per mille of the packets it
+    /// sends, each at most `mtu` bytes, with randomness from `seed`, started at `now`.
+    ///
+    /// # Errors
+    /// A budget out of range or an MTU too small.
+    pub fn new(
+        profile: CoverProfile,
+        budget: u16,
+        mtu: usize,
+        seed: [u8; 32],
+        now: Instant,
+    ) -> Result<Self, CoverError> {
+        if budget == 0 || budget > MAX_COVER_BUDGET {
+            return Err(CoverError::Budget(budget));
+        }
+        if mtu < HEADER_LEN + 32 {
+            return Err(CoverError::Mtu(mtu));
+        }
+        let frac = f64::from(budget) / f64::from(MAX_COVER_BUDGET);
+        let machines = vec![machine(profile, frac)?];
+        let n = machines.len();
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut size_seed = [0u8; 32];
+        rng.fill_bytes(&mut size_seed);
+        let framework = Framework::new(machines, frac, 0.0, now, rng)
+            .map_err(|e| CoverError::Machine(e.to_string()))?;
+        Ok(Self {
+            profile,
+            framework,
+            action: vec![None; n],
+            internal: vec![None; n],
+            pending: Vec::new(),
+            sizes: ChaCha20Rng::from_seed(size_seed),
+            mtu,
+            padding_sent: 0,
+            normal_sent: 0,
+        })
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> CoverProfile {
+        self.profile
+    }
+
+    /// A real packet was sent.
+    pub fn normal_sent(&mut self, now: Instant) {
+        self.normal_sent += 1;
+        self.trigger(TriggerEvent::NormalSent, now);
+    }
+
+    /// A real packet was received.
+    pub fn normal_recv(&mut self, now: Instant) {
+        self.trigger(TriggerEvent::NormalRecv, now);
+    }
+
+    /// A padding packet was received (and dropped).
+    pub fn padding_recv(&mut self, now: Instant) {
+        self.trigger(TriggerEvent::PaddingRecv, now);
+    }
+
+    /// When the next timer runs out, if any is set.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.action
+            .iter()
+            .chain(&self.internal)
+            .flatten()
+            .min()
+            .copied()
+    }
+
+    /// The size of the next padding packet due by `now` (the whole control message,
+    /// header included), or `None` when none is due. Call until `None`.
+    pub fn poll_padding(&mut self, now: Instant) -> Option<usize> {
+        for m in 0..self.internal.len() {
+            if self.internal[m].is_some_and(|t| t <= now) {
+                self.internal[m] = None;
+                let machine = MachineId::from_raw(m);
+                self.trigger(TriggerEvent::TimerEnd { machine }, now);
+            }
+        }
+        let m = (0..self.action.len()).find(|&m| self.action[m].is_some_and(|t| t <= now))?;
+        self.action[m] = None;
+        self.padding_sent += 1;
+        let machine = MachineId::from_raw(m);
+        self.trigger(TriggerEvent::PaddingSent { machine }, now);
+        Some(self.padding_len())
+    }
+
+    /// A padding size by the profile: `idle` small, `bursts` large, `https` a web mix.
+    fn padding_len(&mut self) -> usize {
+        let min = HEADER_LEN + 16;
+        let r = self.sizes.next_u64();
+        let span = |lo: usize, hi: usize, x: u64| {
+            let width = u64::try_from(hi.saturating_sub(lo) + 1).unwrap_or(1);
+            lo + usize::try_from(x % width).unwrap_or(0)
+        };
+        let mtu = self.mtu;
+        match self.profile {
+            CoverProfile::Idle => span(min, 160.min(mtu), r >> 8),
+            CoverProfile::Bursts => span(mtu / 2, mtu, r >> 8),
+            CoverProfile::Https => match r % 100 {
+                // ACK-sized, as the many small packets of a TLS download.
+                0..45 => span(min, 120.min(mtu), r >> 8),
+                45..60 => span(120.min(mtu), 600.min(mtu), r >> 8),
+                _ => mtu,
+            },
+        }
+    }
+
+    fn trigger(&mut self, event: TriggerEvent, now: Instant) {
+        let mut events = std::mem::take(&mut self.pending);
+        events.push(event);
+        let Self {
+            framework,
+            action,
+            internal,
+            pending,
+            ..
+        } = self;
+        for a in framework.trigger_events(&events, now) {
+            match *a {
+                TriggerAction::SendPadding {
+                    timeout, machine, ..
+                } => {
+                    if let Some(slot) = action.get_mut(machine.into_raw()) {
+                        *slot = Some(now + timeout);
+                    }
+                }
+                TriggerAction::Cancel { machine, timer } => {
+                    let m = machine.into_raw();
+                    if matches!(timer, Timer::Action | Timer::All)
+                        && let Some(slot) = action.get_mut(m)
+                    {
+                        *slot = None;
+                    }
+                    if matches!(timer, Timer::Internal | Timer::All)
+                        && let Some(slot) = internal.get_mut(m)
+                    {
+                        *slot = None;
+                    }
+                }
+                TriggerAction::UpdateTimer {
+                    duration,
+                    replace,
+                    machine,
+                } => {
+                    if let Some(slot) = internal.get_mut(machine.into_raw()) {
+                        let until = now + duration;
+                        *slot = Some(match *slot {
+                            Some(t) if !replace => t.max(until),
+                            _ => until,
+                        });
+                        pending.push(TriggerEvent::TimerBegin { machine });
+                    }
+                }
+                // No machine here blocks.
+                TriggerAction::BlockOutgoing { .. } => {}
+            }
+        }
+        events.clear();
+        if self.pending.is_empty() {
+            self.pending = events;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Runs `profile` for `total` of simulated time with a real packet sent every
+    /// `every` (none when `None`) and returns (time since start, size) of each padding
+    /// packet.
+    fn run(
+        profile: CoverProfile,
+        budget: u16,
+        seed: u8,
+        every: Option<Duration>,
+        total: Duration,
+    ) -> (Vec<(Duration, usize)>, Cover) {
+        let t0 = Instant::now();
+        let mut c = Cover::new(profile, budget, 1280, [seed; 32], t0).unwrap();
+        c.normal_sent(t0);
+        let mut out = Vec::new();
+        let mut now = t0;
+        let mut next_real = every.map(|e| t0 + e);
+        while now < t0 + total {
+            let next = [c.poll_timeout(), next_real]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(t0 + total)
+                .min(t0 + total);
+            now = next.max(now);
+            if next_real.is_some_and(|t| t <= now) {
+                c.normal_sent(now);
+                next_real = every.map(|e| now + e);
+            }
+            while let Some(len) = c.poll_padding(now) {
+                out.push((now - t0, len));
+            }
+            if c.poll_timeout().is_none() && next_real.is_none() {
+                break;
+            }
+        }
+        (out, c)
+    }
+
+    #[test]
+    fn the_same_seed_and_events_give_the_same_padding() {
+        for p in [
+            CoverProfile::Idle,
+            CoverProfile::Bursts,
+            CoverProfile::Https,
+        ] {
+            // Idle pads only a silent tunnel; the others pad around traffic.
+            let every = (p != CoverProfile::Idle).then_some(10 * MS);
+            let a = run(p, 500, 7, every, Duration::from_secs(5)).0;
+            let b = run(p, 500, 7, every, Duration::from_secs(5)).0;
+            let c = run(p, 500, 8, every, Duration::from_secs(5)).0;
+            assert!(!a.is_empty(), "{p:?}");
+            assert_eq!(a, b, "{p:?}");
+            assert_ne!(a, c, "{p:?}: another seed, another schedule");
+        }
+    }
+
+    #[test]
+    fn idle_pads_a_silent_tunnel_and_stays_quiet_under_traffic() {
+        // Silent for 20 s after one packet: a heartbeat every 0.4–1.6 s.
+        let (pads, _) = run(CoverProfile::Idle, 1000, 1, None, Duration::from_secs(20));
+        assert!((12..=50).contains(&pads.len()), "{} packets", pads.len());
+        for w in pads.windows(2) {
+            let gap = w[1].0 - w[0].0;
+            assert!(gap >= 400 * MS && gap <= 1600 * MS, "{gap:?}");
+        }
+        assert!(
+            pads.iter()
+                .all(|(_, len)| (HEADER_LEN + 16..=160).contains(len))
+        );
+        // A packet every 100 ms keeps pushing the heartbeat back: no padding at all.
+        let (busy, _) = run(
+            CoverProfile::Idle,
+            1000,
+            1,
+            Some(100 * MS),
+            Duration::from_secs(20),
+        );
+        assert!(busy.is_empty(), "{busy:?}");
+    }
+
+    #[test]
+    fn bursts_get_tails_and_the_budget_caps_them() {
+        // A packet every 5 ms for 10 s: tails follow, within the budget of 20 %.
+        let (pads, c) = run(
+            CoverProfile::Bursts,
+            200,
+            3,
+            Some(5 * MS),
+            Duration::from_secs(10),
+        );
+        assert!(!pads.is_empty());
+        let share = c.padding_sent as f64 / (c.padding_sent + c.normal_sent) as f64;
+        assert!(share <= 0.2 + 0.01, "padding share {share}");
+        assert!(pads.iter().all(|(_, len)| (640..=1280).contains(len)));
+        // A larger budget lets more through.
+        let (more, _) = run(
+            CoverProfile::Bursts,
+            900,
+            3,
+            Some(5 * MS),
+            Duration::from_secs(10),
+        );
+        assert!(more.len() > pads.len(), "{} vs {}", more.len(), pads.len());
+    }
+
+    #[test]
+    fn https_sizes_mix_small_and_full_packets() {
+        let (pads, _) = run(
+            CoverProfile::Https,
+            1000,
+            5,
+            Some(20 * MS),
+            Duration::from_secs(30),
+        );
+        let small = pads.iter().filter(|(_, l)| *l <= 120).count();
+        let full = pads.iter().filter(|(_, l)| *l == 1280).count();
+        assert!(pads.len() > 100, "{}", pads.len());
+        assert!(
+            small * 4 > pads.len() && full * 4 > pads.len(),
+            "{small} small, {full} full of {}",
+            pads.len()
+        );
+    }
+
+    #[test]
+    fn bad_budgets_and_mtus_are_refused() {
+        let t0 = Instant::now();
+        assert_eq!(
+            Cover::new(CoverProfile::Idle, 0, 1280, [0; 32], t0).err(),
+            Some(CoverError::Budget(0))
+        );
+        assert_eq!(
+            Cover::new(CoverProfile::Idle, 1001, 1280, [0; 32], t0).err(),
+            Some(CoverError::Budget(1001))
+        );
+        assert_eq!(
+            Cover::new(CoverProfile::Https, 10, 20, [0; 32], t0).err(),
+            Some(CoverError::Mtu(20))
+        );
+    }
+}
