@@ -925,7 +925,7 @@ fn split_rules_send_direct_networks_outside_the_tunnel() {
         lab::transfer(
             client_ns,
             w.lab.internet(),
-            addr.parse().unwrap(),
+            addr.parse::<std::net::Ipv4Addr>().unwrap(),
             port,
             2 * MB,
             Duration::from_secs(30),
@@ -949,7 +949,7 @@ fn split_rules_send_direct_networks_outside_the_tunnel() {
     let on_lan = lab::transfer(
         client_ns,
         &lan,
-        "192.168.77.2".parse().unwrap(),
+        "192.168.77.2".parse::<std::net::Ipv4Addr>().unwrap(),
         PORT + 2,
         2 * MB,
         Duration::from_secs(30),
@@ -1110,7 +1110,7 @@ fn the_kill_switch_lets_only_the_carriers_out_while_the_server_is_down() {
     let r = lab::transfer(
         w.lab.client(1).unwrap(),
         w.lab.internet(),
-        "198.18.0.3".parse().unwrap(),
+        "198.18.0.3".parse::<std::net::Ipv4Addr>().unwrap(),
         PORT + 1,
         MB,
         Duration::from_secs(30),
@@ -1194,7 +1194,7 @@ fn aura_route_changes_the_running_client() {
         lab::transfer(
             w.lab.client(1).unwrap(),
             w.lab.internet(),
-            "198.18.0.3".parse().unwrap(),
+            "198.18.0.3".parse::<std::net::Ipv4Addr>().unwrap(),
             port,
             MB,
             Duration::from_secs(30),
@@ -1419,7 +1419,7 @@ fn a_domain_rule_follows_the_address_dns_gives() {
         lab::transfer(
             client_ns,
             w.lab.internet(),
-            addr.parse().unwrap(),
+            addr.parse::<std::net::Ipv4Addr>().unwrap(),
             port,
             MB,
             Duration::from_secs(30),
@@ -1578,7 +1578,7 @@ fn ipv6_inside_the_tunnel_and_over_an_ipv6_underlay() {
     assert_eq!(st["address6"], "fd61:7572:6100::2", "{st}");
     assert_eq!(st["server"], format!("[{server6}]:8443"), "{st}");
     let client_ns = w.lab.client(1).unwrap();
-    let r6 = lab::transfer6(
+    let r6 = lab::transfer(
         client_ns,
         w.lab.internet(),
         w.lab.internet_ip6(),
@@ -1613,7 +1613,7 @@ fn ipv6_inside_the_tunnel_and_over_an_ipv6_underlay() {
         .sh(&format!("ip -6 route get {}", w.lab.internet_ip6()))
         .unwrap();
     assert!(route.contains("dev aura0"), "{route}");
-    let blocked = lab::transfer6(
+    let blocked = lab::transfer(
         client_ns,
         w.lab.internet(),
         w.lab.internet_ip6(),

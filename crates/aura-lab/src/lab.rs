@@ -385,8 +385,9 @@ impl Stop<'_> {
 }
 
 /// Sends `bytes` of deterministic pseudo-random data over TCP from namespace `from` to
-/// `to_addr:port`, where a listener runs inside namespace `to`, and checks that the
-/// receiver got exactly that (SHA-256 on both sides, the receiver's digest sent back).
+/// `to_addr:port` (IPv4 or IPv6), where a listener runs inside namespace `to`, and checks
+/// that the receiver got exactly that (SHA-256 on both sides, the receiver's digest sent
+/// back).
 ///
 /// Every blocking call is bounded: the whole exchange ends by `timeout`.
 ///
@@ -396,30 +397,7 @@ impl Stop<'_> {
 pub fn transfer(
     from: &Netns,
     to: &Netns,
-    to_addr: Ipv4Addr,
-    port: u16,
-    bytes: usize,
-    timeout: Duration,
-) -> Result<TransferReport, String> {
-    transfer_cancellable(
-        from,
-        to,
-        to_addr,
-        port,
-        bytes,
-        timeout,
-        &AtomicBool::new(false),
-    )
-}
-
-/// [`transfer`] to an IPv6 address (the listener is on `[::]`).
-///
-/// # Errors
-/// As [`transfer`].
-pub fn transfer6(
-    from: &Netns,
-    to: &Netns,
-    to_addr: Ipv6Addr,
+    to_addr: impl Into<IpAddr>,
     port: u16,
     bytes: usize,
     timeout: Duration,

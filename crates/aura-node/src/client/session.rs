@@ -277,8 +277,13 @@ impl<T: TunFactory> Client<T> {
         let number = creds::crl_number(&v);
         if number > self.crl_number {
             tracing::info!(crl_number = number, "newer CRL from the server");
-            // Every hop of a circuit checks its peer with it (the exit's driver last).
-            for d in &self.hop_drivers {
+            // Every hop of a circuit checks its peer with it; the session's own driver
+            // (the exit's, the last hop's) takes `v` below.
+            let others = self
+                .hop_drivers
+                .split_last()
+                .map_or(&[][..], |(_, rest)| rest);
+            for d in others {
                 if let Ok(each) = Verifier::new(&self.dial.credentials.ca_der, [&der]) {
                     let _ = d.set_verifier(each).await;
                 }
