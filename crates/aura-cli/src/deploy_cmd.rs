@@ -43,6 +43,10 @@ pub struct ServerInitArgs {
     /// written as [server.decoy] upstream. Default: a built-in page.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "disable_knock")]
     decoy_upstream: Option<String>,
+    /// Grant cover traffic to clients that ask ([server.cover]); bundles written by
+    /// `aura provision-client` then ask for the "https" profile.
+    #[arg(long)]
+    enable_cover_traffic: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +70,10 @@ pub struct ProvisionClientArgs {
     /// issued for the device's own key, and the bundle carries no key at all.
     #[arg(long, value_name = "FILE")]
     csr: Option<PathBuf>,
+    /// The cover traffic the client asks for: off, idle, bursts or https. Default: https
+    /// when the deployment grants cover traffic, else off.
+    #[arg(long, value_name = "PROFILE", value_parser = ["off", "idle", "bursts", "https"])]
+    cover: Option<String>,
 }
 
 /// A TOML array of strings.
@@ -92,15 +100,19 @@ fn server_toml(
     knock: bool,
     sni_palette: &[String],
     decoy_upstream: Option<&str>,
+    cover: bool,
 ) -> String {
     let knock_key = if knock {
         "knock_key = \"pki/knock.key\"\n"
     } else {
         ""
     };
-    let decoy = decoy_upstream.map_or(String::new(), |u| {
+    let mut decoy = decoy_upstream.map_or(String::new(), |u| {
         format!("\n[server.decoy]\nupstream = {}\n", toml_string(u))
     });
+    if cover {
+        decoy.push_str("\n[server.cover]\nenabled = true\n");
+    }
     format!(
         "# Written by `aura server-init`. Every key and its default: config/server.toml.example.\n\
          \n\
@@ -136,7 +148,17 @@ fn server_toml(
     )
 }
 
-fn client_toml(server: &str, server_name: &str, knock: bool, sni_palette: &[String]) -> String {
+fn client_toml(
+    server: &str,
+    server_name: &str,
+    knock: bool,
+    sni_palette: &[String],
+    cover: &str,
+) -> String {
+    let mut transport = transport_extra(knock, sni_palette);
+    if cover != "off" {
+        transport.push_str(&format!("cover = {}\n", toml_string(cover)));
+    }
     let knock_key = if knock {
         "knock_key = \"knock.key\"\n"
     } else {
@@ -159,7 +181,6 @@ fn client_toml(server: &str, server_name: &str, knock: bool, sni_palette: &[Stri
          key = \"client.key\"\n\
          crl = \"crl.pem\"\n\
          {knock_key}",
-        transport = transport_extra(knock, sni_palette),
         server = toml_string(server),
         server_name = toml_string(server_name),
     )
@@ -207,6 +228,7 @@ pub fn server_init(a: ServerInitArgs) -> Result<()> {
                 knock,
                 &a.sni_palette,
                 a.decoy_upstream.as_deref(),
+                a.enable_cover_traffic,
             )
             .as_bytes(),
             0o644,
@@ -319,6 +341,13 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
                 .sni_palette
                 .as_deref()
                 .unwrap_or_default(),
+            a.cover
+                .as_deref()
+                .unwrap_or(if server_cfg.server.cover.enabled {
+                    "https"
+                } else {
+                    "off"
+                }),
         );
         files.put(&client_path, text.as_bytes(), 0o644)?;
         aura_config::load_client(&client_path)

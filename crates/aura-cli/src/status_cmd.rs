@@ -74,6 +74,7 @@ pub async fn run(a: StatusArgs) -> Result<()> {
             bytes_out,
             last_handshake,
             circuit,
+            cover,
         } => {
             let address = if address6.is_empty() {
                 address
@@ -85,11 +86,30 @@ pub async fn run(a: StatusArgs) -> Result<()> {
                 ago(last_handshake)
             );
             print!("{}", circuit_lines(&circuit));
+            if let Some(c) = cover {
+                println!("{}", cover_line(&c));
+            }
         }
         Response::Error { message } => anyhow::bail!("the daemon refused: {message}"),
         _ => anyhow::bail!("the daemon answered something this version does not know"),
     }
     Ok(())
+}
+
+/// The cover traffic line: profile, budget and state, and the padding so far.
+fn cover_line(c: &admin::CoverStatus) -> String {
+    let budget = match c.profile.as_str() {
+        "idle" => String::new(),
+        _ => format!(
+            " at most {}.{} % padding",
+            c.budget_permille / 10,
+            c.budget_permille % 10
+        ),
+    };
+    format!(
+        "cover:      {}{budget}, {}; padding {} out, {} in",
+        c.profile, c.state, c.padding_out, c.padding_in
+    )
 }
 
 /// The circuit's hops, one line each, entry first: role, name, address, carrier, state.
@@ -119,6 +139,27 @@ fn circuit_lines(hops: &[admin::HopStatus]) -> String {
 #[cfg(test)]
 mod circuit_tests {
     use super::*;
+
+    #[test]
+    fn the_cover_line_names_profile_budget_and_state() {
+        let mut c = admin::CoverStatus {
+            state: "granted".into(),
+            profile: "https".into(),
+            budget_permille: 305,
+            padding_out: 12,
+            padding_in: 40,
+        };
+        assert_eq!(
+            cover_line(&c),
+            "cover:      https at most 30.5 % padding, granted; padding 12 out, 40 in"
+        );
+        c.profile = "idle".into();
+        c.state = "refused".into();
+        assert_eq!(
+            cover_line(&c),
+            "cover:      idle, refused; padding 12 out, 40 in"
+        );
+    }
 
     #[test]
     fn circuit_lines_align_and_name_each_role() {

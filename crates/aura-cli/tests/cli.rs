@@ -232,6 +232,54 @@ fn server_init_and_provision_client_write_valid_deployments() {
 }
 
 #[test]
+fn cover_traffic_travels_from_server_init_to_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| aura(args, d);
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "dep",
+        "--name",
+        "vpn.example.com",
+        "--enable-cover-traffic",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let server = aura_config::load_server(d.join("dep/server.toml")).unwrap();
+    assert!(server.server.cover.enabled);
+    assert_eq!(server.server.cover.max_budget_percent, 50);
+    let client = |id: &str, extra: &[&str]| {
+        let mut args = vec!["provision-client", "--dir", "dep", "--id", id];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let path = d.join(format!("dep/clients/{id}/client.toml"));
+        aura_config::load_client(path).unwrap().transport.cover
+    };
+    assert_eq!(client("alice", &[]), aura_config::CoverMode::Https);
+    assert_eq!(
+        client("bob", &["--cover", "idle"]),
+        aura_config::CoverMode::Idle
+    );
+    assert_eq!(
+        client("carol", &["--cover", "off"]),
+        aura_config::CoverMode::Off
+    );
+    let o = run(&["provision-client", "--dir", "dep", "--cover", "loud"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("loud"), "{}", text(&o));
+    // Without the flag, nothing is granted and bundles ask for nothing.
+    let o = run(&["server-init", "--dir", "plain", "--name", "vpn.example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["provision-client", "--dir", "plain", "--id", "dave"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let c = aura_config::load_client(d.join("plain/clients/dave/client.toml")).unwrap();
+    assert_eq!(c.transport.cover, aura_config::CoverMode::Off);
+    let s = aura_config::load_server(d.join("plain/server.toml")).unwrap();
+    assert!(!s.server.cover.enabled);
+}
+
+#[test]
 fn knock_keys_palettes_decoys_and_masks_travel_from_server_init_to_bundles() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
@@ -352,6 +400,8 @@ fn status_asks_the_admin_socket() {
             bytes_out: 5678,
             last_handshake: 1,
             connected_since: 1,
+            padding_out: 7,
+            padding_in: 9,
         }],
         warnings: Vec::new(),
     });
@@ -362,6 +412,7 @@ fn status_asks_the_admin_socket() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["peers"][0]["id"], "alice");
     assert_eq!(v["peers"][0]["bytes_in"], 1234);
+    assert_eq!(v["peers"][0]["padding_in"], 9);
     let o = aura(&["status", "--socket", s], dir.path());
     assert!(
         text(&o).contains("10.77.0.2") && text(&o).contains("tls"),

@@ -290,14 +290,24 @@ fn peers(v: &Value) -> Vec<Value> {
     v["peers"].as_array().cloned().unwrap_or_default()
 }
 
-/// One client over `carrier`: 50 MB to the internet host, NATed, counted.
+/// One client over `carrier`: 50 MB to the internet host, NATed, counted, with cover
+/// traffic ("https") on: the transfer arrives intact (SHA-256 on both sides) while padding
+/// flows both ways.
 fn carrier_transfer(carrier: &str) {
     let test = format!("carrier_{carrier}");
     let Some(mut w) = World::new(&test, 1, &[ClientSpec::new("alice", 1)], carrier) else {
         return;
     };
+    let server_toml = w.path("deploy/server.toml");
+    let mut text = std::fs::read_to_string(&server_toml).unwrap();
+    text.push_str("\n[server.cover]\nenabled = true\n");
+    std::fs::write(&server_toml, text).unwrap();
+    let client_toml = w.path("deploy/alice/client.toml");
+    let text = std::fs::read_to_string(&client_toml).unwrap();
+    let text = set_key(&text, "[transport]", "cover", "\"https\"").unwrap();
+    std::fs::write(&client_toml, text).unwrap();
     w.start_server();
-    let (_, connect, st) = w.start_client("alice", 1);
+    let (alice_idx, connect, st) = w.start_client("alice", 1);
     assert_eq!(st["carrier"], carrier, "{st}");
     let r = w.transfer(1, 50 * MB, Duration::from_secs(90)).unwrap();
     eprintln!(
@@ -322,6 +332,25 @@ fn carrier_transfer(carrier: &str) {
         "{alice}"
     );
     assert!(alice["bytes_out"].as_u64().unwrap() > 0, "{alice}");
+    // Cover traffic was granted and ran both ways (the tail after the transfer's last
+    // packets comes within 25 ms each way).
+    let padded = |v: &Value| {
+        v["cover"]["padding_out"].as_u64() > Some(0) && v["cover"]["padding_in"].as_u64() > Some(0)
+    };
+    let st = w
+        .wait_status(alice_idx, "alice.sock", Duration::from_secs(5), padded)
+        .unwrap_or_else(|e| panic!("no padding both ways: {e}"));
+    let cover = &st["cover"];
+    assert_eq!(cover["state"], "granted", "{st}");
+    assert_eq!(cover["budget_permille"], 500, "{st}");
+    let s = w.status("server.sock").unwrap();
+    let alice = peers(&s).into_iter().find(|p| p["id"] == "alice").unwrap();
+    assert!(alice["padding_in"].as_u64().unwrap() > 0, "{alice}");
+    assert!(alice["padding_out"].as_u64().unwrap() > 0, "{alice}");
+    eprintln!(
+        "{carrier}: padding {} out and {} in at the client",
+        cover["padding_out"], cover["padding_in"]
+    );
 }
 
 #[test]

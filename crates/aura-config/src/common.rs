@@ -94,6 +94,24 @@ fn default_tls_port() -> u16 {
     DEFAULT_TLS_PORT
 }
 
+/// Accepts a percentage, an integer in 1..=100, with a message naming the value otherwise.
+pub(crate) fn de_percent_required<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = i64::deserialize(d)?;
+    u8::try_from(v)
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{v} is out of range 1..=100 (percent of the packets sent)"
+            ))
+        })
+}
+
+/// As [`de_percent_required`], for a key that may be absent.
+fn de_percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    de_percent_required(d).map(Some)
+}
+
 /// Accepts an integer in 1..=65535 with a message naming the value otherwise.
 fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     let v = i64::deserialize(d)?;
@@ -143,6 +161,52 @@ pub struct TransportSection {
     /// `sni` when set, else the server name when it is a DNS name.
     #[serde(default)]
     pub sni_palette: Option<Vec<String>>,
+    /// Client: cover traffic inside the tunnel, asked of the server per session (it
+    /// grants it, perhaps with a smaller budget, or refuses). Default `"off"`. A server
+    /// refuses the key: its side is `[server.cover]`.
+    #[serde(default)]
+    pub cover: CoverMode,
+    /// Client: the largest share of padding among the packets each side sends, in
+    /// percent (1–100). Default by profile: 30 for `"bursts"`, 50 for `"https"`. Refused
+    /// with `"idle"` (its timers bound it) and with `"off"`.
+    #[serde(default, deserialize_with = "de_percent")]
+    pub cover_budget_percent: Option<u8>,
+}
+
+/// `[transport] cover`: which cover traffic a client asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoverMode {
+    /// None.
+    #[default]
+    Off,
+    /// An idle tunnel does not look idle: small packets at random moments of silence.
+    Idle,
+    /// Bursts are blurred: a tail of padding after traffic.
+    Bursts,
+    /// Sizes move toward HTTPS browsing: padding of web-like sizes around traffic.
+    Https,
+}
+
+impl CoverMode {
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Idle => "idle",
+            Self::Bursts => "bursts",
+            Self::Https => "https",
+        }
+    }
+
+    /// The budget used when none is set, in percent (`None`: no budget applies).
+    pub fn default_budget_percent(self) -> Option<u8> {
+        match self {
+            Self::Off | Self::Idle => None,
+            Self::Bursts => Some(30),
+            Self::Https => Some(50),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -161,6 +225,8 @@ impl Default for TransportSection {
             padding_profile: None,
             knock: true,
             sni_palette: None,
+            cover: CoverMode::Off,
+            cover_budget_percent: None,
         }
     }
 }
@@ -220,6 +286,20 @@ impl TransportSection {
                         format!("{a:?} must be 1 to 255 bytes long"),
                     );
                 }
+            }
+        }
+        if self.cover_budget_percent.is_some() {
+            match self.cover {
+                CoverMode::Off => p.push(
+                    "transport.cover_budget_percent",
+                    "is set but transport.cover is \"off\": choose a profile or remove the key",
+                ),
+                CoverMode::Idle => p.push(
+                    "transport.cover_budget_percent",
+                    "does not apply to cover = \"idle\" (its timers bound it to 400 bytes a \
+                     second); remove the key",
+                ),
+                CoverMode::Bursts | CoverMode::Https => {}
             }
         }
         if let Some(palette) = &self.sni_palette {

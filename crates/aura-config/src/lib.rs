@@ -78,7 +78,7 @@ pub use client::{
     DEFAULT_HOPS, HOP_OVERHEAD, MAX_HOPS, MiddleHop,
 };
 pub use common::{
-    AURA_DATA_OVERHEAD, Carrier, DEFAULT_MTU, DEFAULT_QUIC_PORT, DEFAULT_TLS_PORT,
+    AURA_DATA_OVERHEAD, Carrier, CoverMode, DEFAULT_MTU, DEFAULT_QUIC_PORT, DEFAULT_TLS_PORT,
     DEFAULT_TUN_NAME, DEFAULT_UDP_PORT, MAX_MTU, MAX_PADDING_PROFILE, MIN_MTU,
     QUIC_EARLY_DATAGRAM_MAX, QUIC_MTU_LIMIT, TransportSection, TunnelSection, UDP_CAMO_OVERHEAD,
 };
@@ -86,8 +86,9 @@ pub use dns::{ClientDns, MAX_RESOLVERS, check_resolver};
 pub use error::{ConfigError, Problem};
 pub use quote::toml_string;
 pub use server::{
-    DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection, HostPort,
-    NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki, ServerSection,
+    CoverSection, DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection,
+    HostPort, NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki,
+    ServerSection,
 };
 pub use server::{DEFAULT_POOL_CIDR6, Nat6Mode};
 pub use split::{DomainPattern, IpCidr, OsRoutes, SplitKind, SplitRule, SplitSection};

@@ -86,6 +86,9 @@ pub struct ServerSection {
     /// `[server.firewall]`.
     #[serde(default)]
     pub firewall: FirewallSection,
+    /// Cover traffic granted to clients that ask.
+    #[serde(default)]
+    pub cover: CoverSection,
 }
 
 /// `[server.firewall]`: what clients reach besides the internet. By default (this
@@ -547,6 +550,49 @@ pub struct RelaySection {
     pub allow_extend_to: Vec<SocketAddr>,
 }
 
+/// `[server.cover]`: cover traffic for clients that ask for it (`[transport] cover` on
+/// theirs). The server grants a client's profile with its budget capped at
+/// `max_budget_percent`, runs the same profile on its side, and holds the padding of all
+/// clients together to `total_budget_percent` of what it sends them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverSection {
+    /// Grant cover traffic. Default `false`: every request is refused.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Largest budget granted to one client, in percent of the packets each side sends.
+    /// Default 50.
+    #[serde(
+        default = "default_max_cover",
+        deserialize_with = "crate::common::de_percent_required"
+    )]
+    pub max_budget_percent: u8,
+    /// Largest share of padding among all the packets the server sends in sessions with
+    /// cover traffic, in percent. Default 30.
+    #[serde(
+        default = "default_total_cover",
+        deserialize_with = "crate::common::de_percent_required"
+    )]
+    pub total_budget_percent: u8,
+}
+
+fn default_max_cover() -> u8 {
+    50
+}
+fn default_total_cover() -> u8 {
+    30
+}
+
+impl Default for CoverSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_budget_percent: default_max_cover(),
+            total_budget_percent: default_total_cover(),
+        }
+    }
+}
+
 /// `[pki]` of a server.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -642,6 +688,21 @@ impl ServerConfig {
                     format!("{a}: port 0 is not a valid port"),
                 );
             }
+        }
+        if self.transport.cover != crate::CoverMode::Off
+            || self.transport.cover_budget_percent.is_some()
+        {
+            p.push(
+                "transport.cover",
+                "is a client setting: a server grants cover traffic with [server.cover]",
+            );
+        }
+        if !s.cover.enabled && s.cover != CoverSection::default() {
+            p.push(
+                "server.cover",
+                "budgets are set but server.cover.enabled is false: enable cover traffic or \
+                 remove them",
+            );
         }
         s.decoy.check(&mut p, self.transport.knock);
         s.firewall.check(&mut p, &s.pool.cidr, s.nat.auto);

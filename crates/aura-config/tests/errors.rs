@@ -900,3 +900,78 @@ fn bad_split_rules_are_named() {
         &["tunnel.split: is a client setting: a server does not route through a tunnel"],
     );
 }
+
+#[test]
+fn cover_profiles_and_budgets() {
+    let f = Fixture::new();
+    let client = |t: &str| f.client(&format!("{CLIENT}\n[transport]\n{t}\n"));
+    parse_error(
+        client("cover = \"loud\"").unwrap_err(),
+        12,
+        9,
+        "transport.cover",
+        "unknown variant `loud`, expected one of `off`, `idle`, `bursts`, `https`",
+    );
+    for bad in ["0", "101", "-5"] {
+        let err = client(&format!("cover = \"https\"\ncover_budget_percent = {bad}")).unwrap_err();
+        parse_error(
+            err,
+            13,
+            24,
+            "transport.cover_budget_percent",
+            &format!("{bad} is out of range 1..=100 (percent of the packets sent)"),
+        );
+    }
+    problems(
+        client("cover_budget_percent = 20").unwrap_err(),
+        &[
+            "transport.cover_budget_percent: is set but transport.cover is \"off\": choose a \
+           profile or remove the key",
+        ],
+    );
+    problems(
+        client("cover = \"idle\"\ncover_budget_percent = 20").unwrap_err(),
+        &[
+            "transport.cover_budget_percent: does not apply to cover = \"idle\" (its timers \
+           bound it to 400 bytes a second); remove the key",
+        ],
+    );
+    let ok = client("cover = \"bursts\"\ncover_budget_percent = 100").unwrap();
+    assert_eq!(ok.transport.cover, aura_config::CoverMode::Bursts);
+    // A server grants cover traffic; it does not ask for it.
+    problems(
+        f.server(&format!("{SERVER}\n[transport]\ncover = \"https\"\n"))
+            .unwrap_err(),
+        &[
+            "transport.cover: is a client setting: a server grants cover traffic with \
+           [server.cover]",
+        ],
+    );
+    let err = f
+        .server(&format!(
+            "{SERVER}\n[server.cover]\nenabled = true\nmax_budget_percent = 150\n"
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("server.cover.max_budget_percent: 150 is out of range 1..=100"),
+        "{err}"
+    );
+    let ok = f
+        .server(&format!(
+            "{SERVER}\n[server.cover]\nenabled = true\ntotal_budget_percent = 10\n"
+        ))
+        .unwrap();
+    assert_eq!(ok.server.cover.total_budget_percent, 10);
+    assert_eq!(ok.server.cover.max_budget_percent, 50);
+    problems(
+        f.server(&format!(
+            "{SERVER}\n[server.cover]\ntotal_budget_percent = 10\n"
+        ))
+        .unwrap_err(),
+        &[
+            "server.cover: budgets are set but server.cover.enabled is false: enable cover \
+           traffic or remove them",
+        ],
+    );
+}

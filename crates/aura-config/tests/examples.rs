@@ -130,6 +130,7 @@ fn server_example_with_every_option_validates() {
     assert_eq!(cfg.pki.ca_key, Some(dir.path().join("pki/ca.key")));
     assert_eq!(cfg.transport.sni.as_deref(), Some("vpn.example.com"));
     assert_eq!(cfg.server.decoy.root, Some(dir.path().join("decoy/site")));
+    assert_eq!(cfg.server.cover.total_budget_percent, 30);
 }
 
 #[test]
@@ -221,4 +222,6 @@ fn client_example_with_every_option_validates() {
         cfg.transport.alpn,
         Some(vec!["h2".to_owned(), "http/1.1".to_owned()])
     );
+    assert_eq!(cfg.transport.cover, aura_config::CoverMode::Https);
+    assert_eq!(cfg.transport.cover_budget_percent, Some(50));
 }

@@ -62,6 +62,21 @@ pub struct HopStatus {
     pub state: String,
 }
 
+/// A client's cover traffic, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverStatus {
+    /// "asked" until the server answers, then "granted" or "refused".
+    pub state: String,
+    /// The profile asked for, or granted.
+    pub profile: String,
+    /// The budget asked for, or granted, in per mille.
+    pub budget_permille: u16,
+    /// Padding packets sent in this session.
+    pub padding_out: u64,
+    /// Padding packets received (and dropped) in this session.
+    pub padding_in: u64,
+}
+
 /// One connected peer, as a server reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerStatus {
@@ -84,6 +99,12 @@ pub struct PeerStatus {
     pub last_handshake: u64,
     /// Unix time it connected.
     pub connected_since: u64,
+    /// Cover traffic: padding packets sent to it.
+    #[serde(default)]
+    pub padding_out: u64,
+    /// Cover traffic: padding packets received from it (and dropped).
+    #[serde(default)]
+    pub padding_in: u64,
 }
 
 /// A response.
@@ -121,6 +142,9 @@ pub enum Response {
         /// The circuit's hops, entry first, exit last; empty for a direct connection.
         #[serde(default)]
         circuit: Vec<HopStatus>,
+        /// Cover traffic, when asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cover: Option<CoverStatus>,
     },
     /// A client's split-tunnel rules (the answer to every route request).
     Routes {
@@ -306,6 +330,8 @@ mod tests {
                     bytes_out: 20,
                     last_handshake: 1,
                     connected_since: 1,
+                    padding_out: 3,
+                    padding_in: 4,
                 }],
                 warnings: Vec::new(),
             },

@@ -17,6 +17,7 @@ use aura_config::{
     Carrier as ConfCarrier, ClientConfig, PoolSection, ServerConfig, TransportSection,
 };
 use aura_pki::{PkiStore, Verifier};
+use aura_proto::control::CoverProfile;
 use aura_proto::{EndpointConfig, Timers};
 use aura_transport::Carrier;
 use aura_transport::camo::decoy::{self, Decoy, Site};
@@ -363,6 +364,48 @@ pub struct ServerOptions {
     pub redact: Redact,
     /// Protocol timers (not configuration keys: [`daemon_timers`]; tests shorten them).
     pub timers: Timers,
+    /// `[server.cover]` when enabled.
+    pub cover: Option<CoverPolicy>,
+}
+
+/// What cover traffic a server grants (`[server.cover]`), budgets in per mille.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoverPolicy {
+    /// Largest budget granted to one client.
+    pub max_budget: u16,
+    /// Largest share of padding among all the packets sent in sessions with cover.
+    pub total_budget: u16,
+}
+
+impl CoverPolicy {
+    fn from_section(c: &aura_config::CoverSection) -> Option<Self> {
+        c.enabled.then(|| Self {
+            max_budget: u16::from(c.max_budget_percent) * 10,
+            total_budget: u16::from(c.total_budget_percent) * 10,
+        })
+    }
+
+    /// What a client asking for `profile` with `budget` gets: the profile, its budget
+    /// capped at [`CoverPolicy::max_budget`].
+    pub fn grant(&self, profile: CoverProfile, budget: u16) -> (CoverProfile, u16) {
+        (profile, budget.clamp(1, self.max_budget))
+    }
+}
+
+/// What cover traffic a client asks for (`[transport] cover`), budget in per mille.
+pub fn cover_request(t: &aura_config::TransportSection) -> Option<(CoverProfile, u16)> {
+    let profile = match t.cover {
+        aura_config::CoverMode::Off => return None,
+        aura_config::CoverMode::Idle => CoverProfile::Idle,
+        aura_config::CoverMode::Bursts => CoverProfile::Bursts,
+        aura_config::CoverMode::Https => CoverProfile::Https,
+    };
+    // `idle` has no budget (its timers bound it): it asks for the whole range.
+    let percent = t
+        .cover_budget_percent
+        .or(t.cover.default_budget_percent())
+        .unwrap_or(100);
+    Some((profile, u16::from(percent) * 10))
 }
 
 impl ServerOptions {
@@ -379,6 +422,14 @@ impl ServerOptions {
                 key: "server.relay.allow_extend_to",
                 problem: "is set but server.relay.enabled is false: enable the relay or \
                           remove the list"
+                    .into(),
+            });
+        }
+        if t.cover != aura_config::CoverMode::Off || t.cover_budget_percent.is_some() {
+            return Err(DaemonError::Config {
+                key: "transport.cover",
+                problem: "is a client setting: a server grants cover traffic with \
+                          [server.cover]"
                     .into(),
             });
         }
@@ -449,6 +500,7 @@ impl ServerOptions {
             admin_socket: cfg.server.admin_socket.clone(),
             redact: Redact(cfg.server.no_logs),
             timers: daemon_timers(),
+            cover: CoverPolicy::from_section(&cfg.server.cover),
         })
     }
 
@@ -624,6 +676,8 @@ pub struct ClientOptions {
     pub timers: Timers,
     /// `[client.circuit]` when enabled: the relays before the server.
     pub circuit: Option<CircuitOptions>,
+    /// The cover traffic asked for: profile and budget (per mille).
+    pub cover: Option<(CoverProfile, u16)>,
 }
 
 /// The relays of a circuit, as written: (address, certificate name) each.
@@ -761,6 +815,7 @@ impl ClientOptions {
             redact: Redact(cfg.client.no_logs),
             timers: daemon_timers(),
             circuit: CircuitOptions::from_config(&cfg.client.circuit)?,
+            cover: cover_request(&cfg.transport),
         })
     }
 

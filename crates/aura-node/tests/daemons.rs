@@ -741,6 +741,11 @@ async fn circuits_of_two_and_three_hops_in_memory() {
     let exit_opts = || {
         let mut o = circuit_server(d, TEST_SERVER_NAME, Ipv4Addr::from([192, 0, 2, 1]), None);
         o.files = server_options(d, &server_id).files;
+        // The exit grants cover traffic, 20 % at most; bob asks for 50 % through his circuit.
+        o.cover = Some(aura_node::options::CoverPolicy {
+            max_budget: 200,
+            total_budget: 300,
+        });
         o
     };
     let exit = start_server(exit_opts(), x_host);
@@ -775,15 +780,14 @@ async fn circuits_of_two_and_three_hops_in_memory() {
         a_host,
     );
     let (b_host, _b_memory, mut b_tuns) = host(&net);
-    let bob = start_client(
-        circuit_client(
-            d,
-            "bob",
-            &entry_ip.to_string(),
-            &[(&middle_ip.to_string(), "middle.test")],
-        ),
-        b_host,
+    let mut bob_opts = circuit_client(
+        d,
+        "bob",
+        &entry_ip.to_string(),
+        &[(&middle_ip.to_string(), "middle.test")],
     );
+    bob_opts.cover = Some((aura_proto::control::CoverProfile::Https, 500));
+    let bob = start_client(bob_opts, b_host);
     let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
     let (b_addr, mut b_tun) = timeout(T, b_tuns.recv()).await.unwrap().unwrap();
     assert_eq!(
@@ -843,6 +847,52 @@ async fn circuits_of_two_and_three_hops_in_memory() {
             other => panic!("{other:?}"),
         }
     }
+    // Bob's cover traffic runs end to end with the exit, through both relays, at the
+    // budget the exit granted; padding reaches neither TUN.
+    let cover = timeout(T, async {
+        use aura_node::admin::{Request, Response};
+        loop {
+            deliver(
+                &b_tun,
+                &mut x_tun,
+                &ipv4_packet(b_addr, INTERNET, b"c"),
+                b"c",
+            )
+            .await;
+            deliver(
+                &x_tun,
+                &mut b_tun,
+                &ipv4_packet(INTERNET, b_addr, b"d"),
+                b"d",
+            )
+            .await;
+            if let Ok(Response::Client { cover: Some(c), .. }) =
+                aura_node::admin::request(&d.join("bob.sock"), &Request::Status).await
+                && c.padding_in > 0
+                && c.padding_out > 0
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no padding crossed the circuit");
+    assert_eq!(
+        (cover.state.as_str(), cover.profile.as_str()),
+        ("granted", "https")
+    );
+    assert_eq!(cover.budget_permille, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for tun in [&mut b_tun, &mut x_tun] {
+        while let Some(p) = tun.try_recv() {
+            assert!(
+                !aura_proto::control::is_control(&p),
+                "a control message reached a TUN"
+            );
+        }
+    }
+    assert!(e_tun.try_recv().is_none(), "the entry's TUN saw a packet");
 
     // The exit restarts: each client notices its dead session and builds its circuit
     // again (with the same static address, so its TUN stays).

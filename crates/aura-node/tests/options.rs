@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aura_config::{Carrier, ClientConfig, ServerConfig, TransportSection};
+use aura_config::{Carrier, ClientConfig, CoverMode, ServerConfig, TransportSection};
 use aura_node::DaemonError;
 use aura_node::options::{ClientOptions, ServerOptions};
+use aura_proto::control::CoverProfile;
 use aura_transport::camo::shape::Profile;
 
 fn example(name: &str) -> String {
@@ -59,7 +60,15 @@ const CHANGES: &[Change] = &[
     ("sni_palette", |t| {
         t.sni_palette = Some(vec!["a.example.net".into(), "b.example.net".into()])
     }),
+    ("cover", |t| t.cover = CoverMode::Idle),
+    ("cover_budget_percent", |t| {
+        t.cover = CoverMode::Bursts;
+        t.cover_budget_percent = Some(90);
+    }),
 ];
+
+/// Keys only a client uses: a server refuses them.
+const CLIENT_ONLY: &[&str] = &["cover", "cover_budget_percent"];
 
 fn covered() -> BTreeSet<String> {
     CHANGES.iter().map(|(k, _)| (*k).to_owned()).collect()
@@ -68,7 +77,9 @@ fn covered() -> BTreeSet<String> {
 #[test]
 fn every_transport_key_changes_the_server_options() {
     let text = example("server.toml.example");
-    assert_eq!(documented_transport_keys(&text), covered());
+    let mut server_keys = covered();
+    server_keys.retain(|k| !CLIENT_ONLY.contains(&k.as_str()));
+    assert_eq!(documented_transport_keys(&text), server_keys);
     let base: ServerConfig = toml::from_str(&text).unwrap();
     let before = format!("{:?}", ServerOptions::from_config(&base).unwrap());
     for (key, change) in CHANGES {
@@ -81,9 +92,13 @@ fn every_transport_key_changes_the_server_options() {
         match ServerOptions::from_config(&cfg) {
             Ok(o) => assert_ne!(format!("{o:?}"), before, "{key} changed nothing"),
             // The server has no use for an SNI: the key is refused, not ignored.
-            Err(e) => {
-                assert_eq!(*key, "sni", "{key}: {e}");
+            Err(e) if *key == "sni" => {
                 assert!(e.to_string().starts_with("transport.sni: "), "{e}");
+            }
+            // Cover traffic is asked for by clients; a server grants it ([server.cover]).
+            Err(e) => {
+                assert!(CLIENT_ONLY.contains(key), "{key}: {e}");
+                assert!(e.to_string().starts_with("transport.cover: "), "{e}");
             }
         }
     }
@@ -100,6 +115,21 @@ fn every_transport_key_changes_the_server_options() {
         vec![base.server.name.clone()]
     );
     assert!(default.carriers.knock);
+    // [server.cover]: off unless enabled, each budget used.
+    assert_eq!(default.cover, None);
+    let mut cfg = base.clone();
+    cfg.server.cover.enabled = true;
+    let on = ServerOptions::from_config(&cfg).unwrap().cover.unwrap();
+    assert_eq!((on.max_budget, on.total_budget), (500, 300));
+    cfg.server.cover.max_budget_percent = 5;
+    cfg.server.cover.total_budget_percent = 7;
+    let on = ServerOptions::from_config(&cfg).unwrap().cover.unwrap();
+    assert_eq!((on.max_budget, on.total_budget), (50, 70));
+    assert_eq!(
+        on.grant(CoverProfile::Https, 1000),
+        (CoverProfile::Https, 50)
+    );
+    assert_eq!(on.grant(CoverProfile::Idle, 20), (CoverProfile::Idle, 20));
     assert_eq!(
         default.carriers.tls_options.alpn,
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -121,6 +151,15 @@ fn every_transport_key_changes_the_client_options() {
         let o = ClientOptions::from_config(&cfg).unwrap();
         assert_ne!(format!("{o:?}"), before, "{key} changed nothing");
     }
+    // The budget is the profile's default until set.
+    let mut cfg = base.clone();
+    cfg.transport.cover = CoverMode::Bursts;
+    let o = ClientOptions::from_config(&cfg).unwrap();
+    assert_eq!(o.cover, Some((CoverProfile::Bursts, 300)));
+    cfg.transport.cover_budget_percent = Some(90);
+    let o = ClientOptions::from_config(&cfg).unwrap();
+    assert_eq!(o.cover, Some((CoverProfile::Bursts, 900)));
+    assert_eq!(ClientOptions::from_config(&base).unwrap().cover, None);
     let mut cfg = base;
     cfg.transport.padding_profile = Some(2);
     cfg.transport.alpn = Some(vec!["h2".into()]);

@@ -11,7 +11,8 @@ use aura_node::device::DeviceWriter;
 use aura_node::server::pool::IpPool;
 use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
 use aura_proto::control::{
-    AddressAssign, AddressAssign6, AddressRequest, ControlMessage, DnsAssign,
+    AddressAssign, AddressAssign6, AddressRequest, ControlMessage, CoverGrant, CoverProfile,
+    CoverRequest, DnsAssign,
 };
 use aura_proto::{EcdsaP256Signer, Endpoint, EndpointConfig, Identity};
 use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki, ipv4_packet, ipv6_packet};
@@ -116,6 +117,7 @@ async fn dispatch_antispoofing_and_release() {
         since: 0,
         relay: None,
         onward: Default::default(),
+        cover: None,
     };
 
     let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
@@ -456,4 +458,164 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
         ControlMessage::CircuitFailed(f) => assert!(f.reason.contains("allow_extend_to")),
         other => panic!("expected CircuitFailed, got {other:?}"),
     }
+}
+
+/// Reads `c` until a [`CoverGrant`] arrives (address assignments come first).
+async fn grant(c: &mut PacketConn) -> CoverGrant {
+    loop {
+        let p = timeout(T, c.recv()).await.unwrap().unwrap();
+        if let Ok(ControlMessage::CoverGrant(g)) = ControlMessage::decode(&p) {
+            return g;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_is_granted_within_the_cap_and_padding_never_reaches_the_device() {
+    use aura_node::options::CoverPolicy;
+    use aura_node::server::router::ServerCover;
+    let pki = TestPki::new(5).unwrap();
+    let wall = SimClock::new().wall();
+    let cfg = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(pki.server()),
+        pki.verifier().unwrap(),
+        true,
+    );
+    let (server, mut accept) = Driver::spawn(
+        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
+        None,
+        MaskSeed::for_ca(pki.ca_der()),
+    );
+    let router = Router::new(IpPool::new(&aura_config::PoolSection::default()));
+    let (device, mut host) = MemTun::pair("aura0", 1280, 4096);
+    let device = Arc::new(device);
+    tokio::spawn(router.clone().device_loop(device.clone()));
+    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    // At most 10 % per client, and 30 % in total.
+    let limit = aura_transport::CoverLimit::new(300);
+    let welcome = |cover: Option<ServerCover>| Welcome {
+        mtu: 1280,
+        dns: vec![],
+        extra: vec![],
+        since: 0,
+        relay: None,
+        onward: Default::default(),
+        cover,
+    };
+    let on = ServerCover {
+        policy: CoverPolicy {
+            max_budget: 100,
+            total_budget: 300,
+        },
+        limit: limit.clone(),
+    };
+    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
+    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    tokio::spawn(
+        router
+            .clone()
+            .serve_client(alice_s, queue.clone(), welcome(Some(on))),
+    );
+    tokio::spawn(
+        router
+            .clone()
+            .serve_client(bob_s, queue.clone(), welcome(None)),
+    );
+    // A greedy client asks for every packet to be padding: it gets the cap.
+    let ask = |budget| {
+        ControlMessage::from(CoverRequest {
+            profile: CoverProfile::Bursts,
+            budget,
+        })
+        .encode()
+        .unwrap()
+    };
+    alice.send(ask(1000)).await.unwrap();
+    assert_eq!(
+        grant(&mut alice).await.granted,
+        Some((CoverProfile::Bursts, 100))
+    );
+    // A server without [server.cover] refuses.
+    bob.send(ask(50)).await.unwrap();
+    assert_eq!(grant(&mut bob).await.granted, None);
+    assert_eq!(limit.connections(), 1);
+
+    // Alice pads as much as she likes; the server's side pads within its grant.
+    let engine = aura_transport::camo::cover::Cover::new(
+        CoverProfile::Bursts,
+        1000,
+        1280,
+        [3; 32],
+        Instant::now(),
+    )
+    .unwrap();
+    let _g = alice.sender().start_cover(engine, None);
+    let alice_ip = router
+        .peers()
+        .into_iter()
+        .find(|p| p.id == "alice")
+        .unwrap()
+        .address;
+    let internet: Ipv4Addr = "198.18.0.2".parse().unwrap();
+    let mut got = 0;
+    for round in 0..40u32 {
+        let batch: Vec<Vec<u8>> = (0..20u32)
+            .map(|i| ipv4_packet(alice_ip, internet, &(round * 20 + i).to_be_bytes()))
+            .collect();
+        alice.send_batch(batch).await.unwrap();
+        for i in 0..20u32 {
+            host.inject(&ipv4_packet(
+                internet,
+                alice_ip,
+                &(round * 20 + i).to_be_bytes(),
+            ))
+            .await
+            .unwrap();
+        }
+        // What the device receives is exactly alice's packets, in order.
+        for i in 0..20u32 {
+            let p = timeout(T, host.recv()).await.unwrap().unwrap();
+            assert_eq!(
+                p,
+                ipv4_packet(alice_ip, internet, &(round * 20 + i).to_be_bytes())
+            );
+            got += 1;
+        }
+        for i in 0..20u32 {
+            let p = data(&mut alice).await;
+            assert_eq!(
+                p,
+                ipv4_packet(internet, alice_ip, &(round * 20 + i).to_be_bytes())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(got, 800);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        host.try_recv().is_none(),
+        "something more reached the device"
+    );
+    let peer = router
+        .peers()
+        .into_iter()
+        .find(|p| p.id == "alice")
+        .unwrap();
+    let server_side = peer.sender.cover_stats();
+    let client_side = alice.cover_stats();
+    // Both sides padded, and each received what the other sent.
+    assert!(client_side.padding_out > 40, "{client_side:?}");
+    assert!(server_side.padding_out > 0, "{server_side:?}");
+    assert_eq!(server_side.padding_in, client_side.padding_out);
+    assert_eq!(client_side.padding_in, server_side.padding_out);
+    // The server keeps to the 10 % it granted, after maybenot's allowance of 16.
+    let sent = peer.sender.stats().packets_out;
+    assert!(
+        server_side.padding_out <= 16 + (sent + server_side.padding_out) / 10 + 1,
+        "{server_side:?} over {sent} real packets"
+    );
+    // No control message or padding counts as spoofed traffic.
+    assert_eq!(router.spoofed.load(Ordering::Relaxed), 0);
 }

@@ -10,9 +10,11 @@ use aura_proto::ConnectionHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batch::PacketBatch;
+use crate::camo::cover::Cover;
 use crate::camo::shape::Profile;
 use crate::carrier::Carrier;
 use crate::carrier::link::DatagramLink;
+use crate::cover::{CoverGuard, CoverLimit, CoverStats, CoverTap};
 use crate::error::TransportError;
 
 /// What connections and the driver's handle ask of the driver task.
@@ -20,6 +22,8 @@ pub(crate) enum Command {
     Send {
         conn: ConnectionHandle,
         batch: PacketBatch,
+        /// Cover traffic's padding (not counted as real traffic).
+        padding: bool,
     },
     Close {
         conn: ConnectionHandle,
@@ -52,6 +56,8 @@ pub(crate) struct Counters {
     pub drops: AtomicU64,
     /// Unix time (seconds) of the last completed handshake.
     pub last_handshake: AtomicU64,
+    /// Cover traffic: what the driver reports real traffic to.
+    pub cover: Arc<CoverTap>,
 }
 
 /// Seconds since the Unix epoch: the clock of [`StatsSnapshot::last_handshake`] (0 if the
@@ -73,6 +79,7 @@ impl Counters {
             packets_out: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             last_handshake: AtomicU64::new(unix_now()),
+            cover: Arc::default(),
         }
     }
 
@@ -117,7 +124,11 @@ async fn send_to_driver(
     batch: PacketBatch,
 ) -> Result<(), TransportError> {
     commands
-        .send(Command::Send { conn, batch })
+        .send(Command::Send {
+            conn,
+            batch,
+            padding: false,
+        })
         .await
         .map_err(|_| TransportError::Closed)
 }
@@ -244,6 +255,11 @@ impl PacketConn {
         snapshot(&self.counters)
     }
 
+    /// What cover traffic did on this connection.
+    pub fn cover_stats(&self) -> CoverStats {
+        self.counters.cover.stats()
+    }
+
     /// Closes the connection and forgets its keys.
     pub async fn close(self) {
         let _ = self
@@ -281,6 +297,31 @@ impl PacketSender {
     /// The connection's counters.
     pub fn stats(&self) -> StatsSnapshot {
         snapshot(&self.counters)
+    }
+
+    /// Sends cover traffic's padding (not counted as real traffic).
+    pub(crate) async fn send_padding(&self, batch: PacketBatch) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::Send {
+                conn: self.handle,
+                batch,
+                padding: true,
+            })
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    /// Starts cover traffic on this connection: `engine` decides when and what, `limit`
+    /// (a total over many connections) may hold padding back. It runs until the guard is
+    /// dropped or the connection closes, and replaces any cover traffic started before.
+    /// Call within a tokio runtime.
+    pub fn start_cover(&self, engine: Cover, limit: Option<Arc<CoverLimit>>) -> CoverGuard {
+        crate::cover::start(self.clone(), self.counters.cover.clone(), engine, limit)
+    }
+
+    /// What cover traffic did on this connection.
+    pub fn cover_stats(&self) -> CoverStats {
+        self.counters.cover.stats()
     }
 
     /// The carrier in use.

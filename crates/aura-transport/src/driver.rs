@@ -200,6 +200,8 @@ struct ConnState {
     counters: Arc<Counters>,
     /// Packets received this turn, handed over once the turn ends.
     pending: Option<PacketBatch>,
+    /// Padding messages received this turn (dropped; reported to the cover tap).
+    padding: u64,
     /// Where received batches come from (the application recycles them here).
     pool: BatchPool,
 }
@@ -578,6 +580,9 @@ impl Task {
             let Some(c) = self.conns.get_mut(&h) else {
                 continue;
             };
+            let padding = std::mem::take(&mut c.padding);
+            let normal = c.pending.as_ref().map_or(0, |b| b.len() as u64);
+            c.counters.cover.received(normal, padding, Instant::now());
             let Some(batch) = c.pending.take() else {
                 continue;
             };
@@ -641,12 +646,17 @@ impl Task {
         self.tick();
         let now = Instant::now();
         match cmd {
-            Command::Send { conn, batch } => {
+            Command::Send {
+                conn,
+                batch,
+                padding,
+            } => {
                 let Some(counters) = self.conns.get(&conn).map(|c| c.counters.clone()) else {
                     batch.recycle();
                     return;
                 };
                 let mut failed = 0u64;
+                let mut sealed = 0u64;
                 for p in batch.iter() {
                     let need = SEAL_HEADROOM + p.len() + DATA_OVERHEAD;
                     if need > self.scratch.len() {
@@ -656,10 +666,12 @@ impl Task {
                     self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
                     match self.ep.seal(now, conn, &mut self.scratch, p.len()) {
                         Ok((remote, n)) => {
-                            counters.packets_out.fetch_add(1, Ordering::Relaxed);
-                            counters
-                                .bytes_out
-                                .fetch_add(p.len() as u64, Ordering::Relaxed);
+                            if !padding {
+                                sealed += 1;
+                                counters
+                                    .bytes_out
+                                    .fetch_add(p.len() as u64, Ordering::Relaxed);
+                            }
                             failed += queue(
                                 &self.udp,
                                 &self.links,
@@ -676,6 +688,10 @@ impl Task {
                     }
                 }
                 batch.recycle();
+                if sealed > 0 {
+                    counters.packets_out.fetch_add(sealed, Ordering::Relaxed);
+                    counters.cover.sent(sealed, now);
+                }
                 self.camo.pad_bursts(&mut self.tx);
                 failed += send_queued(&self.udp, &mut self.tx).await;
                 if failed > 0 {
@@ -791,6 +807,7 @@ impl Task {
                         inbound: tx,
                         counters: counters.clone(),
                         pending: None,
+                        padding: 0,
                         pool: BatchPool::new(),
                     },
                 );
@@ -918,13 +935,28 @@ fn deliver(
         && let Some(c) = conns.get_mut(&r.conn)
     {
         let payload = d.get(r.payload).unwrap_or_default();
+        if crate::cover::is_padding(payload) {
+            // Cover traffic: seen on the wire, dropped here; a malformed one is a drop.
+            if crate::cover::padding_ok(payload) {
+                c.padding += 1;
+                if c.pending.is_none() && c.padding == 1 {
+                    dirty.push(r.conn);
+                }
+            } else {
+                c.counters.drops.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         c.counters.packets_in.fetch_add(1, Ordering::Relaxed);
         c.counters
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let pool = &c.pool;
+        let listed = c.padding > 0;
         let batch = c.pending.get_or_insert_with(|| {
-            dirty.push(r.conn);
+            if !listed {
+                dirty.push(r.conn);
+            }
             pool.take()
         });
         batch.push(payload);

@@ -305,6 +305,16 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
                 bytes_out: s.bytes_out + live.bytes_out,
                 last_handshake: s.last_handshake.max(live.last_handshake),
                 circuit: s.circuit.clone(),
+                cover: s.cover.clone().map(|mut c| {
+                    let counts = s
+                        .current
+                        .as_ref()
+                        .map(PacketSender::cover_stats)
+                        .unwrap_or_default();
+                    c.padding_out = counts.padding_out;
+                    c.padding_in = counts.padding_in;
+                    c
+                }),
             };
         }
         admin::Request::RouteList => Ok(()),

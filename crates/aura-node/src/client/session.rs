@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use aura_pki::Verifier;
 use aura_proto::control::{
-    self, AddressAssign, AddressAssign6, AddressRequest, ControlMessage, CrlAck, DnsAssign,
+    self, AddressAssign, AddressAssign6, AddressRequest, ControlMessage, CoverGrant, CoverRequest,
+    CrlAck, DnsAssign,
 };
+use aura_transport::CoverGuard;
+use aura_transport::camo::cover::Cover;
 use aura_transport::dial::Dialed;
 use aura_transport::{DriverHandle, PacketConn};
 
@@ -24,11 +27,16 @@ const ASSIGN_ASK: Duration = Duration::from_secs(1);
 /// How long the address waits for the resolvers sent with it (lost or reordered).
 const DNS_GRACE: Duration = Duration::from_millis(2500);
 
-/// What a control message assigned.
+/// How often cover traffic is asked for until the server answers, and how many times.
+const COVER_ASK: Duration = Duration::from_secs(1);
+const COVER_ASKS: u8 = 5;
+
+/// What a control message assigned (or granted).
 enum Assigned {
     Address(AddressAssign),
     Address6(AddressAssign6),
     Dns(DnsAssign),
+    Cover(CoverGrant),
 }
 /// Largest batch moved at once.
 const BATCH: usize = 128;
@@ -115,8 +123,47 @@ impl<T: TunFactory> Client<T> {
         tunnel.current.send_replace(Some(conn.sender()));
         let mut writer = DeviceWriter::new(tunnel.tun.clone());
         let mut controls: Vec<Vec<u8>> = Vec::new();
+        // Cover traffic: asked for now, and again each second until answered.
+        let mut cover: Option<CoverGuard> = None;
+        let mut cover_asks = 0u8;
+        let ask_cover = self.opts.cover.and_then(|(profile, budget)| {
+            lock(&self.status).cover = Some(crate::admin::CoverStatus {
+                state: "asked".into(),
+                profile: profile.name().into(),
+                budget_permille: budget,
+                padding_out: 0,
+                padding_in: 0,
+            });
+            ControlMessage::from(CoverRequest { profile, budget })
+                .encode()
+                .ok()
+        });
         loop {
-            let Some(packets) = conn.recv_packets().await else {
+            let waiting = ask_cover
+                .as_ref()
+                .filter(|_| cover.is_none() && cover_asks < COVER_ASKS && self.cover_unanswered());
+            let packets = match waiting {
+                Some(ask) => {
+                    if cover_asks == 0 {
+                        let _ = conn.send(ask.clone()).await;
+                        cover_asks = 1;
+                    }
+                    tokio::select! {
+                        p = conn.recv_packets() => p,
+                        () = tokio::time::sleep(COVER_ASK) => {
+                            cover_asks += 1;
+                            if cover_asks < COVER_ASKS {
+                                let _ = conn.send(ask.clone()).await;
+                            } else {
+                                tracing::warn!("the server did not answer the request for cover traffic");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                None => conn.recv_packets().await,
+            };
+            let Some(packets) = packets else {
                 return Ok(());
             };
             let mut reassigned = None;
@@ -144,7 +191,9 @@ impl<T: TunFactory> Client<T> {
                         self.dns.named(d.servers);
                         renamed = true;
                     }
-                    _ => {}
+                    // A new start replaces the old one (an answer to a repeated ask).
+                    Some(Assigned::Cover(g)) => cover = self.on_cover_grant(g, &conn),
+                    None => {}
                 }
             }
             if renamed && reassigned.is_none() {
@@ -216,7 +265,8 @@ impl<T: TunFactory> Client<T> {
                         named = true;
                     }
                     Some(Assigned::Address6(a6)) => *v6 = Some(a6),
-                    None => {}
+                    // Cover traffic is asked for once the tunnel is up: nobody asked yet.
+                    Some(Assigned::Cover(_)) | None => {}
                 }
             }
             *batch = packets;
@@ -244,6 +294,7 @@ impl<T: TunFactory> Client<T> {
             ControlMessage::AddressAssign(a) => return Some(Assigned::Address(a)),
             ControlMessage::DnsAssign(d) => return Some(Assigned::Dns(d)),
             ControlMessage::AddressAssign6(a) => return Some(Assigned::Address6(a)),
+            ControlMessage::CoverGrant(g) => return Some(Assigned::Cover(g)),
             ControlMessage::CrlPush(chunk) if self.opts.accept_pushed_crl => {
                 match self.crl.push(&chunk) {
                     Ok(Some(der)) => self.on_pushed_crl(der, conn, driver).await,
@@ -262,6 +313,63 @@ impl<T: TunFactory> Client<T> {
             other => tracing::debug!(kind = ?other.kind(), "control message ignored"),
         }
         None
+    }
+
+    /// Whether this session's request for cover traffic is still unanswered.
+    fn cover_unanswered(&self) -> bool {
+        lock(&self.status)
+            .cover
+            .as_ref()
+            .is_some_and(|c| c.state == "asked")
+    }
+
+    /// The server's answer to the request for cover traffic: what it granted starts
+    /// (with the budget it granted, never more than asked), a refusal is logged.
+    fn on_cover_grant(&mut self, grant: CoverGrant, conn: &PacketConn) -> Option<CoverGuard> {
+        let Some((asked_profile, asked_budget)) = self.opts.cover else {
+            tracing::warn!("the server granted cover traffic nobody asked for: ignored");
+            return None;
+        };
+        let mtu = self.tunnel.as_ref().map_or(0, |t| usize::from(t.mtu));
+        let mut status = lock(&self.status);
+        let shown = status.cover.as_mut()?;
+        let Some((profile, budget)) = grant.granted else {
+            tracing::info!(
+                profile = asked_profile.name(),
+                "the server refused cover traffic ([server.cover] is not enabled there)"
+            );
+            shown.state = "refused".into();
+            return None;
+        };
+        if profile != asked_profile {
+            tracing::warn!(
+                asked = asked_profile.name(),
+                granted = profile.name(),
+                "the server granted another cover profile than asked: none used"
+            );
+            shown.state = "refused".into();
+            return None;
+        }
+        let budget = budget.min(asked_budget);
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        match Cover::new(profile, budget, mtu, seed, std::time::Instant::now()) {
+            Ok(engine) => {
+                tracing::info!(
+                    profile = profile.name(),
+                    budget_permille = budget,
+                    "cover traffic on"
+                );
+                shown.state = "granted".into();
+                shown.budget_permille = budget;
+                Some(conn.sender().start_cover(engine, None))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start cover traffic");
+                shown.state = "refused".into();
+                None
+            }
+        }
     }
 
     /// A complete pushed CRL: used when it verifies with the CA and is newer than ours,

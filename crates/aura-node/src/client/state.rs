@@ -50,6 +50,8 @@ pub(super) struct ClientStatus {
     pub(super) current: Option<PacketSender>,
     /// The circuit's hops, entry first (empty: direct).
     pub(super) circuit: Vec<crate::admin::HopStatus>,
+    /// This session's cover traffic (the counts are read live from `current`).
+    pub(super) cover: Option<crate::admin::CoverStatus>,
 }
 
 pub(super) type Status = Arc<Mutex<ClientStatus>>;

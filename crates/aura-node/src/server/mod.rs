@@ -124,6 +124,7 @@ fn status_response(router: &Router, warning: &CrlWarning) -> Response {
             .into_iter()
             .map(|p| {
                 let s = p.sender.stats();
+                let cover = p.sender.cover_stats();
                 PeerStatus {
                     id: p.id,
                     carrier: p.sender.carrier().name().into(),
@@ -134,6 +135,8 @@ fn status_response(router: &Router, warning: &CrlWarning) -> Response {
                     bytes_out: s.bytes_out,
                     last_handshake: s.last_handshake,
                     connected_since: p.since,
+                    padding_out: cover.padding_out,
+                    padding_in: cover.padding_in,
                 }
             })
             .collect(),
@@ -303,6 +306,17 @@ async fn serve<T: TunFactory>(
             opts.onward_dial(&creds, host.wall_clock),
         ))),
     };
+    let cover = opts.cover.map(|policy| {
+        tracing::info!(
+            max_budget_permille = policy.max_budget,
+            total_budget_permille = policy.total_budget,
+            "cover traffic granted to clients that ask"
+        );
+        router::ServerCover {
+            policy,
+            limit: aura_transport::CoverLimit::new(policy.total_budget),
+        }
+    });
     let mut reload = tokio::time::interval(opts.crl.reload);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
@@ -319,6 +333,7 @@ async fn serve<T: TunFactory>(
                     onward: onward.clone(),
                     extra: if opts.crl.push { crl_push(crl.number, &crl.der) } else { Vec::new() },
                     since: (host.wall_clock)().as_secs(),
+                    cover: cover.clone(),
                 };
                 admit(&mut clients, &router, conn, &to_device, welcome, redact);
             }

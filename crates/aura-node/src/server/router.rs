@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use aura_proto::control::{self, AddressAssign, AddressAssign6, ControlMessage, DnsAssign};
-use aura_transport::{BatchPool, PacketBatch, PacketConn, PacketSender};
+use aura_transport::camo::cover::Cover;
+use aura_transport::{BatchPool, CoverGuard, PacketBatch, PacketConn, PacketSender};
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
 
@@ -60,6 +61,65 @@ pub struct Welcome {
     pub relay: Option<super::relay::RelayPolicy>,
     /// How the relay reaches next hops.
     pub onward: super::relay::Onward,
+    /// `[server.cover]` when enabled.
+    pub cover: Option<ServerCover>,
+}
+
+/// The server's cover traffic: what it grants, and the limit on all clients' padding.
+#[derive(Debug, Clone)]
+pub struct ServerCover {
+    /// What is granted.
+    pub policy: crate::options::CoverPolicy,
+    /// The total budget, shared by every client's cover traffic.
+    pub limit: Arc<aura_transport::CoverLimit>,
+}
+
+/// Answers a [`control::CoverRequest`]: grants it within the policy and starts the
+/// server's side of the cover traffic (replacing any started before), or refuses it.
+async fn answer_cover(
+    conn: &PacketConn,
+    request: control::CoverRequest,
+    cover: Option<&ServerCover>,
+    mtu: u16,
+    running: &mut Option<CoverGuard>,
+) {
+    *running = None;
+    let granted = cover.and_then(|c| {
+        let (profile, budget) = c.policy.grant(request.profile, request.budget);
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        match Cover::new(
+            profile,
+            budget,
+            usize::from(mtu),
+            seed,
+            std::time::Instant::now(),
+        ) {
+            Ok(engine) => {
+                *running = Some(conn.sender().start_cover(engine, Some(c.limit.clone())));
+                Some((profile, budget))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start cover traffic");
+                None
+            }
+        }
+    });
+    match granted {
+        Some((profile, budget)) => tracing::debug!(
+            profile = profile.name(),
+            asked = request.budget,
+            budget,
+            "cover traffic granted"
+        ),
+        None => tracing::debug!(
+            profile = request.profile.name(),
+            "cover traffic refused ([server.cover] is not enabled)"
+        ),
+    }
+    if let Ok(p) = ControlMessage::from(control::CoverGrant { granted }).encode() {
+        let _ = conn.send(p).await;
+    }
 }
 
 /// Routing state shared by the device loop and the client tasks.
@@ -308,6 +368,8 @@ impl Router {
                 None
             }
         };
+        // The server's side of the client's cover traffic, once asked for.
+        let mut cover: Option<CoverGuard> = None;
         loop {
             let mut batch = match first.take() {
                 Some(b) => b,
@@ -319,12 +381,14 @@ impl Router {
             let before = batch.len();
             let mut asked = false;
             let mut extend = None;
+            let mut cover_asked = None;
             batch.retain(|p| {
                 if control::is_control(p) {
                     self.control_in.fetch_add(1, Ordering::Relaxed);
                     match ControlMessage::decode(p) {
                         Ok(ControlMessage::AddressRequest(_)) => asked = true,
                         Ok(ControlMessage::ExtendBridge(e)) => extend = Some(e),
+                        Ok(ControlMessage::CoverRequest(r)) => cover_asked = Some(r),
                         _ => {}
                     }
                     return false;
@@ -344,6 +408,8 @@ impl Router {
             // another server says it is none.
             if let Some(e) = extend {
                 batch.recycle();
+                // A bridged session carries another's packets: no cover of its own.
+                drop(cover.take());
                 self.leave(&id, address, token);
                 match &welcome.relay {
                     Some(policy) => {
@@ -368,6 +434,9 @@ impl Router {
             }
             if asked && let Some(a) = &assign {
                 let _ = conn.send_batch(a.clone()).await;
+            }
+            if let Some(r) = cover_asked {
+                answer_cover(&conn, r, welcome.cover.as_ref(), welcome.mtu, &mut cover).await;
             }
             if batch.is_empty() {
                 batch.recycle();

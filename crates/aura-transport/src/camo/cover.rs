@@ -17,7 +17,10 @@
 //!   now and then, so the size histogram moves toward HTTPS browsing.
 //!
 //! The budget caps padding as a share of all packets sent (maybenot's padding fraction,
-//! per framework and per machine), after a small allowance at the start.
+//! per framework and per machine), after a small allowance at the start. `idle` pads only
+//! silence, where there is no real traffic to take a share of: its timers bound it
+//! instead, to at most 2.5 packets of at most 160 bytes a second (400 B/s), and the
+//! budget does not apply to it.
 
 use std::time::Instant;
 
@@ -144,7 +147,8 @@ pub struct Cover {
 
 impl Cover {
     /// A cover engine for `profile`, padding at most `budget` per mille of the packets it
-    /// sends, each at most `mtu` bytes, with randomness from `seed`, started at `now`.
+    /// sends, each at most `mtu` bytes, with randomness from `seed`, started at `now` as
+    /// if a packet had just been received (the negotiation's answer).
     ///
     /// # Errors
     /// A budget out of range or an MTU too small.
@@ -161,7 +165,12 @@ impl Cover {
         if mtu < HEADER_LEN + 32 {
             return Err(CoverError::Mtu(mtu));
         }
-        let frac = f64::from(budget) / f64::from(MAX_COVER_BUDGET);
+        // `idle` pads only silence, where no share of real traffic can be measured: its
+        // timers bound it instead (one packet of at most 160 bytes per 0.4 s at most).
+        let frac = match profile {
+            CoverProfile::Idle => 0.0,
+            _ => f64::from(budget) / f64::from(MAX_COVER_BUDGET),
+        };
         let machines = vec![machine(profile, frac)?];
         let n = machines.len();
         let mut rng = ChaCha20Rng::from_seed(seed);
@@ -169,7 +178,7 @@ impl Cover {
         rng.fill_bytes(&mut size_seed);
         let framework = Framework::new(machines, frac, 0.0, now, rng)
             .map_err(|e| CoverError::Machine(e.to_string()))?;
-        Ok(Self {
+        let mut cover = Self {
             profile,
             framework,
             action: vec![None; n],
@@ -179,7 +188,11 @@ impl Cover {
             mtu,
             padding_sent: 0,
             normal_sent: 0,
-        })
+        };
+        // Cover starts once negotiated: the peer's answer has just been received, and
+        // silence counts from there (an idle tunnel is covered even if nothing follows).
+        cover.trigger(TriggerEvent::NormalRecv, now);
+        Ok(cover)
     }
 
     /// The profile.

@@ -1,0 +1,176 @@
+//! Cover traffic on live connections, every carrier, loopback only: padding flows both
+//! ways while a checked exchange passes intact (no padding is ever delivered), a malformed
+//! padding message is dropped and counted while the session carries on, and a shared
+//! limit holds a greedy engine to its share.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use aura_proto::control::{ControlKind, CoverProfile, HEADER_LEN, MAGIC};
+use aura_testkit::TestPki;
+use aura_transport::camo::cover::Cover;
+use aura_transport::dial::dial;
+use aura_transport::listen::Listeners;
+use aura_transport::{Carrier, CoverLimit, PacketConn};
+use common::{dial_config, packet, server_config};
+use rand_core::OsRng;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(60);
+const MTU: usize = 1280;
+
+async fn pair(carrier: Carrier) -> (Listeners, PacketConn, PacketConn) {
+    let pki = TestPki::new(11).unwrap();
+    let mut s = Listeners::bind(server_config(
+        &pki,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        pki.verifier().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let d = timeout(
+        T,
+        dial(&dial_config(&pki, pki.alice(), &s, &[carrier]), &mut OsRng),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let sc = timeout(T, s.accept()).await.unwrap().unwrap();
+    (s, d.conn, sc)
+}
+
+fn engine(profile: CoverProfile, budget: u16, seed: u8) -> Cover {
+    Cover::new(profile, budget, MTU, [seed; 32], Instant::now()).unwrap()
+}
+
+/// `n` packets each way in bursts of 50, each checked in order: a padding message
+/// delivered to either side would break the sequence.
+async fn exchange(c: &mut PacketConn, s: &mut PacketConn, n: u32, pause: Duration) {
+    let size = |i: u32| 64 + (i as usize * 13 % 1100);
+    for base in (0..n).step_by(50) {
+        c.send_batch((base..base + 50).map(|i| packet(0, i, size(i))).collect())
+            .await
+            .unwrap();
+        s.send_batch((base..base + 50).map(|i| packet(1, i, size(i))).collect())
+            .await
+            .unwrap();
+        for i in base..base + 50 {
+            let p = timeout(T, s.recv()).await.unwrap().unwrap();
+            assert_eq!(p, packet(0, i, size(i)), "client→server packet {i}");
+            let p = timeout(T, c.recv()).await.unwrap().unwrap();
+            assert_eq!(p, packet(1, i, size(i)), "server→client packet {i}");
+        }
+        // A pause between bursts, where the tails of padding go.
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn cover_on(carrier: Carrier) {
+    let (_s, mut c, mut sc) = pair(carrier).await;
+    let gc = c
+        .sender()
+        .start_cover(engine(CoverProfile::Bursts, 500, 1), None);
+    let gs = sc
+        .sender()
+        .start_cover(engine(CoverProfile::Https, 500, 2), None);
+    exchange(&mut c, &mut sc, 2000, Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cs, ss) = (gc.stats(), gs.stats());
+    assert!(cs.padding_out > 20, "{carrier}: client sent {cs:?}");
+    assert!(ss.padding_out > 20, "{carrier}: server sent {ss:?}");
+    // Everything sent arrived and was dropped on arrival (nothing is lost on loopback).
+    assert_eq!(sc.cover_stats().padding_in, cs.padding_out, "{carrier}");
+    assert_eq!(c.cover_stats().padding_in, ss.padding_out, "{carrier}");
+    // Padding is not counted as real traffic.
+    assert_eq!(c.stats().packets_out, 2000, "{carrier}");
+    assert_eq!(sc.stats().packets_in, 2000, "{carrier}");
+    // Nor delivered, even now the tunnel is quiet and the tails have run.
+    assert!(
+        timeout(Duration::from_millis(300), c.recv()).await.is_err(),
+        "{carrier}: something was delivered after the exchange"
+    );
+    assert!(timeout(Duration::from_millis(10), sc.recv()).await.is_err());
+    // Stopping cover traffic stops the padding.
+    drop(gc);
+    drop(gs);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = c.cover_stats().padding_in;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.cover_stats().padding_in, before, "{carrier}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_traffic_over_udp() {
+    cover_on(Carrier::Udp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_traffic_over_quic() {
+    cover_on(Carrier::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_traffic_over_tls() {
+    cover_on(Carrier::Tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_is_not_silent() {
+    let (_s, c, sc) = pair(Carrier::Udp).await;
+    let _g = c
+        .sender()
+        .start_cover(engine(CoverProfile::Idle, 1000, 3), None);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = sc.cover_stats().padding_in;
+    // One every 0.4–1.6 s: 2 to 10 in 4 s.
+    assert!((2..=10).contains(&got), "{got} padding packets in 4 s");
+    assert_eq!(sc.stats().packets_in, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_padding_is_dropped_and_the_session_goes_on() {
+    let (_s, c, mut sc) = pair(Carrier::Udp).await;
+    let drops = sc.stats().drops;
+    // A padding message with a non-zero byte, and one whose length is wrong.
+    let mut bad = MAGIC.to_vec();
+    bad.push(ControlKind::Padding.to_u8());
+    bad.extend_from_slice(&8u32.to_be_bytes());
+    bad.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+    let mut long = bad.clone();
+    long[HEADER_LEN + 3] = 0;
+    long.push(0);
+    c.send_batch(vec![bad, long, packet(0, 1, 100)])
+        .await
+        .unwrap();
+    let p = timeout(T, sc.recv()).await.unwrap().unwrap();
+    assert_eq!(p, packet(0, 1, 100));
+    assert_eq!(sc.stats().drops, drops + 2);
+    assert_eq!(sc.cover_stats().padding_in, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_limit_holds_a_greedy_engine() {
+    let (_s, mut c, mut sc) = pair(Carrier::Udp).await;
+    // The engine may pad every packet; the limit allows 3 %.
+    let limit = CoverLimit::new(30);
+    let g = c
+        .sender()
+        .start_cover(engine(CoverProfile::Bursts, 1000, 4), Some(limit));
+    // Pauses of 60 ms let each burst's tail run: about 360 padding packets unlimited.
+    exchange(&mut c, &mut sc, 3000, Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = g.stats();
+    let real = c.stats().packets_out;
+    // 3 % of all packets, plus the allowance of 64 per window (the test runs in one
+    // window of 10 s, or two).
+    let cap = (real + st.padding_out) * 3 / 100 + 2 * 64;
+    assert!(st.padding_out <= cap, "{st:?} over {real} real packets");
+    assert!(
+        st.held_back > 0,
+        "the limit never held anything back: {st:?}"
+    );
+    assert!(st.padding_out > 0);
+}
