@@ -5,6 +5,7 @@
 #
 #   sudo bench/ta/run.sh                        # results in bench/results/ta-<UTC>/
 #   TA_PAGES=8 TA_VISITS=20 sudo bench/ta/run.sh
+#   TA_COVER=off,https TA_CARRIER=tls sudo bench/ta/run.sh   # profiles, one run each; carrier
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -58,5 +59,6 @@ mkdir -p "$OUT"
 git -C "$ROOT" rev-parse HEAD >"$OUT/commit" 2>/dev/null || true
 "$VENV/bin/python" "$ROOT/bench/ta/ta.py" --aura "$AURA" --out "$OUT" --tmp "$WORK" \
     --pidfile "$PIDFILE" --prefix "$PREFIX" --pages "${TA_PAGES:-8}" \
-    --visits "${TA_VISITS:-20}" --cover "${TA_COVER:-off}"
+    --visits "${TA_VISITS:-20}" --cover "${TA_COVER:-off,idle,bursts,https}" \
+    --carrier "${TA_CARRIER:-udp}"
 say "results: $OUT/ta.json"

@@ -166,29 +166,55 @@ def classify(X, y, seed=0):
     }
 
 
+def deploy_aura(c, aura, carrier):
+    """server-init (cover traffic granted) and one client bundle for `carrier`."""
+    d = c.tmp / "deploy"
+    c.run(None, [aura, "server-init", "--dir", str(d), "--name", "ta.test",
+                 "--listen", VETH_B, "--enable-cover-traffic"], timeout=30)
+    c.run(None, [aura, "provision-client", "--dir", str(d), "--id", "c", "--server",
+                 VETH_B, "--out", str(d / "c"), "--cover", "off"], timeout=30)
+    st = (d / "server.toml").read_text()
+    st = set_key(st, "[server]", "admin_socket", json.dumps(str(c.tmp / "s.sock")))
+    st = set_key(st, "[server.nat]", "auto", "false")
+    # The most a client may ask for: each profile runs at its own default budget.
+    st = set_key(st, "[server.cover]", "max_budget_percent", "100")
+    st = set_key(st, "[server.cover]", "total_budget_percent", "100")
+    (d / "server.toml").write_text(st)
+    ct = (d / "c" / "client.toml").read_text()
+    ct = set_key(ct, "[client]", "admin_socket", json.dumps(str(c.tmp / "c.sock")))
+    ct = set_key(ct, "[transport]", "carriers", json.dumps([carrier]))
+    (d / "c" / "client.toml").write_text(ct)
+    mask = c.run(None, [aura, "mask", "show", "--config", str(d / "server.toml"), "--json"],
+                 timeout=15)
+    return json.loads(mask.stdout)
+
+
 def start_aura(c, aura, cover):
     d = c.tmp / "deploy"
-    if not (d / "server.toml").exists():
-        c.run(None, [aura, "server-init", "--dir", str(d), "--name", "ta.test",
-                     "--listen", VETH_B], timeout=30)
-        c.run(None, [aura, "provision-client", "--dir", str(d), "--id", "c", "--server",
-                     VETH_B, "--out", str(d / "c")], timeout=30)
-        st = (d / "server.toml").read_text()
-        st = set_key(st, "[server]", "admin_socket", json.dumps(str(c.tmp / "s.sock")))
-        st = set_key(st, "[server.nat]", "auto", "false")
-        (d / "server.toml").write_text(st)
-        ct = (d / "c" / "client.toml").read_text()
-        ct = set_key(ct, "[client]", "admin_socket", json.dumps(str(c.tmp / "c.sock")))
-        ct = set_key(ct, "[transport]", "carriers", '["udp"]')
-        if cover != "off":
-            ct = set_key(ct, "[transport]", "cover", json.dumps(cover))
-        (d / "c" / "client.toml").write_text(ct)
-    srv = c.spawn(c.b, [aura, "server", "--config", str(d / "server.toml")], "aura-server")
+    path = d / "c" / "client.toml"
+    path.write_text(set_key(path.read_text(), "[transport]", "cover", json.dumps(cover)))
+    srv = c.spawn(c.b, [aura, "server", "--config", str(d / "server.toml")], f"aura-server-{cover}")
     wait_for(lambda: c.run(c.b, ["ip", "-br", "addr"], check=False).stdout.find(TUNNEL_SERVER) >= 0,
              15, "the aura server's TUN")
-    cli = c.spawn(c.a, [aura, "client", "--config", str(d / "c" / "client.toml")], "aura-client")
+    cli = c.spawn(c.a, [aura, "client", "--config", str(path)], f"aura-client-{cover}")
     wait_ping(c, TUNNEL_SERVER, 20)
     return srv, cli
+
+
+def status(c, aura, sock):
+    r = c.run(None, [aura, "status", "--socket", str(c.tmp / sock), "--json"], check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def usable(labels, traces):
+    return [(y, t) for y, t in zip(labels, traces) if len(t) >= 4]
+
+
+def volume(kept):
+    """Mean bytes on the wire and mean duration per visit."""
+    n = max(len(kept), 1)
+    return (sum(sum(abs(s) for _, s in t) for _, t in kept) / n,
+            sum(t[-1][0] - t[0][0] for _, t in kept) / n)
 
 
 def main():
@@ -201,7 +227,9 @@ def main():
     ap.add_argument("--pages", type=int, default=8)
     ap.add_argument("--visits", type=int, default=20)
     ap.add_argument("--cover", default="off",
-                    help="the client's [transport] cover profile for the Aura runs")
+                    help="comma-separated client [transport] cover profiles, one Aura run each")
+    ap.add_argument("--carrier", default="udp", choices=["udp", "tls"],
+                    help="the Aura carrier (tls: compared with HTTPS over TCP)")
     args = ap.parse_args()
     c = Ctx(args)
     out = Path(args.out)
@@ -214,7 +242,9 @@ def main():
                     "/CN=www.ta.test", "-keyout", str(key), "-out", str(crt)],
                    check=True, capture_output=True)
     (c.tmp / "web.py").write_text(WEB_SERVER)
-    result = {"pages": args.pages, "visits": args.visits, "cover": args.cover}
+    covers = [x.strip() for x in args.cover.split(",") if x.strip()]
+    result = {"pages": args.pages, "visits": args.visits, "carrier": args.carrier, "runs": {}}
+    wire = {"udp": "udp port 8443", "tls": "tcp port 443"}[args.carrier]
     try:
         c.netns_up()
         c.spawn(c.b, [sys.executable, str(c.tmp / "web.py"), str(site), str(WEB_PORT),
@@ -223,27 +253,42 @@ def main():
                                      f"https://{VETH_B}:{WEB_PORT}/page0/index.html"],
                                check=False).returncode == 0, 15, "the web server")
         log("plain HTTPS visits")
-        https_y, https_t = visit_all(c, urls, args.visits, f"https://{VETH_B}:{WEB_PORT}",
-                                     "veth-a", f"tcp port {WEB_PORT}", "https")
-        log(f"Aura visits (cover {args.cover})")
-        start_aura(c, args.aura, args.cover)
-        aura_y, aura_t = visit_all(c, urls, args.visits,
-                                   f"https://{TUNNEL_SERVER}:{WEB_PORT}", "veth-a",
-                                   "udp port 8443", "aura")
-        keep = [(y, t) for y, t in zip(aura_y, aura_t) if len(t) >= 4]
-        hk = [(y, t) for y, t in zip(https_y, https_t) if len(t) >= 4]
-        result["traces"] = {"aura": len(keep), "https": len(hk)}
-        result["packets_per_trace"] = {
-            "aura": sum(len(t) for _, t in keep) / max(len(keep), 1),
-            "https": sum(len(t) for _, t in hk) / max(len(hk), 1),
+        hk = usable(*visit_all(c, urls, args.visits, f"https://{VETH_B}:{WEB_PORT}",
+                               "veth-a", f"tcp port {WEB_PORT}", "https"))
+        hb, hd = volume(hk)
+        result["https"] = {
+            "traces": len(hk),
+            "packets_per_trace": sum(len(t) for _, t in hk) / max(len(hk), 1),
+            "bytes_per_visit": hb, "seconds_per_visit": hd,
+            "page_accuracy": classify([features(t) for _, t in hk], [y for y, _ in hk]),
         }
-        result["page_accuracy_aura"] = classify([features(t) for _, t in keep],
-                                                [y for y, _ in keep])
-        result["page_accuracy_https"] = classify([features(t) for _, t in hk],
-                                                 [y for y, _ in hk])
-        X = [features(t) for _, t in keep] + [features(t) for _, t in hk]
-        y = [1] * len(keep) + [0] * len(hk)
-        result["aura_vs_https_accuracy"] = classify(X, y)
+        result["mask"] = deploy_aura(c, args.aura, args.carrier)
+        for cover in covers:
+            log(f"Aura visits over {args.carrier}, cover {cover}")
+            srv, cli = start_aura(c, args.aura, cover)
+            keep = usable(*visit_all(c, urls, args.visits,
+                                     f"https://{TUNNEL_SERVER}:{WEB_PORT}", "veth-a",
+                                     wire, f"aura-{cover}"))
+            st = status(c, args.aura, "c.sock") or {}
+            c.stop(cli)
+            c.stop(srv)
+            ab, ad = volume(keep)
+            X = [features(t) for _, t in keep] + [features(t) for _, t in hk]
+            y = [1] * len(keep) + [0] * len(hk)
+            result["runs"][cover] = {
+                "traces": len(keep),
+                "packets_per_trace": sum(len(t) for _, t in keep) / max(len(keep), 1),
+                "bytes_per_visit": ab, "seconds_per_visit": ad,
+                "cover_status": st.get("cover"),
+                "page_accuracy": classify([features(t) for _, t in keep],
+                                          [y for y, _ in keep]),
+                "aura_vs_https_accuracy": classify(X, y),
+            }
+        base = result["runs"].get("off")
+        if base:
+            for run in result["runs"].values():
+                run["bytes_vs_off"] = run["bytes_per_visit"] / max(base["bytes_per_visit"], 1)
+                run["seconds_vs_off"] = run["seconds_per_visit"] / max(base["seconds_per_visit"], 1e-9)
         result["chance"] = {"page": 1 / args.pages, "aura_vs_https": 0.5}
     finally:
         c.stop_all()

@@ -83,7 +83,7 @@ impl Counters {
         }
     }
 
-    fn path(&self) -> (Carrier, SocketAddr) {
+    pub(crate) fn path(&self) -> (Carrier, SocketAddr) {
         *self.path.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

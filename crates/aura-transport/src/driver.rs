@@ -657,14 +657,24 @@ impl Task {
                 };
                 let mut failed = 0u64;
                 let mut sealed = 0u64;
+                // QUIC and TLS frames show their length: inner packets are padded to the
+                // day's sizes (UDP pads outside, with keystream).
+                let pad_inner = counters.path().0 != Carrier::Udp;
                 for p in batch.iter() {
-                    let need = SEAL_HEADROOM + p.len() + DATA_OVERHEAD;
+                    let len = if pad_inner {
+                        let noise = self.camo.dg.noise();
+                        crate::camo::shape::stream_padded_len(p, &self.camo.mask, noise)
+                    } else {
+                        p.len()
+                    };
+                    let need = SEAL_HEADROOM + len + DATA_OVERHEAD;
                     if need > self.scratch.len() {
                         counters.drops.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
-                    match self.ep.seal(now, conn, &mut self.scratch, p.len()) {
+                    self.scratch[SEAL_HEADROOM + p.len()..SEAL_HEADROOM + len].fill(0);
+                    match self.ep.seal(now, conn, &mut self.scratch, len) {
                         Ok((remote, n)) => {
                             if !padding {
                                 sealed += 1;
@@ -934,7 +944,7 @@ fn deliver(
     if let Ok(Some(r)) = ep.handle_datagram(Instant::now(), from, d)
         && let Some(c) = conns.get_mut(&r.conn)
     {
-        let payload = d.get(r.payload).unwrap_or_default();
+        let payload = crate::camo::shape::trim_padding(d.get(r.payload).unwrap_or_default());
         if crate::cover::is_padding(payload) {
             // Cover traffic: seen on the wire, dropped here; a malformed one is a drop.
             if crate::cover::padding_ok(payload) {

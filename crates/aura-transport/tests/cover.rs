@@ -139,9 +139,10 @@ async fn malformed_padding_is_dropped_and_the_session_goes_on() {
     bad.push(ControlKind::Padding.to_u8());
     bad.extend_from_slice(&8u32.to_be_bytes());
     bad.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+    // (Trailing zeros would be padding of the stream carriers, trimmed: a 7 is not.)
     let mut long = bad.clone();
     long[HEADER_LEN + 3] = 0;
-    long.push(0);
+    long.push(7);
     c.send_batch(vec![bad, long, packet(0, 1, 100)])
         .await
         .unwrap();
@@ -173,4 +174,105 @@ async fn a_shared_limit_holds_a_greedy_engine() {
         "the limit never held anything back: {st:?}"
     );
     assert!(st.padding_out > 0);
+}
+
+/// A TCP relay on loopback in front of `to` that counts the bytes the client sends.
+async fn counting_proxy(
+    to: std::net::SocketAddr,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let up = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = up.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let s = tokio::net::TcpStream::connect(to).await.unwrap();
+            let (mut cr, mut cw) = c.into_split();
+            let (mut sr, mut sw) = s.into_split();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    counted.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+        }
+    });
+    (port, up)
+}
+
+/// A real IPv4 packet of `len` bytes (its total length says so).
+fn ipv4(seq: u32, len: usize) -> Vec<u8> {
+    let mut p = packet(0, seq, len);
+    p[1] = 0;
+    p[2..4].copy_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+    p
+}
+
+/// Review M8: on the TLS carrier an inner packet's frame takes the day's size (here the
+/// HTTPS-like buckets, fixed for the test), and comes out exactly as it went in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_frames_are_padded_to_the_days_sizes_and_trimmed_back() {
+    use aura_transport::camo::shape::Profile;
+    let pki = TestPki::new(11).unwrap();
+    let buckets = || {
+        aura_transport::camo::mask::MaskSeed::new(
+            pki.ca_der(),
+            vec!["www.example.com".into()],
+            aura_transport::carrier::tls::TlsOptions::default().alpn,
+            Some(Profile::HttpsBuckets),
+        )
+        .unwrap()
+    };
+    let mut cfg = server_config(
+        &pki,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        pki.verifier().unwrap(),
+    );
+    cfg.masks = buckets();
+    let mut s = Listeners::bind(cfg).await.unwrap();
+    let (port, up) = counting_proxy(s.tls_addr.unwrap()).await;
+    let mut dc = dial_config(&pki, pki.alice(), &s, &[Carrier::Tls]);
+    dc.masks = buckets();
+    dc.tls_port = port;
+    let mut c = timeout(T, dial(&dc, &mut OsRng))
+        .await
+        .unwrap()
+        .unwrap()
+        .conn;
+    let mut sc = timeout(T, s.accept()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = up.load(std::sync::atomic::Ordering::Relaxed);
+    // 200 packets of 100 bytes, one at a time: unpadded, each frame is 131 bytes and its
+    // TLS record 153 (5 header, 1 type, 16 tag); padded, the frame takes the day's bucket
+    // above 131, at least 160 (of the four tables), so each record is 182 or more.
+    for i in 0..200u32 {
+        c.send(ipv4(i, 100)).await.unwrap();
+        let p = timeout(T, sc.recv()).await.unwrap().unwrap();
+        assert_eq!(p, ipv4(i, 100), "packet {i}");
+    }
+    let sent = up.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        sent >= 200 * (160 + 5),
+        "{sent} bytes for 200 packets: not padded"
+    );
+    assert_eq!(
+        sc.stats().bytes_in,
+        200 * 100,
+        "the receiver counts what it delivers"
+    );
+    // Sizes across the range come out exact too, on both ways.
+    for len in [20usize, 21, 127, 128, 500, 1000, 1280] {
+        sc.send(ipv4(7, len)).await.unwrap();
+        let p = timeout(T, c.recv()).await.unwrap().unwrap();
+        assert_eq!(p, ipv4(7, len));
+    }
 }

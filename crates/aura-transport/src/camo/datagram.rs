@@ -129,6 +129,11 @@ impl DatagramCamo {
         self.append_within(data, mask, now, MAX_PADDED, out);
     }
 
+    /// A random value from the padding keystream (for sizes chosen elsewhere).
+    pub fn noise(&mut self) -> u64 {
+        self.stream.next_u64()
+    }
+
     /// As [`Self::append`], padded to at most `max_len` bytes
     /// ([`super::shape::max_padded_for`] the peer): never less than the datagram needs.
     pub fn append_within(

@@ -150,3 +150,149 @@ mod tests {
         assert_eq!(Profile::from_index(4), None);
     }
 }
+
+/// Bytes a stream or QUIC carrier adds around an inner packet: the Aura data header and
+/// tag (29) and the frame's length (2).
+const STREAM_OVERHEAD: usize = 29 + 2;
+/// The largest inner packet padding makes: what a QUIC DATAGRAM frame carries before MTU
+/// discovery (1362) less the Aura overhead (29), so padding never pushes a packet off the
+/// DATAGRAM path onto the stream.
+pub const STREAM_PAD_CAP: usize = crate::carrier::quic::EARLY_DATAGRAM_MAX - 29;
+
+/// The length of a packet's self-declared content, when it declares one: an IPv4
+/// packet's total length, an IPv6 packet's 40 + payload length, a control envelope's
+/// 9 + payload length. `None` for anything else (a circuit's nested datagram).
+fn declared_len(p: &[u8]) -> Option<usize> {
+    match p.first().map(|b| b >> 4) {
+        _ if p.starts_with(&aura_proto::control::MAGIC) => {
+            let len = p.get(5..9)?;
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            usize::try_from(len)
+                .ok()?
+                .checked_add(aura_proto::control::HEADER_LEN)
+        }
+        Some(4) => {
+            Some(usize::from(u16::from_be_bytes([*p.get(2)?, *p.get(3)?]))).filter(|n| *n >= 20)
+        }
+        Some(6) => Some(40 + usize::from(u16::from_be_bytes([*p.get(4)?, *p.get(5)?]))),
+        _ => None,
+    }
+}
+
+/// On the QUIC and TLS carriers (review M8): the length an inner packet is padded to
+/// with zeros before sealing, so that its frame takes the size the day's mask gives (the
+/// receiver trims the zeros by the packet's own length, [`trim_padding`]). Only packets
+/// that declare their length exactly are padded (IP and control); padding stops at
+/// [`STREAM_PAD_CAP`].
+pub fn stream_padded_len(p: &[u8], mask: &super::mask::Mask, noise: u64) -> usize {
+    if declared_len(p) != Some(p.len()) || p.len() >= STREAM_PAD_CAP {
+        return p.len();
+    }
+    let framed = mask.padded_len(p.len() + STREAM_OVERHEAD, noise);
+    framed
+        .saturating_sub(STREAM_OVERHEAD)
+        .clamp(p.len(), STREAM_PAD_CAP)
+}
+
+/// A received inner packet without the zeros [`stream_padded_len`] added: cut to its
+/// declared length when that is shorter and only zeros follow; anything else as it is.
+pub fn trim_padding(p: &[u8]) -> &[u8] {
+    match declared_len(p) {
+        Some(n) if n < p.len() && p[n..].iter().all(|b| *b == 0) => &p[..n],
+        _ => p,
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::camo::mask::MaskSeed;
+
+    fn ipv4(len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        p
+    }
+
+    fn mask(profile: Profile) -> super::super::mask::Mask {
+        let seed = MaskSeed::new(
+            b"ca",
+            vec!["a.example".into()],
+            vec![b"h2".to_vec()],
+            Some(profile),
+        )
+        .unwrap();
+        seed.mask_at(1_800_000_000)
+    }
+
+    #[test]
+    fn ip_and_control_are_padded_to_the_days_buckets_and_trimmed_back() {
+        let m = mask(Profile::HttpsBuckets);
+        let table = BUCKET_TABLES[m.buckets % BUCKET_TABLES.len()];
+        for len in [20, 60, 100, 400, 1000, 1300] {
+            let p = ipv4(len);
+            let n = stream_padded_len(&p, &m, 7);
+            assert!(n >= len && n <= STREAM_PAD_CAP, "{len} → {n}");
+            // The frame is a bucket, unless the cap stopped it.
+            assert!(
+                n == STREAM_PAD_CAP || table.contains(&(n + STREAM_OVERHEAD)),
+                "{len} → {n}"
+            );
+            let mut padded = p.clone();
+            padded.resize(n, 0);
+            assert_eq!(trim_padding(&padded), &p[..]);
+        }
+        let c = aura_proto::control::ControlMessage::from(aura_proto::control::AddressRequest)
+            .encode()
+            .unwrap();
+        let n = stream_padded_len(&c, &m, 1);
+        assert!(n > c.len());
+        let mut padded = c.clone();
+        padded.resize(n, 0);
+        assert_eq!(trim_padding(&padded), &c[..]);
+    }
+
+    #[test]
+    fn other_payloads_and_profiles_are_left_alone() {
+        let m = mask(Profile::HttpsBuckets);
+        // A nested datagram (a circuit's): no declared length, never padded or trimmed.
+        let nested = [1u8, 0, 0, 0, 9, 9, 9, 9, 0, 0];
+        assert_eq!(stream_padded_len(&nested, &m, 3), nested.len());
+        assert_eq!(trim_padding(&nested), &nested[..]);
+        // A length field that does not match is not trusted for padding.
+        let mut odd = ipv4(100);
+        odd[3] = 50;
+        assert_eq!(stream_padded_len(&odd, &m, 3), 100);
+        let mut long = ipv4(100);
+        long[3] = 200;
+        assert_eq!(trim_padding(&long).len(), 100);
+        // Only zeros are trimmed: what follows the declared length otherwise stays.
+        let mut tail = ipv4(60);
+        tail.extend_from_slice(&[0, 0, 7, 0]);
+        assert_eq!(trim_padding(&tail).len(), 64);
+        let mut short = vec![0x45, 0, 0, 4, 1, 2, 3];
+        short.resize(30, 0);
+        assert_eq!(
+            trim_padding(&short).len(),
+            30,
+            "an IPv4 length under 20 is not one"
+        );
+        // The operator's "none" pads nothing; "constant" pads small packets to 1232 − 31.
+        assert_eq!(stream_padded_len(&ipv4(100), &mask(Profile::None), 3), 100);
+        assert_eq!(
+            stream_padded_len(&ipv4(100), &mask(Profile::Constant), 3),
+            1232 - STREAM_OVERHEAD
+        );
+        // IPv6: 40 + payload length.
+        let mut six = vec![0u8; 80];
+        six[0] = 0x60;
+        six[5] = 40;
+        let n = stream_padded_len(&six, &m, 3);
+        assert!(n > 80);
+        let mut padded = six.clone();
+        padded.resize(n, 0);
+        assert_eq!(trim_padding(&padded), &six[..]);
+    }
+}
