@@ -287,16 +287,18 @@ class Bare(System):
 
 
 class Aura(System):
-    def __init__(self, ctx, carrier, exe=None, tag="", plain=False):
+    def __init__(self, ctx, carrier, exe=None, tag="", plain=False, cover=None):
         """`exe`: the aura binary (default --aura); `tag`: suffix of the key and name, for a
         second binary measured in the same run (--aura-base); `plain`: a deployment with
         the camouflage off (server-init --disable-knock, padding_profile = 1), for
-        --camo-pairs."""
+        --camo-pairs; `cover`: the client's cover profile ("off" included), in a
+        deployment that grants any budget, for --cover-profiles."""
         super().__init__(ctx)
         self.carrier = carrier
         self.exe = exe or ctx.args.aura
         self.tag = tag
         self.plain = plain
+        self.cover = cover
         self.key = f"aura-{carrier}{'-' + tag.replace(' ', '') if tag else ''}"
         self.iface = "aura0"
         self.name = (f"Aura {carrier.upper() if carrier != 'tls' else 'TLS/TCP'}"
@@ -314,11 +316,14 @@ class Aura(System):
         d = c.tmp / ("aura-base" if self.exe != c.args.aura else "aura")
         if self.plain:
             d = d.with_name(d.name + "-plain")
+        if self.cover:
+            d = d.with_name(d.name + "-cover")
         if (d / "server.toml").exists():
             return d
         exe = self.exe
         c.run(None, [exe, "server-init", "--dir", str(d), "--name", "bench.test",
-                     "--listen", VETH_B] + (["--disable-knock"] if self.plain else []),
+                     "--listen", VETH_B] + (["--disable-knock"] if self.plain else [])
+              + (["--enable-cover-traffic"] if self.cover else []),
               timeout=30)
         c.run(None, [exe, "provision-client", "--dir", str(d), "--id", "c", "--server",
                      VETH_B, "--out", str(d / "c")], timeout=30)
@@ -327,6 +332,10 @@ class Aura(System):
                 f.write_text(set_key(f.read_text(), "[transport]", "padding_profile", "1"))
         st = (d / "server.toml").read_text()
         st = set_key(st, "[server]", "admin_socket", json.dumps(str(c.tmp / "s.sock")))
+        if self.cover:
+            # Each profile at its own default budget, whatever it asks.
+            st = set_key(st, "[server.cover]", "max_budget_percent", "100")
+            st = set_key(st, "[server.cover]", "total_budget_percent", "100")
         if re.search(r"^\[server\.nat\]", st, re.M):
             st = set_key(st, "[server.nat]", "auto", "false")
         else:
@@ -340,6 +349,8 @@ class Aura(System):
         ct = (d / "c" / "client.toml").read_text()
         ct = set_key(ct, "[client]", "admin_socket", json.dumps(str(c.tmp / "c.sock")))
         ct = set_key(ct, "[transport]", "carriers", f'["{self.carrier}"]')
+        if self.cover:
+            ct = set_key(ct, "[transport]", "cover", json.dumps(self.cover))
         (d / "c" / "client.toml").write_text(ct)
         for s in ("s.sock", "c.sock"):
             (c.tmp / s).unlink(missing_ok=True)
@@ -878,6 +889,8 @@ def main():
                          "the UDP carrier in the same run, A-B-B-A with the tree's")
     ap.add_argument("--camo-pairs", action="store_true",
                     help="only Aura, each carrier with the camouflage on and off, A-B-B-A")
+    ap.add_argument("--cover-profiles", action="store_true",
+                    help="only Aura, UDP and TLS, with cover traffic off and each profile")
     ap.add_argument("--boringtun", default="")
     ap.add_argument("--quincy-client", default="")
     ap.add_argument("--quincy-server", default="")
@@ -913,6 +926,11 @@ def main():
             systems += [Aura(ctx, carrier, tag="camo"), Aura(ctx, carrier, tag="plain", plain=True),
                         Aura(ctx, carrier, tag="plain 2", plain=True),
                         Aura(ctx, carrier, tag="camo 2")]
+    if args.cover_profiles:
+        # Cover traffic off against each profile, UDP and TLS, in one run.
+        systems = [Aura(ctx, carrier, tag=f"cover {p}", cover=p)
+                   for carrier in ("udp", "tls")
+                   for p in ("off", "idle", "bursts", "https")]
     if args.quincy_client or "quincy" in forced:
         systems.append(Quincy(ctx))
     if args.systems != "all":

@@ -9,6 +9,8 @@
 #                    # this tree's Aura UDP against another binary, in A-B-B-A order
 #   BENCH_CAMO_PAIRS=1 sudo bench/run.sh
 #                    # each carrier with knock and masks on against off, A-B-B-A
+#   BENCH_COVER=1 sudo bench/run.sh
+#                    # Aura UDP and TLS with cover traffic off, idle, bursts, https
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -155,7 +157,7 @@ cat "$OUT/machine.txt"
 say "namespaces $PREFIX-a / $PREFIX-b; results in $OUT"
 python3 "$ROOT/bench/driver.py" --out "$OUT" --tmp "$WORK" --pidfile "$PIDFILE" \
     --prefix "$PREFIX" --seconds "$SECONDS_PER_TEST" --systems "$SYSTEMS" \
-    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" ${BENCH_CAMO_PAIRS:+--camo-pairs} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
+    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" ${BENCH_CAMO_PAIRS:+--camo-pairs} ${BENCH_COVER:+--cover-profiles} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
     ${SKIP[@]+"${SKIP[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"

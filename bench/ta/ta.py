@@ -147,7 +147,20 @@ def visit_all(c, urls, visits, base, capture_iface, capture_filter, name):
     time.sleep(0.5)
     c.stop(cap)
     traces = cut(read_pcap(pcap), windows)
+    # How long the fetches took (the latency cover traffic adds, if any).
+    c.fetch_seconds = sum(b - a for a, b in windows) / max(len(windows), 1)
     return labels, traces
+
+
+def idle_rate(c, capture_iface, capture_filter, name, seconds=10.0):
+    """Packets per second on the wire while nothing is fetched (what an observer of an
+    idle tunnel sees)."""
+    pcap = c.tmp / f"{name}-idle.pcap"
+    cap = c.spawn(c.a, ["tcpdump", "-i", capture_iface, "-n", "-U", "-Z", "root", "-w",
+                        str(pcap), capture_filter], f"tcpdump-{name}-idle")
+    time.sleep(1.0 + seconds)
+    c.stop(cap)
+    return len(read_pcap(pcap)) / seconds
 
 
 def classify(X, y, seed=0):
@@ -257,6 +270,7 @@ def main():
                                "veth-a", f"tcp port {WEB_PORT}", "https"))
         hb, hd = volume(hk)
         result["https"] = {
+            "fetch_seconds": c.fetch_seconds,
             "traces": len(hk),
             "packets_per_trace": sum(len(t) for _, t in hk) / max(len(hk), 1),
             "bytes_per_visit": hb, "seconds_per_visit": hd,
@@ -269,6 +283,8 @@ def main():
             keep = usable(*visit_all(c, urls, args.visits,
                                      f"https://{TUNNEL_SERVER}:{WEB_PORT}", "veth-a",
                                      wire, f"aura-{cover}"))
+            fetch = c.fetch_seconds
+            idle = idle_rate(c, "veth-a", wire, f"aura-{cover}")
             st = status(c, args.aura, "c.sock") or {}
             c.stop(cli)
             c.stop(srv)
@@ -279,6 +295,7 @@ def main():
                 "traces": len(keep),
                 "packets_per_trace": sum(len(t) for _, t in keep) / max(len(keep), 1),
                 "bytes_per_visit": ab, "seconds_per_visit": ad,
+                "fetch_seconds": fetch, "idle_packets_per_second": idle,
                 "cover_status": st.get("cover"),
                 "page_accuracy": classify([features(t) for _, t in keep],
                                           [y for y, _ in keep]),
@@ -288,7 +305,7 @@ def main():
         if base:
             for run in result["runs"].values():
                 run["bytes_vs_off"] = run["bytes_per_visit"] / max(base["bytes_per_visit"], 1)
-                run["seconds_vs_off"] = run["seconds_per_visit"] / max(base["seconds_per_visit"], 1e-9)
+                run["fetch_vs_off"] = run["fetch_seconds"] / max(base["fetch_seconds"], 1e-9)
         result["chance"] = {"page": 1 / args.pages, "aura_vs_https": 0.5}
     finally:
         c.stop_all()

@@ -209,6 +209,10 @@ mod stream_tests {
     use super::*;
     use crate::camo::mask::MaskSeed;
 
+    const FROZEN_TABLE: usize = 2;
+    const FROZEN_IPV4_100: usize = 129;
+    const FROZEN_CONTROL: usize = 129;
+
     fn ipv4(len: usize) -> Vec<u8> {
         let mut p = vec![0u8; len];
         p[0] = 0x45;
@@ -252,6 +256,19 @@ mod stream_tests {
         let mut padded = c.clone();
         padded.resize(n, 0);
         assert_eq!(trim_padding(&padded), &c[..]);
+    }
+
+    /// Frozen: what a 100-byte IPv4 packet and an AddressRequest become on the QUIC and
+    /// TLS carriers on one day of one deployment (the HTTPS-like buckets of its table).
+    #[test]
+    fn frozen_vector() {
+        let m = mask(Profile::HttpsBuckets);
+        assert_eq!(m.buckets, FROZEN_TABLE);
+        assert_eq!(stream_padded_len(&ipv4(100), &m, 7), FROZEN_IPV4_100);
+        let c = aura_proto::control::ControlMessage::from(aura_proto::control::AddressRequest)
+            .encode()
+            .unwrap();
+        assert_eq!(stream_padded_len(&c, &m, 7), FROZEN_CONTROL);
     }
 
     #[test]
