@@ -106,8 +106,13 @@ fn cover_line(c: &admin::CoverStatus) -> String {
             c.budget_permille % 10
         ),
     };
+    let delayed = if c.delayed > 0 {
+        format!("; {} batches delayed", c.delayed)
+    } else {
+        String::new()
+    };
     format!(
-        "cover:      {}{budget}, {}; padding {} out, {} in",
+        "cover:      {}{budget}, {}; padding {} out, {} in{delayed}",
         c.profile, c.state, c.padding_out, c.padding_in
     )
 }
@@ -148,6 +153,7 @@ mod circuit_tests {
             budget_permille: 305,
             padding_out: 12,
             padding_in: 40,
+            delayed: 0,
         };
         assert_eq!(
             cover_line(&c),
@@ -159,6 +165,9 @@ mod circuit_tests {
             cover_line(&c),
             "cover:      idle, refused; padding 12 out, 40 in"
         );
+        c.profile = "bursts".into();
+        c.delayed = 3;
+        assert!(cover_line(&c).ends_with("40 in; 3 batches delayed"));
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct CoverStatus {
     pub padding_out: u64,
     /// Padding packets received (and dropped) in this session.
     pub padding_in: u64,
+    /// Batches of real packets that waited while the profile held them (`bursts`).
+    #[serde(default)]
+    pub delayed: u64,
 }
 
 /// One connected peer, as a server reports it.

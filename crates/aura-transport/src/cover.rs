@@ -56,18 +56,24 @@ pub struct CoverStats {
     pub padding_in: u64,
     /// Padding packets the engine asked for that the shared limit held back.
     pub held_back: u64,
+    /// Batches of real packets that waited while the engine blocked (`bursts`).
+    pub delayed: u64,
 }
 
-/// One connection's cover state, shared by the driver (which reports traffic) and the
-/// cover task (which sends padding).
-#[derive(Debug, Default)]
+/// One connection's cover state, shared by the driver (which reports traffic, and holds
+/// real packets while the engine blocks) and the cover task (which sends padding).
+#[derive(Debug)]
 pub(crate) struct CoverTap {
     active: AtomicBool,
+    /// Until when real packets wait: nanoseconds after `epoch`, 0 for not blocked.
+    blocked: AtomicU64,
+    epoch: Instant,
     engine: Mutex<Option<Running>>,
     wake: Notify,
     padding_out: AtomicU64,
     padding_in: AtomicU64,
     held_back: AtomicU64,
+    delayed: AtomicU64,
     generation: AtomicU64,
 }
 
@@ -79,10 +85,51 @@ struct Running {
     generation: u64,
 }
 
+impl Default for CoverTap {
+    fn default() -> Self {
+        Self {
+            active: AtomicBool::new(false),
+            blocked: AtomicU64::new(0),
+            epoch: Instant::now(),
+            engine: Mutex::default(),
+            wake: Notify::new(),
+            padding_out: AtomicU64::new(0),
+            padding_in: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
 impl CoverTap {
     fn with<R>(&self, f: impl FnOnce(&mut Running) -> R) -> Option<R> {
         let mut g = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
-        g.as_mut().map(f)
+        let r = g.as_mut().map(f);
+        let until = g.as_ref().and_then(|r| r.engine.blocked_until());
+        self.set_blocked(until);
+        r
+    }
+
+    fn set_blocked(&self, until: Option<Instant>) {
+        let ns = until.map_or(0, |t| {
+            let d = t.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(d).unwrap_or(u64::MAX).max(1)
+        });
+        self.blocked.store(ns, Ordering::Relaxed);
+    }
+
+    /// A batch of real packets waits.
+    pub(crate) fn delayed(&self) {
+        self.delayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Until when real packets must wait, if the engine blocks them now.
+    pub(crate) fn blocked_until(&self) -> Option<Instant> {
+        match self.blocked.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.epoch + Duration::from_nanos(ns)),
+        }
     }
 
     /// `n` real packets were sent.
@@ -123,6 +170,7 @@ impl CoverTap {
             padding_out: self.padding_out.load(Ordering::Relaxed),
             padding_in: self.padding_in.load(Ordering::Relaxed),
             held_back: self.held_back.load(Ordering::Relaxed),
+            delayed: self.delayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -253,6 +301,7 @@ impl Drop for CoverGuard {
                 return;
             }
             self.tap.active.store(false, Ordering::Relaxed);
+            self.tap.blocked.store(0, Ordering::Relaxed);
             g.take()
         };
         if let Some(l) = running.and_then(|r| r.limit) {

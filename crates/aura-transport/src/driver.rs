@@ -73,6 +73,10 @@ struct UdpCamo {
     refusals: RefusalLog,
 }
 
+/// Most batches of real packets held for one connection while its cover traffic blocks;
+/// past this, its batches go at once.
+const MAX_HELD_BATCHES: usize = 64;
+
 /// A client's first datagrams to a server address that go out in bursts of at least
 /// [`MIN_EARLY_BURST`] (docs/PROTOCOL.md §12.2: chaff).
 const EARLY_DATAGRAMS: u32 = 64;
@@ -327,6 +331,8 @@ impl Driver {
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
             camo,
+            held: std::collections::VecDeque::new(),
+            release_at: None,
         };
         tokio::spawn(task.run());
         (DriverHandle { commands: cmd_tx }, accept_rx)
@@ -459,6 +465,10 @@ struct Task {
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
     camo: UdpCamo,
+    /// Real packets cover traffic holds (a machine blocks), per connection in order.
+    held: std::collections::VecDeque<(ConnectionHandle, PacketBatch)>,
+    /// When the first held connection's blocking ends.
+    release_at: Option<Instant>,
 }
 
 impl Task {
@@ -472,6 +482,13 @@ impl Task {
             let deadline = self.ep.poll_timeout();
             let sleep = async {
                 match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let release_at = self.release_at;
+            let release = async {
+                match release_at {
                     Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
                     None => std::future::pending().await,
                 }
@@ -497,6 +514,7 @@ impl Task {
                     None => return,
                 },
                 () = sleep => self.ep.handle_timeout(Instant::now()),
+                () = release => self.release_held(Instant::now(), None).await,
                 _ = sweep.tick() => self.close_stale_links(Instant::now()),
                 _ = reseed.tick() => {
                     let mut fresh = [0u8; 32];
@@ -636,6 +654,95 @@ impl Task {
         }
     }
 
+    /// Seals and sends `batch` of `conn` now.
+    async fn send_now(
+        &mut self,
+        conn: ConnectionHandle,
+        batch: PacketBatch,
+        padding: bool,
+        counters: &Arc<Counters>,
+        now: Instant,
+    ) {
+        let mut failed = 0u64;
+        let mut sealed = 0u64;
+        // QUIC and TLS frames show their length: inner packets are padded to the
+        // day's sizes (UDP pads outside, with keystream).
+        let pad_inner = counters.path().0 != Carrier::Udp;
+        for p in batch.iter() {
+            let len = if pad_inner {
+                let noise = self.camo.dg.noise();
+                crate::camo::shape::stream_padded_len(p, &self.camo.mask, noise)
+            } else {
+                p.len()
+            };
+            let need = SEAL_HEADROOM + len + DATA_OVERHEAD;
+            if need > self.scratch.len() {
+                counters.drops.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
+            self.scratch[SEAL_HEADROOM + p.len()..SEAL_HEADROOM + len].fill(0);
+            match self.ep.seal(now, conn, &mut self.scratch, len) {
+                Ok((remote, n)) => {
+                    if !padding {
+                        sealed += 1;
+                        counters
+                            .bytes_out
+                            .fetch_add(p.len() as u64, Ordering::Relaxed);
+                    }
+                    failed += queue(
+                        &self.udp,
+                        &self.links,
+                        &mut self.camo,
+                        &mut self.tx,
+                        remote,
+                        &self.scratch[..n],
+                    )
+                    .await;
+                }
+                Err(_) => {
+                    counters.drops.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        batch.recycle();
+        if sealed > 0 {
+            counters.packets_out.fetch_add(sealed, Ordering::Relaxed);
+            counters.cover.sent(sealed, now);
+        }
+        self.camo.pad_bursts(&mut self.tx);
+        failed += send_queued(&self.udp, &mut self.tx).await;
+        if failed > 0 {
+            counters.drops.fetch_add(failed, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the held batches whose connection is no longer blocked (all of `force`'s),
+    /// each connection's in order, and sets when to look again.
+    async fn release_held(&mut self, now: Instant, force: Option<ConnectionHandle>) {
+        let mut keep: std::collections::VecDeque<(ConnectionHandle, PacketBatch)> =
+            std::collections::VecDeque::new();
+        let mut next: Option<Instant> = None;
+        while let Some((c, b)) = self.held.pop_front() {
+            let Some(counters) = self.conns.get(&c).map(|s| s.counters.clone()) else {
+                b.recycle();
+                continue;
+            };
+            let until = counters.cover.blocked_until().filter(|t| *t > now);
+            let behind = keep.iter().any(|(k, _)| *k == c);
+            if Some(c) != force && (until.is_some() || behind) {
+                if let Some(t) = until.filter(|_| !behind) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+                keep.push_back((c, b));
+            } else {
+                self.send_now(c, b, false, &counters, now).await;
+            }
+        }
+        self.held = keep;
+        self.release_at = next;
+    }
+
     /// Reads the wall clock for the camouflage layer (knock times, the day's mask).
     fn tick(&mut self) {
         let now = self.ep.wall_time(Instant::now()).as_secs();
@@ -655,58 +762,25 @@ impl Task {
                     batch.recycle();
                     return;
                 };
-                let mut failed = 0u64;
-                let mut sealed = 0u64;
-                // QUIC and TLS frames show their length: inner packets are padded to the
-                // day's sizes (UDP pads outside, with keystream).
-                let pad_inner = counters.path().0 != Carrier::Udp;
-                for p in batch.iter() {
-                    let len = if pad_inner {
-                        let noise = self.camo.dg.noise();
-                        crate::camo::shape::stream_padded_len(p, &self.camo.mask, noise)
-                    } else {
-                        p.len()
-                    };
-                    let need = SEAL_HEADROOM + len + DATA_OVERHEAD;
-                    if need > self.scratch.len() {
-                        counters.drops.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
-                    self.scratch[SEAL_HEADROOM + p.len()..SEAL_HEADROOM + len].fill(0);
-                    match self.ep.seal(now, conn, &mut self.scratch, len) {
-                        Ok((remote, n)) => {
-                            if !padding {
-                                sealed += 1;
-                                counters
-                                    .bytes_out
-                                    .fetch_add(p.len() as u64, Ordering::Relaxed);
+                // Cover traffic may hold real packets a few milliseconds (padding is
+                // never held); a connection's later batches wait behind its held ones.
+                if !padding {
+                    let blocked = counters.cover.blocked_until().filter(|t| *t > now);
+                    let waiting = self.held.iter().filter(|(c, _)| *c == conn).count();
+                    if blocked.is_some() || waiting > 0 {
+                        if waiting < MAX_HELD_BATCHES {
+                            counters.cover.delayed();
+                            self.held.push_back((conn, batch));
+                            if let Some(t) = blocked {
+                                self.release_at = Some(self.release_at.map_or(t, |r| r.min(t)));
                             }
-                            failed += queue(
-                                &self.udp,
-                                &self.links,
-                                &mut self.camo,
-                                &mut self.tx,
-                                remote,
-                                &self.scratch[..n],
-                            )
-                            .await;
+                            return;
                         }
-                        Err(_) => {
-                            counters.drops.fetch_add(1, Ordering::Relaxed);
-                        }
+                        // Too much waits: this connection's batches go now (fail open).
+                        self.release_held(now, Some(conn)).await;
                     }
                 }
-                batch.recycle();
-                if sealed > 0 {
-                    counters.packets_out.fetch_add(sealed, Ordering::Relaxed);
-                    counters.cover.sent(sealed, now);
-                }
-                self.camo.pad_bursts(&mut self.tx);
-                failed += send_queued(&self.udp, &mut self.tx).await;
-                if failed > 0 {
-                    counters.drops.fetch_add(failed, Ordering::Relaxed);
-                }
+                self.send_now(conn, batch, padding, &counters, now).await;
             }
             Command::Close { conn } => self.ep.close(conn, CloseReason::Local),
             Command::AddLink {

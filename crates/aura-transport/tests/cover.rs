@@ -80,6 +80,7 @@ async fn cover_on(carrier: Carrier) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (cs, ss) = (gc.stats(), gs.stats());
     assert!(cs.padding_out > 20, "{carrier}: client sent {cs:?}");
+    assert_eq!(ss.delayed, 0, "{carrier}: `https` never delays");
     assert!(ss.padding_out > 20, "{carrier}: server sent {ss:?}");
     // Everything sent arrived and was dropped on arrival (nothing is lost on loopback).
     assert_eq!(sc.cover_stats().padding_in, cs.padding_out, "{carrier}");
@@ -100,6 +101,52 @@ async fn cover_on(carrier: Carrier) {
     let before = c.cover_stats().padding_in;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.cover_stats().padding_in, before, "{carrier}");
+}
+
+/// `bursts` holds the rest of a burst a few milliseconds after its first packets: ten
+/// bursts of 20 batches 1 ms apart, 300 ms between bursts (the tails run out), read as
+/// they come; everything arrives, in order.
+async fn delays_keep_order(carrier: Carrier) {
+    let (_s, c, mut sc) = pair(carrier).await;
+    let g = c
+        .sender()
+        .start_cover(engine(CoverProfile::Bursts, 500, 9), None);
+    let reader = tokio::spawn(async move {
+        for i in 0..1000u32 {
+            let p = timeout(T, sc.recv()).await.unwrap().unwrap();
+            assert_eq!(
+                p,
+                packet(0, i, 200),
+                "{carrier}: packet {i} after the delays"
+            );
+        }
+        sc
+    });
+    let mut seq = 0u32;
+    for _ in 0..10 {
+        for _ in 0..20 {
+            c.send_batch((seq..seq + 5).map(|i| packet(0, i, 200)).collect())
+                .await
+                .unwrap();
+            seq += 5;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sc = timeout(T, reader).await.unwrap().unwrap();
+    assert_eq!(sc.stats().drops, 0);
+    let st = g.stats();
+    assert!(st.delayed > 0, "{carrier}: nothing was delayed: {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_delay_real_packets_in_order_over_udp() {
+    delays_keep_order(Carrier::Udp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_delay_real_packets_in_order_over_tls() {
+    delays_keep_order(Carrier::Tls).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

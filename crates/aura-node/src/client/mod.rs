@@ -313,6 +313,7 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
                         .unwrap_or_default();
                     c.padding_out = counts.padding_out;
                     c.padding_in = counts.padding_in;
+                    c.delayed = counts.delayed;
                     c
                 }),
             };

@@ -133,6 +133,7 @@ impl<T: TunFactory> Client<T> {
                 budget_permille: budget,
                 padding_out: 0,
                 padding_in: 0,
+                delayed: 0,
             });
             ControlMessage::from(CoverRequest { profile, budget })
                 .encode()

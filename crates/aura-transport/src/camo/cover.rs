@@ -22,7 +22,7 @@
 //! instead, to at most 2.5 packets of at most 160 bytes a second (400 B/s), and the
 //! budget does not apply to it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aura_proto::control::{CoverProfile, HEADER_LEN, MAX_COVER_BUDGET};
 use enum_map::EnumMap;
@@ -37,6 +37,8 @@ use rand_chacha_09::rand_core::{RngCore, SeedableRng};
 /// Padding packets a machine may send before the budget applies (the first moments of a
 /// session have no real traffic to measure against).
 const ALLOWANCE: u64 = 16;
+/// The largest share of time real packets may be held (maybenot's blocking fraction).
+const MAX_BLOCKING: f64 = 0.05;
 
 /// Why a cover engine could not start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,7 +79,7 @@ fn pad(timeout: Dist, limit: Option<Dist>) -> Option<Action> {
 
 /// The machine of `profile`, its padding share capped at `frac`.
 fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
-    use Event::{LimitReached, NormalRecv, NormalSent, PaddingSent};
+    use Event::{BlockingBegin, LimitReached, NormalRecv, NormalSent, PaddingSent};
     let traffic = |to: usize| {
         vec![
             (NormalSent, vec![Trans(to, 1.0)]),
@@ -103,25 +105,52 @@ fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
             // 0: idle; a real packet starts a tail (state 1) with probability `start`.
             // 1: padding every gap until the tail's limit, then back to 0; more
             // traffic keeps the tail going.
+            // 2 (`bursts` only): a burst the client sends is held 2–10 ms first, so
+            // where it starts moves; then its tail (state 1).
             let mut on1 = vec![
                 (PaddingSent, vec![Trans(1, 1.0)]),
                 (LimitReached, vec![Trans(0, 1.0)]),
             ];
             on1.extend(traffic(1));
             let start_tail = vec![Trans(1, start)];
-            vec![
-                state(
-                    None,
-                    &[(NormalSent, start_tail.clone()), (NormalRecv, start_tail)],
-                ),
+            let sent = match profile {
+                CoverProfile::Bursts => vec![Trans(2, start)],
+                _ => start_tail.clone(),
+            };
+            let mut states = vec![
+                state(None, &[(NormalSent, sent), (NormalRecv, start_tail)]),
                 state(
                     pad(uniform(gap.0, gap.1), Some(uniform(tail.0, tail.1))),
                     &on1,
                 ),
-            ]
+            ];
+            if profile == CoverProfile::Bursts {
+                states.push(state(
+                    Some(Action::BlockOutgoing {
+                        bypass: true,
+                        replace: false,
+                        timeout: uniform(0.0, 0.0),
+                        duration: uniform(2_000.0, 10_000.0),
+                        limit: None,
+                    }),
+                    &[(BlockingBegin, vec![Trans(1, 1.0)])],
+                ));
+            }
+            states
         }
     };
-    Machine::new(ALLOWANCE, frac, 0, 0.0, states).map_err(|e| CoverError::Machine(e.to_string()))
+    // Blocking: at most 5 % of the time, after the first 50 ms.
+    Machine::new(ALLOWANCE, frac, 50_000, MAX_BLOCKING, states)
+        .map_err(|e| CoverError::Machine(e.to_string()))
+}
+
+/// A machine's scheduled action.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// Send a padding packet.
+    Padding,
+    /// Hold real packets for `duration` (longer blocking stays unless `replace`).
+    Block { duration: Duration, replace: bool },
 }
 
 /// One side's cover traffic for one session.
@@ -129,8 +158,10 @@ fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
 pub struct Cover {
     profile: CoverProfile,
     framework: Framework<Vec<Machine>, ChaCha20Rng>,
-    /// When each machine's padding is due.
-    action: Vec<Option<Instant>>,
+    /// When each machine's action is due, and what it is.
+    action: Vec<Option<(Instant, Due)>>,
+    /// Real packets wait until then (a machine's blocking), if set.
+    blocked: Option<Instant>,
     /// When each machine's internal timer runs out.
     internal: Vec<Option<Instant>>,
     /// Events to feed on the next call (timers started by the last actions).
@@ -176,12 +207,13 @@ impl Cover {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut size_seed = [0u8; 32];
         rng.fill_bytes(&mut size_seed);
-        let framework = Framework::new(machines, frac, 0.0, now, rng)
+        let framework = Framework::new(machines, frac, MAX_BLOCKING, now, rng)
             .map_err(|e| CoverError::Machine(e.to_string()))?;
         let mut cover = Self {
             profile,
             framework,
             action: vec![None; n],
+            blocked: None,
             internal: vec![None; n],
             pending: Vec::new(),
             sizes: ChaCha20Rng::from_seed(size_seed),
@@ -216,14 +248,21 @@ impl Cover {
         self.trigger(TriggerEvent::PaddingRecv, now);
     }
 
-    /// When the next timer runs out, if any is set.
+    /// When the next timer runs out, if any is set (the end of blocking included).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.action
             .iter()
-            .chain(&self.internal)
             .flatten()
+            .map(|(t, _)| *t)
+            .chain(self.internal.iter().flatten().copied())
+            .chain(self.blocked)
             .min()
-            .copied()
+    }
+
+    /// Until when real packets must wait (a machine blocks outgoing traffic), if they
+    /// must. Padding is never held.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.blocked
     }
 
     /// The size of the next padding packet due by `now` (the whole control message,
@@ -236,12 +275,31 @@ impl Cover {
                 self.trigger(TriggerEvent::TimerEnd { machine }, now);
             }
         }
-        let m = (0..self.action.len()).find(|&m| self.action[m].is_some_and(|t| t <= now))?;
-        self.action[m] = None;
-        self.padding_sent += 1;
-        let machine = MachineId::from_raw(m);
-        self.trigger(TriggerEvent::PaddingSent { machine }, now);
-        Some(self.padding_len())
+        if self.blocked.is_some_and(|t| t <= now) {
+            self.blocked = None;
+            self.trigger(TriggerEvent::BlockingEnd, now);
+        }
+        loop {
+            let m =
+                (0..self.action.len()).find(|&m| self.action[m].is_some_and(|(t, _)| t <= now))?;
+            let (_, due) = self.action[m].take()?;
+            let machine = MachineId::from_raw(m);
+            match due {
+                Due::Padding => {
+                    self.padding_sent += 1;
+                    self.trigger(TriggerEvent::PaddingSent { machine }, now);
+                    return Some(self.padding_len());
+                }
+                Due::Block { duration, replace } => {
+                    let until = now + duration;
+                    self.blocked = Some(match self.blocked {
+                        Some(t) if !replace => t.max(until),
+                        _ => until,
+                    });
+                    self.trigger(TriggerEvent::BlockingBegin { machine }, now);
+                }
+            }
+        }
     }
 
     /// A padding size by the profile: `idle` small, `bursts` large, `https` a web mix.
@@ -281,7 +339,18 @@ impl Cover {
                     timeout, machine, ..
                 } => {
                     if let Some(slot) = action.get_mut(machine.into_raw()) {
-                        *slot = Some(now + timeout);
+                        *slot = Some((now + timeout, Due::Padding));
+                    }
+                }
+                TriggerAction::BlockOutgoing {
+                    timeout,
+                    duration,
+                    replace,
+                    machine,
+                    ..
+                } => {
+                    if let Some(slot) = action.get_mut(machine.into_raw()) {
+                        *slot = Some((now + timeout, Due::Block { duration, replace }));
                     }
                 }
                 TriggerAction::Cancel { machine, timer } => {
@@ -311,8 +380,6 @@ impl Cover {
                         pending.push(TriggerEvent::TimerBegin { machine });
                     }
                 }
-                // No machine here blocks.
-                TriggerAction::BlockOutgoing { .. } => {}
             }
         }
         events.clear();
@@ -366,6 +433,52 @@ mod tests {
             }
         }
         (out, c)
+    }
+
+    /// `bursts` delays real packets: bursts 300 ms apart, each a packet per ms for 20 ms
+    /// (sent only while not blocked, as the driver holds them); each block lasts 2–10 ms,
+    /// and blocking takes at most 5 % of the time after its first 50 ms.
+    #[test]
+    fn bursts_hold_real_packets_for_a_few_milliseconds_within_the_limit() {
+        let t0 = Instant::now();
+        let mut c = Cover::new(CoverProfile::Bursts, 500, 1280, [3; 32], t0).unwrap();
+        let mut blocks: Vec<(Instant, Instant)> = Vec::new();
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(30);
+        let mut held = 0u32;
+        while now < end {
+            let in_burst = (now - t0).as_millis() % 300 < 20;
+            let blocked = c.blocked_until().is_some_and(|t| t > now);
+            if in_burst && !blocked {
+                c.normal_sent(now);
+            } else if in_burst {
+                held += 1;
+            }
+            while c.poll_padding(now).is_some() {}
+            if let Some(u) = c.blocked_until()
+                && blocks.last().is_none_or(|(_, e)| *e != u)
+            {
+                blocks.push((now, u));
+            }
+            now += MS;
+        }
+        assert!(blocks.len() >= 5, "{} blocks", blocks.len());
+        for (from, until) in &blocks {
+            let d = *until - *from;
+            assert!(d >= 2 * MS && d <= 10 * MS + MS, "{d:?}");
+        }
+        assert!(held > 0, "no packet waited");
+        let total: Duration = blocks.iter().map(|(f, u)| *u - *f).sum();
+        let budget = Duration::from_millis(50) + Duration::from_secs(30) / 20;
+        assert!(total <= budget + 10 * MS, "blocked {total:?} of 30 s");
+        // `https` never blocks.
+        let mut h = Cover::new(CoverProfile::Https, 500, 1280, [3; 32], t0).unwrap();
+        for i in 0..1000u64 {
+            let at = t0 + Duration::from_millis(i);
+            h.normal_sent(at);
+            while h.poll_padding(at).is_some() {}
+            assert!(h.blocked_until().is_none());
+        }
     }
 
     #[test]
