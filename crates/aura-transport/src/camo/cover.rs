@@ -105,7 +105,7 @@ fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
             // 0: idle; a real packet starts a tail (state 1) with probability `start`.
             // 1: padding every gap until the tail's limit, then back to 0; more
             // traffic keeps the tail going.
-            // 2 (`bursts` only): a burst the client sends is held 2–10 ms first, so
+            // 2 (`bursts` only): a burst this side sends is held 2–10 ms first, so
             // where it starts moves; then its tail (state 1).
             let mut on1 = vec![
                 (PaddingSent, vec![Trans(1, 1.0)]),
@@ -133,7 +133,13 @@ fn machine(profile: CoverProfile, frac: f64) -> Result<Machine, CoverError> {
                         duration: uniform(2_000.0, 10_000.0),
                         limit: None,
                     }),
-                    &[(BlockingBegin, vec![Trans(1, 1.0)])],
+                    &[
+                        (BlockingBegin, vec![Trans(1, 1.0)]),
+                        // More of the burst keeps the block pending; traffic back (or
+                        // a block the limit refused) moves on to the tail.
+                        (NormalSent, vec![Trans(2, 1.0)]),
+                        (NormalRecv, vec![Trans(1, 1.0)]),
+                    ],
                 ));
             }
             states
