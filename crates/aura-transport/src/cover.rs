@@ -25,7 +25,7 @@ use crate::camo::cover::Cover;
 use crate::conn::PacketSender;
 
 /// Most engine events one batch of real packets makes.
-pub const EVENTS_PER_BATCH: u64 = 32;
+pub const EVENTS_PER_BATCH: u64 = 8;
 /// Most padding packets sent at once.
 const PADDING_BATCH: usize = 64;
 /// The window a [`CoverLimit`] measures over; the last window counts half.
@@ -75,6 +75,9 @@ pub(crate) struct CoverTap {
     held_back: AtomicU64,
     delayed: AtomicU64,
     generation: AtomicU64,
+    /// What the cover task sleeps until: nanoseconds after `epoch`, `u64::MAX` for no
+    /// deadline (set under the engine's lock, like every report).
+    sleeping: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -98,6 +101,7 @@ impl Default for CoverTap {
             held_back: AtomicU64::new(0),
             delayed: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            sleeping: AtomicU64::new(0),
         }
     }
 }
@@ -137,15 +141,12 @@ impl CoverTap {
         if n == 0 || !self.active.load(Ordering::Relaxed) {
             return;
         }
-        self.with(|r| {
+        self.report(now, |r| {
             if let Some(l) = &r.limit {
                 l.normal(n, now);
             }
-            for _ in 0..n.min(EVENTS_PER_BATCH) {
-                r.engine.normal_sent(now);
-            }
+            r.engine.traffic(n.min(EVENTS_PER_BATCH), 0, 0, now);
         });
-        self.wake.notify_one();
     }
 
     /// `normal` real and `padding` padding packets were received.
@@ -154,15 +155,31 @@ impl CoverTap {
         if normal + padding == 0 || !self.active.load(Ordering::Relaxed) {
             return;
         }
-        self.with(|r| {
-            for _ in 0..normal.min(EVENTS_PER_BATCH) {
-                r.engine.normal_recv(now);
-            }
-            for _ in 0..padding.min(EVENTS_PER_BATCH) {
-                r.engine.padding_recv(now);
-            }
+        self.report(now, |r| {
+            let cap = EVENTS_PER_BATCH;
+            r.engine.traffic(0, normal.min(cap), padding.min(cap), now);
         });
-        self.wake.notify_one();
+    }
+
+    /// Feeds the engine, and wakes the cover task only when its next deadline moved
+    /// earlier than what it sleeps until (under traffic the timers mostly move later:
+    /// no wake-up per batch).
+    fn report(&self, now: Instant, f: impl FnOnce(&mut Running)) {
+        let wake = self.with(|r| {
+            f(r);
+            let next = r
+                .engine
+                .poll_timeout()
+                .map_or(u64::MAX, |t| self.ns(t.max(now)));
+            next < self.sleeping.load(Ordering::Relaxed)
+        });
+        if wake == Some(true) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn stats(&self) -> CoverStats {
@@ -348,7 +365,14 @@ async fn run(sender: PacketSender, tap: Arc<CoverTap>, generation: u64) {
     let mut sizes = Vec::with_capacity(PADDING_BATCH);
     loop {
         let Some(deadline) = tap
-            .with(|r| (r.generation == generation).then(|| r.engine.poll_timeout()))
+            .with(|r| {
+                (r.generation == generation).then(|| {
+                    let d = r.engine.poll_timeout();
+                    let ns = d.map_or(u64::MAX, |t| tap.ns(t));
+                    tap.sleeping.store(ns, Ordering::Relaxed);
+                    d
+                })
+            })
             .flatten()
         else {
             // Stopped, or started again by another task.

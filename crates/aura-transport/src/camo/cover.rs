@@ -254,6 +254,30 @@ impl Cover {
         self.trigger(TriggerEvent::PaddingRecv, now);
     }
 
+    /// `sent` real packets sent, `recv` real and `padding` padding packets received, all
+    /// at `now`: the same as that many single calls, in one pass of the framework.
+    pub fn traffic(&mut self, sent: u64, recv: u64, padding: u64, now: Instant) {
+        if sent + recv + padding == 0 {
+            return;
+        }
+        self.normal_sent += sent;
+        let mut events = std::mem::take(&mut self.pending);
+        for (n, e) in [
+            (sent, TriggerEvent::NormalSent),
+            (recv, TriggerEvent::NormalRecv),
+            (padding, TriggerEvent::PaddingRecv),
+        ] {
+            for _ in 0..n {
+                events.push(e.clone());
+            }
+        }
+        let Some(last) = events.pop() else {
+            return;
+        };
+        self.pending = events;
+        self.trigger(last, now);
+    }
+
     /// When the next timer runs out, if any is set (the end of blocking included).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.action
