@@ -47,6 +47,27 @@ async fn data(c: &mut PacketConn) -> Vec<u8> {
     }
 }
 
+/// The server's driver, in memory (clients come through `add_link`).
+fn server_driver(
+    pki: &TestPki,
+) -> (
+    aura_transport::DriverHandle,
+    tokio::sync::mpsc::UnboundedReceiver<PacketConn>,
+) {
+    let wall = SimClock::new().wall();
+    let cfg = EndpointConfig::new(
+        pki.ca_der().to_vec(),
+        identity(pki.server()),
+        pki.verifier().unwrap(),
+        true,
+    );
+    Driver::spawn(
+        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
+        None,
+        MaskSeed::for_ca(pki.ca_der()),
+    )
+}
+
 /// Connects `id` to the server driver over an in-memory link; returns (client side,
 /// server side).
 async fn connect(
@@ -310,18 +331,7 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     use aura_proto::control::ExtendBridge;
     let mut pki = TestPki::new(5).unwrap();
     let carol_id = pki.issue_client("carol").unwrap();
-    let wall = SimClock::new().wall();
-    let cfg = EndpointConfig::new(
-        pki.ca_der().to_vec(),
-        identity(pki.server()),
-        pki.verifier().unwrap(),
-        true,
-    );
-    let (server, mut accept) = Driver::spawn(
-        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
-        None,
-        MaskSeed::for_ca(pki.ca_der()),
-    );
+    let (server, mut accept) = server_driver(&pki);
     let router = Router::new(IpPool::new(&aura_config::PoolSection::default()));
     let (device, _host) = MemTun::pair("aura0", 1280, 1024);
     let device = Arc::new(device);
@@ -475,18 +485,7 @@ async fn cover_is_granted_within_the_cap_and_padding_never_reaches_the_device() 
     use aura_node::options::CoverPolicy;
     use aura_node::server::router::ServerCover;
     let pki = TestPki::new(5).unwrap();
-    let wall = SimClock::new().wall();
-    let cfg = EndpointConfig::new(
-        pki.ca_der().to_vec(),
-        identity(pki.server()),
-        pki.verifier().unwrap(),
-        true,
-    );
-    let (server, mut accept) = Driver::spawn(
-        Endpoint::new(cfg, [9; 32], Instant::now(), wall).unwrap(),
-        None,
-        MaskSeed::for_ca(pki.ca_der()),
-    );
+    let (server, mut accept) = server_driver(&pki);
     let router = Router::new(IpPool::new(&aura_config::PoolSection::default()));
     let (device, mut host) = MemTun::pair("aura0", 1280, 4096);
     let device = Arc::new(device);

@@ -151,7 +151,9 @@ impl CoverTap {
 
     /// `normal` real and `padding` padding packets were received.
     pub(crate) fn received(&self, normal: u64, padding: u64, now: Instant) {
-        self.padding_in.fetch_add(padding, Ordering::Relaxed);
+        if padding > 0 {
+            self.padding_in.fetch_add(padding, Ordering::Relaxed);
+        }
         if normal + padding == 0 || !self.active.load(Ordering::Relaxed) {
             return;
         }
