@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SECONDS_PER_TEST=${BENCH_SECONDS:-5}
 SYSTEMS=${BENCH_SYSTEMS:-all}
 TOOLS=${BENCH_TOOLS:-/work/.cache/bench-tools}
@@ -44,21 +46,7 @@ cleanup() {
     fi
     # Backstop: every PID the driver recorded (and still the same process: same start
     # time), then whatever is left inside our namespaces.
-    local pid st sig
-    for sig in TERM KILL; do
-        while read -r pid st; do
-            [[ -n $pid && -r /proc/$pid/stat ]] || continue
-            [[ $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20) == "$st" ]] || continue
-            kill -"$sig" "$pid" 2>/dev/null || true
-        done <"$PIDFILE"
-        [[ $sig == TERM ]] && sleep 0.5
-    done
-    for ns in "$PREFIX-a" "$PREFIX-b"; do
-        if ip netns list | grep -qw -- "$ns"; then
-            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-            ip netns del "$ns" 2>/dev/null || true
-        fi
-    done
+    stop_recorded_and_namespaces "$PIDFILE"
     if [[ -d $OUT ]] && compgen -G "$WORK/*.log" >/dev/null; then
         mkdir -p "$OUT/logs" && cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
     fi

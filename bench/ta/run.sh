@@ -9,6 +9,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 TOOLS=${BENCH_TOOLS:-/work/.cache/bench-tools}
 OUT=${TA_OUT:-$ROOT/bench/results/ta-$(date -u +%Y%m%dT%H%M%SZ)}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -24,19 +26,9 @@ WORK=$(mktemp -d /tmp/aura-ta.XXXXXX)
 PIDFILE=$WORK/pids
 : >"$PIDFILE"
 cleanup() {
-    local rc=$? pid st
+    local rc=$?
     trap - EXIT INT TERM
-    for sig in TERM KILL; do
-        while read -r pid st; do
-            [[ -n $pid && -r /proc/$pid/stat ]] || continue
-            [[ $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20) == "$st" ]] || continue
-            kill -"$sig" "$pid" 2>/dev/null || true
-        done <"$PIDFILE"
-        [[ $sig == TERM ]] && sleep 0.5
-    done
-    for ns in "$PREFIX-a" "$PREFIX-b"; do
-        ip netns list | grep -qw -- "$ns" && ip netns del "$ns" 2>/dev/null || true
-    done
+    stop_recorded_and_namespaces "$PIDFILE"
     if [[ -d $OUT ]]; then mkdir -p "$OUT/logs" && cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true; fi
     rm -rf "$WORK"
     exit "$rc"
