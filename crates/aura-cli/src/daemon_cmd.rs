@@ -13,18 +13,9 @@ pub struct DaemonArgs {
     /// The configuration file (server.toml or client.toml).
     #[arg(long, short)]
     config: PathBuf,
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    /// Log lines on stderr as text or as JSON objects, one per line.
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    log_format: aura_node::log::LogFormat,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -34,24 +25,52 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Runs `daemon` (built from the loaded configuration and the shutdown signal) on a
+/// Drops privileges as `privilege` plans (while this process is one thread), then runs
+/// `daemon` (built from the loaded configuration and the shutdown signal) on a
 /// multi-threaded runtime.
-fn run_daemon<F>(daemon: impl FnOnce(aura_node::ShutdownSignal) -> F) -> Result<()>
+fn run_daemon<F>(
+    log: (aura_node::log::LogFormat, bool),
+    privilege: Option<aura_node::privilege::Plan>,
+    role: Role,
+    daemon: impl FnOnce(aura_node::ShutdownSignal) -> F,
+) -> Result<()>
 where
     F: std::future::Future<Output = Result<(), aura_node::DaemonError>>,
 {
-    init_logging();
+    aura_node::log::init(log.0, log.1);
+    if let Some(plan) = privilege {
+        plan.apply()?;
+    }
     runtime()?.block_on(async {
-        let shutdown = aura_node::shutdown_signal()?;
-        daemon(Box::pin(shutdown)).await
+        let shutdown: aura_node::ShutdownSignal = match role {
+            Role::Server => Box::pin(aura_node::server_signals()?),
+            Role::Client => Box::pin(aura_node::shutdown_signal()?),
+        };
+        daemon(shutdown).await
     })?;
     Ok(())
+}
+
+/// Which daemon runs: the server reloads on SIGHUP, the client stops.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Server,
+    Client,
 }
 
 /// `aura server --config server.toml`.
 pub fn server(a: DaemonArgs) -> Result<()> {
     let cfg = aura_config::load_server(&a.config)?;
-    run_daemon(|stop| aura_node::server::run(cfg, stop))
+    let privilege = aura_node::privilege::Plan::server(&cfg)?;
+    // A server that drops privileges makes its TUN device first, as root.
+    let tun = match &privilege {
+        Some(_) => Some(aura_node::server::prepare_tun(&cfg)?),
+        None => None,
+    };
+    let log = (a.log_format, cfg.server.no_logs);
+    run_daemon(log, privilege, Role::Server, |stop| {
+        aura_node::server::run_with(cfg, tun, stop)
+    })
 }
 
 /// Arguments of `aura client`: run the daemon, or one of the device-side subcommands.
@@ -61,6 +80,9 @@ pub struct ClientArgs {
     /// The configuration file (client.toml).
     #[arg(long, short, required = true)]
     config: Option<PathBuf>,
+    /// Log lines on stderr as text or as JSON objects, one per line.
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    log_format: aura_node::log::LogFormat,
     #[command(subcommand)]
     command: Option<ClientCommand>,
 }
@@ -73,6 +95,10 @@ enum ClientCommand {
     /// Lift a kill switch left in place after the client stopped (lockdown, or a crash):
     /// traffic leaves outside the tunnel again. Refused while a client runs.
     Unlock,
+    /// Install a client bundle on this device: an aura://import/v1/ URI (from
+    /// `aura provision-client --uri` or its QR code) with its one-time code, a file holding
+    /// the URI, or a bundle directory. Writes every file with its mode, or nothing.
+    Import(crate::import_cmd::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,13 +121,23 @@ pub fn client(a: ClientArgs) -> Result<()> {
     match (a.command, a.config) {
         (Some(ClientCommand::Keygen(k)), _) => keygen(k),
         (Some(ClientCommand::Unlock), _) => unlock(),
+        (Some(ClientCommand::Import(i)), _) => crate::import_cmd::run(i),
         (None, Some(config)) => {
             let cfg = aura_config::load_client(&config)?;
-            run_daemon(|stop| aura_node::client::run(cfg, stop))
+            let resolv_conf = std::path::Path::new(aura_netcfg::dns::RESOLV_CONF);
+            let privilege = aura_node::privilege::Plan::client(&cfg, resolv_conf)?;
+            let tun = match &privilege {
+                Some(_) => Some(aura_node::client::prepare_tun(&cfg)?),
+                None => None,
+            };
+            let log = (a.log_format, cfg.client.no_logs);
+            run_daemon(log, privilege, Role::Client, |stop| {
+                aura_node::client::run_with(cfg, tun, stop)
+            })
         }
         // clap requires --config without a subcommand; kept as an error, not a panic.
         (None, None) => {
-            bail!("aura client needs --config FILE (or a subcommand: keygen, unlock)")
+            bail!("aura client needs --config FILE (or a subcommand: keygen, import, unlock)")
         }
     }
 }

@@ -47,6 +47,12 @@ pub struct ServerInitArgs {
     /// `aura provision-client` then ask for the "https" profile.
     #[arg(long)]
     enable_cover_traffic: bool,
+    /// Run the server as this user after start-up ([server] run_as), keeping only
+    /// CAP_NET_ADMIN and CAP_NET_BIND_SERVICE. The files the server reads become
+    /// readable by the user's group; the CA key stays root's, so the server does not
+    /// re-sign the CRL itself (re-sign with `aura pki crl`, then reload).
+    #[arg(long, value_name = "USER")]
+    run_as: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +80,15 @@ pub struct ProvisionClientArgs {
     /// when the deployment grants cover traffic, else off.
     #[arg(long, value_name = "PROFILE", value_parser = ["off", "idle", "bursts", "https"])]
     cover: Option<String>,
+    /// Also print the bundle as one aura://import/v1/ URI, sealed under a one-time code
+    /// that is printed apart from it (on stderr); on the device, `aura client import URI`
+    /// asks for the code. The bundle directory is written all the same.
+    #[arg(long)]
+    uri: bool,
+    /// Also print that URI as a QR code in the terminal (the code apart, below it, never
+    /// inside). Fails, provisioning nothing, when the URI does not fit one QR code.
+    #[arg(long)]
+    qr: bool,
 }
 
 /// A TOML array of strings.
@@ -101,6 +116,7 @@ fn server_toml(
     sni_palette: &[String],
     decoy_upstream: Option<&str>,
     cover: bool,
+    run_as: Option<&str>,
 ) -> String {
     let knock_key = if knock {
         "knock_key = \"pki/knock.key\"\n"
@@ -119,6 +135,7 @@ fn server_toml(
          [server]\n\
          name = {name}\n\
          listen = {listen}\n\
+         {run_as}\
          \n\
          [server.pool]\n\
          cidr = \"10.77.0.0/24\"\n\
@@ -137,8 +154,15 @@ fn server_toml(
          cert = {cert}\n\
          key = {key}\n\
          crl = \"pki/crl.pem\"\n\
-         ca_key = \"pki/ca.key\"\n\
+         {ca_key}\
          {knock_key}",
+        run_as = run_as.map_or(String::new(), |u| format!("run_as = {}\n", toml_string(u))),
+        // The CA key is root's: a server that drops privileges cannot re-sign with it.
+        ca_key = if run_as.is_some() {
+            ""
+        } else {
+            "ca_key = \"pki/ca.key\"\n"
+        },
         transport = transport_extra(knock, sni_palette),
         decoy = decoy,
         name = toml_string(name),
@@ -186,6 +210,51 @@ fn client_toml(
     )
 }
 
+/// Makes what a server running as `user` reads readable by its group (root keeps
+/// ownership, so the server cannot change them): the deployment and PKI directories
+/// (0750), the configuration, CA certificate, CRL, the server's certificate, key and the
+/// knock key (0640). The CA key and the issued clients' keys stay root's alone.
+fn share_with(
+    user: &aura_netcfg::privilege::RunAs,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    store: &PkiStore,
+    name: &str,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (cert, key) = store.cert_paths(aura_pki::Role::Server, name);
+    let dirs = [
+        dir.to_owned(),
+        store
+            .ca_cert_path()
+            .parent()
+            .map(ToOwned::to_owned)
+            .unwrap_or_default(),
+        cert.parent().map(ToOwned::to_owned).unwrap_or_default(),
+    ];
+    let files = [
+        config.to_owned(),
+        store.ca_cert_path(),
+        store.crl_path(),
+        cert,
+        key,
+        store.knock_key_path(),
+    ];
+    let give = |path: &std::path::Path, mode: u32| -> Result<()> {
+        std::os::unix::fs::chown(path, Some(0), Some(user.gid))
+            .with_context(|| format!("cannot give {} to group of {}", path.display(), user.name))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))
+    };
+    for d in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
+        give(d, 0o750)?;
+    }
+    for f in files.iter().filter(|f| f.exists()) {
+        give(f, 0o640)?;
+    }
+    Ok(())
+}
+
 pub fn server_init(a: ServerInitArgs) -> Result<()> {
     let config_path = a.dir.join("server.toml");
     if !a.force && config_path.exists() {
@@ -194,6 +263,13 @@ pub fn server_init(a: ServerInitArgs) -> Result<()> {
             config_path.display()
         );
     }
+    // Before anything is written: a user that does not exist stops here.
+    let run_as = a
+        .run_as
+        .as_deref()
+        .map(aura_netcfg::privilege::RunAs::lookup)
+        .transpose()
+        .context("--run-as")?;
     let pki_dir = a.dir.join("pki");
     let store = PkiStore::new(&pki_dir);
     let now = OffsetDateTime::now_utc();
@@ -229,12 +305,16 @@ pub fn server_init(a: ServerInitArgs) -> Result<()> {
                 &a.sni_palette,
                 a.decoy_upstream.as_deref(),
                 a.enable_cover_traffic,
+                a.run_as.as_deref(),
             )
             .as_bytes(),
             0o644,
         )?;
         aura_config::load_server(&config_path)
             .with_context(|| format!("the written {} does not validate", config_path.display()))?;
+        if let Some(user) = &run_as {
+            share_with(user, &a.dir, &config_path, &store, &a.name)?;
+        }
         Ok(())
     })();
     if let Err(e) = result {
@@ -306,6 +386,7 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
     };
     let created_out = !out.exists();
     let mut files = Written::default();
+    let mut sealed = None;
     let result = (|| -> Result<()> {
         if out.exists() && !a.force {
             bail!(
@@ -350,8 +431,26 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
                 }),
         );
         files.put(&client_path, text.as_bytes(), 0o644)?;
-        aura_config::load_client(&client_path)
-            .with_context(|| format!("the written {} does not validate", client_path.display()))?;
+        if out.join("client.key").exists() {
+            aura_config::load_client(&client_path).with_context(|| {
+                format!("the written {} does not validate", client_path.display())
+            })?;
+        } else {
+            // A bundle for a device's own key, away from that key: everything but the
+            // key file is checked here; the device checks the rest (`aura client import`
+            // puts the bundle beside its key and loads it).
+            aura_config::parse_client(&text, &out)
+                .with_context(|| format!("the written {} does not parse", client_path.display()))?;
+        }
+        if a.uri || a.qr {
+            // Sealed from the files just written, so the URI holds what the directory does.
+            let (uri, code) = crate::import_cmd::seal_bundle_dir(&out)?;
+            let qr = match a.qr {
+                true => Some(crate::qr::render(&uri, crate::qr::colors_wanted())?),
+                false => None,
+            };
+            sealed = Some((uri, code, qr));
+        }
         Ok(())
     })();
     if let Err(e) = result {
@@ -370,7 +469,17 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         }
         return Err(e);
     }
-    if request.is_some() {
+    if let Some((uri, code, qr)) = sealed {
+        print_sealed(
+            &id,
+            &out,
+            request.is_some(),
+            a.uri,
+            &uri,
+            &code,
+            qr.as_ref(),
+        );
+    } else if request.is_some() {
         println!(
             "client {id} provisioned for the device's own key: copy {} to the device, beside \
              its client.key, and run `aura client --config client.toml` there",
@@ -384,6 +493,54 @@ pub fn provision_client(a: ProvisionClientArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `provision-client --uri/--qr` prints: the QR code and the URI on stdout (so
+/// `--uri > FILE` keeps only the URI), everything else on stderr, the one-time code last
+/// and apart from both.
+fn print_sealed(
+    id: &str,
+    out: &Path,
+    own_key: bool,
+    show_uri: bool,
+    uri: &str,
+    code: &aura_pki::bundle::OneTimeCode,
+    qr: Option<&crate::qr::TerminalQr>,
+) {
+    let key = if own_key {
+        "for the device's own key (import it into the directory that holds client.key)"
+    } else {
+        "with its key"
+    };
+    eprintln!(
+        "client {id} provisioned {key}; the bundle is in {} and, sealed, in the {} below \
+         (delete the directory once the device has imported it)",
+        out.display(),
+        if qr.is_some() { "QR code" } else { "URI" }
+    );
+    if let Some(qr) = qr {
+        print!("{}", qr.text);
+    }
+    if show_uri {
+        println!("{uri}");
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    if let Some(qr) = qr {
+        eprintln!(
+            "QR code: version {}, {}x{} modules, error correction {}, {} columns by {} \
+             lines (widen the terminal if its lines wrap)",
+            qr.version, qr.modules, qr.modules, qr.level, qr.columns, qr.lines
+        );
+    }
+    eprintln!(
+        "bundle URI: {} characters\n\
+         on the device: aura client import URI|FILE [--dir /etc/aura/NAME]\n\
+         one-time code: {}\n\
+         give the code apart from the URI or QR code (say it, or send it another way): \
+         either alone does not open the bundle",
+        uri.len(),
+        code.grouped().as_str()
+    );
 }
 
 /// Files a command wrote, with what each held before, so a failure can put them back.

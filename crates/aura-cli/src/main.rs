@@ -7,8 +7,11 @@ mod bench_crypto;
 mod daemon_cmd;
 mod demo;
 mod deploy_cmd;
+mod generate_cmd;
+mod import_cmd;
 mod mask_cmd;
 mod pki_cmd;
+mod qr;
 mod route_cmd;
 mod status_cmd;
 
@@ -59,6 +62,9 @@ enum Command {
     /// See Aura work: a server, a client and an "internet" host in network namespaces,
     /// traffic through the tunnel over each carrier (Linux, root; removes everything).
     Demo(demo::DemoArgs),
+    /// Write shell completions or man pages (for packaging).
+    #[command(hide = true)]
+    Generate(generate_cmd::GenerateArgs),
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -95,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args),
+        Command::Generate(args) => generate_cmd::run(args),
     }
 }
 

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 #[derive(Debug, Args)]
 pub struct RouteArgs {
     /// The client's admin socket.
-    #[arg(long, global = true, default_value = "/run/aura/client.sock")]
+    #[arg(long, global = true, default_value = aura_config::DEFAULT_CLIENT_ADMIN_SOCKET)]
     socket: PathBuf,
     #[command(subcommand)]
     command: RouteCommand,

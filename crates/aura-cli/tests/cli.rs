@@ -419,6 +419,50 @@ fn status_asks_the_admin_socket() {
         "{}",
         text(&o)
     );
+    // With no_logs the identities are hidden unless asked for, in both forms.
+    let hidden = dir.path().join("hidden.sock");
+    let handler: admin::Handler = admin::sync_handler(|_| Response::Server {
+        peers: vec![PeerStatus {
+            id: "alice".into(),
+            carrier: "udp".into(),
+            remote: "192.0.2.7:5555".into(),
+            tunnel_address: "10.77.0.2".into(),
+            tunnel_address6: String::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            last_handshake: 0,
+            connected_since: 0,
+            padding_out: 0,
+            padding_in: 0,
+        }],
+        warnings: Vec::new(),
+    });
+    let _hidden_task = rt
+        .block_on(admin::serve_redacting(
+            &hidden,
+            aura_node::Redact(true),
+            handler,
+        ))
+        .unwrap();
+    let h = hidden.to_str().unwrap();
+    let o = aura(&["status", "--socket", h], dir.path());
+    assert!(
+        text(&o).contains("peer: [redacted]") && !text(&o).contains("alice"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("--show-identities"), "{}", text(&o));
+    let o = aura(&["status", "--socket", h, "--json"], dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["peers"][0]["id"], "[redacted]");
+    assert_eq!(v["peers"][0]["remote"], "[redacted]");
+    let o = aura(
+        &["status", "--socket", h, "--json", "--show-identities"],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["peers"][0]["id"], "alice");
+    assert_eq!(v["peers"][0]["tunnel_address"], "10.77.0.2");
     // No daemon: a clear error naming the socket.
     let o = aura(&["status", "--socket", "/nonexistent/x.sock"], dir.path());
     assert_eq!(o.status.code(), Some(1));
@@ -580,4 +624,81 @@ fn the_server_host_keeps_no_client_key() {
     let o = run(&["provision-client", "--dir", "dep", "--csr", "missing.csr"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("missing.csr"), "{}", text(&o));
+}
+
+/// `server-init --run-as`: a user that does not exist writes nothing; an existing one gets
+/// `run_as` in server.toml, no CA key in it, and (as root) read access through its group
+/// to exactly what the server reads; the CA key stays root's.
+#[test]
+fn server_init_run_as_shares_what_the_server_reads() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| aura(args, d);
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "dep",
+        "--name",
+        "vpn.example.com",
+        "--run-as",
+        "aura-no-such-user",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("no user \"aura-no-such-user\""),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("dep").exists(), "something was written");
+
+    let o = run(&[
+        "server-init",
+        "--dir",
+        "dep",
+        "--name",
+        "vpn.example.com",
+        "--run-as",
+        "nobody",
+    ]);
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        // Giving files to another group needs root: refused, and nothing left.
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o).contains("group of nobody"), "{}", text(&o));
+        assert!(!d.join("dep").exists());
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let server = aura_config::load_server(d.join("dep/server.toml")).unwrap();
+    assert_eq!(server.server.run_as.as_deref(), Some("nobody"));
+    assert!(server.pki.ca_key.is_none());
+    let group = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    let meta = |rel: &str| std::fs::metadata(d.join(rel)).unwrap();
+    for f in [
+        "dep/server.toml",
+        "dep/pki/ca.crt",
+        "dep/pki/crl.pem",
+        "dep/pki/knock.key",
+        "dep/pki/servers/vpn.example.com.crt",
+        "dep/pki/servers/vpn.example.com.key",
+    ] {
+        let m = meta(f);
+        assert_eq!((m.uid(), m.gid()), (0, group), "{f}");
+        assert_eq!(m.permissions().mode() & 0o777, 0o640, "{f}");
+    }
+    for dir in ["dep", "dep/pki", "dep/pki/servers"] {
+        assert_eq!(meta(dir).gid(), group, "{dir}");
+        assert_eq!(meta(dir).permissions().mode() & 0o777, 0o750, "{dir}");
+    }
+    let ca_key = meta("dep/pki/ca.key");
+    assert_eq!(
+        ca_key.permissions().mode() & 0o077,
+        0,
+        "the CA key is shared"
+    );
 }

@@ -224,13 +224,21 @@ impl World {
 
     /// Starts `aura server` in S and waits until it answers on its admin socket.
     fn start_server(&mut self) -> usize {
+        self.start_server_at("server.sock")
+    }
+
+    /// [`Self::start_server`] with the admin socket at `socket`.
+    fn start_server_at(&mut self, socket: &str) -> usize {
+        self.start_server_with(socket, &[])
+    }
+
+    /// [`Self::start_server_at`] with `extra` arguments.
+    fn start_server_with(&mut self, socket: &str, extra: &[&str]) -> usize {
         let config = self.p("deploy/server.toml");
-        let idx = self.spawn(
-            "server",
-            Host::Server,
-            &["server".into(), "--config".into(), config],
-        );
-        let r = self.wait_status(idx, "server.sock", READY_TIMEOUT, |v| v["kind"] == "server");
+        let mut args: Vec<String> = vec!["server".into(), "--config".into(), config];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let idx = self.spawn("server", Host::Server, &args);
+        let r = self.wait_status(idx, socket, READY_TIMEOUT, |v| v["kind"] == "server");
         if let Err(e) = r {
             panic!("server not ready: {e}");
         }
@@ -482,10 +490,11 @@ fn sigterm_restores_server_and_client_hosts_exactly() {
     stop_restores_hosts("sigterm_restores", Signal::SIGTERM, Signal::SIGTERM);
 }
 
-/// SIGHUP and SIGQUIT stop the daemons as SIGTERM does: host changes undone, exit 0.
+/// SIGQUIT stops the server and SIGHUP the client as SIGTERM does: host changes undone,
+/// exit 0. (A server takes SIGHUP as a reload: `daemons_run_as_an_unprivileged_user`.)
 #[test]
-fn sighup_and_sigquit_restore_hosts_too() {
-    stop_restores_hosts("sighup_sigquit", Signal::SIGHUP, Signal::SIGQUIT);
+fn sigquit_and_a_clients_sighup_restore_hosts_too() {
+    stop_restores_hosts("sigquit_sighup", Signal::SIGQUIT, Signal::SIGHUP);
 }
 
 /// Runs a server and a client, moves data, stops the server with `server_sig` and the
@@ -1661,4 +1670,294 @@ fn ipv6_inside_the_tunnel_and_over_an_ipv6_underlay() {
         settled(&snapshot(w.lab.client(1).unwrap(), false)),
         settled(&before)
     );
+}
+
+/// One `Key:\tvalue` line of every thread's `/proc/PID/task/TID/status`.
+fn thread_status(pid: u32, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in {}", task.path().display()));
+        out.push(line.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+/// Every thread of `pid` runs as `uid` with exactly the capabilities of `mask`
+/// (permitted, effective, ambient and bounding), and cannot gain more.
+fn assert_dropped(pid: u32, uid: u32, mask: u64) {
+    let ids = format!("{uid} {uid} {uid} {uid}");
+    for u in thread_status(pid, "Uid") {
+        assert_eq!(u, ids, "pid {pid}: uid");
+    }
+    let want = format!("{mask:016x}");
+    for key in ["CapPrm", "CapEff", "CapAmb", "CapBnd"] {
+        for v in thread_status(pid, key) {
+            assert_eq!(v, want, "pid {pid}: {key}");
+        }
+    }
+    for v in thread_status(pid, "NoNewPrivs") {
+        assert_eq!(v, "1", "pid {pid}: NoNewPrivs");
+    }
+}
+
+/// `run_as` and `no_logs` on both daemons, in one run: a missing user is refused before
+/// anything changes; then both run as `nobody` with only CAP_NET_ADMIN (and the server
+/// CAP_NET_BIND_SERVICE for 443 and its DNS forwarder on 53) in every thread; under it the
+/// client moves data, survives a server restart, changes a route when asked, the server
+/// reloads its CRL on SIGHUP and keeps its session, and both undo every host change on
+/// exit. Their whole log output names neither the client nor any address involved.
+#[test]
+fn daemons_run_as_an_unprivileged_user() {
+    let Some(mut w) = World::new("run_as", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (uid, gid) = (nobody.uid, nobody.gid);
+    // The user reads the deployment through its group (keys 0640, as `server-init
+    // --run-as` leaves them); the admin sockets live in a directory of its own.
+    w.lab
+        .server()
+        .sh(&format!(
+            "chgrp -R {gid} {d} && chmod -R g+rX {d}",
+            d = w.p("")
+        ))
+        .unwrap();
+    let run = w.path("run");
+    std::fs::create_dir(&run).unwrap();
+    nix::unistd::chown(&run, Some(uid), Some(gid)).unwrap();
+    let server_toml = w.path("deploy/server.toml");
+    let client_toml = w.path("deploy/alice/client.toml");
+    let edit = |path: &std::path::Path, table: &str, key: &str, value: &str| {
+        deploy::set_key_in(path, table, key, value).unwrap();
+    };
+    // The CA key stays root's: a server that drops privileges does not re-sign.
+    let text = std::fs::read_to_string(&server_toml).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ca_key"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&server_toml, text).unwrap();
+    edit(
+        &server_toml,
+        "[server]",
+        "admin_socket",
+        &toml_path(&run.join("server.sock")),
+    );
+    edit(&server_toml, "[server]", "no_logs", "true");
+    edit(
+        &client_toml,
+        "[client]",
+        "admin_socket",
+        &toml_path(&run.join("alice.sock")),
+    );
+    edit(&client_toml, "[client]", "no_logs", "true");
+    edit(&client_toml, "[client]", "run_as", "\"nobody\"");
+    edit(&client_toml, "[client]", "dns", "\"off\"");
+
+    // A user that does not exist: refused by name, nothing changed, no process left.
+    let s_before = snapshot(w.lab.server(), true);
+    edit(&server_toml, "[server]", "run_as", "\"aura-no-such-user\"");
+    let out = w
+        .lab
+        .server()
+        .command(AURA)
+        .args(["server", "--config", &w.p("deploy/server.toml")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("server.run_as: no user \"aura-no-such-user\""),
+        "{err}"
+    );
+    assert_eq!(snapshot(w.lab.server(), true), s_before);
+    edit(&server_toml, "[server]", "run_as", "\"nobody\"");
+
+    let c_before = snapshot(w.lab.client(1).unwrap(), false);
+    let server = w.start_server_with("run/server.sock", &["--log-format", "json"]);
+    let client = w.spawn_client("alice", 1);
+    w.wait_status(client, "run/alice.sock", CONNECT_TIMEOUT, |v| {
+        v["state"] == "connected"
+    })
+    .unwrap();
+    let r = w.transfer(1, 4 * MB, Duration::from_secs(30)).unwrap();
+    assert_eq!(r.bytes, 4 * MB as u64);
+    // CAP_NET_ADMIN is bit 12, CAP_NET_BIND_SERVICE bit 10.
+    assert_dropped(w.procs[server].id(), uid.as_raw(), (1 << 12) | (1 << 10));
+    assert_dropped(w.procs[client].id(), uid.as_raw(), 1 << 12);
+
+    let server_json = server;
+    // A reload: the server stays, and so does the client's session.
+    w.signal(server, Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        w.procs[server].exited().is_none(),
+        "SIGHUP stopped the server"
+    );
+    let v = support::status(&w.p("run/server.sock")).unwrap();
+    assert_eq!(peers(&v).len(), 1, "{v}");
+    w.transfer(1, MB, Duration::from_secs(20)).unwrap();
+    assert!(w.procs[server].log().contains("reload"), "no reload logged");
+
+    // A route asked for at run time is made by the dropped client.
+    let socket = w.p("run/alice.sock");
+    aura(&[
+        "route",
+        "add",
+        "--direct",
+        "198.18.0.3",
+        "--socket",
+        &socket,
+    ]);
+    let routes = w
+        .lab
+        .client(1)
+        .unwrap()
+        .sh("ip route show proto 167")
+        .unwrap();
+    assert!(routes.contains("198.18.0.3"), "{routes}");
+    aura(&["route", "remove", "198.18.0.3/32", "--socket", &socket]);
+
+    // The server goes away and comes back: the dropped client reconnects.
+    w.signal(server, Signal::SIGKILL);
+    assert!(w.procs[server].wait_exit(Duration::from_secs(5)).is_some());
+    let server = w.start_server_at("run/server.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match w.transfer(1, MB, Duration::from_secs(3)) {
+            Ok(_) => break,
+            Err(e) if Instant::now() > deadline => panic!("no transfer after the restart: {e}"),
+            Err(_) => {}
+        }
+    }
+    assert_dropped(w.procs[client].id(), uid.as_raw(), 1 << 12);
+
+    // Both stop cleanly as the user, every host change undone.
+    w.signal(server, Signal::SIGTERM);
+    let st = w.procs[server].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "server exit: {st:?}");
+    assert_eq!(settled(&snapshot(w.lab.server(), true)), settled(&s_before));
+    w.signal(client, Signal::SIGTERM);
+    let st = w.procs[client].wait_exit(Duration::from_secs(10));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "client exit: {st:?}");
+    assert_eq!(
+        settled(&snapshot(w.lab.client(1).unwrap(), false)),
+        settled(&c_before)
+    );
+
+    // no_logs: the whole output of every daemon, the killed server's included.
+    let mut secrets: Vec<String> = ["alice", "10.77.0.", "198.18.", "fd61:7572:6100"]
+        .map(String::from)
+        .to_vec();
+    for ip in [w.lab.server_ip(1), w.lab.client_ip(1)] {
+        secrets.push(ip.to_string());
+    }
+    let mut lines = 0;
+    for i in 0..w.procs.len() {
+        let log = w.procs[i].log();
+        lines += log.lines().count();
+        for s in &secrets {
+            assert!(
+                !log.contains(s.as_str()),
+                "{s} in the log of {}:\n{log}",
+                w.procs[i].label()
+            );
+        }
+    }
+    assert!(
+        lines > 10,
+        "too little logged to mean anything: {lines} lines"
+    );
+    // The first server logged JSON objects, one per line, scrubbed all the same.
+    let json = w.procs[server_json].log();
+    let mut messages = 0;
+    for line in json.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if v["fields"]["message"].is_string() && v["level"].is_string() {
+            messages += 1;
+        }
+    }
+    assert!(messages > 5, "{json}");
+    assert!(json.contains("[redacted]"), "{json}");
+}
+
+/// Provisioning in one step (docs/PROTOCOL.md §13): the bundle leaves the CA host as an
+/// `aura://import/v1/` URI and its one-time code only (the bundle directory is deleted
+/// first), `aura client import` writes it into a fresh directory, and a client run from
+/// the imported client.toml connects and moves data through the tunnel, NATed.
+#[test]
+fn a_client_imported_from_a_bundle_uri_connects() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut w) = World::new("bundle_uri", 1, &[], "udp") else {
+        return;
+    };
+    let server = w.lab.server_ip(1).to_string();
+    let o = aura(&[
+        "provision-client",
+        "--dir",
+        &w.p("deploy"),
+        "--id",
+        "carol",
+        "--server",
+        &server,
+        "--uri",
+    ]);
+    let uri = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let code = err
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time code: "))
+        .unwrap_or_else(|| panic!("no code in: {err}"))
+        .trim()
+        .to_owned();
+    eprintln!("bundle URI: {} characters", uri.len());
+    std::fs::remove_dir_all(w.path("deploy/clients/carol")).unwrap();
+    let dir = w.path("deploy/carol");
+    aura(&[
+        "client",
+        "import",
+        &uri,
+        "--code",
+        &code,
+        "--dir",
+        &dir.display().to_string(),
+    ]);
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("client.key"), 0o600);
+    assert_eq!(mode("knock.key"), 0o600);
+    assert_eq!(mode("ca.crt"), 0o644);
+    w.set_carrier("carol", "udp");
+    w.start_server();
+    let (_, connect, st) = w.start_client("carol", 1);
+    let r = w.transfer(1, MB, Duration::from_secs(20)).unwrap();
+    eprintln!(
+        "imported client: connect {connect:?}, 1 MB in {:?}, seen from {}",
+        r.duration, r.peer_seen
+    );
+    assert_eq!(r.bytes, MB as u64);
+    assert_eq!(r.peer_seen.ip(), w.lab.server_internet_ip(), "not NATed");
+    assert_eq!(
+        r.sender_local.ip().to_string(),
+        st["address"].as_str().unwrap()
+    );
+    let s = w.status("server.sock").unwrap();
+    assert!(peers(&s).iter().any(|p| p["id"] == "carol"), "{s}");
 }

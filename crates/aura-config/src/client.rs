@@ -1,4 +1,5 @@
-//! `client.toml`: `[client]`, `[client.circuit]`, `[transport]`, `[tunnel]`, `[pki]`.
+//! `client.toml`: `[client]`, `[client.circuit]`, `[client.metrics]`, `[transport]`,
+//! `[tunnel]`, `[pki]`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,14 +8,14 @@ use serde::Deserialize;
 
 use crate::ConfigError;
 use crate::common::{
-    Resolver, TransportSection, TunnelSection, check_dns_name, check_file, check_host,
+    Access, Resolver, TransportSection, TunnelSection, check_dns_name, check_file, check_host,
     check_knock_key, check_socket_path, check_user,
 };
 use crate::dns::ClientDns;
 use crate::error::Problems;
 
 /// Default admin socket of the client daemon.
-pub const DEFAULT_CLIENT_ADMIN_SOCKET: &str = "/run/aura/client.sock";
+pub const DEFAULT_CLIENT_ADMIN_SOCKET: &str = "/run/aura/client/admin.sock";
 /// Default number of hops of a circuit: an entry relay, then the exit.
 pub const DEFAULT_HOPS: u8 = 2;
 /// Largest number of hops of a circuit (the entry, two middle relays, the exit).
@@ -84,6 +85,9 @@ pub struct ClientSection {
     /// `[client.circuit]`.
     #[serde(default)]
     pub circuit: CircuitSection,
+    /// `[client.metrics]`: the Prometheus text endpoint (off by default).
+    #[serde(default)]
+    pub metrics: crate::MetricsSection,
 }
 
 impl ClientSection {
@@ -238,6 +242,7 @@ impl ClientConfig {
             }
         }
         check_socket_path(&mut p, "client.admin_socket", &c.admin_socket);
+        c.metrics.check(&mut p, "client.metrics");
         c.dns.check(&mut p);
         if c.lockdown && !c.kill_switch {
             p.push(
@@ -341,11 +346,17 @@ impl ClientConfig {
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);
         let k = &self.pki;
-        check_file(&mut p, "pki.ca_cert", &k.ca_cert, false);
-        check_file(&mut p, "pki.cert", &k.cert, false);
-        check_file(&mut p, "pki.key", &k.key, true);
-        check_file(&mut p, "pki.crl", &k.crl, false);
-        check_knock_key(&mut p, self.transport.knock, k.knock_key.as_deref());
+        let run_as = self.client.run_as.is_some();
+        check_file(&mut p, "pki.ca_cert", &k.ca_cert, Access::Public);
+        check_file(&mut p, "pki.cert", &k.cert, Access::Public);
+        check_file(&mut p, "pki.key", &k.key, Access::secret(run_as));
+        check_file(&mut p, "pki.crl", &k.crl, Access::Public);
+        check_knock_key(
+            &mut p,
+            self.transport.knock,
+            k.knock_key.as_deref(),
+            Access::secret(run_as),
+        );
         p.finish()
     }
 }

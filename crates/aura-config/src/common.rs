@@ -525,12 +525,33 @@ pub(crate) fn check_socket_path(p: &mut Problems, key: &str, path: &Path) {
     }
 }
 
-/// Checks that `path` is an existing, readable regular file; a `secret` (private key)
-/// must also not be accessible by group or others.
+/// Who may read a file besides its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone (certificates, CRLs).
+    Public,
+    /// The owner only (a private key): mode 0600 or stricter.
+    Secret,
+    /// The owner, and the group for reading: a key a daemon reads after dropping to
+    /// `run_as` (mode 0640 or stricter).
+    SharedSecret,
+}
+
+impl Access {
+    /// A secret's access: shared with the group when the daemon drops to `run_as`.
+    pub(crate) fn secret(run_as: bool) -> Self {
+        if run_as {
+            Self::SharedSecret
+        } else {
+            Self::Secret
+        }
+    }
+}
+
 /// `pki.knock_key` against `transport.knock`: required when on, refused when off.
-pub(crate) fn check_knock_key(p: &mut Problems, knock: bool, key: Option<&Path>) {
+pub(crate) fn check_knock_key(p: &mut Problems, knock: bool, key: Option<&Path>, access: Access) {
     match (knock, key) {
-        (true, Some(k)) => check_file(p, "pki.knock_key", k, true),
+        (true, Some(k)) => check_file(p, "pki.knock_key", k, access),
         (true, None) => p.push(
             "pki.knock_key",
             "missing: transport.knock is on (the default) and needs the deployment's \
@@ -545,7 +566,9 @@ pub(crate) fn check_knock_key(p: &mut Problems, knock: bool, key: Option<&Path>)
     }
 }
 
-pub(crate) fn check_file(p: &mut Problems, key: &str, path: &Path, secret: bool) {
+/// Checks that `path` is an existing, readable regular file, and that a secret (private
+/// key) is not readable by more than `access` allows.
+pub(crate) fn check_file(p: &mut Problems, key: &str, path: &Path, access: Access) {
     let shown = path.display();
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -567,21 +590,31 @@ pub(crate) fn check_file(p: &mut Problems, key: &str, path: &Path, secret: bool)
         return;
     }
     #[cfg(unix)]
-    if secret {
+    {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            p.push(
+        match access {
+            Access::Public => {}
+            Access::Secret if mode & 0o077 != 0 => p.push(
                 key,
                 format!(
                     "{shown} is a private key accessible by group or others (mode {mode:04o}); \
                      run `chmod 600 {shown}`"
                 ),
-            );
+            ),
+            Access::SharedSecret if mode & 0o037 != 0 => p.push(
+                key,
+                format!(
+                    "{shown} is a private key accessible by others or writable by its group \
+                     (mode {mode:04o}); run `chmod 640 {shown}` (the run_as user reads it \
+                     through the file's group)"
+                ),
+            ),
+            Access::Secret | Access::SharedSecret => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = secret;
+    let _ = access;
 }
 
 /// Where `~` comes from when paths are resolved.

@@ -52,7 +52,7 @@
 //!     err.to_string(),
 //!     "line 3, column 1: client.sevrer: unknown field `sevrer`, expected one of `server`, \
 //!      `server_name`, `bridges`, `admin_socket`, `no_logs`, `run_as`, `kill_switch`, `lockdown`, \
-//!      `dns`, `circuit`"
+//!      `dns`, `circuit`, `metrics`"
 //! );
 //! ```
 #![forbid(unsafe_code)]
@@ -63,6 +63,7 @@ mod common;
 mod dns;
 mod error;
 mod locate;
+mod metrics;
 mod quote;
 mod server;
 mod split;
@@ -84,6 +85,7 @@ pub use common::{
 };
 pub use dns::{ClientDns, MAX_RESOLVERS, check_resolver};
 pub use error::{ConfigError, Problem};
+pub use metrics::MetricsSection;
 pub use quote::toml_string;
 pub use server::{
     CoverSection, DEFAULT_POOL_CIDR, DEFAULT_SERVER_ADMIN_SOCKET, DecoySection, FirewallSection,

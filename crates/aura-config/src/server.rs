@@ -1,5 +1,5 @@
 //! `server.toml`: `[server]`, `[server.pool]`, `[server.nat]`, `[server.relay]`,
-//! `[transport]`, `[tunnel]`, `[pki]`.
+//! `[server.metrics]`, `[transport]`, `[tunnel]`, `[pki]`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::ConfigError;
 use crate::cidr::Ipv4Cidr;
 use crate::common::{
-    Resolver, TransportSection, TunnelSection, check_client_id, check_dns_name, check_file,
+    Access, Resolver, TransportSection, TunnelSection, check_client_id, check_dns_name, check_file,
     check_iface_name, check_knock_key, check_socket_path, check_user,
 };
 use crate::dns::check_resolvers;
@@ -19,7 +19,7 @@ use crate::split::IpCidr;
 
 /// Default admin socket of the server daemon (distinct from the client's, so both can run
 /// on one host).
-pub const DEFAULT_SERVER_ADMIN_SOCKET: &str = "/run/aura/server.sock";
+pub const DEFAULT_SERVER_ADMIN_SOCKET: &str = "/run/aura/server/admin.sock";
 /// Default client address pool. A /24 in 10/8 that home routers, Docker (172.17/16) and
 /// Podman (10.88/16) do not use by default.
 pub const DEFAULT_POOL_CIDR: &str = "10.77.0.0/24";
@@ -89,6 +89,9 @@ pub struct ServerSection {
     /// Cover traffic granted to clients that ask.
     #[serde(default)]
     pub cover: CoverSection,
+    /// `[server.metrics]`: the Prometheus text endpoint (off by default).
+    #[serde(default)]
+    pub metrics: crate::MetricsSection,
 }
 
 /// `[server.firewall]`: what clients reach besides the internet. By default (this
@@ -214,7 +217,7 @@ impl DecoySection {
         self.upstream.is_some() || self.root.is_some() || self.cert.is_some() || self.key.is_some()
     }
 
-    fn check(&self, p: &mut Problems, knock: bool) {
+    fn check(&self, p: &mut Problems, knock: bool, run_as: bool) {
         if self.is_set() && !knock {
             p.push(
                 "server.decoy",
@@ -242,8 +245,8 @@ impl DecoySection {
         }
         match (&self.cert, &self.key) {
             (Some(c), Some(k)) => {
-                check_file(p, "server.decoy.cert", c, false);
-                check_file(p, "server.decoy.key", k, true);
+                check_file(p, "server.decoy.cert", c, Access::Public);
+                check_file(p, "server.decoy.key", k, Access::secret(run_as));
             }
             (Some(_), None) => p.push(
                 "server.decoy.key",
@@ -704,8 +707,24 @@ impl ServerConfig {
                  remove them",
             );
         }
-        s.decoy.check(&mut p, self.transport.knock);
+        s.decoy
+            .check(&mut p, self.transport.knock, s.run_as.is_some());
         s.firewall.check(&mut p, &s.pool.cidr, s.nat.auto);
+        s.metrics.check(&mut p, "server.metrics");
+        if let Some(m) = s.metrics.listen
+            && self.transport.carriers.contains(&crate::Carrier::Tls)
+            && m.port() == self.transport.tls_port
+            && (m.ip() == s.listen || s.listen.is_unspecified() || m.ip().is_unspecified())
+        {
+            p.push(
+                "server.metrics.listen",
+                format!(
+                    "{m} takes the TLS carrier's TCP port (transport.tls_port = {}): choose \
+                     another port",
+                    self.transport.tls_port
+                ),
+            );
+        }
         self.transport.check(&mut p);
         self.tunnel.check(&mut p);
         for (key, set) in [
@@ -720,14 +739,20 @@ impl ServerConfig {
             }
         }
         let k = &self.pki;
-        check_file(&mut p, "pki.ca_cert", &k.ca_cert, false);
-        check_file(&mut p, "pki.cert", &k.cert, false);
-        check_file(&mut p, "pki.key", &k.key, true);
-        check_file(&mut p, "pki.crl", &k.crl, false);
+        let run_as = self.server.run_as.is_some();
+        check_file(&mut p, "pki.ca_cert", &k.ca_cert, Access::Public);
+        check_file(&mut p, "pki.cert", &k.cert, Access::Public);
+        check_file(&mut p, "pki.key", &k.key, Access::secret(run_as));
+        check_file(&mut p, "pki.crl", &k.crl, Access::Public);
         if let Some(ca_key) = &k.ca_key {
-            check_file(&mut p, "pki.ca_key", ca_key, true);
+            check_file(&mut p, "pki.ca_key", ca_key, Access::Secret);
         }
-        check_knock_key(&mut p, self.transport.knock, k.knock_key.as_deref());
+        check_knock_key(
+            &mut p,
+            self.transport.knock,
+            k.knock_key.as_deref(),
+            Access::secret(run_as),
+        );
         p.finish()
     }
 }

@@ -975,3 +975,93 @@ fn cover_profiles_and_budgets() {
         ],
     );
 }
+
+#[test]
+fn metrics_endpoint_is_loopback_unless_allowed() {
+    let f = Fixture::new();
+    let server = |section: &str| f.server(&format!("{SERVER}\n[server.metrics]\n{section}\n"));
+    let cfg = server("listen = \"127.0.0.1:9587\"").unwrap();
+    assert_eq!(
+        cfg.server.metrics.listen,
+        Some("127.0.0.1:9587".parse().unwrap())
+    );
+    problems(
+        server("listen = \"0.0.0.0:9587\"").unwrap_err(),
+        &[
+            "server.metrics.listen: 0.0.0.0:9587 is not a loopback address: the endpoint has \
+             no authentication or TLS; serve it on 127.0.0.1 or ::1, or set \
+             server.metrics.allow_remote = true to serve it there anyway",
+        ],
+    );
+    server("listen = \"192.0.2.5:9587\"\nallow_remote = true").unwrap();
+    problems(
+        server("allow_remote = true").unwrap_err(),
+        &[
+            "server.metrics.allow_remote: is set but server.metrics.listen is not: set the \
+           address to serve on, or remove the key",
+        ],
+    );
+    problems(
+        server("listen = \"127.0.0.1:0\"").unwrap_err(),
+        &["server.metrics.listen: 127.0.0.1:0: port 0 is not a port a scraper can be pointed at"],
+    );
+    // The TLS carrier's TCP port is taken by the carrier.
+    problems(
+        server("listen = \"0.0.0.0:443\"\nallow_remote = true").unwrap_err(),
+        &[
+            "server.metrics.listen: 0.0.0.0:443 takes the TLS carrier's TCP port \
+           (transport.tls_port = 443): choose another port",
+        ],
+    );
+    // The client's section, and an unknown key in it.
+    let client = |section: &str| f.client(&format!("{CLIENT}\n[client.metrics]\n{section}\n"));
+    client("listen = \"[::1]:9588\"").unwrap();
+    problems(
+        client("listen = \"192.0.2.5:9588\"").unwrap_err(),
+        &[
+            "client.metrics.listen: 192.0.2.5:9588 is not a loopback address: the endpoint has \
+             no authentication or TLS; serve it on 127.0.0.1 or ::1, or set \
+             client.metrics.allow_remote = true to serve it there anyway",
+        ],
+    );
+    let e = client("port = 9588").unwrap_err();
+    assert!(
+        e.to_string().contains("client.metrics.port: unknown field"),
+        "{e}"
+    );
+}
+
+/// A key a daemon reads after dropping to `run_as` may be readable by its group, never
+/// by others nor writable by the group; without `run_as` it stays the owner's alone.
+#[cfg(unix)]
+#[test]
+fn run_as_lets_the_group_read_keys_and_nothing_more() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let key = f.dir().join("server.key");
+    let run_as = server_with("[server]\n", "[server]\nrun_as = \"aura\"\n");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(f.server(&run_as).is_ok());
+    problems(
+        f.server(SERVER).unwrap_err(),
+        &[&format!(
+            "pki.key: {} is a private key accessible by group or others (mode 0640); run \
+             `chmod 600 {}`",
+            key.display(),
+            key.display()
+        )],
+    );
+    for mode in [0o644, 0o660] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+        problems(
+            f.server(&run_as).unwrap_err(),
+            &[&format!(
+                "pki.key: {} is a private key accessible by others or writable by its group \
+                 (mode {mode:04o}); run `chmod 640 {}` (the run_as user reads it through the \
+                 file's group)",
+                key.display(),
+                key.display()
+            )],
+        );
+    }
+}

@@ -131,6 +131,11 @@ fn server_example_with_every_option_validates() {
     assert_eq!(cfg.transport.sni.as_deref(), Some("vpn.example.com"));
     assert_eq!(cfg.server.decoy.root, Some(dir.path().join("decoy/site")));
     assert_eq!(cfg.server.cover.total_budget_percent, 30);
+    assert_eq!(
+        cfg.server.metrics.listen,
+        Some("127.0.0.1:9587".parse().unwrap())
+    );
+    assert!(cfg.server.metrics.allow_remote);
 }
 
 #[test]
@@ -224,4 +229,8 @@ fn client_example_with_every_option_validates() {
     );
     assert_eq!(cfg.transport.cover, aura_config::CoverMode::Https);
     assert_eq!(cfg.transport.cover_budget_percent, Some(50));
+    assert_eq!(
+        cfg.client.metrics.listen,
+        Some("127.0.0.1:9588".parse().unwrap())
+    );
 }

@@ -26,6 +26,10 @@ pub const SERVER_SIGNATURE: &[u8] = b"aura/v1 server signature\0";
 /// Context string the client signs before the transcript hash (NUL-terminated).
 pub const CLIENT_SIGNATURE: &[u8] = b"aura/v1 client signature\0";
 
+/// Salt of the Extract that turns a bundle's one-time code and salt into the keys that
+/// seal an `aura://import/v1/` bundle URI (docs/PROTOCOL.md §13).
+pub const BUNDLE_SEAL: &[u8] = b"aura/v1 bundle seal";
+
 /// Labels for [`crate::kdf::expand_label`] (the `"aura/v1 "` prefix is added there).
 pub mod expand {
     /// Client handshake traffic secret.
@@ -54,6 +58,13 @@ pub mod expand {
     pub const KNOCK_TLS: &[u8] = b"knock tls";
     /// Knock key of the QUIC carrier (Initial destination connection id).
     pub const KNOCK_QUIC: &[u8] = b"knock quic";
+    /// AES-256-GCM key sealing a bundle URI, from the bundle seal secret.
+    pub const BUNDLE_KEY: &[u8] = b"bundle key";
+    /// AES-256-GCM nonce sealing a bundle URI, from the bundle seal secret.
+    pub const BUNDLE_NONCE: &[u8] = b"bundle nonce";
+    /// The 4-byte check value in a bundle URI's header, which tells a wrong code from an
+    /// altered bundle.
+    pub const BUNDLE_CHECK: &[u8] = b"bundle check";
     /// Every expand label, for the uniqueness test.
     #[cfg(test)]
     pub(crate) const ALL: &[&[u8]] = &[
@@ -70,6 +81,9 @@ pub mod expand {
         UDP_MASK,
         KNOCK_TLS,
         KNOCK_QUIC,
+        BUNDLE_KEY,
+        BUNDLE_NONCE,
+        BUNDLE_CHECK,
     ];
 }
 
@@ -83,6 +97,7 @@ pub(crate) const ALL: &[&[u8]] = &[
     TRANSCRIPT,
     SERVER_SIGNATURE,
     CLIENT_SIGNATURE,
+    BUNDLE_SEAL,
 ];
 
 #[cfg(test)]

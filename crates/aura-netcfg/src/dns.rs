@@ -178,7 +178,7 @@ pub(crate) fn revert(path: &Path, previous: &Previous) -> Result<bool, NetcfgErr
 fn journal() -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let ns = std::fs::metadata("/proc/thread-self/ns/net").ok()?.ino();
-    Some(PathBuf::from(crate::instance::RUN_DIR).join(format!("resolv-netns{ns}.json")))
+    Some(crate::instance::role_dir(crate::Role::Client).join(format!("resolv-netns{ns}.json")))
 }
 
 fn encode(path: &Path, previous: &Previous) -> String {
@@ -238,7 +238,7 @@ pub(crate) fn journal_recorded() -> Option<(PathBuf, Previous)> {
     let text = std::fs::read_to_string(journal()?).ok()?;
     let found = decode(&text);
     if found.is_none() {
-        tracing::warn!("the DNS journal under /run/aura is unreadable: ignored");
+        tracing::warn!("the DNS journal under /run/aura/client is unreadable: ignored");
     }
     found
 }

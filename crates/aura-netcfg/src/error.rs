@@ -17,6 +17,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetcfgError {
+    /// Dropping privileges (`run_as`) failed or is impossible; the text names the step.
+    #[error("{0}")]
+    Privilege(String),
     /// The plan is malformed (bad interface name, prefix length over 32, ...).
     #[error("invalid network plan: {0}")]
     InvalidPlan(String),

@@ -84,7 +84,7 @@ impl HostConfig {
     pub fn claim(&mut self, role: crate::Role) -> Result<(), NetcfgError> {
         if matches!(self.backend, Backend::System { .. }) && !self.dry_run {
             self.lock = Some(crate::instance::claim(
-                std::path::Path::new(crate::instance::RUN_DIR),
+                &crate::instance::role_dir(role),
                 role,
             )?);
         }

@@ -2,7 +2,7 @@
 //! taken before it touches the host, so a second `aura server` (or `aura client`) in the
 //! same namespace refuses before it could remove the first one's changes as leftovers.
 //!
-//! The lock is an advisory `flock` on `/run/aura/<role>-netns<inode>.lock` (a tmpfs,
+//! The lock is an advisory `flock` on `/run/aura/<role>/<role>-netns<inode>.lock` (a tmpfs,
 //! emptied at boot), the inode being the calling thread's network namespace's. The file
 //! holds the holder's PID, for the refusal's message. The kernel drops the lock when the
 //! process ends, however it ends: a crashed daemon never blocks the next one.
@@ -12,8 +12,16 @@ use std::path::PathBuf;
 
 use crate::error::NetcfgError;
 
-/// Where the instance locks live.
+/// Where the daemons keep their run-time state: one directory per role under it.
 pub const RUN_DIR: &str = "/run/aura";
+
+/// `role`'s own directory under [`RUN_DIR`] (`/run/aura/server`, `/run/aura/client`): its
+/// instance lock, its journals of host changes and its admin socket. One per role, so a
+/// daemon that drops privileges can be given its own without touching the other's, and
+/// a service manager can manage each as its own runtime directory.
+pub fn role_dir(role: Role) -> std::path::PathBuf {
+    std::path::Path::new(RUN_DIR).join(role.name())
+}
 
 /// What a daemon is: each role changes its own objects on the host and cleans up only
 /// those after a crash.

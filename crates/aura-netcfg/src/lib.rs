@@ -79,6 +79,8 @@ pub mod killswitch;
 mod memory;
 pub mod nat;
 mod nft;
+#[cfg(target_os = "linux")]
+pub mod privilege;
 mod resolved;
 pub mod routes;
 

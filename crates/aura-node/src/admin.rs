@@ -1,6 +1,13 @@
 //! The admin socket: JSON lines over a Unix socket (mode 0600; the peer's credentials
 //! are checked), one request per line, one response per line. Drivable by hand:
-//! `echo '{"cmd":"status"}' | socat - UNIX-CONNECT:/run/aura/server.sock`.
+//! `echo '{"cmd":"status"}' | socat - UNIX-CONNECT:/run/aura/server/admin.sock`.
+//!
+//! With `no_logs` ([`serve_redacting`]) a status answer shows client ids and network and
+//! tunnel addresses as [`REDACTED`], unless the request carries `"show_identities":
+//! true` (`aura status --show-identities`). Only callers the socket answers at all (root
+//! and the daemon's own user) can ask, and each time they do is logged (their uid, no
+//! identity). The JSON schema is the same either way: the fields keep their names and
+//! types. docs/OPERATIONS.md, "Status JSON", documents every field.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -9,6 +16,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+
+use crate::redact::{REDACTED, Redact};
 
 /// A request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +41,15 @@ pub enum Request {
         /// The rule's network or domain, as listed.
         rule: String,
     },
+}
+
+/// What any request may carry besides `cmd`: `{"cmd":"status","show_identities":true}`.
+/// A daemon that does not know a key ignores it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOptions {
+    /// Status under `no_logs`: show client ids and addresses instead of [`REDACTED`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub show_identities: bool,
 }
 
 /// One split-tunnel rule as a client reports it.
@@ -213,6 +231,42 @@ pub fn sync_handler(f: impl Fn(Request) -> Response + Send + Sync + 'static) -> 
     })
 }
 
+/// Hides client ids and network and tunnel addresses in a status answer (`no_logs`):
+/// each becomes [`REDACTED`] (an empty IPv6 address stays empty: there is none).
+pub fn redact_identities(resp: &mut Response) {
+    let hide = |s: &mut String| {
+        if !s.is_empty() {
+            REDACTED.clone_into(s);
+        }
+    };
+    match resp {
+        Response::Server { peers, .. } => {
+            for p in peers {
+                hide(&mut p.id);
+                hide(&mut p.remote);
+                hide(&mut p.tunnel_address);
+                hide(&mut p.tunnel_address6);
+            }
+        }
+        Response::Client {
+            server,
+            address,
+            address6,
+            circuit,
+            ..
+        } => {
+            hide(server);
+            hide(address);
+            hide(address6);
+            for h in circuit {
+                hide(&mut h.name);
+                hide(&mut h.address);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Binds the socket at `path` (replacing a stale socket, never a live one or another
 /// file), sets mode 0600, and serves requests until the task is aborted. Only root and the daemon's own
 /// user are answered.
@@ -221,6 +275,19 @@ pub fn sync_handler(f: impl Fn(Request) -> Response + Send + Sync + 'static) -> 
 /// When the socket cannot be bound.
 pub async fn serve(
     path: &Path,
+    handler: Handler,
+) -> Result<tokio::task::JoinHandle<()>, AdminError> {
+    serve_redacting(path, Redact(false), handler).await
+}
+
+/// [`serve`], with status answers passed through [`redact_identities`] when `redact`
+/// is on and the request does not ask to show identities.
+///
+/// # Errors
+/// When the socket cannot be bound.
+pub async fn serve_redacting(
+    path: &Path,
+    redact: Redact,
     handler: Handler,
 ) -> Result<tokio::task::JoinHandle<()>, AdminError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -240,21 +307,28 @@ pub async fn serve(
     let me = nix::unistd::geteuid().as_raw();
     Ok(tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let allowed = stream
+            let Some(uid) = stream
                 .peer_cred()
-                .is_ok_and(|c| c.uid() == 0 || c.uid() == me);
-            if !allowed {
+                .ok()
+                .map(|c| c.uid())
+                .filter(|uid| *uid == 0 || *uid == me)
+            else {
                 continue;
-            }
+            };
             let h = handler.clone();
             tokio::spawn(async move {
-                let _ = answer(stream, h).await;
+                let _ = answer(stream, h, redact, uid).await;
             });
         }
     }))
 }
 
-async fn answer(stream: UnixStream, handler: Handler) -> std::io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    handler: Handler,
+    redact: Redact,
+    uid: u32,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {
@@ -262,7 +336,20 @@ async fn answer(stream: UnixStream, handler: Handler) -> std::io::Result<()> {
             break;
         }
         let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handler(req).await,
+            Ok(req) => {
+                let status = req == Request::Status;
+                let mut resp = handler(req).await;
+                if status && redact.0 {
+                    let shown = serde_json::from_str::<RequestOptions>(&line)
+                        .is_ok_and(|o| o.show_identities);
+                    if shown {
+                        tracing::info!(uid, "status with identities shown (no_logs is on)");
+                    } else {
+                        redact_identities(&mut resp);
+                    }
+                }
+                resp
+            }
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -283,6 +370,20 @@ pub async fn request(path: &Path, req: &Request) -> Result<Response, AdminError>
     request_within(path, req, REQUEST_TIMEOUT).await
 }
 
+/// [`request`] with `options` sent along.
+///
+/// # Errors
+/// As [`request`].
+pub async fn request_with(
+    path: &Path,
+    req: &Request,
+    options: RequestOptions,
+) -> Result<Response, AdminError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange_with(path, req, options))
+        .await
+        .map_err(|_| AdminError::NoAnswer(path.to_owned(), REQUEST_TIMEOUT))?
+}
+
 /// [`request`] with another time limit.
 ///
 /// # Errors
@@ -298,9 +399,25 @@ pub async fn request_within(
 }
 
 async fn exchange(path: &Path, req: &Request) -> Result<Response, AdminError> {
+    exchange_with(path, req, RequestOptions::default()).await
+}
+
+async fn exchange_with(
+    path: &Path,
+    req: &Request,
+    options: RequestOptions,
+) -> Result<Response, AdminError> {
+    let bad = |e: serde_json::Error| AdminError::BadAnswer(e.to_string());
+    let mut value = serde_json::to_value(req).map_err(bad)?;
+    if let (Some(fields), serde_json::Value::Object(more)) = (
+        value.as_object_mut(),
+        serde_json::to_value(options).map_err(bad)?,
+    ) {
+        fields.extend(more);
+    }
     let stream = UnixStream::connect(path).await.map_err(io(path))?;
     let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(req).map_err(|e| AdminError::BadAnswer(e.to_string()))?;
+    let mut line = serde_json::to_vec(&value).map_err(bad)?;
     line.push(b'\n');
     w.write_all(&line).await.map_err(io(path))?;
     let mut lines = BufReader::new(r).lines();
@@ -316,6 +433,241 @@ async fn exchange(path: &Path, req: &Request) -> Result<Response, AdminError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn peer() -> PeerStatus {
+        PeerStatus {
+            id: "alice".into(),
+            carrier: "udp".into(),
+            remote: "192.0.2.1:4000".into(),
+            tunnel_address: "10.77.0.2".into(),
+            tunnel_address6: "fd61:7572:6100::2".into(),
+            bytes_in: 10,
+            bytes_out: 20,
+            last_handshake: 1,
+            connected_since: 1,
+            padding_out: 3,
+            padding_in: 4,
+        }
+    }
+
+    fn client() -> Response {
+        Response::Client {
+            state: "connected".into(),
+            server: "192.0.2.1:8443".into(),
+            carrier: "udp".into(),
+            address: "10.77.0.2".into(),
+            address6: String::new(),
+            bytes_in: 1,
+            bytes_out: 2,
+            last_handshake: 3,
+            circuit: vec![HopStatus {
+                name: "entry.example".into(),
+                address: "192.0.2.9:443".into(),
+                carrier: "tls".into(),
+                state: "up".into(),
+            }],
+            cover: Some(CoverStatus {
+                state: "granted".into(),
+                profile: "https".into(),
+                budget_permille: 300,
+                padding_out: 5,
+                padding_in: 6,
+                delayed: 7,
+            }),
+        }
+    }
+
+    /// Every key of `v`, as `a.b`, `list[].c`, with the JSON type of its value.
+    fn schema(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        use serde_json::Value;
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        if !at.is_empty() {
+            out.push(format!("{at}: {kind}"));
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let path = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    schema(v, &path, out);
+                }
+            }
+            Value::Array(items) => {
+                if let Some(first) = items.first() {
+                    schema(first, &format!("{at}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asserts the keys and types of `r` are `expected` (in any order).
+    fn pinned(r: &Response, expected: &[&str]) {
+        let mut out = Vec::new();
+        schema(&serde_json::to_value(r).unwrap(), "", &mut out);
+        out.sort();
+        let mut expected: Vec<String> = expected.iter().map(|e| (*e).to_owned()).collect();
+        expected.sort();
+        assert_eq!(out, expected);
+    }
+
+    /// `aura status --json` prints these answers as they are: a renamed, retyped or
+    /// removed field fails here (and docs/OPERATIONS.md, "Status JSON", must follow).
+    #[test]
+    fn the_status_json_schema_is_pinned() {
+        let server = Response::Server {
+            peers: vec![peer()],
+            warnings: vec!["the CRL expires in 3 days".into()],
+        };
+        pinned(
+            &server,
+            &[
+                "kind: string",
+                "peers: array",
+                "peers[]: object",
+                "peers[].bytes_in: number",
+                "peers[].bytes_out: number",
+                "peers[].carrier: string",
+                "peers[].connected_since: number",
+                "peers[].id: string",
+                "peers[].last_handshake: number",
+                "peers[].padding_in: number",
+                "peers[].padding_out: number",
+                "peers[].remote: string",
+                "peers[].tunnel_address: string",
+                "peers[].tunnel_address6: string",
+                "warnings: array",
+                "warnings[]: string",
+            ],
+        );
+        assert_eq!(serde_json::to_value(&server).unwrap()["kind"], "server");
+        // No warnings: the key is left out.
+        let quiet = Response::Server {
+            peers: Vec::new(),
+            warnings: Vec::new(),
+        };
+        pinned(&quiet, &["kind: string", "peers: array"]);
+        pinned(
+            &client(),
+            &[
+                "address6: string",
+                "address: string",
+                "bytes_in: number",
+                "bytes_out: number",
+                "carrier: string",
+                "circuit: array",
+                "circuit[]: object",
+                "circuit[].address: string",
+                "circuit[].carrier: string",
+                "circuit[].name: string",
+                "circuit[].state: string",
+                "cover: object",
+                "cover.budget_permille: number",
+                "cover.delayed: number",
+                "cover.padding_in: number",
+                "cover.padding_out: number",
+                "cover.profile: string",
+                "cover.state: string",
+                "kind: string",
+                "last_handshake: number",
+                "server: string",
+                "state: string",
+            ],
+        );
+        assert_eq!(serde_json::to_value(client()).unwrap()["kind"], "client");
+        let error = Response::Error {
+            message: "no".into(),
+        };
+        pinned(&error, &["kind: string", "message: string"]);
+        // The request options ride along a request; a daemon reads the request alone.
+        let asked: Request =
+            serde_json::from_str(r#"{"cmd":"status","show_identities":true}"#).unwrap();
+        assert_eq!(asked, Request::Status);
+        let opts: RequestOptions =
+            serde_json::from_str(r#"{"cmd":"status","show_identities":true}"#).unwrap();
+        assert!(opts.show_identities);
+    }
+
+    #[tokio::test]
+    async fn no_logs_hides_identities_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let handler = || {
+            sync_handler(|req| match req {
+                Request::Status => Response::Server {
+                    peers: vec![peer()],
+                    warnings: Vec::new(),
+                },
+                _ => client(),
+            })
+        };
+        let hidden = dir.path().join("hidden.sock");
+        let task = serve_redacting(&hidden, Redact(true), handler())
+            .await
+            .unwrap();
+        let Response::Server { peers, .. } = request(&hidden, &Request::Status).await.unwrap()
+        else {
+            panic!("not a server's status")
+        };
+        let p = &peers[0];
+        for v in [&p.id, &p.remote, &p.tunnel_address, &p.tunnel_address6] {
+            assert_eq!(v, REDACTED);
+        }
+        assert_eq!((p.carrier.as_str(), p.bytes_in), ("udp", 10));
+        let show = RequestOptions {
+            show_identities: true,
+        };
+        let Response::Server { peers, .. } =
+            request_with(&hidden, &Request::Status, show).await.unwrap()
+        else {
+            panic!("not a server's status")
+        };
+        assert_eq!(peers[0], peer());
+        // Answers other than a status are left alone.
+        assert_eq!(
+            request(&hidden, &Request::RouteList).await.unwrap(),
+            client()
+        );
+        task.abort();
+        // Without no_logs, nothing is hidden.
+        let open = dir.path().join("open.sock");
+        let task = serve(&open, handler()).await.unwrap();
+        let Response::Server { peers, .. } = request(&open, &Request::Status).await.unwrap() else {
+            panic!("not a server's status")
+        };
+        assert_eq!(peers[0], peer());
+        task.abort();
+        // A client's status: its server, addresses and hops.
+        let mut c = client();
+        redact_identities(&mut c);
+        let Response::Client {
+            server,
+            address,
+            address6,
+            circuit,
+            carrier,
+            ..
+        } = c
+        else {
+            panic!("not a client's status")
+        };
+        assert_eq!((server.as_str(), address.as_str()), (REDACTED, REDACTED));
+        assert_eq!(address6, "", "no IPv6 address stays none");
+        assert_eq!(
+            (circuit[0].name.as_str(), circuit[0].address.as_str()),
+            (REDACTED, REDACTED)
+        );
+        assert_eq!(carrier, "udp");
+    }
 
     #[tokio::test]
     async fn status_round_trip_mode_and_bad_requests() {

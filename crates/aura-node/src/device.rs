@@ -96,3 +96,109 @@ impl<D: PacketDevice> DeviceWriter<D> {
         }
     }
 }
+
+/// One TUN device made before the daemon dropped its privileges (`run_as`), kept for the
+/// daemon's whole life: each [`TunFactory::create`] fits it to the configuration asked
+/// for (addresses, MTU) over netlink, which `CAP_NET_ADMIN` allows, instead of opening
+/// `/dev/net/tun` again, which the dropped user may not be allowed to.
+#[derive(Debug)]
+pub struct KeptTun {
+    prepared: std::sync::Mutex<Option<aura_tun::PreparedTun>>,
+    active: std::sync::Mutex<Option<Arc<Tun>>>,
+}
+
+impl KeptTun {
+    /// Keeps `prepared`, activated at the first `create`.
+    pub fn new(prepared: aura_tun::PreparedTun) -> Self {
+        Self {
+            prepared: std::sync::Mutex::new(Some(prepared)),
+            active: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn device(&self) -> Result<Arc<Tun>, TunError> {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = active.as_ref() {
+            return Ok(t.clone());
+        }
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| TunError::Io {
+                op: "activate",
+                source: std::io::Error::other("the kept TUN device is gone"),
+            })?;
+        let t = Arc::new(prepared.activate()?);
+        *active = Some(t.clone());
+        Ok(t)
+    }
+}
+
+/// The kept device, shared between the factory and whoever uses it now.
+#[derive(Debug, Clone)]
+pub struct SharedTun(Arc<Tun>);
+
+impl PacketDevice for SharedTun {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The MTU the device was made with: receive buffers are sized for it, and an
+    /// assignment only ever lowers the MTU in force.
+    fn mtu(&self) -> u16 {
+        self.0.mtu()
+    }
+
+    fn offload_mode(&self) -> aura_tun::OffloadMode {
+        self.0.offload_mode()
+    }
+
+    async fn recv_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        self.0.recv_batch(bufs, lens, headroom).await
+    }
+
+    async fn send_batch(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        self.0.send_batch(bufs, lens, headroom).await
+    }
+}
+
+impl TunFactory for KeptTun {
+    type Device = SharedTun;
+
+    fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<SharedTun, TunError>> + Send {
+        let device = self.device();
+        let (v4, v6) = (cfg.address, cfg.address6);
+        let asked = cfg.mtu;
+        async move {
+            let tun = device?;
+            if asked > tun.mtu() {
+                return Err(TunError::InvalidConfig(format!(
+                    "MTU {asked} is above the kept device's {}",
+                    tun.mtu()
+                )));
+            }
+            aura_netcfg::routes::readdress_link(tun.name(), v4, v6, asked)
+                .await
+                .map_err(|e| TunError::Io {
+                    op: "readdress",
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            Ok(SharedTun(tun))
+        }
+    }
+}

@@ -21,16 +21,6 @@ pub enum DaemonError {
         /// What is wrong and how to fix it.
         problem: String,
     },
-    /// A configuration key whose feature this version does not have.
-    #[error("{key}: {feature} is not available in this version; {fix}")]
-    NotBuilt {
-        /// The key, as written in the file.
-        key: &'static str,
-        /// The feature it asks for.
-        feature: &'static str,
-        /// What to change.
-        fix: &'static str,
-    },
     /// A server or bridge name does not resolve.
     #[error("{what} {host:?} {problem}")]
     Resolve {
@@ -65,6 +55,20 @@ pub enum DaemonError {
     /// The admin socket.
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
+    /// The metrics endpoint cannot listen where its key says.
+    #[error(
+        "{key}: cannot serve metrics on {addr}: {source}{}",
+        in_use_hint(source)
+    )]
+    Metrics {
+        /// The key, as written in the file (`server.metrics.listen`).
+        key: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A data-path task (TUN reader or writer) ended: the daemon stops so that its host
     /// changes are undone and a supervisor restarts it.
     #[error("data path stopped: {0}")]
@@ -73,6 +77,17 @@ pub enum DaemonError {
     /// cannot help.
     #[error("{0}")]
     Refused(String),
+}
+
+/// What to do about an address in use.
+fn in_use_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process listens there: stop it or choose another port)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " (no interface of this host has that address)",
+        _ => "",
+    }
 }
 
 impl DaemonError {
@@ -93,15 +108,5 @@ mod tests {
         assert!(DaemonError::NoAddress(Duration::from_secs(10)).is_recoverable());
         assert!(!DaemonError::Refused("revoked".into()).is_recoverable());
         assert!(!DaemonError::Credentials("bad key".into()).is_recoverable());
-        let e = DaemonError::NotBuilt {
-            key: "client.run_as",
-            feature: "dropping privileges",
-            fix: "remove the key",
-        };
-        assert!(!e.is_recoverable());
-        assert_eq!(
-            e.to_string(),
-            "client.run_as: dropping privileges is not available in this version; remove the key"
-        );
     }
 }

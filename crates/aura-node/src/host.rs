@@ -41,8 +41,16 @@ pub struct Host<T: TunFactory = SystemTuns> {
 impl Host<SystemTuns> {
     /// The real host; `dry_run` logs host changes instead of making them.
     pub fn system(dry_run: bool) -> Self {
+        Host::system_with(SystemTuns, dry_run)
+    }
+}
+
+impl<T: TunFactory> Host<T> {
+    /// The real host with TUN devices from `tuns` (a device kept from before a privilege
+    /// drop, [`crate::device::KeptTun`]).
+    pub fn system_with(tuns: T, dry_run: bool) -> Self {
         Self {
-            tuns: SystemTuns,
+            tuns,
             netcfg: if dry_run {
                 HostConfig::dry_run()
             } else {

@@ -13,7 +13,8 @@
 //! - [`host`] and [`device`]: the host edges a daemon runs on (TUN factory, host network
 //!   configuration, network, clock) and the shared batched TUN writer;
 //! - [`admin`], [`creds`], [`redact`], [`packet`]: the admin socket, credentials, what
-//!   `no_logs` hides, the IP header fields the daemons read.
+//!   `no_logs` hides, the IP header fields the daemons read;
+//! - [`metrics`]: the Prometheus text endpoint both daemons can serve.
 //!
 //! # Guarantees
 //!
@@ -41,10 +42,14 @@ pub mod device;
 pub mod dns;
 mod error;
 pub mod host;
+pub mod log;
+pub mod metrics;
 pub mod options;
 pub mod packet;
+pub mod privilege;
 pub mod redact;
 pub mod server;
+pub mod service;
 
 pub use error::DaemonError;
 pub use redact::Redact;
@@ -71,6 +76,35 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send,
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = hup.recv() => tracing::info!("SIGHUP received"),
             _ = quit.recv() => tracing::info!("SIGQUIT received"),
+        }
+    })
+}
+
+/// The server's signals: resolves on SIGINT, SIGTERM or SIGQUIT (stop, host changes
+/// undone); each SIGHUP asks for a reload ([`service::Reload::process`]: the CRL at once,
+/// without dropping sessions) and the wait goes on.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+#[cfg(unix)]
+pub fn server_signals() -> Result<impl std::future::Future<Output = ()> + Send, DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut quit = signal(SignalKind::quit()).map_err(DaemonError::Signals)?;
+    let reload = service::Reload::process();
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => { tracing::info!("SIGINT received"); break }
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+                _ = quit.recv() => { tracing::info!("SIGQUIT received"); break }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading");
+                    reload.request();
+                }
+            }
         }
     })
 }

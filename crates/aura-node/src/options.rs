@@ -53,46 +53,18 @@ pub fn daemon_timers() -> Timers {
     }
 }
 
-/// A key of the schema whose feature this build does not have.
-struct Unbuilt {
-    /// Whether the file sets it.
-    set: bool,
-    key: &'static str,
-    feature: &'static str,
-    fix: &'static str,
-}
-
-/// Refuses the first key of `keys` that is set: a daemon stops at start rather than
-/// ignore a key it cannot honour.
-fn refuse_unbuilt(keys: &[Unbuilt]) -> Result<(), DaemonError> {
-    match keys.iter().find(|k| k.set) {
-        Some(k) => Err(DaemonError::NotBuilt {
-            key: k.key,
-            feature: k.feature,
-            fix: k.fix,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The server's keys of features not built.
-pub(crate) fn refuse_unbuilt_server(cfg: &ServerConfig) -> Result<(), DaemonError> {
-    refuse_unbuilt(&[Unbuilt {
-        set: cfg.server.run_as.is_some(),
-        key: "server.run_as",
-        feature: "dropping privileges",
-        fix: "remove the key (the server then keeps the user that started it)",
-    }])
-}
-
-/// The client's keys of features not built.
-pub(crate) fn refuse_unbuilt_client(cfg: &ClientConfig) -> Result<(), DaemonError> {
-    refuse_unbuilt(&[Unbuilt {
-        set: cfg.client.run_as.is_some(),
-        key: "client.run_as",
-        feature: "dropping privileges",
-        fix: "remove the key (the client then keeps the user that started it)",
-    }])
+/// The metrics endpoint's address (`None`: off), refused as the configuration check
+/// refuses it; `keys`: the section's `listen` and `allow_remote`.
+fn metrics_address(
+    m: &aura_config::MetricsSection,
+    section: &str,
+    keys: [&'static str; 2],
+) -> Result<Option<SocketAddr>, DaemonError> {
+    m.address(section)
+        .map_err(|(key, problem)| DaemonError::Config {
+            key: if key == keys[0] { keys[0] } else { keys[1] },
+            problem,
+        })
 }
 
 /// The transport's carrier for a configured one.
@@ -366,6 +338,10 @@ pub struct ServerOptions {
     pub timers: Timers,
     /// `[server.cover]` when enabled.
     pub cover: Option<CoverPolicy>,
+    /// Where the Prometheus text endpoint listens (`[server.metrics]`); `None`: off.
+    pub metrics: Option<SocketAddr>,
+    /// What asks for a reload (SIGHUP in `aura`: the process's).
+    pub reload: crate::service::Reload,
 }
 
 /// What cover traffic a server grants (`[server.cover]`), budgets in per mille.
@@ -415,7 +391,16 @@ impl ServerOptions {
     /// A key of a feature not built, a key the server cannot use (`transport.sni`), or a
     /// `pki.ca_key` outside an `aura pki` directory.
     pub fn from_config(cfg: &ServerConfig) -> Result<Self, DaemonError> {
-        refuse_unbuilt_server(cfg)?;
+        if cfg.server.run_as.is_some() && cfg.pki.ca_key.is_some() {
+            return Err(DaemonError::Config {
+                key: "pki.ca_key",
+                problem: "a server with run_as cannot read the CA key nor write the CRL \
+                          beside it: remove ca_key and re-sign the CRL as root with \
+                          `aura pki crl` (then `systemctl reload aura-server`), or remove \
+                          run_as"
+                    .into(),
+            });
+        }
         let t = &cfg.transport;
         if !cfg.server.relay.enabled && !cfg.server.relay.allow_extend_to.is_empty() {
             return Err(DaemonError::Config {
@@ -501,6 +486,12 @@ impl ServerOptions {
             redact: Redact(cfg.server.no_logs),
             timers: daemon_timers(),
             cover: CoverPolicy::from_section(&cfg.server.cover),
+            metrics: metrics_address(
+                &cfg.server.metrics,
+                "server.metrics",
+                ["server.metrics.listen", "server.metrics.allow_remote"],
+            )?,
+            reload: crate::service::Reload::process(),
         })
     }
 
@@ -678,6 +669,8 @@ pub struct ClientOptions {
     pub circuit: Option<CircuitOptions>,
     /// The cover traffic asked for: profile and budget (per mille).
     pub cover: Option<(CoverProfile, u16)>,
+    /// Where the Prometheus text endpoint listens (`[client.metrics]`); `None`: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The relays of a circuit, as written: (address, certificate name) each.
@@ -782,7 +775,6 @@ impl ClientOptions {
     /// # Errors
     /// A key of a feature not built.
     pub fn from_config(cfg: &ClientConfig) -> Result<Self, DaemonError> {
-        refuse_unbuilt_client(cfg)?;
         let t = &cfg.transport;
         let server_name = cfg.client.server_name().to_owned();
         Ok(Self {
@@ -816,6 +808,11 @@ impl ClientOptions {
             timers: daemon_timers(),
             circuit: CircuitOptions::from_config(&cfg.client.circuit)?,
             cover: cover_request(&cfg.transport),
+            metrics: metrics_address(
+                &cfg.client.metrics,
+                "client.metrics",
+                ["client.metrics.listen", "client.metrics.allow_remote"],
+            )?,
         })
     }
 

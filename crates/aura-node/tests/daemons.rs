@@ -391,6 +391,68 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     server.stop().await.unwrap();
 }
 
+/// A reload request (SIGHUP in `aura server`) takes a new CRL at once, long before the
+/// periodic re-read would: the revoked client is cut off, the other's session and
+/// traffic go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_request_takes_a_revocation_at_once() {
+    let mut pki = TestPki::new(43).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(d, "bob-crl.pem", "X509 CRL", pki.crl_der());
+    write_identity(d, pki.server());
+    write_identity(d, pki.alice());
+    write_identity(d, pki.bob());
+    let server_id = pki.server().id.clone();
+    let net = MemNetwork::new();
+    let mut opts = server_options(d, &server_id);
+    // The periodic re-read would not come within this test.
+    opts.crl.reload = Duration::from_secs(3600);
+    let reload = aura_node::service::Reload::new();
+    opts.reload = reload.clone();
+    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let server = start_server(opts, s_host);
+    let (_, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    let (a_host, _a_memory, mut a_tuns) = host(&net);
+    let alice = start_client(client_options(d, "alice"), a_host);
+    let (b_host, _b_memory, mut b_tuns) = host(&net);
+    let mut bob = start_client(client_options(d, "bob"), b_host);
+    let (a_addr, a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+    let (b_addr, b_tun) = timeout(T, b_tuns.recv()).await.unwrap().unwrap();
+    for (tun, addr) in [(&a_tun, a_addr), (&b_tun, b_addr)] {
+        deliver(tun, &mut s_tun, &ipv4_packet(addr, INTERNET, b"up"), b"up").await;
+    }
+
+    let crl = pki.revoke("bob").unwrap();
+    write_pem(d, "crl.pem.new", "X509 CRL", &crl);
+    std::fs::rename(d.join("crl.pem.new"), d.join("crl.pem")).unwrap();
+    // Without a request the file waits for the hourly re-read: bob stays.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!bob.task.is_finished(), "bob was cut off without a reload");
+    reload.request();
+    let bob_end = timeout(Duration::from_secs(5), &mut bob.task)
+        .await
+        .expect("the reload did not cut bob off")
+        .unwrap();
+    assert!(
+        matches!(bob_end, Err(DaemonError::Refused(_))),
+        "{bob_end:?}"
+    );
+    let again = b"after the reload";
+    deliver(
+        &a_tun,
+        &mut s_tun,
+        &ipv4_packet(a_addr, INTERNET, again),
+        again,
+    )
+    .await;
+    alice.stop().await.unwrap();
+    server.stop().await.unwrap();
+}
+
 /// 160 days after the PKI directory of the next test was made: its CRL (180 days) has 20
 /// days left.
 fn near_crl_expiry() -> UnixTime {

@@ -14,6 +14,9 @@
 //!   It returns a [`VerifiedPeer`] (id, role, serial, expiry) or a [`VerifyError`] that
 //!   tells an expired, revoked or foreign certificate apart from a local CRL problem.
 //! * [`PkiStore`]: the only module touching files; the directory behind `aura pki`.
+//! * [`bundle`]: a client bundle as one `aura://import/v1/` URI sealed under a one-time
+//!   code (docs/PROTOCOL.md §13), for `aura provision-client --uri/--qr` and
+//!   `aura client import`.
 //!
 //! # Guarantees
 //!
@@ -61,6 +64,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 mod ca;
 mod crl;
 mod error;

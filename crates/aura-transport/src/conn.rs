@@ -41,6 +41,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<PacketConn, TransportError>>,
     },
     SetVerifier(Box<Verifier>),
+    /// Replace the endpoint's own certificate and key (a reload).
+    SetIdentity(Box<aura_proto::Identity>),
     SetUdpProfile(Option<Profile>),
 }
 

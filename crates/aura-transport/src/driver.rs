@@ -41,6 +41,7 @@ use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
 use crate::conn::{Command, Counters, PacketConn, unix_now};
 use crate::error::TransportError;
 use crate::refusals::{self, Line as RefusalLine, Refusal, RefusalLog};
+use crate::stats::{self, DriverStats, SharedDriverStats};
 
 /// Depth of a connection's queue of received batches (one batch per turn of the driver's
 /// loop: everything one `recvmmsg` or one link datagram brought for that connection).
@@ -288,6 +289,8 @@ fn source_key(peer: SocketAddr) -> [u8; 8] {
 #[derive(Debug, Clone)]
 pub struct DriverHandle {
     commands: mpsc::Sender<Command>,
+    /// Where the driver publishes its counters.
+    stats: SharedDriverStats,
 }
 
 /// Entry point to start a driver.
@@ -312,6 +315,7 @@ impl Driver {
         let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::channel(4096);
         let camo = UdpCamo::new(&endpoint, masks);
+        let shared = SharedDriverStats::default();
         let task = Task {
             ep: endpoint,
             udp: udp.map(BatchSocket::new),
@@ -333,13 +337,31 @@ impl Driver {
             camo,
             held: std::collections::VecDeque::new(),
             release_at: None,
+            stats: DriverStats::default(),
+            shared: shared.clone(),
         };
         tokio::spawn(task.run());
-        (DriverHandle { commands: cmd_tx }, accept_rx)
+        (
+            DriverHandle {
+                commands: cmd_tx,
+                stats: shared,
+            },
+            accept_rx,
+        )
     }
 }
 
 impl DriverHandle {
+    /// A copy of the driver's counters (at most a second old; handshakes at once).
+    pub fn stats(&self) -> DriverStats {
+        stats::read(&self.stats)
+    }
+
+    /// Where the driver publishes its counters; holding it does not keep the driver running.
+    pub(crate) fn shared_stats(&self) -> SharedDriverStats {
+        self.stats.clone()
+    }
+
     /// Hands a stream carrier's link to the driver; returns the synthetic address the
     /// endpoint knows it by.
     ///
@@ -422,6 +444,18 @@ impl DriverHandle {
             .map_err(|_| TransportError::Closed)
     }
 
+    /// Replaces this endpoint's own certificate and signing key (a reload) for the
+    /// handshakes that start from now; sessions already made are not touched.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn set_identity(&self, identity: aura_proto::Identity) -> Result<(), TransportError> {
+        self.commands
+            .send(Command::SetIdentity(Box::new(identity)))
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
     /// Replaces the certificate verifier (a new CRL): connected peers the new verifier
     /// refuses are closed.
     ///
@@ -469,6 +503,10 @@ struct Task {
     held: std::collections::VecDeque<(ConnectionHandle, PacketBatch)>,
     /// When the first held connection's blocking ends.
     release_at: Option<Instant>,
+    /// Handshakes and dropped datagrams counted so far ([`crate::stats`]).
+    stats: DriverStats,
+    /// Where `stats` are copied for other tasks ([`Task::publish`]).
+    shared: SharedDriverStats,
 }
 
 impl Task {
@@ -515,7 +553,10 @@ impl Task {
                 },
                 () = sleep => self.ep.handle_timeout(Instant::now()),
                 () = release => self.release_held(Instant::now(), None).await,
-                _ = sweep.tick() => self.close_stale_links(Instant::now()),
+                _ = sweep.tick() => {
+                    self.close_stale_links(Instant::now());
+                    self.publish();
+                }
                 _ = reseed.tick() => {
                     let mut fresh = [0u8; 32];
                     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut fresh);
@@ -569,8 +610,24 @@ impl Task {
             let Some(inner) = inner else {
                 continue;
             };
-            deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
+            deliver(
+                &mut self.ep,
+                &mut self.conns,
+                &mut self.dirty,
+                &mut self.stats,
+                from,
+                inner,
+            );
         }
+    }
+
+    /// Copies the counters where other tasks read them.
+    fn publish(&mut self) {
+        self.stats.knock = self.camo.dg.refusals;
+        *self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.stats;
     }
 
     fn carrier_of(&self, addr: &SocketAddr) -> Carrier {
@@ -585,11 +642,25 @@ impl Task {
             let now = self.camo.now;
             let ep = &self.ep;
             if let Some(inner) = self.camo.dg.open(d, now, |i| ep.knows_index(i)) {
-                deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, inner);
+                deliver(
+                    &mut self.ep,
+                    &mut self.conns,
+                    &mut self.dirty,
+                    &mut self.stats,
+                    from,
+                    inner,
+                );
             }
             return;
         }
-        deliver(&mut self.ep, &mut self.conns, &mut self.dirty, from, d);
+        deliver(
+            &mut self.ep,
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.stats,
+            from,
+            d,
+        );
     }
 
     /// Hands every connection's packets of this turn to it, as one batch each.
@@ -844,6 +915,7 @@ impl Task {
                 }
             },
             Command::SetVerifier(v) => self.ep.set_verifier(*v, now),
+            Command::SetIdentity(i) => self.ep.set_identity(*i),
             Command::SetUdpProfile(p) => self.camo.set_profile(p),
         }
     }
@@ -883,6 +955,8 @@ impl Task {
                     self.camo.budget.prove(remote);
                 }
                 let carrier = self.carrier_of(&remote);
+                self.stats.handshake_completed(carrier);
+                self.publish();
                 let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let counters = Arc::new(Counters::new(carrier, real_remote));
                 self.conns.insert(
@@ -976,6 +1050,8 @@ impl Task {
                 }
             }
             Event::HandshakeRejected { remote, error } => {
+                self.stats.handshake_failed(&error);
+                self.publish();
                 let from = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let what = Refusal::Handshake(error.to_string());
                 log_refusals(self.camo.refusals.note(Instant::now(), from, what));
@@ -1007,15 +1083,23 @@ fn log_refusals(lines: Vec<RefusalLine>) {
 }
 
 /// Opens `d` (from `from`) in place and adds its payload to its connection's batch of
-/// this turn.
+/// this turn; a datagram the endpoint drops is counted in `stats` by reason.
 fn deliver(
     ep: &mut Endpoint,
     conns: &mut HashMap<ConnectionHandle, ConnState>,
     dirty: &mut Vec<ConnectionHandle>,
+    stats: &mut DriverStats,
     from: SocketAddr,
     d: &mut [u8],
 ) {
-    if let Ok(Some(r)) = ep.handle_datagram(Instant::now(), from, d)
+    let opened = match ep.handle_datagram(Instant::now(), from, d) {
+        Ok(o) => o,
+        Err(why) => {
+            stats.dropped(&why);
+            return;
+        }
+    };
+    if let Some(r) = opened
         && let Some(c) = conns.get_mut(&r.conn)
     {
         let payload = crate::camo::shape::trim_padding(d.get(r.payload).unwrap_or_default());

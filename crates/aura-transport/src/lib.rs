@@ -26,7 +26,8 @@
 //!   carrier) hand to the runtime. They move datagrams and know nothing of sessions.
 //! - **Runtime**: [`driver`] (the task that owns the protocol endpoint and every socket
 //!   and link), [`conn`] (the [`PacketConn`] handed to the daemons, and the commands it
-//!   sends the driver) and [`batch`] (pooled packet batches, the data path's unit).
+//!   sends the driver), [`batch`] (pooled packet batches, the data path's unit) and
+//!   [`stats`] (what the driver counts besides each connection's traffic, for metrics).
 //! - **Entry points**: [`listen`] ([`Listeners`]: a server's listeners on every configured
 //!   carrier, one endpoint behind them), [`dial`] (a client trying carriers, then
 //!   bridges, in order) and [`circuit`] (a client reaching the exit through relays, one
@@ -46,6 +47,7 @@ pub mod driver;
 pub mod error;
 pub mod listen;
 pub mod refusals;
+pub mod stats;
 
 pub use batch::{BatchPool, PacketBatch};
 pub use carrier::Carrier;
@@ -56,3 +58,4 @@ pub use cover::{CoverGuard, CoverLimit, CoverStats};
 pub use driver::{Driver, DriverHandle};
 pub use error::{ConfigError, FailedAttempt, OuterTlsError, TransportError};
 pub use listen::{ListenConfig, Listeners};
+pub use stats::{DriverStats, ListenerCounters, ListenerStats};

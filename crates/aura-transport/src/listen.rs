@@ -13,11 +13,12 @@ use crate::carrier::Carrier;
 use crate::carrier::link::DatagramLink;
 use crate::carrier::mem::{MemListener, MemNetwork};
 use crate::carrier::quic::{self, QuicListener, QuicOptions, QuicStats};
-use crate::carrier::tls::{self, OuterIdentity, TlsOptions};
+use crate::carrier::tls::{self, CertSlot, OuterIdentity, TlsOptions};
 use crate::carrier::udp;
 use crate::conn::PacketConn;
 use crate::driver::{Driver, DriverHandle};
 use crate::error::{ConfigError, TransportError};
+use crate::stats::ListenerCounters;
 
 /// What to listen on.
 #[derive(Debug)]
@@ -63,6 +64,10 @@ pub struct Listeners {
     pub mem_addr: Option<SocketAddr>,
     /// The in-memory listener's registration: the address is freed with `self`.
     _mem: Option<MemListener>,
+    /// Every layer's counters, for [`Listeners::counters`].
+    counters: ListenerCounters,
+    /// The outer certificate QUIC and TLS present (unless a served decoy's stands in).
+    outer: Option<Arc<CertSlot>>,
 }
 
 /// Hands every link arriving on `links` to the driver as `carrier`, until every sender
@@ -105,32 +110,26 @@ impl Listeners {
             std::time::Instant::now(),
             (cfg.wall_clock)(),
         )?;
+        let tls_knock = cfg.tls_options.camo.as_ref().map(|c| c.knock.clone());
+        let quic_knock = cfg.quic_options.camo.as_ref().map(|c| c.knock.clone());
         let (handle, accept) = Driver::spawn(endpoint, udp_socket, cfg.masks);
-        let outer = || {
-            cfg.outer
-                .clone()
-                .ok_or(TransportError::Config(ConfigError::NoOuterIdentity))
+        // One outer certificate for QUIC and TLS, replaceable on reload.
+        let outer_slot = match (&cfg.outer, cfg.quic.is_some() || cfg.tls.is_some()) {
+            (Some(o), _) => Some(Arc::new(CertSlot::new((**o).clone())?)),
+            (None, true) => return Err(TransportError::Config(ConfigError::NoOuterIdentity)),
+            (None, false) => None,
         };
         let mut quic = None;
-        if let Some(addr) = cfg.quic {
-            let o = outer()?;
+        if let (Some(addr), Some(slot)) = (cfg.quic, &outer_slot) {
             let links = link_queue(&handle, Carrier::Quic);
-            quic = Some(
-                quic::listen(
-                    addr,
-                    o.cert_chain.clone(),
-                    o.key.clone_key(),
-                    cfg.quic_options.clone(),
-                    links,
-                )
-                .await?,
-            );
+            quic =
+                Some(quic::listen_slot(addr, slot.clone(), cfg.quic_options.clone(), links).await?);
         }
         let mut tls_addr = None;
-        if let Some(addr) = cfg.tls {
-            let o = outer()?;
+        if let (Some(addr), Some(slot)) = (cfg.tls, &outer_slot) {
             let links = link_queue(&handle, Carrier::Tls);
-            tls_addr = Some(tls::listen(addr, (*o).clone(), cfg.tls_options.clone(), links).await?);
+            tls_addr =
+                Some(tls::listen_slot(addr, slot.clone(), cfg.tls_options.clone(), links).await?);
         }
         // Last, so that no error above leaves the address taken.
         let mut mem = None;
@@ -143,9 +142,17 @@ impl Listeners {
             forward_links(handle.clone(), Carrier::Mem, links);
             mem = Some(listener);
         }
+        let counters = ListenerCounters {
+            driver: handle.shared_stats(),
+            quic: quic.as_ref().map(QuicListener::counters),
+            tls_knock: tls_knock.filter(|_| tls_addr.is_some()),
+            quic_knock: quic_knock.filter(|_| quic.is_some()),
+        };
         Ok(Self {
+            counters,
             handle,
             accept,
+            outer: outer_slot,
             quic_addr: quic.as_ref().map(QuicListener::local_addr),
             quic,
             udp_addr,
@@ -163,6 +170,43 @@ impl Listeners {
     /// The driver, for run-time changes (a new CRL).
     pub fn handle(&self) -> &DriverHandle {
         &self.handle
+    }
+
+    /// Puts a new certificate and key in place (a reload): the Aura handshakes that start
+    /// from now sign with `identity`, and QUIC and TLS present `outer` (where no served
+    /// decoy's certificate stands in). Sessions already made go on. The outer
+    /// certificate is checked first: on error nothing changed.
+    ///
+    /// # Errors
+    /// [`TransportError::Tls`] for an unusable outer key or certificate;
+    /// [`TransportError::Closed`] when the driver is gone.
+    pub async fn set_identity(
+        &self,
+        identity: aura_proto::Identity,
+        outer: OuterIdentity,
+    ) -> Result<(), TransportError> {
+        let next = self
+            .outer
+            .as_ref()
+            .map(|_| CertSlot::new(outer.clone()))
+            .transpose()?;
+        self.handle.set_identity(identity).await?;
+        if let (Some(slot), Some(_)) = (&self.outer, next) {
+            slot.replace(outer)?;
+        }
+        Ok(())
+    }
+
+    /// The end-entity certificate QUIC and TLS present now (where no served decoy's
+    /// stands in); `None` without QUIC and TLS.
+    pub fn outer_certificate(&self) -> Option<rustls_pki_types::CertificateDer<'static>> {
+        self.outer.as_ref().and_then(|s| s.end_entity())
+    }
+
+    /// Every layer's counters (driver, QUIC listener, knocks), readable from another task
+    /// while the listeners run and after.
+    pub fn counters(&self) -> ListenerCounters {
+        self.counters.clone()
     }
 
     /// A copy of the QUIC listener's counters; `None` without a QUIC listener.

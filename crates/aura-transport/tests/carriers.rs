@@ -364,3 +364,53 @@ async fn unauthenticated_links_are_closed_after_the_timeout() {
     // The authenticated client's link outlives them.
     exchange(&mut d.conn, &mut sc, 50).await;
 }
+
+/// A reload's new certificate: every dial from then on, on every carrier, meets it in the
+/// Aura handshake, and QUIC and TLS present it outside; the session made before goes on.
+/// A key that does not match its certificate is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_certificate_takes_over_new_handshakes_and_old_sessions_go_on() {
+    let mut pki = pki();
+    let mut s = server(&pki, LOCALHOST, None).await;
+    // One client per dial: a second dial of the same client would take over its session.
+    let dial_on = |s: &Listeners, pki: &TestPki, id: &aura_testkit::Identity, carrier| {
+        let cfg = dial_config(pki, id, s, &[carrier]);
+        async move { timeout(T, dial(&cfg, &mut OsRng)).await.unwrap().unwrap() }
+    };
+    let before = dial_on(&s, &pki, pki.alice(), Carrier::Tls).await;
+    let mut old_c = before.conn;
+    let mut old_s = timeout(T, s.accept()).await.unwrap().unwrap();
+    let old_serial = old_c.peer().serial.clone();
+    assert_eq!(s.outer_certificate(), Some(pki.server().cert()));
+
+    let renewed = pki.issue_server(aura_testkit::TEST_SERVER_NAME).unwrap();
+    let stranger = pki.issue_server("other.test").unwrap();
+    // The wrong key: refused, nothing changes.
+    let bad = OuterIdentity {
+        cert_chain: vec![renewed.cert()],
+        key: stranger.key(),
+    };
+    assert!(s.set_identity(identity(&renewed), bad).await.is_err());
+    assert_eq!(s.outer_certificate(), Some(pki.server().cert()));
+
+    let good = OuterIdentity {
+        cert_chain: vec![renewed.cert()],
+        key: renewed.key(),
+    };
+    s.set_identity(identity(&renewed), good).await.unwrap();
+    assert_eq!(s.outer_certificate(), Some(renewed.cert()));
+    for carrier in [Carrier::Udp, Carrier::Quic, Carrier::Tls] {
+        let id = pki.issue_client(&format!("after-{carrier:?}")).unwrap();
+        let d = dial_on(&s, &pki, &id, carrier).await;
+        assert_ne!(
+            d.conn.peer().serial,
+            old_serial,
+            "{carrier:?}: the old certificate"
+        );
+        let mut sc = timeout(T, s.accept()).await.unwrap().unwrap();
+        let mut c = d.conn;
+        exchange(&mut c, &mut sc, 100).await;
+    }
+    // The session from before the reload still carries packets both ways.
+    exchange(&mut old_c, &mut old_s, 200).await;
+}

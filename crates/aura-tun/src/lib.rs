@@ -293,7 +293,19 @@ impl Tun {
     /// [`TunError::Unsupported`] (not Linux), [`TunError::Io`] otherwise.
     pub async fn create(cfg: &TunConfig) -> Result<Tun, TunError> {
         cfg.validate()?;
-        let created = imp::create(cfg).await?;
+        Self::from_created(imp::create(cfg).await?)
+    }
+
+    /// Makes the interface and opens its queues without an async runtime: a daemon that
+    /// drops privileges makes its device first (opening `/dev/net/tun` may need root),
+    /// then [`PreparedTun::activate`]s it inside the runtime. Same errors as
+    /// [`Tun::create`].
+    pub fn prepare(cfg: &TunConfig) -> Result<PreparedTun, TunError> {
+        cfg.validate()?;
+        Ok(PreparedTun(imp::prepare(cfg)?))
+    }
+
+    fn from_created(created: Created) -> Result<Tun, TunError> {
         let mut queues = created.queues.into_iter().map(|inner| TunQueue {
             inner,
             name: created.name.clone(),
@@ -413,6 +425,21 @@ impl PacketDevice for TunQueue {
         }
         let bufs = &mut bufs[..lens.len()];
         self.inner.send_batch(bufs, lens, headroom).await
+    }
+}
+
+/// A TUN device made by [`Tun::prepare`], its queues open, not yet registered with an
+/// async runtime. Dropping it removes the interface.
+#[derive(Debug)]
+pub struct PreparedTun(imp::Prepared);
+
+impl PreparedTun {
+    /// Registers the device with the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`TunError::Io`] when a queue cannot be registered (no runtime).
+    pub fn activate(self) -> Result<Tun, TunError> {
+        Tun::from_created(imp::activate(self.0)?)
     }
 }
 

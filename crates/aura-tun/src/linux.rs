@@ -4,7 +4,9 @@ use std::io;
 
 use nix::errno::Errno;
 use tokio::sync::Mutex;
-use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
+use tun_rs::{
+    AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN,
+};
 
 use crate::{Created, MAX_PACKET, MIN_HEADROOM, OFFLOAD_BATCH, OffloadMode, TunConfig, TunError};
 
@@ -94,7 +96,32 @@ impl Queue {
     }
 }
 
+/// A device made but not yet registered with the async runtime: every queue's file is
+/// open and the interface is configured.
+pub(crate) struct Prepared {
+    devs: Vec<SyncDevice>,
+    name: String,
+    mtu: u16,
+    offload: OffloadMode,
+    offload_fallback: Option<String>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("name", &self.name)
+            .field("queues", &self.devs.len())
+            .field("offload", &self.offload)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) async fn create(cfg: &TunConfig) -> Result<Created, TunError> {
+    activate(prepare(cfg)?)
+}
+
+/// Makes the interface and opens every queue, outside any runtime.
+pub(crate) fn prepare(cfg: &TunConfig) -> Result<Prepared, TunError> {
     if !cfg.name.is_empty() && nix::net::if_::if_nametoindex(cfg.name.as_str()).is_ok() {
         return Err(TunError::NameTaken {
             name: cfg.name.clone(),
@@ -125,17 +152,17 @@ pub(crate) async fn create(cfg: &TunConfig) -> Result<Created, TunError> {
     let mtu = first
         .mtu()
         .map_err(|source| TunError::Io { op: "mtu", source })?;
-    let mut queues = Vec::with_capacity(cfg.queues);
+    let mut devs = Vec::with_capacity(cfg.queues);
     for _ in 1..cfg.queues {
         let dev = first.try_clone().map_err(|source| TunError::Io {
             op: "open queue",
             source,
         })?;
-        queues.push(Queue::new(dev));
+        devs.push(dev);
     }
-    queues.insert(0, Queue::new(first));
-    Ok(Created {
-        queues,
+    devs.insert(0, first);
+    Ok(Prepared {
+        devs,
         name,
         mtu,
         offload,
@@ -143,7 +170,30 @@ pub(crate) async fn create(cfg: &TunConfig) -> Result<Created, TunError> {
     })
 }
 
-fn build(cfg: &TunConfig, offload: bool) -> io::Result<AsyncDevice> {
+/// Registers a prepared device's queues with the runtime (call inside it).
+pub(crate) fn activate(p: Prepared) -> Result<Created, TunError> {
+    let queues = p
+        .devs
+        .into_iter()
+        .map(|d| {
+            AsyncDevice::new(d)
+                .map(Queue::new)
+                .map_err(|source| TunError::Io {
+                    op: "register queue",
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Created {
+        queues,
+        name: p.name,
+        mtu: p.mtu,
+        offload: p.offload,
+        offload_fallback: p.offload_fallback,
+    })
+}
+
+fn build(cfg: &TunConfig, offload: bool) -> io::Result<SyncDevice> {
     let mut builder = DeviceBuilder::new()
         .mtu(cfg.mtu)
         .offload(offload)
@@ -158,7 +208,7 @@ fn build(cfg: &TunConfig, offload: bool) -> io::Result<AsyncDevice> {
     if let Some((address, prefix)) = cfg.address6 {
         builder = builder.ipv6(address, prefix);
     }
-    builder.build_async()
+    builder.build_sync()
 }
 
 fn errno(e: &io::Error) -> Option<Errno> {

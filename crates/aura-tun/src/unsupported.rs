@@ -31,3 +31,17 @@ pub(crate) async fn create(_cfg: &TunConfig) -> Result<Created, TunError> {
         platform: std::env::consts::OS,
     })
 }
+
+/// No device can be prepared on this system.
+#[derive(Debug)]
+pub(crate) enum Prepared {}
+
+pub(crate) fn prepare(_cfg: &TunConfig) -> Result<Prepared, TunError> {
+    Err(TunError::Unsupported {
+        platform: std::env::consts::OS,
+    })
+}
+
+pub(crate) fn activate(p: Prepared) -> Result<Created, TunError> {
+    match p {}
+}

@@ -24,12 +24,12 @@ pub(crate) fn write(key: &'static str, value: &str) -> Result<(), NetcfgError> {
 
 /// Where the value a sysctl had before Aura changed it is kept until undo, so the next
 /// start can restore it when a run was killed before it could undo: one file per network
-/// namespace (named by the namespace's inode) and key, under `/run/aura` (a tmpfs,
+/// namespace (named by the namespace's inode) and key, under `/run/aura/server` (a tmpfs,
 /// emptied at boot like the sysctls themselves).
 fn journal(key: &str) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let ns = std::fs::metadata("/proc/thread-self/ns/net").ok()?.ino();
-    Some(PathBuf::from("/run/aura").join(format!("sysctl-netns{ns}-{key}")))
+    Some(crate::instance::role_dir(crate::Role::Server).join(format!("sysctl-netns{ns}-{key}")))
 }
 
 /// Remembers `previous` for `key` (best effort: without the journal only a crash loses

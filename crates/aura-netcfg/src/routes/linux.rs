@@ -350,3 +350,74 @@ pub(crate) async fn own_routes() -> Result<Vec<RouteSpec>, NetcfgError> {
     }
     Ok(found)
 }
+
+/// Gives link `name` exactly the addresses `v4` and `v6` (IPv6 link-local ones stay) and
+/// `mtu`, over netlink: a TUN device kept across address assignments.
+pub(crate) async fn readdress_link(
+    name: &str,
+    v4: Option<(Ipv4Addr, u8)>,
+    v6: Option<(Ipv6Addr, u8)>,
+    mtu: u16,
+) -> Result<(), NetcfgError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let index = link_index(name).await?;
+    let nl = Nl::open()?;
+    let mut have = Vec::new();
+    let mut stream = nl
+        .handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(m) = stream
+        .try_next()
+        .await
+        .map_err(|e| nl_err(format!("ip addr show dev {name}"), e))?
+    {
+        let addr = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(a) => Some(*a),
+            _ => None,
+        });
+        if let Some(a) = addr {
+            have.push((a, m.header.prefix_len, m));
+        }
+    }
+    let wanted = |a: IpAddr, prefix: u8| match a {
+        IpAddr::V4(a) => v4 == Some((a, prefix)),
+        IpAddr::V6(a) => a.is_unicast_link_local() || v6 == Some((a, prefix)),
+    };
+    for (a, prefix, m) in &have {
+        if !wanted(*a, *prefix) {
+            nl.handle
+                .address()
+                .del(m.clone())
+                .execute()
+                .await
+                .map_err(|e| nl_err(format!("ip addr del {a}/{prefix} dev {name}"), e))?;
+        }
+    }
+    let wants = v4
+        .map(|(a, p)| (IpAddr::V4(a), p))
+        .into_iter()
+        .chain(v6.map(|(a, p)| (IpAddr::V6(a), p)));
+    for (a, prefix) in wants {
+        if !have.iter().any(|(h, p, _)| *h == a && *p == prefix) {
+            nl.handle
+                .address()
+                .add(index, a, prefix)
+                .execute()
+                .await
+                .map_err(|e| nl_err(format!("ip addr add {a}/{prefix} dev {name}"), e))?;
+        }
+    }
+    let link = rtnetlink::LinkUnspec::new_with_index(index)
+        .mtu(u32::from(mtu))
+        .up()
+        .build();
+    nl.handle
+        .link()
+        .set(link)
+        .execute()
+        .await
+        .map_err(|e| nl_err(format!("ip link set {name} mtu {mtu} up"), e))
+}

@@ -42,6 +42,22 @@ pub struct RoutePlan {
     pub ipv6: bool,
 }
 
+/// Gives link `name` exactly the addresses `v4` and `v6` (IPv6 link-local ones stay),
+/// the MTU `mtu`, and brings it up: how a TUN device made once is fitted to each new
+/// address assignment (`CAP_NET_ADMIN` is enough, opening `/dev/net/tun` again is not
+/// needed).
+///
+/// # Errors
+/// The link does not exist, or netlink refused a step (named).
+pub async fn readdress_link(
+    name: &str,
+    v4: Option<(std::net::Ipv4Addr, u8)>,
+    v6: Option<(std::net::Ipv6Addr, u8)>,
+    mtu: u16,
+) -> Result<(), crate::NetcfgError> {
+    imp::readdress_link(name, v4, v6, mtu).await
+}
+
 impl RoutePlan {
     /// Everything into `tun` but `exclude`.
     pub fn full(tun: impl Into<String>, exclude: Vec<IpAddr>, ipv6: bool) -> Self {

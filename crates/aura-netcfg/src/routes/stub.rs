@@ -34,3 +34,12 @@ pub(crate) async fn del(_spec: &RouteSpec) -> Result<bool, NetcfgError> {
 pub(crate) async fn own_routes() -> Result<Vec<RouteSpec>, NetcfgError> {
     Err(NetcfgError::Unsupported(WHAT))
 }
+
+pub(crate) async fn readdress_link(
+    _name: &str,
+    _v4: Option<(std::net::Ipv4Addr, u8)>,
+    _v6: Option<(std::net::Ipv6Addr, u8)>,
+    _mtu: u16,
+) -> Result<(), NetcfgError> {
+    Err(NetcfgError::Unsupported(WHAT))
+}

@@ -13,7 +13,8 @@
 //! deleted: the host is as it was before.
 //!
 //! - this file: start-up and the reconnect loop;
-//! - `state`: what one run keeps across sessions, and what `aura status` shows;
+//! - `state`: what one run keeps across sessions, and what `aura status` and the
+//!   metrics endpoint (`[client.metrics]`) show;
 //! - `session`: one connected session: the address, control messages, packets;
 //! - `tunnel`: the TUN device and routes for the current address assignment.
 //!
@@ -107,9 +108,42 @@ pub async fn run(
     cfg: ClientConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    run_with(cfg, None, shutdown).await
+}
+
+/// Makes the client's TUN device ahead of start-up, for a client about to drop its
+/// privileges (`run_as`): it may need root to open `/dev/net/tun`. The device is kept for
+/// the client's whole life and fitted to each address assignment. Call outside the
+/// runtime; pass the result to [`run_with`].
+///
+/// # Errors
+/// The configuration's options, or the device (named).
+pub fn prepare_tun(cfg: &ClientConfig) -> Result<aura_tun::PreparedTun, DaemonError> {
+    let opts = ClientOptions::from_config(cfg)?;
+    Ok(aura_tun::Tun::prepare(&aura_tun::TunConfig {
+        mtu: opts.mtu,
+        ..aura_tun::TunConfig::new(opts.tun_name.clone())
+    })?)
+}
+
+/// [`run`], with the TUN device made by [`prepare_tun`] when given.
+///
+/// # Errors
+/// Start-up failures and refusals (each names its cause); routes are restored first.
+pub async fn run_with(
+    cfg: ClientConfig,
+    tun: Option<aura_tun::PreparedTun>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
     let opts = ClientOptions::from_config(&cfg)?;
     let dry_run = opts.routing.dry_run;
-    run_on(opts, Host::system(dry_run), shutdown).await
+    match tun {
+        Some(t) => {
+            let host = Host::system_with(crate::device::KeptTun::new(t), dry_run);
+            run_on(opts, host, shutdown).await
+        }
+        None => run_on(opts, Host::system(dry_run), shutdown).await,
+    }
 }
 
 /// Runs the client with `opts` on `host` until `shutdown` resolves.
@@ -124,6 +158,23 @@ pub async fn run_on<T: TunFactory>(
     // First: a second client in this network namespace stops here, touching nothing.
     host.netcfg.claim(aura_netcfg::Role::Client)?;
     let (creds, verifier) = opts.files.load()?;
+    // What `no_logs` keeps out of every line: who this is and whom it dials.
+    if let Ok(me) = verifier.verify_client(&creds.cert_der, (host.wall_clock)()) {
+        crate::log::hide(&me.id);
+    }
+    crate::log::hide(&opts.server);
+    crate::log::hide(&opts.server_name);
+    for b in &opts.bridges {
+        crate::log::hide(b);
+    }
+    if let Some(c) = &opts.circuit {
+        crate::log::hide(&c.entry.0);
+        crate::log::hide(&c.entry.1);
+        for (address, name) in &c.middle {
+            crate::log::hide(address);
+            crate::log::hide(name);
+        }
+    }
     let server = resolve("client.server", &opts.server).await?;
     let mut bridges = Vec::new();
     for b in &opts.bridges {
@@ -164,6 +215,7 @@ pub async fn run_on<T: TunFactory>(
         );
     }
     let status = Status::default();
+    let _metrics = state::serve_metrics(&opts, &host.network, &status).await?;
     let shown = status.clone();
     let book: SharedRouteBook = Arc::new(tokio::sync::Mutex::new(RouteBook::new(
         &opts.routing,
@@ -172,8 +224,9 @@ pub async fn run_on<T: TunFactory>(
         opts.kill_switch,
     )));
     let rules = book.clone();
-    let admin_task = admin::serve(
+    let admin_task = admin::serve_redacting(
         &opts.admin_socket,
+        opts.redact,
         Arc::new(move |req| {
             let shown = shown.clone();
             let rules = rules.clone();
@@ -247,15 +300,31 @@ pub async fn run_on<T: TunFactory>(
         status,
         crl: CrlAssembler::new(),
     };
+    // Ready once started: connecting may take as long as the network does, and the
+    // admin socket answers meanwhile. The watchdog is fed while the runtime runs.
+    crate::service::ready("connecting");
+    let watchdog = crate::service::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                crate::service::watchdog();
+            }
+        })
+    });
     let result = tokio::select! {
         r = client.keep_connected() => r,
         () = shutdown => {
+            crate::service::stopping();
             tracing::info!("stopping");
             Ok(())
         }
     };
     admin_task.abort();
     expiry.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     let _ = std::fs::remove_file(&socket_path);
     let current = client
         .tunnel
@@ -337,14 +406,14 @@ impl<T: TunFactory> Client<T> {
             return dial(&self.dial, &mut OsRng).await;
         }
         let (d, built) = dial_circuit(&self.dial, &self.hops, &mut OsRng).await?;
-        let redact = self.opts.redact;
         self.hop_drivers = built.iter().map(|h| h.driver.clone()).collect();
         self.circuit_entry = built.first().map(|h| h.addr);
         lock(&self.status).circuit = built
             .iter()
+            // Kept whole: the admin socket hides them under `no_logs`.
             .map(|h| crate::admin::HopStatus {
-                name: redact.id(&h.name).to_string(),
-                address: redact.addr(&h.addr).to_string(),
+                name: h.name.clone(),
+                address: h.addr.to_string(),
                 carrier: h.carrier.name().into(),
                 state: "up".into(),
             })
@@ -369,6 +438,7 @@ impl<T: TunFactory> Client<T> {
                     {
                         let mut s = lock(&self.status);
                         if let Some(c) = s.current.take() {
+                            s.tally.settle_conn(0, &c);
                             let st = c.stats();
                             s.bytes_in += st.bytes_in;
                             s.bytes_out += st.bytes_out;
@@ -429,21 +499,16 @@ impl<T: TunFactory> Client<T> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::options::refuse_unbuilt_client as refuse_unbuilt;
 
     #[test]
-    fn features_not_built_are_refused_by_name() {
+    fn circuit_keys_are_used_or_refused_by_name() {
         let config = |extra: &str| -> ClientConfig {
             toml::from_str(&format!(
                 "[client]\nserver = \"192.0.2.1\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\nknock_key = \"e\"\n"
             ))
             .unwrap()
         };
-        assert!(refuse_unbuilt(&config("")).is_ok());
-        let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
-        assert!(e.to_string().starts_with("client.run_as: "), "{e}");
-        // A circuit is built: enabled it is used, and its relays without it are refused.
-        assert!(refuse_unbuilt(&config("[client.circuit]\nenabled = true")).is_ok());
+        // Relays without an enabled circuit are refused.
         let e = ClientOptions::from_config(&config(
             "[client.circuit]\nenabled = false\nentry = \"192.0.2.7\"",
         ))

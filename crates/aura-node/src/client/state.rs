@@ -52,12 +52,92 @@ pub(super) struct ClientStatus {
     pub(super) circuit: Vec<crate::admin::HopStatus>,
     /// This session's cover traffic (the counts are read live from `current`).
     pub(super) cover: Option<crate::admin::CoverStatus>,
+    /// Every session's traffic by carrier, for the metrics (`current` is key 0, settled
+    /// when its session ends).
+    pub(super) tally: crate::metrics::Tally,
 }
 
 pub(super) type Status = Arc<Mutex<ClientStatus>>;
 
 pub(super) fn lock(status: &Status) -> MutexGuard<'_, ClientStatus> {
     status.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the endpoint of `[client.metrics]`, when set, serving `status`'s metrics. Call
+/// it before any host change: an address in use is an error naming
+/// `client.metrics.listen`.
+///
+/// # Errors
+/// [`crate::DaemonError::Metrics`] when the address cannot be bound.
+pub(super) async fn serve_metrics(
+    opts: &ClientOptions,
+    network: &crate::host::Network,
+    status: &Status,
+) -> Result<Option<crate::metrics::Endpoint>, crate::DaemonError> {
+    let Some(addr) = opts.metrics else {
+        return Ok(None);
+    };
+    let carriers: Vec<&'static str> = match network {
+        crate::host::Network::Memory(_) => vec!["mem"],
+        crate::host::Network::System => opts.carriers.iter().map(|c| c.name()).collect(),
+    };
+    let status = status.clone();
+    let started = std::time::Instant::now();
+    let render: crate::metrics::Render =
+        Arc::new(move || render_metrics(&mut lock(&status), &carriers, started));
+    crate::metrics::serve("client.metrics.listen", addr, render)
+        .await
+        .map(Some)
+}
+
+/// The client's metrics text: `s` (the current session's counts added to the tally
+/// first), a sample for each of `carriers` in every per-carrier family.
+fn render_metrics(
+    s: &mut ClientStatus,
+    carriers: &[&'static str],
+    started: std::time::Instant,
+) -> String {
+    use crate::metrics::{Exposition, Kind};
+    let mut m = Exposition::default();
+    crate::metrics::basics(&mut m, "client", started);
+    let mut last_handshake = s.last_handshake;
+    if let Some(c) = &s.current {
+        s.tally.observe_conn(0, c);
+        last_handshake = last_handshake.max(c.stats().last_handshake);
+    }
+    let name = "aura_client_state";
+    m.family(
+        name,
+        Kind::Gauge,
+        "1 for the state the client is in (connecting, connected, reconnecting), 0 for the others.",
+    );
+    for state in [
+        ClientState::Connecting,
+        ClientState::Connected,
+        ClientState::Reconnecting,
+    ] {
+        m.sample(name, &[("state", state.name())], u8::from(s.state == state));
+    }
+    m.single(
+        "aura_client_last_handshake_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last completed handshake (0: none yet).",
+        last_handshake,
+    );
+    let totals = s.tally.totals();
+    crate::metrics::traffic(&mut m, &totals, carriers);
+    m.family(
+        "aura_dropped_packets_total",
+        Kind::Counter,
+        "Tunnel IP packets dropped, by reason.",
+    );
+    let connection: u64 = totals.values().map(|t| t.drops).sum();
+    m.sample(
+        "aura_dropped_packets_total",
+        &[("reason", "connection")],
+        connection,
+    );
+    m.finish()
 }
 
 /// Everything one run of the client keeps across sessions.

@@ -1,7 +1,8 @@
 //! `aura server`: the multi-client concentrator.
 //!
 //! Start-up is all or nothing, in this order: options from the configuration,
-//! credentials, the admin socket, leftovers of a crashed run removed, the TUN device
+//! credentials, the metrics endpoint (`[server.metrics]`, when set), the admin socket,
+//! leftovers of a crashed run removed, the TUN device
 //! (with the server's tunnel address), the carriers, then forwarding and NAT. Any failure
 //! undoes what was done and names the cause. Then it serves until `shutdown` resolves
 //! (SIGINT or SIGTERM in `aura`), and undoes every host change on the way out.
@@ -12,9 +13,11 @@
 //!
 //! - [`router`]: the data path (device reads dispatched by address, anti-spoofing);
 //! - [`pool`]: tunnel addresses;
-//! - [`crl`]: the CRL's reload, push and upkeep.
+//! - [`crl`]: the CRL's reload, push and upkeep;
+//! - [`metrics`]: what the Prometheus endpoint shows of the server.
 
 pub mod crl;
+pub mod metrics;
 pub mod pool;
 pub mod relay;
 pub mod router;
@@ -50,9 +53,41 @@ pub async fn run(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    run_with(cfg, None, shutdown).await
+}
+
+/// Makes the server's TUN device ahead of start-up, for a server about to drop its
+/// privileges (`run_as`): it may need root to open `/dev/net/tun`. Call outside the
+/// runtime; pass the result to [`run_with`].
+///
+/// # Errors
+/// The configuration's options, or the device (named).
+pub fn prepare_tun(cfg: &ServerConfig) -> Result<aura_tun::PreparedTun, DaemonError> {
+    let opts = ServerOptions::from_config(cfg)?;
+    Ok(aura_tun::Tun::prepare(&TunConfig {
+        mtu: opts.mtu,
+        ..TunConfig::new(opts.tun_name.clone())
+    })?)
+}
+
+/// [`run`], with the TUN device made by [`prepare_tun`] when given.
+///
+/// # Errors
+/// Start-up failures (each names its cause); host changes are undone first.
+pub async fn run_with(
+    cfg: ServerConfig,
+    tun: Option<aura_tun::PreparedTun>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
     let opts = ServerOptions::from_config(&cfg)?;
-    let host = Host::system(opts.dry_run);
-    run_on(opts, host, shutdown).await
+    let dry_run = opts.dry_run;
+    match tun {
+        Some(t) => {
+            let host = Host::system_with(crate::device::KeptTun::new(t), dry_run);
+            run_on(opts, host, shutdown).await
+        }
+        None => run_on(opts, Host::system(dry_run), shutdown).await,
+    }
 }
 
 /// What the CRL looks like to `aura status`.
@@ -78,8 +113,15 @@ pub async fn run_on<T: TunFactory>(
         .map(|d| d.load(&opts.carriers.masks.palette))
         .transpose()?;
     let router = Router::new(IpPool::new(&opts.pool));
+    let _metrics =
+        metrics::start(&opts, &host.network, &router, &verifier, host.wall_clock).await?;
     let warning = CrlWarning::default();
-    let admin_task = admin::serve(&opts.admin_socket, status_handler(&router, &warning)).await?;
+    let admin_task = admin::serve_redacting(
+        &opts.admin_socket,
+        opts.redact,
+        status_handler(&router, &warning),
+    )
+    .await?;
     let socket_path = opts.admin_socket.clone();
     // Only this role's leftovers: a client in the same namespace keeps its routes.
     if let Err(e) = host.netcfg.cleanup_leftovers().await {
@@ -209,6 +251,7 @@ async fn serve<T: TunFactory>(
         decoy,
     );
     let mut listeners = Listeners::bind(listen).await?;
+    router.observed.listening(listeners.counters());
 
     // DNS: the resolvers named to clients, and the forwarder when they are our own.
     let mut firewall = opts.firewall.clone();
@@ -290,6 +333,7 @@ async fn serve<T: TunFactory>(
         memory = ?listeners.mem_addr,
         "server ready"
     );
+    crate::service::ready("serving");
 
     match &opts.relay {
         Some(p) if p.allow.is_empty() => tracing::warn!(
@@ -321,9 +365,23 @@ async fn serve<T: TunFactory>(
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clients = tokio::task::JoinSet::new();
     let mut stopped = None;
+    // The certificate in use, for reloads to compare with.
+    let mut cert_der = creds.cert_der.clone();
+    // The watchdog is fed from this loop: a loop that stalls stops feeding it.
+    let mut watchdog = crate::service::watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            () = opts.reload.requested() => {
+                crate::service::reloading();
+                tracing::info!("reload: re-reading the CRL, the certificate and the key");
+                let now = i64::try_from((host.wall_clock)().as_secs()).unwrap_or(i64::MAX);
+                keep_crl_current(opts, &creds.ca_der, &mut crl, &listeners, &router, now).await?;
+                reload_identity(opts, &creds.ca_der, &mut cert_der, &listeners, host.wall_clock)
+                    .await?;
+                crate::service::ready("serving");
+            }
+            () = tick(&mut watchdog) => crate::service::watchdog(),
             conn = listeners.accept() => {
                 let Some(conn) = conn else { break };
                 let welcome = Welcome {
@@ -343,6 +401,7 @@ async fn serve<T: TunFactory>(
                 keep_crl_current(opts, &creds.ca_der, &mut crl, &listeners, &router, now).await?;
             }
             () = &mut shutdown => {
+                crate::service::stopping();
                 tracing::info!("stopping");
                 break;
             }
@@ -378,6 +437,16 @@ async fn serve<T: TunFactory>(
     }
 }
 
+/// The next tick of `interval`, or never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Aborts its task when dropped, so no way out of [`serve`] leaves the device tasks (and
 /// with them the TUN device) behind.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -398,6 +467,7 @@ fn admit(
     redact: Redact,
 ) {
     let id = conn.peer().id.clone();
+    crate::log::hide(&id);
     tracing::info!(
         client = redact.id(&id),
         carrier = conn.carrier().name(),
@@ -413,6 +483,61 @@ fn admit(
             Err(e) => tracing::warn!(client = %shown, error = %e, "client refused"),
         }
     });
+}
+
+/// A reload's certificate step: when the certificate file holds another certificate
+/// than `current`, and it and the key load, match, chain to the same CA and carry this
+/// server's name, new handshakes use them (the Aura handshake, and QUIC and TLS where they
+/// present the server's own certificate); sessions go on. Anything wrong is logged and
+/// the certificate in use stays.
+async fn reload_identity(
+    opts: &ServerOptions,
+    ca_der: &[u8],
+    current: &mut Vec<u8>,
+    listeners: &Listeners,
+    wall_clock: fn() -> rustls_pki_types::UnixTime,
+) -> Result<(), DaemonError> {
+    let (fresh, verifier) = match opts.files.load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: the files do not load; nothing changed");
+            return Ok(());
+        }
+    };
+    if fresh.cert_der == *current {
+        return Ok(());
+    }
+    if fresh.ca_der != ca_der {
+        tracing::error!(
+            "reload: the CA certificate changed; a new CA needs a restart. The certificate \
+             in use stays"
+        );
+        return Ok(());
+    }
+    if let Err(e) = verifier.verify_server(&fresh.cert_der, &opts.name, wall_clock()) {
+        tracing::error!(
+            error = %e,
+            "reload: the new certificate would be refused by clients; the one in use stays"
+        );
+        return Ok(());
+    }
+    match listeners
+        .set_identity(fresh.identity.clone(), fresh.outer())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!("reload: the new certificate and key are in use for new sessions");
+            current.clone_from(&fresh.cert_der);
+            Ok(())
+        }
+        Err(aura_transport::TransportError::Closed) => {
+            Err(DaemonError::DataPath("the carriers' driver ended".into()))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload: the new certificate is unusable; the one in use stays");
+            Ok(())
+        }
+    }
 }
 
 /// One tick of CRL upkeep at `now`: re-sign or warn as the CRL's lifetime calls for,
@@ -438,6 +563,7 @@ async fn keep_crl_current(
             "new CRL: re-checking sessions and pushing it to clients"
         );
         crl.lifetime = CrlLifetime::of(&v);
+        router.observed.crl(crl.lifetime);
         listeners.handle().set_verifier(v).await?;
         crl.number = number;
         crl.der = der;
@@ -457,26 +583,21 @@ async fn keep_crl_current(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::options::refuse_unbuilt_server as refuse_unbuilt;
 
-    fn config(extra: &str) -> ServerConfig {
+    fn config(extra: &str, pki: &str) -> ServerConfig {
         toml::from_str(&format!(
-            "[server]\nname = \"vpn.test\"\n{extra}\n[pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\n"
+            "[server]\nname = \"vpn.test\"\n{extra}\n[transport]\nknock = false\n\
+             [pki]\nca_cert = \"a\"\ncert = \"b\"\nkey = \"c\"\ncrl = \"d\"\n{pki}"
         ))
         .unwrap()
     }
 
     #[test]
-    fn features_not_built_are_refused_by_name() {
-        assert!(refuse_unbuilt(&config("")).is_ok());
-        let e = refuse_unbuilt(&config("run_as = \"aura\"")).unwrap_err();
-        assert!(e.to_string().starts_with("server.run_as: "), "{e}");
-        // The relay is built.
-        assert!(
-            refuse_unbuilt(&config(
-                "[server.relay]\nenabled = true\nallow_extend_to = [\"192.0.2.1:8443\"]",
-            ))
-            .is_ok()
-        );
+    fn run_as_with_a_ca_key_is_refused_by_name() {
+        assert!(ServerOptions::from_config(&config("run_as = \"aura\"", "")).is_ok());
+        let e = ServerOptions::from_config(&config("run_as = \"aura\"", "ca_key = \"pki/ca.key\""))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("pki.ca_key: "), "{e}");
+        assert!(e.to_string().contains("aura pki crl"), "{e}");
     }
 }

@@ -156,6 +156,17 @@ impl IpPool {
     pub fn address_of(&self, client_id: &str) -> Option<Ipv4Addr> {
         self.assigned.get(client_id).copied()
     }
+
+    /// Addresses held by clients, and how many the pool can hand out (its size less
+    /// the network, broadcast and server addresses; static addresses included).
+    pub fn usage(&self) -> (u64, u64) {
+        let reserved = [self.cidr.network(), self.cidr.broadcast(), self.server];
+        let mut distinct = reserved.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let capacity = self.cidr.size().saturating_sub(distinct.len() as u64);
+        (self.in_use.len() as u64, capacity)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +184,22 @@ mod tests {
                 .collect(),
             ..PoolSection::default()
         }
+    }
+
+    #[test]
+    fn usage_counts_held_addresses_against_the_capacity() {
+        let mut p = IpPool::new(&section(
+            "10.77.1.0/29",
+            PoolStrategy::StaticOrDynamic,
+            &[("alice", "10.77.1.5")],
+        ));
+        assert_eq!(p.usage(), (0, 5));
+        p.assign("alice").unwrap();
+        p.assign("bob").unwrap();
+        p.assign("bob").unwrap();
+        assert_eq!(p.usage(), (2, 5));
+        p.release("alice");
+        assert_eq!(p.usage(), (1, 5));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use aura_transport::{BatchPool, CoverGuard, PacketBatch, PacketConn, PacketSende
 use aura_tun::{PacketDevice, TunBuffers};
 use tokio::sync::mpsc;
 
+use super::metrics::Observed;
 use super::pool::{IpPool, PoolError};
+use crate::metrics::{Tally, Totals};
 use crate::packet::{ipv4_addrs, ipv6_addrs};
 
 /// Batches of client packets on their way to the device.
@@ -134,6 +136,29 @@ pub struct Router {
     pub unroutable: AtomicU64,
     /// Control messages received from clients.
     pub control_in: AtomicU64,
+    /// Clients refused an address: not in the static map under `static_only`.
+    pub refused_not_listed: AtomicU64,
+    /// Clients refused an address: the pool was exhausted.
+    pub refused_exhausted: AtomicU64,
+    /// Every client's traffic, by carrier, kept when it leaves ([`Router::scrape`]).
+    traffic: Mutex<Tally>,
+    /// What the metrics read besides the router's own counters.
+    pub observed: Observed,
+}
+
+/// What a metrics scrape reads of the router.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// Connected clients, by carrier.
+    pub peers: std::collections::BTreeMap<&'static str, u64>,
+    /// Traffic of every client so far, connected or gone, by carrier.
+    pub traffic: Totals,
+    /// Addresses held, and the pool's capacity.
+    pub pool: (u64, u64),
+    /// Clients holding an IPv6 address too.
+    pub pool6_used: u64,
+    /// Whether the pool is dual-stack.
+    pub dual_stack: bool,
 }
 
 impl Router {
@@ -146,7 +171,32 @@ impl Router {
             spoofed: AtomicU64::new(0),
             unroutable: AtomicU64::new(0),
             control_in: AtomicU64::new(0),
+            refused_not_listed: AtomicU64::new(0),
+            refused_exhausted: AtomicU64::new(0),
+            traffic: Mutex::new(Tally::default()),
+            observed: Observed::new(),
         })
+    }
+
+    /// Counts every connected client's traffic into the totals and reads them, with the
+    /// peers by carrier and the pool's usage. The peer table stays read-locked meanwhile,
+    /// so a client leaving at the same time is counted once.
+    pub fn scrape(&self) -> Scrape {
+        let mut out = Scrape::default();
+        {
+            let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+            let mut tally = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+            for p in peers.values() {
+                tally.observe_conn(p.token, &p.sender);
+                *out.peers.entry(p.sender.carrier().name()).or_default() += 1;
+                out.pool6_used += u64::from(p.address6.is_some());
+            }
+            out.traffic = tally.totals();
+        }
+        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        out.pool = pool.usage();
+        out.dual_stack = pool.network6().is_some();
+        out
     }
 
     /// Every connected client.
@@ -277,7 +327,12 @@ impl Router {
     fn leave(&self, id: &str, address: Ipv4Addr, token: u64) {
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
         if peers.get(&address).is_some_and(|p| p.token == token) {
-            peers.remove(&address);
+            if let Some(p) = peers.remove(&address) {
+                self.traffic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .settle_conn(token, &p.sender);
+            }
             self.pool
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -323,6 +378,11 @@ impl Router {
         let (address, address6, token) = match self.admit(&conn, welcome.since) {
             Ok(a) => a,
             Err(e) => {
+                let refused = match e {
+                    PoolError::NotAllowed(_) => &self.refused_not_listed,
+                    PoolError::Exhausted => &self.refused_exhausted,
+                };
+                refused.fetch_add(1, Ordering::Relaxed);
                 conn.close().await;
                 return Err(e);
             }

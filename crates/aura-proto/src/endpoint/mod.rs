@@ -157,6 +157,12 @@ impl Endpoint {
         self.wall_anchor = wall;
     }
 
+    /// Replaces this endpoint's own certificate and signing key (a reload): handshakes
+    /// from now on use it; established sessions keep their keys and go on.
+    pub fn set_identity(&mut self, identity: crate::Identity) {
+        self.config.identity = identity;
+    }
+
     /// Replaces the certificate verifier (for example after a new CRL). Sessions of
     /// clients that the new verifier refuses are closed.
     pub fn set_verifier(&mut self, verifier: Verifier, now: Instant) {

@@ -259,6 +259,11 @@ impl QuicListener {
     pub fn stats(&self) -> QuicStats {
         self.counters.stats()
     }
+
+    /// The counters themselves, for reading later from another task.
+    pub(crate) fn counters(&self) -> Arc<QuicCounters> {
+        self.counters.clone()
+    }
 }
 
 /// The QUIC transport parameters both sides use: datagrams on with generous buffers,
@@ -298,7 +303,21 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
     opts: &QuicOptions,
 ) -> Result<quinn::ServerConfig, TransportError> {
-    let tls = tls::server_config(OuterIdentity { cert_chain, key }, &opts.alpn)?;
+    server_config_slot(
+        Arc::new(tls::CertSlot::new(OuterIdentity { cert_chain, key })?),
+        opts,
+    )
+}
+
+/// [`server_config`] presenting whatever `slot` holds when each handshake starts.
+///
+/// # Errors
+/// As [`server_config`].
+pub fn server_config_slot(
+    slot: Arc<tls::CertSlot>,
+    opts: &QuicOptions,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let tls = tls::server_config_slot(slot, &opts.alpn)?;
     let crypto = QuicServerConfig::try_from(tls)
         .map_err(|e| TransportError::Tls(OuterTlsError::QuicServer(e)))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -373,14 +392,32 @@ pub async fn listen(
     opts: QuicOptions,
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<QuicListener, TransportError> {
+    let slot = Arc::new(tls::CertSlot::new(OuterIdentity { cert_chain, key })?);
+    listen_slot(addr, slot, opts, links).await
+}
+
+/// [`listen`] presenting the certificate in `outer` (replaceable while it runs), unless a
+/// served decoy's certificate stands in for it.
+///
+/// # Errors
+/// As [`listen`].
+pub async fn listen_slot(
+    addr: SocketAddr,
+    outer: Arc<tls::CertSlot>,
+    opts: QuicOptions,
+    links: mpsc::Sender<DatagramLink>,
+) -> Result<QuicListener, TransportError> {
     // With a served decoy every connection, knocked or not, presents the decoy's
     // certificate: one configuration, so nothing before the first packet after the
     // handshake tells them apart.
-    let (cert_chain, key) = match opts.camo.as_ref().and_then(|c| c.site.as_ref()) {
-        Some(site) => site.identity(),
-        None => (cert_chain, key),
+    let outer = match opts.camo.as_ref().and_then(|c| c.site.as_ref()) {
+        Some(site) => {
+            let (cert_chain, key) = site.identity();
+            Arc::new(tls::CertSlot::new(OuterIdentity { cert_chain, key })?)
+        }
+        None => outer,
     };
-    let cfg = server_config(cert_chain, key, &opts)?;
+    let cfg = server_config_slot(outer, &opts)?;
     let bind_err = |source| TransportError::Bind {
         carrier: Carrier::Quic,
         addr,

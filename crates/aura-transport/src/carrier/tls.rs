@@ -169,14 +169,83 @@ pub fn server_config(
     outer: OuterIdentity,
     alpn: &[Vec<u8>],
 ) -> Result<Arc<ServerConfig>, TransportError> {
+    server_config_slot(Arc::new(CertSlot::new(outer)?), alpn)
+}
+
+/// [`server_config`] presenting whatever `slot` holds when each handshake starts.
+///
+/// # Errors
+/// [`TransportError::Tls`] when the provider cannot serve these protocol versions.
+pub fn server_config_slot(
+    slot: Arc<CertSlot>,
+    alpn: &[Vec<u8>],
+) -> Result<Arc<ServerConfig>, TransportError> {
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| TransportError::Tls(OuterTlsError::ServerConfig(e)))?
         .with_no_client_auth()
-        .with_single_cert(outer.cert_chain, outer.key)
-        .map_err(|e| TransportError::Tls(OuterTlsError::Certificate(e)))?;
+        .with_cert_resolver(slot);
     cfg.alpn_protocols = alpn.to_vec();
     Ok(Arc::new(cfg))
+}
+
+/// The outer certificate a TLS or QUIC listener presents, replaceable while it runs (a
+/// reload): each new handshake takes the one in place when it starts; sessions already
+/// made are not touched.
+#[derive(Debug)]
+pub struct CertSlot(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl CertSlot {
+    fn certified(outer: OuterIdentity) -> Result<Arc<rustls::sign::CertifiedKey>, TransportError> {
+        rustls::sign::CertifiedKey::from_der(outer.cert_chain, outer.key, &provider())
+            .map(Arc::new)
+            .map_err(|e| TransportError::Tls(OuterTlsError::Certificate(e)))
+    }
+
+    /// A slot holding `outer`.
+    ///
+    /// # Errors
+    /// [`TransportError::Tls`] when the key is unusable or does not match the certificate.
+    pub fn new(outer: OuterIdentity) -> Result<Self, TransportError> {
+        Ok(Self(std::sync::RwLock::new(Self::certified(outer)?)))
+    }
+
+    /// Puts `outer` in place of the current certificate; on error the current one stays.
+    ///
+    /// # Errors
+    /// As [`CertSlot::new`].
+    pub fn replace(&self, outer: OuterIdentity) -> Result<(), TransportError> {
+        let next = Self::certified(outer)?;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    /// The end-entity certificate in place.
+    pub fn end_entity(&self) -> Option<CertificateDer<'static>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cert
+            .first()
+            .cloned()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertSlot {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
 }
 
 /// The outer client configuration: TLS 1.3 and 1.2 with the aws-lc-rs provider, `alpn`
@@ -359,17 +428,31 @@ pub async fn listen(
     opts: TlsOptions,
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<SocketAddr, TransportError> {
+    listen_slot(addr, Arc::new(CertSlot::new(outer)?), opts, links).await
+}
+
+/// [`listen`] presenting the certificate in `outer` (replaceable while it runs), unless a
+/// served decoy's certificate stands in for it.
+///
+/// # Errors
+/// As [`listen`].
+pub async fn listen_slot(
+    addr: SocketAddr,
+    outer: Arc<CertSlot>,
+    opts: TlsOptions,
+    links: mpsc::Sender<DatagramLink>,
+) -> Result<SocketAddr, TransportError> {
     // With a served decoy, knocked connections present the decoy's certificate too: a
     // censor that probes once and then watches members' handshakes sees the same
     // server flight for both.
     let outer = match opts.camo.as_ref().and_then(|c| c.decoy.as_ref()) {
         Some(Decoy::Serve(site)) => {
             let (cert_chain, key) = site.identity();
-            OuterIdentity { cert_chain, key }
+            Arc::new(CertSlot::new(OuterIdentity { cert_chain, key })?)
         }
         _ => outer,
     };
-    let acceptor = TlsAcceptor::from(server_config(outer, &opts.alpn)?);
+    let acceptor = TlsAcceptor::from(server_config_slot(outer, &opts.alpn)?);
     let bind_err = |source| TransportError::Bind {
         carrier: Carrier::Tls,
         addr,

@@ -1,0 +1,475 @@
+//! The metrics endpoints of whole daemons in memory (`aura server` and `aura client`
+//! through their real `run_on`, in-memory TUN devices, host and carrier; the endpoints on
+//! real loopback sockets): the counters move with a transfer by at least what crossed, a
+//! refused handshake is counted under its reason, and a metrics address already in use
+//! stops either daemon before it changes anything.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use aura_netcfg::{HostConfig, MemoryHost};
+use aura_node::device::TunFactory;
+use aura_node::host::{Host, Network};
+use aura_node::options::{ClientOptions, ServerOptions};
+use aura_node::{DaemonError, ShutdownSignal};
+use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki, ipv4_packet};
+use aura_transport::MemNetwork;
+use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
+use rustls_pki_types::UnixTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(20);
+const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+
+fn pinned() -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(DEFAULT_WALL_START_SECS + 3_600))
+}
+
+#[derive(Clone)]
+struct MemTuns {
+    host: MemoryHost,
+    created: mpsc::UnboundedSender<(Ipv4Addr, MemTunHost)>,
+}
+
+impl TunFactory for MemTuns {
+    type Device = MemTun;
+
+    fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<MemTun, TunError>> + Send {
+        let (dev, host) = MemTun::pair(cfg.name.clone(), cfg.mtu, 256);
+        self.host.add_link(&cfg.name);
+        let address = cfg.address.map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
+        let _ = self.created.send((address, host));
+        async { Ok(dev) }
+    }
+}
+
+fn host(
+    net: &MemNetwork,
+) -> (
+    Host<MemTuns>,
+    MemoryHost,
+    mpsc::UnboundedReceiver<(Ipv4Addr, MemTunHost)>,
+) {
+    let memory = MemoryHost::new();
+    memory.set_resolv_conf(Some("nameserver 192.0.2.53\n"));
+    memory.add_link("eth0");
+    memory
+        .add_route(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            0,
+            Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
+            "eth0",
+        )
+        .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let host = Host {
+        tuns: MemTuns {
+            host: memory.clone(),
+            created: tx,
+        },
+        netcfg: HostConfig::in_memory(memory.clone()),
+        network: Network::Memory(net.clone()),
+        wall_clock: pinned,
+    };
+    (host, memory, rx)
+}
+
+fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
+    let path = dir.join(name);
+    std::fs::write(&path, pem::encode(&pem::Pem::new(label, der))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The PKI files both daemons name, in `dir`.
+fn write_pki(dir: &Path, pki: &TestPki) {
+    write_pem(dir, "ca.crt", "CERTIFICATE", pki.ca_der());
+    write_pem(dir, "crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(dir, "alice-crl.pem", "X509 CRL", pki.crl_der());
+    write_pem(dir, "bob-crl.pem", "X509 CRL", pki.crl_der());
+    for id in [pki.server(), pki.alice(), pki.bob()] {
+        write_pem(dir, &format!("{}.crt", id.id), "CERTIFICATE", &id.cert_der);
+        write_pem(
+            dir,
+            &format!("{}.key", id.id),
+            "PRIVATE KEY",
+            &id.key_pkcs8_der,
+        );
+    }
+    let key = aura_pki::knock::to_pem(&[0x5a; 32]);
+    std::fs::write(dir.join("knock.key"), key.as_bytes()).unwrap();
+    std::fs::set_permissions(
+        dir.join("knock.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+fn server_options(dir: &Path, server_id: &str, metrics: SocketAddr) -> ServerOptions {
+    let text = format!(
+        "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
+         [server.metrics]\nlisten = \"{metrics}\"\n\
+         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{server_id}.crt\"\n\
+         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
+         knock_key = \"{dir}/knock.key\"\n",
+        dir = dir.display()
+    );
+    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
+    ServerOptions::from_config(&cfg).unwrap()
+}
+
+fn client_options(dir: &Path, metrics: SocketAddr) -> ClientOptions {
+    client_options_of(
+        dir,
+        "alice",
+        &format!("[client.metrics]\nlisten = \"{metrics}\"\n"),
+    )
+}
+
+/// Client `id`'s options, with `extra` sections.
+fn client_options_of(dir: &Path, id: &str, extra: &str) -> ClientOptions {
+    let text = format!(
+        "[client]\nserver = \"{SERVER_IP}\"\nserver_name = \"{TEST_SERVER_NAME}\"\n\
+         admin_socket = \"{dir}/{id}.sock\"\n{extra}\
+         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
+         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n\
+         knock_key = \"{dir}/knock.key\"\n",
+        dir = dir.display()
+    );
+    let cfg: aura_config::ClientConfig = toml::from_str(&text).unwrap();
+    ClientOptions::from_config(&cfg).unwrap()
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> Result<(), DaemonError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        timeout(T, self.task).await.unwrap().unwrap()
+    }
+}
+
+fn start<F>(daemon: impl FnOnce(ShutdownSignal) -> F) -> Running
+where
+    F: Future<Output = Result<(), DaemonError>> + Send + 'static,
+{
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(daemon(Box::pin(async move {
+        let _ = rx.await;
+    })));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A loopback address with a port free a moment ago.
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// `GET /metrics` at `addr`: the body.
+async fn scrape(addr: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: aura\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    timeout(T, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    body.to_owned()
+}
+
+/// Every sample of a metrics text: `name{labels}` → value.
+fn samples(text: &str) -> HashMap<String, i128> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn value(s: &HashMap<String, i128>, key: &str) -> i128 {
+    *s.get(key).unwrap_or_else(|| panic!("no {key} in {s:?}"))
+}
+
+/// Injects `packet` into `from` until `to` delivers one carrying `payload`.
+async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload: &[u8]) {
+    timeout(T, async {
+        loop {
+            from.inject(packet).await.unwrap();
+            for _ in 0..20 {
+                while let Some(p) = to.try_recv() {
+                    if p.ends_with(payload) {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    })
+    .await
+    .expect("the packet never arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_move_with_a_transfer() {
+    let pki = TestPki::new(61).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pki(d, &pki);
+    let net = MemNetwork::new();
+    let (s_metrics, c_metrics) = (free_port(), free_port());
+
+    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let opts = server_options(d, &pki.server().id, s_metrics);
+    let server = start(|stop| aura_node::server::run_on(opts, s_host, stop));
+    let (_, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    let (a_host, _a_memory, mut a_tuns) = host(&net);
+    let opts = client_options(d, c_metrics);
+    let alice = start(|stop| aura_node::client::run_on(opts, a_host, stop));
+    let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
+    // The tunnel carries a first packet each way.
+    let hello = b"hello";
+    deliver(
+        &a_tun,
+        &mut s_tun,
+        &ipv4_packet(a_addr, INTERNET, hello),
+        hello,
+    )
+    .await;
+    deliver(
+        &s_tun,
+        &mut a_tun,
+        &ipv4_packet(INTERNET, a_addr, hello),
+        hello,
+    )
+    .await;
+
+    let server_before = samples(&scrape(s_metrics).await);
+    let client_before = samples(&scrape(c_metrics).await);
+    assert_eq!(
+        value(&server_before, "aura_peers_connected{carrier=\"mem\"}"),
+        1
+    );
+    assert!(
+        value(
+            &server_before,
+            "aura_handshakes_completed_total{carrier=\"mem\"}"
+        ) >= 1
+    );
+    assert_eq!(
+        value(&server_before, "aura_pool_addresses_used{family=\"ipv4\"}"),
+        1
+    );
+    assert_eq!(
+        value(&server_before, "aura_pool_addresses{family=\"ipv4\"}"),
+        253
+    );
+    assert_eq!(
+        value(&client_before, "aura_client_state{state=\"connected\"}"),
+        1
+    );
+    assert_eq!(
+        value(&client_before, "aura_client_state{state=\"connecting\"}"),
+        0
+    );
+
+    // 40 packets of 1000 bytes each way, each delivered at least once.
+    const PACKETS: i128 = 40;
+    let size = ipv4_packet(a_addr, INTERNET, &[0; 980]).len();
+    assert_eq!(size, 1000);
+    for i in 0..PACKETS {
+        let mut payload = [0u8; 980];
+        payload[..16].copy_from_slice(&i.to_be_bytes());
+        let up = ipv4_packet(a_addr, INTERNET, &payload);
+        deliver(&a_tun, &mut s_tun, &up, &payload).await;
+        let down = ipv4_packet(INTERNET, a_addr, &payload);
+        deliver(&s_tun, &mut a_tun, &down, &payload).await;
+    }
+    let bytes = PACKETS * 1000;
+
+    let server_after = samples(&scrape(s_metrics).await);
+    let client_after = samples(&scrape(c_metrics).await);
+    let moved = |before: &HashMap<String, i128>, after: &HashMap<String, i128>, key: &str| {
+        value(after, key) - value(before, key)
+    };
+    let mem = |name: &str| format!("{name}{{carrier=\"mem\"}}");
+    for (before, after, side) in [
+        (&server_before, &server_after, "server"),
+        (&client_before, &client_after, "client"),
+    ] {
+        for (name, at_least) in [
+            ("aura_tunnel_received_bytes_total", bytes),
+            ("aura_tunnel_sent_bytes_total", bytes),
+            ("aura_tunnel_received_packets_total", PACKETS),
+            ("aura_tunnel_sent_packets_total", PACKETS),
+        ] {
+            let m = moved(before, after, &mem(name));
+            assert!(m >= at_least, "{side} {name} moved by {m}, not {at_least}");
+        }
+        assert!(value(after, "aura_uptime_seconds") >= 0);
+    }
+    // What crossed one way arrived the other: neither side counts far more than the
+    // other (a few keepalives and control messages aside).
+    let up_sent = moved(
+        &client_before,
+        &client_after,
+        &mem("aura_tunnel_sent_bytes_total"),
+    );
+    let up_received = moved(
+        &server_before,
+        &server_after,
+        &mem("aura_tunnel_received_bytes_total"),
+    );
+    assert!(up_received <= up_sent, "{up_received} > {up_sent}");
+
+    // The client goes: its traffic stays in the server's counters, the gauge drops.
+    alice.stop().await.unwrap();
+    let gone = timeout(T, async {
+        loop {
+            let s = samples(&scrape(s_metrics).await);
+            if value(&s, "aura_peers_connected{carrier=\"mem\"}") == 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server still counts alice as connected");
+    let key = mem("aura_tunnel_received_bytes_total");
+    assert!(value(&gone, &key) >= value(&server_after, &key));
+    assert_eq!(value(&gone, "aura_pool_addresses_used{family=\"ipv4\"}"), 0);
+    // The client's endpoint went with it.
+    assert!(tokio::net::TcpStream::connect(c_metrics).await.is_err());
+    server.stop().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(s_metrics).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_address_in_use_stops_the_server_before_any_change() {
+    let pki = TestPki::new(62).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pki(d, &pki);
+    let net = MemNetwork::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (s_host, s_memory, mut s_tuns) = host(&net);
+    let before = s_memory.snapshot();
+    let opts = server_options(d, &pki.server().id, addr);
+    let end = timeout(
+        T,
+        aura_node::server::run_on(opts, s_host, std::future::pending()),
+    )
+    .await
+    .expect("the server started anyway");
+    let e = end.unwrap_err();
+    assert!(matches!(e, DaemonError::Metrics { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "server.metrics.listen: cannot serve metrics on {addr}: "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("another process listens there"), "{text}");
+    // Nothing was done: no TUN, no admin socket, the host as it was.
+    assert!(s_tuns.try_recv().is_err(), "a TUN device was created");
+    assert!(!d.join("server.sock").exists(), "the admin socket was left");
+    let after = s_memory.snapshot();
+    assert_eq!(after.ip_forward, before.ip_forward);
+    assert!(after.nft_table.is_none());
+
+    // The same for a client.
+    let (c_host, c_memory, mut c_tuns) = host(&net);
+    let before = c_memory.snapshot();
+    let opts = client_options(d, addr);
+    let end = timeout(
+        T,
+        aura_node::client::run_on(opts, c_host, std::future::pending()),
+    )
+    .await
+    .expect("the client started anyway");
+    let text = end.unwrap_err().to_string();
+    assert!(
+        text.starts_with(&format!(
+            "client.metrics.listen: cannot serve metrics on {addr}: "
+        )),
+        "{text}"
+    );
+    assert!(c_tuns.try_recv().is_err(), "a TUN device was created");
+    assert!(!d.join("alice.sock").exists(), "the admin socket was left");
+    assert_eq!(c_memory.snapshot(), before);
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_handshake_is_counted_by_reason() {
+    let mut pki = TestPki::new(63).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pki(d, &pki);
+    // The server's CRL revokes bob from the start; bob's own CRL does not know it.
+    let crl = pki.revoke("bob").unwrap();
+    write_pem(d, "crl.pem", "X509 CRL", &crl);
+    let this_update = pki.verifier().unwrap().crl_this_update().unix_timestamp();
+    let net = MemNetwork::new();
+    let s_metrics = free_port();
+    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let opts = server_options(d, &pki.server().id, s_metrics);
+    let server = start(|stop| aura_node::server::run_on(opts, s_host, stop));
+    // Kept: the server stops when its device goes away.
+    let (_, _s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
+    let before = samples(&scrape(s_metrics).await);
+    let revoked = "aura_handshakes_failed_total{reason=\"certificate_revoked\"}";
+    assert_eq!(value(&before, revoked), 0);
+
+    let (b_host, _b_memory, _b_tuns) = host(&net);
+    let opts = client_options_of(d, "bob", "");
+    let end = timeout(
+        T,
+        aura_node::client::run_on(opts, b_host, std::future::pending()),
+    )
+    .await
+    .expect("bob kept dialling");
+    assert!(matches!(end, Err(DaemonError::Refused(_))), "{end:?}");
+    let after = samples(&scrape(s_metrics).await);
+    assert!(value(&after, revoked) >= 1, "{after:?}");
+    assert_eq!(
+        value(&after, "aura_handshakes_completed_total{carrier=\"mem\"}"),
+        0
+    );
+    assert_eq!(value(&after, "aura_peers_connected{carrier=\"mem\"}"), 0);
+    // The CRL's age is the server's clock less the thisUpdate of the CRL it loaded.
+    let now = i128::from(pinned().as_secs());
+    assert_eq!(
+        value(&after, "aura_crl_age_seconds"),
+        now - i128::from(this_update)
+    );
+    assert_eq!(
+        value(&after, "aura_crl_this_update_timestamp_seconds"),
+        i128::from(this_update)
+    );
+    server.stop().await.unwrap();
+}
