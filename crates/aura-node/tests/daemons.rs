@@ -5,124 +5,33 @@
 //! change undone at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use aura_netcfg::{HostConfig, MemoryHost};
-use aura_node::device::TunFactory;
-use aura_node::host::{Host, Network};
+use aura_netcfg::HostConfig;
+use aura_node::DaemonError;
 use aura_node::options::{ClientOptions, ServerOptions};
-use aura_node::{DaemonError, ShutdownSignal};
 use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki, ipv4_packet};
 use aura_transport::MemNetwork;
-use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
 use rustls_pki_types::UnixTime;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use support::{
+    INTERNET, SERVER_IP, T, client_options_of, deliver, host, knock_key, pinned, server_options_of,
+    start_client, start_server, write_identity, write_pem, write_pki,
+};
 use tokio::time::timeout;
 
-const T: Duration = Duration::from_secs(20);
-const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
-
-/// The test PKI's time: its certificates and CRLs are valid then.
-fn pinned() -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(DEFAULT_WALL_START_SECS + 3_600))
-}
-
-/// TUN devices in memory; the test gets each device's host side and address.
-#[derive(Clone)]
-struct MemTuns {
-    host: MemoryHost,
-    created: mpsc::UnboundedSender<(Ipv4Addr, MemTunHost)>,
-}
-
-impl TunFactory for MemTuns {
-    type Device = MemTun;
-
-    fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<MemTun, TunError>> + Send {
-        let (dev, host) = MemTun::pair(cfg.name.clone(), cfg.mtu, 256);
-        self.host.add_link(&cfg.name);
-        let address = cfg.address.map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
-        let _ = self.created.send((address, host));
-        async { Ok(dev) }
-    }
-}
-
-/// A host for one daemon: its TUN devices arrive on the receiver.
-fn host(
-    net: &MemNetwork,
-) -> (
-    Host<MemTuns>,
-    MemoryHost,
-    mpsc::UnboundedReceiver<(Ipv4Addr, MemTunHost)>,
-) {
-    let memory = MemoryHost::new();
-    memory.set_resolv_conf(Some("nameserver 192.0.2.53\nsearch lan\n"));
-    memory.add_link("eth0");
-    memory
-        .add_route(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            0,
-            Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
-            "eth0",
-        )
-        .unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let host = Host {
-        tuns: MemTuns {
-            host: memory.clone(),
-            created: tx,
-        },
-        netcfg: HostConfig::in_memory(memory.clone()),
-        network: Network::Memory(net.clone()),
-        wall_clock: pinned,
-    };
-    (host, memory, rx)
-}
-
-fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
-    let path = dir.join(name);
-    std::fs::write(&path, pem::encode(&pem::Pem::new(label, der))).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn write_identity(dir: &Path, id: &aura_testkit::Identity) {
-    write_pem(dir, &format!("{}.crt", id.id), "CERTIFICATE", &id.cert_der);
-    write_pem(
-        dir,
-        &format!("{}.key", id.id),
-        "PRIVATE KEY",
-        &id.key_pkcs8_der,
-    );
-}
-
-/// The deployment's knock key in `dir` (written once; both daemons name it).
-fn knock_key(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("knock.key");
-    if !path.exists() {
-        let key = aura_pki::knock::to_pem(&[0x5a; 32]);
-        std::fs::write(&path, key.as_bytes()).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    path
-}
-
+/// The server's options: a pool with a static address for alice, the CRL re-read every
+/// 50 ms, short [`timers`].
 fn server_options(dir: &Path, server_id: &str) -> ServerOptions {
     knock_key(dir);
-    let text = format!(
-        "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
-         [server.pool]\ncidr = \"10.77.0.0/24\"\n[server.pool.static]\nalice = \"10.77.0.10\"\n\
-         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{server_id}.crt\"\n\
-         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
-         knock_key = \"{dir}/knock.key\"\n",
-        dir = dir.display()
+    let mut opts = server_options_of(
+        dir,
+        server_id,
+        "[server.pool]\ncidr = \"10.77.0.0/24\"\n[server.pool.static]\nalice = \"10.77.0.10\"\n",
     );
-    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
-    let mut opts = ServerOptions::from_config(&cfg).unwrap();
     opts.crl.reload = Duration::from_millis(50);
     opts.timers = timers();
     opts
@@ -137,78 +46,12 @@ fn timers() -> aura_proto::Timers {
     }
 }
 
+/// Client `id`'s options, with short [`timers`].
 fn client_options(dir: &Path, id: &str) -> ClientOptions {
     knock_key(dir);
-    let text = format!(
-        "[client]\nserver = \"{SERVER_IP}\"\nserver_name = \"{TEST_SERVER_NAME}\"\n\
-         admin_socket = \"{dir}/{id}.sock\"\n\
-         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
-         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n\
-         knock_key = \"{dir}/knock.key\"\n",
-        dir = dir.display()
-    );
-    let cfg: aura_config::ClientConfig = toml::from_str(&text).unwrap();
-    let mut opts = ClientOptions::from_config(&cfg).unwrap();
+    let mut opts = client_options_of(dir, id, "");
     opts.timers = timers();
     opts
-}
-
-/// A running daemon: stop it with `stop`, then await `task`.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), DaemonError>>,
-}
-
-impl Running {
-    async fn stop(mut self) -> Result<(), DaemonError> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        timeout(T, self.task).await.unwrap().unwrap()
-    }
-}
-
-/// Starts a daemon: `daemon` gets the future that resolves when the test stops it.
-fn start<F>(daemon: impl FnOnce(ShutdownSignal) -> F) -> Running
-where
-    F: Future<Output = Result<(), DaemonError>> + Send + 'static,
-{
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(daemon(Box::pin(async move {
-        let _ = rx.await;
-    })));
-    Running {
-        stop: Some(stop),
-        task,
-    }
-}
-
-fn start_server(opts: ServerOptions, host: Host<MemTuns>) -> Running {
-    start(|stop| aura_node::server::run_on(opts, host, stop))
-}
-
-fn start_client(opts: ClientOptions, host: Host<MemTuns>) -> Running {
-    start(|stop| aura_node::client::run_on(opts, host, stop))
-}
-
-/// Injects `packet` into `from` until `to` delivers a packet carrying `payload` (the first
-/// packets of a fresh session may race the tunnel coming up). Returns the delivered packet.
-async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload: &[u8]) -> Vec<u8> {
-    timeout(T, async {
-        loop {
-            from.inject(packet).await.unwrap();
-            for _ in 0..20 {
-                while let Some(p) = to.try_recv() {
-                    if p.ends_with(payload) {
-                        return p;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    })
-    .await
-    .expect("the packet never arrived")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,13 +93,7 @@ async fn a_server_and_two_clients_run_whole_in_memory() {
     let mut pki = TestPki::new(41).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
-    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(d, "bob-crl.pem", "X509 CRL", pki.crl_der());
-    write_identity(d, pki.server());
-    write_identity(d, pki.alice());
-    write_identity(d, pki.bob());
+    write_pki(d, &pki);
     let server_id = pki.server().id.clone();
     let net = MemNetwork::new();
 
@@ -399,13 +236,7 @@ async fn a_reload_request_takes_a_revocation_at_once() {
     let mut pki = TestPki::new(43).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
-    write_pem(d, "crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(d, "bob-crl.pem", "X509 CRL", pki.crl_der());
-    write_identity(d, pki.server());
-    write_identity(d, pki.alice());
-    write_identity(d, pki.bob());
+    write_pki(d, &pki);
     let server_id = pki.server().id.clone();
     let net = MemNetwork::new();
     let mut opts = server_options(d, &server_id);

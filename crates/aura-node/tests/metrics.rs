@@ -5,175 +5,43 @@
 //! stops either daemon before it changes anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use aura_netcfg::{HostConfig, MemoryHost};
-use aura_node::device::TunFactory;
-use aura_node::host::{Host, Network};
+use aura_node::DaemonError;
 use aura_node::options::{ClientOptions, ServerOptions};
-use aura_node::{DaemonError, ShutdownSignal};
-use aura_testkit::{DEFAULT_WALL_START_SECS, TEST_SERVER_NAME, TestPki, ipv4_packet};
+use aura_testkit::{TestPki, ipv4_packet};
 use aura_transport::MemNetwork;
-use aura_tun::{MemTun, MemTunHost, TunConfig, TunError};
-use rustls_pki_types::UnixTime;
+use support::{
+    INTERNET, T, client_options_of, deliver, host_resolving, pinned, server_options_of, start,
+    write_pem, write_pki,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-const T: Duration = Duration::from_secs(20);
-const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-const INTERNET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+/// The hosts' resolver file: one nameserver.
+const RESOLV: &str = "nameserver 192.0.2.53\n";
 
-fn pinned() -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(DEFAULT_WALL_START_SECS + 3_600))
-}
-
-#[derive(Clone)]
-struct MemTuns {
-    host: MemoryHost,
-    created: mpsc::UnboundedSender<(Ipv4Addr, MemTunHost)>,
-}
-
-impl TunFactory for MemTuns {
-    type Device = MemTun;
-
-    fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<MemTun, TunError>> + Send {
-        let (dev, host) = MemTun::pair(cfg.name.clone(), cfg.mtu, 256);
-        self.host.add_link(&cfg.name);
-        let address = cfg.address.map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
-        let _ = self.created.send((address, host));
-        async { Ok(dev) }
-    }
-}
-
-fn host(
-    net: &MemNetwork,
-) -> (
-    Host<MemTuns>,
-    MemoryHost,
-    mpsc::UnboundedReceiver<(Ipv4Addr, MemTunHost)>,
-) {
-    let memory = MemoryHost::new();
-    memory.set_resolv_conf(Some("nameserver 192.0.2.53\n"));
-    memory.add_link("eth0");
-    memory
-        .add_route(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            0,
-            Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))),
-            "eth0",
-        )
-        .unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let host = Host {
-        tuns: MemTuns {
-            host: memory.clone(),
-            created: tx,
-        },
-        netcfg: HostConfig::in_memory(memory.clone()),
-        network: Network::Memory(net.clone()),
-        wall_clock: pinned,
-    };
-    (host, memory, rx)
-}
-
-fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
-    let path = dir.join(name);
-    std::fs::write(&path, pem::encode(&pem::Pem::new(label, der))).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// The PKI files both daemons name, in `dir`.
-fn write_pki(dir: &Path, pki: &TestPki) {
-    write_pem(dir, "ca.crt", "CERTIFICATE", pki.ca_der());
-    write_pem(dir, "crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(dir, "alice-crl.pem", "X509 CRL", pki.crl_der());
-    write_pem(dir, "bob-crl.pem", "X509 CRL", pki.crl_der());
-    for id in [pki.server(), pki.alice(), pki.bob()] {
-        write_pem(dir, &format!("{}.crt", id.id), "CERTIFICATE", &id.cert_der);
-        write_pem(
-            dir,
-            &format!("{}.key", id.id),
-            "PRIVATE KEY",
-            &id.key_pkcs8_der,
-        );
-    }
-    let key = aura_pki::knock::to_pem(&[0x5a; 32]);
-    std::fs::write(dir.join("knock.key"), key.as_bytes()).unwrap();
-    std::fs::set_permissions(
-        dir.join("knock.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-}
-
+/// The server's options, its metrics endpoint on `metrics`.
 fn server_options(dir: &Path, server_id: &str, metrics: SocketAddr) -> ServerOptions {
-    let text = format!(
-        "[server]\nname = \"{TEST_SERVER_NAME}\"\nadmin_socket = \"{dir}/server.sock\"\n\
-         [server.metrics]\nlisten = \"{metrics}\"\n\
-         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{server_id}.crt\"\n\
-         key = \"{dir}/{server_id}.key\"\ncrl = \"{dir}/crl.pem\"\n\
-         knock_key = \"{dir}/knock.key\"\n",
-        dir = dir.display()
-    );
-    let cfg: aura_config::ServerConfig = toml::from_str(&text).unwrap();
-    ServerOptions::from_config(&cfg).unwrap()
+    server_options_of(
+        dir,
+        server_id,
+        &format!("[server.metrics]\nlisten = \"{metrics}\"\n"),
+    )
 }
 
+/// Alice's options, her metrics endpoint on `metrics`.
 fn client_options(dir: &Path, metrics: SocketAddr) -> ClientOptions {
     client_options_of(
         dir,
         "alice",
         &format!("[client.metrics]\nlisten = \"{metrics}\"\n"),
     )
-}
-
-/// Client `id`'s options, with `extra` sections.
-fn client_options_of(dir: &Path, id: &str, extra: &str) -> ClientOptions {
-    let text = format!(
-        "[client]\nserver = \"{SERVER_IP}\"\nserver_name = \"{TEST_SERVER_NAME}\"\n\
-         admin_socket = \"{dir}/{id}.sock\"\n{extra}\
-         [pki]\nca_cert = \"{dir}/ca.crt\"\ncert = \"{dir}/{id}.crt\"\n\
-         key = \"{dir}/{id}.key\"\ncrl = \"{dir}/{id}-crl.pem\"\n\
-         knock_key = \"{dir}/knock.key\"\n",
-        dir = dir.display()
-    );
-    let cfg: aura_config::ClientConfig = toml::from_str(&text).unwrap();
-    ClientOptions::from_config(&cfg).unwrap()
-}
-
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), DaemonError>>,
-}
-
-impl Running {
-    async fn stop(mut self) -> Result<(), DaemonError> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        timeout(T, self.task).await.unwrap().unwrap()
-    }
-}
-
-fn start<F>(daemon: impl FnOnce(ShutdownSignal) -> F) -> Running
-where
-    F: Future<Output = Result<(), DaemonError>> + Send + 'static,
-{
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(daemon(Box::pin(async move {
-        let _ = rx.await;
-    })));
-    Running {
-        stop: Some(stop),
-        task,
-    }
 }
 
 /// A loopback address with a port free a moment ago.
@@ -213,25 +81,6 @@ fn value(s: &HashMap<String, i128>, key: &str) -> i128 {
     *s.get(key).unwrap_or_else(|| panic!("no {key} in {s:?}"))
 }
 
-/// Injects `packet` into `from` until `to` delivers one carrying `payload`.
-async fn deliver(from: &MemTunHost, to: &mut MemTunHost, packet: &[u8], payload: &[u8]) {
-    timeout(T, async {
-        loop {
-            from.inject(packet).await.unwrap();
-            for _ in 0..20 {
-                while let Some(p) = to.try_recv() {
-                    if p.ends_with(payload) {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    })
-    .await
-    .expect("the packet never arrived");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counters_move_with_a_transfer() {
     let pki = TestPki::new(61).unwrap();
@@ -241,11 +90,11 @@ async fn the_counters_move_with_a_transfer() {
     let net = MemNetwork::new();
     let (s_metrics, c_metrics) = (free_port(), free_port());
 
-    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let (s_host, _s_memory, mut s_tuns) = host_resolving(&net, RESOLV);
     let opts = server_options(d, &pki.server().id, s_metrics);
     let server = start(|stop| aura_node::server::run_on(opts, s_host, stop));
     let (_, mut s_tun) = timeout(T, s_tuns.recv()).await.unwrap().unwrap();
-    let (a_host, _a_memory, mut a_tuns) = host(&net);
+    let (a_host, _a_memory, mut a_tuns) = host_resolving(&net, RESOLV);
     let opts = client_options(d, c_metrics);
     let alice = start(|stop| aura_node::client::run_on(opts, a_host, stop));
     let (a_addr, mut a_tun) = timeout(T, a_tuns.recv()).await.unwrap().unwrap();
@@ -375,7 +224,7 @@ async fn a_metrics_address_in_use_stops_the_server_before_any_change() {
     let net = MemNetwork::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let (s_host, s_memory, mut s_tuns) = host(&net);
+    let (s_host, s_memory, mut s_tuns) = host_resolving(&net, RESOLV);
     let before = s_memory.snapshot();
     let opts = server_options(d, &pki.server().id, addr);
     let end = timeout(
@@ -402,7 +251,7 @@ async fn a_metrics_address_in_use_stops_the_server_before_any_change() {
     assert!(after.nft_table.is_none());
 
     // The same for a client.
-    let (c_host, c_memory, mut c_tuns) = host(&net);
+    let (c_host, c_memory, mut c_tuns) = host_resolving(&net, RESOLV);
     let before = c_memory.snapshot();
     let opts = client_options(d, addr);
     let end = timeout(
@@ -436,7 +285,7 @@ async fn a_refused_handshake_is_counted_by_reason() {
     let this_update = pki.verifier().unwrap().crl_this_update().unix_timestamp();
     let net = MemNetwork::new();
     let s_metrics = free_port();
-    let (s_host, _s_memory, mut s_tuns) = host(&net);
+    let (s_host, _s_memory, mut s_tuns) = host_resolving(&net, RESOLV);
     let opts = server_options(d, &pki.server().id, s_metrics);
     let server = start(|stop| aura_node::server::run_on(opts, s_host, stop));
     // Kept: the server stops when its device goes away.
@@ -445,7 +294,7 @@ async fn a_refused_handshake_is_counted_by_reason() {
     let revoked = "aura_handshakes_failed_total{reason=\"certificate_revoked\"}";
     assert_eq!(value(&before, revoked), 0);
 
-    let (b_host, _b_memory, _b_tuns) = host(&net);
+    let (b_host, _b_memory, _b_tuns) = host_resolving(&net, RESOLV);
     let opts = client_options_of(d, "bob", "");
     let end = timeout(
         T,
