@@ -255,6 +255,42 @@ def iperf(ctx, addr, streams, reverse, seconds, tunnel_pids=(), ping_during=Fals
         ctx.stop(srv, timeout=2)
 
 
+def profile(ctx, sysm, target, seconds, out):
+    """One more 1-stream -> test, not reported as a figure, with `perf record` (software
+    cpu-clock, call graphs) on each end's tunnel processes; the reports, flat by symbol,
+    go to out/perf-<key>-<side>.txt. Returns their file names."""
+    files = {}
+    recs = []
+    for side, pids in (("client", sysm.client_pids), ("server", sysm.server_pids)):
+        if not pids:
+            continue
+        data = ctx.tmp / f"perf-{sysm.key}-{side}.data"
+        rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
+                                "-o", str(data), "-p", ",".join(str(p) for p in pids),
+                                "--", "sleep", str(seconds)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        recs.append((side, data, rec))
+    time.sleep(0.3)
+    iperf(ctx, target, 1, False, seconds)
+    for side, data, rec in recs:
+        try:
+            _, err = rec.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            rec.kill()
+            rec.communicate()
+            continue
+        if rec.returncode != 0 or not data.exists():
+            files[side] = f"perf record failed: {err.strip()[:200]}"
+            continue
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                              "-g", "none", "--sort", "dso,sym", "--percent-limit", "0.7"],
+                             capture_output=True, text=True, timeout=300)
+        name = f"perf-{sysm.key}-{side}.txt"
+        (out / name).write_text(rep.stdout)
+        files[side] = name
+    return files
+
+
 # ---- systems ---------------------------------------------------------------------------
 class System:
     """start() brings the tunnel up in fresh namespaces and returns the target address."""
@@ -793,6 +829,8 @@ def measure(ctx, sysm):
             res["cpu_s_per_gb"] = tests["fwd1"]["cpu_s"] / gb if gb > 0 else None
             res["rss_kib"] = {"client": sum(peak_rss_kib(p) or 0 for p in sysm.client_pids),
                               "server": sum(peak_rss_kib(p) or 0 for p in sysm.server_pids)}
+        if a.perf and pids:
+            res["perf"] = profile(ctx, sysm, target, a.seconds, Path(a.out))
         res.update(sysm.extra)
         for p in pids:
             for q, _, _ in ctx.procs:
@@ -891,6 +929,8 @@ def main():
                     help="only Aura, each carrier with the camouflage on and off, A-B-B-A")
     ap.add_argument("--cover-profiles", action="store_true",
                     help="only Aura, UDP and TLS, with cover traffic off and each profile")
+    ap.add_argument("--perf", action="store_true",
+                    help="after the tests, profile one more 1-stream test with perf record")
     ap.add_argument("--boringtun", default="")
     ap.add_argument("--quincy-client", default="")
     ap.add_argument("--quincy-server", default="")

@@ -11,6 +11,9 @@
 #                    # each carrier with knock and masks on against off, A-B-B-A
 #   BENCH_COVER=1 sudo bench/run.sh
 #                    # Aura UDP and TLS with cover traffic off, idle, bursts, https
+#   BENCH_PERF=1 sudo bench/run.sh
+#                    # then one more 1-stream test per system under `perf record` (not a
+#                    # figure): bench/results/<UTC>/perf-<system>-<side>.txt, flat by symbol
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,6 +77,7 @@ if [[ ${BENCH_SKIP_INSTALL:-0} != 1 ]]; then
     command -v openssl >/dev/null || missing+=(openssl)
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v ss >/dev/null || missing+=(iproute2)
+    if [[ -n ${BENCH_PERF:-} ]]; then command -v perf >/dev/null || missing+=(linux-perf); fi
     if ((${#missing[@]})); then
         say "apt-get install ${missing[*]}"
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 \
@@ -145,7 +149,7 @@ cat "$OUT/machine.txt"
 say "namespaces $PREFIX-a / $PREFIX-b; results in $OUT"
 python3 "$ROOT/bench/driver.py" --out "$OUT" --tmp "$WORK" --pidfile "$PIDFILE" \
     --prefix "$PREFIX" --seconds "$SECONDS_PER_TEST" --systems "$SYSTEMS" \
-    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" ${BENCH_CAMO_PAIRS:+--camo-pairs} ${BENCH_COVER:+--cover-profiles} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
+    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" ${BENCH_CAMO_PAIRS:+--camo-pairs} ${BENCH_COVER:+--cover-profiles} ${BENCH_PERF:+--perf} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
     ${SKIP[@]+"${SKIP[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
