@@ -929,6 +929,8 @@ def main():
                     help="only Aura, each carrier with the camouflage on and off, A-B-B-A")
     ap.add_argument("--cover-profiles", action="store_true",
                     help="only Aura, UDP and TLS, with cover traffic off and each profile")
+    ap.add_argument("--base-carrier", default="udp", choices=["udp", "quic", "tls"],
+                    help="the carrier --aura-base compares on")
     ap.add_argument("--perf", action="store_true",
                     help="after the tests, profile one more 1-stream test with perf record")
     ap.add_argument("--boringtun", default="")
@@ -956,9 +958,10 @@ def main():
         # In A-B-B-A order (base, tree, tree, base): on this machine the system that runs
         # second in a pair measures lower whichever it is, so the order is balanced and
         # each binary's two runs are averaged when comparing.
-        systems[1:2] = [Aura(ctx, "udp", exe=args.aura_base, tag="base"),
-                        Aura(ctx, "udp"), Aura(ctx, "udp", tag="2"),
-                        Aura(ctx, "udp", exe=args.aura_base, tag="base 2")]
+        c = args.base_carrier
+        systems[1:2] = [Aura(ctx, c, exe=args.aura_base, tag="base"),
+                        Aura(ctx, c), Aura(ctx, c, tag="2"),
+                        Aura(ctx, c, exe=args.aura_base, tag="base 2")]
     if args.camo_pairs:
         # Camouflage on against off, per carrier, in A-B-B-A order (on, off, off, on).
         systems = []

@@ -7,6 +7,7 @@
 #   BENCH_SYSTEMS=bare,aura sudo bench/run.sh
 #   BENCH_AURA_BASE=/path/to/old/aura BENCH_SYSTEMS=aura-udp sudo bench/run.sh
 #                    # this tree's Aura UDP against another binary, in A-B-B-A order
+#                    # (BENCH_BASE_CARRIER=quic or tls: on that carrier)
 #   BENCH_CAMO_PAIRS=1 sudo bench/run.sh
 #                    # each carrier with knock and masks on against off, A-B-B-A
 #   BENCH_COVER=1 sudo bench/run.sh
@@ -149,7 +150,7 @@ cat "$OUT/machine.txt"
 say "namespaces $PREFIX-a / $PREFIX-b; results in $OUT"
 python3 "$ROOT/bench/driver.py" --out "$OUT" --tmp "$WORK" --pidfile "$PIDFILE" \
     --prefix "$PREFIX" --seconds "$SECONDS_PER_TEST" --systems "$SYSTEMS" \
-    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" ${BENCH_CAMO_PAIRS:+--camo-pairs} ${BENCH_COVER:+--cover-profiles} ${BENCH_PERF:+--perf} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
+    --aura "$AURA" --aura-base "${BENCH_AURA_BASE:-}" --base-carrier "${BENCH_BASE_CARRIER:-udp}" ${BENCH_CAMO_PAIRS:+--camo-pairs} ${BENCH_COVER:+--cover-profiles} ${BENCH_PERF:+--perf} --boringtun "$BORINGTUN" --quincy-client "$QC" --quincy-server "$QS" \
     ${SKIP[@]+"${SKIP[@]}"} &
 DRIVER_PID=$!
 wait "$DRIVER_PID"
