@@ -78,6 +78,10 @@ struct UdpCamo {
 /// past this, its batches go at once.
 const MAX_HELD_BATCHES: usize = 64;
 
+/// Most link datagrams handled in one turn of the driver's loop (then one flush): a UDP
+/// receive batch's worth.
+const LINK_BATCH: usize = crate::carrier::udp::RX_SLOTS;
+
 /// A client's first datagrams to a server address that go out in bursts of at least
 /// [`MIN_EARLY_BURST`] (docs/PROTOCOL.md §12.2: chaff).
 const EARLY_DATAGRAMS: u32 = 64;
@@ -543,10 +547,18 @@ impl Task {
                         self.on_udp_readable();
                     }
                 }
-                Some(msg) = self.link_in.recv() => match msg {
-                    LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d),
-                    LinkIn::Closed(addr) => self.on_link_closed(addr),
-                },
+                Some(msg) = self.link_in.recv() => {
+                    self.on_link_in(msg);
+                    // What the links have queued meanwhile joins this turn, up to a UDP
+                    // receive batch: one flush, and one batch per session, for all of it
+                    // (as a `recvmmsg` batch on UDP), not one per datagram.
+                    for _ in 1..LINK_BATCH {
+                        match self.link_in.try_recv() {
+                            Ok(msg) => self.on_link_in(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 cmd = self.commands.recv() => match cmd {
                     Some(c) => self.on_command(c).await,
                     None => return,
@@ -636,6 +648,13 @@ impl Task {
 
     /// A datagram from a link; a circuit link's is opened from its camouflage first
     /// (what opens in neither form, chaff included, is dropped).
+    fn on_link_in(&mut self, msg: LinkIn) {
+        match msg {
+            LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d),
+            LinkIn::Closed(addr) => self.on_link_closed(addr),
+        }
+    }
+
     fn on_link_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
         if self.links.get(&from).is_some_and(|l| l.camo.is_some()) {
             self.tick();
