@@ -646,8 +646,7 @@ impl Task {
         self.links.get(addr).map_or(Carrier::Udp, |l| l.carrier)
     }
 
-    /// A datagram from a link; a circuit link's is opened from its camouflage first
-    /// (what opens in neither form, chaff included, is dropped).
+    /// What a link's forwarding task queued: a datagram, or the link's end.
     fn on_link_in(&mut self, msg: LinkIn) {
         match msg {
             LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d),
@@ -655,6 +654,8 @@ impl Task {
         }
     }
 
+    /// A datagram from a link; a circuit link's is opened from its camouflage first
+    /// (what opens in neither form, chaff included, is dropped).
     fn on_link_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
         if self.links.get(&from).is_some_and(|l| l.camo.is_some()) {
             self.tick();
