@@ -1,12 +1,14 @@
-//! Fuzz target: the TUN offload path (tun-rs 2.8.16's virtio-net GSO split and GRO
-//! coalescing, which aura-tun runs on every batch when offload is on). GRO runs on
-//! packets a peer chose (what the tunnel writes to the TUN), so it must hold against
-//! anything: nothing may panic, and a split never claims more segments or bytes than the
-//! buffers it was given.
+//! Fuzz target: the TUN offload path: aura-tun's coalescing of the packets written to the
+//! device (`aura_tun::gro`) and tun-rs 2.8.16's virtio-net GSO split of what is read. The
+//! coalescer runs on packets a peer chose (what the tunnel writes to the TUN), so it must
+//! hold against anything: nothing may panic, every frame it writes is one packet or a
+//! super-packet that splits back, and no packet is lost or made up. A split never claims
+//! more segments or bytes than the buffers it was given.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN, VirtioNetHdr, gso_split};
+use aura_tun::gro::Coalescer;
+use tun_rs::{VIRTIO_NET_HDR_LEN, VirtioNetHdr, gso_split};
 
 /// Output buffers a split may fill, and their size.
 const SEGMENTS: usize = 64;
@@ -17,23 +19,38 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode & 1 == 0 {
-        // GRO: a batch of packets, each behind the virtio-net header's room, as aura-tun
-        // hands them over; lengths come from the input (one byte, times 8).
-        let mut bufs = Vec::new();
+        // GRO: a batch of packets as aura-tun hands them over; lengths come from the input
+        // (one byte, times 8).
+        let mut packets = Vec::new();
         let mut input = rest;
         while let Some((&len, tail)) = input.split_first() {
             let n = (usize::from(len) * 8).min(tail.len());
             let (packet, tail) = tail.split_at(n);
             input = tail;
-            let mut b = vec![0u8; VIRTIO_NET_HDR_LEN];
-            b.extend_from_slice(packet);
-            bufs.push(b);
-            if bufs.len() == 128 {
+            packets.push(packet);
+            if packets.len() == 128 {
                 break;
             }
         }
-        let mut table = GROTable::new();
-        let _ = table.apply_gro(&mut bufs, VIRTIO_NET_HDR_LEN, mode & 2 != 0);
+        let mut gro = Coalescer::new(mode & 2 != 0);
+        let mut out = vec![vec![0u8; SEGMENT_LEN]; 128];
+        let mut sizes = vec![0usize; 128];
+        let mut segments = 0;
+        let _ = gro.write_batch(packets.iter().copied(), &mut |hdr, packet| {
+            let h = VirtioNetHdr::decode(hdr).expect("a whole header");
+            if h.gso_type == 0 {
+                assert_eq!(hdr, [0; VIRTIO_NET_HDR_LEN], "a single packet's header is empty");
+                segments += 1;
+            } else {
+                let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
+                let mut p = packet.to_vec();
+                let n = gso_split(&mut p, h, &mut out, &mut sizes, 0, v6)
+                    .expect("a super-packet splits back");
+                segments += n;
+            }
+            Ok(())
+        });
+        assert_eq!(segments, packets.len(), "packets lost or made up");
     } else {
         // GSO: a virtio-net header and a super-packet, split into segments.
         let Some(hdr_bytes) = rest.get(..VIRTIO_NET_HDR_LEN) else {

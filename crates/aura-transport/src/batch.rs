@@ -6,7 +6,12 @@
 //! last calls [`PacketBatch::recycle`] and the cleared buffers go back for the next batch.
 //! A pool keeps at most [`POOL_MAX`] batches; once warm, steady traffic allocates nothing.
 //! Dropping a batch instead of recycling it is correct, only slower.
+//!
+//! A [`QueueLimit`] bounds the bytes a producer has handed on and its consumer has not
+//! finished with yet (as byte queue limits bound what a NIC holds): a batch admitted under
+//! it carries its charge until it is recycled or dropped, wherever it went in between.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Most batches a pool keeps for reuse.
@@ -57,6 +62,62 @@ pub struct PacketBatch {
     data: Vec<u8>,
     ends: Vec<usize>,
     home: Option<BatchPool>,
+    /// What this batch counts against a [`QueueLimit`], released with it.
+    charge: Option<Charge>,
+}
+
+/// Bytes charged to a [`QueueLimit`], given back when dropped.
+#[derive(Debug)]
+struct Charge {
+    bytes: usize,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A bound on the bytes of batches handed to a consumer and not yet recycled or dropped.
+/// Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct QueueLimit {
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl QueueLimit {
+    /// A limit of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// Charges `batch` to the limit and returns `true`, or returns `false` (charging
+    /// nothing) when it would take the bytes queued past the limit. An empty queue takes
+    /// any batch, so one larger than the limit still passes alone.
+    pub fn admit(&self, batch: &mut PacketBatch) -> bool {
+        let bytes = batch.bytes();
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued.saturating_add(bytes) > self.limit {
+            return false;
+        }
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        // A batch charged twice gives the first charge back here.
+        batch.charge = Some(Charge {
+            bytes,
+            queued: self.queued.clone(),
+        });
+        true
+    }
+
+    /// Bytes charged now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
 }
 
 impl PacketBatch {
@@ -66,6 +127,7 @@ impl PacketBatch {
             data: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(packets),
             home: None,
+            charge: None,
         }
     }
 
@@ -139,8 +201,10 @@ impl PacketBatch {
         self.ends.clear();
     }
 
-    /// Empties the batch and gives it back to its pool (dropped when it has none).
+    /// Empties the batch and gives it back to its pool (dropped when it has none), and
+    /// releases its charge to a [`QueueLimit`].
     pub fn recycle(mut self) {
+        self.charge = None;
         if let Some(home) = self.home.take() {
             self.clear();
             home.put(self);
@@ -186,5 +250,45 @@ mod tests {
         let many: Vec<_> = (0..POOL_MAX + 5).map(|_| pool.take()).collect();
         many.into_iter().for_each(PacketBatch::recycle);
         assert_eq!(pool.idle(), POOL_MAX);
+    }
+
+    #[test]
+    fn a_queue_limit_admits_up_to_its_bytes_and_frees_them_with_the_batch() {
+        let limit = QueueLimit::new(3000);
+        let pool = BatchPool::new();
+        let batch = |n: usize| {
+            let mut b = pool.take();
+            b.push(&vec![1; n]);
+            b
+        };
+        // An empty queue takes even a batch larger than the limit.
+        let mut big = batch(5000);
+        assert!(limit.admit(&mut big));
+        assert_eq!(limit.queued(), 5000);
+        let mut small = batch(10);
+        assert!(!limit.admit(&mut small), "refused while past the limit");
+        assert_eq!(limit.queued(), 5000);
+        big.recycle();
+        assert_eq!(limit.queued(), 0);
+
+        let (mut a, mut b, mut c) = (batch(1500), batch(1500), batch(1));
+        assert!(limit.admit(&mut a));
+        assert!(limit.admit(&mut b));
+        assert!(!limit.admit(&mut c), "3001 bytes would pass 3000");
+        assert_eq!(limit.queued(), 3000);
+        // Dropped rather than recycled: released as well.
+        drop(a);
+        assert_eq!(limit.queued(), 1500);
+        assert!(limit.admit(&mut c));
+        assert_eq!(limit.queued(), 1501);
+        // Charged again (to the same or another limit): the first charge is given back.
+        assert!(limit.admit(&mut c));
+        assert_eq!(limit.queued(), 1501);
+        b.recycle();
+        c.recycle();
+        assert_eq!(limit.queued(), 0);
+        // A recycled batch comes back uncharged.
+        let d = pool.take();
+        assert!(d.charge.is_none());
     }
 }

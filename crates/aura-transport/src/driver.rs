@@ -29,7 +29,7 @@ use aura_proto::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{BatchPool, PacketBatch};
+use crate::batch::{BatchPool, PacketBatch, QueueLimit};
 use crate::budget::Budget;
 use crate::camo::datagram::{DatagramCamo, Side, wire_len_bound};
 use crate::camo::knock::KnockKeys;
@@ -48,6 +48,19 @@ use crate::stats::{self, DriverStats, SharedDriverStats};
 /// When the application does not keep up, further batches are dropped and their packets
 /// counted.
 pub const CONN_QUEUE: usize = 256;
+/// Most bytes of received packets a connection may have handed over and not yet consumed
+/// (recycled by whoever wrote them out: the TUN writer, in the daemons). Past it, the
+/// driver drops what it received, as a router drops at a full queue, so a consumer slower
+/// than the link costs neither unbounded memory nor queueing delay: 2 MiB is about 1,500
+/// full-size packets (wireguard-go queues up to 1,024 per peer), 3.4 ms at 5 Gbit/s. 1 MiB
+/// cost a tenth of the throughput, 4 MiB doubled the RTT under load
+/// (docs/adr/0017-speed-second-step.md).
+pub const INBOUND_QUEUE_BYTES: usize = 2 << 20;
+/// Most bytes of packets in one batch handed over: a turn that brings a connection more
+/// (one `recvmmsg` of GRO-coalesced datagrams can bring 2 MiB) hands it over in several, so
+/// a batch's buffer, which its pool keeps for reuse, never grows past this (and one batch
+/// alone never fills the queue above).
+pub const BATCH_BYTES: usize = 128 << 10;
 /// Largest UDP datagram read.
 const MAX_UDP: usize = 65_536;
 
@@ -206,13 +219,34 @@ type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
 
 struct ConnState {
     inbound: mpsc::Sender<PacketBatch>,
+    /// Bytes handed over on `inbound` and not yet consumed ([`INBOUND_QUEUE_BYTES`]).
+    queued: QueueLimit,
     counters: Arc<Counters>,
     /// Packets received this turn, handed over once the turn ends.
     pending: Option<PacketBatch>,
     /// Padding messages received this turn (dropped; reported to the cover tap).
     padding: u64,
+    /// Packets received this turn (reported to the cover tap).
+    received: u64,
     /// Where received batches come from (the application recycles them here).
     pool: BatchPool,
+}
+
+impl ConnState {
+    /// Queues `batch` for the application, or drops it (counted) when the application has
+    /// [`INBOUND_QUEUE_BYTES`] waiting already or its queue is full.
+    fn hand_over(&mut self, mut batch: PacketBatch) {
+        let n = batch.len() as u64;
+        if !self.queued.admit(&mut batch) {
+            self.counters.drops.fetch_add(n, Ordering::Relaxed);
+            batch.recycle();
+            return;
+        }
+        if let Err(e) = self.inbound.try_send(batch) {
+            self.counters.drops.fetch_add(n, Ordering::Relaxed);
+            e.into_inner().recycle();
+        }
+    }
 }
 
 struct LinkState {
@@ -690,15 +724,10 @@ impl Task {
                 continue;
             };
             let padding = std::mem::take(&mut c.padding);
-            let normal = c.pending.as_ref().map_or(0, |b| b.len() as u64);
+            let normal = std::mem::take(&mut c.received);
             c.counters.cover.received(normal, padding, Instant::now());
-            let Some(batch) = c.pending.take() else {
-                continue;
-            };
-            let n = batch.len() as u64;
-            if let Err(e) = c.inbound.try_send(batch) {
-                c.counters.drops.fetch_add(n, Ordering::Relaxed);
-                e.into_inner().recycle();
+            if let Some(batch) = c.pending.take() {
+                c.hand_over(batch);
             }
         }
     }
@@ -983,9 +1012,11 @@ impl Task {
                     conn,
                     ConnState {
                         inbound: tx,
+                        queued: QueueLimit::new(INBOUND_QUEUE_BYTES),
                         counters: counters.clone(),
                         pending: None,
                         padding: 0,
+                        received: 0,
                         pool: BatchPool::new(),
                     },
                 );
@@ -1127,7 +1158,7 @@ fn deliver(
             // Cover traffic: seen on the wire, dropped here; a malformed one is a drop.
             if crate::cover::padding_ok(payload) {
                 c.padding += 1;
-                if c.pending.is_none() && c.padding == 1 {
+                if c.received == 0 && c.padding == 1 {
                     dirty.push(r.conn);
                 }
             } else {
@@ -1139,8 +1170,15 @@ fn deliver(
         c.counters
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        if c.pending
+            .as_ref()
+            .is_some_and(|b| b.bytes() + payload.len() > BATCH_BYTES)
+            && let Some(full) = c.pending.take()
+        {
+            c.hand_over(full);
+        }
         let pool = &c.pool;
-        let listed = c.padding > 0;
+        let listed = c.padding > 0 || c.received > 0;
         let batch = c.pending.get_or_insert_with(|| {
             if !listed {
                 dirty.push(r.conn);
@@ -1148,6 +1186,7 @@ fn deliver(
             pool.take()
         });
         batch.push(payload);
+        c.received += 1;
     }
 }
 

@@ -49,7 +49,7 @@ pub mod listen;
 pub mod refusals;
 pub mod stats;
 
-pub use batch::{BatchPool, PacketBatch};
+pub use batch::{BatchPool, PacketBatch, QueueLimit};
 pub use carrier::Carrier;
 pub use carrier::link::{DatagramLink, mem_pair};
 pub use carrier::mem::MemNetwork;

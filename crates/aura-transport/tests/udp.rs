@@ -364,3 +364,50 @@ async fn an_unproven_address_is_sent_no_more_than_it_sent() {
         got as f64 / sent as f64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_does_not_read_holds_at_most_the_inbound_byte_limit() {
+    use aura_transport::driver::INBOUND_QUEUE_BYTES;
+    let pki = TestPki::new(1).unwrap();
+    let (_server, _client, c, mut s) = udp_pair(&pki, 5).await;
+    // 3x the limit toward a server side that reads nothing, paced so loopback's socket
+    // buffers keep up.
+    const LEN: usize = 1200;
+    let n = (3 * INBOUND_QUEUE_BYTES / LEN) as u32;
+    for base in (0..n).step_by(200) {
+        let batch: Vec<Vec<u8>> = (base..(base + 200).min(n))
+            .map(|i| packet(0, i, LEN))
+            .collect();
+        c.send_batch(batch).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The excess is dropped, and counted.
+    timeout(T, async {
+        while s.stats().packets_in < u64::from(n) * 9 / 10 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server saw most packets");
+    let drops = s.stats().drops;
+    assert!(drops > 0, "nothing dropped past the limit");
+    // What waits is at most the limit, in order from the first packet.
+    let mut held = 0usize;
+    let mut next = 0u32;
+    while let Ok(Some(b)) = timeout(Duration::from_millis(300), s.recv_packets()).await {
+        for p in b.iter() {
+            if next == 0 {
+                assert_eq!(p, &packet(0, 0, LEN)[..]);
+            }
+            held += p.len();
+            next += 1;
+        }
+        b.recycle();
+    }
+    assert!(held > 0);
+    assert!(
+        held <= INBOUND_QUEUE_BYTES,
+        "{held} bytes waited, past the {INBOUND_QUEUE_BYTES}-byte limit"
+    );
+    assert_eq!(u64::from(next) + drops, s.stats().packets_in);
+}

@@ -1,6 +1,6 @@
 //! A pool of packet buffers sized once, at start.
 
-use crate::{GRO_BUF_CAPACITY, OFFLOAD_BATCH, PacketDevice, TunError};
+use crate::{OFFLOAD_BATCH, PacketDevice, TunError};
 
 /// A batch of packet buffers, allocated once, for [`PacketDevice::recv_batch`] and
 /// [`PacketDevice::send_batch`].
@@ -45,16 +45,12 @@ impl TunBuffers {
         }
     }
 
-    /// [`OFFLOAD_BATCH`] buffers for `dev`: `headroom + mtu + tailroom` bytes each, with
-    /// capacity for GRO (`2 * headroom + 64 KiB`) when the device has offload on.
+    /// [`OFFLOAD_BATCH`] buffers for `dev`: `headroom + mtu + tailroom` bytes each, for
+    /// reading and for writing alike (a read splits offloaded super-packets into packets of
+    /// at most the MTU; on write, the device coalesces in buffers of its own).
     pub fn for_device(dev: &impl PacketDevice, headroom: usize, tailroom: usize) -> Self {
         let room = usize::from(dev.mtu()).saturating_add(tailroom);
-        let capacity = if dev.offload_mode().is_on() {
-            headroom.saturating_mul(2).saturating_add(GRO_BUF_CAPACITY)
-        } else {
-            0
-        };
-        Self::with_capacity(OFFLOAD_BATCH, headroom, room, capacity)
+        Self::new(OFFLOAD_BATCH, headroom, room)
     }
 
     /// Number of buffers.

@@ -36,12 +36,9 @@
 //!   must have at least [`OFFLOAD_BATCH`] buffers, because one read may split into that many
 //!   packets.
 //! * **Send**: packet `i` is `bufs[i][headroom..headroom + lens[i]]`, `headroom >=`
-//!   [`MIN_HEADROOM`] (the virtio-net header is written in front of the packet). The buffers are
-//!   scratch during the call: their bytes are changed, and GRO may swap buffers between slots of
-//!   the slice. On return every slot has its entry length back (clamped to the capacity of the
-//!   buffer that is now there); no buffer is reallocated. Give send buffers a capacity of
-//!   [`GRO_BUF_CAPACITY`] (see [`TunBuffers::for_device`]) so GRO has room to coalesce;
-//!   smaller buffers still work, each packet is then written on its own.
+//!   [`MIN_HEADROOM`] (room for the virtio-net header, which an offloading device may write
+//!   there). With offload on, the device coalesces consecutive segments of a flow into
+//!   super-packets in buffers of its own ([`gro`]); the caller's buffers are only read.
 //!
 //! ## Example
 //!
@@ -80,6 +77,8 @@ mod error;
 mod mem;
 
 #[cfg(target_os = "linux")]
+pub mod gro;
+#[cfg(target_os = "linux")]
 #[path = "linux.rs"]
 mod imp;
 
@@ -106,10 +105,6 @@ pub const MIN_HEADROOM: usize = 10;
 /// active: a 64 KiB TCP super-packet with a small MSS splits into up to this many packets
 /// (wireguard-go's and tun-rs's `IDEAL_BATCH_SIZE`). Also a good batch size in general.
 pub const OFFLOAD_BATCH: usize = 128;
-
-/// Capacity, in bytes beyond twice the headroom, that a send buffer needs so GRO can coalesce
-/// a full 64 KiB super-packet into it.
-pub const GRO_BUF_CAPACITY: usize = MAX_PACKET;
 
 /// Smallest MTU [`Tun::create`] accepts, in bytes (RFC 791: every IPv4 link carries 68).
 pub const MIN_MTU: u16 = 68;

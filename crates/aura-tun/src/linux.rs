@@ -1,16 +1,17 @@
 //! Linux: a TUN device through tun-rs, with virtio-net offload when the kernel grants it.
 
-use std::io;
+use std::io::{self, IoSlice};
 
 use nix::errno::Errno;
 use tokio::sync::Mutex;
-use tun_rs::{
-    AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN,
-};
+use tun_rs::{AsyncDevice, DeviceBuilder, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+use crate::gro::{Coalescer, VNET_HDR_LEN};
 
 use crate::{Created, MAX_PACKET, MIN_HEADROOM, OFFLOAD_BATCH, OffloadMode, TunConfig, TunError};
 
 const _: () = assert!(MIN_HEADROOM == VIRTIO_NET_HDR_LEN);
+const _: () = assert!(VNET_HDR_LEN == VIRTIO_NET_HDR_LEN);
 const _: () = assert!(OFFLOAD_BATCH == IDEAL_BATCH_SIZE);
 
 /// One queue: the tun-rs device plus the scratch space each direction needs, allocated once.
@@ -18,13 +19,8 @@ pub(crate) struct Queue {
     dev: AsyncDevice,
     /// Raw read buffer (virtio-net header + a 64 KiB super-packet); empty when offload is off.
     rx: Mutex<Vec<u8>>,
-    tx: Mutex<SendScratch>,
-}
-
-struct SendScratch {
-    gro: GROTable,
-    /// Entry lengths of the send buffers, restored on return.
-    lens: Vec<usize>,
+    /// Builds the super-packets written when offload is on.
+    tx: Mutex<Coalescer>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -43,13 +39,11 @@ impl Queue {
         } else {
             Vec::new()
         };
+        let tx = Coalescer::new(dev.udp_gso());
         Queue {
             dev,
+            tx: Mutex::new(tx),
             rx: Mutex::new(rx),
-            tx: Mutex::new(SendScratch {
-                gro: GROTable::new(),
-                lens: Vec::with_capacity(IDEAL_BATCH_SIZE),
-            }),
         }
     }
 
@@ -68,28 +62,39 @@ impl Queue {
     }
 
     /// Arguments were checked by the facade (`batch::check_send`); `bufs.len() == lens.len()`.
+    /// With offload on, what may be coalesced is ([`crate::gro`]); every packet is tried,
+    /// the first error is returned. A TUN write hands the packet to the kernel's stack and
+    /// does not wait for room, so the writes are made without waiting for readiness; one
+    /// that would block is reported as the error, and its packet dropped.
     pub(crate) async fn send_batch(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &[usize],
         headroom: usize,
     ) -> Result<(), TunError> {
-        let mut scratch = self.tx.lock().await;
-        let SendScratch { gro, lens: saved } = &mut *scratch;
-        saved.clear();
-        saved.extend(bufs.iter().map(Vec::len));
-        // tun-rs takes a packet to end where its buffer ends.
-        for (buf, &len) in bufs.iter_mut().zip(lens) {
-            buf.truncate(headroom + len);
-        }
-        let sent = self.dev.send_multiple(gro, bufs, headroom).await;
-        // GRO may have grown buffers (within capacity) and swapped them between slots; give
-        // every slot its entry length back without reallocating.
-        for (buf, &len) in bufs.iter_mut().zip(saved.iter()) {
-            let len = len.min(buf.capacity());
-            buf.resize(len, 0);
-        }
-        sent.map(drop).map_err(|source| TunError::Io {
+        let packets = bufs
+            .iter()
+            .zip(lens)
+            .filter_map(|(b, &len)| b.get(headroom..headroom.checked_add(len)?));
+        let result = if self.dev.tcp_gso() {
+            let mut gro = self.tx.lock().await;
+            gro.write_batch(packets, &mut |hdr, packet| {
+                self.dev
+                    .try_send_vectored(&[IoSlice::new(hdr), IoSlice::new(packet)])
+                    .map(drop)
+            })
+        } else {
+            let mut result = Ok(());
+            for p in packets {
+                if let Err(e) = self.dev.try_send(p)
+                    && result.is_ok()
+                {
+                    result = Err(e);
+                }
+            }
+            result
+        };
+        result.map_err(|source| TunError::Io {
             op: "write",
             source,
         })

@@ -1,0 +1,747 @@
+//! Coalescing on the write path (generic receive offload, done before the kernel sees the
+//! packets): consecutive TCP segments of one flow in a batch, and same-size UDP datagrams
+//! when the device takes UDP segmentation, are written to the device as one super-packet
+//! behind a virtio-net header, which the kernel hands whole to the local socket or splits
+//! again when it forwards. Every other packet is written as it is, behind an empty header.
+//!
+//! What joins a super-packet (the rules of wireguard-go's and the kernel's GRO): IPv4
+//! without options or fragmentation, or IPv6 without extension headers; the same
+//! addresses, ports, TOS/traffic class, TTL/hop limit, DF flag and flow label; TCP with only
+//! ACK (and PSH on the last segment) set, the same acknowledgement number, the same options
+//! and the next sequence number; a payload no longer than the first's, where a shorter one
+//! (or PSH) ends the super-packet; a valid checksum on every packet joined, since the
+//! kernel computes the super-packet's own and would otherwise make a corrupt segment look
+//! sound; at most 65,535 bytes of IP packet.
+//!
+//! Order within a flow is kept: a packet of a flow that cannot join writes that flow's
+//! super-packet first. Flows may interleave differently than they came, as with GRO in
+//! the kernel.
+//!
+//! No allocation per packet: the super-packets are built in [`MAX_FLOWS`] buffers of 64 KiB
+//! allocated with the [`Coalescer`]; a packet written as it is goes from where it lies, behind
+//! a separate header (a vectored write). (tun-rs's GRO, used before, copied every packet into a
+//! fresh `Vec`.)
+
+use std::io;
+
+/// Length of the virtio-net header in front of every packet written with offload on.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// Flows coalesced at once; a batch with more writes the oldest flow's super-packet to make
+/// room.
+pub const MAX_FLOWS: usize = 8;
+
+/// Largest IP packet (and super-packet) built.
+const MAX_IP_PACKET: usize = 65_535;
+
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+const GSO_UDP_L4: u8 = 5;
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
+/// A flow: addresses (IPv4 in the first 4 bytes), ports, protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey {
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    v6: bool,
+}
+
+/// What a packet is, as far as coalescing goes.
+#[derive(Debug, Clone, Copy)]
+struct Parsed {
+    key: FlowKey,
+    /// IP header length.
+    iph: usize,
+    /// TCP or UDP header length.
+    l4h: usize,
+    /// Whether it may join or start a super-packet at all.
+    candidate: bool,
+    /// TCP: sequence and acknowledgement numbers and flags.
+    seq: u32,
+    ack: u32,
+    flags: u8,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parses `p` down to its TCP or UDP header; `None` for anything else (written as is).
+fn parse(p: &[u8], udp_gso: bool) -> Option<Parsed> {
+    let first = *p.first()?;
+    let mut key = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        v6: false,
+    };
+    let (iph, simple) = match first >> 4 {
+        4 => {
+            let iph = usize::from(first & 0x0f) * 4;
+            if iph < 20 || p.len() < iph || usize::from(be16(p, 2)) != p.len() {
+                return None;
+            }
+            key.proto = p[9];
+            key.src[..4].copy_from_slice(&p[12..16]);
+            key.dst[..4].copy_from_slice(&p[16..20]);
+            // More fragments, or a fragment offset: not a whole datagram.
+            let fragment = be16(p, 6) & 0x3fff != 0;
+            (iph, iph == 20 && !fragment)
+        }
+        6 => {
+            if p.len() < 40 || usize::from(be16(p, 4)) != p.len() - 40 {
+                return None;
+            }
+            key.v6 = true;
+            key.proto = p[6];
+            key.src.copy_from_slice(&p[8..24]);
+            key.dst.copy_from_slice(&p[24..40]);
+            (40, true)
+        }
+        _ => return None,
+    };
+    let l4 = &p[iph..];
+    match key.proto {
+        PROTO_TCP if l4.len() >= 20 => {
+            let l4h = usize::from(l4[12] >> 4) * 4;
+            if l4h < 20 || l4h > l4.len() {
+                return None;
+            }
+            key.sport = be16(l4, 0);
+            key.dport = be16(l4, 2);
+            let flags = l4[13];
+            let candidate = simple && flags & !TCP_PSH == TCP_ACK && l4.len() > l4h;
+            Some(Parsed {
+                key,
+                iph,
+                l4h,
+                candidate,
+                seq: be32(l4, 4),
+                ack: be32(l4, 8),
+                flags,
+            })
+        }
+        PROTO_UDP if l4.len() >= 8 => {
+            key.sport = be16(l4, 0);
+            key.dport = be16(l4, 2);
+            let candidate =
+                udp_gso && simple && usize::from(be16(l4, 4)) == l4.len() && l4.len() > 8;
+            Some(Parsed {
+                key,
+                iph,
+                l4h: 8,
+                candidate,
+                seq: 0,
+                ack: 0,
+                flags: 0,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The one's-complement sum of `b` (big-endian 16-bit words, an odd byte padded), added to
+/// `acc`, not folded.
+fn sum(b: &[u8], mut acc: u64) -> u64 {
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = rest.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc >> 16) + (acc & 0xffff);
+    }
+    acc as u16
+}
+
+/// The pseudo-header's sum for a TCP or UDP segment of `len` bytes in IP packet `p`.
+fn pseudo(p: &[u8], key: &FlowKey, len: usize) -> u64 {
+    let addrs = if key.v6 { &p[8..40] } else { &p[12..20] };
+    sum(addrs, 0) + u64::from(key.proto) + len as u64
+}
+
+/// Whether the TCP or UDP checksum of `p` is right (a UDP checksum of zero over IPv4 means
+/// none was sent).
+fn checksum_valid(p: &[u8], parsed: &Parsed) -> bool {
+    let l4 = &p[parsed.iph..];
+    if parsed.key.proto == PROTO_UDP && !parsed.key.v6 && be16(l4, 6) == 0 {
+        return true;
+    }
+    fold(sum(l4, pseudo(p, &parsed.key, l4.len()))) == 0xffff
+}
+
+/// The IP header fields that must match for two packets to join.
+fn ip_headers_match(a: &[u8], b: &[u8], v6: bool) -> bool {
+    if v6 {
+        // Version, traffic class and flow label; hop limit.
+        a[..4] == b[..4] && a[7] == b[7]
+    } else {
+        // TOS; flags (DF); TTL.
+        a[1] == b[1] && a[6] & 0xe0 == b[6] & 0xe0 && a[8] == b[8]
+    }
+}
+
+/// A super-packet being built: the virtio-net header's room, then the IP packet.
+#[derive(Debug)]
+struct Item {
+    buf: Vec<u8>,
+    live: bool,
+    key: FlowKey,
+    iph: usize,
+    l4h: usize,
+    /// Payload bytes of the first segment: the segment size.
+    seg: usize,
+    segments: usize,
+    /// No more segments may join (a shorter one or PSH came).
+    ended: bool,
+    /// TCP: the sequence number the next segment must have, and the acknowledgement all have.
+    next_seq: u32,
+    ack: u32,
+    /// When it was started, to write the oldest first when the table is full.
+    started: u64,
+}
+
+impl Item {
+    fn new() -> Self {
+        Item {
+            buf: Vec::with_capacity(VNET_HDR_LEN + MAX_IP_PACKET),
+            live: false,
+            key: FlowKey {
+                src: [0; 16],
+                dst: [0; 16],
+                sport: 0,
+                dport: 0,
+                proto: 0,
+                v6: false,
+            },
+            iph: 0,
+            l4h: 0,
+            seg: 0,
+            segments: 0,
+            ended: false,
+            next_seq: 0,
+            ack: 0,
+            started: 0,
+        }
+    }
+
+    fn packet(&self) -> &[u8] {
+        &self.buf[VNET_HDR_LEN..]
+    }
+
+    /// Whether `p` may be appended.
+    fn joins(&self, p: &[u8], parsed: &Parsed) -> bool {
+        let payload = p.len() - parsed.iph - parsed.l4h;
+        let first = self.packet();
+        if self.ended
+            || payload > self.seg
+            || first.len() + payload > MAX_IP_PACKET
+            || parsed.l4h != self.l4h
+            || !ip_headers_match(first, p, self.key.v6)
+        {
+            return false;
+        }
+        if self.key.proto == PROTO_TCP {
+            let options = self.iph + 20..self.iph + self.l4h;
+            parsed.seq == self.next_seq
+                && parsed.ack == self.ack
+                && first[options.clone()] == p[parsed.iph + 20..parsed.iph + parsed.l4h]
+        } else {
+            true
+        }
+    }
+
+    /// Sets the header of the super-packet (and its lengths and checksums), so `buf` is
+    /// ready to write.
+    fn finish(&mut self) {
+        let (iph, v6, proto) = (self.iph, self.key.v6, self.key.proto);
+        let len = self.buf.len() - VNET_HDR_LEN;
+        let hdr = &mut self.buf[..VNET_HDR_LEN];
+        hdr.fill(0);
+        if self.segments < 2 {
+            // As it came: its checksums are its own.
+            return;
+        }
+        let gso = match (proto, v6) {
+            (PROTO_TCP, false) => GSO_TCPV4,
+            (PROTO_TCP, true) => GSO_TCPV6,
+            _ => GSO_UDP_L4,
+        };
+        let csum_offset: u16 = if proto == PROTO_TCP { 16 } else { 6 };
+        hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        hdr[1] = gso;
+        // Lengths fit u16: the packet is at most MAX_IP_PACKET.
+        hdr[2..4].copy_from_slice(&((iph + self.l4h) as u16).to_le_bytes());
+        hdr[4..6].copy_from_slice(&(self.seg as u16).to_le_bytes());
+        hdr[6..8].copy_from_slice(&(iph as u16).to_le_bytes());
+        hdr[8..10].copy_from_slice(&csum_offset.to_le_bytes());
+        let key = self.key;
+        let p = &mut self.buf[VNET_HDR_LEN..];
+        if v6 {
+            p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        } else {
+            p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            p[10..12].fill(0);
+            let c = !fold(sum(&p[..iph], 0));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let l4_len = len - iph;
+        if proto == PROTO_UDP {
+            p[iph + 4..iph + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+        }
+        // The pseudo-header's sum, unfolded into the field: the kernel adds the rest.
+        let partial = fold(pseudo(p, &key, l4_len));
+        let at = iph + usize::from(csum_offset);
+        p[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+    }
+}
+
+/// Builds super-packets from batches of packets (see the module's documentation).
+#[derive(Debug)]
+pub struct Coalescer {
+    items: Vec<Item>,
+    udp_gso: bool,
+    clock: u64,
+}
+
+impl Coalescer {
+    /// A coalescer for a device that takes TCP segmentation offload, and UDP's when
+    /// `udp_gso`. Allocates its buffers (about 0.5 MiB) now.
+    pub fn new(udp_gso: bool) -> Self {
+        Coalescer {
+            items: (0..MAX_FLOWS).map(|_| Item::new()).collect(),
+            udp_gso,
+            clock: 0,
+        }
+    }
+
+    /// Writes `packets` through `write` (one call per frame, with its virtio-net header and
+    /// its packet), coalescing what may be. Every frame is tried; the first error is returned.
+    ///
+    /// # Errors
+    /// The first error `write` returned.
+    pub fn write_batch<'a>(
+        &mut self,
+        packets: impl IntoIterator<Item = &'a [u8]>,
+        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut result = Ok(());
+        let mut keep = |r: io::Result<()>| {
+            if let Err(e) = r
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        };
+        for p in packets {
+            if p.len() > MAX_IP_PACKET {
+                continue;
+            }
+            let parsed = parse(p, self.udp_gso);
+            let open =
+                parsed.and_then(|pp| self.items.iter().position(|it| it.live && it.key == pp.key));
+            match parsed {
+                Some(pp) if pp.candidate => {
+                    if let Some(i) = open {
+                        if self.items[i].joins(p, &pp) && checksum_valid(p, &pp) {
+                            self.append(i, p, &pp);
+                            continue;
+                        }
+                        keep(self.flush(i, write));
+                    }
+                    if !checksum_valid(p, &pp) {
+                        // Written as it is: the kernel drops it, as it would have.
+                        keep(Self::write_single(p, write));
+                        continue;
+                    }
+                    let i = match self.items.iter().position(|it| !it.live) {
+                        Some(i) => i,
+                        None => {
+                            let oldest = self
+                                .items
+                                .iter()
+                                .enumerate()
+                                .min_by_key(|(_, it)| it.started)
+                                .map_or(0, |(i, _)| i);
+                            keep(self.flush(oldest, write));
+                            oldest
+                        }
+                    };
+                    self.start(i, p, &pp);
+                }
+                _ => {
+                    if let Some(i) = open {
+                        keep(self.flush(i, write));
+                    }
+                    keep(Self::write_single(p, write));
+                }
+            }
+        }
+        for i in 0..self.items.len() {
+            if self.items[i].live {
+                keep(self.flush(i, write));
+            }
+        }
+        result
+    }
+
+    fn start(&mut self, i: usize, p: &[u8], pp: &Parsed) {
+        self.clock += 1;
+        let it = &mut self.items[i];
+        it.buf.clear();
+        it.buf.resize(VNET_HDR_LEN, 0);
+        it.buf.extend_from_slice(p);
+        it.live = true;
+        it.key = pp.key;
+        it.iph = pp.iph;
+        it.l4h = pp.l4h;
+        it.seg = p.len() - pp.iph - pp.l4h;
+        it.segments = 1;
+        it.ended = pp.flags & TCP_PSH != 0;
+        it.next_seq = pp.seq.wrapping_add(it.seg as u32);
+        it.ack = pp.ack;
+        it.started = self.clock;
+    }
+
+    fn append(&mut self, i: usize, p: &[u8], pp: &Parsed) {
+        let it = &mut self.items[i];
+        let payload = &p[pp.iph + pp.l4h..];
+        it.buf.extend_from_slice(payload);
+        it.segments += 1;
+        it.next_seq = it.next_seq.wrapping_add(payload.len() as u32);
+        if payload.len() < it.seg {
+            it.ended = true;
+        }
+        if pp.flags & TCP_PSH != 0 {
+            it.ended = true;
+            let at = VNET_HDR_LEN + it.iph + 13;
+            it.buf[at] |= TCP_PSH;
+        }
+    }
+
+    fn flush(
+        &mut self,
+        i: usize,
+        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let it = &mut self.items[i];
+        it.live = false;
+        it.finish();
+        let (hdr, packet) = it.buf.split_at(VNET_HDR_LEN);
+        write(hdr, packet)
+    }
+
+    fn write_single(
+        p: &[u8],
+        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        write(&[0; VNET_HDR_LEN], p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    const TCP_FIN: u8 = 0x01;
+
+    /// A TCP/IPv4 segment of `payload` with a valid checksum.
+    fn tcp4(seq: u32, ack: u32, flags: u8, id: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 40 + payload.len();
+        let mut p = vec![0u8; len];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = PROTO_TCP;
+        p[12..16].copy_from_slice(&[10, 77, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 77, 0, 1]);
+        let c = !fold(sum(&p[..20], 0));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = flags;
+        p[34..36].copy_from_slice(&501u16.to_be_bytes());
+        p[40..].copy_from_slice(payload);
+        let key = parse(&p, false).unwrap().key;
+        let c = !fold(sum(&p[20..], pseudo(&p, &key, len - 20)));
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// A UDP/IPv6 datagram of `payload` with a valid checksum.
+    fn udp6(payload: &[u8]) -> Vec<u8> {
+        let len = 48 + payload.len();
+        let mut p = vec![0u8; len];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        p[6] = PROTO_UDP;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&[
+            0xfd, 0x61, 0x75, 0x72, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
+        ]);
+        p[24..40].copy_from_slice(&[
+            0xfd, 0x61, 0x75, 0x72, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+        ]);
+        p[40..42].copy_from_slice(&443u16.to_be_bytes());
+        p[42..44].copy_from_slice(&50000u16.to_be_bytes());
+        p[44..46].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        p[48..].copy_from_slice(payload);
+        let key = parse(&p, true).unwrap().key;
+        let c = !fold(sum(&p[40..], pseudo(&p, &key, len - 40)));
+        p[46..48].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn run(c: &mut Coalescer, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        c.write_batch(packets.iter().map(Vec::as_slice), &mut |h, p| {
+            out.push([h, p].concat());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// Splits `frame` as the kernel would, with tun-rs's GSO split (independent code).
+    fn split(frame: &[u8]) -> Vec<Vec<u8>> {
+        let hdr = tun_rs::VirtioNetHdr::decode(&frame[..VNET_HDR_LEN]).unwrap();
+        if hdr.gso_type == 0 {
+            assert_eq!(hdr.flags, 0);
+            return vec![frame[VNET_HDR_LEN..].to_vec()];
+        }
+        let mut input = frame.to_vec();
+        let mut out = vec![vec![0u8; 2048]; 64];
+        let mut sizes = vec![0; 64];
+        let v6 = frame[VNET_HDR_LEN] >> 4 == 6;
+        let n = tun_rs::gso_split(&mut input[VNET_HDR_LEN..], hdr, &mut out, &mut sizes, 0, v6)
+            .unwrap();
+        (0..n).map(|i| out[i][..sizes[i]].to_vec()).collect()
+    }
+
+    #[test]
+    fn consecutive_tcp_segments_become_one_super_packet_that_splits_back_into_them() {
+        let mut c = Coalescer::new(false);
+        let seg = 1000;
+        let packets: Vec<Vec<u8>> = (0..5u32)
+            .map(|i| {
+                let payload: Vec<u8> = (0..seg).map(|b| (b as u32 * 7 + i) as u8).collect();
+                let last = i == 4;
+                tcp4(
+                    1_000 + i * seg as u32,
+                    77,
+                    TCP_ACK | if last { TCP_PSH } else { 0 },
+                    300 + i as u16,
+                    &payload[..if last { 400 } else { seg }],
+                )
+            })
+            .collect();
+        let out = run(&mut c, &packets);
+        assert_eq!(out.len(), 1, "one super-packet");
+        let hdr = tun_rs::VirtioNetHdr::decode(&out[0][..VNET_HDR_LEN]).unwrap();
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len),
+            (GSO_TCPV4, 1000, 40)
+        );
+        assert_eq!((hdr.csum_start, hdr.csum_offset, hdr.flags), (20, 16, 1));
+        assert_eq!(out[0].len(), VNET_HDR_LEN + 40 + 4 * 1000 + 400);
+        // Split again, the segments are the packets that came, PSH on the last only.
+        assert_eq!(split(&out[0]), packets);
+    }
+
+    #[test]
+    fn a_frozen_super_packet() {
+        // Two 4-byte segments: the exact frame (header, lengths, IPv4 and partial TCP
+        // checksums) as written to the device.
+        let mut c = Coalescer::new(false);
+        let out = run(
+            &mut c,
+            &[
+                tcp4(1, 2, TCP_ACK, 9, b"abcd"),
+                tcp4(5, 2, TCP_ACK, 10, b"efgh"),
+            ],
+        );
+        let hex: String = out[0].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                // virtio-net header: NEEDS_CSUM, TCPV4, hdr_len 40, gso_size 4, csum_start
+                // 20, csum_offset 16 (little-endian).
+                "01012800040014001000",
+                // IPv4: total length 48, id 9, DF, TTL 64, TCP, header checksum 0x2623.
+                "45000030000940004006",
+                "2623",
+                "0a4d0002",
+                "0a4d0001",
+                // TCP: ports, seq 1, ack 2, ACK, window 501; the pseudo-header's sum 0x14bf
+                // (0x0a4d + 0x0002 + 0x0a4d + 0x0001 + 6 + 28) in the checksum field.
+                "9c401451",
+                "00000001",
+                "00000002",
+                "501001f5",
+                "14bf",
+                "0000",
+                "6162636465666768",
+            )
+        );
+    }
+
+    #[test]
+    fn what_may_not_join_is_written_alone_and_in_order() {
+        let mut c = Coalescer::new(false);
+        let a = tcp4(1, 9, TCP_ACK, 1, &[1; 100]);
+        let gap = tcp4(500, 9, TCP_ACK, 2, &[2; 100]); // not the next sequence number
+        let fin = tcp4(600, 9, TCP_ACK | TCP_FIN, 3, &[3; 100]);
+        let pure_ack = tcp4(700, 10, TCP_ACK, 4, &[]);
+        let mut bad = tcp4(101, 9, TCP_ACK, 5, &[4; 100]);
+        bad[45] ^= 1; // payload corrupted: the checksum fails
+        let out = run(
+            &mut c,
+            &[a.clone(), gap.clone(), fin.clone(), pure_ack.clone()],
+        );
+        let plain: Vec<Vec<u8>> = out.iter().map(|f| split(f).concat()).collect();
+        assert_eq!(plain, vec![a.clone(), gap, fin, pure_ack]);
+        assert!(out.iter().all(|f| f[..VNET_HDR_LEN] == [0; VNET_HDR_LEN]));
+        // A segment whose checksum fails does not join; it goes as it came.
+        let out = run(&mut c, &[a.clone(), bad.clone()]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(&out[1][VNET_HDR_LEN..], &bad[..]);
+        // A different acknowledgement number starts a new super-packet.
+        let out = run(&mut c, &[a, tcp4(101, 10, TCP_ACK, 6, &[5; 100])]);
+        assert_eq!(out.len(), 2);
+        // Not IP at all: as it came.
+        let out = run(&mut c, &[vec![0xff; 30]]);
+        assert_eq!(out, vec![[vec![0; VNET_HDR_LEN], vec![0xff; 30]].concat()]);
+    }
+
+    /// `rounds` segments of each of `flows` flows, round robin.
+    fn interleaved(flows: u16, rounds: u32) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        for round in 0..rounds {
+            for flow in 0..flows {
+                let mut p = tcp4(1 + round * 10, 5, TCP_ACK, round as u16, &[round as u8; 10]);
+                // Another source port, and the checksum made again.
+                p[20..22].copy_from_slice(&(1000 + flow).to_be_bytes());
+                let key = parse(&p, false).unwrap().key;
+                p[36..38].fill(0);
+                let cs = !fold(sum(&p[20..], pseudo(&p, &key, p.len() - 20)));
+                p[36..38].copy_from_slice(&cs.to_be_bytes());
+                packets.push(p);
+            }
+        }
+        packets
+    }
+
+    #[test]
+    fn interleaved_flows_coalesce_each_and_more_flows_than_slots_lose_nothing() {
+        let mut c = Coalescer::new(false);
+        let packets = interleaved(MAX_FLOWS as u16, 3);
+        let buffers = c
+            .items
+            .iter()
+            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
+            .collect::<Vec<_>>();
+        let out = run(&mut c, &packets);
+        assert_eq!(out.len(), MAX_FLOWS, "one super-packet per flow");
+        // Built where they were allocated: no buffer grew or moved.
+        assert_eq!(
+            buffers,
+            c.items
+                .iter()
+                .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
+                .collect::<Vec<_>>()
+        );
+        let mut back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
+        let mut sent = packets.clone();
+        back.sort();
+        sent.sort();
+        assert_eq!(back, sent);
+        // Three flows more than there are slots, round robin: each is written before its
+        // next segment comes, so nothing coalesces, and nothing is lost either.
+        let packets = interleaved(MAX_FLOWS as u16 + 3, 3);
+        let out = run(&mut c, &packets);
+        assert_eq!(out.len(), packets.len());
+        let mut back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
+        let mut sent = packets.clone();
+        back.sort();
+        sent.sort();
+        assert_eq!(back, sent);
+    }
+
+    #[test]
+    fn udp_datagrams_coalesce_only_when_the_device_takes_udp_segmentation() {
+        let packets: Vec<Vec<u8>> = (0..4)
+            .map(|i| udp6(&[i; 1200]))
+            .chain([udp6(&[9; 300])])
+            .collect();
+        let out = run(&mut Coalescer::new(false), &packets);
+        assert_eq!(out.len(), 5);
+        let out = run(&mut Coalescer::new(true), &packets);
+        assert_eq!(out.len(), 1);
+        let hdr = tun_rs::VirtioNetHdr::decode(&out[0][..VNET_HDR_LEN]).unwrap();
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.csum_offset),
+            (GSO_UDP_L4, 1200, 6)
+        );
+        assert_eq!(split(&out[0]), packets);
+    }
+
+    #[test]
+    fn super_packets_stop_at_64_kib() {
+        let mut c = Coalescer::new(false);
+        let packets: Vec<Vec<u8>> = (0..60u32)
+            .map(|i| tcp4(i * 1400, 1, TCP_ACK, i as u16, &[i as u8; 1400]))
+            .collect();
+        let buffers = c
+            .items
+            .iter()
+            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
+            .collect::<Vec<_>>();
+        let out = run(&mut c, &packets);
+        assert!(out.len() >= 2);
+        assert_eq!(
+            buffers,
+            c.items
+                .iter()
+                .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
+                .collect::<Vec<_>>(),
+            "64 KiB fits where it was allocated"
+        );
+        assert!(out.iter().all(|f| f.len() - VNET_HDR_LEN <= MAX_IP_PACKET));
+        let back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
+        assert_eq!(back, packets);
+    }
+}
