@@ -940,9 +940,14 @@ impl Task {
                 );
                 let tx = self.link_in_tx.clone();
                 tokio::spawn(async move {
-                    while let Some(d) = inbound.recv().await {
-                        if tx.send(LinkIn::Datagram(addr, d)).await.is_err() {
-                            return;
+                    // What the link queued while this task slept is forwarded in one go:
+                    // one wake-up per batch, not per datagram.
+                    let mut batch = Vec::with_capacity(LINK_BATCH);
+                    while inbound.recv_many(&mut batch, LINK_BATCH).await > 0 {
+                        for d in batch.drain(..) {
+                            if tx.send(LinkIn::Datagram(addr, d)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     let _ = tx.send(LinkIn::Closed(addr)).await;
