@@ -582,13 +582,15 @@ impl Task {
                     }
                 }
                 Some(msg) = self.link_in.recv() => {
-                    self.on_link_in(msg);
                     // What the links have queued meanwhile joins this turn, up to a UDP
-                    // receive batch: one flush, and one batch per session, for all of it
-                    // (as a `recvmmsg` batch on UDP), not one per datagram.
+                    // receive batch: one flush, one batch per session and one clock
+                    // read for all of it (as a `recvmmsg` batch on UDP), not one per
+                    // datagram.
+                    let now = Instant::now();
+                    self.on_link_in(msg, now);
                     for _ in 1..LINK_BATCH {
                         match self.link_in.try_recv() {
-                            Ok(msg) => self.on_link_in(msg),
+                            Ok(msg) => self.on_link_in(msg, now),
                             Err(_) => break,
                         }
                     }
@@ -661,6 +663,7 @@ impl Task {
                 &mut self.conns,
                 &mut self.dirty,
                 &mut self.stats,
+                at,
                 from,
                 inner,
             );
@@ -681,16 +684,16 @@ impl Task {
     }
 
     /// What a link's forwarding task queued: a datagram, or the link's end.
-    fn on_link_in(&mut self, msg: LinkIn) {
+    fn on_link_in(&mut self, msg: LinkIn, now: Instant) {
         match msg {
-            LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d),
+            LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d, now),
             LinkIn::Closed(addr) => self.on_link_closed(addr),
         }
     }
 
     /// A datagram from a link; a circuit link's is opened from its camouflage first
     /// (what opens in neither form, chaff included, is dropped).
-    fn on_link_datagram(&mut self, from: SocketAddr, d: &mut [u8]) {
+    fn on_link_datagram(&mut self, from: SocketAddr, d: &mut [u8], at: Instant) {
         if self.links.get(&from).is_some_and(|l| l.camo.is_some()) {
             self.tick();
             let now = self.camo.now;
@@ -701,6 +704,7 @@ impl Task {
                     &mut self.conns,
                     &mut self.dirty,
                     &mut self.stats,
+                    at,
                     from,
                     inner,
                 );
@@ -712,6 +716,7 @@ impl Task {
             &mut self.conns,
             &mut self.dirty,
             &mut self.stats,
+            at,
             from,
             d,
         );
@@ -1138,17 +1143,19 @@ fn log_refusals(lines: Vec<RefusalLine>) {
     }
 }
 
-/// Opens `d` (from `from`) in place and adds its payload to its connection's batch of
-/// this turn; a datagram the endpoint drops is counted in `stats` by reason.
+/// Opens `d` (from `from`, received at `now`: one clock read per batch) in place and adds
+/// its payload to its connection's batch of this turn; a datagram the endpoint drops is
+/// counted in `stats` by reason.
 fn deliver(
     ep: &mut Endpoint,
     conns: &mut HashMap<ConnectionHandle, ConnState>,
     dirty: &mut Vec<ConnectionHandle>,
     stats: &mut DriverStats,
+    now: Instant,
     from: SocketAddr,
     d: &mut [u8],
 ) {
-    let opened = match ep.handle_datagram(Instant::now(), from, d) {
+    let opened = match ep.handle_datagram(now, from, d) {
         Ok(o) => o,
         Err(why) => {
             stats.dropped(&why);

@@ -46,7 +46,7 @@ const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
 
 /// A flow: addresses (IPv4 in the first 4 bytes), ports, protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct FlowKey {
     src: [u8; 16],
     dst: [u8; 16],
@@ -83,14 +83,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
 /// Parses `p` down to its TCP or UDP header; `None` for anything else (written as is).
 fn parse(p: &[u8], udp_gso: bool) -> Option<Parsed> {
     let first = *p.first()?;
-    let mut key = FlowKey {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        proto: 0,
-        v6: false,
-    };
+    let mut key = FlowKey::default();
     let (iph, simple) = match first >> 4 {
         4 => {
             let iph = usize::from(first & 0x0f) * 4;
@@ -233,14 +226,7 @@ impl Item {
         Item {
             buf: Vec::with_capacity(VNET_HDR_LEN + MAX_IP_PACKET),
             live: false,
-            key: FlowKey {
-                src: [0; 16],
-                dst: [0; 16],
-                sport: 0,
-                dport: 0,
-                proto: 0,
-                v6: false,
-            },
+            key: FlowKey::default(),
             iph: 0,
             l4h: 0,
             seg: 0,
