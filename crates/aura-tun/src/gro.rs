@@ -512,6 +512,14 @@ mod tests {
         p
     }
 
+    /// Where each super-packet buffer is and how large it is.
+    fn buffers(c: &Coalescer) -> Vec<(*const u8, usize)> {
+        c.items
+            .iter()
+            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
+            .collect()
+    }
+
     fn run(c: &mut Coalescer, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         c.write_batch(packets.iter().map(Vec::as_slice), &mut |h, p| {
@@ -655,21 +663,11 @@ mod tests {
     fn interleaved_flows_coalesce_each_and_more_flows_than_slots_lose_nothing() {
         let mut c = Coalescer::new(false);
         let packets = interleaved(MAX_FLOWS as u16, 3);
-        let buffers = c
-            .items
-            .iter()
-            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
-            .collect::<Vec<_>>();
+        let before = buffers(&c);
         let out = run(&mut c, &packets);
         assert_eq!(out.len(), MAX_FLOWS, "one super-packet per flow");
         // Built where they were allocated: no buffer grew or moved.
-        assert_eq!(
-            buffers,
-            c.items
-                .iter()
-                .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(before, buffers(&c));
         let mut back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
         let mut sent = packets.clone();
         back.sort();
@@ -711,21 +709,10 @@ mod tests {
         let packets: Vec<Vec<u8>> = (0..60u32)
             .map(|i| tcp4(i * 1400, 1, TCP_ACK, i as u16, &[i as u8; 1400]))
             .collect();
-        let buffers = c
-            .items
-            .iter()
-            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
-            .collect::<Vec<_>>();
+        let before = buffers(&c);
         let out = run(&mut c, &packets);
         assert!(out.len() >= 2);
-        assert_eq!(
-            buffers,
-            c.items
-                .iter()
-                .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
-                .collect::<Vec<_>>(),
-            "64 KiB fits where it was allocated"
-        );
+        assert_eq!(before, buffers(&c), "64 KiB fits where it was allocated");
         assert!(out.iter().all(|f| f.len() - VNET_HDR_LEN <= MAX_IP_PACKET));
         let back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
         assert_eq!(back, packets);
