@@ -27,7 +27,7 @@ impl TunBuffers {
     }
 
     /// As [`TunBuffers::new`], but every buffer reserves at least `capacity` bytes (memory the
-    /// kernel only backs once it is written), which GRO uses to coalesce packets on send.
+    /// kernel only backs once it is written), for a caller that grows packets in place.
     pub fn with_capacity(count: usize, headroom: usize, room: usize, capacity: usize) -> Self {
         let len = headroom.saturating_add(room);
         let bufs = (0..count)

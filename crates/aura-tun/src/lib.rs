@@ -246,10 +246,9 @@ pub trait PacketDevice: Send + Sync {
     ) -> impl Future<Output = Result<usize, TunError>> + Send;
 
     /// Writes the `lens.len()` packets `bufs[i][headroom..headroom + lens[i]]`, coalescing
-    /// them with GRO when offload is on. `headroom` must be at least [`MIN_HEADROOM`]. The
-    /// buffers are scratch during the call; see the crate docs for what they look like after.
-    /// When some packets fail (e.g. the kernel refuses a malformed one), the others are still
-    /// written and the last error is returned.
+    /// them when offload is on. `headroom` must be at least [`MIN_HEADROOM`]. The buffers
+    /// are only read. When some packets fail (e.g. the kernel refuses a malformed one), the
+    /// others are still written and the error of a failed one is returned.
     fn send_batch(
         &self,
         bufs: &mut [Vec<u8>],
