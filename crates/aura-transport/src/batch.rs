@@ -169,7 +169,7 @@ impl PacketBatch {
     }
 
     /// The packets in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 

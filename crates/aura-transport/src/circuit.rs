@@ -23,14 +23,16 @@ use std::time::Duration;
 
 use aura_proto::control::{self, ControlMessage, ExtendBridge, Via};
 use aura_proto::{DATA_OVERHEAD, Endpoint};
+use bytes::BytesMut;
 use rand_core::{CryptoRng, RngCore};
 use tokio::sync::mpsc;
 
+use crate::batch::PacketBatch;
 use crate::camo::datagram::DATA_FORM_OVERHEAD;
 use crate::camo::mask::MaskSeed;
 use crate::camo::shape::{Profile, max_padded_for};
 use crate::carrier::Carrier;
-use crate::carrier::link::{DatagramLink, LINK_QUEUE};
+use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
 use crate::carrier::quic::{self, QuicOptions};
 use crate::carrier::tls::{self, TlsOptions};
 use crate::conn::PacketConn;
@@ -177,30 +179,31 @@ pub async fn extend(
 /// inbound end closes, which ends the sessions over it.
 pub fn carry(mut conn: PacketConn, next: SocketAddr) -> DatagramLink {
     let (to_driver, inbound) = mpsc::channel(LINK_QUEUE);
-    let (outbound, mut from_driver) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
+    let (outbound, mut from_driver) = mpsc::channel::<BytesMut>(LINK_QUEUE);
     tokio::spawn(async move {
         let sender = conn.sender();
         let mut out = Vec::with_capacity(CARRY_BATCH);
+        let mut carved = Vec::new();
         loop {
             tokio::select! {
                 n = from_driver.recv_many(&mut out, CARRY_BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    if sender.send_batch(std::mem::take(&mut out)).await.is_err() {
+                    let batch = PacketBatch::from_packets(out.drain(..));
+                    if sender.send_packets(batch).await.is_err() {
                         break;
                     }
                 }
                 batch = conn.recv_packets() => {
                     let Some(batch) = batch else { break };
-                    for p in batch.iter() {
-                        if control::is_control(p) {
-                            continue;
-                        }
-                        // A full queue drops, as a full socket buffer would.
-                        let _ = to_driver.try_send(p.to_vec());
-                    }
+                    let data = batch.iter().filter(|p| !control::is_control(p));
+                    carve(data, &mut carved);
                     batch.recycle();
+                    for d in carved.drain(..) {
+                        // A full queue drops, as a full socket buffer would.
+                        let _ = to_driver.try_send(d);
+                    }
                 }
             }
         }

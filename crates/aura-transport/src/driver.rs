@@ -26,6 +26,7 @@ use aura_proto::{
     CloseReason, ConnectionHandle, DATA_OVERHEAD, Endpoint, Event, HandshakeError, SEAL_HEADROOM,
     wire::PacketType,
 };
+use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,7 @@ use crate::camo::knock::KnockKeys;
 use crate::camo::mask::{Mask, MaskSeed, next_switch};
 use crate::camo::shape::Profile;
 use crate::carrier::Carrier;
-use crate::carrier::link::{DatagramLink, is_synthetic, synthetic_addr};
+use crate::carrier::link::{Arena, DatagramLink, is_synthetic, synthetic_addr};
 use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
 use crate::conn::{Command, Counters, PacketConn, unix_now};
 use crate::error::TransportError;
@@ -250,7 +251,7 @@ impl ConnState {
 }
 
 struct LinkState {
-    outbound: mpsc::Sender<Vec<u8>>,
+    outbound: mpsc::Sender<BytesMut>,
     carrier: Carrier,
     peer: SocketAddr,
     /// A circuit link's datagrams carry the UDP carrier's camouflage (the hop at the far
@@ -372,6 +373,7 @@ impl Driver {
             dial_paths: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
+            link_out: Arena::new(),
             camo,
             held: std::collections::VecDeque::new(),
             release_at: None,
@@ -508,7 +510,7 @@ impl DriverHandle {
 }
 
 enum LinkIn {
-    Datagram(SocketAddr, Vec<u8>),
+    Datagram(SocketAddr, BytesMut),
     Closed(SocketAddr),
 }
 
@@ -536,6 +538,8 @@ struct Task {
     dial_paths: HashMap<ConnectionHandle, (Carrier, SocketAddr)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
+    /// Where datagrams to links are copied ([`Arena`]).
+    link_out: Arena,
     camo: UdpCamo,
     /// Real packets cover traffic holds (a machine blocks), per connection in order.
     held: std::collections::VecDeque<(ConnectionHandle, PacketBatch)>,
@@ -818,6 +822,7 @@ impl Task {
                     failed += queue(
                         &self.udp,
                         &self.links,
+                        &mut self.link_out,
                         &mut self.camo,
                         &mut self.tx,
                         remote,
@@ -986,6 +991,7 @@ impl Task {
             let _ = queue(
                 &self.udp,
                 &self.links,
+                &mut self.link_out,
                 &mut self.camo,
                 &mut self.tx,
                 t.remote,
@@ -1208,6 +1214,7 @@ fn deliver(
 async fn queue(
     udp: &Option<BatchSocket>,
     links: &HashMap<SocketAddr, LinkState>,
+    arena: &mut Arena,
     camo: &mut UdpCamo,
     tx: &mut TxQueue,
     to: SocketAddr,
@@ -1218,12 +1225,12 @@ async fn queue(
             return 1;
         };
         let wire = match link.camo {
-            None => data.to_vec(),
+            None => arena.copy(data),
             Some(max_len) => {
                 let mut wire = Vec::with_capacity(wire_len_bound(data.len()));
                 camo.dg
                     .append_within(data, &camo.link_mask, camo.now, max_len, &mut wire);
-                wire
+                arena.copy(&wire)
             }
         };
         return u64::from(link.outbound.try_send(wire).is_err());

@@ -6,6 +6,7 @@
 
 mod common;
 
+use bytes::BytesMut;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -341,7 +342,10 @@ async fn unauthenticated_links_are_closed_after_the_timeout() {
             .unwrap()
             .unwrap();
         // A frame of an Aura type (Init) that is no Init: the listener makes it a link.
-        link.outbound.send(vec![1, 0, 0, 0]).await.unwrap();
+        link.outbound
+            .send(BytesMut::from(&[1, 0, 0, 0u8][..]))
+            .await
+            .unwrap();
         links.push(link);
     }
     let cfg = dial_config(&pki, pki.alice(), &s, &[Carrier::Tls]);

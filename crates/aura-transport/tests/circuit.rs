@@ -7,6 +7,7 @@
 
 mod common;
 
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -106,9 +107,9 @@ async fn bridge(
                         continue;
                     }
                     let _ = seen.send(p.clone());
-                    link.outbound.send(p).await.ok()?;
+                    link.outbound.send(BytesMut::from(&p[..])).await.ok()?;
                 }
-                d = link.inbound.recv() => conn.send(d?).await.ok()?,
+                d = link.inbound.recv() => conn.send(d?.to_vec()).await.ok()?,
             }
         }
     }

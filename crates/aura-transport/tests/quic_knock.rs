@@ -3,6 +3,7 @@
 //! without a served decoy strangers get silence.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,11 +178,14 @@ async fn member_reaches_aura(addr: SocketAddr, links: &mut mpsc::Receiver<Datagr
     let link = quic::connect(addr, "www.example.org", &client)
         .await
         .unwrap();
-    link.outbound.send(vec![1, 4, 4]).await.unwrap();
+    link.outbound
+        .send(BytesMut::from(&[1, 4, 4u8][..]))
+        .await
+        .unwrap();
     let mut s = timeout(T, links.recv()).await.unwrap().unwrap();
     assert_eq!(
         timeout(T, s.inbound.recv()).await.unwrap(),
-        Some(vec![1, 4, 4])
+        Some(BytesMut::from(&[1, 4, 4u8][..]))
     );
 }
 

@@ -1,6 +1,7 @@
 //! The QUIC carrier as a `DatagramLink` producer, over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,12 +92,20 @@ async fn pair_counted(
         .await
         .unwrap();
     let hello = packet(HANDSHAKE, 0);
-    client.outbound.send(hello.clone()).await.unwrap();
+    client
+        .outbound
+        .send(BytesMut::from(&hello[..]))
+        .await
+        .unwrap();
     let mut server = accepted.recv().await.unwrap();
     assert_eq!(server.inbound.recv().await.unwrap(), hello);
     // And back.
     let reply = packet(HANDSHAKE + 1, 0);
-    server.outbound.send(reply.clone()).await.unwrap();
+    server
+        .outbound
+        .send(BytesMut::from(&reply[..]))
+        .await
+        .unwrap();
     assert_eq!(client.inbound.recv().await.unwrap(), reply);
     (client, server)
 }
@@ -112,15 +121,19 @@ fn kind_of(seq: u32) -> u8 {
     }
 }
 
-async fn send_all(out: mpsc::Sender<Vec<u8>>) {
+async fn send_all(out: mpsc::Sender<BytesMut>) {
     for seq in 1..=COUNT {
-        out.send(packet(kind_of(seq), seq)).await.unwrap();
+        out.send(BytesMut::from(&packet(kind_of(seq), seq)[..]))
+            .await
+            .unwrap();
     }
-    out.send(packet(HANDSHAKE, END)).await.unwrap();
+    out.send(BytesMut::from(&packet(HANDSHAKE, END)[..]))
+        .await
+        .unwrap();
 }
 
 /// Receives one direction; returns the number of data datagrams that arrived.
-async fn receive_all(mut inbound: mpsc::Receiver<Vec<u8>>) -> usize {
+async fn receive_all(mut inbound: mpsc::Receiver<BytesMut>) -> usize {
     let stream_expected: Vec<u32> = (1..=COUNT).filter(|s| kind_of(*s) == HANDSHAKE).collect();
     let data_expected = (COUNT as usize) - stream_expected.len();
     let mut stream_seen = Vec::new();
@@ -209,18 +222,34 @@ async fn oversize_data_datagram_falls_back_to_stream() {
             || listener.stats().stream_fallbacks + client_counters.stats().stream_fallbacks;
         let before = stream_fallbacks();
         let big = sized_packet(DATA, 7, 3000);
-        client.outbound.send(big.clone()).await.unwrap();
+        client
+            .outbound
+            .send(BytesMut::from(&big[..]))
+            .await
+            .unwrap();
         assert_eq!(server.inbound.recv().await.unwrap(), big);
         let big_back = sized_packet(DATA, 8, 3000);
-        server.outbound.send(big_back.clone()).await.unwrap();
+        server
+            .outbound
+            .send(BytesMut::from(&big_back[..]))
+            .await
+            .unwrap();
         assert_eq!(client.inbound.recv().await.unwrap(), big_back);
         assert!(stream_fallbacks() >= before + 2);
         // The connection is still up and datagrams still flow.
         let small = packet(DATA, 9);
-        client.outbound.send(small.clone()).await.unwrap();
+        client
+            .outbound
+            .send(BytesMut::from(&small[..]))
+            .await
+            .unwrap();
         assert_eq!(server.inbound.recv().await.unwrap(), small);
         let max = sized_packet(DATA, 10, 65_535);
-        server.outbound.send(max.clone()).await.unwrap();
+        server
+            .outbound
+            .send(BytesMut::from(&max[..]))
+            .await
+            .unwrap();
         assert_eq!(client.inbound.recv().await.unwrap(), max);
     })
     .await
@@ -234,7 +263,7 @@ async fn sni_not_matching_the_certificate_still_connects() {
         let (addr, mut accepted, _) = server(&pki, QuicOptions::default()).await;
         let (mut client, server) = pair(addr, &mut accepted, "www.example.com").await;
         let p = packet(DATA, 1);
-        server.outbound.send(p.clone()).await.unwrap();
+        server.outbound.send(BytesMut::from(&p[..])).await.unwrap();
         assert_eq!(client.inbound.recv().await.unwrap(), p);
         let _ = pair(addr, &mut accepted, "127.0.0.1").await;
     })
@@ -293,7 +322,7 @@ async fn non_quic_bytes_are_ignored() {
         }
         let (mut client, server) = pair(addr, &mut accepted, TEST_SERVER_NAME).await;
         let p = packet(DATA, 3);
-        server.outbound.send(p.clone()).await.unwrap();
+        server.outbound.send(BytesMut::from(&p[..])).await.unwrap();
         assert_eq!(client.inbound.recv().await.unwrap(), p);
     })
     .await
@@ -333,12 +362,12 @@ async fn bad_stream_frames_close_the_connection() {
 
         // Not an Aura packet type, as the first frame: never handed out...
         let mut client = quic::connect(addr, TEST_SERVER_NAME, &QuicOptions::default()).await.unwrap();
-        client.outbound.send(vec![9, 1, 2, 3]).await.unwrap();
+        client.outbound.send(BytesMut::from(&[9, 1, 2, 3u8][..])).await.unwrap();
         assert!(client.inbound.recv().await.is_none());
         assert!(accepted.try_recv().is_err());
         // ...and after good ones.
         let (mut client, _server) = pair(addr, &mut accepted, TEST_SERVER_NAME).await;
-        client.outbound.send(vec![0, 1, 2, 3]).await.unwrap();
+        client.outbound.send(BytesMut::from(&[0, 1, 2, 3u8][..])).await.unwrap();
         assert!(client.inbound.recv().await.is_none());
 
         // A zero-length frame, written by hand.

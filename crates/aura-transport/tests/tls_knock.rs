@@ -3,6 +3,7 @@
 //! and never the Aura certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,11 +161,14 @@ async fn knocked_client_reaches_aura_and_a_browser_gets_the_decoy_site() {
     let link = tls::connect(addr, "www.example.org", &client_opts(now))
         .await
         .unwrap();
-    link.outbound.send(vec![1, 2, 3]).await.unwrap();
+    link.outbound
+        .send(BytesMut::from(&[1, 2, 3u8][..]))
+        .await
+        .unwrap();
     let mut server_side = timeout(T, links.recv()).await.unwrap().unwrap();
     assert_eq!(
         timeout(T, server_side.inbound.recv()).await.unwrap(),
-        Some(vec![1, 2, 3])
+        Some(BytesMut::from(&[1, 2, 3u8][..]))
     );
     // A browser: the decoy's certificate and page, not Aura's.
     let (subject, response) = browse(addr, "www.example.org").await;
@@ -200,7 +204,10 @@ async fn a_replayed_or_stale_knock_meets_the_decoy() {
     let link = tls::connect(relay_addr, "www.example.org", &client_opts(now))
         .await
         .unwrap();
-    link.outbound.send(vec![1, 9]).await.unwrap();
+    link.outbound
+        .send(BytesMut::from(&[1, 9u8][..]))
+        .await
+        .unwrap();
     let _accepted = timeout(T, links.recv()).await.unwrap().unwrap();
     let captured = first.lock().unwrap().clone();
     assert!(aura_transport::camo::hello::parse(&captured).is_ok());
@@ -226,7 +233,7 @@ async fn a_replayed_or_stale_knock_meets_the_decoy() {
     // A client whose clock is ten minutes behind: stale, decoy.
     let r = tls::connect(addr, "www.example.org", &client_opts(ten_minutes_ago)).await;
     if let Ok(l) = r {
-        let _ = l.outbound.send(vec![1, 1]).await;
+        let _ = l.outbound.send(BytesMut::from(&[1, 1u8][..])).await;
     }
     assert!(
         timeout(Duration::from_millis(500), links.recv())

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -53,14 +54,16 @@ fn size_of(i: usize) -> usize {
 
 /// Sends `count` datagrams in windows no larger than the link queue, waiting for the other
 /// side to drain each window, so the (dropping) inbound queue never overflows.
-async fn pump(tx: mpsc::Sender<Vec<u8>>, acks: mpsc::Receiver<usize>, count: usize, seed: usize) {
+async fn pump(tx: mpsc::Sender<BytesMut>, acks: mpsc::Receiver<usize>, count: usize, seed: usize) {
     const WINDOW: usize = 256;
     let mut acks = acks;
     let mut sent = 0;
     while sent < count {
         let end = (sent + WINDOW).min(count);
         for i in sent..end {
-            tx.send(datagram(seed + i, size_of(i))).await.unwrap();
+            tx.send(BytesMut::from(&datagram(seed + i, size_of(i))[..]))
+                .await
+                .unwrap();
         }
         sent = end;
         while acks.recv().await.unwrap() < sent {}
@@ -68,7 +71,7 @@ async fn pump(tx: mpsc::Sender<Vec<u8>>, acks: mpsc::Receiver<usize>, count: usi
 }
 
 async fn drain(
-    rx: &mut mpsc::Receiver<Vec<u8>>,
+    rx: &mut mpsc::Receiver<BytesMut>,
     acks: mpsc::Sender<usize>,
     count: usize,
     seed: usize,
@@ -90,10 +93,17 @@ async fn pair(
     sni: &str,
 ) -> (DatagramLink, DatagramLink) {
     let mut client = tls::connect(addr, sni, opts).await.unwrap();
-    client.outbound.send(vec![1, 2, 3]).await.unwrap();
+    client
+        .outbound
+        .send(BytesMut::from(&[1, 2, 3u8][..]))
+        .await
+        .unwrap();
     let mut srv = accepted.recv().await.unwrap();
     assert_eq!(srv.inbound.recv().await.unwrap(), vec![1, 2, 3]);
-    srv.outbound.send(vec![2, 9]).await.unwrap();
+    srv.outbound
+        .send(BytesMut::from(&[2, 9u8][..]))
+        .await
+        .unwrap();
     assert_eq!(client.inbound.recv().await.unwrap(), vec![2, 9]);
     assert_eq!(client.peer, addr);
     assert_eq!(srv.peer.ip(), addr.ip());
@@ -382,13 +392,25 @@ async fn traffic_keeps_link_alive() {
         let (client, mut srv) = pair(&opts, addr, &mut accepted, tls_sni()).await;
         for i in 0..10 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            client.outbound.send(datagram(i, 100)).await.unwrap();
+            client
+                .outbound
+                .send(BytesMut::from(&datagram(i, 100)[..]))
+                .await
+                .unwrap();
             assert_eq!(srv.inbound.recv().await.unwrap(), datagram(i, 100));
         }
         // Unframeable datagrams are dropped, not fatal.
-        client.outbound.send(Vec::new()).await.unwrap();
-        client.outbound.send(vec![1; 70_000]).await.unwrap();
-        client.outbound.send(vec![5; 65_535]).await.unwrap();
+        client.outbound.send(BytesMut::new()).await.unwrap();
+        client
+            .outbound
+            .send(BytesMut::from(&vec![1u8; 70_000][..]))
+            .await
+            .unwrap();
+        client
+            .outbound
+            .send(BytesMut::from(&vec![5u8; 65_535][..]))
+            .await
+            .unwrap();
         assert_eq!(srv.inbound.recv().await.unwrap(), vec![5; 65_535]);
     })
     .await

@@ -128,7 +128,7 @@ impl NextHop {
     async fn send(&self, d: &[u8]) -> bool {
         match self {
             Self::Udp(s) => s.send(d).await.is_ok(),
-            Self::Link(l) => l.outbound.try_send(d.to_vec()).is_ok(),
+            Self::Link(l) => l.outbound.try_send(d.into()).is_ok(),
         }
     }
 
@@ -145,7 +145,7 @@ impl NextHop {
                     }
                 }
                 Self::Link(l) => match l.inbound.try_recv() {
-                    Ok(d) => out.push(d),
+                    Ok(d) => out.push(d.to_vec()),
                     Err(_) => return,
                 },
             }
@@ -162,9 +162,9 @@ impl NextHop {
             }
             Self::Link(l) => {
                 let d = l.inbound.recv().await?;
-                let n = d.len();
-                *buf = d;
-                Some(Some(n))
+                buf.clear();
+                buf.extend_from_slice(&d);
+                Some(Some(d.len()))
             }
         }
     }

@@ -4,9 +4,14 @@
 //! A link is a pair of bounded queues of whole Aura datagrams to and from one peer. The
 //! driver gives each link a synthetic address (see [`synthetic_addr`]) so the protocol
 //! endpoint can treat it like any datagram peer.
+//!
+//! A datagram is a [`BytesMut`]: the driver opens what comes in where it lies, and the
+//! readers and the driver carve datagrams out of shared allocations ([`carve`],
+//! [`Arena`]) instead of allocating each one.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 /// Depth of each link queue, in datagrams. A full outbound queue drops datagrams (as a
@@ -19,9 +24,53 @@ pub struct DatagramLink {
     /// The peer's real network address (for logs and status).
     pub peer: SocketAddr,
     /// Datagrams from the peer.
-    pub inbound: mpsc::Receiver<Vec<u8>>,
+    pub inbound: mpsc::Receiver<BytesMut>,
     /// Datagrams to the peer.
-    pub outbound: mpsc::Sender<Vec<u8>>,
+    pub outbound: mpsc::Sender<BytesMut>,
+}
+
+/// Copies `datagrams` into one allocation, exactly their size, and appends each to `out`
+/// as its own `BytesMut` (in order): a reader that takes several datagrams at once pays
+/// one allocation for all of them, freed when the last of them is dropped.
+pub fn carve<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone, out: &mut Vec<BytesMut>) {
+    let total = datagrams.clone().map(<[u8]>::len).sum();
+    let mut chunk = BytesMut::with_capacity(total);
+    for d in datagrams {
+        chunk.extend_from_slice(d);
+        out.push(chunk.split());
+    }
+}
+
+/// Bytes in each allocation an [`Arena`] carves from.
+pub const ARENA_CHUNK: usize = 64 * 1024;
+
+/// Where one writer (the driver, for every link) copies the datagrams it queues: each
+/// comes out as its own `BytesMut`, carved from a shared [`ARENA_CHUNK`] allocation. A
+/// chunk is freed, or taken again, once every datagram carved from it has been dropped;
+/// while some still wait in a queue, the next chunk is a fresh allocation.
+#[derive(Debug, Default)]
+pub struct Arena {
+    chunk: BytesMut,
+}
+
+impl Arena {
+    /// An arena that allocates on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `d` copied into the arena.
+    pub fn copy(&mut self, d: &[u8]) -> BytesMut {
+        self.room(d.len());
+        self.chunk.extend_from_slice(d);
+        self.chunk.split()
+    }
+
+    fn room(&mut self, len: usize) {
+        if self.chunk.capacity() < len {
+            self.chunk.reserve(len.max(ARENA_CHUNK));
+        }
+    }
 }
 
 /// An in-memory link pair, for tests: what one end sends the other receives.
@@ -61,5 +110,72 @@ pub fn is_synthetic(addr: &SocketAddr) -> bool {
     match addr {
         SocketAddr::V6(v6) => v6.ip().segments()[..3] == [0xfd61, 0x7572, 0x6100],
         SocketAddr::V4(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Where `b`'s bytes start.
+    fn at(b: &BytesMut) -> usize {
+        b.as_ptr() as usize
+    }
+
+    #[test]
+    fn carved_datagrams_are_the_inputs_side_by_side_in_one_allocation() {
+        let inputs: [&[u8]; 3] = [&[1, 2, 3], &[4], &[5, 6]];
+        let mut out = vec![BytesMut::from(&b"kept"[..])];
+        carve(inputs.iter().copied(), &mut out);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0], b"kept"[..]);
+        for (got, want) in out[1..].iter().zip(inputs) {
+            assert_eq!(got[..], *want);
+        }
+        assert_eq!(at(&out[2]), at(&out[1]) + 3);
+        assert_eq!(at(&out[3]), at(&out[2]) + 1);
+        // Each is its own: writing one leaves its neighbours as they were.
+        out[2][0] = 9;
+        assert_eq!(out[1][..], [1, 2, 3]);
+        assert_eq!(out[3][..], [5, 6]);
+    }
+
+    #[test]
+    fn an_arena_reuses_its_chunk_once_every_datagram_from_it_is_dropped() {
+        let mut arena = Arena::new();
+        let a = arena.copy(&[7; 1000]);
+        let b = arena.copy(&[8; 1000]);
+        assert_eq!(a[..], [7; 1000]);
+        assert_eq!(b[..], [8; 1000]);
+        assert_eq!(at(&b), at(&a) + 1000, "carved from one chunk");
+        let first = at(&a);
+        drop((a, b));
+        // Filling past the chunk's end takes the same chunk again from its start.
+        let mut last = arena.copy(&[1; 1]);
+        while at(&last) != first {
+            assert!(at(&last) > first && at(&last) < first + ARENA_CHUNK);
+            drop(last);
+            last = arena.copy(&[2; 1500]);
+        }
+        assert_eq!(last[..], [2; 1500]);
+    }
+
+    #[test]
+    fn an_arena_takes_a_new_chunk_while_datagrams_from_the_old_wait() {
+        let mut arena = Arena::new();
+        let held = arena.copy(&[3; 100]);
+        let mut kept = Vec::new();
+        for i in 0..(2 * ARENA_CHUNK / 1500) {
+            kept.push(arena.copy(&[u8::try_from(i % 250).unwrap(); 1500]));
+        }
+        // Nothing was overwritten: every datagram still reads as written.
+        assert_eq!(held[..], [3; 100]);
+        for (i, k) in kept.iter().enumerate() {
+            assert!(k.iter().all(|&x| usize::from(x) == i % 250));
+        }
+        // A datagram larger than a chunk still fits.
+        let big = arena.copy(&vec![4; ARENA_CHUNK + 1]);
+        assert_eq!(big.len(), ARENA_CHUNK + 1);
     }
 }

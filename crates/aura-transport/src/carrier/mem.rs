@@ -120,6 +120,7 @@ impl Drop for MemListener {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use bytes::BytesMut;
 
     #[tokio::test]
     async fn links_reach_the_listener_and_a_freed_address_is_reusable() {
@@ -133,7 +134,11 @@ mod tests {
         let client = net.connect(from, at).unwrap();
         let mut server = incoming.recv().await.unwrap();
         assert_eq!(server.peer, from);
-        client.outbound.send(vec![1, 2, 3]).await.unwrap();
+        client
+            .outbound
+            .send(BytesMut::from(&[1, 2, 3u8][..]))
+            .await
+            .unwrap();
         assert_eq!(server.inbound.recv().await.unwrap(), vec![1, 2, 3]);
         drop(l);
         assert!(net.connect(from, at).is_none(), "the listener is gone");

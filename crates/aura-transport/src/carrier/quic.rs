@@ -71,7 +71,7 @@
 //!     QuicOptions::default(), tx).await?;
 //! let client = quic::connect(listener.local_addr(), "www.example.com",
 //!     &QuicOptions::default()).await?;
-//! client.outbound.send(vec![1, 0, 0]).await.ok();
+//! client.outbound.send(bytes::BytesMut::from(&[1u8, 0, 0][..])).await.ok();
 //! let server_side = accepted.recv().await;
 //! println!("{:?}", listener.stats());
 //! # Ok(()) }
@@ -84,6 +84,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aura_proto::wire::PacketType;
+use bytes::{Bytes, BytesMut};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{
     Connection, ConnectionError, Endpoint, EndpointConfig, IdleTimeout, MtuDiscoveryConfig,
@@ -101,7 +102,7 @@ use crate::camo::decoy::Site;
 use crate::camo::quic_forward::ForwardSocket;
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::carrier::link::{DatagramLink, LINK_QUEUE};
+use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
 use crate::carrier::tls::{self, OuterIdentity};
 use crate::error::{ConfigError, OuterTlsError, TransportError};
 
@@ -113,6 +114,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Default [`QuicOptions::keep_alive`].
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most DATAGRAM frames a connection's reader takes from quinn at one wake-up.
+const READ_BATCH: usize = 64;
 /// Server: connections allowed between their first packet and their first stream, all
 /// sources together.
 pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 1024;
@@ -682,7 +685,7 @@ fn spawn_link(
     conn: Connection,
     send: SendStream,
     rd: BufReader<RecvStream>,
-    first: Option<Vec<u8>>,
+    first: Option<BytesMut>,
     counters: Arc<QuicCounters>,
 ) -> DatagramLink {
     let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
@@ -721,7 +724,7 @@ enum FrameError {
 }
 
 /// Reads one `u16_be length || bytes` frame holding an Aura datagram.
-async fn read_frame(rd: &mut BufReader<RecvStream>) -> Result<Vec<u8>, FrameError> {
+async fn read_frame(rd: &mut BufReader<RecvStream>) -> Result<BytesMut, FrameError> {
     let mut header = [0u8; FRAME_HEADER];
     rd.read_exact(&mut header)
         .await
@@ -730,7 +733,7 @@ async fn read_frame(rd: &mut BufReader<RecvStream>) -> Result<Vec<u8>, FrameErro
     if len == 0 {
         return Err(FrameError::Malformed);
     }
-    let mut frame = vec![0u8; len];
+    let mut frame = BytesMut::zeroed(len);
     rd.read_exact(&mut frame)
         .await
         .map_err(|_| FrameError::Ended)?;
@@ -761,7 +764,7 @@ fn close_for(conn: &Connection, e: &FrameError, counters: &QuicCounters) {
 async fn read_stream(
     conn: Connection,
     mut rd: BufReader<RecvStream>,
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: mpsc::Sender<BytesMut>,
     counters: Arc<QuicCounters>,
 ) {
     loop {
@@ -779,20 +782,47 @@ async fn read_stream(
 /// full this task waits and quinn keeps buffering received datagrams, up to
 /// [`DATAGRAM_RECEIVE_BUFFER`] bytes, beyond which it drops the oldest: the queue is
 /// bounded either way, and bursts are absorbed rather than dropped.
+///
+/// Each wake-up takes every datagram quinn already holds (up to [`READ_BATCH`]) and
+/// copies them into one allocation ([`carve`]).
 async fn read_datagrams(
     conn: Connection,
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: mpsc::Sender<BytesMut>,
     counters: Arc<QuicCounters>,
 ) {
     let data = PacketType::Data as u8;
-    while let Ok(d) = conn.read_datagram().await {
-        if d.first() != Some(&data) {
+    let mut taken = Vec::with_capacity(READ_BATCH);
+    let mut carved = Vec::with_capacity(READ_BATCH);
+    while let Ok(first) = conn.read_datagram().await {
+        taken.push(first);
+        while taken.len() < READ_BATCH {
+            // Ready at once or not at all: dropping the pending future loses nothing.
+            match ready_now(conn.read_datagram()) {
+                Some(Ok(d)) => taken.push(d),
+                Some(Err(_)) | None => break,
+            }
+        }
+        let before = taken.len();
+        taken.retain(|d| d.first() == Some(&data));
+        for _ in taken.len()..before {
             count(&counters.foreign_datagrams);
-            continue;
         }
-        if inbound.send(Vec::from(d)).await.is_err() {
-            return close(&conn, H3_NO_ERROR);
+        carve(taken.iter().map(|d| &d[..]), &mut carved);
+        taken.clear();
+        for d in carved.drain(..) {
+            if inbound.send(d).await.is_err() {
+                return close(&conn, H3_NO_ERROR);
+            }
         }
+    }
+}
+
+/// `f`'s output if it is ready at its first poll; otherwise `None`, and `f` is dropped.
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -800,7 +830,7 @@ async fn read_datagrams(
 enum Sent {
     Done,
     /// Send it on the stream instead.
-    Fallback(Vec<u8>),
+    Fallback(Bytes),
     /// The connection is gone.
     Lost,
 }
@@ -811,7 +841,7 @@ async fn write_loop(
     _endpoint: Option<Endpoint>,
     conn: Connection,
     mut send: SendStream,
-    mut outbound: mpsc::Receiver<Vec<u8>>,
+    mut outbound: mpsc::Receiver<BytesMut>,
     counters: Arc<QuicCounters>,
 ) {
     let data = PacketType::Data as u8;
@@ -840,6 +870,7 @@ async fn write_loop(
             max_datagram = conn.max_datagram_size().unwrap_or(0);
             since_refresh = 0;
         }
+        let packet = packet.freeze();
         let packet = if packet.first() == Some(&data) && packet.len() <= max_datagram {
             match send_datagram(&conn, packet).await {
                 Sent::Done => continue,
@@ -875,19 +906,17 @@ async fn write_loop(
 }
 
 /// Sends one data packet as a DATAGRAM frame, waiting while quinn's datagram queue is full.
-async fn send_datagram(conn: &Connection, packet: Vec<u8>) -> Sent {
-    // The conversion takes over the Vec's buffer without copying; the clone shares it (one
-    // small bookkeeping allocation) so that a refused packet can still go on the stream.
-    let datagram = packet.into();
-    let kept = Clone::clone(&datagram);
-    match conn.send_datagram_wait(datagram).await {
+async fn send_datagram(conn: &Connection, packet: Bytes) -> Sent {
+    // The clone shares the buffer, so that a refused packet can still go on the stream.
+    let kept = packet.clone();
+    match conn.send_datagram_wait(packet).await {
         Ok(()) => Sent::Done,
         Err(SendDatagramError::ConnectionLost(_)) => Sent::Lost,
         Err(
             SendDatagramError::TooLarge
             | SendDatagramError::UnsupportedByPeer
             | SendDatagramError::Disabled,
-        ) => Sent::Fallback(Vec::from(kept)),
+        ) => Sent::Fallback(kept),
     }
 }
 

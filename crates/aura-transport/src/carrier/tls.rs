@@ -38,7 +38,7 @@
 //! let (tx, mut accepted) = tokio::sync::mpsc::channel(16);
 //! let addr = tls::listen("127.0.0.1:0".parse().unwrap(), outer, TlsOptions::default(), tx).await?;
 //! let client = tls::connect(addr, "www.example.com", &TlsOptions::default()).await?;
-//! client.outbound.send(vec![1, 0, 0]).await.ok();
+//! client.outbound.send(bytes::BytesMut::from(&[1u8, 0, 0][..])).await.ok();
 //! let server_side = accepted.recv().await;
 //! # Ok(()) }
 //! ```
@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aura_proto::wire::PacketType;
+use bytes::BytesMut;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
@@ -67,7 +68,7 @@ use crate::camo::hello::{self, HelloError};
 use crate::camo::tls_knock::{self, Prepared};
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::carrier::link::{DatagramLink, LINK_QUEUE};
+use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
 use crate::error::{OuterTlsError, TransportError};
 
 /// ALPN protocols offered and accepted by default, as a browser and a web server would.
@@ -687,8 +688,8 @@ pub async fn connect(
 async fn run_link<S>(
     stream: S,
     reader: FrameReader,
-    inbound: mpsc::Sender<Vec<u8>>,
-    outbound: mpsc::Receiver<Vec<u8>>,
+    inbound: mpsc::Sender<BytesMut>,
+    outbound: mpsc::Receiver<BytesMut>,
     idle: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -731,7 +732,7 @@ impl Activity<'_> {
 async fn read_loop<R: AsyncRead + Unpin>(
     rd: &mut R,
     mut reader: FrameReader,
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: mpsc::Sender<BytesMut>,
     activity: Activity<'_>,
 ) {
     loop {
@@ -740,7 +741,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Some(frame)) => frame,
             Ok(None) | Err(_) => return,
         };
-        activity.touch();
+        // One clock read per read from the stream, at its last frame, not one per frame.
+        if reader.ready.is_empty() {
+            activity.touch();
+        }
         match inbound.try_send(frame) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return,
@@ -750,7 +754,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     wr: &mut W,
-    mut outbound: mpsc::Receiver<Vec<u8>>,
+    mut outbound: mpsc::Receiver<BytesMut>,
     activity: Activity<'_>,
     stall: Duration,
 ) {
@@ -814,11 +818,17 @@ enum FrameError {
     NotAura,
 }
 
-/// Reassembles frames from the TLS plaintext; holds at most one maximal frame.
+/// Reassembles frames from the TLS plaintext; holds at most one maximal frame, plus the
+/// complete frames of the last read until they are taken.
 struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Where the complete frames in `buf` lie, found by [`FrameReader::parse`].
+    spans: Vec<std::ops::Range<usize>>,
+    /// Complete frames not yet taken, in order (all from one allocation, [`carve`]).
+    ready: std::collections::VecDeque<BytesMut>,
+    carved: Vec<BytesMut>,
 }
 
 impl FrameReader {
@@ -827,6 +837,9 @@ impl FrameReader {
             buf: vec![0; READ_BUF_INITIAL],
             start: 0,
             end: 0,
+            spans: Vec::new(),
+            ready: std::collections::VecDeque::new(),
+            carved: Vec::new(),
         }
     }
 
@@ -834,12 +847,15 @@ impl FrameReader {
     async fn read_frame<R: AsyncRead + Unpin>(
         &mut self,
         rd: &mut R,
-    ) -> Result<Option<Vec<u8>>, FrameError> {
+    ) -> Result<Option<BytesMut>, FrameError> {
         loop {
-            let need = match self.parse()? {
-                Parsed::Frame(f) => return Ok(Some(f)),
-                Parsed::Need(n) => n,
-            };
+            if let Some(f) = self.ready.pop_front() {
+                return Ok(Some(f));
+            }
+            let need = self.parse()?;
+            if !self.ready.is_empty() {
+                continue;
+            }
             if self.buf.len() - self.start < need {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
@@ -859,39 +875,51 @@ impl FrameReader {
         }
     }
 
-    /// A complete frame from the buffer, or how many buffered bytes the next one needs.
-    fn parse(&mut self) -> Result<Parsed, FrameError> {
-        let avail = self.buf.get(self.start..self.end).unwrap_or_default();
-        let (len, body) = match avail {
-            [hi, lo, body @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), body),
-            _ => return Ok(Parsed::Need(FRAME_HEADER)),
-        };
-        if len == 0 {
-            return Err(FrameError::ZeroLength);
-        }
-        if let Some(&ty) = body.first()
-            && PacketType::from_u8(ty).is_none()
-        {
-            return Err(FrameError::NotAura);
-        }
-        match body.get(..len) {
-            Some(payload) => {
-                let frame = payload.to_vec();
-                self.start += FRAME_HEADER + len;
-                if self.start == self.end {
-                    self.start = 0;
-                    self.end = 0;
-                }
-                Ok(Parsed::Frame(frame))
+    /// Takes every complete frame from the buffer into `ready`, up to the first that is
+    /// incomplete or refused; returns how many buffered bytes the next frame needs. A
+    /// refused frame is an error once the frames before it have been taken.
+    fn parse(&mut self) -> Result<usize, FrameError> {
+        self.spans.clear();
+        let mut at = self.start;
+        let outcome = loop {
+            let avail = self.buf.get(at..self.end).unwrap_or_default();
+            let (len, body) = match avail {
+                [hi, lo, body @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), body),
+                _ => break Ok(FRAME_HEADER),
+            };
+            if len == 0 {
+                break Err(FrameError::ZeroLength);
             }
-            None => Ok(Parsed::Need(FRAME_HEADER + len)),
+            if let Some(&ty) = body.first()
+                && PacketType::from_u8(ty).is_none()
+            {
+                break Err(FrameError::NotAura);
+            }
+            if body.len() < len {
+                break Ok(FRAME_HEADER + len);
+            }
+            self.spans.push(at + FRAME_HEADER..at + FRAME_HEADER + len);
+            at += FRAME_HEADER + len;
+        };
+        if self.spans.is_empty() {
+            return outcome;
         }
+        let buf = &self.buf;
+        carve(
+            self.spans
+                .iter()
+                .map(|r| buf.get(r.clone()).unwrap_or_default()),
+            &mut self.carved,
+        );
+        self.ready.extend(self.carved.drain(..));
+        self.start = at;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        // What stopped the scan is met again once these frames are taken.
+        Ok(FRAME_HEADER)
     }
-}
-
-enum Parsed {
-    Frame(Vec<u8>),
-    Need(usize),
 }
 
 /// The stream framing without a stream, for the fuzz target and tests: `datagrams` as
@@ -926,7 +954,7 @@ pub fn decode_frames(input: &[u8], reads: &[u8]) -> (Vec<Vec<u8>>, bool) {
             return (out, false);
         };
         match step {
-            Ok(Some(f)) => out.push(f),
+            Ok(Some(f)) => out.push(f.to_vec()),
             Ok(None) => return (out, true),
             Err(_) => return (out, false),
         }
@@ -971,7 +999,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match r.read_frame(&mut src).await {
-                Ok(Some(f)) => out.push(f),
+                Ok(Some(f)) => out.push(f.to_vec()),
                 Ok(None) => return (out, Ok(())),
                 Err(e) => return (out, Err(e)),
             }
