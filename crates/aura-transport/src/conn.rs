@@ -16,6 +16,7 @@ use crate::carrier::Carrier;
 use crate::carrier::link::DatagramLink;
 use crate::cover::{CoverGuard, CoverLimit, CoverStats, CoverTap};
 use crate::error::TransportError;
+use crate::inbox::Inbox;
 
 /// What connections and the driver's handle ask of the driver task.
 pub(crate) enum Command {
@@ -112,7 +113,7 @@ pub struct StatsSnapshot {
 #[derive(Debug)]
 pub struct PacketConn {
     pub(crate) handle: ConnectionHandle,
-    pub(crate) inbound: mpsc::Receiver<PacketBatch>,
+    pub(crate) inbound: Inbox,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) peer: VerifiedPeer,
     pub(crate) counters: Arc<Counters>,
@@ -162,7 +163,7 @@ impl PacketConn {
     }
 
     /// Makes `current` a batch with unread packets; `false` once the connection is closed.
-    /// Cancel-safe: the only await is the channel's.
+    /// Cancel-safe: the only await is the inbox's.
     async fn fill(&mut self) -> bool {
         loop {
             match &self.current {
@@ -226,12 +227,12 @@ impl PacketConn {
                 continue;
             }
             match self.inbound.try_recv() {
-                Ok(b) => {
+                Some(b) => {
                     if let Some((old, _)) = self.current.replace((b, 0)) {
                         old.recycle();
                     }
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         n

@@ -68,7 +68,9 @@ pub(crate) struct CoverTap {
     /// Until when real packets wait: nanoseconds after `epoch`, 0 for not blocked.
     blocked: AtomicU64,
     epoch: Instant,
-    engine: Mutex<Option<Running>>,
+    /// Boxed: most connections never start cover traffic, and an idle one should not
+    /// hold an engine's room.
+    engine: Mutex<Option<Box<Running>>>,
     wake: Notify,
     padding_out: AtomicU64,
     padding_in: AtomicU64,
@@ -109,7 +111,7 @@ impl Default for CoverTap {
 impl CoverTap {
     fn with<R>(&self, f: impl FnOnce(&mut Running) -> R) -> Option<R> {
         let mut g = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
-        let r = g.as_mut().map(f);
+        let r = g.as_deref_mut().map(f);
         let until = g.as_ref().and_then(|r| r.engine.blocked_until());
         self.set_blocked(until);
         r
@@ -346,11 +348,11 @@ pub(crate) fn start(
         .engine
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .replace(Running {
+        .replace(Box::new(Running {
             engine,
             limit,
             generation,
-        });
+        }));
     if let Some(l) = old.and_then(|r| r.limit) {
         l.conns.fetch_sub(1, Ordering::Relaxed);
     }

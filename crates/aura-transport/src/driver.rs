@@ -41,6 +41,7 @@ use crate::carrier::link::{Arena, DatagramLink, is_synthetic, synthetic_addr};
 use crate::carrier::udp::{BatchSocket, RxBatch, TxQueue};
 use crate::conn::{Command, Counters, PacketConn, unix_now};
 use crate::error::TransportError;
+use crate::inbox::{InboxSender, inbox};
 use crate::refusals::{self, Line as RefusalLine, Refusal, RefusalLog};
 use crate::stats::{self, DriverStats, SharedDriverStats};
 
@@ -219,7 +220,7 @@ fn padded(mask: &Mask, max_len: usize) -> Mask {
 type Reply = oneshot::Sender<Result<PacketConn, TransportError>>;
 
 struct ConnState {
-    inbound: mpsc::Sender<PacketBatch>,
+    inbound: InboxSender,
     /// Bytes handed over on `inbound` and not yet consumed ([`INBOUND_QUEUE_BYTES`]).
     queued: QueueLimit,
     counters: Arc<Counters>,
@@ -243,9 +244,9 @@ impl ConnState {
             batch.recycle();
             return;
         }
-        if let Err(e) = self.inbound.try_send(batch) {
+        if let Err(batch) = self.inbound.try_send(batch) {
             self.counters.drops.fetch_add(n, Ordering::Relaxed);
-            e.into_inner().recycle();
+            batch.recycle();
         }
     }
 }
@@ -1011,7 +1012,7 @@ impl Task {
             Event::Connected {
                 conn, peer, remote, ..
             } => {
-                let (tx, rx) = mpsc::channel(CONN_QUEUE);
+                let (tx, rx) = inbox(CONN_QUEUE);
                 if let Some(l) = self.links.get_mut(&remote) {
                     l.unauthenticated_since = None;
                 }

@@ -45,6 +45,7 @@ pub mod cover;
 pub mod dial;
 pub mod driver;
 pub mod error;
+mod inbox;
 pub mod listen;
 pub mod refusals;
 pub mod stats;

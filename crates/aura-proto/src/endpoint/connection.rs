@@ -121,11 +121,13 @@ pub(super) struct Connection {
     /// Server side: the client's certificate, re-checked when the verifier changes.
     pub peer_cert: Option<Vec<u8>>,
     pub current: Option<Session>,
-    /// The session `current` replaced, and when it stops opening packets.
-    pub previous: Option<(Session, Instant)>,
-    pub next: Option<Session>,
+    /// The session `current` replaced, and when it stops opening packets. This and the
+    /// next two are boxed: they are empty most of a connection's life, and an idle
+    /// server connection should hold only what it uses.
+    pub previous: Option<Box<(Session, Instant)>>,
+    pub next: Option<Box<Session>>,
     /// Client side: the handshake in progress, first or rekey.
-    pub handshake: Option<ClientHandshake>,
+    pub handshake: Option<Box<ClientHandshake>>,
     pub last_sent: Instant,
     pub last_recv: Instant,
     pub stats: ConnectionStats,
@@ -214,7 +216,7 @@ impl Connection {
             r
         } else if let Some((s, until)) = self
             .previous
-            .as_mut()
+            .as_deref_mut()
             .filter(|(s, _)| s.local_index == header.receiver)
         {
             if now >= *until {
@@ -229,7 +231,7 @@ impl Connection {
         self.stats.bytes_received += payload.len() as u64;
         let confirmed = self
             .handshake
-            .as_ref()
+            .as_deref()
             .and_then(ClientHandshake::awaiting_confirm)
             .is_some_and(|index| index == header.receiver || from_next);
         let mut confirmed_first = false;
@@ -285,7 +287,9 @@ impl Connection {
 
     /// Client: the handshake whose index is `index`, if it is in progress.
     pub fn handshake_for(&mut self, index: u32) -> Option<&mut ClientHandshake> {
-        self.handshake.as_mut().filter(|h| h.local_index == index)
+        self.handshake
+            .as_deref_mut()
+            .filter(|h| h.local_index == index)
     }
 
     /// Client: the Resp verified as `done` and the Finish goes out as `finish` (MACs
@@ -323,7 +327,10 @@ impl Connection {
             self.peer = Some(done.peer.clone());
             out.connected = Some((done.peer, suite));
         } else {
-            out.retired = self.next.replace(session).map(|old| old.local_index);
+            out.retired = self
+                .next
+                .replace(Box::new(session))
+                .map(|old| old.local_index);
         }
         self.last_sent = now;
         out
@@ -386,20 +393,20 @@ impl Connection {
     /// Makes `session` current, keeping the replaced one as `previous` until `now +
     /// grace`. Returns the local index of the `previous` it displaced, if any.
     pub fn install(&mut self, session: Session, now: Instant, grace: Duration) -> Option<u32> {
-        let retired = self.previous.take().map(|(old, _)| old.local_index);
+        let retired = self.previous.take().map(|old| old.0.local_index);
         if let Some(cur) = self.current.replace(session) {
-            self.previous = Some((cur, now + grace));
+            self.previous = Some(Box::new((cur, now + grace)));
         }
         retired
     }
 
     /// Forgets `previous` once its grace period is over; returns its local index.
     pub fn expire_previous(&mut self, now: Instant) -> Option<u32> {
-        if let Some((_, until)) = &self.previous
+        if let Some((_, until)) = self.previous.as_deref()
             && now >= *until
-            && let Some((old, _)) = self.previous.take()
+            && let Some(old) = self.previous.take()
         {
-            return Some(old.local_index);
+            return Some(old.0.local_index);
         }
         None
     }
@@ -408,8 +415,8 @@ impl Connection {
     pub fn local_indices(&self) -> impl Iterator<Item = u32> + '_ {
         [
             self.current.as_ref(),
-            self.next.as_ref(),
-            self.previous.as_ref().map(|(s, _)| s),
+            self.next.as_deref(),
+            self.previous.as_deref().map(|(s, _)| s),
         ]
         .into_iter()
         .flatten()
@@ -439,7 +446,7 @@ impl Connection {
             s.map(|_| self.last_recv + t.dead_peer),
             s.map(|s| s.created + t.reject_after_time),
             rekey.map(|s| s.created + t.rekey_after_time),
-            self.previous.as_ref().map(|(_, until)| *until),
+            self.previous.as_deref().map(|(_, until)| *until),
         ]
         .into_iter()
         .flatten()

@@ -81,7 +81,8 @@ pub struct Endpoint {
     mono_anchor: Instant,
     wall_anchor: UnixTime,
     next_conn: u64,
-    conns: HashMap<ConnectionHandle, Connection>,
+    /// Boxed: the table's spare slots then cost a pointer each, not a connection.
+    conns: HashMap<ConnectionHandle, Box<Connection>>,
     by_index: HashMap<u32, ConnectionHandle>,
     by_client_id: HashMap<String, ConnectionHandle>,
     /// Server: the connection at each client address (an Init from one is a rekey).
@@ -263,8 +264,10 @@ impl Endpoint {
     ) -> Result<ConnectionHandle, ProtoError> {
         let handle = ConnectionHandle(self.next_conn);
         self.next_conn += 1;
-        self.conns
-            .insert(handle, Connection::client(remote, server_name, now));
+        self.conns.insert(
+            handle,
+            Box::new(Connection::client(remote, server_name, now)),
+        );
         self.start_client_handshake(now, handle)?;
         Ok(handle)
     }
@@ -286,7 +289,7 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return Err(ProtoError::UnknownConnection);
         };
-        if let Some(old) = conn.handshake.replace(hs) {
+        if let Some(old) = conn.handshake.replace(Box::new(hs)) {
             self.by_index.remove(&old.local_index);
         }
         self.by_index.insert(local_index, handle);
@@ -390,7 +393,7 @@ impl Endpoint {
             return;
         };
         if let Some(next) = conn.next.take() {
-            if let Some(retired) = conn.install(next, now, grace) {
+            if let Some(retired) = conn.install(*next, now, grace) {
                 self.by_index.remove(&retired);
             }
             self.events.push_back(Event::Rekeyed { conn: handle });
@@ -695,7 +698,7 @@ impl Endpoint {
             self.next_conn += 1;
             self.conns.insert(
                 h,
-                Connection::server(remote, peer.clone(), cert, session, now),
+                Box::new(Connection::server(remote, peer.clone(), cert, session, now)),
             );
             self.by_client_id.insert(peer.id.clone(), h);
             self.by_remote.insert(remote, h);
@@ -896,7 +899,7 @@ impl Endpoint {
 
     /// Information about a connection.
     pub fn connection_info(&self, h: ConnectionHandle) -> Option<ConnectionInfo> {
-        self.conns.get(&h).map(Connection::info)
+        self.conns.get(&h).map(|c| c.info())
     }
 
     /// Handles of every live connection.
@@ -922,7 +925,7 @@ impl Endpoint {
 /// so the caller may use the endpoint's other fields meanwhile.
 fn find<'a>(
     by_index: &HashMap<u32, ConnectionHandle>,
-    conns: &'a mut HashMap<ConnectionHandle, Connection>,
+    conns: &'a mut HashMap<ConnectionHandle, Box<Connection>>,
     index: u32,
 ) -> Result<(ConnectionHandle, &'a mut Connection), DropReason> {
     let handle = *by_index.get(&index).ok_or(DropReason::UnknownIndex)?;
