@@ -14,6 +14,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 /// Most batches a pool keeps for reuse.
 pub const POOL_MAX: usize = 16;
 
@@ -64,6 +66,8 @@ pub struct PacketBatch {
     home: Option<BatchPool>,
     /// What this batch counts against a [`QueueLimit`], released with it.
     charge: Option<Charge>,
+    /// The room it holds in a [`SendBudget`], given back with it.
+    reserved: Option<OwnedSemaphorePermit>,
 }
 
 /// Bytes charged to a [`QueueLimit`], given back when dropped.
@@ -120,6 +124,44 @@ impl QueueLimit {
     }
 }
 
+/// A bound on the bytes of batches sent to the driver and not yet sealed, shared by every
+/// connection of one driver. A sender waits for room (backpressure) rather than queueing
+/// without end: what a local TCP sender has in flight then stays in its own socket, held
+/// back by the kernel's small-queue limit, instead of standing in front of every other
+/// packet of the tunnel. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct SendBudget {
+    room: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl SendBudget {
+    /// A budget of `limit` bytes (at least 1, at most `u32::MAX`).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, u32::MAX as usize);
+        Self {
+            room: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// Waits until `batch`'s bytes fit, then reserves them for it until it is recycled or
+    /// dropped. A batch larger than the whole budget waits for all of it.
+    pub async fn reserve(&self, batch: &mut PacketBatch) {
+        let n = batch.bytes().clamp(1, self.limit);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // The semaphore is never closed, so this cannot fail.
+        if let Ok(p) = self.room.clone().acquire_many_owned(n).await {
+            batch.reserved = Some(p);
+        }
+    }
+
+    /// Bytes not reserved now.
+    pub fn available(&self) -> usize {
+        self.room.available_permits()
+    }
+}
+
 impl PacketBatch {
     /// An empty batch with room reserved, belonging to no pool.
     pub fn with_capacity(bytes: usize, packets: usize) -> Self {
@@ -128,6 +170,7 @@ impl PacketBatch {
             ends: Vec::with_capacity(packets),
             home: None,
             charge: None,
+            reserved: None,
         }
     }
 
@@ -205,6 +248,7 @@ impl PacketBatch {
     /// releases its charge to a [`QueueLimit`].
     pub fn recycle(mut self) {
         self.charge = None;
+        self.reserved = None;
         if let Some(home) = self.home.take() {
             self.clear();
             home.put(self);
@@ -214,6 +258,7 @@ impl PacketBatch {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     #[test]
@@ -290,5 +335,36 @@ mod tests {
         // A recycled batch comes back uncharged.
         let d = pool.take();
         assert!(d.charge.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_in_the_send_budget_until_a_batch_is_sealed() {
+        let budget = SendBudget::new(3000);
+        let sized = |n: usize| PacketBatch::from_packets([vec![0u8; n]]);
+        let mut a = sized(2000);
+        budget.reserve(&mut a).await;
+        assert_eq!(budget.available(), 1000);
+        // 1500 more do not fit: the sender waits.
+        let mut b = sized(1500);
+        {
+            let waiting = budget.reserve(&mut b);
+            tokio::pin!(waiting);
+            let t = std::time::Duration::from_millis(50);
+            assert!(tokio::time::timeout(t, &mut waiting).await.is_err());
+            // The first batch sealed (recycled or dropped): the second goes.
+            a.recycle();
+            tokio::time::timeout(std::time::Duration::from_secs(5), &mut waiting)
+                .await
+                .expect("room came back");
+        }
+        assert_eq!(budget.available(), 1500);
+        drop(b);
+        assert_eq!(budget.available(), 3000);
+        // A batch larger than the whole budget waits for all of it, then passes alone.
+        let mut big = sized(10_000);
+        budget.reserve(&mut big).await;
+        assert_eq!(budget.available(), 0);
+        big.recycle();
+        assert_eq!(budget.available(), 3000);
     }
 }

@@ -9,7 +9,7 @@ use aura_pki::{VerifiedPeer, Verifier};
 use aura_proto::ConnectionHandle;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::PacketBatch;
+use crate::batch::{PacketBatch, SendBudget};
 use crate::camo::cover::Cover;
 use crate::camo::shape::Profile;
 use crate::carrier::Carrier;
@@ -114,6 +114,8 @@ pub struct StatsSnapshot {
 pub struct PacketConn {
     pub(crate) handle: ConnectionHandle,
     pub(crate) inbound: Inbox,
+    /// The driver's bound on bytes sent and not yet sealed.
+    pub(crate) budget: SendBudget,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) peer: VerifiedPeer,
     pub(crate) counters: Arc<Counters>,
@@ -123,9 +125,11 @@ pub struct PacketConn {
 
 async fn send_to_driver(
     commands: &mpsc::Sender<Command>,
+    budget: &SendBudget,
     conn: ConnectionHandle,
-    batch: PacketBatch,
+    mut batch: PacketBatch,
 ) -> Result<(), TransportError> {
+    budget.reserve(&mut batch).await;
     commands
         .send(Command::Send {
             conn,
@@ -143,7 +147,7 @@ impl PacketConn {
     /// # Errors
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
-        send_to_driver(&self.commands, self.handle, batch).await
+        send_to_driver(&self.commands, &self.budget, self.handle, batch).await
     }
 
     /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).
@@ -277,6 +281,7 @@ impl PacketConn {
 pub struct PacketSender {
     handle: ConnectionHandle,
     commands: mpsc::Sender<Command>,
+    budget: SendBudget,
     counters: Arc<Counters>,
 }
 
@@ -286,7 +291,7 @@ impl PacketSender {
     /// # Errors
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
-        send_to_driver(&self.commands, self.handle, batch).await
+        send_to_driver(&self.commands, &self.budget, self.handle, batch).await
     }
 
     /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).
@@ -363,6 +368,7 @@ impl PacketConn {
         PacketSender {
             handle: self.handle,
             commands: self.commands.clone(),
+            budget: self.budget.clone(),
             counters: self.counters.clone(),
         }
     }

@@ -30,7 +30,7 @@ use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{BatchPool, PacketBatch, QueueLimit};
+use crate::batch::{BatchPool, PacketBatch, QueueLimit, SendBudget};
 use crate::budget::Budget;
 use crate::camo::datagram::{DatagramCamo, Side, wire_len_bound};
 use crate::camo::knock::KnockKeys;
@@ -58,6 +58,9 @@ pub const CONN_QUEUE: usize = 256;
 /// cost a tenth of the throughput, 4 MiB doubled the RTT under load
 /// (docs/adr/0017-speed-second-step.md).
 pub const INBOUND_QUEUE_BYTES: usize = 2 << 20;
+/// Most bytes of packets the connections of one driver may have sent and the driver not
+/// yet sealed ([`SendBudget`]); a sender waits for room.
+pub const SEND_QUEUE_BYTES: usize = 512 << 10;
 /// Most bytes of packets in one batch handed over: a turn that brings a connection more
 /// (one `recvmmsg` of GRO-coalesced datagrams can bring 2 MiB) hands it over in several, so
 /// a batch's buffer, which its pool keeps for reuse, never grows past this (and one batch
@@ -375,6 +378,7 @@ impl Driver {
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
             link_out: Arena::new(),
+            send_budget: SendBudget::new(SEND_QUEUE_BYTES),
             camo,
             held: std::collections::VecDeque::new(),
             release_at: None,
@@ -541,6 +545,8 @@ struct Task {
     scratch: Vec<u8>,
     /// Where datagrams to links are copied ([`Arena`]).
     link_out: Arena,
+    /// Shared by every connection's senders ([`SEND_QUEUE_BYTES`]).
+    send_budget: SendBudget,
     camo: UdpCamo,
     /// Real packets cover traffic holds (a machine blocks), per connection in order.
     held: std::collections::VecDeque<(ConnectionHandle, PacketBatch)>,
@@ -1043,6 +1049,7 @@ impl Task {
                 let pc = PacketConn {
                     handle: conn,
                     inbound: rx,
+                    budget: self.send_budget.clone(),
                     commands,
                     peer,
                     counters,
