@@ -256,6 +256,8 @@ impl ConnState {
 
 struct LinkState {
     outbound: mpsc::Sender<BytesMut>,
+    /// Where this link's outbound datagrams are copied; released at each sweep.
+    out: Arena,
     carrier: Carrier,
     peer: SocketAddr,
     /// A circuit link's datagrams carry the UDP carrier's camouflage (the hop at the far
@@ -377,7 +379,6 @@ impl Driver {
             dial_paths: HashMap::new(),
             confirming: HashMap::new(),
             scratch: vec![0u8; MAX_UDP],
-            link_out: Arena::new(),
             send_budget: SendBudget::new(SEND_QUEUE_BYTES),
             camo,
             held: std::collections::VecDeque::new(),
@@ -543,8 +544,6 @@ struct Task {
     dial_paths: HashMap<ConnectionHandle, (Carrier, SocketAddr)>,
     confirming: HashMap<ConnectionHandle, (SocketAddr, PacketConn, Reply)>,
     scratch: Vec<u8>,
-    /// Where datagrams to links are copied ([`Arena`]).
-    link_out: Arena,
     /// Shared by every connection's senders ([`SEND_QUEUE_BYTES`]).
     send_budget: SendBudget,
     camo: UdpCamo,
@@ -614,6 +613,9 @@ impl Task {
                 () = release => self.release_held(Instant::now(), None).await,
                 _ = sweep.tick() => {
                     self.close_stale_links(Instant::now());
+                    for l in self.links.values_mut() {
+                        l.out.release();
+                    }
                     self.publish();
                 }
                 _ = reseed.tick() => {
@@ -828,8 +830,7 @@ impl Task {
                     }
                     failed += queue(
                         &self.udp,
-                        &self.links,
-                        &mut self.link_out,
+                        &mut self.links,
                         &mut self.camo,
                         &mut self.tx,
                         remote,
@@ -949,6 +950,7 @@ impl Task {
                     addr,
                     LinkState {
                         outbound,
+                        out: Arena::new(),
                         carrier,
                         peer,
                         camo,
@@ -997,8 +999,7 @@ impl Task {
         while let Some(t) = self.ep.poll_transmit() {
             let _ = queue(
                 &self.udp,
-                &self.links,
-                &mut self.link_out,
+                &mut self.links,
                 &mut self.camo,
                 &mut self.tx,
                 t.remote,
@@ -1221,24 +1222,23 @@ fn deliver(
 /// datagrams were dropped (this one, or queued ones whose send failed).
 async fn queue(
     udp: &Option<BatchSocket>,
-    links: &HashMap<SocketAddr, LinkState>,
-    arena: &mut Arena,
+    links: &mut HashMap<SocketAddr, LinkState>,
     camo: &mut UdpCamo,
     tx: &mut TxQueue,
     to: SocketAddr,
     data: &[u8],
 ) -> u64 {
     if is_synthetic(&to) {
-        let Some(link) = links.get(&to) else {
+        let Some(link) = links.get_mut(&to) else {
             return 1;
         };
         let wire = match link.camo {
-            None => arena.copy(data),
+            None => link.out.copy(data),
             Some(max_len) => {
                 let mut wire = Vec::with_capacity(wire_len_bound(data.len()));
                 camo.dg
                     .append_within(data, &camo.link_mask, camo.now, max_len, &mut wire);
-                arena.copy(&wire)
+                link.out.copy(&wire)
             }
         };
         return u64::from(link.outbound.try_send(wire).is_err());

@@ -6,8 +6,9 @@
 //! endpoint can treat it like any datagram peer.
 //!
 //! A datagram is a [`BytesMut`]: the driver opens what comes in where it lies, and the
-//! readers and the driver carve datagrams out of shared allocations ([`carve`],
-//! [`Arena`]) instead of allocating each one.
+//! readers and the driver carve datagrams out of shared allocations ([`carve`], one per
+//! batch a reader takes; [`Arena`], one per link the driver writes to) instead of
+//! allocating each one.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
@@ -41,13 +42,14 @@ pub fn carve<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone, out: &mut Ve
     }
 }
 
-/// Bytes in each allocation an [`Arena`] carves from.
-pub const ARENA_CHUNK: usize = 64 * 1024;
+/// Bytes in each allocation an [`Arena`] carves from: about eleven full-size datagrams.
+pub const ARENA_CHUNK: usize = 16 * 1024;
 
-/// Where one writer (the driver, for every link) copies the datagrams it queues: each
-/// comes out as its own `BytesMut`, carved from a shared [`ARENA_CHUNK`] allocation. A
-/// chunk is freed, or taken again, once every datagram carved from it has been dropped;
-/// while some still wait in a queue, the next chunk is a fresh allocation.
+/// Where the driver copies the datagrams it queues to one link: each comes out as its own
+/// `BytesMut`, carved from an [`ARENA_CHUNK`] allocation. A chunk is freed, or taken
+/// again, once every datagram carved from it has been dropped; while some still wait in
+/// the link's queue, the next chunk is a fresh allocation. One arena per link, so what a
+/// stalled link holds pins only its own chunks (its queue's worth), never other links'.
 #[derive(Debug, Default)]
 pub struct Arena {
     chunk: BytesMut,
@@ -64,6 +66,12 @@ impl Arena {
         self.room(d.len());
         self.chunk.extend_from_slice(d);
         self.chunk.split()
+    }
+
+    /// Lets go of the current chunk (freed once its datagrams are), so that an idle link
+    /// holds none; the next copy allocates again.
+    pub fn release(&mut self) {
+        self.chunk = BytesMut::new();
     }
 
     fn room(&mut self, len: usize) {
@@ -177,5 +185,17 @@ mod tests {
         // A datagram larger than a chunk still fits.
         let big = arena.copy(&vec![4; ARENA_CHUNK + 1]);
         assert_eq!(big.len(), ARENA_CHUNK + 1);
+    }
+
+    #[test]
+    fn a_released_arena_holds_no_chunk_and_leaves_its_datagrams_whole() {
+        let mut arena = Arena::new();
+        let a = arena.copy(&[5; 700]);
+        arena.release();
+        assert_eq!(arena.chunk.capacity(), 0);
+        assert_eq!(a[..], [5; 700]);
+        let b = arena.copy(&[6; 10]);
+        assert_ne!(at(&b), at(&a) + 700, "a fresh chunk after a release");
+        assert_eq!((a[..].len(), b[..].len()), (700, 10));
     }
 }
