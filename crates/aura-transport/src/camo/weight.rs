@@ -99,16 +99,18 @@ fn unrank(mut rank: u64, k: u32) -> u64 {
     word
 }
 
-/// The rank of `word` among words of its weight.
+/// The rank of `word` among words of its weight: with its set bits at positions
+/// c₁ < c₂ < … < cₖ, the sum of C(cᵢ, i). Taken from the lowest bit up, so the loop's
+/// only carried step is clearing that bit (the server decodes every block of every
+/// first flight: this was a sixth of its CPU per handshake when it went from the top).
 fn rank(word: u64) -> u64 {
     let mut r = 0u64;
-    let mut left = word.count_ones() as usize;
     let mut bits = word;
+    let mut i = 1usize;
     while bits != 0 {
-        let pos = 63 - bits.leading_zeros() as usize;
-        r += C[pos][left];
-        left -= 1;
-        bits &= !(1u64 << pos);
+        r += C[bits.trailing_zeros() as usize][i];
+        i += 1;
+        bits &= bits - 1;
     }
     r
 }
