@@ -46,7 +46,8 @@ use crate::refusals::{self, Line as RefusalLine, Refusal, RefusalLog};
 use crate::stats::{self, DriverStats, SharedDriverStats};
 
 /// Depth of a connection's queue of received batches (one batch per turn of the driver's
-/// loop: everything one `recvmmsg` or one link datagram brought for that connection).
+/// loop, up to [`BATCH_BYTES`]: what one `recvmmsg` or one turn's link datagrams brought
+/// for that connection).
 /// When the application does not keep up, further batches are dropped and their packets
 /// counted.
 pub const CONN_QUEUE: usize = 256;
