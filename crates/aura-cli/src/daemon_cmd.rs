@@ -41,6 +41,7 @@ where
     if let Some(plan) = privilege {
         plan.apply()?;
     }
+    aura_node::memory::one_allocator_arena();
     runtime()?.block_on(async {
         let shutdown: aura_node::ShutdownSignal = match role {
             Role::Server => Box::pin(aura_node::server_signals()?),

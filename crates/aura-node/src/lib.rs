@@ -43,6 +43,7 @@ pub mod dns;
 mod error;
 pub mod host;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod options;
 pub mod packet;

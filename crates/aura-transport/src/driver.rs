@@ -362,10 +362,12 @@ impl Driver {
         let (link_tx, link_rx) = mpsc::channel(4096);
         let camo = UdpCamo::new(&endpoint, masks);
         let shared = SharedDriverStats::default();
+        let udp = udp.map(BatchSocket::new);
+        let rx = RxBatch::for_socket(udp.as_ref());
         let task = Task {
             ep: endpoint,
-            udp: udp.map(BatchSocket::new),
-            rx: RxBatch::new(),
+            udp,
+            rx,
             tx: TxQueue::new(),
             commands_tx: cmd_tx.downgrade(),
             commands: cmd_rx,

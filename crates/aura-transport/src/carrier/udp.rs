@@ -50,9 +50,15 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
 
 /// Receive slots per batch: one `recvmmsg` fills up to this many.
 pub(crate) const RX_SLOTS: usize = quinn_udp::BATCH_SIZE;
-/// Bytes per receive slot: a whole GRO train (the kernel coalesces at most 64 KiB) or the
-/// largest UDP datagram.
-const RX_SLOT_BYTES: usize = 1 << 16;
+/// Bytes per receive slot with GRO: a whole GRO train (the kernel coalesces at most
+/// 64 KiB).
+const RX_GRO_SLOT_BYTES: usize = 1 << 16;
+/// Receive slots with GRO: 8 trains are up to 512 KiB, some 350 datagrams, per call.
+/// 32 such slots were 2 MiB of resident buffer per socket for no measured gain.
+const RX_GRO_SLOTS: usize = 8;
+/// Bytes per receive slot without GRO: one datagram. Aura never sends one larger than
+/// [`shape::MAX_PADDED`]; a larger one arrives truncated and fails to open.
+const RX_PLAIN_SLOT_BYTES: usize = 2048;
 /// The largest UDP payload one `sendmsg` can carry (IPv4: 65,535 − 20 − 8); bounds a GSO
 /// train.
 const MAX_SEND_BYTES: usize = 65_507;
@@ -68,14 +74,32 @@ const TX_QUEUE_BYTES: usize = 256 << 10;
 pub(crate) struct RxBatch {
     buf: Vec<u8>,
     meta: [RecvMeta; RX_SLOTS],
+    /// Slots in use (at most [`RX_SLOTS`]) and the bytes of each: sized for the socket.
+    slots: usize,
+    slot_bytes: usize,
     filled: usize,
 }
 
 impl RxBatch {
-    pub(crate) fn new() -> Self {
+    /// Slots for `socket`: a few whole GRO trains when the socket coalesces, else
+    /// [`RX_SLOTS`] single datagrams (also when there is no socket: nothing is touched).
+    pub(crate) fn for_socket(socket: Option<&BatchSocket>) -> Self {
+        let gro = socket.is_some_and(|s| s.gro_segments() > 1);
+        let (slots, slot_bytes) = if gro {
+            (RX_GRO_SLOTS, RX_GRO_SLOT_BYTES)
+        } else {
+            (RX_SLOTS, RX_PLAIN_SLOT_BYTES)
+        };
+        Self::with_slots(slots, slot_bytes)
+    }
+
+    fn with_slots(slots: usize, slot_bytes: usize) -> Self {
+        let slots = slots.clamp(1, RX_SLOTS);
         Self {
-            buf: vec![0u8; RX_SLOTS * RX_SLOT_BYTES],
+            buf: vec![0u8; slots * slot_bytes],
             meta: [RecvMeta::default(); RX_SLOTS],
+            slots,
+            slot_bytes,
             filled: 0,
         }
     }
@@ -83,9 +107,9 @@ impl RxBatch {
     /// Every datagram of the last receive, with its source: GRO trains are split at
     /// their stride (the last segment may be shorter).
     pub(crate) fn datagrams(&mut self) -> impl Iterator<Item = (SocketAddr, &mut [u8])> {
-        let meta = &self.meta[..self.filled.min(RX_SLOTS)];
+        let meta = &self.meta[..self.filled.min(self.slots)];
         meta.iter()
-            .zip(self.buf.chunks_mut(RX_SLOT_BYTES))
+            .zip(self.buf.chunks_mut(self.slot_bytes))
             .flat_map(|(m, slot)| {
                 let data: &mut [u8] = slot.get_mut(..m.len).unwrap_or_default();
                 let stride = if m.stride == 0 {
@@ -118,7 +142,7 @@ impl TxQueue {
     pub(crate) fn new() -> Self {
         Self {
             // Room for a full queue plus one maximal datagram: never reallocates.
-            buf: Vec::with_capacity(TX_QUEUE_BYTES + RX_SLOT_BYTES + 2 * shape::MAX_PADDED),
+            buf: Vec::with_capacity(TX_QUEUE_BYTES + (1 << 16) + 2 * shape::MAX_PADDED),
             entries: Vec::with_capacity(TX_QUEUE_DATAGRAMS),
         }
     }
@@ -196,7 +220,6 @@ impl BatchSocket {
     }
 
     /// GRO segments per receive slot (1: no GRO).
-    #[cfg(test)]
     pub(crate) fn gro_segments(&self) -> usize {
         self.state.as_ref().map_or(1, UdpSocketState::gro_segments)
     }
@@ -206,19 +229,20 @@ impl BatchSocket {
         self.socket.readable().await
     }
 
-    /// Receives what is queued, up to [`RX_SLOTS`] buffers, without waiting; returns the
+    /// Receives what is queued, up to the batch's slots, without waiting; returns the
     /// number of buffers filled (`WouldBlock` when there was nothing).
     pub(crate) fn try_recv(&self, rx: &mut RxBatch) -> io::Result<usize> {
         rx.filled = 0;
         let n = match &self.state {
             Some(state) => self.socket.try_io(Interest::READABLE, || {
-                let mut slots = rx.buf.chunks_mut(RX_SLOT_BYTES);
+                let mut slots = rx.buf.chunks_mut(rx.slot_bytes);
                 let mut bufs: [IoSliceMut<'_>; RX_SLOTS] =
                     std::array::from_fn(|_| IoSliceMut::new(slots.next().unwrap_or_default()));
-                state.recv((&self.socket).into(), &mut bufs, &mut rx.meta)
+                let n = rx.slots;
+                state.recv((&self.socket).into(), &mut bufs[..n], &mut rx.meta[..n])
             })?,
             None => {
-                let slot = rx.buf.get_mut(..RX_SLOT_BYTES).unwrap_or_default();
+                let slot = rx.buf.get_mut(..rx.slot_bytes).unwrap_or_default();
                 let (len, addr) = self.socket.try_recv_from(slot)?;
                 rx.meta[0] = RecvMeta {
                     addr,
@@ -229,7 +253,7 @@ impl BatchSocket {
                 1
             }
         };
-        rx.filled = n.min(RX_SLOTS);
+        rx.filled = n.min(rx.slots);
         Ok(rx.filled)
     }
 
@@ -405,7 +429,7 @@ mod tests {
         }
         assert_eq!(a.send(&mut tx).await, 0);
         assert!(tx.is_empty());
-        let mut rx = RxBatch::new();
+        let mut rx = RxBatch::for_socket(Some(&b));
         let (got_b, buffers) = recv_all(&b, &mut rx, want_b.len()).await;
         assert_eq!(got_b, want_b);
         assert_eq!(recv_all(&c, &mut rx, want_c.len()).await.0, want_c);
@@ -438,7 +462,7 @@ mod tests {
 
     #[test]
     fn gro_trains_split_at_the_stride() {
-        let mut rx = RxBatch::new();
+        let mut rx = RxBatch::with_slots(RX_GRO_SLOTS, RX_GRO_SLOT_BYTES);
         let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for (i, b) in rx.buf[..2500].iter_mut().enumerate() {
             *b = (i / 1000) as u8;
