@@ -1,14 +1,18 @@
 //! Fuzz target: the TUN offload path: aura-tun's coalescing of the packets written to the
-//! device (`aura_tun::gro`) and tun-rs 2.8.16's virtio-net GSO split of what is read. The
-//! coalescer runs on packets a peer chose (what the tunnel writes to the TUN), so it must
-//! hold against anything: nothing may panic, every frame it writes is one packet or a
-//! super-packet that splits back, and no packet is lost or made up. A split never claims
-//! more segments or bytes than the buffers it was given.
+//! device (`aura_tun::gro`) and its split of what is read (`aura_tun::csum::split`). The
+//! coalescer runs on packets a peer chose (what the tunnel writes to the TUN), with
+//! checksums the peer may have left to it, so it must hold against anything: nothing may
+//! panic, every frame it writes is one packet or a super-packet that splits back, and no
+//! packet is lost or made up. A split never claims more segments or bytes than the
+//! buffers it was given, every segment it leaves to the peer has a checksum the peer can
+//! find, and where tun-rs 2.8.16's split (independent code) also takes the frame, the
+//! segments, checksums finished, are the same bytes.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+use aura_tun::csum::{VNET_HDR_LEN, complete_checksum, l4_of, split};
 use aura_tun::gro::Coalescer;
-use tun_rs::{VIRTIO_NET_HDR_LEN, VirtioNetHdr, gso_split};
+use libfuzzer_sys::fuzz_target;
+use tun_rs::{VirtioNetHdr, gso_split};
 
 /// Output buffers a split may fill, and their size.
 const SEGMENTS: usize = 64;
@@ -20,51 +24,81 @@ fuzz_target!(|data: &[u8]| {
     };
     if mode & 1 == 0 {
         // GRO: a batch of packets as aura-tun hands them over; lengths come from the input
-        // (one byte, times 8).
-        let mut packets = Vec::new();
+        // (one byte, times 8), the high bit of the length byte flags the checksum as left
+        // to this end.
+        let mut packets: Vec<(Vec<u8>, bool)> = Vec::new();
         let mut input = rest;
         while let Some((&len, tail)) = input.split_first() {
-            let n = (usize::from(len) * 8).min(tail.len());
+            let n = (usize::from(len & 0x7f) * 8).min(tail.len());
             let (packet, tail) = tail.split_at(n);
             input = tail;
-            packets.push(packet);
+            packets.push((packet.to_vec(), len & 0x80 != 0));
             if packets.len() == 128 {
                 break;
             }
         }
+        let count = packets.len();
         let mut gro = Coalescer::new(mode & 2 != 0);
-        let mut out = vec![vec![0u8; SEGMENT_LEN]; 128];
-        let mut sizes = vec![0usize; 128];
+        let mut bufs = vec![vec![0u8; SEGMENT_LEN]; 128];
+        let mut lens = vec![0usize; 128];
+        let mut offload = vec![false; 128];
         let mut segments = 0;
-        let _ = gro.write_batch(packets.iter().copied(), &mut |hdr, packet| {
+        let items = packets.iter_mut().map(|(p, o)| (p.as_mut_slice(), *o));
+        let _ = gro.write_batch(items, &mut |hdr, packet| {
             let h = VirtioNetHdr::decode(hdr).expect("a whole header");
             if h.gso_type == 0 {
-                assert_eq!(hdr, [0; VIRTIO_NET_HDR_LEN], "a single packet's header is empty");
                 segments += 1;
             } else {
-                let v6 = packet.first().is_some_and(|b| b >> 4 == 6);
-                let mut p = packet.to_vec();
-                let n = gso_split(&mut p, h, &mut out, &mut sizes, 0, v6)
+                let frame = [hdr, packet].concat();
+                segments += split(&frame, &mut bufs, &mut lens, &mut offload, 0)
                     .expect("a super-packet splits back");
-                segments += n;
             }
             Ok(())
         });
-        assert_eq!(segments, packets.len(), "packets lost or made up");
+        assert_eq!(segments, count, "packets lost or made up");
     } else {
         // GSO: a virtio-net header and a super-packet, split into segments.
-        let Some(hdr_bytes) = rest.get(..VIRTIO_NET_HDR_LEN) else {
+        let Some(hdr_bytes) = rest.get(..VNET_HDR_LEN) else {
             return;
         };
-        let Ok(hdr) = VirtioNetHdr::decode(hdr_bytes) else {
+        let mut bufs = vec![vec![0u8; SEGMENT_LEN]; SEGMENTS];
+        let mut lens = vec![0usize; SEGMENTS];
+        let mut offload = vec![false; SEGMENTS];
+        let Ok(n) = split(rest, &mut bufs, &mut lens, &mut offload, 0) else {
             return;
         };
-        let mut input = rest[VIRTIO_NET_HDR_LEN..].to_vec();
-        let mut out = vec![vec![0u8; SEGMENT_LEN]; SEGMENTS];
+        assert!(n <= SEGMENTS, "{n} segments from {SEGMENTS} buffers");
+        assert!(lens[..n].iter().all(|s| *s <= SEGMENT_LEN));
+        for i in 0..n {
+            if offload[i] {
+                let p = &mut bufs[i][..lens[i]];
+                assert!(l4_of(p).is_some(), "segment {i} left to the peer, unfindable");
+                assert!(complete_checksum(p));
+            }
+        }
+        let Ok(mut hdr) = VirtioNetHdr::decode(hdr_bytes) else {
+            return;
+        };
+        if hdr.gso_type == 0 {
+            return;
+        }
+        // The header length as a reader works it out (the kernel's may be the packet's).
+        let mut input = rest[VNET_HDR_LEN..].to_vec();
+        let start = usize::from(hdr.csum_start);
+        hdr.hdr_len = match (hdr.gso_type & 0x7f, input.get(start + 12)) {
+            (5, _) => hdr.csum_start + 8,
+            (_, Some(b)) => hdr.csum_start + u16::from(b >> 4) * 4,
+            _ => return,
+        };
+        let v6 = input.first().is_some_and(|b| b >> 4 == 6);
+        let mut theirs = vec![vec![0u8; SEGMENT_LEN]; SEGMENTS];
         let mut sizes = vec![0usize; SEGMENTS];
-        if let Ok(n) = gso_split(&mut input, hdr, &mut out, &mut sizes, 0, mode & 2 != 0) {
-            assert!(n <= SEGMENTS, "{n} segments from {SEGMENTS} buffers");
-            assert!(sizes[..n].iter().all(|s| *s <= SEGMENT_LEN));
+        if let Ok(m) = gso_split(&mut input, hdr, &mut theirs, &mut sizes, 0, v6)
+            && m == n
+        {
+            for i in 0..n {
+                assert_eq!(&bufs[i][..lens[i]], &theirs[i][..sizes[i]], "segment {i}");
+            }
         }
     }
 });

@@ -57,10 +57,16 @@ impl<D: PacketDevice> DeviceWriter<D> {
     /// Adds `packet` to the pending batch, writing the batch first when it is full. A
     /// packet larger than the device's MTU is dropped.
     pub async fn push(&mut self, packet: &[u8]) {
+        self.push_with(packet, false).await;
+    }
+
+    /// As [`DeviceWriter::push`]; with `offload`, the packet's TCP or UDP checksum is this
+    /// end's to finish (it came as a type 7 data packet).
+    pub async fn push_with(&mut self, packet: &[u8], offload: bool) {
         if self.n == self.tx.len() {
             self.flush().await;
         }
-        if self.tx.set_packet(self.n, packet).is_ok() {
+        if self.tx.set_packet_with(self.n, packet, offload).is_ok() {
             self.n += 1;
         }
     }
@@ -72,7 +78,12 @@ impl<D: PacketDevice> DeviceWriter<D> {
         if n > 0
             && let Err(e) = self
                 .device
-                .send_batch(&mut self.tx.bufs, &self.tx.lens[..n], self.tx.headroom)
+                .send_batch_offload(
+                    &mut self.tx.bufs,
+                    &self.tx.lens[..n],
+                    &self.tx.offload[..n],
+                    self.tx.headroom,
+                )
                 .await
         {
             tracing::debug!(error = %e, "writing to the TUN device");
@@ -85,8 +96,8 @@ impl<D: PacketDevice> DeviceWriter<D> {
         while let Some(first) = queue.recv().await {
             let mut next = Some(first);
             while let Some(batch) = next.take() {
-                for p in batch.iter() {
-                    self.push(p).await;
+                for (p, offload) in batch.iter_with_offload() {
+                    self.push_with(p, offload).await;
                 }
                 batch.recycle();
                 // Batches already waiting go into the same write.
@@ -174,6 +185,30 @@ impl PacketDevice for SharedTun {
         headroom: usize,
     ) -> Result<(), TunError> {
         self.0.send_batch(bufs, lens, headroom).await
+    }
+
+    async fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        self.0
+            .recv_batch_offload(bufs, lens, offload, headroom)
+            .await
+    }
+
+    async fn send_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        self.0
+            .send_batch_offload(bufs, lens, offload, headroom)
+            .await
     }
 }
 

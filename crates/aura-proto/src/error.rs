@@ -160,6 +160,10 @@ pub enum ProtoError {
         /// Bytes available.
         have: usize,
     },
+    /// A packet with its checksum left to the receiver, for a session whose version does
+    /// not carry such packets (the peer negotiated version 1).
+    #[error("the session's version does not carry checksum offload (type 7)")]
+    OffloadNotNegotiated,
 }
 
 /// Why an incoming datagram was dropped. Dropping is silent on the wire; the reason is
@@ -198,4 +202,7 @@ pub enum DropReason {
     /// The handshake failed (an event reports why).
     #[error("handshake failed: {0}")]
     Handshake(HandshakeError),
+    /// A type 7 data packet on a session that negotiated version 1.
+    #[error("checksum offload (type 7) on a version 1 session")]
+    OffloadNotNegotiated,
 }

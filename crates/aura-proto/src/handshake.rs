@@ -22,7 +22,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::error::{HandshakeError, ProtoError};
 use crate::keys::{DeploymentKeys, DirectionKeys, HandshakeSecrets, SessionKeys, Transcript};
-use crate::wire::{AuthMsg, InitMsg, RESP_CLEAR_LEN, RespMsg, SUPPORTED_VERSIONS};
+use crate::wire::{AuthMsg, InitMsg, RESP_CLEAR_LEN, RespMsg};
 
 // Signing lives in aura-crypto; the handshake names its signer from here.
 pub use aura_crypto::sign::{EcdsaP256Signer, SignError, Signer};
@@ -44,6 +44,8 @@ pub(crate) struct Ctx<'a> {
     pub identity: &'a Identity,
     pub wall: UnixTime,
     pub suites: &'a [Suite],
+    /// Session versions this side speaks, most preferred first (`SUPPORTED_VERSIONS`).
+    pub versions: &'a [u8],
 }
 
 fn sign(identity: &Identity, context: &[u8], th: &[u8; 32]) -> Result<Vec<u8>, HandshakeError> {
@@ -142,12 +144,13 @@ impl Initiator {
     pub(crate) fn start<R: RngCore + CryptoRng>(
         rng: &mut R,
         suites: &[Suite],
+        versions: &[u8],
         local_index: u32,
     ) -> Result<(Self, Vec<u8>), ProtoError> {
         let kem = HybridSecretKey::generate(rng)?;
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
-        let versions = SUPPORTED_VERSIONS.to_vec();
+        let versions = versions.to_vec();
         let suites: Vec<u8> = suites.iter().map(|s| s.id()).collect();
         let msg = InitMsg {
             versions: versions.clone(),
@@ -240,6 +243,7 @@ impl Initiator {
             finish_msg,
             keys: SessionKeys {
                 suite,
+                version: msg.version,
                 send: DirectionKeys::from_secret(&c_data, suite).map_err(local)?,
                 recv: DirectionKeys::from_secret(&s_data, suite).map_err(local)?,
             },
@@ -258,12 +262,14 @@ fn local(e: ProtoError) -> HandshakeError {
 pub(crate) struct Responder {
     flight: ServerFlight,
     suite: Suite,
+    version: u8,
 }
 
 impl core::fmt::Debug for Responder {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Responder")
             .field("suite", &self.suite)
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -279,7 +285,9 @@ impl Responder {
         ctx: &Ctx<'_>,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
         let msg = InitMsg::decode(init).map_err(HandshakeError::Malformed)?;
-        let version = SUPPORTED_VERSIONS
+        // This server's preference among the versions the client offers.
+        let version = ctx
+            .versions
             .iter()
             .copied()
             .find(|v| msg.versions.contains(v))
@@ -331,6 +339,7 @@ impl Responder {
             Self {
                 flight: ServerFlight { secrets, th4: t },
                 suite,
+                version,
             },
             resp.encode(),
         ))
@@ -370,6 +379,7 @@ impl Responder {
         Ok((
             SessionKeys {
                 suite,
+                version: self.version,
                 send: DirectionKeys::from_secret(&s_data, suite).map_err(local)?,
                 recv: DirectionKeys::from_secret(&c_data, suite).map_err(local)?,
             },
@@ -400,6 +410,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::keys::DeploymentKeys;
+    use crate::wire::SUPPORTED_VERSIONS;
     use aura_testkit::{SimClock, TEST_SERVER_NAME, TestPki};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
@@ -441,6 +452,7 @@ mod tests {
             identity: if server { &f.server } else { &f.client },
             wall: f.wall,
             suites,
+            versions: SUPPORTED_VERSIONS,
         }
     }
 
@@ -454,7 +466,8 @@ mod tests {
         stage: u8,
     ) -> Result<(Suite, Suite), HandshakeError> {
         let mut rng = ChaCha20Rng::from_seed([3; 32]);
-        let (init_state, mut init) = Initiator::start(&mut rng, client_suites, 11).unwrap();
+        let (init_state, mut init) =
+            Initiator::start(&mut rng, client_suites, SUPPORTED_VERSIONS, 11).unwrap();
         let (mut r, mut f1, mut f2) = (Vec::new(), Vec::new(), Vec::new());
         if stage == 0 {
             tamper(&mut init, &mut f1, &mut f2, stage);
@@ -486,6 +499,36 @@ mod tests {
             .open_in_place(&nonce_for(&keys.recv.iv, 5), b"h", &mut buf)
             .unwrap();
         Ok((done.keys.suite, keys.suite))
+    }
+
+    /// Runs an honest handshake between a client speaking `client` versions and a server
+    /// speaking `server`; returns the session version each side ended with.
+    fn versions(client: &[u8], server: &[u8]) -> Result<(u8, u8), HandshakeError> {
+        let f = fixture();
+        let all = Suite::ALL;
+        let mut rng = ChaCha20Rng::from_seed([4; 32]);
+        let (init_state, init) = Initiator::start(&mut rng, &all, client, 11).unwrap();
+        let server_ctx = Ctx {
+            versions: server,
+            ..ctx(&f, true, &all)
+        };
+        let (responder, resp) = Responder::respond(&mut rng, 11, 22, &init, &server_ctx)?;
+        let done = init_state.on_resp(22, &resp, TEST_SERVER_NAME, &ctx(&f, false, &all))?;
+        let (keys, _, _) = responder.on_finish(&done.finish_msg, &server_ctx)?;
+        Ok((done.keys.version, keys.version))
+    }
+
+    /// Version 2 where both speak it; version 1 with a peer that speaks only 1, either
+    /// way round (what a deployment upgrading one side at a time goes through).
+    #[test]
+    fn session_versions_negotiate_down_to_what_both_speak() {
+        assert_eq!(versions(&[2, 1], &[2, 1]).unwrap(), (2, 2));
+        assert_eq!(versions(&[1], &[2, 1]).unwrap(), (1, 1));
+        assert_eq!(versions(&[2, 1], &[1]).unwrap(), (1, 1));
+        assert_eq!(
+            versions(&[2], &[1]).unwrap_err(),
+            HandshakeError::NoCommonVersion(vec![2])
+        );
     }
 
     #[test]
@@ -559,11 +602,11 @@ mod tests {
     fn downgrade_attempts_fail() {
         let f = fixture();
         let all = Suite::ALL;
-        // Init is "versions(1) 01 | suites(2) 01 02 | ...": offer only ChaCha instead.
+        // Init is "versions(2) 02 01 | suites(2) 01 02 | ...": offer only ChaCha instead.
         let strip = |init: &mut Vec<u8>, _: &mut Vec<u8>, _: &mut Vec<u8>, _| {
-            assert_eq!(&init[..5], &[1, 1, 2, 1, 2]);
+            assert_eq!(&init[..6], &[2, 2, 1, 2, 1, 2]);
+            init[5] = 2;
             init[4] = 2;
-            init[3] = 2;
         };
         assert!(matches!(
             run(&f, &all, &all, strip, 0),
@@ -583,10 +626,16 @@ mod tests {
             Err(HandshakeError::Downgrade { suite: 2, .. })
         ));
         // An unknown version is refused by the server.
-        let version = |init: &mut Vec<u8>, _: &mut Vec<u8>, _: &mut Vec<u8>, _| init[1] = 9;
+        let version = |init: &mut Vec<u8>, _: &mut Vec<u8>, _: &mut Vec<u8>, _| {
+            init[1] = 9;
+            init[2] = 8;
+        };
         assert_eq!(
             run(&f, &all, &all, version, 0).unwrap_err(),
-            HandshakeError::NoCommonVersion(vec![9])
+            HandshakeError::NoCommonVersion(vec![9, 8])
         );
+        // Stripping version 2 from the offer breaks the transcript like any other change.
+        let strip2 = |init: &mut Vec<u8>, _: &mut Vec<u8>, _: &mut Vec<u8>, _| init[1] = 1;
+        assert!(run(&f, &all, &all, strip2, 0).is_err());
     }
 }

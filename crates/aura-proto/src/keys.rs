@@ -210,6 +210,8 @@ impl HandshakeSecrets {
 #[derive(Debug)]
 pub(crate) struct SessionKeys {
     pub suite: Suite,
+    /// The session version negotiated in Init and Resp (`wire::VERSION_1` or later).
+    pub version: u8,
     pub send: DirectionKeys,
     pub recv: DirectionKeys,
 }

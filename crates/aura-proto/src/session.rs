@@ -9,7 +9,7 @@ use aura_crypto::aead::{TAG_LEN, nonce_for};
 use crate::error::{DropReason, ProtoError};
 use crate::keys::SessionKeys;
 use crate::replay::{REJECT_AFTER_MESSAGES, ReplayWindow};
-use crate::wire::{DATA_HEADER_LEN, DataHeader};
+use crate::wire::{DATA_HEADER_LEN, DataHeader, VERSION_2};
 
 /// Bytes a data packet adds around its payload: header in front, tag behind.
 pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
@@ -66,9 +66,28 @@ impl Session {
         self.keys.suite
     }
 
+    /// The session version negotiated in the handshake.
+    pub(crate) fn version(&self) -> u8 {
+        self.keys.version
+    }
+
+    /// Whether both sides may send [`crate::wire::PacketType::DataOffload`] (version 2 on).
+    pub(crate) fn offload(&self) -> bool {
+        self.keys.version >= VERSION_2
+    }
+
     /// Seals `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + payload_len]` in place, writing the
-    /// header in front and the tag behind. Returns the datagram length.
-    pub(crate) fn seal(&mut self, buf: &mut [u8], payload_len: usize) -> Result<usize, ProtoError> {
+    /// header in front and the tag behind; as type 7 when `offload` (the payload's TCP or
+    /// UDP checksum is left to the receiver). Returns the datagram length.
+    pub(crate) fn seal(
+        &mut self,
+        buf: &mut [u8],
+        payload_len: usize,
+        offload: bool,
+    ) -> Result<usize, ProtoError> {
+        if offload && !self.offload() {
+            return Err(ProtoError::OffloadNotNegotiated);
+        }
         let needed = DATA_OVERHEAD + payload_len;
         if buf.len() < needed {
             return Err(ProtoError::BufferTooSmall {
@@ -85,6 +104,7 @@ impl Session {
         DataHeader {
             receiver: self.remote_index,
             counter,
+            offload,
         }
         .write(&mut header);
         let (head, body) = buf.split_at_mut(DATA_HEADER_LEN);
@@ -104,6 +124,9 @@ impl Session {
         header: DataHeader,
         buf: &mut [u8],
     ) -> Result<Range<usize>, DropReason> {
+        if header.offload && !self.offload() {
+            return Err(DropReason::OffloadNotNegotiated);
+        }
         if !self.replay.check(header.counter) {
             return Err(DropReason::Replay);
         }

@@ -10,10 +10,14 @@
 
 use aura_crypto::kem::{HYBRID_CT_LEN, HYBRID_PK_LEN};
 
-/// Protocol version carried in every handshake datagram and negotiated in the hello.
+/// Protocol version 1: the handshake framing's version, carried in every handshake
+/// datagram, and the first session version negotiated in Init and Resp.
 pub const VERSION_1: u8 = 1;
-/// Versions this implementation speaks, most preferred first.
-pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION_1];
+/// Session version 2: version 1 plus [`PacketType::DataOffload`] (docs/PROTOCOL.md §5.3).
+/// Negotiated in Init and Resp only; handshake datagrams still carry [`VERSION_1`].
+pub const VERSION_2: u8 = 2;
+/// Session versions this implementation speaks, most preferred first.
+pub const SUPPORTED_VERSIONS: &[u8] = &[VERSION_2, VERSION_1];
 
 /// Datagram types (first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,9 @@ pub enum PacketType {
     Data = 5,
     /// Encrypted handshake rejection (server to client).
     Alert = 6,
+    /// Data-channel packet whose IP packet's TCP or UDP checksum is left to the receiver
+    /// (session version 2 and later).
+    DataOffload = 7,
 }
 
 impl PacketType {
@@ -43,8 +50,14 @@ impl PacketType {
             4 => Self::CookieReply,
             5 => Self::Data,
             6 => Self::Alert,
+            7 => Self::DataOffload,
             _ => return None,
         })
+    }
+
+    /// Whether `b` is the type byte of a data-channel packet (either form).
+    pub fn is_data(b: u8) -> bool {
+        b == Self::Data as u8 || b == Self::DataOffload as u8
     }
 }
 
@@ -547,12 +560,19 @@ pub struct DataHeader {
     pub receiver: u32,
     /// The packet counter (nonce).
     pub counter: u64,
+    /// Type 7 ([`PacketType::DataOffload`]): the plaintext's TCP or UDP checksum is the
+    /// receiver's to fill in.
+    pub offload: bool,
 }
 
 impl DataHeader {
     /// Writes the header into `out[..DATA_HEADER_LEN]`.
     pub fn write(&self, out: &mut [u8; DATA_HEADER_LEN]) {
-        out[0] = PacketType::Data as u8;
+        out[0] = if self.offload {
+            PacketType::DataOffload as u8
+        } else {
+            PacketType::Data as u8
+        };
         out[1..5].copy_from_slice(&self.receiver.to_be_bytes());
         out[5..13].copy_from_slice(&self.counter.to_be_bytes());
     }
@@ -564,12 +584,16 @@ impl DataHeader {
     pub fn read(b: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(b, "data header");
         let ty = r.u8()?;
-        if ty != PacketType::Data as u8 {
+        if !PacketType::is_data(ty) {
             return Err(WireError::UnknownType(ty));
         }
         let receiver = r.u32()?;
         let counter = r.u64()?;
-        Ok(Self { receiver, counter })
+        Ok(Self {
+            receiver,
+            counter,
+            offload: ty == PacketType::DataOffload as u8,
+        })
     }
 }
 
@@ -696,13 +720,43 @@ mod tests {
 
     #[test]
     fn data_header_round_trip() {
-        let h = DataHeader {
-            receiver: 0xdead_beef,
-            counter: 0x0102_0304_0506_0708,
-        };
+        for offload in [false, true] {
+            let h = DataHeader {
+                receiver: 0xdead_beef,
+                counter: 0x0102_0304_0506_0708,
+                offload,
+            };
+            let mut b = [0u8; DATA_HEADER_LEN];
+            h.write(&mut b);
+            assert_eq!(DataHeader::read(&b).unwrap(), h);
+            assert!(DataHeader::read(&b[..12]).is_err());
+        }
+    }
+
+    /// Frozen: both data types' headers, byte for byte (docs/PROTOCOL.md §5.3).
+    #[test]
+    fn data_headers_frozen() {
         let mut b = [0u8; DATA_HEADER_LEN];
-        h.write(&mut b);
-        assert_eq!(DataHeader::read(&b).unwrap(), h);
-        assert!(DataHeader::read(&b[..12]).is_err());
+        let h = |offload| DataHeader {
+            receiver: 0x0a0b_0c0d,
+            counter: 0x1122_3344_5566_7788,
+            offload,
+        };
+        h(false).write(&mut b);
+        assert_eq!(
+            b,
+            [
+                5, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88
+            ]
+        );
+        h(true).write(&mut b);
+        assert_eq!(
+            b,
+            [
+                7, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88
+            ]
+        );
+        b[0] = 8;
+        assert_eq!(DataHeader::read(&b), Err(WireError::UnknownType(8)));
     }
 }

@@ -116,6 +116,27 @@ fn transcript() -> Vec<String> {
         let (_, n) = ep.seal(now, c, &mut buf, msg.len()).unwrap();
         record(dir, &buf[..n]);
     }
+    // Session version 2: a packet each way whose checksum the receiver fills in (type 7);
+    // the other end opens it and is told so.
+    for (from_client, msg) in [
+        (true, &b"\x45 client offload"[..]),
+        (false, &b"\x45 server offload"[..]),
+    ] {
+        let (ep, c, peer, at, dir) = if from_client {
+            (&mut client, conn, &mut server, client_addr, "c>s")
+        } else {
+            (&mut server, server_conn, &mut client, server_addr, "s>c")
+        };
+        assert!(ep.offload(c));
+        let mut buf = vec![0u8; SEAL_HEADROOM + msg.len() + DATA_OVERHEAD];
+        buf[SEAL_HEADROOM..SEAL_HEADROOM + msg.len()].copy_from_slice(msg);
+        let (_, n) = ep.seal_with(now, c, &mut buf, msg.len(), true).unwrap();
+        record(dir, &buf[..n]);
+        let mut d = buf[..n].to_vec();
+        let got = peer.handle_datagram(now, at, &mut d).unwrap().unwrap();
+        assert!(got.offload);
+        assert_eq!(&d[got.payload], msg);
+    }
     lines
 }
 
@@ -123,7 +144,10 @@ fn transcript() -> Vec<String> {
 fn known_answer_transcript() {
     let path = dir().join("transcript.txt");
     if regen() {
-        write_credentials();
+        // AURA_REGEN_KAT=transcript keeps the credentials and rewrites the transcript.
+        if std::env::var_os("AURA_REGEN_KAT").is_some_and(|v| v != "transcript") {
+            write_credentials();
+        }
         let t = transcript();
         std::fs::write(&path, t.join("\n") + "\n").unwrap();
     }
@@ -141,7 +165,7 @@ fn known_answer_transcript() {
         assert_eq!(g, w, "datagram {i} differs");
     }
     // Shape: 2 Init fragments, 2 Resp fragments, 1 Finish, the server's confirming
-    // keepalive, one data packet each way.
+    // keepalive, one data packet each way, then one type 7 packet each way.
     let types: Vec<&str> = got.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
-    assert_eq!(types, ["1", "1", "2", "2", "3", "5", "5", "5"]);
+    assert_eq!(types, ["1", "1", "2", "2", "3", "5", "5", "5", "7", "7"]);
 }

@@ -300,11 +300,12 @@ proptest! {
     }
 
     #[test]
-    fn data_header_round_trips(receiver in any::<u32>(), counter in any::<u64>(), payload in bytes(0..=64)) {
-        let h = DataHeader { receiver, counter };
+    fn data_header_round_trips(receiver in any::<u32>(), counter in any::<u64>(), offload in any::<bool>(), payload in bytes(0..=64)) {
+        let h = DataHeader { receiver, counter, offload };
         let mut out = [0u8; DATA_HEADER_LEN];
         h.write(&mut out);
-        prop_assert_eq!(out[0], PacketType::Data as u8);
+        let ty = if offload { PacketType::DataOffload } else { PacketType::Data };
+        prop_assert_eq!(out[0], ty as u8);
         prop_assert_eq!(DataHeader::read(&out)?, h);
         // The header is read from the start of a datagram; the payload follows it.
         let mut datagram = out.to_vec();
@@ -318,7 +319,7 @@ proptest! {
 
     #[test]
     fn data_header_rejects_other_types(ty in any::<u8>(), rest in any::<[u8; DATA_HEADER_LEN - 1]>()) {
-        prop_assume!(ty != PacketType::Data as u8);
+        prop_assume!(!PacketType::is_data(ty));
         let mut b = vec![ty];
         b.extend_from_slice(&rest);
         prop_assert_eq!(DataHeader::read(&b), Err(WireError::UnknownType(ty)));

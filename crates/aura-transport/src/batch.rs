@@ -58,11 +58,14 @@ impl BatchPool {
     }
 }
 
-/// IP packets back to back: packet `i` is `data[ends[i - 1]..ends[i]]`.
+/// IP packets back to back: packet `i` is `data[ends[i - 1]..ends[i]]`, and `offload[i]`
+/// says whether its TCP or UDP checksum is left to the receiving end (a segment of an
+/// offloaded super-packet, docs/PROTOCOL.md §5.3).
 #[derive(Debug, Default)]
 pub struct PacketBatch {
     data: Vec<u8>,
     ends: Vec<usize>,
+    offload: Vec<bool>,
     home: Option<BatchPool>,
     /// What this batch counts against a [`QueueLimit`], released with it.
     charge: Option<Charge>,
@@ -168,6 +171,7 @@ impl PacketBatch {
         Self {
             data: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(packets),
+            offload: Vec::with_capacity(packets),
             home: None,
             charge: None,
             reserved: None,
@@ -183,10 +187,17 @@ impl PacketBatch {
         b
     }
 
-    /// Appends a copy of `packet`.
+    /// Appends a copy of `packet`, whose checksums are complete.
     pub fn push(&mut self, packet: &[u8]) {
+        self.push_with(packet, false);
+    }
+
+    /// Appends a copy of `packet`; with `offload`, its TCP or UDP checksum is left to the
+    /// receiving end.
+    pub fn push_with(&mut self, packet: &[u8], offload: bool) {
         self.data.extend_from_slice(packet);
         self.ends.push(self.data.len());
+        self.offload.push(offload);
     }
 
     /// Number of packets.
@@ -211,9 +222,19 @@ impl PacketBatch {
         self.data.get(start..end)
     }
 
+    /// Whether packet `i`'s TCP or UDP checksum is left to the receiving end.
+    pub fn offload(&self, i: usize) -> bool {
+        self.offload.get(i).copied().unwrap_or(false)
+    }
+
     /// The packets in order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The packets in order, each with its [`PacketBatch::offload`] flag.
+    pub fn iter_with_offload(&self) -> impl Iterator<Item = (&[u8], bool)> + Clone + '_ {
+        (0..self.len()).filter_map(|i| Some((self.get(i)?, self.offload(i))))
     }
 
     /// Keeps only the packets for which `keep` is true, in order, in place.
@@ -230,18 +251,21 @@ impl PacketBatch {
                 }
                 write += len;
                 self.ends[kept] = write;
+                self.offload[kept] = self.offload[i];
                 kept += 1;
             }
             start = end;
         }
         self.data.truncate(write);
         self.ends.truncate(kept);
+        self.offload.truncate(kept);
     }
 
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
         self.data.clear();
         self.ends.clear();
+        self.offload.clear();
     }
 
     /// Empties the batch and gives it back to its pool (dropped when it has none), and
@@ -274,6 +298,31 @@ mod tests {
         b.retain(|p| p.starts_with(b"f"));
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![&b"four!"[..]]);
         assert_eq!(b.bytes(), 5);
+    }
+
+    #[test]
+    fn offload_flags_follow_their_packets_through_retain_and_clear() {
+        let mut b = PacketBatch::default();
+        b.push_with(b"a1", true);
+        b.push(b"b22");
+        b.push_with(b"c333", true);
+        b.push_with(b"d4444", false);
+        let flags = |b: &PacketBatch| b.iter_with_offload().map(|(_, o)| o).collect::<Vec<_>>();
+        assert_eq!(flags(&b), [true, false, true, false]);
+        b.retain(|p| p != b"b22");
+        let left: Vec<(&[u8], bool)> = b.iter_with_offload().collect();
+        assert_eq!(
+            left,
+            vec![
+                (&b"a1"[..], true),
+                (&b"c333"[..], true),
+                (&b"d4444"[..], false)
+            ]
+        );
+        assert!(!b.offload(3));
+        b.clear();
+        b.push(b"e");
+        assert_eq!(flags(&b), [false]);
     }
 
     #[test]

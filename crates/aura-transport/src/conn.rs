@@ -2,7 +2,7 @@
 //! the driver's handle) sends to the driver.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aura_pki::{VerifiedPeer, Verifier};
@@ -61,6 +61,9 @@ pub(crate) struct Counters {
     pub last_handshake: AtomicU64,
     /// Cover traffic: what the driver reports real traffic to.
     pub cover: Arc<CoverTap>,
+    /// Whether the current session carries checksum offload (session version 2 on), as
+    /// the driver last saw it.
+    pub offload: AtomicBool,
 }
 
 /// Seconds since the Unix epoch: the clock of [`StatsSnapshot::last_handshake`] (0 if the
@@ -83,6 +86,7 @@ impl Counters {
             drops: AtomicU64::new(0),
             last_handshake: AtomicU64::new(unix_now()),
             cover: Arc::default(),
+            offload: AtomicBool::new(false),
         }
     }
 
@@ -148,6 +152,13 @@ impl PacketConn {
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
         send_to_driver(&self.commands, &self.budget, self.handle, batch).await
+    }
+
+    /// Whether packets sent now may leave their TCP or UDP checksum to the peer
+    /// ([`PacketBatch::push_with`]): the current session negotiated version 2 or later. A
+    /// batch sent with such packets to a session that does not carry them loses them.
+    pub fn offload(&self) -> bool {
+        self.counters.offload.load(Ordering::Relaxed)
     }
 
     /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).
@@ -292,6 +303,11 @@ impl PacketSender {
     /// [`TransportError::Closed`] when the connection or the driver is gone.
     pub async fn send_packets(&self, batch: PacketBatch) -> Result<(), TransportError> {
         send_to_driver(&self.commands, &self.budget, self.handle, batch).await
+    }
+
+    /// As [`PacketConn::offload`].
+    pub fn offload(&self) -> bool {
+        self.counters.offload.load(Ordering::Relaxed)
     }
 
     /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).

@@ -667,7 +667,7 @@ impl Task {
             // send an unproven address.
             let is_data = inner
                 .as_deref()
-                .is_some_and(|i| i.first() == Some(&(PacketType::Data as u8)));
+                .is_some_and(|i| i.first().is_some_and(|&t| PacketType::is_data(t)));
             if server && !is_data {
                 self.camo.budget.received(from, wire_len, at);
             }
@@ -809,7 +809,7 @@ impl Task {
         // QUIC and TLS frames show their length: inner packets are padded to the
         // day's sizes (UDP pads outside, with keystream).
         let pad_inner = counters.path().0 != Carrier::Udp;
-        for p in batch.iter() {
+        for (p, offload) in batch.iter_with_offload() {
             let len = if pad_inner {
                 let noise = self.camo.dg.noise();
                 crate::camo::shape::stream_padded_len(p, &self.camo.mask, noise)
@@ -823,7 +823,10 @@ impl Task {
             }
             self.scratch[SEAL_HEADROOM..SEAL_HEADROOM + p.len()].copy_from_slice(p);
             self.scratch[SEAL_HEADROOM + p.len()..SEAL_HEADROOM + len].fill(0);
-            match self.ep.seal(now, conn, &mut self.scratch, len) {
+            match self
+                .ep
+                .seal_with(now, conn, &mut self.scratch, len, offload)
+            {
                 Ok((remote, n)) => {
                     if !padding {
                         sealed += 1;
@@ -841,7 +844,14 @@ impl Task {
                     )
                     .await;
                 }
-                Err(_) => {
+                Err(e) => {
+                    if e == aura_proto::ProtoError::OffloadNotNegotiated {
+                        // The session changed version under the sender (a peer that
+                        // reconnected with another build): it sees the change from now.
+                        counters
+                            .offload
+                            .store(self.ep.offload(conn), Ordering::Relaxed);
+                    }
                     counters.drops.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -1035,6 +1045,9 @@ impl Task {
                 self.publish();
                 let real_remote = self.links.get(&remote).map_or(remote, |l| l.peer);
                 let counters = Arc::new(Counters::new(carrier, real_remote));
+                counters
+                    .offload
+                    .store(self.ep.offload(conn), Ordering::Relaxed);
                 self.conns.insert(
                     conn,
                     ConnState {
@@ -1071,6 +1084,9 @@ impl Task {
                     c.counters
                         .last_handshake
                         .store(unix_now(), Ordering::Relaxed);
+                    c.counters
+                        .offload
+                        .store(self.ep.offload(conn), Ordering::Relaxed);
                 }
             }
             Event::AddressChanged { conn, remote } => {
@@ -1215,7 +1231,7 @@ fn deliver(
             }
             pool.take()
         });
-        batch.push(payload);
+        batch.push_with(payload, r.offload);
         c.received += 1;
     }
 }
@@ -1260,7 +1276,7 @@ async fn queue(
         budget,
         ..
     } = camo;
-    let handshake_form = data.first() != Some(&(PacketType::Data as u8));
+    let handshake_form = !data.first().is_some_and(|&t| PacketType::is_data(t));
     let max_len = crate::camo::shape::max_padded_for(&to);
     if handshake_form && dg.side() == Side::Server {
         // Resp, cookie reply, alert: within the address's budget, or not at all.

@@ -164,7 +164,7 @@ impl DatagramDrop {
     /// The reason of `r`; `None` for a failed handshake (counted as one).
     pub fn of(r: &DropReason) -> Option<Self> {
         Some(match r {
-            DropReason::Malformed(_) => Self::Malformed,
+            DropReason::Malformed(_) | DropReason::OffloadNotNegotiated => Self::Malformed,
             DropReason::BadMac1 => Self::BadMac1,
             DropReason::CookieRequired => Self::CookieRequired,
             DropReason::UnknownIndex => Self::UnknownIndex,

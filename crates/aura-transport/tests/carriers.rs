@@ -17,7 +17,7 @@ use aura_transport::carrier::quic::QuicOptions;
 use aura_transport::carrier::tls::{OuterIdentity, TlsOptions};
 use aura_transport::dial::dial;
 use aura_transport::listen::{ListenConfig, Listeners};
-use aura_transport::{Carrier, PacketConn};
+use aura_transport::{Carrier, PacketBatch, PacketConn};
 use common::{dial_config, identity, packet, server_config};
 use rand_core::OsRng;
 use tokio::time::timeout;
@@ -70,6 +70,35 @@ async fn exchange(c: &mut PacketConn, s: &mut PacketConn, n: u32) {
     }
 }
 
+/// Session version 2 on both ends: packets whose checksum is left to the peer arrive
+/// flagged (type 7), the others not, in order, each way.
+async fn offload_flags_cross(c: &mut PacketConn, s: &mut PacketConn) {
+    assert!(c.offload() && s.offload(), "both ends negotiated version 2");
+    one_way_flags(c, s, 0).await;
+    one_way_flags(s, c, 1).await;
+}
+
+async fn one_way_flags(from: &PacketConn, to: &mut PacketConn, side: u8) {
+    let flags: Vec<bool> = (0..20).map(|i| i % 3 == 0).collect();
+    let want: Vec<(Vec<u8>, bool)> = flags
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (packet(side + 2, i as u32, 200 + i), *f))
+        .collect();
+    let mut batch = PacketBatch::default();
+    for (p, f) in &want {
+        batch.push_with(p, *f);
+    }
+    from.send_packets(batch).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let b = timeout(T, to.recv_packets()).await.unwrap().unwrap();
+        got.extend(b.iter_with_offload().map(|(p, o)| (p.to_vec(), o)));
+        b.recycle();
+    }
+    assert_eq!(got, want, "side {side}");
+}
+
 async fn per_carrier(carrier: Carrier) {
     let pki = pki();
     let mut s = server(&pki, LOCALHOST, None).await;
@@ -89,6 +118,7 @@ async fn per_carrier(carrier: Carrier) {
     assert_eq!(sc.carrier(), carrier);
     assert_eq!(sc.peer().id, "alice");
     exchange(&mut c, &mut sc, 10_000).await;
+    offload_flags_cross(&mut c, &mut sc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aura_testkit::{TEST_SERVER_NAME, TestPki};
 use aura_transport::carrier::udp;
 use aura_transport::{Carrier, Driver, DriverHandle, PacketConn};
-use common::{client_endpoint, masks, packet, server_endpoint};
+use common::{client_config, client_endpoint, masks, packet, server_endpoint, wall};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
@@ -31,6 +31,61 @@ async fn udp_pair(pki: &TestPki, seed: u8) -> (DriverHandle, DriverHandle, Packe
         .unwrap();
     let s = timeout(T, accept.recv()).await.unwrap().unwrap();
     (server, client, c, s)
+}
+
+/// A client that speaks only session version 1 (an older build) against this server:
+/// version 1 is negotiated, neither side offers checksum offload, and a batch flagged
+/// for it anyway loses exactly its flagged packets (never sealed as type 7), counted as
+/// drops, while the rest arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_peer_gets_no_checksum_offload() {
+    let pki = TestPki::new(1).unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = sock.local_addr().unwrap();
+    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock), masks(&pki));
+    let mut cfg = client_config(&pki, pki.alice());
+    cfg.versions = vec![1];
+    let ep = aura_proto::Endpoint::new(cfg, [3; 32], std::time::Instant::now(), wall()).unwrap();
+    let (client, _) = Driver::spawn(
+        ep,
+        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
+        masks(&pki),
+    );
+    let c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    assert!(!c.offload() && !s.offload());
+    {
+        let (from, to, side) = (&c, &mut s, 0u8);
+        let mut batch = aura_transport::PacketBatch::default();
+        for i in 0..6u32 {
+            batch.push_with(&packet(side, i, 300), i % 2 == 1);
+        }
+        from.send_packets(batch).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let b = timeout(T, to.recv_packets()).await.unwrap().unwrap();
+            got.extend(b.iter_with_offload().map(|(p, o)| (p.to_vec(), o)));
+            b.recycle();
+        }
+        let want: Vec<(Vec<u8>, bool)> = [0u32, 2, 4]
+            .iter()
+            .map(|&i| (packet(side, i, 300), false))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(from.stats().drops, 3);
+    }
+    c.close().await;
+    // And a configuration naming no version, or one this build does not speak, is refused.
+    for versions in [vec![], vec![1, 9]] {
+        let mut cfg = client_config(&pki, pki.alice());
+        cfg.versions = versions;
+        let e =
+            aura_proto::Endpoint::new(cfg, [3; 32], std::time::Instant::now(), wall()).unwrap_err();
+        assert!(e.to_string().contains("session versions"), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,9 @@ pub struct TunBuffers {
     pub bufs: Vec<Vec<u8>>,
     /// Packet lengths, one per buffer.
     pub lens: Vec<usize>,
+    /// Whether packet `i`'s TCP or UDP checksum is left unfinished, one per buffer
+    /// ([`PacketDevice::recv_batch_offload`], [`PacketDevice::send_batch_offload`]).
+    pub offload: Vec<bool>,
     /// Free bytes in front of every packet.
     pub headroom: usize,
     /// Bytes after the headroom (packet plus tailroom).
@@ -40,6 +43,7 @@ impl TunBuffers {
         TunBuffers {
             bufs,
             lens: vec![0; count],
+            offload: vec![false; count],
             headroom,
             room,
         }
@@ -83,8 +87,22 @@ impl TunBuffers {
         self.bufs.get_mut(i)?.get_mut(self.headroom..end)
     }
 
-    /// Copies `packet` into buffer `i` after the headroom and sets `lens[i]`.
+    /// Copies `packet` into buffer `i` after the headroom and sets `lens[i]` (and
+    /// `offload[i]` to false: its checksums are complete).
     pub fn set_packet(&mut self, i: usize, packet: &[u8]) -> Result<(), TunError> {
+        self.set_packet_with(i, packet, false)
+    }
+
+    /// As [`TunBuffers::set_packet`], with `offload[i]` set to `offload`.
+    pub fn set_packet_with(
+        &mut self,
+        i: usize,
+        packet: &[u8],
+        offload: bool,
+    ) -> Result<(), TunError> {
+        if let Some(o) = self.offload.get_mut(i) {
+            *o = offload;
+        }
         let headroom = self.headroom;
         let (Some(buf), Some(len)) = (self.bufs.get_mut(i), self.lens.get_mut(i)) else {
             return Err(TunError::BadBatch(format!("no buffer {i}")));

@@ -11,7 +11,10 @@
 //! and the next sequence number; a payload no longer than the first's, where a shorter one
 //! (or PSH) ends the super-packet; a valid checksum on every packet joined, since the
 //! kernel computes the super-packet's own and would otherwise make a corrupt segment look
-//! sound; at most 65,535 bytes of IP packet.
+//! sound, unless the packet's checksum was left to this end (it came as a type 7 data
+//! packet: the sender never computed it, [`crate::csum`]); at most 65,535 bytes of IP
+//! packet. A packet whose checksum was left to this end and that is written alone goes
+//! behind a `NEEDS_CSUM` header, so the kernel computes it.
 //!
 //! Order within a flow is kept: a packet of a flow that cannot join writes that flow's
 //! super-packet first. Flows may interleave differently than they came, as with GRO in
@@ -24,8 +27,11 @@
 
 use std::io;
 
-/// Length of the virtio-net header in front of every packet written with offload on.
-pub const VNET_HDR_LEN: usize = 10;
+pub use crate::csum::VNET_HDR_LEN;
+use crate::csum::{
+    GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, PROTO_TCP, PROTO_UDP, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    be16, be32, fold, pseudo_sum, seed_partial, sum,
+};
 
 /// Flows coalesced at once; a batch with more writes the oldest flow's super-packet to make
 /// room.
@@ -33,14 +39,6 @@ pub const MAX_FLOWS: usize = 8;
 
 /// Largest IP packet (and super-packet) built.
 const MAX_IP_PACKET: usize = 65_535;
-
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
-
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
 
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
@@ -70,14 +68,6 @@ struct Parsed {
     seq: u32,
     ack: u32,
     flags: u8,
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Parses `p` down to its TCP or UDP header; `None` for anything else (written as is).
@@ -149,35 +139,9 @@ fn parse(p: &[u8], udp_gso: bool) -> Option<Parsed> {
     }
 }
 
-/// The one's-complement sum of `b` (big-endian 16-bit words, an odd byte padded), added to
-/// `acc`, not folded.
-fn sum(b: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc += (w >> 32) + (w & 0xffff_ffff);
-    }
-    let mut rest = chunks.remainder().chunks_exact(2);
-    for c in &mut rest {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = rest.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc >> 16) + (acc & 0xffff);
-    }
-    acc as u16
-}
-
 /// The pseudo-header's sum for a TCP or UDP segment of `len` bytes in IP packet `p`.
 fn pseudo(p: &[u8], key: &FlowKey, len: usize) -> u64 {
-    let addrs = if key.v6 { &p[8..40] } else { &p[12..20] };
-    sum(addrs, 0) + u64::from(key.proto) + len as u64
+    pseudo_sum(p, key.v6, key.proto, len)
 }
 
 /// Whether the TCP or UDP checksum of `p` is right (a UDP checksum of zero over IPv4 means
@@ -219,6 +183,8 @@ struct Item {
     ack: u32,
     /// When it was started, to write the oldest first when the table is full.
     started: u64,
+    /// The first segment's checksum is left to this end (it came as type 7).
+    offload: bool,
 }
 
 impl Item {
@@ -235,6 +201,7 @@ impl Item {
             next_seq: 0,
             ack: 0,
             started: 0,
+            offload: false,
         }
     }
 
@@ -269,12 +236,19 @@ impl Item {
     fn finish(&mut self) {
         let (iph, v6, proto) = (self.iph, self.key.v6, self.key.proto);
         let len = self.buf.len() - VNET_HDR_LEN;
-        let hdr = &mut self.buf[..VNET_HDR_LEN];
-        hdr.fill(0);
         if self.segments < 2 {
-            // As it came: its checksums are its own.
+            let (hdr, p) = self.buf.split_at_mut(VNET_HDR_LEN);
+            if self.offload {
+                // Its checksum left to this end: the kernel computes it.
+                partial_header(hdr, p);
+            } else {
+                // As it came: its checksums are its own.
+                hdr.fill(0);
+            }
             return;
         }
+        let hdr = &mut self.buf[..VNET_HDR_LEN];
+        hdr.fill(0);
         let gso = match (proto, v6) {
             (PROTO_TCP, false) => GSO_TCPV4,
             (PROTO_TCP, true) => GSO_TCPV6,
@@ -335,7 +309,7 @@ impl Coalescer {
     /// The first error `write` returned.
     pub fn write_batch<'a>(
         &mut self,
-        packets: impl IntoIterator<Item = &'a [u8]>,
+        packets: impl IntoIterator<Item = (&'a mut [u8], bool)>,
         write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut result = Ok(());
@@ -346,7 +320,7 @@ impl Coalescer {
                 result = Err(e);
             }
         };
-        for p in packets {
+        for (p, offload) in packets {
             if p.len() > MAX_IP_PACKET {
                 continue;
             }
@@ -355,16 +329,19 @@ impl Coalescer {
                 parsed.and_then(|pp| self.items.iter().position(|it| it.live && it.key == pp.key));
             match parsed {
                 Some(pp) if pp.candidate => {
+                    // A checksum left to this end has nothing to check: the kernel
+                    // computes it for whatever carries the segment.
+                    let sound = offload || checksum_valid(p, &pp);
                     if let Some(i) = open {
-                        if self.items[i].joins(p, &pp) && checksum_valid(p, &pp) {
+                        if self.items[i].joins(p, &pp) && sound {
                             self.append(i, p, &pp);
                             continue;
                         }
                         keep(self.flush(i, write));
                     }
-                    if !checksum_valid(p, &pp) {
+                    if !sound {
                         // Written as it is: the kernel drops it, as it would have.
-                        keep(Self::write_single(p, write));
+                        keep(Self::write_single(p, false, write));
                         continue;
                     }
                     let i = match self.items.iter().position(|it| !it.live) {
@@ -380,13 +357,13 @@ impl Coalescer {
                             oldest
                         }
                     };
-                    self.start(i, p, &pp);
+                    self.start(i, p, &pp, offload);
                 }
                 _ => {
                     if let Some(i) = open {
                         keep(self.flush(i, write));
                     }
-                    keep(Self::write_single(p, write));
+                    keep(Self::write_single(p, offload, write));
                 }
             }
         }
@@ -398,7 +375,7 @@ impl Coalescer {
         result
     }
 
-    fn start(&mut self, i: usize, p: &[u8], pp: &Parsed) {
+    fn start(&mut self, i: usize, p: &[u8], pp: &Parsed, offload: bool) {
         self.clock += 1;
         let it = &mut self.items[i];
         it.buf.clear();
@@ -414,6 +391,7 @@ impl Coalescer {
         it.next_seq = pp.seq.wrapping_add(it.seg as u32);
         it.ack = pp.ack;
         it.started = self.clock;
+        it.offload = offload;
     }
 
     fn append(&mut self, i: usize, p: &[u8], pp: &Parsed) {
@@ -444,12 +422,41 @@ impl Coalescer {
         write(hdr, packet)
     }
 
+    /// Writes `p` alone: behind an empty header, or, when its checksum is left to this
+    /// end, behind a `NEEDS_CSUM` header so that the kernel computes it. (A packet whose
+    /// checksum cannot be found goes as it is, and the kernel drops it.)
     fn write_single(
-        p: &[u8],
+        p: &mut [u8],
+        offload: bool,
         write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
-        write(&[0; VNET_HDR_LEN], p)
+        let mut hdr = [0; VNET_HDR_LEN];
+        if offload {
+            partial_header(&mut hdr, p);
+        }
+        write(&hdr, p)
     }
+}
+
+/// Makes `hdr` the virtio-net header of `p` alone with its checksum left to the kernel
+/// (`NEEDS_CSUM`, no segmentation), and seeds `p`'s checksum field for it. Leaves `hdr`
+/// empty and `p` as it was when `p` has no checksum [`crate::csum::l4_of`] can find.
+fn partial_header(hdr: &mut [u8], p: &mut [u8]) {
+    hdr.fill(0);
+    let Some(l4) = seed_partial(p) else {
+        return;
+    };
+    let l4h = if l4.proto == PROTO_TCP {
+        usize::from(p[l4.start + 12] >> 4) * 4
+    } else {
+        8
+    };
+    hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    hdr[1] = GSO_NONE;
+    // Offsets fit u16: the packet is at most MAX_IP_PACKET.
+    hdr[2..4].copy_from_slice(&((l4.start + l4h) as u16).to_le_bytes());
+    hdr[6..8].copy_from_slice(&(l4.start as u16).to_le_bytes());
+    hdr[8..10].copy_from_slice(&(l4.csum_offset() as u16).to_le_bytes());
 }
 
 #[cfg(test)]
@@ -457,60 +464,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
+    use crate::csum::test_packets::{tcp4, udp6};
 
     const TCP_FIN: u8 = 0x01;
-
-    /// A TCP/IPv4 segment of `payload` with a valid checksum.
-    fn tcp4(seq: u32, ack: u32, flags: u8, id: u16, payload: &[u8]) -> Vec<u8> {
-        let len = 40 + payload.len();
-        let mut p = vec![0u8; len];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        p[4..6].copy_from_slice(&id.to_be_bytes());
-        p[6] = 0x40; // DF
-        p[8] = 64;
-        p[9] = PROTO_TCP;
-        p[12..16].copy_from_slice(&[10, 77, 0, 2]);
-        p[16..20].copy_from_slice(&[10, 77, 0, 1]);
-        let c = !fold(sum(&p[..20], 0));
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
-        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
-        p[24..28].copy_from_slice(&seq.to_be_bytes());
-        p[28..32].copy_from_slice(&ack.to_be_bytes());
-        p[32] = 5 << 4;
-        p[33] = flags;
-        p[34..36].copy_from_slice(&501u16.to_be_bytes());
-        p[40..].copy_from_slice(payload);
-        let key = parse(&p, false).unwrap().key;
-        let c = !fold(sum(&p[20..], pseudo(&p, &key, len - 20)));
-        p[36..38].copy_from_slice(&c.to_be_bytes());
-        p
-    }
-
-    /// A UDP/IPv6 datagram of `payload` with a valid checksum.
-    fn udp6(payload: &[u8]) -> Vec<u8> {
-        let len = 48 + payload.len();
-        let mut p = vec![0u8; len];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-        p[6] = PROTO_UDP;
-        p[7] = 64;
-        p[8..24].copy_from_slice(&[
-            0xfd, 0x61, 0x75, 0x72, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2,
-        ]);
-        p[24..40].copy_from_slice(&[
-            0xfd, 0x61, 0x75, 0x72, 0x61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-        ]);
-        p[40..42].copy_from_slice(&443u16.to_be_bytes());
-        p[42..44].copy_from_slice(&50000u16.to_be_bytes());
-        p[44..46].copy_from_slice(&((len - 40) as u16).to_be_bytes());
-        p[48..].copy_from_slice(payload);
-        let key = parse(&p, true).unwrap().key;
-        let c = !fold(sum(&p[40..], pseudo(&p, &key, len - 40)));
-        p[46..48].copy_from_slice(&c.to_be_bytes());
-        p
-    }
 
     /// Where each super-packet buffer is and how large it is.
     fn buffers(c: &Coalescer) -> Vec<(*const u8, usize)> {
@@ -521,8 +477,18 @@ mod tests {
     }
 
     fn run(c: &mut Coalescer, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        run_flagged(c, packets, &[])
+    }
+
+    /// As `run`, with packet `i`'s checksum left to this end where `offload[i]`.
+    fn run_flagged(c: &mut Coalescer, packets: &[Vec<u8>], offload: &[bool]) -> Vec<Vec<u8>> {
+        let mut packets = packets.to_vec();
         let mut out = Vec::new();
-        c.write_batch(packets.iter().map(Vec::as_slice), &mut |h, p| {
+        let items = packets
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (p.as_mut_slice(), offload.get(i).copied().unwrap_or(false)));
+        c.write_batch(items, &mut |h, p| {
             out.push([h, p].concat());
             Ok(())
         })
@@ -530,12 +496,23 @@ mod tests {
         out
     }
 
-    /// Splits `frame` as the kernel would, with tun-rs's GSO split (independent code).
+    /// Splits `frame` as the kernel would, with tun-rs's GSO split (independent code); a
+    /// single packet behind a `NEEDS_CSUM` header gets its checksum finished as the kernel
+    /// finishes it (the field holds the pseudo-header's sum, the rest is added).
     fn split(frame: &[u8]) -> Vec<Vec<u8>> {
         let hdr = tun_rs::VirtioNetHdr::decode(&frame[..VNET_HDR_LEN]).unwrap();
         if hdr.gso_type == 0 {
-            assert_eq!(hdr.flags, 0);
-            return vec![frame[VNET_HDR_LEN..].to_vec()];
+            let mut p = frame[VNET_HDR_LEN..].to_vec();
+            if hdr.flags != 0 {
+                assert_eq!(hdr.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+                let (start, at) = (
+                    usize::from(hdr.csum_start),
+                    usize::from(hdr.csum_start + hdr.csum_offset),
+                );
+                let c = !fold(sum(&p[start..], 0));
+                p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+            return vec![p];
         }
         let mut input = frame.to_vec();
         let mut out = vec![vec![0u8; 2048]; 64];
@@ -716,5 +693,74 @@ mod tests {
         assert!(out.iter().all(|f| f.len() - VNET_HDR_LEN <= MAX_IP_PACKET));
         let back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
         assert_eq!(back, packets);
+    }
+
+    /// Spoils the checksum field of `p` as a type 7 sender may leave it.
+    fn unfinished(mut p: Vec<u8>, iph: usize, csum_offset: usize) -> Vec<u8> {
+        p[iph + csum_offset..iph + csum_offset + 2].copy_from_slice(&[0xde, 0xad]);
+        p
+    }
+
+    /// Segments whose checksums were left to this end join whatever their fields hold, and
+    /// the super-packet splits back into the segments with their checksums finished.
+    #[test]
+    fn segments_left_to_this_end_join_without_a_check_and_split_back_finished() {
+        let mut c = Coalescer::new(false);
+        let seg = 1000;
+        let whole: Vec<Vec<u8>> = (0..4u32)
+            .map(|i| {
+                let payload: Vec<u8> = (0..seg).map(|b| (b as u32 * 7 + i) as u8).collect();
+                tcp4(1000 + i * seg as u32, 9, TCP_ACK, 50 + i as u16, &payload)
+            })
+            .collect();
+        let sent: Vec<Vec<u8>> = whole
+            .iter()
+            .map(|p| unfinished(p.clone(), 20, 16))
+            .collect();
+        let frames = run_flagged(&mut c, &sent, &[true; 4]);
+        assert_eq!(frames.len(), 1, "one super-packet");
+        assert_eq!(split(&frames[0]), whole);
+        // Unflagged, the same spoiled segments are each written as they are.
+        let frames = run(&mut c, &sent);
+        assert_eq!(frames.len(), 4);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f[..VNET_HDR_LEN] == [0; VNET_HDR_LEN])
+        );
+    }
+
+    /// A packet left to this end and written alone goes behind a `NEEDS_CSUM` header that
+    /// names its checksum, and comes out finished: TCP that cannot join (a SYN) and UDP
+    /// on a device without UDP segmentation.
+    #[test]
+    fn a_packet_left_to_this_end_alone_has_its_checksum_finished_by_the_kernel() {
+        let mut c = Coalescer::new(false);
+        let syn = tcp4(77, 0, 0x02, 1, &[]);
+        let dgram = udp6(b"a datagram of some length");
+        let sent = [
+            unfinished(syn.clone(), 20, 16),
+            unfinished(dgram.clone(), 40, 6),
+        ];
+        let frames = run_flagged(&mut c, &sent, &[true, true]);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0][..2], [VIRTIO_NET_HDR_F_NEEDS_CSUM, GSO_NONE]);
+        assert_eq!(
+            frames[0][6..10],
+            [20, 0, 16, 0],
+            "csum_start 20, csum_offset 16"
+        );
+        assert_eq!(
+            frames[1][6..10],
+            [40, 0, 6, 0],
+            "csum_start 40, csum_offset 6"
+        );
+        assert_eq!(split(&frames[0]), vec![syn]);
+        assert_eq!(split(&frames[1]), vec![dgram]);
+        // What has no checksum to find (not TCP or UDP) goes as it is.
+        let mut icmp = tcp4(1, 2, TCP_ACK, 3, b"x");
+        icmp[9] = 1;
+        let frames = run_flagged(&mut c, std::slice::from_ref(&icmp), &[true]);
+        assert_eq!(frames, vec![[&[0u8; VNET_HDR_LEN][..], &icmp].concat()]);
     }
 }

@@ -73,6 +73,7 @@
 
 mod batch;
 mod buffers;
+pub mod csum;
 mod error;
 mod mem;
 
@@ -255,6 +256,56 @@ pub trait PacketDevice: Send + Sync {
         lens: &[usize],
         headroom: usize,
     ) -> impl Future<Output = Result<(), TunError>> + Send;
+
+    /// As [`PacketDevice::recv_batch`], but a packet whose TCP or UDP checksum the kernel
+    /// left unfinished (a segment of an offloaded super-packet) may stay unfinished, with
+    /// `offload[i]` set: for a peer that finishes it ([`csum`]). Uses
+    /// `min(bufs.len(), lens.len(), offload.len())` buffers. Without offload, every
+    /// checksum is complete.
+    fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        async move {
+            let k = lens.len().min(offload.len());
+            let n = self.recv_batch(bufs, &mut lens[..k], headroom).await?;
+            offload[..n.min(k)].fill(false);
+            Ok(n)
+        }
+    }
+
+    /// As [`PacketDevice::send_batch`], where packet `i`'s TCP or UDP checksum is this
+    /// end's to finish when `offload[i]` (it came as a type 7 data packet): the kernel
+    /// computes it when the device takes offload, else it is computed here. Packets
+    /// without a flag (`offload` shorter than `lens`) are complete. The buffers may be
+    /// written (the checksum fields of flagged packets).
+    fn send_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        async move {
+            complete_flagged(bufs, lens, offload, headroom);
+            self.send_batch(bufs, lens, headroom).await
+        }
+    }
+}
+
+/// Finishes in software the checksum of every flagged packet.
+fn complete_flagged(bufs: &mut [Vec<u8>], lens: &[usize], offload: &[bool], headroom: usize) {
+    for ((b, &len), _) in bufs.iter_mut().zip(lens).zip(offload).filter(|(_, o)| **o) {
+        if let Some(p) = headroom
+            .checked_add(len)
+            .and_then(|end| b.get_mut(headroom..end))
+        {
+            csum::complete_checksum(p);
+        }
+    }
 }
 
 /// A TUN interface, up, with its address and MTU set. Dropping it removes the interface.
@@ -381,6 +432,30 @@ impl PacketDevice for Tun {
     ) -> Result<(), TunError> {
         self.first.send_batch(bufs, lens, headroom).await
     }
+
+    async fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        self.first
+            .recv_batch_offload(bufs, lens, offload, headroom)
+            .await
+    }
+
+    async fn send_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        self.first
+            .send_batch_offload(bufs, lens, offload, headroom)
+            .await
+    }
 }
 
 impl PacketDevice for TunQueue {
@@ -402,9 +477,14 @@ impl PacketDevice for TunQueue {
         lens: &mut [usize],
         headroom: usize,
     ) -> Result<usize, TunError> {
+        let mut offload = [false; OFFLOAD_BATCH];
         let n = batch::check_recv(bufs, lens, headroom, self.mtu, self.offload)?;
-        let (bufs, lens) = (&mut bufs[..n], &mut lens[..n]);
-        self.inner.recv_batch(bufs, lens, headroom).await
+        let n = n.min(OFFLOAD_BATCH);
+        let k = self
+            .recv_batch_offload(&mut bufs[..n], &mut lens[..n], &mut offload[..n], headroom)
+            .await?;
+        complete_flagged(bufs, &lens[..k], &offload[..k], headroom);
+        Ok(k)
     }
 
     async fn send_batch(
@@ -413,12 +493,35 @@ impl PacketDevice for TunQueue {
         lens: &[usize],
         headroom: usize,
     ) -> Result<(), TunError> {
+        self.send_batch_offload(bufs, lens, &[], headroom).await
+    }
+
+    async fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        let k = lens.len().min(offload.len());
+        let n = batch::check_recv(bufs, &lens[..k], headroom, self.mtu, self.offload)?;
+        let (bufs, lens, offload) = (&mut bufs[..n], &mut lens[..n], &mut offload[..n]);
+        self.inner.recv_batch(bufs, lens, offload, headroom).await
+    }
+
+    async fn send_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> Result<(), TunError> {
         batch::check_send(bufs, lens, headroom)?;
         if lens.is_empty() {
             return Ok(());
         }
         let bufs = &mut bufs[..lens.len()];
-        self.inner.send_batch(bufs, lens, headroom).await
+        self.inner.send_batch(bufs, lens, offload, headroom).await
     }
 }
 

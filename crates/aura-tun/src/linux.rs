@@ -6,6 +6,7 @@ use nix::errno::Errno;
 use tokio::sync::Mutex;
 use tun_rs::{AsyncDevice, DeviceBuilder, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
+use crate::csum;
 use crate::gro::{Coalescer, VNET_HDR_LEN};
 
 use crate::{Created, MAX_PACKET, MIN_HEADROOM, OFFLOAD_BATCH, OffloadMode, TunConfig, TunError};
@@ -47,35 +48,66 @@ impl Queue {
         }
     }
 
-    /// Arguments were checked by the facade (`batch::check_recv`); `bufs.len() == lens.len()`.
+    /// Arguments were checked by the facade (`batch::check_recv`); `bufs`, `lens` and
+    /// `offload` have one length. With offload on, a super-packet is split by
+    /// [`csum::split`], which leaves the checksums the kernel did not compute for the peer
+    /// (`offload[i]`); a frame it cannot split is dropped and the next one read.
     pub(crate) async fn recv_batch(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
+        offload: &mut [bool],
         headroom: usize,
     ) -> Result<usize, TunError> {
+        let err = |source| TunError::Io { op: "read", source };
+        if !self.dev.tcp_gso() {
+            let (Some(buf), Some(len), Some(off)) =
+                (bufs.first_mut(), lens.first_mut(), offload.first_mut())
+            else {
+                return Err(TunError::BadBatch("no receive buffers".into()));
+            };
+            let room = buf.get_mut(headroom..).unwrap_or_default();
+            *len = self.dev.recv(room).await.map_err(err)?;
+            *off = false;
+            return Ok(1);
+        }
         let mut raw = self.rx.lock().await;
-        self.dev
-            .recv_multiple(&mut raw, bufs, lens, headroom)
-            .await
-            .map_err(|source| TunError::Io { op: "read", source })
+        loop {
+            let n = self.dev.recv(&mut raw).await.map_err(err)?;
+            // No await from here on: a cancelled read loses nothing.
+            if let Ok(k) = csum::split(
+                raw.get(..n).unwrap_or_default(),
+                bufs,
+                lens,
+                offload,
+                headroom,
+            ) {
+                return Ok(k);
+            }
+        }
     }
 
     /// Arguments were checked by the facade (`batch::check_send`); `bufs.len() == lens.len()`.
     /// With offload on, what may be coalesced is ([`crate::gro`]); every packet is tried,
     /// the first error is returned. A TUN write hands the packet to the kernel's stack and
     /// does not wait for room, so the writes are made without waiting for readiness; one
-    /// that would block is reported as the error, and its packet dropped.
+    /// that would block is reported as the error, and its packet dropped. A packet flagged
+    /// in `offload` has its checksum finished by the kernel (offload on) or here.
     pub(crate) async fn send_batch(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &[usize],
+        offload: &[bool],
         headroom: usize,
     ) -> Result<(), TunError> {
         let packets = bufs
-            .iter()
+            .iter_mut()
             .zip(lens)
-            .filter_map(|(b, &len)| b.get(headroom..headroom.checked_add(len)?));
+            .enumerate()
+            .filter_map(|(i, (b, &len))| {
+                let p = b.get_mut(headroom..headroom.checked_add(len)?)?;
+                Some((p, offload.get(i).copied().unwrap_or(false)))
+            });
         let result = if self.dev.tcp_gso() {
             let mut gro = self.tx.lock().await;
             gro.write_batch(packets, &mut |hdr, packet| {
@@ -85,7 +117,10 @@ impl Queue {
             })
         } else {
             let mut result = Ok(());
-            for p in packets {
+            for (p, off) in packets {
+                if off {
+                    csum::complete_checksum(p);
+                }
                 if let Err(e) = self.dev.try_send(p)
                     && result.is_ok()
                 {

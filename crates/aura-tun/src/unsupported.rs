@@ -11,6 +11,7 @@ impl Queue {
         &self,
         _bufs: &mut [Vec<u8>],
         _lens: &mut [usize],
+        _offload: &mut [bool],
         _headroom: usize,
     ) -> Result<usize, TunError> {
         match *self {}
@@ -20,6 +21,7 @@ impl Queue {
         &self,
         _bufs: &mut [Vec<u8>],
         _lens: &[usize],
+        _offload: &[bool],
         _headroom: usize,
     ) -> Result<(), TunError> {
         match *self {}

@@ -363,6 +363,56 @@ async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
     if gso {
         assert_eq!(batches, vec![SEGMENTS], "one read, split into all segments");
     }
+
+    // The same again, read so that the checksums the kernel left (USO hands them over
+    // unfinished) stay unfinished for the peer: flagged, the field zero; finished, valid.
+    if gso {
+        sock.send_to(&big, SocketAddrV4::new(PEER_ADDR, 9997))
+            .await
+            .unwrap();
+    } else {
+        for seg in big.chunks(SEGMENT_LEN) {
+            sock.send_to(seg, SocketAddrV4::new(PEER_ADDR, 9997))
+                .await
+                .unwrap();
+        }
+    }
+    let mut flagged = 0;
+    let mut seen = 0;
+    timeout(STEP, async {
+        while seen < SEGMENTS {
+            let n = tun
+                .recv_batch_offload(&mut rx.bufs, &mut rx.lens, &mut rx.offload, rx.headroom)
+                .await
+                .unwrap();
+            for i in 0..n {
+                let offload = rx.offload[i];
+                let pkt = rx.packet_mut(i).unwrap();
+                if udp_to(pkt, PEER_ADDR).is_none_or(|(port, _)| port != 9997) {
+                    continue;
+                }
+                seen += 1;
+                assert!(ipv4_header_ok(pkt), "IPv4 checksum");
+                if offload {
+                    flagged += 1;
+                    assert_eq!(&pkt[26..28], &[0, 0], "left unfinished as zero");
+                    assert!(aura_tun::csum::complete_checksum(pkt));
+                    assert_ne!(&pkt[26..28], &[0, 0], "finished");
+                }
+                assert!(udp_checksum_ok(pkt), "UDP checksum, finished");
+            }
+        }
+    })
+    .await
+    .expect("the second train did not come out of the TUN");
+    if gso {
+        assert_eq!(
+            flagged, SEGMENTS,
+            "every segment of the train left to the peer"
+        );
+    } else {
+        assert_eq!(flagged, 0, "without offload every checksum is complete");
+    }
     batches
 }
 

@@ -169,11 +169,11 @@ impl<T: TunFactory> Client<T> {
             };
             let mut reassigned = None;
             let mut renamed = false;
-            for p in packets.iter() {
+            for (p, offload) in packets.iter_with_offload() {
                 if control::is_control(p) {
                     controls.push(p.to_vec());
                 } else {
-                    writer.push(p).await;
+                    writer.push_with(p, offload).await;
                 }
             }
             packets.recycle();

@@ -52,7 +52,7 @@ async fn tun_reader<D: PacketDevice>(
     let pool = BatchPool::new();
     loop {
         let n = match tun
-            .recv_batch(&mut rx.bufs, &mut rx.lens, rx.headroom)
+            .recv_batch_offload(&mut rx.bufs, &mut rx.lens, &mut rx.offload, rx.headroom)
             .await
         {
             Ok(n) => n,
@@ -64,7 +64,18 @@ async fn tun_reader<D: PacketDevice>(
         let sender = current.borrow().clone();
         if let Some(s) = sender {
             let mut batch = pool.take();
+            // A checksum the kernel left unfinished goes to the server unfinished when
+            // the session carries that (version 2), else it is finished here.
+            let peer_finishes = s.offload();
             for i in 0..n {
+                let mut offload = rx.offload.get(i).copied().unwrap_or(false);
+                if offload
+                    && !peer_finishes
+                    && let Some(p) = rx.packet_mut(i)
+                {
+                    aura_tun::csum::complete_checksum(p);
+                    offload = false;
+                }
                 if let Some(p) = rx.packet(i) {
                     let own = match crate::packet::ipv4_addrs(p) {
                         Some((src, _)) => src == address,
@@ -73,7 +84,7 @@ async fn tun_reader<D: PacketDevice>(
                         }),
                     };
                     if own {
-                        batch.push(p);
+                        batch.push_with(p, offload);
                     }
                 }
             }

@@ -260,23 +260,40 @@ impl Router {
         let mut runs: Vec<(PacketSender, PacketBatch)> = Vec::new();
         loop {
             let n = device
-                .recv_batch(&mut rx.bufs, &mut rx.lens, rx.headroom)
+                .recv_batch_offload(&mut rx.bufs, &mut rx.lens, &mut rx.offload, rx.headroom)
                 .await?;
             {
                 let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
                 let mut last: Option<Ipv4Addr> = None;
                 for i in 0..n {
-                    let Some(packet) = rx.packet(i) else { continue };
-                    let Some(dst) = self.key_of(packet, &plan) else {
+                    let Some(dst) = rx.packet(i).and_then(|p| self.key_of(p, &plan)) else {
                         self.unroutable.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    match (last == Some(dst), runs.last_mut()) {
-                        (true, Some((_, run))) => run.push(packet),
-                        _ => match peers.get(&dst) {
+                    let same = last == Some(dst);
+                    let peer = if same { None } else { peers.get(&dst) };
+                    // A checksum the kernel left unfinished goes to the client unfinished
+                    // when its session carries that (version 2), else it is finished here.
+                    let finishes = match (&peer, runs.last()) {
+                        (Some(p), _) => p.sender.offload(),
+                        (None, Some((s, _))) if same => s.offload(),
+                        _ => false,
+                    };
+                    let mut offload = rx.offload.get(i).copied().unwrap_or(false);
+                    if offload
+                        && !finishes
+                        && let Some(p) = rx.packet_mut(i)
+                    {
+                        aura_tun::csum::complete_checksum(p);
+                        offload = false;
+                    }
+                    let Some(packet) = rx.packet(i) else { continue };
+                    match (same, runs.last_mut()) {
+                        (true, Some((_, run))) => run.push_with(packet, offload),
+                        _ => match peer {
                             Some(p) => {
                                 let mut run = pool.take();
-                                run.push(packet);
+                                run.push_with(packet, offload);
                                 runs.push((p.sender.clone(), run));
                                 last = Some(dst);
                             }

@@ -80,12 +80,13 @@ impl ClientHandshake {
     pub fn start<R: RngCore + CryptoRng>(
         rng: &mut R,
         suites: &[Suite],
+        versions: &[u8],
         local_index: u32,
         max_datagram: usize,
         now: Instant,
         retransmit: Duration,
     ) -> Result<Self, ProtoError> {
-        let (initiator, msg) = Initiator::start(rng, suites, local_index)?;
+        let (initiator, msg) = Initiator::start(rng, suites, versions, local_index)?;
         let datagrams = fragment(PacketType::Init, local_index, 0, &msg, max_datagram);
         Ok(Self {
             local_index,

@@ -121,6 +121,10 @@ pub struct EndpointConfig {
     pub verifier: Verifier,
     /// AEAD suites, most preferred first.
     pub suites: Vec<Suite>,
+    /// Session versions offered (client) or accepted (server), most preferred first
+    /// (docs/PROTOCOL.md §6); [`crate::wire::SUPPORTED_VERSIONS`] by default. Fewer is
+    /// how a test plays an older peer.
+    pub versions: Vec<u8>,
     /// Whether to accept incoming handshakes (servers).
     pub accept: bool,
     /// Largest datagram the endpoint emits during the handshake (UDP payload).
@@ -144,6 +148,7 @@ impl EndpointConfig {
             identity,
             verifier,
             suites: Suite::ALL.to_vec(),
+            versions: crate::wire::SUPPORTED_VERSIONS.to_vec(),
             accept,
             max_datagram: 1232,
             timers: Timers::default(),
@@ -167,6 +172,18 @@ impl EndpointConfig {
         if self.suites.is_empty() {
             return Err(ProtoError::Config("no AEAD suite enabled".into()));
         }
+        if self.versions.is_empty()
+            || self
+                .versions
+                .iter()
+                .any(|v| !crate::wire::SUPPORTED_VERSIONS.contains(v))
+        {
+            return Err(ProtoError::Config(format!(
+                "session versions {:?}: each must be one of {:?}, and at least one given",
+                self.versions,
+                crate::wire::SUPPORTED_VERSIONS
+            )));
+        }
         self.timers.validate()
     }
 
@@ -183,6 +200,7 @@ impl EndpointConfig {
             identity: &self.identity,
             wall,
             suites: &self.suites,
+            versions: &self.versions,
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct ConnectionInfo {
     pub peer: Option<VerifiedPeer>,
     /// Negotiated suite of the current session.
     pub suite: Option<Suite>,
+    /// Session version of the current session (docs/PROTOCOL.md §6); 2 and later carry
+    /// checksum offload (type 7).
+    pub version: Option<u8>,
     pub stats: ConnectionStats,
     /// When the current session's handshake completed.
     pub session_started: Option<Instant>,
@@ -258,12 +261,19 @@ impl Connection {
         })
     }
 
-    /// Seals a payload in place under `current` and counts it.
+    /// Whether the current session carries checksum offload (type 7).
+    pub fn offload(&self) -> bool {
+        self.current.as_ref().is_some_and(Session::offload)
+    }
+
+    /// Seals a payload in place under `current` and counts it; `offload` as
+    /// [`Session::seal`].
     pub fn seal(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         payload_len: usize,
+        offload: bool,
         timers: &Timers,
     ) -> Result<Sealed, ProtoError> {
         let is_client = self.is_client();
@@ -271,7 +281,7 @@ impl Connection {
         if now.saturating_duration_since(session.created) >= timers.reject_after_time {
             return Err(ProtoError::NotEstablished);
         }
-        let len = session.seal(buf, payload_len)?;
+        let len = session.seal(buf, payload_len, offload)?;
         let rekey = is_client
             && self.handshake.is_none()
             && session.sent_packets() >= timers.rekey_after_packets;
@@ -459,6 +469,7 @@ impl Connection {
             remote: self.remote,
             peer: self.peer.clone(),
             suite: self.current.as_ref().map(Session::suite),
+            version: self.current.as_ref().map(Session::version),
             stats: self.stats,
             session_started: self.current.as_ref().map(|s| s.created),
             last_received: self.last_recv,

@@ -83,4 +83,7 @@ pub struct Received {
     pub conn: ConnectionHandle,
     /// Where the payload lies in the caller's buffer.
     pub payload: Range<usize>,
+    /// It came as type 7: an IP packet whose TCP or UDP checksum is the receiver's to fill
+    /// in (docs/PROTOCOL.md §5.3).
+    pub offload: bool,
 }

@@ -281,6 +281,7 @@ impl Endpoint {
         let hs = ClientHandshake::start(
             &mut self.rng,
             &self.config.suites,
+            &self.config.versions,
             local_index,
             self.config.max_datagram,
             now,
@@ -336,7 +337,7 @@ impl Endpoint {
                 have: 0,
             }))?;
         match PacketType::from_u8(ty) {
-            Some(PacketType::Data) => self.handle_data(now, remote, buf),
+            Some(PacketType::Data | PacketType::DataOffload) => self.handle_data(now, remote, buf),
             Some(PacketType::Init | PacketType::Resp | PacketType::Finish) => {
                 self.handle_fragment(now, remote, buf).map(|()| None)
             }
@@ -382,6 +383,7 @@ impl Endpoint {
             Ok(Some(Received {
                 conn: handle,
                 payload: opened.payload,
+                offload: header.offload,
             }))
         }
     }
@@ -787,15 +789,38 @@ impl Endpoint {
         buf: &mut [u8],
         payload_len: usize,
     ) -> Result<(SocketAddr, usize), ProtoError> {
+        self.seal_with(now, conn, buf, payload_len, false)
+    }
+
+    /// As [`Endpoint::seal`]; with `offload`, as a type 7 packet: the payload is an IP
+    /// packet whose TCP or UDP checksum the receiver fills in (docs/PROTOCOL.md §5.3).
+    ///
+    /// # Errors
+    /// As [`Endpoint::seal`], and [`ProtoError::OffloadNotNegotiated`] with `offload` when
+    /// the current session is version 1 ([`Endpoint::offload`] says which).
+    pub fn seal_with(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        buf: &mut [u8],
+        payload_len: usize,
+        offload: bool,
+    ) -> Result<(SocketAddr, usize), ProtoError> {
         let c = self
             .conns
             .get_mut(&conn)
             .ok_or(ProtoError::UnknownConnection)?;
-        let sealed = c.seal(now, buf, payload_len, &self.config.timers)?;
+        let sealed = c.seal(now, buf, payload_len, offload, &self.config.timers)?;
         if sealed.rekey {
             self.start_client_handshake(now, conn)?;
         }
         Ok((sealed.remote, sealed.len))
+    }
+
+    /// Whether `conn`'s current session carries checksum offload (type 7 packets, session
+    /// version 2 on).
+    pub fn offload(&self, conn: ConnectionHandle) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.offload())
     }
 
     /// The next datagram to send, if any.

@@ -144,7 +144,7 @@ impl DatagramCamo {
         max_len: usize,
         out: &mut Vec<u8>,
     ) {
-        let is_data = data.first() == Some(&(PacketType::Data as u8))
+        let is_data = data.first().is_some_and(|&t| PacketType::is_data(t))
             && data.len() >= DATA_HEADER_LEN + TAG_LEN;
         if is_data {
             self.append_data(data, mask, max_len, out);
@@ -259,7 +259,7 @@ impl DatagramCamo {
             return None;
         }
         let m = self.keys.udp_mask.mask(&sample(d));
-        if d[0] ^ m[0] != PacketType::Data as u8 {
+        if !PacketType::is_data(d[0] ^ m[0]) {
             return None;
         }
         let pad = usize::from(u16::from_be_bytes([d[len - 2] ^ m[13], d[len - 1] ^ m[14]]));

@@ -790,7 +790,6 @@ async fn read_datagrams(
     inbound: mpsc::Sender<BytesMut>,
     counters: Arc<QuicCounters>,
 ) {
-    let data = PacketType::Data as u8;
     let mut taken = Vec::with_capacity(READ_BATCH);
     let mut carved = Vec::with_capacity(READ_BATCH);
     while let Ok(first) = conn.read_datagram().await {
@@ -803,7 +802,7 @@ async fn read_datagrams(
             }
         }
         let before = taken.len();
-        taken.retain(|d| d.first() == Some(&data));
+        taken.retain(|d| d.first().is_some_and(|&t| PacketType::is_data(t)));
         for _ in taken.len()..before {
             count(&counters.foreign_datagrams);
         }
@@ -844,7 +843,7 @@ async fn write_loop(
     mut outbound: mpsc::Receiver<BytesMut>,
     counters: Arc<QuicCounters>,
 ) {
-    let data = PacketType::Data as u8;
+    let is_data = |p: &[u8]| p.first().is_some_and(|&t| PacketType::is_data(t));
     let mut max_datagram = conn.max_datagram_size().unwrap_or(0);
     let mut since_refresh = 0u32;
     // Grows to the largest frame sent, not more.
@@ -871,7 +870,7 @@ async fn write_loop(
             since_refresh = 0;
         }
         let packet = packet.freeze();
-        let packet = if packet.first() == Some(&data) && packet.len() <= max_datagram {
+        let packet = if is_data(&packet) && packet.len() <= max_datagram {
             match send_datagram(&conn, packet).await {
                 Sent::Done => continue,
                 Sent::Lost => return,
@@ -882,7 +881,7 @@ async fn write_loop(
                 }
             }
         } else {
-            if packet.first() == Some(&data) {
+            if is_data(&packet) {
                 count(&counters.stream_fallbacks);
             }
             packet

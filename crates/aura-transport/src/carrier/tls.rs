@@ -1056,7 +1056,7 @@ mod tests {
             Err(FrameError::NotAura)
         ));
         assert!(matches!(
-            frames(&[0, 2, 7]).await.1,
+            frames(&[0, 2, 8]).await.1,
             Err(FrameError::NotAura)
         ));
         let (got, end) = frames(&[0, 1, 5, 0, 3, 0]).await;

@@ -32,13 +32,17 @@ pub fn server_endpoint(pki: &TestPki) -> Endpoint {
 }
 
 pub fn client_endpoint(pki: &TestPki, id: &aura_testkit::Identity, seed: u8) -> Endpoint {
-    let cfg = EndpointConfig::new(
+    Endpoint::new(client_config(pki, id), [seed; 32], Instant::now(), wall()).unwrap()
+}
+
+/// The configuration of [`client_endpoint`].
+pub fn client_config(pki: &TestPki, id: &aura_testkit::Identity) -> EndpointConfig {
+    EndpointConfig::new(
         pki.ca_der().to_vec(),
         identity(id),
         pki.verifier().unwrap(),
         false,
-    );
-    Endpoint::new(cfg, [seed; 32], Instant::now(), wall()).unwrap()
+    )
 }
 
 /// A recognisable IPv4-looking packet: version nibble 4, then the direction and sequence.
