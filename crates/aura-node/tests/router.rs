@@ -77,13 +77,34 @@ async fn connect(
     accept: &mut tokio::sync::mpsc::UnboundedReceiver<PacketConn>,
     n: u16,
 ) -> (PacketConn, PacketConn) {
+    connect_speaking(
+        pki,
+        id,
+        server,
+        accept,
+        n,
+        aura_proto::wire::SUPPORTED_VERSIONS,
+    )
+    .await
+}
+
+/// As `connect`, for a client that offers only the session `versions` given.
+async fn connect_speaking(
+    pki: &TestPki,
+    id: &aura_testkit::Identity,
+    server: &aura_transport::DriverHandle,
+    accept: &mut tokio::sync::mpsc::UnboundedReceiver<PacketConn>,
+    n: u16,
+    versions: &[u8],
+) -> (PacketConn, PacketConn) {
     let wall = SimClock::new().wall();
-    let cfg = EndpointConfig::new(
+    let mut cfg = EndpointConfig::new(
         pki.ca_der().to_vec(),
         identity(id),
         pki.verifier().unwrap(),
         false,
     );
+    cfg.versions = versions.to_vec();
     let ep = Endpoint::new(cfg, [n as u8; 32], Instant::now(), wall).unwrap();
     let (client, _) = Driver::spawn(ep, None, MaskSeed::for_ca(pki.ca_der()));
     let a = SocketAddr::from(([192, 0, 2, 1], 1000 + n));
@@ -99,6 +120,108 @@ async fn connect(
     // Keep the client driver alive as long as the connection.
     std::mem::forget(client);
     (c, s)
+}
+
+/// A UDP datagram from `src` to `dst` with a valid checksum, and the same with its
+/// checksum left unfinished (the field zero), as an offloading kernel hands it over.
+fn udp_pair_of(src: Ipv4Addr, dst: Ipv4Addr, marker: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&5353u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&443u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&(8u16 + 200).to_be_bytes());
+    udp.extend((0..200u32).map(|i| (i as u8).wrapping_mul(marker)));
+    let mut whole = ipv4_packet(src, dst, &udp);
+    assert!(aura_tun::csum::complete_checksum(&mut whole));
+    let mut unfinished = whole.clone();
+    unfinished[26..28].fill(0);
+    (whole, unfinished)
+}
+
+/// A checksum the server's kernel left unfinished goes to a version 2 client unfinished
+/// (type 7, flagged) and to a version 1 client finished by the server; one a version 2
+/// client left unfinished reaches the server's device finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_checksums_follow_each_client_s_session_version() {
+    let pki = TestPki::new(4).unwrap();
+    let (server, mut accept) = server_driver(&pki);
+    let section = aura_config::PoolSection {
+        cidr: "10.77.0.0/24".parse().unwrap(),
+        ..aura_config::PoolSection::default()
+    };
+    let router = Router::new(IpPool::new(&section));
+    let (device, mut host) = MemTun::pair("aura0", 1280, 1024);
+    let device = Arc::new(device);
+    tokio::spawn(router.clone().device_loop(device.clone()));
+    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let welcome = || Welcome {
+        mtu: 1280,
+        dns: vec![],
+        extra: vec![],
+        since: 0,
+        relay: None,
+        onward: Default::default(),
+        cover: None,
+    };
+    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
+    let (mut bob_c, bob_s) = connect_speaking(&pki, pki.bob(), &server, &mut accept, 2, &[1]).await;
+    assert!(alice_c.offload() && alice_s.offload());
+    assert!(!bob_c.offload() && !bob_s.offload());
+    for s in [alice_s, bob_s] {
+        tokio::spawn(router.clone().serve_client(s, queue.clone(), welcome()));
+    }
+    timeout(T, async {
+        while router.peers().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let addr_of = |id: &str| {
+        router
+            .peers()
+            .into_iter()
+            .find(|p| p.id == id)
+            .unwrap()
+            .address
+    };
+    let (alice_ip, bob_ip) = (addr_of("alice"), addr_of("bob"));
+    let outside = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// The next data packet and its flag (control envelopes skipped).
+    async fn data_flagged(c: &mut PacketConn) -> (Vec<u8>, bool) {
+        loop {
+            let b = timeout(T, c.recv_packets()).await.unwrap().unwrap();
+            let found = b
+                .iter_with_offload()
+                .find(|(p, _)| !aura_proto::control::is_control(p))
+                .map(|(p, o)| (p.to_vec(), o));
+            b.recycle();
+            if let Some(f) = found {
+                return f;
+            }
+        }
+    }
+
+    let (whole, unfinished) = udp_pair_of(outside, alice_ip, 3);
+    host.inject_unfinished(&unfinished).await.unwrap();
+    let (got, flagged) = data_flagged(&mut alice_c).await;
+    assert!(flagged, "a version 2 client gets it as type 7");
+    assert_eq!(got, unfinished, "and unfinished: its own end finishes it");
+    let (whole_b, unfinished_b) = udp_pair_of(outside, bob_ip, 5);
+    host.inject_unfinished(&unfinished_b).await.unwrap();
+    let (got, flagged) = data_flagged(&mut bob_c).await;
+    assert!(!flagged);
+    assert_eq!(got, whole_b, "a version 1 client gets it finished");
+    assert_ne!(whole, unfinished);
+
+    // From alice, unfinished: the device gets it finished.
+    let (whole_up, unfinished_up) = udp_pair_of(alice_ip, outside, 7);
+    let mut batch = aura_transport::PacketBatch::default();
+    batch.push_with(&unfinished_up, true);
+    alice_c.send_packets(batch).await.unwrap();
+    let up = timeout(T, host.recv()).await.unwrap().unwrap();
+    assert_eq!(up, whole_up);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

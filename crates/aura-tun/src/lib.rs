@@ -297,7 +297,12 @@ pub trait PacketDevice: Send + Sync {
 }
 
 /// Finishes in software the checksum of every flagged packet.
-fn complete_flagged(bufs: &mut [Vec<u8>], lens: &[usize], offload: &[bool], headroom: usize) {
+pub(crate) fn complete_flagged(
+    bufs: &mut [Vec<u8>],
+    lens: &[usize],
+    offload: &[bool],
+    headroom: usize,
+) {
     for ((b, &len), _) in bufs.iter_mut().zip(lens).zip(offload).filter(|(_, o)| **o) {
         if let Some(p) = headroom
             .checked_add(len)

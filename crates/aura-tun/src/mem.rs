@@ -14,7 +14,8 @@ use crate::{MAX_PACKET, OffloadMode, PacketDevice, TunError, batch};
 pub struct MemTun {
     name: String,
     mtu: u16,
-    from_host: Mutex<mpsc::Receiver<Vec<u8>>>,
+    /// Packets from the host, each with whether its checksum is left unfinished.
+    from_host: Mutex<mpsc::Receiver<(Vec<u8>, bool)>>,
     to_host: mpsc::Sender<Vec<u8>>,
 }
 
@@ -23,7 +24,7 @@ pub struct MemTun {
 #[derive(Debug)]
 pub struct MemTunHost {
     mtu: u16,
-    to_dev: mpsc::Sender<Vec<u8>>,
+    to_dev: mpsc::Sender<(Vec<u8>, bool)>,
     from_dev: mpsc::Receiver<Vec<u8>>,
 }
 
@@ -56,7 +57,18 @@ impl MemTunHost {
     pub async fn inject(&self, packet: &[u8]) -> Result<(), TunError> {
         self.check(packet)?;
         self.to_dev
-            .send(packet.to_vec())
+            .send((packet.to_vec(), false))
+            .await
+            .map_err(|_| TunError::Closed)
+    }
+
+    /// As [`MemTunHost::inject`], for a packet whose TCP or UDP checksum the kernel left
+    /// unfinished (as an offloading device hands over segments):
+    /// [`PacketDevice::recv_batch_offload`] reports it flagged, `recv_batch` finishes it.
+    pub async fn inject_unfinished(&self, packet: &[u8]) -> Result<(), TunError> {
+        self.check(packet)?;
+        self.to_dev
+            .send((packet.to_vec(), true))
             .await
             .map_err(|_| TunError::Closed)
     }
@@ -64,7 +76,7 @@ impl MemTunHost {
     /// Queues `packet` without waiting; `Ok(false)` when the queue is full (a real TUN drops).
     pub fn try_inject(&self, packet: &[u8]) -> Result<bool, TunError> {
         self.check(packet)?;
-        match self.to_dev.try_send(packet.to_vec()) {
+        match self.to_dev.try_send((packet.to_vec(), false)) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(TunError::Closed),
@@ -113,12 +125,34 @@ impl PacketDevice for MemTun {
         headroom: usize,
     ) -> Result<usize, TunError> {
         let n = batch::check_recv(bufs, lens, headroom, self.mtu, OffloadMode::Off)?;
+        let mut offload = vec![false; n];
+        let got = self
+            .recv_batch_offload(bufs, &mut lens[..n], &mut offload, headroom)
+            .await?;
+        crate::complete_flagged(bufs, &lens[..got], &offload[..got], headroom);
+        Ok(got)
+    }
+
+    async fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        let k = lens.len().min(offload.len());
+        let n = batch::check_recv(bufs, &lens[..k], headroom, self.mtu, OffloadMode::Off)?;
         let mut rx = self.from_host.lock().await;
         // Only the first receive waits; it completes or is dropped before taking a packet.
         let mut next = Some(rx.recv().await.ok_or(TunError::Closed)?);
         let mut got = 0;
-        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()).take(n) {
-            let Some(packet) = next.take().or_else(|| rx.try_recv().ok()) else {
+        for ((buf, len), flag) in bufs
+            .iter_mut()
+            .zip(lens.iter_mut())
+            .zip(offload.iter_mut())
+            .take(n)
+        {
+            let Some((packet, unfinished)) = next.take().or_else(|| rx.try_recv().ok()) else {
                 break;
             };
             // `check_recv` guaranteed headroom + mtu bytes and `inject` packet <= mtu.
@@ -131,6 +165,7 @@ impl PacketDevice for MemTun {
                     })?;
             dst.copy_from_slice(&packet);
             *len = packet.len();
+            *flag = unfinished;
             got += 1;
         }
         Ok(got)
