@@ -169,24 +169,6 @@ impl PacketDevice for SharedTun {
         self.0.offload_mode()
     }
 
-    async fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        headroom: usize,
-    ) -> Result<usize, TunError> {
-        self.0.recv_batch(bufs, lens, headroom).await
-    }
-
-    async fn send_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &[usize],
-        headroom: usize,
-    ) -> Result<(), TunError> {
-        self.0.send_batch(bufs, lens, headroom).await
-    }
-
     async fn recv_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],

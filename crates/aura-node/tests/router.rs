@@ -122,6 +122,45 @@ async fn connect_speaking(
     (c, s)
 }
 
+/// A router for `section` with an in-memory TUN: its device loop and writer running.
+/// Returns the router, the TUN's host side and the writer's queue.
+fn routing_core(
+    section: &aura_config::PoolSection,
+) -> (
+    Arc<Router>,
+    aura_tun::MemTunHost,
+    aura_node::server::router::DeviceQueue,
+) {
+    let router = Router::new(IpPool::new(section));
+    let (device, host) = MemTun::pair("aura0", 1280, 1024);
+    let device = Arc::new(device);
+    tokio::spawn(router.clone().device_loop(device.clone()));
+    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    tokio::spawn(DeviceWriter::new(device).run(queue_rx));
+    (router, host, queue)
+}
+
+/// Waits until `n` clients are registered with `router`.
+async fn registered(router: &Router, n: usize) {
+    timeout(T, async {
+        while router.peers().len() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The address `router` gave client `id`.
+fn address_of(router: &Router, id: &str) -> Ipv4Addr {
+    router
+        .peers()
+        .into_iter()
+        .find(|p| p.id == id)
+        .unwrap()
+        .address
+}
+
 /// A UDP datagram from `src` to `dst` with a valid checksum, and the same with its
 /// checksum left unfinished (the field zero), as an offloading kernel hands it over.
 fn udp_pair_of(src: Ipv4Addr, dst: Ipv4Addr, marker: u8) -> (Vec<u8>, Vec<u8>) {
@@ -148,12 +187,7 @@ async fn unfinished_checksums_follow_each_client_s_session_version() {
         cidr: "10.77.0.0/24".parse().unwrap(),
         ..aura_config::PoolSection::default()
     };
-    let router = Router::new(IpPool::new(&section));
-    let (device, mut host) = MemTun::pair("aura0", 1280, 1024);
-    let device = Arc::new(device);
-    tokio::spawn(router.clone().device_loop(device.clone()));
-    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let (router, mut host, queue) = routing_core(&section);
     let welcome = || Welcome {
         mtu: 1280,
         dns: vec![],
@@ -170,21 +204,8 @@ async fn unfinished_checksums_follow_each_client_s_session_version() {
     for s in [alice_s, bob_s] {
         tokio::spawn(router.clone().serve_client(s, queue.clone(), welcome()));
     }
-    timeout(T, async {
-        while router.peers().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
-    let addr_of = |id: &str| {
-        router
-            .peers()
-            .into_iter()
-            .find(|p| p.id == id)
-            .unwrap()
-            .address
-    };
+    registered(&router, 2).await;
+    let addr_of = |id: &str| address_of(&router, id);
     let (alice_ip, bob_ip) = (addr_of("alice"), addr_of("bob"));
     let outside = Ipv4Addr::new(198, 18, 0, 2);
 
@@ -247,12 +268,7 @@ async fn dispatch_antispoofing_and_release() {
         static_map: [("bob".to_owned(), "10.77.0.50".parse().unwrap())].into(),
         ..aura_config::PoolSection::default()
     };
-    let router = Router::new(IpPool::new(&section));
-    let (device, mut host) = MemTun::pair("aura0", 1280, 1024);
-    let device = Arc::new(device);
-    tokio::spawn(router.clone().device_loop(device.clone()));
-    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let (router, mut host, queue) = routing_core(&section);
     let resolvers: Vec<std::net::IpAddr> = vec!["10.77.0.1".parse().unwrap()];
     let welcome = |extra: Vec<Vec<u8>>| Welcome {
         mtu: 1280,
@@ -277,21 +293,8 @@ async fn dispatch_antispoofing_and_release() {
             .serve_client(bob_s, queue.clone(), welcome(vec![])),
     );
     // Wait until both are registered.
-    timeout(T, async {
-        while router.peers().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
-    let addr_of = |id: &str| {
-        router
-            .peers()
-            .into_iter()
-            .find(|p| p.id == id)
-            .unwrap()
-            .address
-    };
+    registered(&router, 2).await;
+    let addr_of = |id: &str| address_of(&router, id);
     let (alice_ip, bob_ip) = (addr_of("alice"), addr_of("bob"));
     assert_eq!(
         bob_ip,

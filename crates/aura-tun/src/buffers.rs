@@ -87,6 +87,23 @@ impl TunBuffers {
         self.bufs.get_mut(i)?.get_mut(self.headroom..end)
     }
 
+    /// Packet `i`'s offload flag as it leaves for a peer: when the peer cannot finish a
+    /// checksum left unfinished (`peer_finishes` false: a session version 1), it is
+    /// finished here and the packet goes unflagged.
+    pub fn offload_for(&mut self, i: usize, peer_finishes: bool) -> bool {
+        let flagged = self.offload.get(i).copied().unwrap_or(false);
+        if !flagged || peer_finishes {
+            return flagged;
+        }
+        if let Some(p) = self.packet_mut(i) {
+            crate::csum::complete_checksum(p);
+        }
+        if let Some(o) = self.offload.get_mut(i) {
+            *o = false;
+        }
+        false
+    }
+
     /// Copies `packet` into buffer `i` after the headroom and sets `lens[i]` (and
     /// `offload[i]` to false: its checksums are complete).
     pub fn set_packet(&mut self, i: usize, packet: &[u8]) -> Result<(), TunError> {
@@ -160,6 +177,23 @@ mod tests {
         assert_eq!(p.packet(4), None);
         p.lens[1] = 5000;
         assert_eq!(p.packet(1), None);
+
+        // A flagged packet goes flagged to a peer that finishes it, else finished here.
+        let mut udp = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        udp.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53, 0, 8, 0, 0]);
+        p.set_packet_with(3, &udp, true).unwrap();
+        assert!(p.offload_for(3, true));
+        assert_eq!(p.packet(3), Some(&udp[..]), "left as it is");
+        assert!(!p.offload_for(3, false));
+        assert!(!p.offload[3]);
+        let mut done = udp.clone();
+        assert!(crate::csum::complete_checksum(&mut done));
+        assert_ne!(done[26..28], [0, 0]);
+        assert_eq!(p.packet(3), Some(&done[..]), "finished here");
+        assert!(
+            !p.offload_for(2, false),
+            "an unflagged packet stays as it is"
+        );
 
         let ptr = p.bufs[0].as_ptr();
         p.bufs[0].truncate(10);

@@ -235,30 +235,43 @@ pub trait PacketDevice: Send + Sync {
     fn offload_mode(&self) -> OffloadMode;
 
     /// Waits for packets and reads a batch of them (TSO super-packets split when offload is
-    /// on). Packet `i` lands in `bufs[i][headroom..headroom + lens[i]]`; returns how many
-    /// packets were read (at least one). Uses `min(bufs.len(), lens.len())` buffers, each of
-    /// which must be at least `headroom + mtu` bytes long. Cancel-safe: dropping the future
-    /// before it completes loses no packet.
+    /// on), every checksum complete. Packet `i` lands in `bufs[i][headroom..headroom +
+    /// lens[i]]`; returns how many packets were read (at least one). Uses
+    /// `min(bufs.len(), lens.len(), OFFLOAD_BATCH)` buffers, each of which must be at least
+    /// `headroom + mtu` bytes long. Cancel-safe: dropping the future before it completes
+    /// loses no packet.
     fn recv_batch(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
         headroom: usize,
-    ) -> impl Future<Output = Result<usize, TunError>> + Send;
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        async move {
+            let mut offload = [false; OFFLOAD_BATCH];
+            let k = lens.len().min(OFFLOAD_BATCH);
+            let n = self
+                .recv_batch_offload(bufs, &mut lens[..k], &mut offload[..k], headroom)
+                .await?;
+            complete_flagged(bufs, &lens[..n], &offload[..n], headroom);
+            Ok(n)
+        }
+    }
 
-    /// Writes the `lens.len()` packets `bufs[i][headroom..headroom + lens[i]]`, coalescing
-    /// them when offload is on. `headroom` must be at least [`MIN_HEADROOM`]. The buffers
-    /// are only read. When some packets fail (e.g. the kernel refuses a malformed one), the
-    /// others are still written and the error of a failed one is returned.
+    /// Writes the `lens.len()` packets `bufs[i][headroom..headroom + lens[i]]`, every
+    /// checksum complete, coalescing them when offload is on. `headroom` must be at least
+    /// [`MIN_HEADROOM`]. When some packets fail (e.g. the kernel refuses a malformed one),
+    /// the others are still written and the error of a failed one is returned.
     fn send_batch(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &[usize],
         headroom: usize,
-    ) -> impl Future<Output = Result<(), TunError>> + Send;
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        self.send_batch_offload(bufs, lens, &[], headroom)
+    }
 
     /// As [`PacketDevice::recv_batch`], but a packet whose TCP or UDP checksum the kernel
-    /// left unfinished (a segment of an offloaded super-packet) may stay unfinished, with
+    /// left unfinished (a segment of an offloaded super-packet) stays unfinished, with
     /// `offload[i]` set: for a peer that finishes it ([`csum`]). Uses
     /// `min(bufs.len(), lens.len(), offload.len())` buffers. Without offload, every
     /// checksum is complete.
@@ -268,14 +281,7 @@ pub trait PacketDevice: Send + Sync {
         lens: &mut [usize],
         offload: &mut [bool],
         headroom: usize,
-    ) -> impl Future<Output = Result<usize, TunError>> + Send {
-        async move {
-            let k = lens.len().min(offload.len());
-            let n = self.recv_batch(bufs, &mut lens[..k], headroom).await?;
-            offload[..n.min(k)].fill(false);
-            Ok(n)
-        }
-    }
+    ) -> impl Future<Output = Result<usize, TunError>> + Send;
 
     /// As [`PacketDevice::send_batch`], where packet `i`'s TCP or UDP checksum is this
     /// end's to finish when `offload[i]` (it came as a type 7 data packet): the kernel
@@ -288,12 +294,7 @@ pub trait PacketDevice: Send + Sync {
         lens: &[usize],
         offload: &[bool],
         headroom: usize,
-    ) -> impl Future<Output = Result<(), TunError>> + Send {
-        async move {
-            complete_flagged(bufs, lens, offload, headroom);
-            self.send_batch(bufs, lens, headroom).await
-        }
-    }
+    ) -> impl Future<Output = Result<(), TunError>> + Send;
 }
 
 /// Finishes in software the checksum of every flagged packet.
@@ -420,24 +421,6 @@ impl PacketDevice for Tun {
         Tun::offload_mode(self)
     }
 
-    async fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        headroom: usize,
-    ) -> Result<usize, TunError> {
-        self.first.recv_batch(bufs, lens, headroom).await
-    }
-
-    async fn send_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &[usize],
-        headroom: usize,
-    ) -> Result<(), TunError> {
-        self.first.send_batch(bufs, lens, headroom).await
-    }
-
     async fn recv_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],
@@ -474,31 +457,6 @@ impl PacketDevice for TunQueue {
 
     fn offload_mode(&self) -> OffloadMode {
         self.offload
-    }
-
-    async fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        headroom: usize,
-    ) -> Result<usize, TunError> {
-        let mut offload = [false; OFFLOAD_BATCH];
-        let n = batch::check_recv(bufs, lens, headroom, self.mtu, self.offload)?;
-        let n = n.min(OFFLOAD_BATCH);
-        let k = self
-            .recv_batch_offload(&mut bufs[..n], &mut lens[..n], &mut offload[..n], headroom)
-            .await?;
-        complete_flagged(bufs, &lens[..k], &offload[..k], headroom);
-        Ok(k)
-    }
-
-    async fn send_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &[usize],
-        headroom: usize,
-    ) -> Result<(), TunError> {
-        self.send_batch_offload(bufs, lens, &[], headroom).await
     }
 
     async fn recv_batch_offload(

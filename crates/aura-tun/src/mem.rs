@@ -118,21 +118,6 @@ impl PacketDevice for MemTun {
         OffloadMode::Off
     }
 
-    async fn recv_batch(
-        &self,
-        bufs: &mut [Vec<u8>],
-        lens: &mut [usize],
-        headroom: usize,
-    ) -> Result<usize, TunError> {
-        let n = batch::check_recv(bufs, lens, headroom, self.mtu, OffloadMode::Off)?;
-        let mut offload = vec![false; n];
-        let got = self
-            .recv_batch_offload(bufs, &mut lens[..n], &mut offload, headroom)
-            .await?;
-        crate::complete_flagged(bufs, &lens[..got], &offload[..got], headroom);
-        Ok(got)
-    }
-
     async fn recv_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],
@@ -171,13 +156,15 @@ impl PacketDevice for MemTun {
         Ok(got)
     }
 
-    async fn send_batch(
+    async fn send_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],
         lens: &[usize],
+        offload: &[bool],
         headroom: usize,
     ) -> Result<(), TunError> {
         batch::check_send(bufs, lens, headroom)?;
+        crate::complete_flagged(bufs, lens, offload, headroom);
         let mut result = Ok(());
         for (index, (buf, &len)) in bufs.iter().zip(lens).enumerate() {
             let packet = buf.get(headroom..headroom + len).unwrap_or_default();

@@ -68,14 +68,7 @@ async fn tun_reader<D: PacketDevice>(
             // the session carries that (version 2), else it is finished here.
             let peer_finishes = s.offload();
             for i in 0..n {
-                let mut offload = rx.offload.get(i).copied().unwrap_or(false);
-                if offload
-                    && !peer_finishes
-                    && let Some(p) = rx.packet_mut(i)
-                {
-                    aura_tun::csum::complete_checksum(p);
-                    offload = false;
-                }
+                let offload = rx.offload_for(i, peer_finishes);
                 if let Some(p) = rx.packet(i) {
                     let own = match crate::packet::ipv4_addrs(p) {
                         Some((src, _)) => src == address,

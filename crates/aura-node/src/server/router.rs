@@ -279,14 +279,7 @@ impl Router {
                         (None, Some((s, _))) if same => s.offload(),
                         _ => false,
                     };
-                    let mut offload = rx.offload.get(i).copied().unwrap_or(false);
-                    if offload
-                        && !finishes
-                        && let Some(p) = rx.packet_mut(i)
-                    {
-                        aura_tun::csum::complete_checksum(p);
-                        offload = false;
-                    }
+                    let offload = rx.offload_for(i, finishes);
                     let Some(packet) = rx.packet(i) else { continue };
                     match (same, runs.last_mut()) {
                         (true, Some((_, run))) => run.push_with(packet, offload),
