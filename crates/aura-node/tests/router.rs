@@ -23,6 +23,9 @@ use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(20);
 
+/// The session versions this build speaks.
+const ALL: &[u8] = aura_proto::wire::SUPPORTED_VERSIONS;
+
 fn identity(id: &aura_testkit::Identity) -> Identity {
     Identity {
         cert_der: id.cert_der.clone(),
@@ -68,28 +71,9 @@ fn server_driver(
     )
 }
 
-/// Connects `id` to the server driver over an in-memory link; returns (client side,
-/// server side).
+/// Connects `id`, offering the session `versions` (`ALL` for this build's), to the server
+/// driver over an in-memory link; returns (client side, server side).
 async fn connect(
-    pki: &TestPki,
-    id: &aura_testkit::Identity,
-    server: &aura_transport::DriverHandle,
-    accept: &mut tokio::sync::mpsc::UnboundedReceiver<PacketConn>,
-    n: u16,
-) -> (PacketConn, PacketConn) {
-    connect_speaking(
-        pki,
-        id,
-        server,
-        accept,
-        n,
-        aura_proto::wire::SUPPORTED_VERSIONS,
-    )
-    .await
-}
-
-/// As `connect`, for a client that offers only the session `versions` given.
-async fn connect_speaking(
     pki: &TestPki,
     id: &aura_testkit::Identity,
     server: &aura_transport::DriverHandle,
@@ -197,8 +181,8 @@ async fn unfinished_checksums_follow_each_client_s_session_version() {
         onward: Default::default(),
         cover: None,
     };
-    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
-    let (mut bob_c, bob_s) = connect_speaking(&pki, pki.bob(), &server, &mut accept, 2, &[1]).await;
+    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1, ALL).await;
+    let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2, &[1]).await;
     assert!(alice_c.offload() && alice_s.offload());
     assert!(!bob_c.offload() && !bob_s.offload());
     for s in [alice_s, bob_s] {
@@ -280,8 +264,8 @@ async fn dispatch_antispoofing_and_release() {
         cover: None,
     };
 
-    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
-    let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1, ALL).await;
+    let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2, ALL).await;
     let a = tokio::spawn(router.clone().serve_client(
         alice_s,
         queue.clone(),
@@ -492,7 +476,7 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     };
 
     // Extended to the listed hop: a bridge.
-    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
+    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1, ALL).await;
     tokio::spawn(
         router
             .clone()
@@ -515,7 +499,7 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     );
 
     // A hop not listed: refused, with the reason.
-    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2, ALL).await;
     tokio::spawn(router.clone().serve_client(bob_s, queue.clone(), welcome()));
     bob.send(extend("192.0.2.99:8443".parse().unwrap()))
         .await
@@ -527,7 +511,7 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     }
 
     // A client that asks for its address first is served as usual.
-    let (mut carol, carol_s) = connect(&pki, &carol_id, &server, &mut accept, 3).await;
+    let (mut carol, carol_s) = connect(&pki, &carol_id, &server, &mut accept, 3, ALL).await;
     tokio::spawn(
         router
             .clone()
@@ -636,8 +620,8 @@ async fn cover_is_granted_within_the_cap_and_padding_never_reaches_the_device() 
         },
         limit: limit.clone(),
     };
-    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1).await;
-    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2).await;
+    let (mut alice, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1, ALL).await;
+    let (mut bob, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2, ALL).await;
     tokio::spawn(
         router
             .clone()
