@@ -310,7 +310,7 @@ pub fn split(
     let id0 = if v6 { 0 } else { be16(input, 4) };
     // IPv4: the header's sum without its length, identification and checksum, which are
     // all that differ between segments; each segment's is then two additions (summing
-    // the freshly written header again stalled on its own stores).
+    // the header again, right after writing it, was 3.9 % of a sending end's samples).
     let v4_base = if v6 {
         0
     } else {
