@@ -174,12 +174,7 @@ async fn unfinished_checksums_follow_each_client_s_session_version() {
     let (router, mut host, queue) = routing_core(&section);
     let welcome = || Welcome {
         mtu: 1280,
-        dns: vec![],
-        extra: vec![],
-        since: 0,
-        relay: None,
-        onward: Default::default(),
-        cover: None,
+        ..Welcome::default()
     };
     let (mut alice_c, alice_s) = connect(&pki, pki.alice(), &server, &mut accept, 1, ALL).await;
     let (mut bob_c, bob_s) = connect(&pki, pki.bob(), &server, &mut accept, 2, &[1]).await;

@@ -17,11 +17,19 @@ const T: Duration = Duration::from_secs(30);
 /// A server and a client driver on loopback UDP with alice connected: (server driver,
 /// client driver, client side, server side).
 async fn udp_pair(pki: &TestPki, seed: u8) -> (DriverHandle, DriverHandle, PacketConn, PacketConn) {
+    udp_pair_with(pki, client_endpoint(pki, pki.alice(), seed)).await
+}
+
+/// As `udp_pair`, with the client's endpoint given.
+async fn udp_pair_with(
+    pki: &TestPki,
+    client_ep: aura_proto::Endpoint,
+) -> (DriverHandle, DriverHandle, PacketConn, PacketConn) {
     let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server_addr = sock.local_addr().unwrap();
     let (server, mut accept) = Driver::spawn(server_endpoint(pki), Some(sock), masks(pki));
     let (client, _) = Driver::spawn(
-        client_endpoint(pki, pki.alice(), seed),
+        client_ep,
         Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
         masks(pki),
     );
@@ -40,22 +48,10 @@ async fn udp_pair(pki: &TestPki, seed: u8) -> (DriverHandle, DriverHandle, Packe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_peer_gets_no_checksum_offload() {
     let pki = TestPki::new(1).unwrap();
-    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let server_addr = sock.local_addr().unwrap();
-    let (_server, mut accept) = Driver::spawn(server_endpoint(&pki), Some(sock), masks(&pki));
     let mut cfg = client_config(&pki, pki.alice());
     cfg.versions = vec![1];
     let ep = aura_proto::Endpoint::new(cfg, [3; 32], std::time::Instant::now(), wall()).unwrap();
-    let (client, _) = Driver::spawn(
-        ep,
-        Some(udp::bind("127.0.0.1:0".parse().unwrap()).unwrap()),
-        masks(&pki),
-    );
-    let c = timeout(T, client.connect(server_addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut s = timeout(T, accept.recv()).await.unwrap().unwrap();
+    let (_server, _client, c, mut s) = udp_pair_with(&pki, ep).await;
     assert!(!c.offload() && !s.offload());
     {
         let (from, to, side) = (&c, &mut s, 0u8);

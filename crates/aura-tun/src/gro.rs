@@ -303,7 +303,9 @@ impl Coalescer {
     }
 
     /// Writes `packets` through `write` (one call per frame, with its virtio-net header and
-    /// its packet), coalescing what may be. Every frame is tried; the first error is returned.
+    /// its packet), coalescing what may be. Each packet comes with whether its checksum is
+    /// left to this end (then its checksum field may be written). Every frame is tried; the
+    /// first error is returned.
     ///
     /// # Errors
     /// The first error `write` returned.
