@@ -92,7 +92,7 @@ pub use server::{
     HostPort, NatSection, PoolSection, PoolStrategy, RelaySection, ServerConfig, ServerPki,
     ServerSection,
 };
-pub use server::{DEFAULT_POOL_CIDR6, Nat6Mode};
+pub use server::{DEFAULT_POOL_CIDR6, MAX_SERVER_WORKERS, Nat6Mode};
 pub use split::{DomainPattern, IpCidr, OsRoutes, SplitKind, SplitRule, SplitSection};
 
 use common::Resolver;

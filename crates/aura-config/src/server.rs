@@ -47,6 +47,9 @@ fn default_server_admin_socket() -> PathBuf {
     PathBuf::from(DEFAULT_SERVER_ADMIN_SOCKET)
 }
 
+/// The most protocol workers a server runs (`[server] workers`).
+pub const MAX_SERVER_WORKERS: u16 = 64;
+
 /// `[server]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +68,13 @@ pub struct ServerSection {
     /// User to switch to once the TUN and sockets are open. Default: stay as started.
     #[serde(default)]
     pub run_as: Option<String>,
+    /// Protocol workers, 1 to [`MAX_SERVER_WORKERS`]: each reads its own UDP socket on
+    /// the carrier's port (`SO_REUSEPORT`, clients steered by source address) and holds
+    /// its own sessions and share of the handshake limits, so handshakes and packets run
+    /// on that many cores. Default: the CPUs the server may run on, at most
+    /// [`MAX_SERVER_WORKERS`].
+    #[serde(default)]
+    pub workers: Option<u16>,
     /// Resolvers named to clients (a `DnsAssign` after the handshake), reached through the
     /// tunnel. Default (key absent): the server's own tunnel address, where it forwards
     /// queries to the resolvers of the server host's `/etc/resolv.conf`. `[]`: none named
@@ -659,6 +669,14 @@ impl ServerConfig {
             p.push("server.name", format!("{:?} {why}", s.name));
         }
         check_socket_path(&mut p, "server.admin_socket", &s.admin_socket);
+        if let Some(w) = s.workers
+            && !(1..=MAX_SERVER_WORKERS).contains(&w)
+        {
+            p.push(
+                "server.workers",
+                format!("{w} is not a number of workers from 1 to {MAX_SERVER_WORKERS}"),
+            );
+        }
         if let Some(u) = &s.run_as
             && let Err(why) = check_user(u)
         {

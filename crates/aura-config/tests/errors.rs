@@ -1065,3 +1065,40 @@ fn run_as_lets_the_group_read_keys_and_nothing_more() {
         );
     }
 }
+
+#[test]
+fn workers_out_of_range() {
+    let f = Fixture::new();
+    for (value, problem) in [
+        (
+            "0",
+            "server.workers: 0 is not a number of workers from 1 to 64",
+        ),
+        (
+            "65",
+            "server.workers: 65 is not a number of workers from 1 to 64",
+        ),
+    ] {
+        let text = server_with(
+            "name = \"vpn.example.com\"",
+            &format!("name = \"vpn.example.com\"\nworkers = {value}"),
+        );
+        problems(f.server(&text).unwrap_err(), &[problem]);
+    }
+    let text = server_with(
+        "name = \"vpn.example.com\"",
+        "name = \"vpn.example.com\"\nworkers = 3",
+    );
+    assert_eq!(f.server(&text).unwrap().server.workers, Some(3));
+    let text = server_with(
+        "name = \"vpn.example.com\"",
+        "name = \"vpn.example.com\"\nworkers = -1",
+    );
+    parse_error(
+        f.server(&text).unwrap_err(),
+        3,
+        11,
+        "server.workers",
+        "invalid value",
+    );
+}

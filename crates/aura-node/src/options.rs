@@ -342,6 +342,16 @@ pub struct ServerOptions {
     pub metrics: Option<SocketAddr>,
     /// What asks for a reload (SIGHUP in `aura`: the process's).
     pub reload: crate::service::Reload,
+    /// Protocol workers (`[server] workers`; default [`default_workers`]).
+    pub workers: usize,
+}
+
+/// The workers a server runs unless `[server] workers` says: one per CPU it may run on,
+/// at most [`aura_config::MAX_SERVER_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(usize::from(aura_config::MAX_SERVER_WORKERS))
 }
 
 /// What cover traffic a server grants (`[server.cover]`), budgets in per mille.
@@ -435,6 +445,7 @@ impl ServerOptions {
             None => None,
         };
         Ok(Self {
+            workers: cfg.server.workers.map_or_else(default_workers, usize::from),
             name: cfg.server.name.clone(),
             files: CredentialFiles::new(
                 &cfg.pki.ca_cert,
@@ -522,6 +533,7 @@ impl ServerOptions {
             quic,
             tls,
             mem,
+            workers: self.workers,
             outer: Some(std::sync::Arc::new(creds.outer())),
             tls_options: TlsOptions {
                 camo: c.knock.then(|| TlsCamo {

@@ -877,6 +877,7 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
         masks: aura_transport::camo::mask::MaskSeed::for_ca(pki.ca_der()),
         mem: Some((net.clone(), std::net::SocketAddr::new(SERVER_IP, 8443))),
         wall_clock: pinned,
+        workers: 1,
     })
     .await
     .unwrap();

@@ -65,6 +65,7 @@ pub const CRL_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 /// built, so a bad CRL is reported at configuration time. The verifier is immutable
 /// apart from [`Verifier::replace_crls`]; share it behind an `Arc` and swap in a new one
 /// to update CRLs without locking.
+#[derive(Clone)]
 pub struct Verifier {
     ca_der: CertificateDer<'static>,
     anchor: TrustAnchor<'static>,
@@ -77,6 +78,7 @@ pub struct Verifier {
 /// a time comparison; its signature was checked against the CA once, at construction
 /// (webpki would check it again on every certificate: one ECDSA verification per
 /// handshake).
+#[derive(Clone)]
 struct CheckedCrl {
     /// Serial numbers (DER integer content octets, as in the certificates).
     revoked: HashSet<Vec<u8>>,

@@ -36,7 +36,7 @@ pub mod wire;
 pub use aura_crypto::sign::{EcdsaP256Signer, SignError, Signer};
 pub use endpoint::{
     CloseReason, ConnectionHandle, ConnectionInfo, ConnectionStats, Endpoint, EndpointConfig,
-    Event, RESEED_INTERVAL, Received, Timers, Transmit,
+    Event, IndexChange, Partition, RESEED_INTERVAL, Received, Timers, Transmit,
 };
 pub use error::{AlertCode, DropReason, HandshakeError, ProtoError};
 pub use handshake::Identity;

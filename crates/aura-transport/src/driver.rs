@@ -15,16 +15,17 @@
 //! Without GSO/GRO (old kernels, or quinn-udp unable to set the socket up) the same code
 //! sends and receives one datagram per call.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use aura_pki::Verifier;
 use aura_proto::{
-    CloseReason, ConnectionHandle, DATA_OVERHEAD, Endpoint, Event, HandshakeError, SEAL_HEADROOM,
-    wire::PacketType,
+    CloseReason, ConnectionHandle, DATA_OVERHEAD, Endpoint, Event, HandshakeError, IndexChange,
+    Partition, SEAL_HEADROOM, wire::PacketType,
 };
 use bytes::BytesMut;
 use tokio::net::UdpSocket;
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::batch::{BatchPool, PacketBatch, QueueLimit, SendBudget};
 use crate::budget::Budget;
 use crate::camo::datagram::{DatagramCamo, Side, wire_len_bound};
-use crate::camo::knock::KnockKeys;
+use crate::camo::knock::{KnockKeys, ReplayFilter};
 use crate::camo::mask::{Mask, MaskSeed, next_switch};
 use crate::camo::shape::Profile;
 use crate::carrier::Carrier;
@@ -353,50 +354,190 @@ impl Driver {
         udp: Option<UdpSocket>,
         masks: MaskSeed,
     ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
-        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         // Unbounded: a confirmed connection must never be dropped because the application
         // was slow to take it (a burst of reconnects after a server restart completes
         // handshakes faster than one accept loop runs). Its length is bounded by the
         // connections the endpoint holds anyway.
         let (accept_tx, accept_rx) = mpsc::unbounded_channel();
-        let (link_tx, link_rx) = mpsc::channel(4096);
-        let camo = UdpCamo::new(&endpoint, masks);
-        let shared = SharedDriverStats::default();
-        let udp = udp.map(BatchSocket::new);
-        let rx = RxBatch::for_socket(udp.as_ref());
-        let task = Task {
-            ep: endpoint,
-            udp,
-            rx,
-            tx: TxQueue::new(),
-            commands_tx: cmd_tx.downgrade(),
-            commands: cmd_rx,
-            accept: accept_tx,
-            link_in_tx: link_tx,
-            link_in: link_rx,
-            links: HashMap::new(),
-            next_link: 1,
-            conns: HashMap::new(),
-            dirty: Vec::new(),
-            connecting: HashMap::new(),
-            dial_paths: HashMap::new(),
-            confirming: HashMap::new(),
-            scratch: vec![0u8; MAX_UDP],
-            send_budget: SendBudget::new(SEND_QUEUE_BYTES),
-            camo,
-            held: std::collections::VecDeque::new(),
-            release_at: None,
-            stats: DriverStats::default(),
-            shared: shared.clone(),
+        let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
+        let handle = spawn_task(endpoint, udp, masks, accept_tx, (link_tx, link_rx), None);
+        (handle, accept_rx)
+    }
+
+    /// Starts one driver per endpoint of `workers`, the workers of one server: each
+    /// endpoint is given its share of the session indices, each driver reads its own
+    /// socket of a [`crate::carrier::udp::bind_group`] (in group order), and they share
+    /// one knock replay filter, the set of live session indices (a datagram for another
+    /// worker's session, from a client that moved, is handed to that worker) and the
+    /// queue of accepted connections.
+    ///
+    /// # Panics
+    /// Never; `workers` longer than `u32::MAX` is cut there.
+    pub fn spawn_workers(
+        workers: Vec<(Endpoint, Option<UdpSocket>)>,
+        masks: &MaskSeed,
+    ) -> (Vec<DriverHandle>, mpsc::UnboundedReceiver<PacketConn>) {
+        let (accept_tx, accept_rx) = mpsc::unbounded_channel();
+        let count = u32::try_from(workers.len()).unwrap_or(u32::MAX);
+        let queues: Vec<_> = (0..workers.len())
+            .map(|_| mpsc::channel(LINK_QUEUE))
+            .collect();
+        let senders: Arc<[mpsc::Sender<LinkIn>]> = queues.iter().map(|(t, _)| t.clone()).collect();
+        let live = Arc::new(RwLock::new(HashSet::new()));
+        let replay = Arc::new(Mutex::new(ReplayFilter::default()));
+        let mut handles = Vec::with_capacity(workers.len());
+        for (worker, ((mut ep, udp), queue)) in (0..count).zip(workers.into_iter().zip(queues)) {
+            let Some(me) = Partition::new(worker, count) else {
+                break;
+            };
+            ep.set_partition(me);
+            let peers = Peers {
+                me,
+                queues: senders.clone(),
+                live: live.clone(),
+                replay: replay.clone(),
+                arena: BytesMut::new(),
+            };
+            handles.push(spawn_task(
+                ep,
+                udp,
+                masks.clone(),
+                accept_tx.clone(),
+                queue,
+                Some(peers),
+            ));
+        }
+        (handles, accept_rx)
+    }
+}
+
+/// Datagrams queued from a driver's links (and, for a worker, from the other workers)
+/// before the driver takes them.
+const LINK_QUEUE: usize = 4096;
+
+/// Bytes a worker's hand-over arena grows by: datagrams for other workers are carved
+/// from it, so handing one over allocates nothing of its own.
+const HANDOFF_ARENA: usize = 64 << 10;
+
+/// What a worker of a server shares with the others ([`Driver::spawn_workers`]).
+struct Peers {
+    /// This worker's share of the session indices.
+    me: Partition,
+    /// Every worker's queue, in worker order.
+    queues: Arc<[mpsc::Sender<LinkIn>]>,
+    /// The session indices live on any worker.
+    live: Arc<RwLock<HashSet<u32>>>,
+    /// The knock replay filter of every worker.
+    replay: Arc<Mutex<ReplayFilter>>,
+    /// Where datagrams handed to another worker are copied.
+    arena: BytesMut,
+}
+
+impl Peers {
+    /// Whether `index` names a live session of another worker.
+    fn held_elsewhere(&self, index: u32) -> bool {
+        self.me.owner(index) != self.me.worker
+            && self
+                .live
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&index)
+    }
+
+    /// Hands `d`, an opened Aura datagram from `from` for session `index`, to the worker
+    /// that holds that session. Returns false when its queue was full (the datagram is
+    /// dropped, as a full socket buffer would).
+    fn hand_over(&mut self, index: u32, from: SocketAddr, d: &[u8]) -> bool {
+        let Some(queue) = self.queues.get(self.me.owner(index) as usize) else {
+            return false;
         };
-        tokio::spawn(task.run());
-        (
-            DriverHandle {
-                commands: cmd_tx,
-                stats: shared,
-            },
-            accept_rx,
-        )
+        if self.arena.capacity() - self.arena.len() < d.len() {
+            self.arena.reserve(HANDOFF_ARENA.max(d.len()));
+        }
+        self.arena.extend_from_slice(d);
+        queue
+            .try_send(LinkIn::Opened(from, self.arena.split()))
+            .is_ok()
+    }
+
+    /// Tells the other workers that client `id` connected here: a session they hold for
+    /// it is stale (the client restarted from another address).
+    fn supersede(&self, id: &str) {
+        let id: Arc<str> = Arc::from(id);
+        for (w, q) in self.queues.iter().enumerate() {
+            if w != self.me.worker as usize {
+                // A full queue loses the notice; the stale session then ends at the
+                // dead-peer timeout, as it would without workers.
+                let _ = q.try_send(LinkIn::Superseded(id.clone()));
+            }
+        }
+    }
+
+    /// Publishes the endpoint's index changes to the other workers.
+    fn publish(&self, ep: &mut Endpoint) {
+        if !ep.has_index_changes() {
+            return;
+        }
+        let changes = ep.take_index_changes();
+        let mut live = self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in changes {
+            match c {
+                IndexChange::Added(i) => live.insert(i),
+                IndexChange::Removed(i) => live.remove(&i),
+            };
+        }
+    }
+}
+
+fn spawn_task(
+    endpoint: Endpoint,
+    udp: Option<UdpSocket>,
+    masks: MaskSeed,
+    accept: mpsc::UnboundedSender<PacketConn>,
+    (link_tx, link_rx): (mpsc::Sender<LinkIn>, mpsc::Receiver<LinkIn>),
+    peers: Option<Peers>,
+) -> DriverHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let mut camo = UdpCamo::new(&endpoint, masks);
+    if let Some(p) = &peers {
+        camo.dg.share_replay_filter(p.replay.clone());
+    }
+    let shared = SharedDriverStats::default();
+    let udp = udp.map(BatchSocket::new);
+    let rx = RxBatch::for_socket(udp.as_ref());
+    let task = Task {
+        ep: endpoint,
+        udp,
+        rx,
+        tx: TxQueue::new(),
+        commands_tx: cmd_tx.downgrade(),
+        commands: cmd_rx,
+        accept,
+        link_in_tx: link_tx,
+        link_in: link_rx,
+        links: HashMap::new(),
+        next_link: 1,
+        conns: HashMap::new(),
+        dirty: Vec::new(),
+        connecting: HashMap::new(),
+        dial_paths: HashMap::new(),
+        confirming: HashMap::new(),
+        scratch: vec![0u8; MAX_UDP],
+        send_budget: SendBudget::new(SEND_QUEUE_BYTES),
+        camo,
+        held: std::collections::VecDeque::new(),
+        release_at: None,
+        stats: DriverStats::default(),
+        shared: shared.clone(),
+        peers,
+    };
+    tokio::spawn(task.run());
+    DriverHandle {
+        commands: cmd_tx,
+        stats: shared,
     }
 }
 
@@ -521,6 +662,11 @@ impl DriverHandle {
 enum LinkIn {
     Datagram(SocketAddr, BytesMut),
     Closed(SocketAddr),
+    /// Another worker read this datagram, already opened from its camouflage, from UDP
+    /// address `.0`, for a session here.
+    Opened(SocketAddr, BytesMut),
+    /// Another worker completed a handshake with this client.
+    Superseded(Arc<str>),
 }
 
 struct Task {
@@ -558,6 +704,8 @@ struct Task {
     stats: DriverStats,
     /// Where `stats` are copied for other tasks ([`Task::publish`]).
     shared: SharedDriverStats,
+    /// The other workers of this server, when it has several.
+    peers: Option<Peers>,
 }
 
 impl Task {
@@ -647,7 +795,25 @@ impl Task {
             let ep = &self.ep;
             let wire_len = d.len();
             let before = self.camo.dg.refusals;
-            let inner = self.camo.dg.open(d, now, |i| ep.knows_index(i));
+            let elsewhere = Cell::new(None);
+            let peers = self.peers.as_ref();
+            let inner = self.camo.dg.open(d, now, |i| {
+                ep.knows_index(i)
+                    || peers.is_some_and(|p| p.held_elsewhere(i)) && {
+                        elsewhere.set(Some(i));
+                        true
+                    }
+            });
+            if let (Some(index), Some(inner), Some(peers)) =
+                (elsewhere.get(), inner.as_deref(), self.peers.as_mut())
+            {
+                if peers.hand_over(index, from, inner) {
+                    self.stats.handed_over += 1;
+                } else {
+                    self.stats.handover_drops += 1;
+                }
+                continue;
+            }
             if server && inner.is_none() {
                 let after = self.camo.dg.refusals;
                 let what = if after.replay > before.replay {
@@ -704,6 +870,20 @@ impl Task {
         match msg {
             LinkIn::Datagram(from, mut d) => self.on_link_datagram(from, &mut d, now),
             LinkIn::Closed(addr) => self.on_link_closed(addr),
+            LinkIn::Opened(from, mut d) => deliver(
+                &mut self.ep,
+                &mut self.conns,
+                &mut self.dirty,
+                &mut self.stats,
+                now,
+                from,
+                &mut d,
+            ),
+            LinkIn::Superseded(id) => {
+                // The client's next handshake here takes a round trip, so this notice
+                // is never older than a session it would close.
+                self.ep.close_client(&id);
+            }
         }
     }
 
@@ -1025,6 +1205,9 @@ impl Task {
         while let Some(e) = self.ep.poll_event() {
             self.on_event(e);
         }
+        if let Some(p) = &self.peers {
+            p.publish(&mut self.ep);
+        }
     }
 
     fn on_event(&mut self, e: Event) {
@@ -1039,6 +1222,9 @@ impl Task {
                 // The handshake completed: the peer received what was sent to it.
                 if !is_synthetic(&remote) {
                     self.camo.budget.prove(remote);
+                }
+                if let Some(p) = &self.peers {
+                    p.supersede(&peer.id);
                 }
                 let carrier = self.carrier_of(&remote);
                 self.stats.handshake_completed(carrier);

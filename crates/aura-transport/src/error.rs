@@ -178,6 +178,9 @@ pub enum ConfigError {
     /// The QUIC idle timeout is beyond what QUIC can express.
     #[error("QUIC idle timeout too large")]
     QuicIdleTimeout,
+    /// A server needs 1 to [`crate::carrier::udp::MAX_WORKERS`] workers.
+    #[error("{0} workers: a server runs 1 to {max}", max = crate::carrier::udp::MAX_WORKERS)]
+    Workers(usize),
 }
 
 #[cfg(test)]

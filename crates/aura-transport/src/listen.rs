@@ -1,5 +1,18 @@
-//! The server's entry point: listeners on every configured carrier at once, one protocol
-//! endpoint (one driver) behind all of them.
+//! The server's entry point: listeners on every configured carrier at once, and behind
+//! them one protocol endpoint and driver per worker ([`ListenConfig::workers`]).
+//!
+//! With several workers, each reads its own UDP socket of one `SO_REUSEPORT` group on
+//! the carrier's address, and the kernel steers each datagram there by its source
+//! ([`udp::worker_of`]); stream links go to the worker of their peer's address the same
+//! way. So one source meets one worker's per-source limits, whatever the carrier, and
+//! the workers' handshakes and sessions run on as many cores. What they share:
+//! - the knock replay filter (a first flight replayed from another address is still a
+//!   replay);
+//! - the live session indices: each worker's indices fall in its share
+//!   ([`aura_proto::Partition`]), and a datagram of another worker's session (from a
+//!   client that moved to an address another worker reads) is handed to it;
+//! - the queue of accepted connections, and notices of a client's new session (its old
+//!   one on another worker is closed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,12 +59,17 @@ pub struct ListenConfig {
     /// The wall clock for certificate validity: `UnixTime::now` in production; tests pin
     /// it to their PKI's time.
     pub wall_clock: fn() -> UnixTime,
+    /// Protocol workers, 1 to [`udp::MAX_WORKERS`]: endpoints, each with its own driver
+    /// and UDP socket, sharing the server's addresses and splitting its handshake limits
+    /// (`max_pending_handshakes`, `cookie_threshold`) between them.
+    pub workers: usize,
 }
 
 /// The running listeners of one server.
 #[derive(Debug)]
 pub struct Listeners {
-    handle: DriverHandle,
+    /// One per worker, in worker order.
+    workers: Vec<DriverHandle>,
     accept: mpsc::UnboundedReceiver<PacketConn>,
     quic: Option<QuicListener>,
     /// Bound UDP address.
@@ -70,11 +88,19 @@ pub struct Listeners {
     outer: Option<Arc<CertSlot>>,
 }
 
-/// Hands every link arriving on `links` to the driver as `carrier`, until every sender
-/// or the driver is gone.
-fn forward_links(handle: DriverHandle, carrier: Carrier, mut links: mpsc::Receiver<DatagramLink>) {
+/// Hands every link arriving on `links` to the worker of its peer's address as
+/// `carrier`, until every sender or a worker is gone.
+fn forward_links(
+    workers: Vec<DriverHandle>,
+    carrier: Carrier,
+    mut links: mpsc::Receiver<DatagramLink>,
+) {
     tokio::spawn(async move {
         while let Some(link) = links.recv().await {
+            let w = udp::worker_of(link.peer.ip(), workers.len());
+            let Some(handle) = workers.get(w) else {
+                return;
+            };
             if handle.add_link(link, carrier).await.is_err() {
                 return;
             }
@@ -82,11 +108,16 @@ fn forward_links(handle: DriverHandle, carrier: Carrier, mut links: mpsc::Receiv
     });
 }
 
-/// A queue for a listener's links, forwarded to the driver as `carrier`.
-fn link_queue(handle: &DriverHandle, carrier: Carrier) -> mpsc::Sender<DatagramLink> {
+/// A queue for a listener's links, forwarded to the workers as `carrier`.
+fn link_queue(workers: &[DriverHandle], carrier: Carrier) -> mpsc::Sender<DatagramLink> {
     let (tx, rx) = mpsc::channel::<DatagramLink>(256);
-    forward_links(handle.clone(), carrier, rx);
+    forward_links(workers.to_vec(), carrier, rx);
     tx
+}
+
+/// `limit` split between `workers`, each keeping at least one.
+fn share(limit: usize, workers: usize) -> usize {
+    limit.div_ceil(workers.max(1)).max(1)
 }
 
 impl Listeners {
@@ -99,20 +130,52 @@ impl Listeners {
         if cfg.udp.is_none() && cfg.quic.is_none() && cfg.tls.is_none() && cfg.mem.is_none() {
             return Err(TransportError::Config(ConfigError::NoCarrier));
         }
-        let udp_socket = cfg.udp.map(udp::bind).transpose()?;
-        let udp_addr = udp_socket
-            .as_ref()
-            .map(tokio::net::UdpSocket::local_addr)
-            .transpose()?;
-        let endpoint = Endpoint::new(
-            cfg.endpoint,
-            cfg.seed,
-            std::time::Instant::now(),
-            (cfg.wall_clock)(),
-        )?;
+        let count = cfg.workers;
+        if count == 0 || count > udp::MAX_WORKERS {
+            return Err(TransportError::Config(ConfigError::Workers(count)));
+        }
+        let mut endpoints = Vec::with_capacity(count);
+        for w in 0..count {
+            let mut config = cfg.endpoint.clone();
+            config.max_pending_handshakes = share(config.max_pending_handshakes, count);
+            config.cookie_threshold = share(config.cookie_threshold, count);
+            // One worker keeps the seed as given (what a single endpoint was seeded with).
+            let seed = match w {
+                0 => cfg.seed,
+                _ => {
+                    aura_crypto::kdf::sha256(&[b"aura/v1 worker seed", &cfg.seed, &w.to_be_bytes()])
+                }
+            };
+            endpoints.push(Endpoint::new(
+                config,
+                seed,
+                std::time::Instant::now(),
+                (cfg.wall_clock)(),
+            )?);
+        }
+        let mut udp_sockets: Vec<Option<tokio::net::UdpSocket>> = match cfg.udp {
+            Some(addr) => udp::bind_group(addr, count)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => Vec::new(),
+        };
+        let udp_addr = match udp_sockets.first() {
+            Some(Some(s)) => Some(s.local_addr()?),
+            _ => None,
+        };
+        udp_sockets.resize_with(count, || None);
         let tls_knock = cfg.tls_options.camo.as_ref().map(|c| c.knock.clone());
         let quic_knock = cfg.quic_options.camo.as_ref().map(|c| c.knock.clone());
-        let (handle, accept) = Driver::spawn(endpoint, udp_socket, cfg.masks);
+        let (workers, accept) = if count == 1 {
+            let (Some(ep), Some(socket)) = (endpoints.pop(), udp_sockets.pop()) else {
+                return Err(TransportError::Config(ConfigError::Workers(count)));
+            };
+            let (h, a) = Driver::spawn(ep, socket, cfg.masks);
+            (vec![h], a)
+        } else {
+            Driver::spawn_workers(endpoints.into_iter().zip(udp_sockets).collect(), &cfg.masks)
+        };
         // One outer certificate for QUIC and TLS, replaceable on reload.
         let outer_slot = match (&cfg.outer, cfg.quic.is_some() || cfg.tls.is_some()) {
             (Some(o), _) => Some(Arc::new(CertSlot::new((**o).clone())?)),
@@ -121,13 +184,13 @@ impl Listeners {
         };
         let mut quic = None;
         if let (Some(addr), Some(slot)) = (cfg.quic, &outer_slot) {
-            let links = link_queue(&handle, Carrier::Quic);
+            let links = link_queue(&workers, Carrier::Quic);
             quic =
                 Some(quic::listen_slot(addr, slot.clone(), cfg.quic_options.clone(), links).await?);
         }
         let mut tls_addr = None;
         if let (Some(addr), Some(slot)) = (cfg.tls, &outer_slot) {
-            let links = link_queue(&handle, Carrier::Tls);
+            let links = link_queue(&workers, Carrier::Tls);
             tls_addr =
                 Some(tls::listen_slot(addr, slot.clone(), cfg.tls_options.clone(), links).await?);
         }
@@ -139,18 +202,18 @@ impl Listeners {
                 addr: *addr,
                 source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
             })?;
-            forward_links(handle.clone(), Carrier::Mem, links);
+            forward_links(workers.clone(), Carrier::Mem, links);
             mem = Some(listener);
         }
         let counters = ListenerCounters {
-            driver: handle.shared_stats(),
+            workers: workers.iter().map(DriverHandle::shared_stats).collect(),
             quic: quic.as_ref().map(QuicListener::counters),
             tls_knock: tls_knock.filter(|_| tls_addr.is_some()),
             quic_knock: quic_knock.filter(|_| quic.is_some()),
         };
         Ok(Self {
             counters,
-            handle,
+            workers,
             accept,
             outer: outer_slot,
             quic_addr: quic.as_ref().map(QuicListener::local_addr),
@@ -167,9 +230,21 @@ impl Listeners {
         self.accept.recv().await
     }
 
-    /// The driver, for run-time changes (a new CRL).
-    pub fn handle(&self) -> &DriverHandle {
-        &self.handle
+    /// Replaces every worker's certificate verifier (a new CRL): connected clients the
+    /// new verifier refuses are closed.
+    ///
+    /// # Errors
+    /// [`TransportError::Closed`] when a worker is gone.
+    pub async fn set_verifier(&self, verifier: aura_pki::Verifier) -> Result<(), TransportError> {
+        for w in &self.workers {
+            w.set_verifier(verifier.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// How many workers serve.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
     }
 
     /// Puts a new certificate and key in place (a reload): the Aura handshakes that start
@@ -190,7 +265,9 @@ impl Listeners {
             .as_ref()
             .map(|_| CertSlot::new(outer.clone()))
             .transpose()?;
-        self.handle.set_identity(identity).await?;
+        for w in &self.workers {
+            w.set_identity(identity.clone()).await?;
+        }
         if let (Some(slot), Some(_)) = (&self.outer, next) {
             slot.replace(outer)?;
         }

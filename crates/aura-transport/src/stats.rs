@@ -208,6 +208,11 @@ pub struct DriverStats {
     pub datagram_drops: [u64; DatagramDrop::ALL.len()],
     /// What the UDP camouflage refused (a server's knock checks) or dropped as chaff.
     pub knock: Refusals,
+    /// A server worker: datagrams it read for another worker's session (a client that
+    /// moved) and handed over.
+    pub handed_over: u64,
+    /// … and those it dropped because that worker's queue was full.
+    pub handover_drops: u64,
 }
 
 impl DriverStats {
@@ -251,6 +256,27 @@ pub(crate) fn read(shared: &SharedDriverStats) -> DriverStats {
     *shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl DriverStats {
+    /// Adds `other`'s counts to these (the workers of one server, summed).
+    pub fn merge(&mut self, other: &Self) {
+        let add = |a: &mut [u64], b: &[u64]| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x = x.saturating_add(*y);
+            }
+        };
+        add(&mut self.handshakes, &other.handshakes);
+        add(&mut self.handshake_failures, &other.handshake_failures);
+        add(&mut self.datagram_drops, &other.datagram_drops);
+        let (k, o) = (&mut self.knock, &other.knock);
+        k.chaff = k.chaff.saturating_add(o.chaff);
+        k.invalid = k.invalid.saturating_add(o.invalid);
+        k.stale = k.stale.saturating_add(o.stale);
+        k.replay = k.replay.saturating_add(o.replay);
+        self.handed_over = self.handed_over.saturating_add(other.handed_over);
+        self.handover_drops = self.handover_drops.saturating_add(other.handover_drops);
+    }
+}
+
 /// Knock refusals of one carrier: (no valid knock, stale, replayed).
 pub type KnockRefusals = (u64, u64, u64);
 
@@ -271,7 +297,8 @@ pub struct ListenerStats {
 /// running.
 #[derive(Clone)]
 pub struct ListenerCounters {
-    pub(crate) driver: SharedDriverStats,
+    /// Each worker's driver counters, in worker order.
+    pub(crate) workers: Vec<SharedDriverStats>,
     pub(crate) quic: Option<Arc<QuicCounters>>,
     pub(crate) tls_knock: Option<Arc<TlsKnock>>,
     pub(crate) quic_knock: Option<Arc<QuicKnock>>,
@@ -289,11 +316,22 @@ impl ListenerCounters {
     /// A copy of every counter.
     pub fn snapshot(&self) -> ListenerStats {
         ListenerStats {
-            driver: read(&self.driver),
+            driver: self
+                .per_worker()
+                .iter()
+                .fold(DriverStats::default(), |mut sum, w| {
+                    sum.merge(w);
+                    sum
+                }),
             quic: self.quic.as_ref().map(|q| q.stats()),
             tls_knock: self.tls_knock.as_ref().map(|k| k.refused()),
             quic_knock: self.quic_knock.as_ref().map(|k| k.refused()),
         }
+    }
+
+    /// Each worker's driver counters, in worker order.
+    pub fn per_worker(&self) -> Vec<DriverStats> {
+        self.workers.iter().map(read).collect()
     }
 }
 

@@ -341,6 +341,7 @@ async fn a_carrier_that_cannot_bind_is_a_startup_error_naming_it() {
             masks: common::masks(&pki),
             mem: None,
             wall_clock: common::wall,
+            workers: 1,
         })
         .await
         .unwrap_err()

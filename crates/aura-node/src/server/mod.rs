@@ -331,6 +331,7 @@ async fn serve<T: TunFactory>(
         quic = ?listeners.quic_addr,
         tls = ?listeners.tls_addr,
         memory = ?listeners.mem_addr,
+        workers = listeners.workers(),
         "server ready"
     );
     crate::service::ready("serving");
@@ -564,7 +565,7 @@ async fn keep_crl_current(
         );
         crl.lifetime = CrlLifetime::of(&v);
         router.observed.crl(crl.lifetime);
-        listeners.handle().set_verifier(v).await?;
+        listeners.set_verifier(v).await?;
         crl.number = number;
         crl.der = der;
         if opts.crl.push {

@@ -108,7 +108,7 @@ impl Default for Timers {
 }
 
 /// Everything an endpoint needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EndpointConfig {
     /// The deployment's CA certificate (DER): salts the handshake secret.
     pub ca_cert_der: Vec<u8>,

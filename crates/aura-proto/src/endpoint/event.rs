@@ -27,6 +27,8 @@ pub enum CloseReason {
     Local,
     /// The peer's certificate no longer verifies (revoked by a new CRL, or expired).
     Revoked(aura_pki::VerifyError),
+    /// The same client completed a new handshake with another worker of the server.
+    Superseded,
 }
 
 /// Something that happened, for the host to act on.

@@ -28,6 +28,7 @@ mod connection;
 mod cookie;
 mod deadlines;
 mod event;
+mod indices;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
@@ -44,11 +45,13 @@ use rustls_pki_types::UnixTime;
 pub use self::config::{EndpointConfig, Timers};
 pub use self::connection::{ConnectionHandle, ConnectionInfo, ConnectionStats};
 pub use self::event::{CloseReason, Event, Received, Transmit};
+pub use self::indices::{IndexChange, Partition};
 
 use self::client::{ClientHandshake, RespStep};
 use self::connection::{Connection, HandshakeTimer};
 use self::cookie::{CookieJar, check_fixed_size, check_mac1, stamp_macs};
 use self::deadlines::Deadlines;
+use self::indices::Indices;
 use self::server::{Established, FinishStep, HalfOpen, Limits, source_key};
 use crate::error::{AlertCode, DropReason, HandshakeError, ProtoError};
 use crate::handshake::InitiatorDone;
@@ -83,7 +86,7 @@ pub struct Endpoint {
     next_conn: u64,
     /// Boxed: the table's spare slots then cost a pointer each, not a connection.
     conns: HashMap<ConnectionHandle, Box<Connection>>,
-    by_index: HashMap<u32, ConnectionHandle>,
+    by_index: Indices,
     by_client_id: HashMap<String, ConnectionHandle>,
     /// Server: the connection at each client address (an Init from one is a rekey).
     by_remote: HashMap<SocketAddr, ConnectionHandle>,
@@ -127,7 +130,7 @@ impl Endpoint {
             wall_anchor: wall,
             next_conn: 1,
             conns: HashMap::new(),
-            by_index: HashMap::new(),
+            by_index: Indices::default(),
             by_client_id: HashMap::new(),
             by_remote: HashMap::new(),
             half_open: HalfOpen::new(limits),
@@ -216,6 +219,43 @@ impl Endpoint {
         self.by_index.contains_key(&index)
     }
 
+    /// Makes this endpoint worker `p.worker` of `p.count` behind one server address: its
+    /// session indices all fall in its share ([`Partition::owner`]), and it records every
+    /// index it adds or removes for [`Endpoint::take_index_changes`] (starting with those
+    /// it holds now).
+    pub fn set_partition(&mut self, p: Partition) {
+        self.by_index.set_partition(p);
+    }
+
+    /// This endpoint's share of the index space, when it has one.
+    pub fn partition(&self) -> Option<Partition> {
+        self.by_index.partition()
+    }
+
+    /// The session indices added and removed since the last call (always empty unless
+    /// [`Endpoint::set_partition`] was called).
+    pub fn take_index_changes(&mut self) -> Vec<IndexChange> {
+        self.by_index.take_changes()
+    }
+
+    /// Whether [`Endpoint::take_index_changes`] has something (no allocation).
+    pub fn has_index_changes(&self) -> bool {
+        self.by_index.has_changes()
+    }
+
+    /// Server: closes the connection of client `id`, if this endpoint holds one, as
+    /// [`CloseReason::Superseded`] (the client connected again through another worker).
+    /// Returns whether there was one.
+    pub fn close_client(&mut self, id: &str) -> bool {
+        match self.by_client_id.get(id).copied() {
+            Some(h) => {
+                self.close(h, CloseReason::Superseded);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The deployment secret (the carriers key their knocks from it).
     pub fn secret(&self) -> &DeploymentSecret {
         &self.config.secret
@@ -238,7 +278,9 @@ impl Endpoint {
 
     fn fresh_index(&mut self) -> u32 {
         loop {
-            let i = self.rng.next_u32();
+            let Some(i) = self.by_index.place(self.rng.next_u32()) else {
+                continue;
+            };
             if i != 0 && !self.by_index.contains_key(&i) && !self.half_open.contains_index(i) {
                 return i;
             }
@@ -949,7 +991,7 @@ impl Endpoint {
 /// The connection that local session index `index` names. Borrows only the two tables,
 /// so the caller may use the endpoint's other fields meanwhile.
 fn find<'a>(
-    by_index: &HashMap<u32, ConnectionHandle>,
+    by_index: &Indices,
     conns: &'a mut HashMap<ConnectionHandle, Box<Connection>>,
     index: u32,
 ) -> Result<(ConnectionHandle, &'a mut Connection), DropReason> {
@@ -991,6 +1033,62 @@ mod tests {
             let mut d = t.data;
             let _ = to.handle_datagram(now, from_addr.parse().unwrap(), &mut d);
         }
+    }
+
+    /// A server that is worker 2 of 3 gives its sessions only indices of its share,
+    /// reports each as added and, once gone, as removed; a client that connects again
+    /// through another worker closes the session here.
+    #[test]
+    fn a_partitioned_server_keeps_to_its_share_and_reports_its_indices() {
+        let pki = TestPki::new(33).unwrap();
+        let clock = SimClock::new();
+        let (mut c, mut s) = (endpoint(&pki, false, &clock), endpoint(&pki, true, &clock));
+        let p = Partition::new(2, 3).unwrap();
+        s.set_partition(p);
+        assert_eq!(s.partition(), Some(p));
+        let now = clock.now();
+        let h = c
+            .connect(now, S.parse().unwrap(), TEST_SERVER_NAME)
+            .unwrap();
+        let mut live = std::collections::BTreeSet::new();
+        for round in 0..5 {
+            if round > 0 {
+                c.start_client_handshake(now, h).unwrap();
+            }
+            for _ in 0..4 {
+                pump(&mut c, C, &mut s, now);
+                pump(&mut s, S, &mut c, now);
+            }
+            for ch in s.take_index_changes() {
+                match ch {
+                    IndexChange::Added(i) => assert!(live.insert(i), "{i} added twice"),
+                    IndexChange::Removed(i) => assert!(live.remove(&i), "{i} was not live"),
+                }
+            }
+            assert!(!live.is_empty(), "round {round}");
+            assert!(
+                live.iter().all(|&i| p.owner(i) == 2 && s.knows_index(i)),
+                "{live:?}"
+            );
+        }
+        assert!(!s.close_client("bob"), "bob has no session here");
+        assert!(s.close_client("alice"));
+        for ch in s.take_index_changes() {
+            if let IndexChange::Removed(i) = ch {
+                live.remove(&i);
+            }
+        }
+        assert!(live.is_empty(), "{live:?} still reported live");
+        let closed = std::iter::from_fn(|| s.poll_event()).any(|e| {
+            matches!(
+                e,
+                Event::Closed {
+                    reason: CloseReason::Superseded,
+                    ..
+                }
+            )
+        });
+        assert!(closed);
     }
 
     /// Review L9: reseeding changes every later random draw (two endpoints with the same

@@ -13,6 +13,7 @@
 //! | `AURA_SCALE_IDLE` | 5 | seconds the connected clients stay idle before the memory reading |
 //! | `AURA_SCALE_SEND` | 5 | seconds every client sends in the packet phase |
 //! | `AURA_SCALE_ACCEPT_TASK` | unset | set: the server child accepts in a task on the driver's runtime, as `aura-node` does (see "Accept queue" below) |
+//! | `AURA_SCALE_WORKERS` | the CPUs (as `aura server`) | the server's protocol workers (`ListenConfig::workers`) |
 //! | `AURA_SCALE_PERF` | unset | a directory: `perf record -g` the server child during the handshake phase into `perf-<carrier>-<N>.data` there |
 //!
 //! **The server** runs in a child process (this binary re-executed with
@@ -134,6 +135,12 @@ const DRAIN_QUIET: Duration = Duration::from_millis(300);
 const STALL: Duration = Duration::from_millis(100);
 /// First UDP client source address (client i binds 127.16.0.1 + i).
 const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 16, 0, 1);
+
+/// The server child's workers: `AURA_SCALE_WORKERS`, else one per CPU, as the daemon.
+fn workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    usize::try_from(env_u64("AURA_SCALE_WORKERS", cpus as u64)).unwrap_or(1)
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

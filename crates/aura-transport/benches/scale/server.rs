@@ -83,6 +83,7 @@ pub(crate) fn server_main(carrier: Carrier) {
             masks: aura_transport::camo::mask::MaskSeed::for_ca(&ca),
             mem: None,
             wall_clock: common::wall,
+            workers: crate::workers(),
         };
         let mut server = Listeners::bind(cfg).await.unwrap();
         let addr = match carrier {

@@ -20,6 +20,8 @@
 //! knock ([`super::knock`]): a server opens it only with the knock key, within the time
 //! window, once. Whatever opens in neither form is dropped without an answer.
 
+use std::sync::{Arc, Mutex};
+
 use aura_crypto::aead::{NONCE_LEN, TAG_LEN};
 use aura_crypto::block::Keystream;
 use aura_proto::wire::{DATA_HEADER_LEN, PacketType};
@@ -80,7 +82,9 @@ pub struct DatagramCamo {
     side: Side,
     keys: KnockKeys,
     stream: Keystream,
-    replay: ReplayFilter,
+    /// Shared by every worker of a server: a knock replayed toward another worker is
+    /// still a replay.
+    replay: Arc<Mutex<ReplayFilter>>,
     /// Unix seconds at start: knocks older than this are refused.
     started: u64,
     scratch: Vec<u8>,
@@ -97,11 +101,22 @@ impl DatagramCamo {
             keys,
             // A 32-byte seed always makes a key.
             stream: Keystream::new(seed).unwrap_or_else(|_| unreachable_stream()),
-            replay: ReplayFilter::default(),
+            replay: Arc::new(Mutex::new(ReplayFilter::default())),
             started: now,
             scratch: Vec::with_capacity(2048),
             refusals: Refusals::default(),
         }
+    }
+
+    /// The filter of knocks seen (server), to share with other workers.
+    pub fn replay_filter(&self) -> Arc<Mutex<ReplayFilter>> {
+        self.replay.clone()
+    }
+
+    /// Checks knocks against `replay` (the filter of another worker of the same server)
+    /// instead of its own.
+    pub fn share_replay_filter(&mut self, replay: Arc<Mutex<ReplayFilter>>) {
+        self.replay = replay;
     }
 
     /// Which side this is.
@@ -310,7 +325,10 @@ impl DatagramCamo {
         }
         if self.side == Side::Server {
             fresh(time, now, self.started)?;
-            self.replay.check_and_insert(tag, time, now)?;
+            self.replay
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .check_and_insert(tag, time, now)?;
         }
         let start = NONCE_LEN + 10;
         Ok(start..start + len)

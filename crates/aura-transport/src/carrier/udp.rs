@@ -24,13 +24,24 @@ pub const UDP_BUFFER_BYTES: usize = 8 << 20;
 /// # Errors
 /// [`TransportError::Bind`] naming the address.
 pub fn bind(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
-    let err = |source| TransportError::Bind {
+    let socket = new_socket(addr)?;
+    socket.bind(&addr.into()).map_err(bind_error(addr))?;
+    UdpSocket::from_std(socket.into()).map_err(bind_error(addr))
+}
+
+fn bind_error(addr: SocketAddr) -> impl Fn(io::Error) -> TransportError {
+    move |source| TransportError::Bind {
         carrier: Carrier::Udp,
         addr,
         source,
-    };
+    }
+}
+
+/// An unbound non-blocking UDP socket for `addr`'s family, with large buffers.
+fn new_socket(addr: SocketAddr) -> Result<Socket, TransportError> {
+    let err = bind_error(addr);
     let socket =
-        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(&err)?;
     if addr.is_ipv6() {
         // Dual-stack when bound to [::].
         let _ = socket.set_only_v6(false);
@@ -44,8 +55,116 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
         let _ = socket.set_send_buffer_size(size);
     }
     socket.set_nonblocking(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
-    UdpSocket::from_std(socket.into()).map_err(err)
+    Ok(socket)
+}
+
+/// The most workers one server address may be shared by.
+pub const MAX_WORKERS: usize = 64;
+
+/// Binds `count` UDP sockets on one address (`SO_REUSEPORT`), one per worker, and has
+/// the kernel steer each datagram by its source — the IPv4 address, or the /64 of an
+/// IPv6 one — to socket [`worker_of`] (a classic BPF program on the group), so one
+/// source always reaches the same worker, whatever its ports. `count == 1` is [`bind`].
+///
+/// A group cannot join sockets bound before it: unless the port is 0, the address is
+/// first bound once without `SO_REUSEPORT`, which fails as [`bind`] does when anything
+/// holds it (another server with its own group included).
+///
+/// # Errors
+/// [`TransportError::Bind`] naming the address; more than [`MAX_WORKERS`] sockets is
+/// `InvalidInput`.
+pub fn bind_group(addr: SocketAddr, count: usize) -> Result<Vec<UdpSocket>, TransportError> {
+    let err = bind_error(addr);
+    if count <= 1 {
+        return Ok(vec![bind(addr)?]);
+    }
+    let count32 = u32::try_from(count)
+        .ok()
+        .filter(|&n| n as usize <= MAX_WORKERS)
+        .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    if addr.port() != 0 {
+        // Refuses an address in use, reuse-port group or not; freed before the group binds.
+        drop(bind(addr)?);
+    }
+    use nix::sys::socket::{setsockopt, sockopt};
+    let program = steering_program(count32);
+    let mut at = addr;
+    let mut group = Vec::with_capacity(count);
+    for i in 0..count {
+        let socket = new_socket(at)?;
+        setsockopt(&socket, sockopt::ReusePort, &true).map_err(|e| err(e.into()))?;
+        socket.bind(&at.into()).map_err(&err)?;
+        if i == 0 {
+            // Later sockets join the port the first one got (when `addr` asked for any).
+            at = socket
+                .local_addr()
+                .map_err(&err)?
+                .as_socket()
+                .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidData)))?;
+            let fprog = nix::libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr().cast_mut(),
+            };
+            // The kernel copies the program; `program` only has to outlive the call.
+            setsockopt(&socket, sockopt::AttachReusePortCbpf, &fprog).map_err(|e| err(e.into()))?;
+        }
+        group.push(UdpSocket::from_std(socket.into()).map_err(&err)?);
+    }
+    Ok(group)
+}
+
+/// The worker of `count` that datagrams from `source` reach (see [`bind_group`]); the
+/// same function places stream links, so a source's handshakes meet one worker's
+/// per-source limits on every carrier.
+pub fn worker_of(source: std::net::IpAddr, count: usize) -> usize {
+    let key = match source.to_canonical() {
+        std::net::IpAddr::V4(a) => u32::from_be_bytes(a.octets()),
+        std::net::IpAddr::V6(a) => {
+            let o = a.octets();
+            u32::from_be_bytes([o[0], o[1], o[2], o[3]])
+                ^ u32::from_be_bytes([o[4], o[5], o[6], o[7]])
+        }
+    };
+    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    // As the BPF program computes it, in 32-bit arithmetic.
+    ((key.wrapping_mul(STEERING_MULTIPLIER) >> 16) % count) as usize
+}
+
+/// Fibonacci hashing's multiplier (2^32 / φ): spreads neighbouring addresses.
+const STEERING_MULTIPLIER: u32 = 0x9E37_79B1;
+
+/// The classic BPF program of [`bind_group`]: it reads the source address from the IP
+/// header (`SKF_NET_OFF`) and returns [`worker_of`] it, the index of a socket in the
+/// group.
+fn steering_program(count: u32) -> Vec<nix::libc::sock_filter> {
+    // Offsets below the packet's start reach the network header (linux/filter.h).
+    const NET: u32 = (-0x10_0000i32) as u32;
+    const LD_W_ABS: u16 = 0x20;
+    const LD_B_ABS: u16 = 0x30;
+    const RSH_K: u16 = 0x74;
+    const MUL_K: u16 = 0x24;
+    const MOD_K: u16 = 0x94;
+    const XOR_X: u16 = 0xac;
+    const JEQ_K: u16 = 0x15;
+    const JA: u16 = 0x05;
+    const TAX: u16 = 0x07;
+    const RET_A: u16 = 0x16;
+    let op = |code, jt, jf, k| nix::libc::sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_B_ABS, 0, 0, NET),      // 0: A = first byte of the IP header
+        op(RSH_K, 0, 0, 4),           // 1: A = IP version
+        op(JEQ_K, 0, 5, 6),           // 2: IPv6 → 3, IPv4 → 8
+        op(LD_W_ABS, 0, 0, NET + 8),  // 3: the source's first word
+        op(TAX, 0, 0, 0),             // 4: X = A
+        op(LD_W_ABS, 0, 0, NET + 12), // 5: its second word (the /64 ends here)
+        op(XOR_X, 0, 0, 0),           // 6: A ^= X
+        op(JA, 0, 0, 1),              // 7: → 9
+        op(LD_W_ABS, 0, 0, NET + 12), // 8: the IPv4 source
+        op(MUL_K, 0, 0, STEERING_MULTIPLIER),
+        op(RSH_K, 0, 0, 16),
+        op(MOD_K, 0, 0, count),
+        op(RET_A, 0, 0, 0),
+    ]
 }
 
 /// Receive slots per batch: one `recvmmsg` fills up to this many.
@@ -350,6 +469,96 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Which socket of `group` a datagram from each of `sources` (three ports each)
+    /// reaches.
+    async fn receivers(group: &[UdpSocket], sources: &[std::net::IpAddr]) -> Vec<Vec<usize>> {
+        let to = group[0].local_addr().unwrap();
+        let mut seen = Vec::new();
+        for (n, ip) in sources.iter().enumerate() {
+            let mut at = Vec::new();
+            for port in 0..3u8 {
+                let from = std::net::UdpSocket::bind((*ip, 0)).unwrap();
+                from.send_to(&[n as u8, port], to).unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(2), async {
+                    loop {
+                        for (i, s) in group.iter().enumerate() {
+                            let mut b = [0u8; 8];
+                            if let Ok((2, _)) = s.try_recv_from(&mut b) {
+                                assert_eq!(b[..2], [n as u8, port]);
+                                return i;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .await
+                .expect("a datagram reaches the group");
+                at.push(got);
+            }
+            seen.push(at);
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_group_steers_each_source_address_to_its_worker() {
+        let sources: Vec<std::net::IpAddr> = (2..=17u8)
+            .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i).into())
+            .collect();
+        for count in [2usize, 3] {
+            let group = bind_group("127.0.0.1:0".parse().unwrap(), count).unwrap();
+            assert_eq!(group.len(), count);
+            let port = group[0].local_addr().unwrap().port();
+            assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
+            let seen = receivers(&group, &sources).await;
+            for (ip, at) in sources.iter().zip(&seen) {
+                let want = worker_of(*ip, count);
+                assert_eq!(at, &vec![want; 3], "{ip} with {count} workers");
+            }
+            // Sixteen neighbouring addresses use every worker.
+            for w in 0..count {
+                assert!(
+                    seen.iter().any(|a| a[0] == w),
+                    "worker {w} of {count} got nothing"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_group_steers_by_the_64() {
+        let Ok(group) = bind_group("[::1]:0".parse().unwrap(), 2) else {
+            return; // no IPv6 loopback here
+        };
+        let seen = receivers(&group, &["::1".parse().unwrap()]).await;
+        assert_eq!(seen[0], vec![worker_of("::1".parse().unwrap(), 2); 3]);
+        // The /64 decides: two addresses in one /64 meet the same worker.
+        let a: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        for count in 2..9 {
+            assert_eq!(worker_of(a, count), worker_of(b, count));
+        }
+        // An IPv4-mapped address is the IPv4 address.
+        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(worker_of(v4, 5), worker_of(mapped, 5));
+    }
+
+    #[tokio::test]
+    async fn a_second_group_on_a_taken_address_is_refused() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        for count in [1, 2] {
+            match bind_group(addr, count) {
+                Err(TransportError::Bind { source, .. }) => {
+                    assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+                }
+                other => panic!("a group joined a running one: {other:?}"),
+            }
+        }
+        assert!(bind_group(addr, MAX_WORKERS + 1).is_err());
+    }
 
     fn datagram(tag: u8, seq: usize, len: usize) -> Vec<u8> {
         let mut d = vec![tag; len];

@@ -82,6 +82,7 @@ pub fn server_config(
         masks: masks(pki),
         mem: None,
         wall_clock: wall,
+        workers: 1,
     }
 }
 

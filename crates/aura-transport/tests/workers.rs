@@ -1,0 +1,305 @@
+//! A server with several protocol workers on one UDP address: clients from different
+//! sources meet different workers, a client that moves to an address another worker
+//! reads keeps its session, a first flight replayed toward another worker is still a
+//! replay, and a client connecting again through another worker replaces its session.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aura_testkit::{TEST_SERVER_NAME, TestPki};
+use aura_transport::carrier::udp;
+use aura_transport::listen::{ListenConfig, Listeners};
+use aura_transport::{Driver, DriverHandle, PacketConn};
+use common::{client_endpoint, masks, packet, server_config};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A UDP-only server with `workers` workers on 127.0.0.1.
+async fn server(pki: &TestPki, workers: usize) -> Listeners {
+    let cfg = ListenConfig {
+        quic: None,
+        tls: None,
+        outer: None,
+        workers,
+        ..server_config(
+            pki,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            pki.verifier().unwrap(),
+        )
+    };
+    Listeners::bind(cfg).await.unwrap()
+}
+
+/// Loopback addresses (127.0.0.2 onward) that reach worker `w` of `count`, `n` of them.
+fn sources_of(w: usize, count: usize, n: usize) -> Vec<IpAddr> {
+    (2..=254u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .filter(|ip| udp::worker_of(*ip, count) == w)
+        .take(n)
+        .collect()
+}
+
+/// A client driver for `id` whose socket is bound at `ip`.
+fn client_at(pki: &TestPki, id: &aura_testkit::Identity, seed: u8, ip: IpAddr) -> DriverHandle {
+    let sock = udp::bind(SocketAddr::new(ip, 0)).unwrap();
+    Driver::spawn(client_endpoint(pki, id, seed), Some(sock), masks(pki)).0
+}
+
+/// Sends `n` packets from `from` and reads them at `to`, contents checked.
+async fn exchange(from: &PacketConn, to: &mut PacketConn, dir: u8, n: u32) {
+    for i in 0..n {
+        from.send(packet(dir, i, 200)).await.unwrap();
+        let p = timeout(T, to.recv()).await.unwrap().unwrap();
+        assert_eq!(p, packet(dir, i, 200));
+    }
+}
+
+/// Relays datagrams between a client and `server`, leaving from an upstream socket that
+/// can be switched to another address (the client moves), and records what the client
+/// sends.
+struct Mover {
+    /// Where the client sends.
+    addr: SocketAddr,
+    /// The next upstream socket, taken by the relay at once.
+    switch: tokio::sync::mpsc::Sender<UdpSocket>,
+    captured: Arc<Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Mover {
+    async fn start(server: SocketAddr, first: IpAddr) -> Self {
+        let near = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = near.local_addr().unwrap();
+        let mut up = UdpSocket::bind(SocketAddr::new(first, 0)).await.unwrap();
+        let (switch, mut next) = tokio::sync::mpsc::channel::<UdpSocket>(1);
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let cap = captured.clone();
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let mut a = vec![0u8; 65536];
+            let mut b = vec![0u8; 65536];
+            loop {
+                tokio::select! {
+                    Some(s) = next.recv() => up = s,
+                    Ok((n, from)) = near.recv_from(&mut a) => {
+                        client = Some(from);
+                        cap.lock().unwrap().push(a[..n].to_vec());
+                        let _ = up.send_to(&a[..n], server).await;
+                    }
+                    Ok((n, _)) = up.recv_from(&mut b) => {
+                        if let Some(c) = client {
+                            let _ = near.send_to(&b[..n], c).await;
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            switch,
+            captured,
+            task,
+        }
+    }
+
+    async fn move_to(&self, ip: IpAddr) {
+        let s = UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap();
+        self.switch.send(s).await.unwrap();
+    }
+}
+
+impl Drop for Mover {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_from_different_sources_meet_their_workers() {
+    let mut pki = TestPki::new(21).unwrap();
+    let mut listeners = server(&pki, 2).await;
+    assert_eq!(listeners.workers(), 2);
+    let addr = listeners.udp_addr.unwrap();
+    let mut conns = Vec::new();
+    for (w, n) in [(0usize, 2usize), (1, 3)] {
+        for (k, ip) in sources_of(w, 2, n).into_iter().enumerate() {
+            let id = pki.issue_client(&format!("c{w}-{k}")).unwrap();
+            let client = client_at(&pki, &id, 30 + conns.len() as u8, ip);
+            let c = timeout(T, client.connect(addr, TEST_SERVER_NAME))
+                .await
+                .unwrap()
+                .unwrap();
+            let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+            exchange(&c, &mut s, 0, 3).await;
+            conns.push((client, c, s));
+        }
+    }
+    let per_worker = listeners.counters().per_worker();
+    let handshakes: Vec<u64> = per_worker
+        .iter()
+        .map(|s| s.handshakes_over(aura_transport::Carrier::Udp))
+        .collect();
+    assert_eq!(handshakes, vec![2, 3], "each source met its own worker");
+    assert_eq!(
+        listeners
+            .counters()
+            .snapshot()
+            .driver
+            .handshakes_over(aura_transport::Carrier::Udp),
+        5
+    );
+    // Both ways, on every session, with no hand-over between workers.
+    for (_, c, s) in &mut conns {
+        exchange(s, c, 1, 3).await;
+    }
+    assert!(per_worker.iter().all(|s| s.handed_over == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
+    let pki = TestPki::new(22).unwrap();
+    let mut listeners = server(&pki, 2).await;
+    let server_addr = listeners.udp_addr.unwrap();
+    let first = sources_of(0, 2, 1)[0];
+    let second = sources_of(1, 2, 1)[0];
+    let mover = Mover::start(server_addr, first).await;
+    let client = client_at(&pki, pki.alice(), 40, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut c = timeout(T, client.connect(mover.addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    exchange(&c, &mut s, 0, 5).await;
+    exchange(&s, &mut c, 1, 5).await;
+    let before = listeners.counters().per_worker();
+    assert_eq!(before[0].handshakes_over(aura_transport::Carrier::Udp), 1);
+
+    mover.move_to(second).await;
+    // The first packet from the new address moves the session there (worker 1 reads it
+    // and hands it to worker 0); from then on the server answers there too.
+    for i in 0..20 {
+        c.send(packet(2, i, 300)).await.unwrap();
+        assert_eq!(
+            timeout(T, s.recv()).await.unwrap().unwrap(),
+            packet(2, i, 300)
+        );
+        s.send(packet(3, i, 300)).await.unwrap();
+        assert_eq!(
+            timeout(T, c.recv()).await.unwrap().unwrap(),
+            packet(3, i, 300)
+        );
+    }
+    // The counters are published once a second.
+    let counters = listeners.counters();
+    let after = timeout(T, async {
+        loop {
+            let w = counters.per_worker();
+            if w[1].handed_over >= 20 {
+                return w;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("worker 1 hands over what it reads for worker 0's session");
+    assert_eq!(after[1].handover_drops, 0);
+    assert_eq!(after[0].handed_over, 0);
+    assert_eq!(
+        s.remote().ip(),
+        second,
+        "the server answers at the new address"
+    );
+    // No second session: the handshake counts are what they were.
+    assert_eq!(after[1].handshakes_over(aura_transport::Carrier::Udp), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_flight_replayed_toward_another_worker_is_refused() {
+    let pki = TestPki::new(23).unwrap();
+    let mut listeners = server(&pki, 2).await;
+    let server_addr = listeners.udp_addr.unwrap();
+    let first = sources_of(0, 2, 1)[0];
+    let other = sources_of(1, 2, 1)[0];
+    let mover = Mover::start(server_addr, first).await;
+    let client = client_at(&pki, pki.alice(), 41, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let _c = timeout(T, client.connect(mover.addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let _s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let flights = mover.captured.lock().unwrap().clone();
+    drop(mover);
+
+    let prober = UdpSocket::bind(SocketAddr::new(other, 0)).await.unwrap();
+    for f in &flights {
+        prober.send_to(f, server_addr).await.unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let answer = timeout(Duration::from_secs(2), prober.recv_from(&mut buf)).await;
+    assert!(answer.is_err(), "a replay got an answer: {answer:?}");
+    let w = listeners.counters().per_worker();
+    assert!(
+        w[1].knock.replay >= 1,
+        "worker 1 saw no replay: {:?}",
+        w[1].knock
+    );
+    assert_eq!(w[1].handshakes_over(aura_transport::Carrier::Udp), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connecting_again_through_another_worker_replaces_its_session() {
+    let pki = TestPki::new(24).unwrap();
+    let mut listeners = server(&pki, 2).await;
+    let addr = listeners.udp_addr.unwrap();
+    let a = sources_of(0, 2, 1)[0];
+    let b = sources_of(1, 2, 1)[0];
+    let old_client = client_at(&pki, pki.alice(), 42, a);
+    let _old = timeout(T, old_client.connect(addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut old = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    // alice again, restarted on another network: a new session through worker 1.
+    let new_client = client_at(&pki, pki.alice(), 43, b);
+    let mut c = timeout(T, new_client.connect(addr, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    assert_eq!(s.peer().id, "alice");
+    // Worker 0 closes the old session at once, not at the dead-peer timeout.
+    assert!(
+        timeout(Duration::from_secs(5), old.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    exchange(&c, &mut s, 0, 3).await;
+    exchange(&s, &mut c, 1, 3).await;
+}
+
+#[tokio::test]
+async fn a_server_refuses_zero_or_too_many_workers() {
+    let pki = TestPki::new(25).unwrap();
+    for workers in [0, udp::MAX_WORKERS + 1] {
+        let cfg = ListenConfig {
+            quic: None,
+            tls: None,
+            outer: None,
+            workers,
+            ..server_config(
+                &pki,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                pki.verifier().unwrap(),
+            )
+        };
+        let e = Listeners::bind(cfg).await.unwrap_err();
+        assert!(e.to_string().contains(&format!("{workers} workers")), "{e}");
+    }
+}
