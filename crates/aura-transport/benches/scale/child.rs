@@ -13,7 +13,7 @@ use aura_transport::Carrier;
 use crate::server::hex;
 use crate::{LINE_MAX, REEXEC_ENV, SERVER_ENV};
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Stats {
     pub(crate) rss_kib: u64,
     pub(crate) hwm_kib: u64,
@@ -22,6 +22,11 @@ pub(crate) struct Stats {
     pub(crate) packets: u64,
     pub(crate) bytes: u64,
     pub(crate) cpu_us: u64,
+    /// Handshakes completed by each worker (the driver's counters, published at most a
+    /// second late).
+    pub(crate) worker_handshakes: Vec<u64>,
+    /// CPU time of each of the server's runtime threads, µs.
+    pub(crate) thread_cpu_us: Vec<u64>,
 }
 
 /// The server child. Killed (by its PID) and reaped on drop, whatever the path.
@@ -102,10 +107,14 @@ impl ServerChild {
             let Some(rest) = line.strip_prefix("STATS ") else {
                 continue;
             };
-            let v: Vec<u64> = rest
-                .split_whitespace()
-                .map(|x| x.parse().unwrap())
-                .collect();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let v: Vec<u64> = fields[..7].iter().map(|x| x.parse().unwrap()).collect();
+            let list = |i: usize| -> Vec<u64> {
+                fields
+                    .get(i)
+                    .map(|f| f.split(',').filter_map(|x| x.parse().ok()).collect())
+                    .unwrap_or_default()
+            };
             return Stats {
                 rss_kib: v[0],
                 hwm_kib: v[1],
@@ -114,6 +123,8 @@ impl ServerChild {
                 packets: v[4],
                 bytes: v[5],
                 cpu_us: v[6],
+                worker_handshakes: list(7),
+                thread_cpu_us: list(8),
             };
         }
     }

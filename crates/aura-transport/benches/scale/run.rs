@@ -46,6 +46,10 @@ pub(crate) struct Outcome {
     pub(crate) accepted: u64,
     /// This (client) process's VmRSS once all are connected.
     pub(crate) client_rss_kib: u64,
+    /// Handshakes each server worker completed in the handshake phase.
+    pub(crate) worker_handshakes: Vec<u64>,
+    /// CPU time each server runtime thread spent in the handshake phase, ms.
+    pub(crate) thread_cpu_ms: Vec<f64>,
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -86,11 +90,19 @@ pub(crate) async fn run(
 
     // Phase 1: handshakes.
     let perf = Perf::start(pid, carrier, n);
-    let cpu0 = server.lock().unwrap().stats().cpu_us;
+    let start = server.lock().unwrap().stats();
+    let cpu0 = start.cpu_us;
     let (clients, latencies, errors, span, client_cpu) =
         connect_all(carrier, &ids[..n], &creds, addr, concurrency).await;
-    let cpu1 = server.lock().unwrap().stats().cpu_us;
+    let end = server.lock().unwrap().stats();
+    let cpu1 = end.cpu_us;
     drop(perf);
+    out.thread_cpu_ms = end
+        .thread_cpu_us
+        .iter()
+        .zip(start.thread_cpu_us.iter().chain(std::iter::repeat(&0)))
+        .map(|(b, a)| b.saturating_sub(*a) as f64 / 1e3)
+        .collect();
     out.connected = clients.len();
     out.client_rss_kib = memory_kib().0;
     out.failed = n - clients.len();
@@ -121,6 +133,17 @@ pub(crate) async fn run(
     // Phase 2: memory, idle.
     tokio::time::sleep(idle).await;
     let idle_stats = server.lock().unwrap().stats();
+    // Read after the idle wait: the workers publish their counters once a second.
+    out.worker_handshakes = idle_stats
+        .worker_handshakes
+        .iter()
+        .zip(start.worker_handshakes.iter().chain(std::iter::repeat(&0)))
+        .map(|(b, a)| b.saturating_sub(*a))
+        .collect();
+    eprintln!(
+        "  per worker: handshakes {:?}; server threads' CPU in the handshake phase (ms) {:?}",
+        out.worker_handshakes, out.thread_cpu_ms
+    );
     out.rss_idle_kib = idle_stats.rss_kib;
     out.hwm_idle_kib = idle_stats.hwm_kib;
     out.accepted = idle_stats.accepted;

@@ -15,7 +15,7 @@ use rand_core::{OsRng, RngCore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::common;
-use crate::sys::{cpu_us, memory_kib, raise_nofile};
+use crate::sys::{cpu_us, memory_kib, raise_nofile, thread_cpu_us};
 
 /// Bytes as lowercase hex, the form the PKI material crosses the child's stdin in.
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -54,7 +54,7 @@ pub(crate) fn server_main(carrier: Carrier) {
         .build()
         .unwrap();
     let counts = Arc::new(Counts::default());
-    let addr = rt.block_on(async {
+    let (addr, listener_counters) = rt.block_on(async {
         let signer = EcdsaP256Signer::from_pkcs8_der(&key).unwrap();
         let endpoint = EndpointConfig::new(
             ca.clone(),
@@ -86,6 +86,7 @@ pub(crate) fn server_main(carrier: Carrier) {
             workers: crate::workers(),
         };
         let mut server = Listeners::bind(cfg).await.unwrap();
+        let listener_counters = server.counters();
         let addr = match carrier {
             Carrier::Udp => server.udp_addr,
             Carrier::Quic => server.quic_addr,
@@ -112,7 +113,7 @@ pub(crate) fn server_main(carrier: Carrier) {
         } else {
             tokio::spawn(accept_loop);
         }
-        addr
+        (addr, listener_counters)
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "READY {addr}").unwrap();
@@ -122,14 +123,22 @@ pub(crate) fn server_main(carrier: Carrier) {
         match line.trim() {
             "stats" => {
                 let (rss, hwm) = memory_kib();
+                let list = |v: Vec<u64>| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+                let per_worker = listener_counters
+                    .per_worker()
+                    .iter()
+                    .map(|w| w.handshakes.iter().sum())
+                    .collect();
                 writeln!(
                     out,
-                    "STATS {rss} {hwm} {} {} {} {} {}",
+                    "STATS {rss} {hwm} {} {} {} {} {} {} {}",
                     counts.accepted.load(Ordering::Relaxed),
                     counts.closed.load(Ordering::Relaxed),
                     counts.packets.load(Ordering::Relaxed),
                     counts.bytes.load(Ordering::Relaxed),
-                    cpu_us()
+                    cpu_us(),
+                    list(per_worker),
+                    list(thread_cpu_us("server")),
                 )
                 .unwrap();
                 out.flush().unwrap();

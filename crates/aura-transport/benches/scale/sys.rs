@@ -35,6 +35,39 @@ pub(crate) fn cpu_us() -> u64 {
     us(u.user_time()) + us(u.system_time())
 }
 
+/// User + system CPU time of each of this process's threads whose name starts with
+/// `prefix`, µs, in thread-id order.
+pub(crate) fn thread_cpu_us(prefix: &str) -> Vec<u64> {
+    let tick_us = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)
+        .map_or(10_000, |t| 1_000_000 / u64::try_from(t).unwrap_or(100));
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut threads: Vec<(u64, u64)> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let tid: u64 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "tid (comm) state ppid …": the name may hold spaces, never a ')' after it.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            if !comm.starts_with(prefix) {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // After the comm: state is field 3, utime 14 and stime 15 (proc(5)).
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some((tid, (utime + stime) * tick_us))
+        })
+        .collect();
+    threads.sort_unstable();
+    threads.into_iter().map(|(_, cpu)| cpu).collect()
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
 pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
