@@ -775,6 +775,67 @@ fn a_client_back_over_another_carrier_is_listed_with_it() {
     assert_eq!(p[0]["tunnel_address"], st["address"], "{s}");
 }
 
+/// A server with two workers and a client whose host moves to an address the kernel
+/// steers to the other worker: the session goes on (the worker that reads the new
+/// address hands its datagrams to the one holding the session), with no new handshake,
+/// and the server answers the new address.
+#[test]
+fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
+    let Some(mut w) = World::new("worker_move", 1, &[ClientSpec::new("alice", 1)], "udp") else {
+        return;
+    };
+    let server_toml = w.path("deploy/server.toml");
+    let text = std::fs::read_to_string(&server_toml).unwrap();
+    std::fs::write(
+        &server_toml,
+        set_key(&text, "[server]", "workers", "2").unwrap(),
+    )
+    .unwrap();
+    w.start_server();
+    w.start_client("alice", 1);
+    let before = w.status("server.sock").unwrap();
+    let p = peers(&before);
+    let old: std::net::SocketAddr = p[0]["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(old.ip(), IpAddr::V4(w.lab.client_ip(1)), "{before}");
+    let worker = |ip: IpAddr| aura_transport::carrier::udp::worker_of(ip, 2);
+    let new_ip = (3..=250u8)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(10, 200, 1, i)))
+        .find(|ip| worker(*ip) != worker(old.ip()))
+        .unwrap();
+    // The client host gets a second address and reaches the server from it (the route
+    // the client daemon made to the server, given that source).
+    let server_ip = w.lab.server_ip(1);
+    w.lab
+        .client(1)
+        .unwrap()
+        .sh(&format!(
+            "ip addr add {new_ip}/24 dev c1-s
+             ip route replace {server_ip}/32 dev c1-s proto 167 src {new_ip}"
+        ))
+        .unwrap();
+    let r = w.transfer(1, MB, Duration::from_secs(10));
+    assert!(r.is_ok(), "no transfer after the move: {r:?}");
+    let after = w.status("server.sock").unwrap();
+    let p = peers(&after);
+    assert_eq!(p.len(), 1, "{after}");
+    let now: std::net::SocketAddr = p[0]["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        now.ip(),
+        new_ip,
+        "the server answers the new address: {after}"
+    );
+    // The same session: neither a new handshake nor a new connection.
+    let before_p = &peers(&before)[0];
+    assert_eq!(
+        p[0]["connected_since"], before_p["connected_since"],
+        "{after}"
+    );
+    assert_eq!(
+        p[0]["last_handshake"], before_p["last_handshake"],
+        "{after}"
+    );
+}
+
 /// What client `alice` (on C1) reaches through the tunnel: the internet host, the server
 /// host's own service on its tunnel address, client `bob` (on C2) and host C3 (a LAN of
 /// the server's, not behind its egress). Each probe is a short TCP transfer.
