@@ -28,11 +28,14 @@ const RESOLV: &str = "nameserver 192.0.2.53\n";
 
 /// The server's options, its metrics endpoint on `metrics`.
 fn server_options(dir: &Path, server_id: &str, metrics: SocketAddr) -> ServerOptions {
-    server_options_of(
+    let mut opts = server_options_of(
         dir,
         server_id,
         &format!("[server.metrics]\nlisten = \"{metrics}\"\n"),
-    )
+    );
+    // Two workers whatever this machine has, so each has its samples.
+    opts.workers = 2;
+    opts
 }
 
 /// Alice's options, her metrics endpoint on `metrics`.
@@ -131,6 +134,27 @@ async fn the_counters_move_with_a_transfer() {
         value(&server_before, "aura_pool_addresses_used{family=\"ipv4\"}"),
         1
     );
+    // The handshake was one worker's; neither handed anything to the other.
+    let per_worker: Vec<i128> = (0..2)
+        .map(|w| {
+            value(
+                &server_before,
+                &format!("aura_worker_handshakes_completed_total{{worker=\"{w}\"}}"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_worker.iter().sum::<i128>(),
+        value(
+            &server_before,
+            "aura_handshakes_completed_total{carrier=\"mem\"}"
+        ),
+        "{per_worker:?}"
+    );
+    for w in 0..2 {
+        let moved = format!("aura_worker_handed_over_total{{worker=\"{w}\"}}");
+        assert_eq!(value(&server_before, &moved), 0);
+    }
     assert_eq!(
         value(&server_before, "aura_pool_addresses{family=\"ipv4\"}"),
         253

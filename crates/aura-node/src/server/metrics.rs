@@ -119,6 +119,13 @@ pub fn render(router: &Router, carriers: &[&'static str], now: i64) -> String {
         m.sample("aura_peers_connected", &[("carrier", c)], n);
     }
     handshakes(&mut m, &listeners, carriers);
+    workers(
+        &mut m,
+        &o.listeners
+            .get()
+            .map(ListenerCounters::per_worker)
+            .unwrap_or_default(),
+    );
     m.family(
         "aura_peers_refused_total",
         Kind::Counter,
@@ -206,6 +213,49 @@ fn handshakes(m: &mut Exposition, l: &ListenerStats, carriers: &[&'static str]) 
     for r in HandshakeFailure::ALL {
         let n = l.driver.failures(r);
         m.sample("aura_handshakes_failed_total", &[("reason", r.name())], n);
+    }
+}
+
+/// Each worker's share (docs/adr/0019): how the kernel and the links spread clients over
+/// them, and what they hand each other.
+fn workers(m: &mut Exposition, per_worker: &[aura_transport::DriverStats]) {
+    m.family(
+        "aura_worker_handshakes_completed_total",
+        Kind::Counter,
+        "Aura handshakes completed by each protocol worker, every carrier together.",
+    );
+    for (w, s) in per_worker.iter().enumerate() {
+        let n = s.handshakes.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        m.sample(
+            "aura_worker_handshakes_completed_total",
+            &[("worker", &w.to_string())],
+            n,
+        );
+    }
+    m.family(
+        "aura_worker_handed_over_total",
+        Kind::Counter,
+        "Datagrams a worker read for another worker's session (a client that moved) and \
+         handed to it.",
+    );
+    for (w, s) in per_worker.iter().enumerate() {
+        m.sample(
+            "aura_worker_handed_over_total",
+            &[("worker", &w.to_string())],
+            s.handed_over,
+        );
+    }
+    m.family(
+        "aura_worker_handover_drops_total",
+        Kind::Counter,
+        "Datagrams a worker dropped because the worker holding their session had a full queue.",
+    );
+    for (w, s) in per_worker.iter().enumerate() {
+        m.sample(
+            "aura_worker_handover_drops_total",
+            &[("worker", &w.to_string())],
+            s.handover_drops,
+        );
     }
 }
 
