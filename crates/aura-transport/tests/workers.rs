@@ -20,9 +20,9 @@ use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A UDP-only server with `workers` workers on 127.0.0.1.
-async fn server(pki: &TestPki, workers: usize) -> Listeners {
-    let cfg = ListenConfig {
+/// A UDP-only server configuration with `workers` workers on 127.0.0.1.
+fn udp_only(pki: &TestPki, workers: usize) -> ListenConfig {
+    ListenConfig {
         quic: None,
         tls: None,
         outer: None,
@@ -32,8 +32,27 @@ async fn server(pki: &TestPki, workers: usize) -> Listeners {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             pki.verifier().unwrap(),
         )
-    };
-    Listeners::bind(cfg).await.unwrap()
+    }
+}
+
+/// A UDP-only server with `workers` workers on 127.0.0.1.
+async fn server(pki: &TestPki, workers: usize) -> Listeners {
+    Listeners::bind(udp_only(pki, workers)).await.unwrap()
+}
+
+/// A two-worker server for a test seeded `seed`: its PKI, listeners, UDP address, and a
+/// loopback source address that reaches each worker.
+async fn two_workers(seed: u64) -> (TestPki, Listeners, SocketAddr, IpAddr, IpAddr) {
+    let pki = TestPki::new(seed).unwrap();
+    let listeners = server(&pki, 2).await;
+    let addr = listeners.udp_addr.unwrap();
+    (
+        pki,
+        listeners,
+        addr,
+        sources_of(0, 2, 1)[0],
+        sources_of(1, 2, 1)[0],
+    )
 }
 
 /// Loopback addresses (127.0.0.2 onward) that reach worker `w` of `count`, `n` of them.
@@ -49,6 +68,20 @@ fn sources_of(w: usize, count: usize, n: usize) -> Vec<IpAddr> {
 fn client_at(pki: &TestPki, id: &aura_testkit::Identity, seed: u8, ip: IpAddr) -> DriverHandle {
     let sock = udp::bind(SocketAddr::new(ip, 0)).unwrap();
     Driver::spawn(client_endpoint(pki, id, seed), Some(sock), masks(pki)).0
+}
+
+/// `client` connects to `to` and `listeners` accept it: (client side, server side).
+async fn connect(
+    listeners: &mut Listeners,
+    client: &DriverHandle,
+    to: SocketAddr,
+) -> (PacketConn, PacketConn) {
+    let c = timeout(T, client.connect(to, TEST_SERVER_NAME))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    (c, s)
 }
 
 /// Sends `n` packets from `from` and reads them at `to`, contents checked.
@@ -131,11 +164,7 @@ async fn clients_from_different_sources_meet_their_workers() {
         for (k, ip) in sources_of(w, 2, n).into_iter().enumerate() {
             let id = pki.issue_client(&format!("c{w}-{k}")).unwrap();
             let client = client_at(&pki, &id, 30 + conns.len() as u8, ip);
-            let c = timeout(T, client.connect(addr, TEST_SERVER_NAME))
-                .await
-                .unwrap()
-                .unwrap();
-            let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+            let (c, mut s) = connect(&mut listeners, &client, addr).await;
             exchange(&c, &mut s, 0, 3).await;
             conns.push((client, c, s));
         }
@@ -163,18 +192,10 @@ async fn clients_from_different_sources_meet_their_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
-    let pki = TestPki::new(22).unwrap();
-    let mut listeners = server(&pki, 2).await;
-    let server_addr = listeners.udp_addr.unwrap();
-    let first = sources_of(0, 2, 1)[0];
-    let second = sources_of(1, 2, 1)[0];
+    let (pki, mut listeners, server_addr, first, second) = two_workers(22).await;
     let mover = Mover::start(server_addr, first).await;
     let client = client_at(&pki, pki.alice(), 40, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let mut c = timeout(T, client.connect(mover.addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let (mut c, mut s) = connect(&mut listeners, &client, mover.addr).await;
     exchange(&c, &mut s, 0, 5).await;
     exchange(&s, &mut c, 1, 5).await;
     let before = listeners.counters().per_worker();
@@ -221,18 +242,10 @@ async fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_flight_replayed_toward_another_worker_is_refused() {
-    let pki = TestPki::new(23).unwrap();
-    let mut listeners = server(&pki, 2).await;
-    let server_addr = listeners.udp_addr.unwrap();
-    let first = sources_of(0, 2, 1)[0];
-    let other = sources_of(1, 2, 1)[0];
+    let (pki, mut listeners, server_addr, first, other) = two_workers(23).await;
     let mover = Mover::start(server_addr, first).await;
     let client = client_at(&pki, pki.alice(), 41, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let _c = timeout(T, client.connect(mover.addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let _s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let (_c, _s) = connect(&mut listeners, &client, mover.addr).await;
     let flights = mover.captured.lock().unwrap().clone();
     drop(mover);
 
@@ -254,24 +267,12 @@ async fn a_first_flight_replayed_toward_another_worker_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connecting_again_through_another_worker_replaces_its_session() {
-    let pki = TestPki::new(24).unwrap();
-    let mut listeners = server(&pki, 2).await;
-    let addr = listeners.udp_addr.unwrap();
-    let a = sources_of(0, 2, 1)[0];
-    let b = sources_of(1, 2, 1)[0];
+    let (pki, mut listeners, addr, a, b) = two_workers(24).await;
     let old_client = client_at(&pki, pki.alice(), 42, a);
-    let _old = timeout(T, old_client.connect(addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut old = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let (_old, mut old) = connect(&mut listeners, &old_client, addr).await;
     // alice again, restarted on another network: a new session through worker 1.
     let new_client = client_at(&pki, pki.alice(), 43, b);
-    let mut c = timeout(T, new_client.connect(addr, TEST_SERVER_NAME))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let (mut c, mut s) = connect(&mut listeners, &new_client, addr).await;
     assert_eq!(s.peer().id, "alice");
     // Worker 0 closes the old session at once, not at the dead-peer timeout.
     assert!(
@@ -288,17 +289,7 @@ async fn a_client_connecting_again_through_another_worker_replaces_its_session()
 async fn a_server_refuses_zero_or_too_many_workers() {
     let pki = TestPki::new(25).unwrap();
     for workers in [0, udp::MAX_WORKERS + 1] {
-        let cfg = ListenConfig {
-            quic: None,
-            tls: None,
-            outer: None,
-            workers,
-            ..server_config(
-                &pki,
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                pki.verifier().unwrap(),
-            )
-        };
+        let cfg = udp_only(&pki, workers);
         let e = Listeners::bind(cfg).await.unwrap_err();
         assert!(e.to_string().contains(&format!("{workers} workers")), "{e}");
     }
