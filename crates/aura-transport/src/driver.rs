@@ -1189,6 +1189,10 @@ impl Task {
     async fn flush(&mut self) {
         self.tick();
         self.hand_over();
+        // Before anything is sent: a peer answered now may reach another worker at once.
+        if let Some(p) = &self.peers {
+            p.publish(&mut self.ep);
+        }
         while let Some(t) = self.ep.poll_transmit() {
             let _ = queue(
                 &self.udp,
@@ -1204,9 +1208,6 @@ impl Task {
         let _ = send_queued(&self.udp, &mut self.tx).await;
         while let Some(e) = self.ep.poll_event() {
             self.on_event(e);
-        }
-        if let Some(p) = &self.peers {
-            p.publish(&mut self.ep);
         }
     }
 

@@ -240,6 +240,49 @@ async fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
     assert_eq!(after[1].handshakes_over(aura_transport::Carrier::Udp), 0);
 }
 
+/// After a move, the client's next rekey (its Init from the new address) reaches the
+/// new address's worker, which makes it a session of its own and closes the old one:
+/// from then on nothing is handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_clients_rekey_brings_its_session_to_the_new_worker() {
+    let (pki, mut listeners, server_addr, first, second) = two_workers(26).await;
+    let mover = Mover::start(server_addr, first).await;
+    let mut cfg = common::client_config(&pki, pki.alice());
+    cfg.timers.rekey_after_time = Duration::from_secs(3);
+    let ep = aura_proto::Endpoint::new(cfg, [44; 32], std::time::Instant::now(), common::wall())
+        .unwrap();
+    let sock = udp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (client, _) = Driver::spawn(ep, Some(sock), masks(&pki));
+    let (mut c, mut old) = connect(&mut listeners, &client, mover.addr).await;
+    exchange(&c, &mut old, 0, 3).await;
+    mover.move_to(second).await;
+    exchange(&c, &mut old, 1, 3).await;
+    // The rekey, within a few seconds: a new session on worker 1, the old one closed.
+    let mut s = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    assert_eq!(s.peer().id, "alice");
+    assert!(timeout(T, old.recv()).await.unwrap().is_none());
+    let counters = listeners.counters();
+    let handed = |w: &[aura_transport::DriverStats]| w[1].handed_over;
+    let at_rekey = timeout(T, async {
+        loop {
+            let w = counters.per_worker();
+            if w[1].handshakes_over(aura_transport::Carrier::Udp) == 1 {
+                return w;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("worker 1 completes the rekey");
+    exchange(&c, &mut s, 2, 50).await;
+    exchange(&s, &mut c, 3, 50).await;
+    // Two publications later, still nothing more handed over.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = counters.per_worker();
+    assert_eq!(handed(&later), handed(&at_rekey), "{later:?}");
+    assert_eq!(later[0].handshakes_over(aura_transport::Carrier::Udp), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_flight_replayed_toward_another_worker_is_refused() {
     let (pki, mut listeners, server_addr, first, other) = two_workers(23).await;
