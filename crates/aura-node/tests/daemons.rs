@@ -836,23 +836,24 @@ async fn circuits_of_two_and_three_hops_in_memory() {
     }
 }
 
-/// A server that answers an extension nobody asked for (`CircuitReady`, then
-/// `CircuitFailed`) in the middle of a direct session: the client logs it, ignores it,
-/// and keeps its tunnel: packets still arrive, nothing is torn down.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
-    use aura_proto::control::{
-        AddressAssign, CircuitFailed, CircuitReady, ControlMessage, DnsAssign,
-    };
-    let pki = TestPki::new(49).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A bare server on an in-memory network, with the deployment's knock key, speaking the
+/// session versions `versions`, that a test drives by hand; and alice's client daemon
+/// (her credentials written to `d`) connecting to it: (listeners, client, its TUN
+/// devices as the client makes them).
+async fn hand_driven_server(
+    pki: &TestPki,
+    d: &Path,
+    versions: &[u8],
+) -> (
+    aura_transport::Listeners,
+    support::Running,
+    tokio::sync::mpsc::UnboundedReceiver<(Ipv4Addr, aura_tun::MemTunHost)>,
+    aura_netcfg::MemoryHost,
+) {
     write_pem(d, "ca.crt", "CERTIFICATE", pki.ca_der());
     write_pem(d, "alice-crl.pem", "X509 CRL", pki.crl_der());
     write_identity(d, pki.alice());
     let net = MemNetwork::new();
-    // The server: a bare endpoint on the in-memory network, with the deployment's knock
-    // key, that the test drives by hand.
     let mut cfg = aura_proto::EndpointConfig::new(
         pki.ca_der().to_vec(),
         aura_proto::Identity {
@@ -865,7 +866,11 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
         true,
     );
     cfg.secret = aura_proto::DeploymentSecret::from_knock_key([0x5a; 32]);
-    let mut listeners = aura_transport::Listeners::bind(aura_transport::ListenConfig {
+    cfg.versions = versions.to_vec();
+    // The client's short timers: its keepalives are answered well within its dead-peer
+    // timeout, however slow the machine.
+    cfg.timers = timers();
+    let listeners = aura_transport::Listeners::bind(aura_transport::ListenConfig {
         endpoint: cfg,
         seed: [3; 32],
         udp: None,
@@ -881,11 +886,20 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
     })
     .await
     .unwrap();
-    let (c_host, c_memory, mut c_tuns) = host(&net);
+    let (c_host, c_memory, c_tuns) = host(&net);
     let client = start_client(client_options(d, "alice"), c_host);
-    let conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
-    let address = Ipv4Addr::new(10, 77, 0, 2);
-    let send = |m: ControlMessage<'static>| m.encode().unwrap();
+    (listeners, client, c_tuns, c_memory)
+}
+
+/// Assigns alice's tunnel address on `conn` (as the server's router would) and returns
+/// her TUN device once the client made it.
+async fn assign(
+    conn: &aura_transport::PacketConn,
+    address: Ipv4Addr,
+    c_tuns: &mut tokio::sync::mpsc::UnboundedReceiver<(Ipv4Addr, aura_tun::MemTunHost)>,
+) -> aura_tun::MemTunHost {
+    use aura_proto::control::{AddressAssign, DnsAssign};
+    let send = |m: aura_proto::control::ControlMessage<'static>| m.encode().unwrap();
     conn.send_batch(vec![
         send(DnsAssign { servers: vec![] }.into()),
         send(
@@ -900,7 +914,82 @@ async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
     ])
     .await
     .unwrap();
-    let (_, mut tun) = timeout(T, c_tuns.recv()).await.unwrap().unwrap();
+    timeout(T, c_tuns.recv()).await.unwrap().unwrap().1
+}
+
+/// A checksum the client's kernel left unfinished reaches a version 1 server finished by
+/// the client (it cannot take type 7), and a version 2 server unfinished and flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_finishes_checksums_for_a_version_1_server() {
+    let pki = TestPki::new(50).unwrap();
+    for (versions, offload) in [(&[1u8][..], false), (&[2, 1][..], true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut listeners, client, mut c_tuns, _) =
+            hand_driven_server(&pki, dir.path(), versions).await;
+        let mut conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
+        assert_eq!(conn.offload(), offload);
+        let address = Ipv4Addr::new(10, 77, 0, 2);
+        let tun = assign(&conn, address, &mut c_tuns).await;
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&5353u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&443u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(8u16 + 100).to_be_bytes());
+        udp.extend((0..100u8).map(|i| i.wrapping_mul(7)));
+        let mut whole = ipv4_packet(address, INTERNET, &udp);
+        assert!(aura_tun::csum::complete_checksum(&mut whole));
+        let mut unfinished = whole.clone();
+        unfinished[26..28].fill(0);
+        // Injected again until it arrives: the client reads its device from when it made
+        // it, but sends only once its session is handed to the tunnel.
+        let (got, flagged) = timeout(T, async {
+            loop {
+                tun.inject_unfinished(&unfinished).await.unwrap();
+                let next = timeout(Duration::from_millis(200), async {
+                    loop {
+                        let b = conn
+                            .recv_packets()
+                            .await
+                            .unwrap_or_else(|| panic!("closed, versions {versions:?}"));
+                        let found = b
+                            .iter_with_offload()
+                            .find(|(p, _)| !aura_proto::control::is_control(p))
+                            .map(|(p, o)| (p.to_vec(), o));
+                        b.recycle();
+                        if let Some(f) = found {
+                            return f;
+                        }
+                    }
+                })
+                .await;
+                if let Ok(f) = next {
+                    return f;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(flagged, offload, "versions {versions:?}");
+        let want = if offload { &unfinished } else { &whole };
+        assert_eq!(&got, want, "versions {versions:?}");
+        client.stop().await.unwrap();
+    }
+}
+
+/// A server that answers an extension nobody asked for (`CircuitReady`, then
+/// `CircuitFailed`) in the middle of a direct session: the client logs it, ignores it,
+/// and keeps its tunnel: packets still arrive, nothing is torn down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_circuit_answer_is_ignored_by_a_direct_client() {
+    use aura_proto::control::{CircuitFailed, CircuitReady, ControlMessage};
+    let pki = TestPki::new(49).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut listeners, client, mut c_tuns, c_memory) =
+        hand_driven_server(&pki, d, aura_proto::wire::SUPPORTED_VERSIONS).await;
+    let conn = timeout(T, listeners.accept()).await.unwrap().unwrap();
+    let address = Ipv4Addr::new(10, 77, 0, 2);
+    let send = |m: ControlMessage<'static>| m.encode().unwrap();
+    let mut tun = assign(&conn, address, &mut c_tuns).await;
     conn.send_batch(vec![
         send(CircuitReady.into()),
         send(
