@@ -939,29 +939,21 @@ async fn a_client_finishes_checksums_for_a_version_1_server() {
         assert!(aura_tun::csum::complete_checksum(&mut whole));
         let mut unfinished = whole.clone();
         unfinished[26..28].fill(0);
-        // Injected again until it arrives: the client reads its device from when it made
-        // it, but sends only once its session is handed to the tunnel.
+        // Injected once, as soon as the device exists: the client reads it into the
+        // session from its first packet, while it still sets up routes and DNS.
+        tun.inject_unfinished(&unfinished).await.unwrap();
         let (got, flagged) = timeout(T, async {
             loop {
-                tun.inject_unfinished(&unfinished).await.unwrap();
-                let next = timeout(Duration::from_millis(200), async {
-                    loop {
-                        let b = conn
-                            .recv_packets()
-                            .await
-                            .unwrap_or_else(|| panic!("closed, versions {versions:?}"));
-                        let found = b
-                            .iter_with_offload()
-                            .find(|(p, _)| !aura_proto::control::is_control(p))
-                            .map(|(p, o)| (p.to_vec(), o));
-                        b.recycle();
-                        if let Some(f) = found {
-                            return f;
-                        }
-                    }
-                })
-                .await;
-                if let Ok(f) = next {
+                let b = conn
+                    .recv_packets()
+                    .await
+                    .unwrap_or_else(|| panic!("closed, versions {versions:?}"));
+                let found = b
+                    .iter_with_offload()
+                    .find(|(p, _)| !aura_proto::control::is_control(p))
+                    .map(|(p, o)| (p.to_vec(), o));
+                b.recycle();
+                if let Some(f) = found {
                     return f;
                 }
             }

@@ -13,7 +13,7 @@ use aura_proto::control::{
 use aura_transport::CoverGuard;
 use aura_transport::camo::cover::Cover;
 use aura_transport::dial::Dialed;
-use aura_transport::{DriverHandle, PacketConn};
+use aura_transport::{DriverHandle, PacketConn, PacketSender};
 
 use super::state::{Client, ClientState, lock};
 use super::tunnel::{Assignment, Tunnel};
@@ -43,11 +43,13 @@ const BATCH: usize = 128;
 
 impl<T: TunFactory> Client<T> {
     /// Brings the tunnel to `assign`, keeping the server's and bridges' addresses (and
-    /// `server`, the one this session reached) out of it.
+    /// `server`, the one this session reached) out of it; a device made now reads into
+    /// `session` from its first packet.
     async fn ensure_tunnel(
         &mut self,
         assign: Assignment,
         server: SocketAddr,
+        session: PacketSender,
     ) -> Result<(), DaemonError> {
         let mut exclude = vec![self.dial.server, server.ip()];
         exclude.extend(self.dial.bridges.iter().copied());
@@ -58,6 +60,7 @@ impl<T: TunFactory> Client<T> {
             &self.routes,
             exclude,
             assign,
+            session,
         )
         .await?;
         self.ensure_dns().await
@@ -106,7 +109,7 @@ impl<T: TunFactory> Client<T> {
         let assign = Assignment { v4: assign, v6 };
         // The address the carriers reach (the entry's, through a circuit) stays outside.
         let reached = self.circuit_entry.unwrap_or(addr);
-        self.ensure_tunnel(assign, reached).await?;
+        self.ensure_tunnel(assign, reached, conn.sender()).await?;
         {
             let mut s = lock(&self.status);
             s.state = ClientState::Connected;
@@ -202,7 +205,7 @@ impl<T: TunFactory> Client<T> {
             }
             if let Some(a) = reassigned {
                 tracing::info!(address = %redact.addr(&a.v4.address), "the server assigned a new address");
-                self.ensure_tunnel(a, reached).await?;
+                self.ensure_tunnel(a, reached, conn.sender()).await?;
                 if let Some(t) = &self.tunnel {
                     t.current.send_replace(Some(conn.sender()));
                     writer = DeviceWriter::new(t.tun.clone());

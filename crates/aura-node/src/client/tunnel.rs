@@ -101,6 +101,7 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
         book: &super::SharedRouteBook,
         exclude: Vec<IpAddr>,
         assign: Assignment,
+        session: PacketSender,
     ) -> Result<(), DaemonError> {
         let mtu = opts.mtu.min(assign.v4.mtu);
         if slot
@@ -160,7 +161,9 @@ impl<D: PacketDevice + 'static> Tunnel<D> {
             vpn = opts.routing.vpn.len(),
             "tunnel up, {routed}"
         );
-        let (current, rx) = watch::channel(None);
+        // The session from the start: what the system sends while the routes and DNS
+        // are still being set up (the device has its address already) is not dropped.
+        let (current, rx) = watch::channel(Some(session));
         let reader = tokio::spawn(tun_reader(
             tun.clone(),
             assign.v4.address,
