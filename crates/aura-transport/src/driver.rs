@@ -880,9 +880,10 @@ impl Task {
                 &mut d,
             ),
             LinkIn::Superseded(id) => {
-                // The client's next handshake here takes a round trip, so this notice
-                // is never older than a session it would close.
-                self.ep.close_client(&id);
+                // Closed after the grace unless the client completes a handshake here
+                // first (a moved client's packets under its old keys still open here
+                // meanwhile).
+                self.ep.supersede(&id, now);
             }
         }
     }

@@ -134,6 +134,9 @@ pub(super) struct Connection {
     pub last_sent: Instant,
     pub last_recv: Instant,
     pub stats: ConnectionStats,
+    /// Server: the client made a session with another worker of this server; this
+    /// connection closes at this instant unless a handshake completes here first.
+    pub superseded_until: Option<Instant>,
 }
 
 impl Connection {
@@ -151,6 +154,7 @@ impl Connection {
             last_sent: now,
             last_recv: now,
             stats: ConnectionStats::default(),
+            superseded_until: None,
         }
     }
 
@@ -177,6 +181,7 @@ impl Connection {
                 handshakes: 1,
                 ..ConnectionStats::default()
             },
+            superseded_until: None,
         }
     }
 
@@ -361,6 +366,8 @@ impl Connection {
     ) -> (Option<u32>, bool) {
         let retired = self.install(session, now, timers.previous_session_grace);
         self.stats.handshakes += 1;
+        // The client is back here: whatever another worker made is the stale one now.
+        self.superseded_until = None;
         let moved = self.remote != remote;
         self.remote = remote;
         self.peer = Some(peer);
@@ -457,6 +464,7 @@ impl Connection {
             s.map(|s| s.created + t.reject_after_time),
             rekey.map(|s| s.created + t.rekey_after_time),
             self.previous.as_deref().map(|(_, until)| *until),
+            self.superseded_until,
         ]
         .into_iter()
         .flatten()

@@ -243,17 +243,21 @@ impl Endpoint {
         self.by_index.has_changes()
     }
 
-    /// Server: closes the connection of client `id`, if this endpoint holds one, as
-    /// [`CloseReason::Superseded`] (the client connected again through another worker).
-    /// Returns whether there was one.
-    pub fn close_client(&mut self, id: &str) -> bool {
-        match self.by_client_id.get(id).copied() {
-            Some(h) => {
-                self.close(h, CloseReason::Superseded);
-                true
-            }
-            None => false,
+    /// Server: client `id` completed a handshake with another worker at `now`. Its
+    /// connection here, if any, closes as [`CloseReason::Superseded`] once the previous
+    /// session's grace ([`Timers::previous_session_grace`]) has passed, unless a
+    /// handshake completes here first: meanwhile it still opens what the client sent
+    /// before it switched (a client that moved and rekeyed), as a rekey's previous
+    /// session would. Returns whether there was one.
+    pub fn supersede(&mut self, id: &str, now: Instant) -> bool {
+        let Some(h) = self.by_client_id.get(id).copied() else {
+            return false;
+        };
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.superseded_until = Some(now + self.config.timers.previous_session_grace);
         }
+        self.reschedule(h);
+        true
     }
 
     /// The deployment secret (the carriers key their knocks from it).
@@ -913,6 +917,10 @@ impl Endpoint {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
+        if c.superseded_until.is_some_and(|until| now >= until) {
+            self.close(h, CloseReason::Superseded);
+            return;
+        }
         if let Some(index) = c.expire_previous(now) {
             self.by_index.remove(&index);
         }
@@ -1071,8 +1079,30 @@ mod tests {
                 "{live:?}"
             );
         }
-        assert!(!s.close_client("bob"), "bob has no session here");
-        assert!(s.close_client("alice"));
+        assert!(!s.supersede("bob", now), "bob has no session here");
+        // A handshake here within the grace keeps the connection.
+        assert!(s.supersede("alice", now));
+        c.start_client_handshake(now, h).unwrap();
+        for _ in 0..4 {
+            pump(&mut c, C, &mut s, now);
+            pump(&mut s, S, &mut c, now);
+        }
+        let grace = s.config.timers.previous_session_grace;
+        s.handle_timeout(now + grace);
+        assert!(!std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Closed { .. })));
+        for ch in s.take_index_changes() {
+            match ch {
+                IndexChange::Added(i) => assert!(live.insert(i)),
+                IndexChange::Removed(i) => assert!(live.remove(&i)),
+            }
+        }
+        assert!(!live.is_empty());
+        // Without one, it closes once the grace has passed, and not before.
+        let later = now + grace;
+        assert!(s.supersede("alice", later));
+        s.handle_timeout(later + grace / 2);
+        assert!(!std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Closed { .. })));
+        s.handle_timeout(later + grace);
         for ch in s.take_index_changes() {
             if let IndexChange::Removed(i) = ch {
                 live.remove(&i);
