@@ -797,6 +797,21 @@ fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
     let p = peers(&before);
     let old: std::net::SocketAddr = p[0]["remote"].as_str().unwrap().parse().unwrap();
     assert_eq!(old.ip(), IpAddr::V4(w.lab.client_ip(1)), "{before}");
+    // The server's TUN device has a queue per worker, each with its reader: flows the
+    // server host opens toward the client land on either queue (the kernel hashes them),
+    // and every one gets through.
+    let tunnel: std::net::Ipv4Addr = p[0]["tunnel_address"].as_str().unwrap().parse().unwrap();
+    for port in 7100..7108 {
+        let r = lab::transfer(
+            w.lab.server(),
+            w.lab.client(1).unwrap(),
+            tunnel,
+            port,
+            64 * 1024,
+            Duration::from_secs(3),
+        );
+        assert!(r.is_ok(), "server host to the client, port {port}: {r:?}");
+    }
     let worker = |ip: IpAddr| aura_transport::carrier::udp::worker_of(ip, 2);
     let new_ip = (3..=250u8)
         .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(10, 200, 1, i)))

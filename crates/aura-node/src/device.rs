@@ -192,6 +192,36 @@ impl PacketDevice for SharedTun {
             .send_batch_offload(bufs, lens, offload, headroom)
             .await
     }
+
+    fn queue_count(&self) -> usize {
+        self.0.queue_count()
+    }
+
+    async fn recv_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        self.0
+            .recv_batch_offload_on(queue, bufs, lens, offload, headroom)
+            .await
+    }
+
+    async fn send_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        self.0
+            .send_batch_offload_on(queue, bufs, lens, offload, headroom)
+            .await
+    }
 }
 
 impl TunFactory for KeptTun {

@@ -295,6 +295,106 @@ pub trait PacketDevice: Send + Sync {
         offload: &[bool],
         headroom: usize,
     ) -> impl Future<Output = Result<(), TunError>> + Send;
+
+    /// Number of queues, each of which one reader and one writer can own through
+    /// [`QueueOf`]: 1 unless the device is multi-queue.
+    fn queue_count(&self) -> usize {
+        1
+    }
+
+    /// As [`PacketDevice::recv_batch_offload`] on queue `queue` (`0..queue_count()`; the
+    /// first queue when out of range).
+    fn recv_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        let _ = queue;
+        self.recv_batch_offload(bufs, lens, offload, headroom)
+    }
+
+    /// As [`PacketDevice::send_batch_offload`] on queue `queue` (`0..queue_count()`; the
+    /// first queue when out of range).
+    fn send_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        let _ = queue;
+        self.send_batch_offload(bufs, lens, offload, headroom)
+    }
+}
+
+/// One queue of a shared device, itself a single-queue [`PacketDevice`]: what a device's
+/// per-queue reader or writer holds.
+#[derive(Debug)]
+pub struct QueueOf<D> {
+    device: std::sync::Arc<D>,
+    index: usize,
+}
+
+impl<D: PacketDevice> QueueOf<D> {
+    /// Queue `index` of `device`, or `None` when it has no such queue.
+    pub fn new(device: std::sync::Arc<D>, index: usize) -> Option<Self> {
+        (index < device.queue_count()).then_some(Self { device, index })
+    }
+
+    /// Every queue of `device`, in order.
+    pub fn all(device: &std::sync::Arc<D>) -> Vec<Self> {
+        (0..device.queue_count())
+            .map(|index| Self {
+                device: device.clone(),
+                index,
+            })
+            .collect()
+    }
+
+    /// Which queue this is.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<D: PacketDevice> PacketDevice for QueueOf<D> {
+    fn name(&self) -> &str {
+        self.device.name()
+    }
+
+    fn mtu(&self) -> u16 {
+        self.device.mtu()
+    }
+
+    fn offload_mode(&self) -> OffloadMode {
+        self.device.offload_mode()
+    }
+
+    fn recv_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        self.device
+            .recv_batch_offload_on(self.index, bufs, lens, offload, headroom)
+    }
+
+    fn send_batch_offload(
+        &self,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        self.device
+            .send_batch_offload_on(self.index, bufs, lens, offload, headroom)
+    }
 }
 
 /// Finishes in software the checksum of every flagged packet.
@@ -317,8 +417,8 @@ pub(crate) fn complete_flagged(
 /// A TUN interface, up, with its address and MTU set. Dropping it removes the interface.
 ///
 /// Its [`PacketDevice`] methods use the first queue; with more than one queue, read and write
-/// each one through [`Tun::queue`] (the kernel spreads flows over the queues, and a queue
-/// nobody reads drops its flows).
+/// each one through [`Tun::queue`] or [`QueueOf`] (the kernel spreads flows over the
+/// queues, and a queue nobody reads drops its flows).
 #[derive(Debug)]
 pub struct Tun {
     first: TunQueue,
@@ -441,6 +541,38 @@ impl PacketDevice for Tun {
         headroom: usize,
     ) -> Result<(), TunError> {
         self.first
+            .send_batch_offload(bufs, lens, offload, headroom)
+            .await
+    }
+
+    fn queue_count(&self) -> usize {
+        Tun::queue_count(self)
+    }
+
+    async fn recv_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+        offload: &mut [bool],
+        headroom: usize,
+    ) -> Result<usize, TunError> {
+        self.queue(queue)
+            .unwrap_or(&self.first)
+            .recv_batch_offload(bufs, lens, offload, headroom)
+            .await
+    }
+
+    async fn send_batch_offload_on(
+        &self,
+        queue: usize,
+        bufs: &mut [Vec<u8>],
+        lens: &[usize],
+        offload: &[bool],
+        headroom: usize,
+    ) -> Result<(), TunError> {
+        self.queue(queue)
+            .unwrap_or(&self.first)
             .send_batch_offload(bufs, lens, offload, headroom)
             .await
     }

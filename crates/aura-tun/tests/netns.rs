@@ -22,9 +22,10 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use aura_tun::{OffloadMode, PacketDevice, Tun, TunBuffers, TunConfig, TunError};
+use aura_tun::{OffloadMode, PacketDevice, QueueOf, Tun, TunBuffers, TunConfig, TunError};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::socket::{setsockopt, sockopt::UdpGsoSegment};
 use tokio::net::UdpSocket;
@@ -494,10 +495,14 @@ fn multi_queue(offload: bool) {
             offload,
             queues: 2,
         };
-        let tun = Tun::create(&cfg).await.unwrap();
+        let tun = Arc::new(Tun::create(&cfg).await.unwrap());
         assert_eq!(tun.queue_count(), 2);
-        let (q0, q1) = (tun.queue(0).unwrap(), tun.queue(1).unwrap());
         assert!(tun.queue(2).is_none());
+        // Each queue read as a device of its own, as the server's per-queue readers do.
+        let queues = QueueOf::all(&tun);
+        assert_eq!(queues.len(), 2);
+        assert!(QueueOf::new(tun.clone(), 2).is_none());
+        let (q0, q1) = (&queues[0], &queues[1]);
         let peer = Ipv4Addr::new(10, 98, 0, 2);
         const FLOWS: u16 = 16;
         for port in 0..FLOWS {

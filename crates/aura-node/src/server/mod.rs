@@ -66,8 +66,14 @@ pub fn prepare_tun(cfg: &ServerConfig) -> Result<aura_tun::PreparedTun, DaemonEr
     let opts = ServerOptions::from_config(cfg)?;
     Ok(aura_tun::Tun::prepare(&TunConfig {
         mtu: opts.mtu,
+        queues: device_queues(&opts),
         ..TunConfig::new(opts.tun_name.clone())
     })?)
+}
+
+/// The server's TUN queues: one per worker, each with its own reader and writer.
+fn device_queues(opts: &ServerOptions) -> usize {
+    opts.workers.clamp(1, aura_tun::MAX_QUEUES)
 }
 
 /// [`run`], with the TUN device made by [`prepare_tun`] when given.
@@ -220,6 +226,7 @@ async fn serve<T: TunFactory>(
                 address: Some((gateway, prefix_len)),
                 address6: gateway6,
                 mtu: opts.mtu,
+                queues: device_queues(opts),
                 ..TunConfig::new(opts.tun_name.clone())
             })
             .await?,
@@ -230,6 +237,7 @@ async fn serve<T: TunFactory>(
         prefix_len,
         mtu = tun.mtu(),
         offload = ?tun.offload_mode(),
+        queues = tun.queue_count(),
         "TUN device up"
     );
 
@@ -315,16 +323,41 @@ async fn serve<T: TunFactory>(
         tracing::info!("server.nat.auto is off: no forwarding or NAT set up");
     }
 
-    let (to_device, device_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    // The data path's two tasks are supervised: if either ends (a read error, a panic),
-    // the server stops with an error, the host is undone and a supervisor can restart it,
-    // instead of accepting clients while forwarding nothing.
-    let mut writer = AbortOnDrop(tokio::spawn(DeviceWriter::new(tun.clone()).run(device_rx)));
-    let reader_router = router.clone();
-    let reader_tun = tun.clone();
-    let mut reader = AbortOnDrop(tokio::spawn(async move {
-        reader_router.device_loop(reader_tun).await
-    }));
+    // Per queue of the device, a reader and a writer. These tasks are supervised: if one
+    // ends (a read error, a panic), the server stops with an error, the host is undone
+    // and a supervisor can restart it, instead of accepting clients while forwarding
+    // nothing.
+    let mut data_path = tokio::task::JoinSet::new();
+    let (first, first_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+    let mut first_rx = Some(first_rx);
+    let mut more = Vec::new();
+    for queue in aura_tun::QueueOf::all(&tun) {
+        let queue = Arc::new(queue);
+        let rx = match first_rx.take() {
+            Some(rx) => rx,
+            None => {
+                let (tx, rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
+                more.push(tx);
+                rx
+            }
+        };
+        let writer = DeviceWriter::new(queue.clone());
+        data_path.spawn(async move {
+            writer.run(rx).await;
+            "the TUN writer ended".to_owned()
+        });
+        let reader = router.clone();
+        data_path.spawn(async move {
+            match reader.device_loop(queue).await {
+                Ok(()) => "the TUN reader ended".to_owned(),
+                Err(e) => format!("reading the TUN device failed: {e}"),
+            }
+        });
+    }
+    let to_device = router::DeviceQueues::new(first, more);
+    // Dropped on every way out of `serve`: no way leaves the device tasks (and with them
+    // the TUN device) behind.
+    let mut data_path = AbortAllOnDrop(data_path);
     tracing::info!(
         name = %opts.name,
         udp = ?listeners.udp_addr,
@@ -406,21 +439,11 @@ async fn serve<T: TunFactory>(
                 tracing::info!("stopping");
                 break;
             }
-            r = &mut reader.0 => {
-                let why = match r {
-                    Ok(Ok(())) => "the TUN reader ended".to_owned(),
-                    Ok(Err(e)) => format!("reading the TUN device failed: {e}"),
-                    Err(e) => format!("the TUN reader task failed: {e}"),
-                };
-                stopped = Some(why);
-                break;
-            }
-            r = &mut writer.0 => {
-                let why = match r {
-                    Ok(()) => "the TUN writer ended".to_owned(),
-                    Err(e) => format!("the TUN writer task failed: {e}"),
-                };
-                stopped = Some(why);
+            Some(r) = data_path.0.join_next() => {
+                stopped = Some(match r {
+                    Ok(why) => why,
+                    Err(e) => format!("a TUN device task failed: {e}"),
+                });
                 break;
             }
         }
@@ -448,13 +471,13 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Aborts its task when dropped, so no way out of [`serve`] leaves the device tasks (and
+/// Aborts its tasks when dropped, so no way out of [`serve`] leaves the device tasks (and
 /// with them the TUN device) behind.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+struct AbortAllOnDrop<T: 'static>(tokio::task::JoinSet<T>);
 
-impl<T> Drop for AbortOnDrop<T> {
+impl<T: 'static> Drop for AbortAllOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.abort_all();
     }
 }
 
@@ -463,7 +486,7 @@ fn admit(
     clients: &mut tokio::task::JoinSet<()>,
     router: &Arc<Router>,
     conn: PacketConn,
-    to_device: &router::DeviceQueue,
+    to_device: &router::DeviceQueues,
     welcome: Welcome,
     redact: Redact,
 ) {
@@ -476,7 +499,7 @@ fn admit(
         "client connected"
     );
     let r = router.clone();
-    let q = to_device.clone();
+    let q = to_device.for_client(&conn);
     let shown = redact.id(&id).to_owned();
     clients.spawn(async move {
         match r.serve_client(conn, q, welcome).await {

@@ -25,8 +25,33 @@ use super::pool::{IpPool, PoolError};
 use crate::metrics::{Tally, Totals};
 use crate::packet::{ipv4_addrs, ipv6_addrs};
 
-/// Batches of client packets on their way to the device.
+/// Batches of client packets on their way to one queue of the device.
 pub type DeviceQueue = mpsc::Sender<PacketBatch>;
+
+/// The writers of every queue of the device. A client writes through the queue of its
+/// protocol worker (the same function of its network address, [`udp::worker_of`]), so
+/// with the kernel's flow steering its replies come back to that queue's reader.
+///
+/// [`udp::worker_of`]: aura_transport::carrier::udp::worker_of
+#[derive(Debug, Clone)]
+pub struct DeviceQueues {
+    first: DeviceQueue,
+    all: Arc<[DeviceQueue]>,
+}
+
+impl DeviceQueues {
+    /// Over `first` and `more`, one per device queue, in order.
+    pub fn new(first: DeviceQueue, more: Vec<DeviceQueue>) -> Self {
+        let all = std::iter::once(first.clone()).chain(more).collect();
+        Self { first, all }
+    }
+
+    /// The queue `conn`'s packets go to.
+    pub fn for_client(&self, conn: &PacketConn) -> DeviceQueue {
+        let w = aura_transport::carrier::udp::worker_of(conn.remote().ip(), self.all.len());
+        self.all.get(w).unwrap_or(&self.first).clone()
+    }
+}
 
 /// Depth of the device writer's queue, in batches.
 pub const DEVICE_QUEUE: usize = 1024;
