@@ -48,9 +48,10 @@ pub struct DeviceWriter<D> {
 }
 
 impl<D: PacketDevice> DeviceWriter<D> {
-    /// A writer for `device`, with send buffers for one full batch.
+    /// A writer for `device`. Its send buffers (one full batch) are made at the first
+    /// packet, so a writer that never writes (a queue no client uses) holds none.
     pub fn new(device: Arc<D>) -> Self {
-        let tx = TunBuffers::for_device(&*device, aura_tun::MIN_HEADROOM, 0);
+        let tx = TunBuffers::new(0, aura_tun::MIN_HEADROOM, 0);
         Self { device, tx, n: 0 }
     }
 
@@ -63,6 +64,9 @@ impl<D: PacketDevice> DeviceWriter<D> {
     /// As [`DeviceWriter::push`]; with `offload`, the packet's TCP or UDP checksum is this
     /// end's to finish (it came as a type 7 data packet).
     pub async fn push_with(&mut self, packet: &[u8], offload: bool) {
+        if self.tx.is_empty() {
+            self.tx = TunBuffers::for_device(&*self.device, aura_tun::MIN_HEADROOM, 0);
+        }
         if self.n == self.tx.len() {
             self.flush().await;
         }
@@ -247,5 +251,29 @@ impl TunFactory for KeptTun {
                 })?;
             Ok(SharedTun(tun))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A writer holds no send buffers until its first packet, then writes what it is
+    /// given.
+    #[tokio::test]
+    async fn a_writer_makes_its_buffers_at_the_first_packet() {
+        let (dev, mut host) = aura_tun::MemTun::pair("w0", 1280, 16);
+        let mut w = DeviceWriter::new(Arc::new(dev));
+        assert!(w.tx.is_empty());
+        // IPv4 (20 bytes, no options) and UDP (8 bytes), 10.77.0.2 to 10.77.0.1.
+        let mut packet = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        packet.extend_from_slice(&[10, 77, 0, 2, 10, 77, 0, 1]);
+        packet.extend_from_slice(&[0x30, 0x39, 0x1f, 0x90, 0, 12, 0, 0, b'a', b'u', b'r', b'a']);
+        w.push(&packet).await;
+        assert_eq!(w.tx.len(), aura_tun::OFFLOAD_BATCH);
+        w.flush().await;
+        assert_eq!(host.recv().await.unwrap(), packet);
     }
 }

@@ -35,7 +35,12 @@ impl TunBuffers {
         let len = headroom.saturating_add(room);
         let bufs = (0..count)
             .map(|_| {
-                let mut buf = Vec::with_capacity(len.max(capacity));
+                if capacity <= len {
+                    // Zeroed by the allocator: fresh pages stay unbacked until a packet is
+                    // written there, so a queue that carries nothing costs no memory.
+                    return vec![0u8; len];
+                }
+                let mut buf = Vec::with_capacity(capacity);
                 buf.resize(len, 0);
                 buf
             })
