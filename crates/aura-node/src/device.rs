@@ -1,18 +1,17 @@
-//! The daemons' side of the TUN device: where devices come from ([`TunFactory`]) and the
-//! one batched writer both daemons use ([`DeviceWriter`]).
+//! The daemons' side of the TUN device: where devices come from ([`TunFactory`]) and how
+//! both daemons write a batch of received packets ([`write_batch`]).
 //!
-//! The writer owns the device's send buffers (allocated once, at start). Packets are
-//! copied into them as they come and written as one `send_batch` per
-//! [`aura_tun::OFFLOAD_BATCH`] packets, so GRO can coalesce what arrives together. The
-//! server runs it as one task fed by every client ([`DeviceWriter::run`]); the client
-//! calls it inline for each batch its session receives.
+//! A batch goes to the device from where the session left it, in one call, so the
+//! device's coalescing sees the whole batch and no packet is copied on the way. Both
+//! daemons write inline, from the task that received the batch: the server from each
+//! client's task (to the device queue of that client's worker), the client from its
+//! session's.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use aura_transport::PacketBatch;
-use aura_tun::{PacketDevice, Tun, TunBuffers, TunConfig, TunError};
-use tokio::sync::mpsc;
+use aura_tun::{PacketDevice, Tun, TunConfig, TunError};
 
 /// Makes the TUN devices a daemon uses: real ones ([`SystemTuns`]) in production,
 /// in-memory ones in tests.
@@ -39,76 +38,14 @@ impl TunFactory for SystemTuns {
     }
 }
 
-/// Batched writes to one device.
-#[derive(Debug)]
-pub struct DeviceWriter<D> {
-    device: Arc<D>,
-    tx: TunBuffers,
-    n: usize,
-}
-
-impl<D: PacketDevice> DeviceWriter<D> {
-    /// A writer for `device`. Its send buffers (one full batch) are made at the first
-    /// packet, so a writer that never writes (a queue no client uses) holds none.
-    pub fn new(device: Arc<D>) -> Self {
-        let tx = TunBuffers::new(0, aura_tun::MIN_HEADROOM, 0);
-        Self { device, tx, n: 0 }
-    }
-
-    /// Adds `packet` to the pending batch, writing the batch first when it is full. A
-    /// packet larger than the device's MTU is dropped.
-    pub async fn push(&mut self, packet: &[u8]) {
-        self.push_with(packet, false).await;
-    }
-
-    /// As [`DeviceWriter::push`]; with `offload`, the packet's TCP or UDP checksum is this
-    /// end's to finish (it came as a type 7 data packet).
-    pub async fn push_with(&mut self, packet: &[u8], offload: bool) {
-        if self.tx.is_empty() {
-            self.tx = TunBuffers::for_device(&*self.device, aura_tun::MIN_HEADROOM, 0);
-        }
-        if self.n == self.tx.len() {
-            self.flush().await;
-        }
-        if self.tx.set_packet_with(self.n, packet, offload).is_ok() {
-            self.n += 1;
-        }
-    }
-
-    /// Writes the pending packets (nothing when there are none). A write error is logged
-    /// and the packets are dropped, as a full device queue would drop them.
-    pub async fn flush(&mut self) {
-        let n = std::mem::take(&mut self.n);
-        if n > 0
-            && let Err(e) = self
-                .device
-                .send_batch_offload(
-                    &mut self.tx.bufs,
-                    &self.tx.lens[..n],
-                    &self.tx.offload[..n],
-                    self.tx.headroom,
-                )
-                .await
-        {
-            tracing::debug!(error = %e, "writing to the TUN device");
-        }
-    }
-
-    /// Writes the batches arriving on `queue` until every sender is gone. Batches waiting
-    /// together are written together.
-    pub async fn run(mut self, mut queue: mpsc::Receiver<PacketBatch>) {
-        while let Some(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(batch) = next.take() {
-                for (p, offload) in batch.iter_with_offload() {
-                    self.push_with(p, offload).await;
-                }
-                batch.recycle();
-                // Batches already waiting go into the same write.
-                next = queue.try_recv().ok();
-            }
-            self.flush().await;
-        }
+/// Writes `batch`'s packets to `device` where they lie (no copy on the way; the device
+/// coalesces what it can, [`aura_tun::gro`]). A packet longer than the device's MTU is
+/// left out. A write error is logged and the packets are dropped, as a full device queue
+/// would drop them.
+pub async fn write_batch<D: PacketDevice>(device: &D, batch: &mut PacketBatch) {
+    let (data, ends, offload) = batch.packed_mut();
+    if let Err(e) = device.send_packed(data, ends, offload).await {
+        tracing::debug!(error = %e, "writing to the TUN device");
     }
 }
 
@@ -214,6 +151,25 @@ impl PacketDevice for SharedTun {
             .await
     }
 
+    async fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        self.0.send_packed(data, ends, offload).await
+    }
+
+    async fn send_packed_on(
+        &self,
+        queue: usize,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        self.0.send_packed_on(queue, data, ends, offload).await
+    }
+
     async fn send_batch_offload_on(
         &self,
         queue: usize,
@@ -260,20 +216,23 @@ mod tests {
 
     use super::*;
 
-    /// A writer holds no send buffers until its first packet, then writes what it is
-    /// given.
+    /// A batch is written in order; a packet longer than the device's MTU is left out.
     #[tokio::test]
-    async fn a_writer_makes_its_buffers_at_the_first_packet() {
+    async fn a_batch_is_written_in_order_without_what_exceeds_the_mtu() {
         let (dev, mut host) = aura_tun::MemTun::pair("w0", 1280, 16);
-        let mut w = DeviceWriter::new(Arc::new(dev));
-        assert!(w.tx.is_empty());
         // IPv4 (20 bytes, no options) and UDP (8 bytes), 10.77.0.2 to 10.77.0.1.
-        let mut packet = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
-        packet.extend_from_slice(&[10, 77, 0, 2, 10, 77, 0, 1]);
-        packet.extend_from_slice(&[0x30, 0x39, 0x1f, 0x90, 0, 12, 0, 0, b'a', b'u', b'r', b'a']);
-        w.push(&packet).await;
-        assert_eq!(w.tx.len(), aura_tun::OFFLOAD_BATCH);
-        w.flush().await;
-        assert_eq!(host.recv().await.unwrap(), packet);
+        let udp = |len: usize, marker: u8| {
+            let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            p.extend_from_slice(&[10, 77, 0, 2, 10, 77, 0, 1]);
+            p.extend_from_slice(&[0x30, 0x39, 0x1f, 0x90, 0, 0, 0, 0]);
+            p.resize(len, marker);
+            p
+        };
+        let (first, too_long, last) = (udp(100, 1), udp(1281, 2), udp(1280, 3));
+        let mut batch = PacketBatch::from_packets([&first[..], &too_long, &last]);
+        write_batch(&dev, &mut batch).await;
+        assert_eq!(host.recv().await.unwrap(), first);
+        assert_eq!(host.recv().await.unwrap(), last);
+        assert!(host.try_recv().is_none());
     }
 }

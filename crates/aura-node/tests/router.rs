@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aura_node::device::DeviceWriter;
 use aura_node::server::pool::IpPool;
-use aura_node::server::router::{DEVICE_QUEUE, Router, Welcome};
+use aura_node::server::router::{Router, Welcome};
 use aura_proto::control::{
     AddressAssign, AddressAssign6, AddressRequest, ControlMessage, CoverGrant, CoverProfile,
     CoverRequest, DnsAssign,
@@ -106,22 +105,16 @@ async fn connect(
     (c, s)
 }
 
-/// A router for `section` with an in-memory TUN: its device loop and writer running.
-/// Returns the router, the TUN's host side and the writer's queue.
+/// A router for `section` with an in-memory TUN: its device loop running. Returns the
+/// router, the TUN's host side and the device (which the clients' tasks write to).
 fn routing_core(
     section: &aura_config::PoolSection,
-) -> (
-    Arc<Router>,
-    aura_tun::MemTunHost,
-    aura_node::server::router::DeviceQueue,
-) {
+) -> (Arc<Router>, aura_tun::MemTunHost, Arc<MemTun>) {
     let router = Router::new(IpPool::new(section));
     let (device, host) = MemTun::pair("aura0", 1280, 1024);
     let device = Arc::new(device);
     tokio::spawn(router.clone().device_loop(device.clone()));
-    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(DeviceWriter::new(device).run(queue_rx));
-    (router, host, queue)
+    (router, host, device)
 }
 
 /// Waits until `n` clients are registered with `router`.
@@ -439,9 +432,7 @@ async fn a_relay_bridges_a_first_extend_bridge_and_serves_the_rest() {
     let (server, mut accept) = server_driver(&pki);
     let router = Router::new(IpPool::new(&aura_config::PoolSection::default()));
     let (device, _host) = MemTun::pair("aura0", 1280, 1024);
-    let device = Arc::new(device);
-    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let queue = Arc::new(device);
     // The next hop: a UDP socket that echoes what it gets, prefixed.
     let hop = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let hop_addr = hop.local_addr().unwrap();
@@ -595,8 +586,7 @@ async fn cover_is_granted_within_the_cap_and_padding_never_reaches_the_device() 
     let (device, mut host) = MemTun::pair("aura0", 1280, 4096);
     let device = Arc::new(device);
     tokio::spawn(router.clone().device_loop(device.clone()));
-    let (queue, queue_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    tokio::spawn(DeviceWriter::new(device.clone()).run(queue_rx));
+    let queue = device.clone();
     // At most 10 % per client, and 30 % in total.
     let limit = aura_transport::CoverLimit::new(300);
     let welcome = |cover: Option<ServerCover>| Welcome {

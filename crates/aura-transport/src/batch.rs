@@ -237,6 +237,13 @@ impl PacketBatch {
         (0..self.len()).filter_map(|i| Some((self.get(i)?, self.offload(i))))
     }
 
+    /// The batch as it lies, writable: the packets back to back (packet `i` ends at
+    /// `ends[i]`), and each one's [`PacketBatch::offload`] flag. What a device writes
+    /// without copying the packets first ([`aura_tun::PacketDevice::send_packed`]).
+    pub fn packed_mut(&mut self) -> (&mut [u8], &[usize], &[bool]) {
+        (&mut self.data, &self.ends, &self.offload)
+    }
+
     /// Keeps only the packets for which `keep` is true, in order, in place.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
         let mut write = 0;
@@ -298,6 +305,21 @@ mod tests {
         b.retain(|p| p.starts_with(b"f"));
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![&b"four!"[..]]);
         assert_eq!(b.bytes(), 5);
+    }
+
+    #[test]
+    fn a_batch_lies_packed_with_its_flags() {
+        let mut b = PacketBatch::default();
+        b.push_with(b"a1", true);
+        b.push(b"");
+        b.push(b"c333");
+        let (data, ends, offload) = b.packed_mut();
+        assert_eq!(
+            (&data[..], ends, offload),
+            (&b"a1c333"[..], &[2, 2, 6][..], &[true, false, false][..])
+        );
+        data[2] = b'C';
+        assert_eq!(b.get(2), Some(&b"C333"[..]));
     }
 
     #[test]

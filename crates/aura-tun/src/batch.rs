@@ -37,6 +37,62 @@ pub(crate) fn check_recv(
 }
 
 /// Checks a send batch: `lens.len() <= bufs.len()`, headroom, every packet inside its buffer.
+/// Packet `i` of a send batch (`bufs[i][headroom..headroom + lens[i]]`) with its flag
+/// (`false` past the end of `offload`), for the batches [`check_send`] passed.
+pub(crate) fn packets<'a>(
+    bufs: &'a mut [Vec<u8>],
+    lens: &'a [usize],
+    offload: &'a [bool],
+    headroom: usize,
+) -> impl Iterator<Item = (&'a mut [u8], bool)> + Send {
+    bufs.iter_mut()
+        .zip(lens)
+        .enumerate()
+        .filter_map(move |(i, (b, &len))| {
+            let p = b.get_mut(headroom..headroom.checked_add(len)?)?;
+            Some((p, offload.get(i).copied().unwrap_or(false)))
+        })
+}
+
+/// The packets lying back to back in `data` (packet `i` ends at `ends[i]`) with their
+/// flags, for [`crate::PacketDevice::send_packed`]: one that is empty, longer than `mtu`
+/// or not within `data` is left out, and the first left out is named in `skipped`.
+pub(crate) fn packed<'a>(
+    data: &'a mut [u8],
+    ends: &'a [usize],
+    offload: &'a [bool],
+    mtu: usize,
+    skipped: &'a mut Option<TunError>,
+) -> impl Iterator<Item = (&'a mut [u8], bool)> + Send + 'a {
+    let mut rest = data;
+    let mut start = 0;
+    ends.iter().enumerate().filter_map(move |(index, &end)| {
+        let whole = end.checked_sub(start).filter(|&len| len <= rest.len());
+        let reason = match whole {
+            None => "not within the batch",
+            Some(0) => "empty packet",
+            Some(len) if len > mtu => "longer than the MTU",
+            Some(len) => {
+                let (packet, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                start = end;
+                return Some((packet, offload.get(index).copied().unwrap_or(false)));
+            }
+        };
+        // Skip what is left out (an inconsistent end skips to the end of the data).
+        if let Some(len) = whole {
+            rest = &mut std::mem::take(&mut rest)[len..];
+            start = end;
+        } else {
+            rest = &mut [];
+        }
+        if skipped.is_none() {
+            *skipped = Some(TunError::InvalidPacket { index, reason });
+        }
+        None
+    })
+}
+
 pub(crate) fn check_send(
     bufs: &[Vec<u8>],
     lens: &[usize],
@@ -84,6 +140,30 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn packed_packets_leave_out_what_a_device_cannot_take() {
+        let mut data = *b"aabbbbbbcc";
+        // "aa", an empty one, "bbbbbb" (above the MTU of 4), "cc", one past the data.
+        let ends = [2, 2, 8, 10, 12];
+        let offload = [true, false, false];
+        let mut skipped = None;
+        let out: Vec<(Vec<u8>, bool)> = packed(&mut data, &ends, &offload, 4, &mut skipped)
+            .map(|(p, o)| (p.to_vec(), o))
+            .collect();
+        assert_eq!(out, vec![(b"aa".to_vec(), true), (b"cc".to_vec(), false)]);
+        assert!(matches!(
+            skipped,
+            Some(TunError::InvalidPacket {
+                index: 1,
+                reason: "empty packet"
+            })
+        ));
+        let mut skipped = None;
+        let mut data = *b"abc";
+        let out = packed(&mut data, &[1, 3], &[], 4, &mut skipped).count();
+        assert_eq!((out, skipped.is_none()), (2, true));
+    }
 
     #[test]
     fn recv_checks() {

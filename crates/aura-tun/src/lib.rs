@@ -296,6 +296,33 @@ pub trait PacketDevice: Send + Sync {
         headroom: usize,
     ) -> impl Future<Output = Result<(), TunError>> + Send;
 
+    /// Writes packets where they lie, back to back in `data` (packet `i` is
+    /// `data[ends[i - 1]..ends[i]]`, the first from 0): no headroom needed, nothing copied
+    /// on the way. Otherwise as [`PacketDevice::send_batch_offload`]: `offload[i]` says
+    /// packet `i`'s TCP or UDP checksum is this end's to finish (its checksum field may
+    /// then be written), and the device coalesces what it can. A packet that is empty,
+    /// longer than the MTU or not within `data` is left out; the others are still written,
+    /// then [`TunError::InvalidPacket`] names the first left out.
+    fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> impl Future<Output = Result<(), TunError>> + Send;
+
+    /// As [`PacketDevice::send_packed`] on queue `queue` (`0..queue_count()`; the first
+    /// queue when out of range).
+    fn send_packed_on(
+        &self,
+        queue: usize,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        let _ = queue;
+        self.send_packed(data, ends, offload)
+    }
+
     /// Number of queues, each of which one reader and one writer can own through
     /// [`QueueOf`]: 1 unless the device is multi-queue.
     fn queue_count(&self) -> usize {
@@ -343,6 +370,11 @@ impl<D: PacketDevice> QueueOf<D> {
     /// Queue `index` of `device`, or `None` when it has no such queue.
     pub fn new(device: std::sync::Arc<D>, index: usize) -> Option<Self> {
         (index < device.queue_count()).then_some(Self { device, index })
+    }
+
+    /// The first queue of `device` (every device has one).
+    pub fn first(device: std::sync::Arc<D>) -> Self {
+        Self { device, index: 0 }
     }
 
     /// Every queue of `device`, in order.
@@ -394,6 +426,15 @@ impl<D: PacketDevice> PacketDevice for QueueOf<D> {
     ) -> impl Future<Output = Result<(), TunError>> + Send {
         self.device
             .send_batch_offload_on(self.index, bufs, lens, offload, headroom)
+    }
+
+    fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> impl Future<Output = Result<(), TunError>> + Send {
+        self.device.send_packed_on(self.index, data, ends, offload)
     }
 }
 
@@ -576,6 +617,28 @@ impl PacketDevice for Tun {
             .send_batch_offload(bufs, lens, offload, headroom)
             .await
     }
+
+    async fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        self.first.send_packed(data, ends, offload).await
+    }
+
+    async fn send_packed_on(
+        &self,
+        queue: usize,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        self.queue(queue)
+            .unwrap_or(&self.first)
+            .send_packed(data, ends, offload)
+            .await
+    }
 }
 
 impl PacketDevice for TunQueue {
@@ -612,11 +675,21 @@ impl PacketDevice for TunQueue {
         headroom: usize,
     ) -> Result<(), TunError> {
         batch::check_send(bufs, lens, headroom)?;
-        if lens.is_empty() {
-            return Ok(());
-        }
-        let bufs = &mut bufs[..lens.len()];
-        self.inner.send_batch(bufs, lens, offload, headroom).await
+        self.inner
+            .send_packets(batch::packets(bufs, lens, offload, headroom))
+            .await
+    }
+
+    async fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        let mut skipped = None;
+        let packets = batch::packed(data, ends, offload, usize::from(self.mtu), &mut skipped);
+        self.inner.send_packets(packets).await?;
+        skipped.map_or(Ok(()), Err)
     }
 }
 

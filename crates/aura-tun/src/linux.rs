@@ -93,21 +93,12 @@ impl Queue {
     /// does not wait for room, so the writes are made without waiting for readiness; one
     /// that would block is reported as the error, and its packet dropped. A packet flagged
     /// in `offload` has its checksum finished by the kernel (offload on) or here.
-    pub(crate) async fn send_batch(
+    /// Writes `packets` (each checked by the caller: neither empty nor longer than
+    /// [`MAX_PACKET`]), coalescing them when the device takes offload.
+    pub(crate) async fn send_packets<'a>(
         &self,
-        bufs: &mut [Vec<u8>],
-        lens: &[usize],
-        offload: &[bool],
-        headroom: usize,
+        packets: impl Iterator<Item = (&'a mut [u8], bool)> + Send,
     ) -> Result<(), TunError> {
-        let packets = bufs
-            .iter_mut()
-            .zip(lens)
-            .enumerate()
-            .filter_map(|(i, (b, &len))| {
-                let p = b.get_mut(headroom..headroom.checked_add(len)?)?;
-                Some((p, offload.get(i).copied().unwrap_or(false)))
-            });
         let result = if self.dev.tcp_gso() {
             let mut gro = self.tx.lock().await;
             gro.write_batch(packets, &mut |hdr, packet| {

@@ -164,18 +164,44 @@ impl PacketDevice for MemTun {
         headroom: usize,
     ) -> Result<(), TunError> {
         batch::check_send(bufs, lens, headroom)?;
-        crate::complete_flagged(bufs, lens, offload, headroom);
+        self.write_all(batch::packets(bufs, lens, offload, headroom))
+            .await
+    }
+
+    async fn send_packed(
+        &self,
+        data: &mut [u8],
+        ends: &[usize],
+        offload: &[bool],
+    ) -> Result<(), TunError> {
+        let mut skipped = None;
+        let packets = batch::packed(data, ends, offload, usize::from(self.mtu), &mut skipped);
+        self.write_all(packets).await?;
+        skipped.map_or(Ok(()), Err)
+    }
+}
+
+impl MemTun {
+    /// Hands `packets` to the host, finishing the checksums left to this end.
+    async fn write_all<'a>(
+        &self,
+        packets: impl Iterator<Item = (&'a mut [u8], bool)> + Send,
+    ) -> Result<(), TunError> {
         let mut result = Ok(());
-        for (index, (buf, &len)) in bufs.iter().zip(lens).enumerate() {
-            let packet = buf.get(headroom..headroom + len).unwrap_or_default();
+        for (index, (packet, unfinished)) in packets.enumerate() {
             // A real TUN (no packet information) refuses what is not IPv4 or IPv6 (EINVAL).
             let version = packet.first().map(|b| b >> 4);
-            if !matches!(version, Some(4 | 6)) || len > MAX_PACKET {
-                result = Err(TunError::InvalidPacket {
-                    index,
-                    reason: "not an IPv4 or IPv6 packet",
-                });
+            if !matches!(version, Some(4 | 6)) || packet.len() > MAX_PACKET {
+                if result.is_ok() {
+                    result = Err(TunError::InvalidPacket {
+                        index,
+                        reason: "not an IPv4 or IPv6 packet",
+                    });
+                }
                 continue;
+            }
+            if unfinished {
+                crate::csum::complete_checksum(packet);
             }
             self.to_host
                 .send(packet.to_vec())

@@ -17,12 +17,9 @@ impl Queue {
         match *self {}
     }
 
-    pub(crate) async fn send_batch(
+    pub(crate) async fn send_packets<'a>(
         &self,
-        _bufs: &mut [Vec<u8>],
-        _lens: &[usize],
-        _offload: &[bool],
-        _headroom: usize,
+        _packets: impl Iterator<Item = (&'a mut [u8], bool)> + Send,
     ) -> Result<(), TunError> {
         match *self {}
     }

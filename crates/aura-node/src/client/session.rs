@@ -17,7 +17,7 @@ use aura_transport::{DriverHandle, PacketConn, PacketSender};
 
 use super::state::{Client, ClientState, lock};
 use super::tunnel::{Assignment, Tunnel};
-use crate::device::{DeviceWriter, TunFactory};
+use crate::device::TunFactory;
 use crate::{DaemonError, creds};
 
 /// Time the server has to assign an address after the handshake.
@@ -124,7 +124,7 @@ impl<T: TunFactory> Client<T> {
             return Ok(());
         };
         tunnel.current.send_replace(Some(conn.sender()));
-        let mut writer = DeviceWriter::new(tunnel.tun.clone());
+        let mut device = tunnel.tun.clone();
         let mut controls: Vec<Vec<u8>> = Vec::new();
         // Cover traffic: asked for now, and again each second until answered.
         let mut cover: Option<CoverGuard> = None;
@@ -172,15 +172,18 @@ impl<T: TunFactory> Client<T> {
             };
             let mut reassigned = None;
             let mut renamed = false;
-            for (p, offload) in packets.iter_with_offload() {
-                if control::is_control(p) {
+            let mut packets = packets;
+            packets.retain(|p| {
+                let data = !control::is_control(p);
+                if !data {
                     controls.push(p.to_vec());
-                } else {
-                    writer.push_with(p, offload).await;
                 }
+                data
+            });
+            if !packets.is_empty() {
+                crate::device::write_batch(&*device, &mut packets).await;
             }
             packets.recycle();
-            writer.flush().await;
             for p in std::mem::take(&mut controls) {
                 let current = self.tunnel.as_ref().map(|t| t.assign);
                 match self.on_control(&p, &conn, &driver).await {
@@ -208,7 +211,7 @@ impl<T: TunFactory> Client<T> {
                 self.ensure_tunnel(a, reached, conn.sender()).await?;
                 if let Some(t) = &self.tunnel {
                     t.current.send_replace(Some(conn.sender()));
-                    writer = DeviceWriter::new(t.tun.clone());
+                    device = t.tun.clone();
                 }
                 let mut st = lock(&self.status);
                 st.address = a.v4.address.to_string();

@@ -37,13 +37,13 @@ use rand_core::{OsRng, RngCore};
 
 use crate::admin::{self, PeerStatus, Response};
 use crate::creds::{self, Credentials};
-use crate::device::{DeviceWriter, TunFactory};
+use crate::device::TunFactory;
 use crate::host::{Host, Network};
 use crate::options::ServerOptions;
 use crate::{DaemonError, Redact, dns};
 use crl::{CrlLifetime, CrlUpkeep, Upkeep, crl_push, newer_crl};
 use pool::IpPool;
-use router::{DEVICE_QUEUE, Router, Welcome};
+use router::{Router, Welcome};
 
 /// Runs the server on this host until `shutdown` resolves.
 ///
@@ -323,30 +323,14 @@ async fn serve<T: TunFactory>(
         tracing::info!("server.nat.auto is off: no forwarding or NAT set up");
     }
 
-    // Per queue of the device, a reader and a writer. These tasks are supervised: if one
-    // ends (a read error, a panic), the server stops with an error, the host is undone
-    // and a supervisor can restart it, instead of accepting clients while forwarding
-    // nothing.
+    // Per queue of the device, a reader (each client's task writes its own packets).
+    // These tasks are supervised: if one ends (a read error, a panic), the server stops
+    // with an error, the host is undone and a supervisor can restart it, instead of
+    // accepting clients while forwarding nothing.
+    let queues = router::DeviceQueues::new(&tun);
     let mut data_path = tokio::task::JoinSet::new();
-    let (first, first_rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-    let mut first_rx = Some(first_rx);
-    let mut more = Vec::new();
-    for queue in aura_tun::QueueOf::all(&tun) {
-        let queue = Arc::new(queue);
-        let rx = match first_rx.take() {
-            Some(rx) => rx,
-            None => {
-                let (tx, rx) = tokio::sync::mpsc::channel(DEVICE_QUEUE);
-                more.push(tx);
-                rx
-            }
-        };
-        let writer = DeviceWriter::new(queue.clone());
-        data_path.spawn(async move {
-            writer.run(rx).await;
-            "the TUN writer ended".to_owned()
-        });
-        let reader = router.clone();
+    for queue in queues.all() {
+        let (reader, queue) = (router.clone(), queue.clone());
         data_path.spawn(async move {
             match reader.device_loop(queue).await {
                 Ok(()) => "the TUN reader ended".to_owned(),
@@ -354,7 +338,6 @@ async fn serve<T: TunFactory>(
             }
         });
     }
-    let to_device = router::DeviceQueues::new(first, more);
     // Dropped on every way out of `serve`: no way leaves the device tasks (and with them
     // the TUN device) behind.
     let mut data_path = AbortAllOnDrop(data_path);
@@ -427,7 +410,7 @@ async fn serve<T: TunFactory>(
                     since: (host.wall_clock)().as_secs(),
                     cover: cover.clone(),
                 };
-                admit(&mut clients, &router, conn, &to_device, welcome, redact);
+                admit(&mut clients, &router, conn, &queues, welcome, redact);
             }
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
             _ = reload.tick() => {
@@ -482,11 +465,11 @@ impl<T: 'static> Drop for AbortAllOnDrop<T> {
 }
 
 /// Starts the task that serves one connected client.
-fn admit(
+fn admit<D: PacketDevice + 'static>(
     clients: &mut tokio::task::JoinSet<()>,
     router: &Arc<Router>,
     conn: PacketConn,
-    to_device: &router::DeviceQueues,
+    queues: &router::DeviceQueues<D>,
     welcome: Welcome,
     redact: Redact,
 ) {
@@ -499,7 +482,7 @@ fn admit(
         "client connected"
     );
     let r = router.clone();
-    let q = to_device.for_client(&conn);
+    let q = queues.for_client(&conn);
     let shown = redact.id(&id).to_owned();
     clients.spawn(async move {
         match r.serve_client(conn, q, welcome).await {

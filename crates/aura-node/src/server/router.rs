@@ -1,13 +1,14 @@
-//! The server's data path: one device read loop dispatching by destination address to
-//! the right client, one task per client checking that each of its packets comes from
-//! the client's own tunnel address (anti-spoofing), and one device writer that batches
-//! what every client sends.
+//! The server's data path: per queue of the device, a read loop dispatching by
+//! destination address to the right client; one task per client checking that each of
+//! its packets comes from the client's own tunnel address (anti-spoofing) and writing
+//! them to the device itself.
 //!
 //! Per device read (up to [`aura_tun::OFFLOAD_BATCH`] packets, a TSO super-packet split
 //! into segments arrives as one read) the loop takes the peer table's read lock once and
-//! hands each run of packets for one client to its connection as one batch. Clients'
-//! packets reach the device through one channel of batches ([`DeviceQueue`]), served by
-//! one [`crate::device::DeviceWriter`], so GRO can coalesce across clients.
+//! hands each run of packets for one client to its connection as one batch. A client's
+//! task writes each batch it receives to its queue ([`DeviceQueues::for_client`]) in one
+//! call, where the batch lies ([`crate::device::write_batch`]): no further task, queue or
+//! copy between the session and the device.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -17,44 +18,48 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use aura_proto::control::{self, AddressAssign, AddressAssign6, ControlMessage, DnsAssign};
 use aura_transport::camo::cover::Cover;
 use aura_transport::{BatchPool, CoverGuard, PacketBatch, PacketConn, PacketSender};
-use aura_tun::{PacketDevice, TunBuffers};
-use tokio::sync::mpsc;
+use aura_tun::{PacketDevice, QueueOf, TunBuffers};
 
 use super::metrics::Observed;
 use super::pool::{IpPool, PoolError};
 use crate::metrics::{Tally, Totals};
 use crate::packet::{ipv4_addrs, ipv6_addrs};
 
-/// Batches of client packets on their way to one queue of the device.
-pub type DeviceQueue = mpsc::Sender<PacketBatch>;
-
-/// The writers of every queue of the device. A client writes through the queue of its
-/// protocol worker (the same function of its network address, [`udp::worker_of`]), so
-/// with the kernel's flow steering its replies come back to that queue's reader.
+/// The queues of the server's device, each its own [`PacketDevice`]. A client writes to
+/// the queue of its protocol worker (the same function of its network address,
+/// [`udp::worker_of`]), so with the kernel's flow steering its replies come back to that
+/// queue's reader.
 ///
 /// [`udp::worker_of`]: aura_transport::carrier::udp::worker_of
-#[derive(Debug, Clone)]
-pub struct DeviceQueues {
-    first: DeviceQueue,
-    all: Arc<[DeviceQueue]>,
+#[derive(Debug)]
+pub struct DeviceQueues<D> {
+    first: Arc<QueueOf<D>>,
+    all: Vec<Arc<QueueOf<D>>>,
 }
 
-impl DeviceQueues {
-    /// Over `first` and `more`, one per device queue, in order.
-    pub fn new(first: DeviceQueue, more: Vec<DeviceQueue>) -> Self {
-        let all = std::iter::once(first.clone()).chain(more).collect();
+impl<D: PacketDevice> DeviceQueues<D> {
+    /// Every queue of `device`.
+    pub fn new(device: &Arc<D>) -> Self {
+        let all: Vec<_> = QueueOf::all(device).into_iter().map(Arc::new).collect();
+        let first = match all.first() {
+            Some(q) => q.clone(),
+            // A device has at least one queue; should one say none, use its first anyway.
+            None => Arc::new(QueueOf::first(device.clone())),
+        };
         Self { first, all }
     }
 
+    /// Every queue, in order.
+    pub fn all(&self) -> &[Arc<QueueOf<D>>] {
+        &self.all
+    }
+
     /// The queue `conn`'s packets go to.
-    pub fn for_client(&self, conn: &PacketConn) -> DeviceQueue {
+    pub fn for_client(&self, conn: &PacketConn) -> Arc<QueueOf<D>> {
         let w = aura_transport::carrier::udp::worker_of(conn.remote().ip(), self.all.len());
         self.all.get(w).unwrap_or(&self.first).clone()
     }
 }
-
-/// Depth of the device writer's queue, in batches.
-pub const DEVICE_QUEUE: usize = 1024;
 
 /// A connected client, as the router and `aura status` see it.
 #[derive(Debug, Clone)]
@@ -378,15 +383,15 @@ impl Router {
     /// Admits a connected client: assigns its address (refusing it when the pool says
     /// no), tells it its resolvers and address ([`DnsAssign`] then [`AddressAssign`],
     /// again for every [`control::AddressRequest`]) and sends `welcome.extra`, then
-    /// writes its packets to
-    /// the device queue until it disconnects, and returns the address to the pool.
+    /// writes its packets to `device` until it disconnects, and returns the address to the
+    /// pool.
     ///
     /// # Errors
     /// The pool's refusal (the connection is closed).
-    pub async fn serve_client(
+    pub async fn serve_client<D: PacketDevice>(
         self: Arc<Self>,
         mut conn: PacketConn,
-        to_device: DeviceQueue,
+        device: Arc<D>,
         welcome: Welcome,
     ) -> Result<(), PoolError> {
         // A relay waits a moment for an ExtendBridge; anything else, or nothing, and the
@@ -533,11 +538,10 @@ impl Router {
             if let Some(r) = cover_asked {
                 answer_cover(&conn, r, welcome.cover.as_ref(), welcome.mtu, &mut cover).await;
             }
-            if batch.is_empty() {
-                batch.recycle();
-            } else if to_device.send(batch).await.is_err() {
-                break;
+            if !batch.is_empty() {
+                crate::device::write_batch(&*device, &mut batch).await;
             }
+            batch.recycle();
         }
         self.leave(&id, address, token);
         Ok(())
