@@ -797,6 +797,12 @@ fn a_client_that_moves_to_another_workers_address_keeps_its_session() {
     let p = peers(&before);
     let old: std::net::SocketAddr = p[0]["remote"].as_str().unwrap().parse().unwrap();
     assert_eq!(old.ip(), IpAddr::V4(w.lab.client_ip(1)), "{before}");
+    let queues = w.lab.server().sh("ls /sys/class/net/aura0/queues").unwrap();
+    let rx: Vec<&str> = queues
+        .split_whitespace()
+        .filter(|q| q.starts_with("rx-"))
+        .collect();
+    assert_eq!(rx, ["rx-0", "rx-1"], "one TUN queue per worker: {queues}");
     // The server's TUN device has a queue per worker, each with its reader: flows the
     // server host opens toward the client land on either queue (the kernel hashes them),
     // and every one gets through.
