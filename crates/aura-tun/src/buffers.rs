@@ -36,8 +36,8 @@ impl TunBuffers {
         let bufs = (0..count)
             .map(|_| {
                 if capacity <= len {
-                    // Zeroed by the allocator: fresh pages stay unbacked until a packet is
-                    // written there, so a queue that carries nothing costs no memory.
+                    // Zeroed by the allocator (calloc), which may leave fresh pages
+                    // unbacked until a packet is written there.
                     return vec![0u8; len];
                 }
                 let mut buf = Vec::with_capacity(capacity);

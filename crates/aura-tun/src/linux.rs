@@ -87,14 +87,13 @@ impl Queue {
         }
     }
 
-    /// Arguments were checked by the facade (`batch::check_send`); `bufs.len() == lens.len()`.
-    /// With offload on, what may be coalesced is ([`crate::gro`]); every packet is tried,
-    /// the first error is returned. A TUN write hands the packet to the kernel's stack and
-    /// does not wait for room, so the writes are made without waiting for readiness; one
-    /// that would block is reported as the error, and its packet dropped. A packet flagged
-    /// in `offload` has its checksum finished by the kernel (offload on) or here.
-    /// Writes `packets` (each checked by the caller: neither empty nor longer than
-    /// [`MAX_PACKET`]), coalescing them when the device takes offload.
+    /// Writes `packets`, each checked by the facade (neither empty nor longer than
+    /// [`MAX_PACKET`]). With offload on, what may be coalesced is ([`crate::gro`]); every
+    /// packet is tried, the first error is returned. A TUN write hands the packet to the
+    /// kernel's stack and does not wait for room, so the writes are made without waiting
+    /// for readiness; one that would block is reported as the error, and its packet
+    /// dropped. A packet flagged in `offload` has its checksum finished by the kernel
+    /// (offload on) or here.
     pub(crate) async fn send_packets<'a>(
         &self,
         packets: impl Iterator<Item = (&'a mut [u8], bool)> + Send,

@@ -71,7 +71,8 @@ pub fn prepare_tun(cfg: &ServerConfig) -> Result<aura_tun::PreparedTun, DaemonEr
     })?)
 }
 
-/// The server's TUN queues: one per worker, each with its own reader and writer.
+/// The server's TUN queues: one per worker, each with its own reader (clients write to
+/// their worker's).
 fn device_queues(opts: &ServerOptions) -> usize {
     opts.workers.clamp(1, aura_tun::MAX_QUEUES)
 }

@@ -38,14 +38,13 @@ pub struct DeviceQueues<D> {
 }
 
 impl<D: PacketDevice> DeviceQueues<D> {
-    /// Every queue of `device`.
+    /// Every queue of `device` (the first one even if the device counted none).
     pub fn new(device: &Arc<D>) -> Self {
-        let all: Vec<_> = QueueOf::all(device).into_iter().map(Arc::new).collect();
-        let first = match all.first() {
-            Some(q) => q.clone(),
-            // A device has at least one queue; should one say none, use its first anyway.
-            None => Arc::new(QueueOf::first(device.clone())),
-        };
+        let first = Arc::new(QueueOf::first(device.clone()));
+        let more = (1..device.queue_count()).filter_map(|i| QueueOf::new(device.clone(), i));
+        let all = std::iter::once(first.clone())
+            .chain(more.map(Arc::new))
+            .collect();
         Self { first, all }
     }
 
