@@ -258,15 +258,17 @@ def iperf(ctx, addr, streams, reverse, seconds, tunnel_pids=(), ping_during=Fals
 def profile(ctx, sysm, target, seconds, out):
     """One more 1-stream -> test, not reported as a figure, with `perf record` (software
     cpu-clock, call graphs) on each end's tunnel processes; the reports, flat by symbol,
-    go to out/perf-<key>-<side>.txt. Returns their file names."""
+    go to out/perf-<key>-<side>.txt and the recordings beside them (.data), for
+    `perf annotate -i` afterwards. Returns the reports' file names."""
     files = {}
     recs = []
     for side, pids in (("client", sysm.client_pids), ("server", sysm.server_pids)):
         if not pids:
             continue
         data = ctx.tmp / f"perf-{sysm.key}-{side}.data"
-        rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g",
-                                "-o", str(data), "-p", ",".join(str(p) for p in pids),
+        graph = os.environ.get("BENCH_PERF_CALLGRAPH", "fp")
+        rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999",
+                                "--call-graph", graph, "-o", str(data), "-p", ",".join(str(p) for p in pids),
                                 "--", "sleep", str(seconds)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         recs.append((side, data, rec))
@@ -287,6 +289,7 @@ def profile(ctx, sysm, target, seconds, out):
                              capture_output=True, text=True, timeout=300)
         name = f"perf-{sysm.key}-{side}.txt"
         (out / name).write_text(rep.stdout)
+        shutil.copyfile(data, out / f"perf-{sysm.key}-{side}.data")
         files[side] = name
     return files
 

@@ -14,7 +14,10 @@
 #                    # Aura UDP and TLS with cover traffic off, idle, bursts, https
 #   BENCH_PERF=1 sudo bench/run.sh
 #                    # then one more 1-stream test per system under `perf record` (not a
-#                    # figure): bench/results/<UTC>/perf-<system>-<side>.txt, flat by symbol
+#                    # figure): bench/results/<UTC>/perf-<system>-<side>.txt, flat by symbol,
+#                    # and the recording beside it (.data) for `perf annotate -i`;
+#                    # BENCH_PERF_CALLGRAPH=dwarf records call graphs by DWARF unwinding
+#                    # (the release build keeps debug info) instead of frame pointers
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -44,12 +44,14 @@ fuzz_target!(|data: &[u8]| {
         let mut offload = vec![false; 128];
         let mut segments = 0;
         let items = packets.iter_mut().map(|(p, o)| (p.as_mut_slice(), *o));
-        let _ = gro.write_batch(items, &mut |hdr, packet| {
-            let h = VirtioNetHdr::decode(hdr).expect("a whole header");
+        let _ = gro.write_batch(items, &mut |iov| {
+            // The frame as the kernel reads it from the vectored write.
+            let frame: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+            let h = VirtioNetHdr::decode(&frame[..VNET_HDR_LEN.min(frame.len())])
+                .expect("a whole header");
             if h.gso_type == 0 {
                 segments += 1;
             } else {
-                let frame = [hdr, packet].concat();
                 segments += split(&frame, &mut bufs, &mut lens, &mut offload, 0)
                     .expect("a super-packet splits back");
             }

@@ -20,12 +20,15 @@
 //! super-packet first. Flows may interleave differently than they came, as with GRO in
 //! the kernel.
 //!
-//! No allocation per packet: the super-packets are built in [`MAX_FLOWS`] buffers of 64 KiB
-//! allocated with the [`Coalescer`]; a packet written as it is goes from where it lies, behind
-//! a separate header (a vectored write). (tun-rs's GRO, used before, copied every packet into a
-//! fresh `Vec`.)
+//! No allocation and no copy per packet: a super-packet's headers (at most 110 bytes) are
+//! copied from its first segment into a table of [`MAX_FLOWS`] entries made with the
+//! [`Coalescer`] and finished there; its payloads are written from where they lie, the
+//! headers and every segment's payload in one vectored write (at most [`MAX_SEGMENTS`]
+//! segments). A packet written as it is goes from where it lies too, behind a separate
+//! header. (tun-rs's GRO, used before, copied every packet into a fresh `Vec`; this
+//! coalescer's first form copied every payload into a 64 KiB buffer per flow.)
 
-use std::io;
+use std::io::{self, IoSlice};
 
 pub use crate::csum::VNET_HDR_LEN;
 use crate::csum::{
@@ -36,6 +39,10 @@ use crate::csum::{
 /// Flows coalesced at once; a batch with more writes the oldest flow's super-packet to make
 /// room.
 pub const MAX_FLOWS: usize = 8;
+
+/// Segments one super-packet gathers at most (written with one vectored write of its
+/// headers and each segment's payload).
+pub const MAX_SEGMENTS: usize = 64;
 
 /// Largest IP packet (and super-packet) built.
 const MAX_IP_PACKET: usize = 65_535;
@@ -165,10 +172,17 @@ fn ip_headers_match(a: &[u8], b: &[u8], v6: bool) -> bool {
     }
 }
 
-/// A super-packet being built: the virtio-net header's room, then the IP packet.
+/// Room for a super-packet's headers: the virtio-net header, then an IP header (IPv4
+/// without options: 20 bytes; IPv6: 40) and a TCP header (at most 60) or UDP's (8).
+const HDR_ROOM: usize = VNET_HDR_LEN + 40 + 60;
+
+/// A super-packet being built: its headers (copied from its first segment, then finished
+/// for the whole) and what it has gathered. The segments stay where they lie, in the
+/// caller's [`Pieces`].
 #[derive(Debug)]
 struct Item {
-    buf: Vec<u8>,
+    /// The virtio-net header, then the first segment's IP and TCP or UDP headers.
+    hdr: [u8; HDR_ROOM],
     live: bool,
     key: FlowKey,
     iph: usize,
@@ -176,6 +190,8 @@ struct Item {
     /// Payload bytes of the first segment: the segment size.
     seg: usize,
     segments: usize,
+    /// The IP packet's length so far.
+    len: usize,
     /// No more segments may join (a shorter one or PSH came).
     ended: bool,
     /// TCP: the sequence number the next segment must have, and the acknowledgement all have.
@@ -190,13 +206,14 @@ struct Item {
 impl Item {
     fn new() -> Self {
         Item {
-            buf: Vec::with_capacity(VNET_HDR_LEN + MAX_IP_PACKET),
+            hdr: [0; HDR_ROOM],
             live: false,
             key: FlowKey::default(),
             iph: 0,
             l4h: 0,
             seg: 0,
             segments: 0,
+            len: 0,
             ended: false,
             next_seq: 0,
             ack: 0,
@@ -205,17 +222,19 @@ impl Item {
         }
     }
 
-    fn packet(&self) -> &[u8] {
-        &self.buf[VNET_HDR_LEN..]
+    /// The first segment's IP and TCP or UDP headers (as finished so far).
+    fn headers(&self) -> &[u8] {
+        &self.hdr[VNET_HDR_LEN..VNET_HDR_LEN + self.iph + self.l4h]
     }
 
     /// Whether `p` may be appended.
     fn joins(&self, p: &[u8], parsed: &Parsed) -> bool {
         let payload = p.len() - parsed.iph - parsed.l4h;
-        let first = self.packet();
+        let first = self.headers();
         if self.ended
+            || self.segments >= MAX_SEGMENTS
             || payload > self.seg
-            || first.len() + payload > MAX_IP_PACKET
+            || self.len + payload > MAX_IP_PACKET
             || parsed.l4h != self.l4h
             || !ip_headers_match(first, p, self.key.v6)
         {
@@ -225,29 +244,17 @@ impl Item {
             let options = self.iph + 20..self.iph + self.l4h;
             parsed.seq == self.next_seq
                 && parsed.ack == self.ack
-                && first[options.clone()] == p[parsed.iph + 20..parsed.iph + parsed.l4h]
+                && first[options] == p[parsed.iph + 20..parsed.iph + parsed.l4h]
         } else {
             true
         }
     }
 
-    /// Sets the header of the super-packet (and its lengths and checksums), so `buf` is
-    /// ready to write.
+    /// Sets the headers of a super-packet of two or more segments (its virtio-net header,
+    /// lengths and checksums), so that `hdr` goes in front of the gathered payloads.
     fn finish(&mut self) {
-        let (iph, v6, proto) = (self.iph, self.key.v6, self.key.proto);
-        let len = self.buf.len() - VNET_HDR_LEN;
-        if self.segments < 2 {
-            let (hdr, p) = self.buf.split_at_mut(VNET_HDR_LEN);
-            if self.offload {
-                // Its checksum left to this end: the kernel computes it.
-                partial_header(hdr, p);
-            } else {
-                // As it came: its checksums are its own.
-                hdr.fill(0);
-            }
-            return;
-        }
-        let hdr = &mut self.buf[..VNET_HDR_LEN];
+        let (iph, v6, proto, len) = (self.iph, self.key.v6, self.key.proto, self.len);
+        let hdr = &mut self.hdr[..VNET_HDR_LEN];
         hdr.fill(0);
         let gso = match (proto, v6) {
             (PROTO_TCP, false) => GSO_TCPV4,
@@ -263,7 +270,7 @@ impl Item {
         hdr[6..8].copy_from_slice(&(iph as u16).to_le_bytes());
         hdr[8..10].copy_from_slice(&csum_offset.to_le_bytes());
         let key = self.key;
-        let p = &mut self.buf[VNET_HDR_LEN..];
+        let p = &mut self.hdr[VNET_HDR_LEN..VNET_HDR_LEN + iph + self.l4h];
         if v6 {
             p[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         } else {
@@ -283,6 +290,14 @@ impl Item {
     }
 }
 
+/// Where the segments of each super-packet being built lie, for one
+/// [`Coalescer::write_batch`] call: the first segment whole (written alone as it is, when
+/// nothing joins it), then the payloads of the rest.
+struct Pieces<'a> {
+    first: [Option<&'a mut [u8]>; MAX_FLOWS],
+    rest: [[&'a [u8]; MAX_SEGMENTS - 1]; MAX_FLOWS],
+}
+
 /// Builds super-packets from batches of packets (see the module's documentation).
 #[derive(Debug)]
 pub struct Coalescer {
@@ -293,7 +308,7 @@ pub struct Coalescer {
 
 impl Coalescer {
     /// A coalescer for a device that takes TCP segmentation offload, and UDP's when
-    /// `udp_gso`. Allocates its buffers (about 0.5 MiB) now.
+    /// `udp_gso`. Allocates its table (a few KiB) now.
     pub fn new(udp_gso: bool) -> Self {
         Coalescer {
             items: (0..MAX_FLOWS).map(|_| Item::new()).collect(),
@@ -302,17 +317,18 @@ impl Coalescer {
         }
     }
 
-    /// Writes `packets` through `write` (one call per frame, with its virtio-net header and
-    /// its packet), coalescing what may be. Each packet comes with whether its checksum is
-    /// left to this end (then its checksum field may be written). Every frame is tried; the
-    /// first error is returned.
+    /// Writes `packets` through `write` (one vectored call per frame: its virtio-net header,
+    /// then its packet, or a super-packet's headers and then each segment's payload where
+    /// it lies), coalescing what may be. Each packet comes with whether its checksum is
+    /// left to this end (then its checksum field may be written). Every frame is tried;
+    /// the first error is returned.
     ///
     /// # Errors
     /// The first error `write` returned.
     pub fn write_batch<'a>(
         &mut self,
         packets: impl IntoIterator<Item = (&'a mut [u8], bool)>,
-        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+        write: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut result = Ok(());
         let mut keep = |r: io::Result<()>| {
@@ -321,6 +337,11 @@ impl Coalescer {
             {
                 result = Err(e);
             }
+        };
+        let none: &[u8] = &[];
+        let mut pieces = Pieces {
+            first: [const { None }; MAX_FLOWS],
+            rest: [[none; MAX_SEGMENTS - 1]; MAX_FLOWS],
         };
         for (p, offload) in packets {
             if p.len() > MAX_IP_PACKET {
@@ -336,10 +357,10 @@ impl Coalescer {
                     let sound = offload || checksum_valid(p, &pp);
                     if let Some(i) = open {
                         if self.items[i].joins(p, &pp) && sound {
-                            self.append(i, p, &pp);
+                            self.append(i, p, &pp, &mut pieces);
                             continue;
                         }
-                        keep(self.flush(i, write));
+                        keep(self.flush(i, &mut pieces, write));
                     }
                     if !sound {
                         // Written as it is: the kernel drops it, as it would have.
@@ -355,15 +376,15 @@ impl Coalescer {
                                 .enumerate()
                                 .min_by_key(|(_, it)| it.started)
                                 .map_or(0, |(i, _)| i);
-                            keep(self.flush(oldest, write));
+                            keep(self.flush(oldest, &mut pieces, write));
                             oldest
                         }
                     };
-                    self.start(i, p, &pp, offload);
+                    self.start(i, p, &pp, offload, &mut pieces);
                 }
                 _ => {
                     if let Some(i) = open {
-                        keep(self.flush(i, write));
+                        keep(self.flush(i, &mut pieces, write));
                     }
                     keep(Self::write_single(p, offload, write));
                 }
@@ -371,36 +392,45 @@ impl Coalescer {
         }
         for i in 0..self.items.len() {
             if self.items[i].live {
-                keep(self.flush(i, write));
+                keep(self.flush(i, &mut pieces, write));
             }
         }
         result
     }
 
-    fn start(&mut self, i: usize, p: &[u8], pp: &Parsed, offload: bool) {
+    fn start<'a>(
+        &mut self,
+        i: usize,
+        p: &'a mut [u8],
+        pp: &Parsed,
+        offload: bool,
+        pieces: &mut Pieces<'a>,
+    ) {
         self.clock += 1;
         let it = &mut self.items[i];
-        it.buf.clear();
-        it.buf.resize(VNET_HDR_LEN, 0);
-        it.buf.extend_from_slice(p);
+        let headers = pp.iph + pp.l4h;
+        it.hdr[VNET_HDR_LEN..VNET_HDR_LEN + headers].copy_from_slice(&p[..headers]);
         it.live = true;
         it.key = pp.key;
         it.iph = pp.iph;
         it.l4h = pp.l4h;
-        it.seg = p.len() - pp.iph - pp.l4h;
+        it.seg = p.len() - headers;
         it.segments = 1;
+        it.len = p.len();
         it.ended = pp.flags & TCP_PSH != 0;
         it.next_seq = pp.seq.wrapping_add(it.seg as u32);
         it.ack = pp.ack;
         it.started = self.clock;
         it.offload = offload;
+        pieces.first[i] = Some(p);
     }
 
-    fn append(&mut self, i: usize, p: &[u8], pp: &Parsed) {
+    fn append<'a>(&mut self, i: usize, p: &'a [u8], pp: &Parsed, pieces: &mut Pieces<'a>) {
         let it = &mut self.items[i];
         let payload = &p[pp.iph + pp.l4h..];
-        it.buf.extend_from_slice(payload);
+        pieces.rest[i][it.segments - 1] = payload;
         it.segments += 1;
+        it.len += payload.len();
         it.next_seq = it.next_seq.wrapping_add(payload.len() as u32);
         if payload.len() < it.seg {
             it.ended = true;
@@ -408,20 +438,34 @@ impl Coalescer {
         if pp.flags & TCP_PSH != 0 {
             it.ended = true;
             let at = VNET_HDR_LEN + it.iph + 13;
-            it.buf[at] |= TCP_PSH;
+            it.hdr[at] |= TCP_PSH;
         }
     }
 
     fn flush(
         &mut self,
         i: usize,
-        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+        pieces: &mut Pieces<'_>,
+        write: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<()>,
     ) -> io::Result<()> {
         let it = &mut self.items[i];
         it.live = false;
+        let Some(first) = pieces.first[i].take() else {
+            return Ok(());
+        };
+        if it.segments < 2 {
+            // Alone: as it came, or with its checksum left to the kernel.
+            return Self::write_single(first, it.offload, write);
+        }
         it.finish();
-        let (hdr, packet) = it.buf.split_at(VNET_HDR_LEN);
-        write(hdr, packet)
+        let headers = VNET_HDR_LEN + it.iph + it.l4h;
+        let mut iov = [IoSlice::new(&[]); MAX_SEGMENTS + 1];
+        iov[0] = IoSlice::new(&it.hdr[..headers]);
+        iov[1] = IoSlice::new(first.get(it.iph + it.l4h..).unwrap_or_default());
+        for (slot, payload) in iov[2..].iter_mut().zip(&pieces.rest[i][..it.segments - 1]) {
+            *slot = IoSlice::new(payload);
+        }
+        write(&iov[..it.segments + 1])
     }
 
     /// Writes `p` alone: behind an empty header, or, when its checksum is left to this
@@ -430,13 +474,13 @@ impl Coalescer {
     fn write_single(
         p: &mut [u8],
         offload: bool,
-        write: &mut impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+        write: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut hdr = [0; VNET_HDR_LEN];
         if offload {
             partial_header(&mut hdr, p);
         }
-        write(&hdr, p)
+        write(&[IoSlice::new(&hdr), IoSlice::new(p)])
     }
 }
 
@@ -470,12 +514,9 @@ mod tests {
 
     const TCP_FIN: u8 = 0x01;
 
-    /// Where each super-packet buffer is and how large it is.
-    fn buffers(c: &Coalescer) -> Vec<(*const u8, usize)> {
-        c.items
-            .iter()
-            .map(|i| (i.buf.as_ptr(), i.buf.capacity()))
-            .collect()
+    /// One frame's bytes, as the kernel reads them from a vectored write.
+    fn joined(iov: &[IoSlice<'_>]) -> Vec<u8> {
+        iov.iter().flat_map(|s| s.iter().copied()).collect()
     }
 
     fn run(c: &mut Coalescer, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
@@ -490,8 +531,8 @@ mod tests {
             .iter_mut()
             .enumerate()
             .map(|(i, p)| (p.as_mut_slice(), offload.get(i).copied().unwrap_or(false)));
-        c.write_batch(items, &mut |h, p| {
-            out.push([h, p].concat());
+        c.write_batch(items, &mut |iov| {
+            out.push(joined(iov));
             Ok(())
         })
         .unwrap();
@@ -642,11 +683,8 @@ mod tests {
     fn interleaved_flows_coalesce_each_and_more_flows_than_slots_lose_nothing() {
         let mut c = Coalescer::new(false);
         let packets = interleaved(MAX_FLOWS as u16, 3);
-        let before = buffers(&c);
         let out = run(&mut c, &packets);
         assert_eq!(out.len(), MAX_FLOWS, "one super-packet per flow");
-        // Built where they were allocated: no buffer grew or moved.
-        assert_eq!(before, buffers(&c));
         let mut back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
         let mut sent = packets.clone();
         back.sort();
@@ -688,11 +726,70 @@ mod tests {
         let packets: Vec<Vec<u8>> = (0..60u32)
             .map(|i| tcp4(i * 1400, 1, TCP_ACK, i as u16, &[i as u8; 1400]))
             .collect();
-        let before = buffers(&c);
         let out = run(&mut c, &packets);
         assert!(out.len() >= 2);
-        assert_eq!(before, buffers(&c), "64 KiB fits where it was allocated");
         assert!(out.iter().all(|f| f.len() - VNET_HDR_LEN <= MAX_IP_PACKET));
+        let back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
+        assert_eq!(back, packets);
+    }
+
+    #[test]
+    fn payloads_are_written_from_where_they_lie() {
+        let mut c = Coalescer::new(false);
+        let mut packets: Vec<Vec<u8>> = (0..5u32)
+            .map(|i| tcp4(i * 1000, 1, TCP_ACK, i as u16, &[i as u8; 1000]))
+            .collect();
+        let lie: Vec<std::ops::Range<usize>> = packets
+            .iter()
+            .map(|p| p.as_ptr_range())
+            .map(|r| r.start as usize..r.end as usize)
+            .collect();
+        let mut frames = Vec::new();
+        let items = packets.iter_mut().map(|p| (p.as_mut_slice(), false));
+        c.write_batch(items, &mut |iov| {
+            // Headers first, then each payload: it must lie inside the packet it came in.
+            let headers = iov[0].len();
+            let within: Vec<bool> = iov[1..]
+                .iter()
+                .zip(&lie)
+                .map(|(s, r)| {
+                    let at = s.as_ptr() as usize;
+                    r.contains(&at) && at + s.len() == r.end
+                })
+                .collect();
+            frames.push((iov.len(), headers, within, joined(iov)));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(frames.len(), 1);
+        let (slices, headers, within, frame) = &frames[0];
+        assert_eq!(*slices, 6, "the headers and five payloads");
+        assert_eq!(*headers, VNET_HDR_LEN + 20 + 20);
+        assert!(
+            within.iter().all(|&w| w),
+            "no payload was copied: {within:?}"
+        );
+        assert_eq!(split(frame), packets);
+    }
+
+    #[test]
+    fn a_super_packet_gathers_at_most_max_segments() {
+        let mut c = Coalescer::new(false);
+        let count = MAX_SEGMENTS as u32 * 2 + 5;
+        let packets: Vec<Vec<u8>> = (0..count)
+            .map(|i| tcp4(i * 10, 1, TCP_ACK, i as u16, &[i as u8; 10]))
+            .collect();
+        let mut slices = Vec::new();
+        let mut out = Vec::new();
+        let mut copy = packets.clone();
+        let items = copy.iter_mut().map(|p| (p.as_mut_slice(), false));
+        c.write_batch(items, &mut |iov| {
+            slices.push(iov.len());
+            out.push(joined(iov));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(slices, [MAX_SEGMENTS + 1, MAX_SEGMENTS + 1, 2 + 4]);
         let back: Vec<Vec<u8>> = out.iter().flat_map(|f| split(f)).collect();
         assert_eq!(back, packets);
     }

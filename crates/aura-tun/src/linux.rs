@@ -1,6 +1,6 @@
 //! Linux: a TUN device through tun-rs, with virtio-net offload when the kernel grants it.
 
-use std::io::{self, IoSlice};
+use std::io;
 
 use nix::errno::Errno;
 use tokio::sync::Mutex;
@@ -100,10 +100,8 @@ impl Queue {
     ) -> Result<(), TunError> {
         let result = if self.dev.tcp_gso() {
             let mut gro = self.tx.lock().await;
-            gro.write_batch(packets, &mut |hdr, packet| {
-                self.dev
-                    .try_send_vectored(&[IoSlice::new(hdr), IoSlice::new(packet)])
-                    .map(drop)
+            gro.write_batch(packets, &mut |frame| {
+                self.dev.try_send_vectored(frame).map(drop)
             })
         } else {
             let mut result = Ok(());
