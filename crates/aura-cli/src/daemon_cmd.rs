@@ -18,16 +18,24 @@ pub struct DaemonArgs {
     log_format: aura_node::log::LogFormat,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+/// The daemon's async runtime. The server's spreads over the cores, where its workers
+/// run. The client's is one thread: a client carries one session, and its data path moves
+/// each batch from task to task (device reader, driver, session); on one thread those
+/// hand-overs are plain polls, where a pool of threads paid a wake-up across threads for
+/// each (docs/adr/0022-client-on-one-thread.md).
+fn runtime(role: Role) -> Result<tokio::runtime::Runtime> {
+    match role {
+        Role::Server => tokio::runtime::Builder::new_multi_thread(),
+        Role::Client => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .context("cannot start the async runtime")
 }
 
 /// Drops privileges as `privilege` plans (while this process is one thread), then runs
-/// `daemon` (built from the loaded configuration and the shutdown signal) on a
-/// multi-threaded runtime.
+/// `daemon` (built from the loaded configuration and the shutdown signal) on the role's
+/// runtime ([`runtime`]).
 fn run_daemon<F>(
     log: (aura_node::log::LogFormat, bool),
     privilege: Option<aura_node::privilege::Plan>,
@@ -42,7 +50,7 @@ where
         plan.apply()?;
     }
     aura_node::memory::one_allocator_arena();
-    runtime()?.block_on(async {
+    runtime(role)?.block_on(async {
         let shutdown: aura_node::ShutdownSignal = match role {
             Role::Server => Box::pin(aura_node::server_signals()?),
             Role::Client => Box::pin(aura_node::shutdown_signal()?),
