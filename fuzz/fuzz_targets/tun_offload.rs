@@ -6,10 +6,12 @@
 //! packet is lost or made up. A split never claims more segments or bytes than the
 //! buffers it was given, every segment it leaves to the peer has a checksum the peer can
 //! find, and where tun-rs 2.8.16's split (independent code) also takes the frame, the
-//! segments, checksums finished, are the same bytes.
+//! segments, checksums finished, are the same bytes. The packed split (into one buffer,
+//! back to back) makes the same packets as the split into separate buffers, or the same
+//! error with its buffers left as they were.
 #![no_main]
 
-use aura_tun::csum::{VNET_HDR_LEN, complete_checksum, l4_of, split};
+use aura_tun::csum::{VNET_HDR_LEN, complete_checksum, l4_of, split, split_packed};
 use aura_tun::gro::Coalescer;
 use libfuzzer_sys::fuzz_target;
 use tun_rs::{VirtioNetHdr, gso_split};
@@ -66,7 +68,24 @@ fuzz_target!(|data: &[u8]| {
         let mut bufs = vec![vec![0u8; SEGMENT_LEN]; SEGMENTS];
         let mut lens = vec![0usize; SEGMENTS];
         let mut offload = vec![false; SEGMENTS];
-        let Ok(n) = split(rest, &mut bufs, &mut lens, &mut offload, 0) else {
+        let separate = split(rest, &mut bufs, &mut lens, &mut offload, 0);
+        // The packed split makes the same packets back to back, or fails the same way and
+        // leaves its vectors as they were.
+        let (mut data, mut ends, mut flags) = (vec![7u8], vec![1usize], vec![true]);
+        let packed = split_packed(rest, &mut data, &mut ends, &mut flags, SEGMENT_LEN, SEGMENTS);
+        assert_eq!(packed, separate, "packed and separate splits disagree");
+        if let Ok(n) = separate {
+            assert_eq!((ends.len(), flags.len()), (n + 1, n + 1));
+            assert_eq!(ends.last(), Some(&data.len()));
+            for i in 0..n {
+                let p = &data[ends[i]..ends[i + 1]];
+                assert_eq!(p, &bufs[i][..lens[i]], "packed segment {i}");
+                assert_eq!(flags[i + 1], offload[i], "packed flag {i}");
+            }
+        } else {
+            assert_eq!((&data[..], &ends[..], &flags[..]), (&[7u8][..], &[1][..], &[true][..]));
+        }
+        let Ok(n) = separate else {
             return;
         };
         assert!(n <= SEGMENTS, "{n} segments from {SEGMENTS} buffers");

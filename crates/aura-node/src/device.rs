@@ -122,6 +122,15 @@ impl PacketDevice for SharedTun {
             .await
     }
 
+    async fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        self.0.recv_packed(data, ends, offload).await
+    }
+
     async fn send_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],

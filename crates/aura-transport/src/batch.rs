@@ -244,6 +244,14 @@ impl PacketBatch {
         (&mut self.data, &self.ends, &self.offload)
     }
 
+    /// The batch's buffers, for a device to append packets to where the batch will carry
+    /// them ([`aura_tun::PacketDevice::recv_packed`]): the packets back to back, each
+    /// one's end (an offset in the first, ascending, the last its length) and each one's
+    /// [`PacketBatch::offload`] flag. Whoever appends keeps that layout.
+    pub fn parts_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<usize>, &mut Vec<bool>) {
+        (&mut self.data, &mut self.ends, &mut self.offload)
+    }
+
     /// Keeps only the packets for which `keep` is true, in order, in place.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
         let mut write = 0;

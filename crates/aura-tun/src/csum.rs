@@ -187,6 +187,79 @@ pub enum SplitError {
     },
 }
 
+/// Where a split puts its packets, in order: separate buffers ([`split`]) or back to back
+/// ([`split_packed`]).
+trait Sink {
+    /// Whether `segments` packets of up to `longest` bytes fit.
+    fn fits(&self, segments: usize, longest: usize) -> bool;
+    /// Puts the next packet, `head` then `body`, and returns it for its fields to be set.
+    fn put(&mut self, head: &[u8], body: &[u8]) -> &mut [u8];
+    /// Closes the packet just put, with its flag: checksum left unfinished.
+    fn close(&mut self, offload: bool);
+}
+
+/// Packet `i` in `bufs[i][headroom..]`, its length in `lens[i]`, its flag in `offload[i]`.
+struct Bufs<'a> {
+    bufs: &'a mut [Vec<u8>],
+    lens: &'a mut [usize],
+    offload: &'a mut [bool],
+    headroom: usize,
+    next: usize,
+}
+
+impl Sink for Bufs<'_> {
+    fn fits(&self, segments: usize, longest: usize) -> bool {
+        let room = self.bufs.len().min(self.lens.len()).min(self.offload.len());
+        segments <= room
+            && self.bufs[..segments]
+                .iter()
+                .all(|b| b.len() >= self.headroom.saturating_add(longest))
+    }
+
+    fn put(&mut self, head: &[u8], body: &[u8]) -> &mut [u8] {
+        let (i, at) = (self.next, self.headroom);
+        let len = head.len() + body.len();
+        self.lens[i] = len;
+        let out = &mut self.bufs[i][at..at + len];
+        out[..head.len()].copy_from_slice(head);
+        out[head.len()..].copy_from_slice(body);
+        out
+    }
+
+    fn close(&mut self, offload: bool) {
+        self.offload[self.next] = offload;
+        self.next += 1;
+    }
+}
+
+/// Packets appended back to back to `data`, each one's end to `ends`, its flag to
+/// `offload`.
+struct Packed<'a> {
+    data: &'a mut Vec<u8>,
+    ends: &'a mut Vec<usize>,
+    offload: &'a mut Vec<bool>,
+    max_len: usize,
+    max_packets: usize,
+}
+
+impl Sink for Packed<'_> {
+    fn fits(&self, segments: usize, longest: usize) -> bool {
+        segments <= self.max_packets && longest <= self.max_len
+    }
+
+    fn put(&mut self, head: &[u8], body: &[u8]) -> &mut [u8] {
+        let start = self.data.len();
+        self.data.extend_from_slice(head);
+        self.data.extend_from_slice(body);
+        &mut self.data[start..]
+    }
+
+    fn close(&mut self, offload: bool) {
+        self.ends.push(self.data.len());
+        self.offload.push(offload);
+    }
+}
+
 /// Splits one frame read from an offloading device (virtio-net header, then a packet or
 /// a super-packet) into packets `bufs[i][headroom..headroom + lens[i]]`; `offload[i]`
 /// says whether packet `i`'s TCP or UDP checksum is left unfinished (its field zero).
@@ -202,7 +275,51 @@ pub fn split(
     offload: &mut [bool],
     headroom: usize,
 ) -> Result<usize, SplitError> {
-    let room = bufs.len().min(lens.len()).min(offload.len());
+    split_into(
+        frame,
+        &mut Bufs {
+            bufs,
+            lens,
+            offload,
+            headroom,
+            next: 0,
+        },
+    )
+}
+
+/// As [`split`], appending the packets back to back to `data` (each one's end, an offset
+/// in `data`, to `ends`; its flag to `offload`): the form a batch travels in, with no
+/// copy after this one. At most `max_packets` packets of at most `max_len` bytes each.
+/// Returns the number appended.
+///
+/// # Errors
+/// [`SplitError`]; `data`, `ends` and `offload` are then as they were.
+pub fn split_packed(
+    frame: &[u8],
+    data: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    offload: &mut Vec<bool>,
+    max_len: usize,
+    max_packets: usize,
+) -> Result<usize, SplitError> {
+    let before = (data.len(), ends.len(), offload.len());
+    let mut sink = Packed {
+        data,
+        ends,
+        offload,
+        max_len,
+        max_packets,
+    };
+    let r = split_into(frame, &mut sink);
+    if r.is_err() {
+        sink.data.truncate(before.0);
+        sink.ends.truncate(before.1);
+        sink.offload.truncate(before.2);
+    }
+    r
+}
+
+fn split_into(frame: &[u8], sink: &mut impl Sink) -> Result<usize, SplitError> {
     if frame.len() <= VNET_HDR_LEN {
         return Err(SplitError::Malformed(
             "no packet after the virtio-net header",
@@ -214,28 +331,23 @@ pub fn split(
     let gso_size = usize::from(u16::from_le_bytes([hdr[4], hdr[5]]));
     let csum_start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
     let csum_offset = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
-    let fits = |i: usize, len: usize, bufs: &[Vec<u8>]| {
-        i < room && bufs[i].len() >= headroom.saturating_add(len)
-    };
 
     if gso_type == GSO_NONE {
-        if !fits(0, input.len(), bufs) {
+        if !sink.fits(1, input.len()) {
             return Err(SplitError::NoRoom {
                 segments: 1,
                 segment_len: input.len(),
             });
         }
-        let out = &mut bufs[0][headroom..headroom + input.len()];
-        out.copy_from_slice(input);
-        lens[0] = input.len();
-        offload[0] = false;
+        let out = sink.put(input, &[]);
+        let mut left = false;
         if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
             let standard =
                 l4_of(out).filter(|l4| l4.start == csum_start && l4.csum_offset() == csum_offset);
             if let Some(l4) = standard {
                 let at = l4.csum_at();
                 out[at..at + 2].fill(0);
-                offload[0] = true;
+                left = true;
             } else {
                 // The field holds the pseudo-header's sum: the rest is summed here.
                 let at = csum_start
@@ -246,6 +358,7 @@ pub fn split(
                 out[at..at + 2].copy_from_slice(&c.to_be_bytes());
             }
         }
+        sink.close(left);
         return Ok(1);
     }
 
@@ -296,7 +409,7 @@ pub fn split(
     let payload = input.len() - hdr_len;
     let segments = payload.div_ceil(gso_size).max(1);
     let longest = hdr_len + payload.min(gso_size);
-    if segments > room || (0..segments).any(|i| !fits(i, longest, bufs)) {
+    if !sink.fits(segments, longest) {
         return Err(SplitError::NoRoom {
             segments,
             segment_len: longest,
@@ -322,9 +435,7 @@ pub fn split(
         let to = (from + gso_size).min(input.len());
         let seg = to - from;
         let len = hdr_len + seg;
-        let out = &mut bufs[i][headroom..headroom + len];
-        out[..hdr_len].copy_from_slice(&input[..hdr_len]);
-        out[hdr_len..].copy_from_slice(&input[from..to]);
+        let out = sink.put(&input[..hdr_len], &input[from..to]);
         if v6 {
             out[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
         } else {
@@ -350,7 +461,7 @@ pub fn split(
         out[csum_at..csum_at + 2].fill(0);
         // Left to the peer where both ends find the checksum the same way.
         if l4_of(out).is_some_and(|l| l.start == csum_start && l.proto == proto) {
-            offload[i] = true;
+            sink.close(true);
         } else {
             let l4_len = len - csum_start;
             let c = !fold(sum(&out[csum_start..], pseudo_sum(out, v6, proto, l4_len)));
@@ -360,9 +471,8 @@ pub fn split(
                 c
             };
             out[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-            offload[i] = false;
+            sink.close(false);
         }
-        lens[i] = len;
     }
     Ok(segments)
 }
@@ -582,6 +692,74 @@ mod tests {
             split(&big, &mut bufs, &mut lens, &mut offload, 300),
             Err(SplitError::NoRoom { .. })
         ));
+    }
+
+    /// The packets `split` makes of `frame`, with their flags.
+    fn split_separately(frame: &[u8]) -> Result<Vec<(Vec<u8>, bool)>, SplitError> {
+        let (mut bufs, mut lens, mut offload) = slots();
+        let n = split(frame, &mut bufs, &mut lens, &mut offload, 4)?;
+        Ok((0..n)
+            .map(|i| (bufs[i][4..4 + lens[i]].to_vec(), offload[i]))
+            .collect())
+    }
+
+    #[test]
+    fn a_packed_split_appends_what_a_split_into_buffers_makes() {
+        let mut single = udp6(b"one datagram");
+        let partial = fold(pseudo_sum(&single, true, PROTO_UDP, single.len() - 40));
+        single[46..48].copy_from_slice(&partial.to_be_bytes());
+        let frames = [
+            super_tcp4(5, 1000, 321),
+            super_tcp4(1, 700, 700),
+            [vnet(1, GSO_NONE, 0, 0, 40, 6), single].concat(),
+            [vnet(0, GSO_NONE, 0, 0, 0, 0), udp6(b"complete")].concat(),
+        ];
+        // One batch across reads: each read's packets come after what is there.
+        let (mut data, mut ends, mut offload) = (b"earlier".to_vec(), vec![7], vec![false]);
+        let mut want: Vec<(Vec<u8>, bool)> = vec![(b"earlier".to_vec(), false)];
+        for f in &frames {
+            let n = split_packed(f, &mut data, &mut ends, &mut offload, 1280, 64).unwrap();
+            let separately = split_separately(f).unwrap();
+            assert_eq!(n, separately.len());
+            want.extend(separately);
+        }
+        assert_eq!((ends.len(), offload.len()), (want.len(), want.len()));
+        assert_eq!(ends.last(), Some(&data.len()));
+        let mut start = 0;
+        for (i, (&end, (packet, flag))) in ends.iter().zip(&want).enumerate() {
+            assert_eq!(&data[start..end], &packet[..], "packet {i}");
+            assert_eq!(offload[i], *flag, "flag of packet {i}");
+            start = end;
+        }
+    }
+
+    #[test]
+    fn a_packed_split_that_fails_leaves_the_batch_as_it_was() {
+        let (mut data, mut ends, mut offload) = (b"kept".to_vec(), vec![4], vec![true]);
+        let mut go = |f: &[u8], max_len, max_packets| {
+            split_packed(f, &mut data, &mut ends, &mut offload, max_len, max_packets)
+        };
+        let good = super_tcp4(3, 500, 500);
+        assert_eq!(
+            go(&good, 1280, 2),
+            Err(SplitError::NoRoom {
+                segments: 3,
+                segment_len: 540
+            })
+        );
+        assert!(matches!(go(&good, 539, 64), Err(SplitError::NoRoom { .. })));
+        // A single packet whose checksum field lies outside it: refused after it was
+        // appended, then taken back out.
+        let p = udp6(b"x");
+        let frame = [vnet(1, GSO_NONE, 0, 0, 40, 60), p].concat();
+        assert!(matches!(
+            go(&frame, 1280, 64),
+            Err(SplitError::Malformed(_))
+        ));
+        assert_eq!(
+            (&data[..], &ends[..], &offload[..]),
+            (&b"kept"[..], &[4][..], &[true][..])
+        );
     }
 
     #[test]

@@ -283,6 +283,19 @@ pub trait PacketDevice: Send + Sync {
         headroom: usize,
     ) -> impl Future<Output = Result<usize, TunError>> + Send;
 
+    /// As [`PacketDevice::recv_batch_offload`], appending the packets of one read back to
+    /// back to `data` (the end of each, an offset in `data`, to `ends`; its flag to
+    /// `offload`) instead of into separate buffers: the form a batch is sent in, with no
+    /// copy after the read's own. At most [`OFFLOAD_BATCH`] packets of at most the MTU;
+    /// returns how many were appended (at least one). Cancel-safe, and `data`, `ends` and
+    /// `offload` are as they were unless it returns `Ok`.
+    fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send;
+
     /// As [`PacketDevice::send_batch`], where packet `i`'s TCP or UDP checksum is this
     /// end's to finish when `offload[i]` (it came as a type 7 data packet): the kernel
     /// computes it when the device takes offload, else it is computed here. Packets
@@ -341,6 +354,19 @@ pub trait PacketDevice: Send + Sync {
     ) -> impl Future<Output = Result<usize, TunError>> + Send {
         let _ = queue;
         self.recv_batch_offload(bufs, lens, offload, headroom)
+    }
+
+    /// As [`PacketDevice::recv_packed`] on queue `queue` (`0..queue_count()`; the first
+    /// queue when out of range).
+    fn recv_packed_on(
+        &self,
+        queue: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        let _ = queue;
+        self.recv_packed(data, ends, offload)
     }
 
     /// As [`PacketDevice::send_batch_offload`] on queue `queue` (`0..queue_count()`; the
@@ -415,6 +441,15 @@ impl<D: PacketDevice> PacketDevice for QueueOf<D> {
     ) -> impl Future<Output = Result<usize, TunError>> + Send {
         self.device
             .recv_batch_offload_on(self.index, bufs, lens, offload, headroom)
+    }
+
+    fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> impl Future<Output = Result<usize, TunError>> + Send {
+        self.device.recv_packed_on(self.index, data, ends, offload)
     }
 
     fn send_batch_offload(
@@ -586,6 +621,28 @@ impl PacketDevice for Tun {
             .await
     }
 
+    async fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        self.first.recv_packed(data, ends, offload).await
+    }
+
+    async fn recv_packed_on(
+        &self,
+        queue: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        self.queue(queue)
+            .unwrap_or(&self.first)
+            .recv_packed(data, ends, offload)
+            .await
+    }
+
     fn queue_count(&self) -> usize {
         Tun::queue_count(self)
     }
@@ -665,6 +722,16 @@ impl PacketDevice for TunQueue {
         let n = batch::check_recv(bufs, &lens[..k], headroom, self.mtu, self.offload)?;
         let (bufs, lens, offload) = (&mut bufs[..n], &mut lens[..n], &mut offload[..n]);
         self.inner.recv_batch(bufs, lens, offload, headroom).await
+    }
+
+    async fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        let mtu = usize::from(self.mtu);
+        self.inner.recv_packed(data, ends, offload, mtu).await
     }
 
     async fn send_batch_offload(

@@ -87,6 +87,39 @@ impl Queue {
         }
     }
 
+    /// Reads one frame and appends its packets back to back to `data` (ends to `ends`,
+    /// flags to `offload`), at most [`OFFLOAD_BATCH`] of at most `mtu` bytes each: split by
+    /// [`csum::split_packed`] with offload on, as read without. A frame that cannot be
+    /// split is dropped and the next one read. The frame is read into this queue's own
+    /// buffer, so a cancelled read leaves `data` as it was.
+    pub(crate) async fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+        mtu: usize,
+    ) -> Result<usize, TunError> {
+        let err = |source| TunError::Io { op: "read", source };
+        let mut raw = self.rx.lock().await;
+        if !self.dev.tcp_gso() && raw.len() < mtu {
+            raw.resize(mtu, 0);
+        }
+        loop {
+            let n = self.dev.recv(&mut raw).await.map_err(err)?;
+            // No await from here on: a cancelled read loses nothing.
+            let frame = raw.get(..n).unwrap_or_default();
+            if !self.dev.tcp_gso() {
+                data.extend_from_slice(frame);
+                ends.push(data.len());
+                offload.push(false);
+                return Ok(1);
+            }
+            if let Ok(k) = csum::split_packed(frame, data, ends, offload, mtu, OFFLOAD_BATCH) {
+                return Ok(k);
+            }
+        }
+    }
+
     /// Writes `packets`, each checked by the facade (neither empty nor longer than
     /// [`MAX_PACKET`]). With offload on, what may be coalesced is ([`crate::gro`]); every
     /// packet is tried, the first error is returned. A TUN write hands the packet to the

@@ -2,7 +2,7 @@
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::{MAX_PACKET, OffloadMode, PacketDevice, TunError, batch};
+use crate::{MAX_PACKET, OFFLOAD_BATCH, OffloadMode, PacketDevice, TunError, batch};
 
 /// The daemon's side of an in-memory TUN: implements [`PacketDevice`] like a real [`crate::Tun`]
 /// (same argument checks, offload off). Packets injected by the [`MemTunHost`] come out of
@@ -156,6 +156,29 @@ impl PacketDevice for MemTun {
         Ok(got)
     }
 
+    async fn recv_packed(
+        &self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        let mut rx = self.from_host.lock().await;
+        // Only the first receive waits; it completes or is dropped before taking a packet.
+        let mut next = Some(rx.recv().await.ok_or(TunError::Closed)?);
+        let mut got = 0;
+        while got < OFFLOAD_BATCH {
+            let Some((packet, unfinished)) = next.take().or_else(|| rx.try_recv().ok()) else {
+                break;
+            };
+            // `inject` took no packet longer than the MTU.
+            data.extend_from_slice(&packet);
+            ends.push(data.len());
+            offload.push(unfinished);
+            got += 1;
+        }
+        Ok(got)
+    }
+
     async fn send_batch_offload(
         &self,
         bufs: &mut [Vec<u8>],
@@ -254,6 +277,25 @@ mod tests {
                 assert_eq!(p.packet(i).unwrap(), &want[..]);
             }
             assert_eq!(&p.bufs[0][..48], &[0xEE; 48][..], "headroom untouched");
+        });
+    }
+
+    #[test]
+    fn a_packed_read_appends_every_queued_packet_with_its_flag() {
+        rt().block_on(async {
+            let (tun, host) = MemTun::pair("mem0", 1500, 16);
+            host.inject(&ipv4(1, 60)).await.unwrap();
+            host.inject_unfinished(&ipv4(2, 100)).await.unwrap();
+            let (mut data, mut ends, mut offload) = (vec![9; 3], vec![3], vec![false]);
+            let n = tun
+                .recv_packed(&mut data, &mut ends, &mut offload)
+                .await
+                .unwrap();
+            assert_eq!(n, 2);
+            assert_eq!(ends, [3, 63, 163]);
+            assert_eq!(offload, [false, false, true]);
+            assert_eq!(&data[3..63], &ipv4(1, 60)[..]);
+            assert_eq!(&data[63..], &ipv4(2, 100)[..]);
         });
     }
 

@@ -414,6 +414,60 @@ async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
     } else {
         assert_eq!(flagged, 0, "without offload every checksum is complete");
     }
+
+    // A third train, read packed: appended back to back after what the batch holds, one
+    // read (split) per call, the same packets and flags as a read into buffers.
+    if gso {
+        sock.send_to(&big, SocketAddrV4::new(PEER_ADDR, 9996))
+            .await
+            .unwrap();
+    } else {
+        for seg in big.chunks(SEGMENT_LEN) {
+            sock.send_to(seg, SocketAddrV4::new(PEER_ADDR, 9996))
+                .await
+                .unwrap();
+        }
+    }
+    let (mut data, mut ends, mut offload) = (b"before".to_vec(), vec![6], vec![false]);
+    let mut reads = Vec::new();
+    let mut train = Vec::new();
+    timeout(STEP, async {
+        while train.len() < SEGMENTS {
+            let had = ends.len();
+            let n = tun
+                .recv_packed(&mut data, &mut ends, &mut offload)
+                .await
+                .unwrap();
+            assert_eq!(ends.len(), had + n);
+            assert_eq!(offload.len(), ends.len());
+            assert_eq!(ends.last(), Some(&data.len()));
+            let mut ours = 0;
+            for i in had..ends.len() {
+                let pkt = &mut data[ends[i - 1]..ends[i]];
+                if udp_to(pkt, PEER_ADDR).is_none_or(|(port, _)| port != 9996) {
+                    continue;
+                }
+                assert!(ipv4_header_ok(pkt), "IPv4 checksum");
+                assert_eq!(offload[i], gso, "flagged exactly when the kernel left it");
+                if offload[i] {
+                    assert!(aura_tun::csum::complete_checksum(pkt));
+                }
+                assert!(udp_checksum_ok(pkt), "UDP checksum, finished");
+                train.push(udp_to(pkt, PEER_ADDR).unwrap().1.to_vec());
+                ours += 1;
+            }
+            if ours > 0 {
+                reads.push(ours);
+            }
+        }
+    })
+    .await
+    .expect("the packed train did not come out of the TUN");
+    assert_eq!(&data[..6], b"before", "what the batch held stays");
+    assert_eq!(train, segments, "the same segments, in order");
+    if gso {
+        assert_eq!(reads, vec![SEGMENTS], "one read, split into all segments");
+    }
     batches
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use aura_netcfg::RoutePlan;
 use aura_proto::control::{AddressAssign, AddressAssign6};
-use aura_transport::{BatchPool, PacketSender};
-use aura_tun::{PacketDevice, TunBuffers, TunConfig};
+use aura_transport::{BatchPool, PacketBatch, PacketSender};
+use aura_tun::{PacketDevice, TunConfig};
 use tokio::sync::watch;
 
 use crate::DaemonError;
@@ -41,52 +41,61 @@ impl<D> Drop for Tunnel<D> {
 /// Reads the TUN and sends every packet through the current session, if any.
 /// Only packets from the assigned addresses are sent: the server would drop anything
 /// else. Without an IPv6 assignment, IPv6 is routed into the TUN only so that it cannot
-/// leak around the tunnel, and dropped here.
+/// leak around the tunnel, and dropped here. Each read lands in the batch that carries
+/// it ([`PacketDevice::recv_packed`]): no copy between the device and the session.
 async fn tun_reader<D: PacketDevice>(
     tun: Arc<D>,
     address: Ipv4Addr,
     address6: Option<Ipv6Addr>,
     current: watch::Receiver<Option<PacketSender>>,
 ) {
-    let mut rx = TunBuffers::for_device(&*tun, aura_tun::MIN_HEADROOM, 0);
     let pool = BatchPool::new();
     loop {
-        let n = match tun
-            .recv_batch_offload(&mut rx.bufs, &mut rx.lens, &mut rx.offload, rx.headroom)
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the TUN device failed");
-                return;
-            }
+        let mut batch = pool.take();
+        let read = {
+            let (data, ends, offload) = batch.parts_mut();
+            tun.recv_packed(data, ends, offload).await
         };
-        let sender = current.borrow().clone();
-        if let Some(s) = sender {
-            let mut batch = pool.take();
-            // A checksum the kernel left unfinished goes to the server unfinished when
-            // the session carries that (version 2), else it is finished here.
-            let peer_finishes = s.offload();
-            for i in 0..n {
-                let offload = rx.offload_for(i, peer_finishes);
-                if let Some(p) = rx.packet(i) {
-                    let own = match crate::packet::ipv4_addrs(p) {
-                        Some((src, _)) => src == address,
-                        None => address6.is_some_and(|a6| {
-                            crate::packet::ipv6_addrs(p).is_some_and(|(src, _)| src == a6)
-                        }),
-                    };
-                    if own {
-                        batch.push_with(p, offload);
-                    }
-                }
-            }
-            if batch.is_empty() {
-                batch.recycle();
-            } else {
-                let _ = s.send_packets(batch).await;
-            }
+        if let Err(e) = read {
+            tracing::error!(error = %e, "reading the TUN device failed");
+            return;
         }
+        let sender = current.borrow().clone();
+        let Some(s) = sender else {
+            batch.recycle();
+            continue;
+        };
+        batch.retain(|p| match crate::packet::ipv4_addrs(p) {
+            Some((src, _)) => src == address,
+            None => address6
+                .is_some_and(|a6| crate::packet::ipv6_addrs(p).is_some_and(|(src, _)| src == a6)),
+        });
+        // A checksum the kernel left unfinished goes to the server unfinished when the
+        // session carries that (version 2), else it is finished here.
+        if !s.offload() {
+            finish_checksums(&mut batch);
+        }
+        if batch.is_empty() {
+            batch.recycle();
+        } else {
+            let _ = s.send_packets(batch).await;
+        }
+    }
+}
+
+/// Finishes every checksum left unfinished in `batch` and clears its flag: for a peer
+/// that cannot finish them.
+fn finish_checksums(batch: &mut PacketBatch) {
+    let (data, ends, offload) = batch.parts_mut();
+    let mut start = 0;
+    for (&end, flag) in ends.iter().zip(offload.iter_mut()) {
+        if *flag {
+            if let Some(p) = data.get_mut(start..end) {
+                aura_tun::csum::complete_checksum(p);
+            }
+            *flag = false;
+        }
+        start = end;
     }
 }
 
