@@ -274,6 +274,19 @@ fn scenario(ns: String, offload: bool) -> Findings {
     })
 }
 
+/// Sends `big` to the peer's `port`: in one send of segments when `gso` (the socket is
+/// set for it), else segment by segment.
+async fn send_train(sock: &UdpSocket, big: &[u8], gso: bool, port: u16) {
+    let to = SocketAddrV4::new(PEER_ADDR, port);
+    if gso {
+        sock.send_to(big, to).await.unwrap();
+    } else {
+        for seg in big.chunks(SEGMENT_LEN) {
+            sock.send_to(seg, to).await.unwrap();
+        }
+    }
+}
+
 /// Kernel → TUN: a single datagram, then 10 segments (one UDP GSO send when USO is on).
 async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
     let sock = UdpSocket::bind(SocketAddrV4::new(TUN_ADDR, 0))
@@ -315,16 +328,8 @@ async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
     let gso = tun.offload_mode() == OffloadMode::TcpUdp;
     if gso {
         setsockopt(&sock, UdpGsoSegment, &(SEGMENT_LEN as i32)).unwrap();
-        sock.send_to(&big, SocketAddrV4::new(PEER_ADDR, 9998))
-            .await
-            .unwrap();
-    } else {
-        for seg in big.chunks(SEGMENT_LEN) {
-            sock.send_to(seg, SocketAddrV4::new(PEER_ADDR, 9998))
-                .await
-                .unwrap();
-        }
     }
+    send_train(&sock, &big, gso, 9998).await;
     let mut batches = Vec::new();
     let mut segments = Vec::new();
     timeout(STEP, async {
@@ -367,17 +372,7 @@ async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
 
     // The same again, read so that the checksums the kernel left (USO hands them over
     // unfinished) stay unfinished for the peer: flagged, the field zero; finished, valid.
-    if gso {
-        sock.send_to(&big, SocketAddrV4::new(PEER_ADDR, 9997))
-            .await
-            .unwrap();
-    } else {
-        for seg in big.chunks(SEGMENT_LEN) {
-            sock.send_to(seg, SocketAddrV4::new(PEER_ADDR, 9997))
-                .await
-                .unwrap();
-        }
-    }
+    send_train(&sock, &big, gso, 9997).await;
     let mut flagged = 0;
     let mut seen = 0;
     timeout(STEP, async {
@@ -417,17 +412,7 @@ async fn read_path(tun: &Tun, rx: &mut TunBuffers) -> Vec<usize> {
 
     // A third train, read packed: appended back to back after what the batch holds, one
     // read (split) per call, the same packets and flags as a read into buffers.
-    if gso {
-        sock.send_to(&big, SocketAddrV4::new(PEER_ADDR, 9996))
-            .await
-            .unwrap();
-    } else {
-        for seg in big.chunks(SEGMENT_LEN) {
-            sock.send_to(seg, SocketAddrV4::new(PEER_ADDR, 9996))
-                .await
-                .unwrap();
-        }
-    }
+    send_train(&sock, &big, gso, 9996).await;
     let (mut data, mut ends, mut offload) = (b"before".to_vec(), vec![6], vec![false]);
     let mut reads = Vec::new();
     let mut train = Vec::new();
