@@ -169,6 +169,16 @@ impl PacketDevice for SharedTun {
         self.0.send_packed(data, ends, offload).await
     }
 
+    async fn recv_packed_on(
+        &self,
+        queue: usize,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+        offload: &mut Vec<bool>,
+    ) -> Result<usize, TunError> {
+        self.0.recv_packed_on(queue, data, ends, offload).await
+    }
+
     async fn send_packed_on(
         &self,
         queue: usize,

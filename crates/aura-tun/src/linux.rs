@@ -108,6 +108,9 @@ impl Queue {
             let n = self.dev.recv(&mut raw).await.map_err(err)?;
             // No await from here on: a cancelled read loses nothing.
             let frame = raw.get(..n).unwrap_or_default();
+            if frame.is_empty() {
+                continue;
+            }
             if !self.dev.tcp_gso() {
                 data.extend_from_slice(frame);
                 ends.push(data.len());

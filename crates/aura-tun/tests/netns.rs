@@ -571,6 +571,46 @@ fn multi_queue(offload: bool) {
         .await
         .expect("not every flow came out of the two queues");
         eprintln!("multi-queue (offload {offload}): flows per queue {per_queue:?}");
+
+        // The same flows again, read packed: each comes out of the queue it came out of
+        // before, so each queue's packed read reads that queue.
+        for port in 0..FLOWS {
+            let s = UdpSocket::bind(SocketAddrV4::new(cfg.address.unwrap().0, 20000 + port))
+                .await
+                .unwrap();
+            s.send_to(b"mq", SocketAddrV4::new(peer, 7000))
+                .await
+                .unwrap();
+        }
+        let mut packed = [
+            (Vec::new(), Vec::new(), Vec::new()),
+            (Vec::new(), Vec::new(), Vec::new()),
+        ];
+        let mut again = [0u16; 2];
+        timeout(STEP, async {
+            while again[0] + again[1] < FLOWS {
+                let [p0, p1] = &mut packed;
+                let slot = tokio::select! {
+                    r = q0.recv_packed(&mut p0.0, &mut p0.1, &mut p0.2) => r.map(|_| 0),
+                    r = q1.recv_packed(&mut p1.0, &mut p1.1, &mut p1.2) => r.map(|_| 1),
+                }
+                .unwrap();
+                let (data, ends, flags) = &mut packed[slot];
+                let mut start = 0;
+                for &end in ends.iter() {
+                    if let Some((7000, b"mq")) = udp_to(&data[start..end], peer) {
+                        again[slot] += 1;
+                    }
+                    start = end;
+                }
+                data.clear();
+                ends.clear();
+                flags.clear();
+            }
+        })
+        .await
+        .expect("not every flow came out of the two queues, read packed");
+        assert_eq!(again, per_queue, "each flow from its own queue");
     });
 }
 
