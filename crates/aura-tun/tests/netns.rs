@@ -523,7 +523,21 @@ async fn write_path(tun: &Tun) -> u64 {
     writes
 }
 
-/// Two queues: flows spread over both, and reading both gets every packet.
+/// One datagram "mq" to `peer`:7000 from each of `flows` ports of `from` (20000 on): one
+/// flow each.
+async fn send_flows(from: Ipv4Addr, peer: Ipv4Addr, flows: u16) {
+    for port in 0..flows {
+        let s = UdpSocket::bind(SocketAddrV4::new(from, 20000 + port))
+            .await
+            .unwrap();
+        s.send_to(b"mq", SocketAddrV4::new(peer, 7000))
+            .await
+            .unwrap();
+    }
+}
+
+/// Two queues: flows spread over both, and reading both gets every packet; read packed,
+/// each queue's reads read that queue.
 fn multi_queue(offload: bool) {
     runtime().block_on(async move {
         let cfg = TunConfig {
@@ -544,14 +558,8 @@ fn multi_queue(offload: bool) {
         let (q0, q1) = (&queues[0], &queues[1]);
         let peer = Ipv4Addr::new(10, 98, 0, 2);
         const FLOWS: u16 = 16;
-        for port in 0..FLOWS {
-            let s = UdpSocket::bind(SocketAddrV4::new(cfg.address.unwrap().0, 20000 + port))
-                .await
-                .unwrap();
-            s.send_to(b"mq", SocketAddrV4::new(peer, 7000))
-                .await
-                .unwrap();
-        }
+        let from = cfg.address.unwrap().0;
+        send_flows(from, peer, FLOWS).await;
         let mut b0 = TunBuffers::for_device(q0, HEADROOM, TAILROOM);
         let mut b1 = TunBuffers::for_device(q1, HEADROOM, TAILROOM);
         let mut per_queue = [0u16; 2];
@@ -574,14 +582,7 @@ fn multi_queue(offload: bool) {
 
         // The same flows again, read packed: each comes out of the queue it came out of
         // before, so each queue's packed read reads that queue.
-        for port in 0..FLOWS {
-            let s = UdpSocket::bind(SocketAddrV4::new(cfg.address.unwrap().0, 20000 + port))
-                .await
-                .unwrap();
-            s.send_to(b"mq", SocketAddrV4::new(peer, 7000))
-                .await
-                .unwrap();
-        }
+        send_flows(from, peer, FLOWS).await;
         let mut packed = [
             (Vec::new(), Vec::new(), Vec::new()),
             (Vec::new(), Vec::new(), Vec::new()),
