@@ -18,19 +18,18 @@ pub struct DaemonArgs {
     log_format: aura_node::log::LogFormat,
 }
 
-/// The daemon's async runtime. The server's spreads over the cores, where its workers
-/// run. The client's is one thread: a client carries one session, and its data path moves
-/// each batch from task to task (device reader, driver, session); on one thread those
-/// hand-overs are plain polls, where a pool of threads paid a wake-up across threads for
-/// each (docs/adr/0022-client-on-one-thread.md).
-fn runtime(role: Role) -> Result<tokio::runtime::Runtime> {
-    match role {
-        Role::Server => tokio::runtime::Builder::new_multi_thread(),
-        Role::Client => tokio::runtime::Builder::new_current_thread(),
-    }
-    .enable_all()
-    .build()
-    .context("cannot start the async runtime")
+/// The daemon's async runtime: one thread, for either role. The client's carries one
+/// session, whose data path moves each batch from task to task (device reader, driver,
+/// session); on one thread those hand-overs are plain polls, where a pool of threads paid
+/// a wake-up across threads for each (docs/adr/0022-client-on-one-thread.md). The server
+/// runs each protocol worker's data path on a thread of its own
+/// (`aura_node::server::threads`), and keeps only the accept loop, the QUIC and TLS
+/// listeners and the upkeep on this one (docs/adr/0023-server-thread-per-worker.md).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Drops privileges as `privilege` plans (while this process is one thread), then runs
@@ -50,7 +49,7 @@ where
         plan.apply()?;
     }
     aura_node::memory::one_allocator_arena();
-    runtime(role)?.block_on(async {
+    runtime()?.block_on(async {
         let shutdown: aura_node::ShutdownSignal = match role {
             Role::Server => Box::pin(aura_node::server_signals()?),
             Role::Client => Box::pin(aura_node::shutdown_signal()?),

@@ -24,6 +24,18 @@ pub trait TunFactory: Send + Sync + 'static {
         &self,
         cfg: &TunConfig,
     ) -> impl Future<Output = Result<Self::Device, TunError>> + Send;
+
+    /// [`TunFactory::create`], with the device's queue `i` woken on runtime
+    /// `runtimes[i % len]` (the server's per-worker runtimes). A device that registers
+    /// nothing with a runtime (one in memory) is made as by `create`.
+    fn create_on(
+        &self,
+        cfg: &TunConfig,
+        runtimes: &[tokio::runtime::Handle],
+    ) -> impl Future<Output = Result<Self::Device, TunError>> + Send {
+        let _ = runtimes;
+        self.create(cfg)
+    }
 }
 
 /// Real TUN devices of the kernel.
@@ -35,6 +47,14 @@ impl TunFactory for SystemTuns {
 
     fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<Tun, TunError>> + Send {
         Tun::create(cfg)
+    }
+
+    fn create_on(
+        &self,
+        cfg: &TunConfig,
+        runtimes: &[tokio::runtime::Handle],
+    ) -> impl Future<Output = Result<Tun, TunError>> + Send {
+        Tun::create_on(cfg, runtimes)
     }
 }
 
@@ -68,7 +88,7 @@ impl KeptTun {
         }
     }
 
-    fn device(&self) -> Result<Arc<Tun>, TunError> {
+    fn device(&self, runtimes: &[tokio::runtime::Handle]) -> Result<Arc<Tun>, TunError> {
         let mut active = self
             .active
             .lock()
@@ -85,7 +105,7 @@ impl KeptTun {
                 op: "activate",
                 source: std::io::Error::other("the kept TUN device is gone"),
             })?;
-        let t = Arc::new(prepared.activate()?);
+        let t = Arc::new(prepared.activate_on(runtimes)?);
         *active = Some(t.clone());
         Ok(t)
     }
@@ -207,7 +227,17 @@ impl TunFactory for KeptTun {
     type Device = SharedTun;
 
     fn create(&self, cfg: &TunConfig) -> impl Future<Output = Result<SharedTun, TunError>> + Send {
-        let device = self.device();
+        self.create_on(cfg, &[])
+    }
+
+    /// The kept device's queues are registered at the first call, with `runtimes`
+    /// then; later calls refit the same device.
+    fn create_on(
+        &self,
+        cfg: &TunConfig,
+        runtimes: &[tokio::runtime::Handle],
+    ) -> impl Future<Output = Result<SharedTun, TunError>> + Send {
+        let device = self.device(runtimes);
         let (v4, v6) = (cfg.address, cfg.address6);
         let asked = cfg.mtu;
         async move {

@@ -354,13 +354,32 @@ impl Driver {
         udp: Option<UdpSocket>,
         masks: MaskSeed,
     ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
+        Self::spawn_on(endpoint, udp, masks, None)
+    }
+
+    /// [`Driver::spawn`], the task on `runtime` when given (`udp` must be registered
+    /// with that runtime), on the current runtime otherwise.
+    pub fn spawn_on(
+        endpoint: Endpoint,
+        udp: Option<UdpSocket>,
+        masks: MaskSeed,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) -> (DriverHandle, mpsc::UnboundedReceiver<PacketConn>) {
         // Unbounded: a confirmed connection must never be dropped because the application
         // was slow to take it (a burst of reconnects after a server restart completes
         // handshakes faster than one accept loop runs). Its length is bounded by the
         // connections the endpoint holds anyway.
         let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
-        let handle = spawn_task(endpoint, udp, masks, accept_tx, (link_tx, link_rx), None);
+        let handle = spawn_task(
+            endpoint,
+            udp,
+            masks,
+            accept_tx,
+            (link_tx, link_rx),
+            None,
+            runtime,
+        );
         (handle, accept_rx)
     }
 
@@ -369,13 +388,15 @@ impl Driver {
     /// socket of a [`crate::carrier::udp::bind_group`] (in group order), and they share
     /// one knock replay filter, the set of live session indices (a datagram for another
     /// worker's session, from a client that moved, is handed to that worker) and the
-    /// queue of accepted connections.
+    /// queue of accepted connections. Worker `w`'s task runs on `runtimes[w % len]`
+    /// (its socket registered there), on the current runtime when `runtimes` is empty.
     ///
     /// # Panics
     /// Never; `workers` longer than `u32::MAX` is cut there.
     pub fn spawn_workers(
         workers: Vec<(Endpoint, Option<UdpSocket>)>,
         masks: &MaskSeed,
+        runtimes: &[tokio::runtime::Handle],
     ) -> (Vec<DriverHandle>, mpsc::UnboundedReceiver<PacketConn>) {
         let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let count = u32::try_from(workers.len()).unwrap_or(u32::MAX);
@@ -405,6 +426,7 @@ impl Driver {
                 accept_tx.clone(),
                 queue,
                 Some(peers),
+                crate::listen::runtime_of(runtimes, worker as usize),
             ));
         }
         (handles, accept_rx)
@@ -499,6 +521,7 @@ fn spawn_task(
     accept: mpsc::UnboundedSender<PacketConn>,
     (link_tx, link_rx): (mpsc::Sender<LinkIn>, mpsc::Receiver<LinkIn>),
     peers: Option<Peers>,
+    runtime: Option<&tokio::runtime::Handle>,
 ) -> DriverHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let mut camo = UdpCamo::new(&endpoint, masks);
@@ -534,7 +557,10 @@ fn spawn_task(
         shared: shared.clone(),
         peers,
     };
-    tokio::spawn(task.run());
+    match runtime {
+        Some(rt) => drop(rt.spawn(task.run())),
+        None => drop(tokio::spawn(task.run())),
+    }
     DriverHandle {
         commands: cmd_tx,
         stats: shared,

@@ -115,6 +115,14 @@ fn link_queue(workers: &[DriverHandle], carrier: Carrier) -> mpsc::Sender<Datagr
     tx
 }
 
+/// The runtime worker `w` runs on: `runtimes[w % len]`, or none (the current one).
+pub(crate) fn runtime_of(
+    runtimes: &[tokio::runtime::Handle],
+    w: usize,
+) -> Option<&tokio::runtime::Handle> {
+    runtimes.get(w.checked_rem(runtimes.len())?)
+}
+
 /// `limit` split between `workers`, each keeping at least one.
 fn share(limit: usize, workers: usize) -> usize {
     limit.div_ceil(workers.max(1)).max(1)
@@ -127,6 +135,21 @@ impl Listeners {
     /// # Errors
     /// [`TransportError::Bind`], or an unusable configuration.
     pub async fn bind(cfg: ListenConfig) -> Result<Self, TransportError> {
+        Self::bind_on(cfg, &[]).await
+    }
+
+    /// [`Listeners::bind`], with worker `w`'s driver task and UDP socket on runtime
+    /// `runtimes[w % len]` (each worker on its own thread's runtime, say); on the current
+    /// runtime when `runtimes` is empty. Tasks a driver starts for itself run on its
+    /// runtime, and so does each TLS connection of a peer the worker serves; the QUIC
+    /// and TLS listeners run on the current one.
+    ///
+    /// # Errors
+    /// As [`Listeners::bind`].
+    pub async fn bind_on(
+        cfg: ListenConfig,
+        runtimes: &[tokio::runtime::Handle],
+    ) -> Result<Self, TransportError> {
         if cfg.udp.is_none() && cfg.quic.is_none() && cfg.tls.is_none() && cfg.mem.is_none() {
             return Err(TransportError::Config(ConfigError::NoCarrier));
         }
@@ -165,16 +188,38 @@ impl Listeners {
             _ => None,
         };
         udp_sockets.resize_with(count, || None);
+        // Each socket woken by the reactor of the runtime its driver runs on.
+        for (w, socket) in udp_sockets.iter_mut().enumerate() {
+            let Some(rt) = runtime_of(runtimes, w) else {
+                continue;
+            };
+            if let Some(s) = socket.take() {
+                let addr = s.local_addr()?;
+                let s = s.into_std()?;
+                let _entered = rt.enter();
+                *socket = Some(tokio::net::UdpSocket::from_std(s).map_err(|source| {
+                    TransportError::Bind {
+                        carrier: Carrier::Udp,
+                        addr,
+                        source,
+                    }
+                })?);
+            }
+        }
         let tls_knock = cfg.tls_options.camo.as_ref().map(|c| c.knock.clone());
         let quic_knock = cfg.quic_options.camo.as_ref().map(|c| c.knock.clone());
         let (workers, accept) = if count == 1 {
             let (Some(ep), Some(socket)) = (endpoints.pop(), udp_sockets.pop()) else {
                 return Err(TransportError::Config(ConfigError::Workers(count)));
             };
-            let (h, a) = Driver::spawn(ep, socket, cfg.masks);
+            let (h, a) = Driver::spawn_on(ep, socket, cfg.masks, runtime_of(runtimes, 0));
             (vec![h], a)
         } else {
-            Driver::spawn_workers(endpoints.into_iter().zip(udp_sockets).collect(), &cfg.masks)
+            Driver::spawn_workers(
+                endpoints.into_iter().zip(udp_sockets).collect(),
+                &cfg.masks,
+                runtimes,
+            )
         };
         // One outer certificate for QUIC and TLS, replaceable on reload.
         let outer_slot = match (&cfg.outer, cfg.quic.is_some() || cfg.tls.is_some()) {
@@ -191,8 +236,16 @@ impl Listeners {
         let mut tls_addr = None;
         if let (Some(addr), Some(slot)) = (cfg.tls, &outer_slot) {
             let links = link_queue(&workers, Carrier::Tls);
-            tls_addr =
-                Some(tls::listen_slot(addr, slot.clone(), cfg.tls_options.clone(), links).await?);
+            tls_addr = Some(
+                tls::listen_slot(
+                    addr,
+                    slot.clone(),
+                    cfg.tls_options.clone(),
+                    links,
+                    runtimes.to_vec(),
+                )
+                .await?,
+            );
         }
         // Last, so that no error above leaves the address taken.
         let mut mem = None;

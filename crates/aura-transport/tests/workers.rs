@@ -353,3 +353,59 @@ async fn a_server_refuses_zero_or_too_many_workers() {
         assert!(e.to_string().contains(&format!("{workers} workers")), "{e}");
     }
 }
+
+/// A runtime on a thread of its own, until its stop sender is used or dropped.
+fn runtime_thread() -> (tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = rt.block_on(stopped);
+    });
+    (handle, stop)
+}
+
+/// Each worker's driver runs on the runtime given for it: while worker 1's runtime
+/// thread is held up, a client that meets worker 1 gets no answer and one that meets
+/// worker 0 connects; once it is let go, worker 1 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_workers_driver_runs_on_the_runtime_given_for_it() {
+    let mut pki = TestPki::new(26).unwrap();
+    let (carol, dave) = (
+        pki.issue_client("carol").unwrap(),
+        pki.issue_client("dave").unwrap(),
+    );
+    let (rt0, _stop0) = runtime_thread();
+    let (rt1, _stop1) = runtime_thread();
+    let mut listeners = Listeners::bind_on(udp_only(&pki, 2), &[rt0, rt1.clone()])
+        .await
+        .unwrap();
+    let addr = listeners.udp_addr.unwrap();
+    let at = |w: usize, n: usize| sources_of(w, 2, n)[n - 1];
+    for (w, (id, seed)) in [(pki.alice(), 50), (pki.bob(), 51)].into_iter().enumerate() {
+        let client = client_at(&pki, id, seed, at(w, 1));
+        let (mut c, mut s) = connect(&mut listeners, &client, addr).await;
+        exchange(&c, &mut s, 0, 2).await;
+        exchange(&s, &mut c, 1, 2).await;
+    }
+    // Worker 1's thread blocks until told.
+    let (let_go, held) = std::sync::mpsc::channel::<()>();
+    rt1.spawn(async move {
+        let _ = held.recv();
+    });
+    let late = client_at(&pki, &carol, 52, at(1, 2));
+    let unanswered = timeout(Duration::from_secs(3), late.connect(addr, TEST_SERVER_NAME)).await;
+    assert!(
+        unanswered.is_err(),
+        "worker 1 answered while its runtime's thread was held"
+    );
+    let other = client_at(&pki, &dave, 53, at(0, 2));
+    connect(&mut listeners, &other, addr).await;
+    let_go.send(()).unwrap();
+    let (mut c, mut s) = connect(&mut listeners, &late, addr).await;
+    exchange(&c, &mut s, 0, 2).await;
+    exchange(&s, &mut c, 1, 2).await;
+}

@@ -523,6 +523,17 @@ impl Tun {
         Self::from_created(imp::create(cfg).await?)
     }
 
+    /// [`Tun::create`], with queue `i` registered with runtime `runtimes[i % len]`
+    /// instead of the current one (the current one when `runtimes` is empty): a queue
+    /// read and written from one thread's runtime is woken there, not through another
+    /// thread's reactor. Same errors as [`Tun::create`].
+    pub async fn create_on(
+        cfg: &TunConfig,
+        runtimes: &[tokio::runtime::Handle],
+    ) -> Result<Tun, TunError> {
+        Self::prepare(cfg)?.activate_on(runtimes)
+    }
+
     /// Makes the interface and opens its queues without an async runtime: a daemon that
     /// drops privileges makes its device first (opening `/dev/net/tun` may need root),
     /// then [`PreparedTun::activate`]s it inside the runtime. Same errors as
@@ -771,7 +782,16 @@ impl PreparedTun {
     /// # Errors
     /// [`TunError::Io`] when a queue cannot be registered (no runtime).
     pub fn activate(self) -> Result<Tun, TunError> {
-        Tun::from_created(imp::activate(self.0)?)
+        self.activate_on(&[])
+    }
+
+    /// Registers queue `i` with runtime `runtimes[i % len]`, or every queue with the
+    /// current runtime when `runtimes` is empty ([`Tun::create_on`]).
+    ///
+    /// # Errors
+    /// [`TunError::Io`] when a queue cannot be registered (no runtime).
+    pub fn activate_on(self, runtimes: &[tokio::runtime::Handle]) -> Result<Tun, TunError> {
+        Tun::from_created(imp::activate(self.0, runtimes)?)
     }
 }
 

@@ -181,7 +181,7 @@ impl std::fmt::Debug for Prepared {
 }
 
 pub(crate) async fn create(cfg: &TunConfig) -> Result<Created, TunError> {
-    activate(prepare(cfg)?)
+    activate(prepare(cfg)?, &[])
 }
 
 /// Makes the interface and opens every queue, outside any runtime.
@@ -234,12 +234,20 @@ pub(crate) fn prepare(cfg: &TunConfig) -> Result<Prepared, TunError> {
     })
 }
 
-/// Registers a prepared device's queues with the runtime (call inside it).
-pub(crate) fn activate(p: Prepared) -> Result<Created, TunError> {
+/// Registers a prepared device's queues: queue `i` with `runtimes[i % len]`, or all with
+/// the current runtime (call inside it) when `runtimes` is empty.
+pub(crate) fn activate(
+    p: Prepared,
+    runtimes: &[tokio::runtime::Handle],
+) -> Result<Created, TunError> {
     let queues = p
         .devs
         .into_iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
+            let _entered = runtimes
+                .get(i.checked_rem(runtimes.len()).unwrap_or(0))
+                .map(tokio::runtime::Handle::enter);
             AsyncDevice::new(d)
                 .map(Queue::new)
                 .map_err(|source| TunError::Io {

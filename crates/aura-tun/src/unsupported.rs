@@ -41,6 +41,9 @@ pub(crate) fn prepare(_cfg: &TunConfig) -> Result<Prepared, TunError> {
     })
 }
 
-pub(crate) fn activate(p: Prepared) -> Result<Created, TunError> {
+pub(crate) fn activate(
+    p: Prepared,
+    _runtimes: &[tokio::runtime::Handle],
+) -> Result<Created, TunError> {
     match p {}
 }

@@ -14,13 +14,15 @@
 //! - [`router`]: the data path (device reads dispatched by address, anti-spoofing);
 //! - [`pool`]: tunnel addresses;
 //! - [`crl`]: the CRL's reload, push and upkeep;
-//! - [`metrics`]: what the Prometheus endpoint shows of the server.
+//! - [`metrics`]: what the Prometheus endpoint shows of the server;
+//! - [`threads`]: a thread and runtime per protocol worker, where its data path runs.
 
 pub mod crl;
 pub mod metrics;
 pub mod pool;
 pub mod relay;
 pub mod router;
+pub mod threads;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -221,15 +223,19 @@ async fn serve<T: TunFactory>(
     let redact = opts.redact;
     let (gateway, prefix_len) = router.server_address();
     let gateway6 = router.server_address6();
+    let threads = threads::WorkerThreads::start(opts.workers)?;
     let tun = Arc::new(
         host.tuns
-            .create(&TunConfig {
-                address: Some((gateway, prefix_len)),
-                address6: gateway6,
-                mtu: opts.mtu,
-                queues: device_queues(opts),
-                ..TunConfig::new(opts.tun_name.clone())
-            })
+            .create_on(
+                &TunConfig {
+                    address: Some((gateway, prefix_len)),
+                    address6: gateway6,
+                    mtu: opts.mtu,
+                    queues: device_queues(opts),
+                    ..TunConfig::new(opts.tun_name.clone())
+                },
+                threads.handles(),
+            )
             .await?,
     );
     tracing::info!(
@@ -259,7 +265,7 @@ async fn serve<T: TunFactory>(
         host.wall_clock,
         decoy,
     );
-    let mut listeners = Listeners::bind(listen).await?;
+    let mut listeners = Listeners::bind_on(listen, threads.handles()).await?;
     router.observed.listening(listeners.counters());
 
     // DNS: the resolvers named to clients, and the forwarder when they are our own.
@@ -324,20 +330,24 @@ async fn serve<T: TunFactory>(
         tracing::info!("server.nat.auto is off: no forwarding or NAT set up");
     }
 
-    // Per queue of the device, a reader (each client's task writes its own packets).
-    // These tasks are supervised: if one ends (a read error, a panic), the server stops
-    // with an error, the host is undone and a supervisor can restart it, instead of
-    // accepting clients while forwarding nothing.
+    // Per queue of the device, a reader on its worker's thread (each client's task
+    // writes its own packets). These tasks are supervised: if one ends (a read error, a
+    // panic), the server stops with an error, the host is undone and a supervisor can
+    // restart it, instead of accepting clients while forwarding nothing.
     let queues = router::DeviceQueues::new(&tun);
     let mut data_path = tokio::task::JoinSet::new();
-    for queue in queues.all() {
+    for (w, queue) in queues.all().iter().enumerate() {
         let (reader, queue) = (router.clone(), queue.clone());
-        data_path.spawn(async move {
+        let read = async move {
             match reader.device_loop(queue).await {
                 Ok(()) => "the TUN reader ended".to_owned(),
                 Err(e) => format!("reading the TUN device failed: {e}"),
             }
-        });
+        };
+        match threads.of(w) {
+            Some(rt) => data_path.spawn_on(read, rt),
+            None => data_path.spawn(read),
+        };
     }
     // Dropped on every way out of `serve`: no way leaves the device tasks (and with them
     // the TUN device) behind.
@@ -411,7 +421,7 @@ async fn serve<T: TunFactory>(
                     since: (host.wall_clock)().as_secs(),
                     cover: cover.clone(),
                 };
-                admit(&mut clients, &router, conn, &queues, welcome, redact);
+                admit(&mut clients, &router, conn, (&queues, &threads), welcome, redact);
             }
             Some(_) = clients.join_next(), if !clients.is_empty() => {}
             _ = reload.tick() => {
@@ -436,6 +446,10 @@ async fn serve<T: TunFactory>(
         p.sender.close().await;
     }
     clients.abort_all();
+    data_path.0.abort_all();
+    // Each worker drops its tasks (the device's queues and sockets with them) before
+    // the host is undone.
+    threads.stop().await;
     match stopped {
         Some(why) => {
             tracing::error!(reason = %why, "data path stopped: stopping the server");
@@ -465,12 +479,12 @@ impl<T: 'static> Drop for AbortAllOnDrop<T> {
     }
 }
 
-/// Starts the task that serves one connected client.
+/// Starts the task that serves one connected client, on the thread of its worker.
 fn admit<D: PacketDevice + 'static>(
     clients: &mut tokio::task::JoinSet<()>,
     router: &Arc<Router>,
     conn: PacketConn,
-    queues: &router::DeviceQueues<D>,
+    (queues, threads): (&router::DeviceQueues<D>, &threads::WorkerThreads),
     welcome: Welcome,
     redact: Redact,
 ) {
@@ -483,14 +497,19 @@ fn admit<D: PacketDevice + 'static>(
         "client connected"
     );
     let r = router.clone();
+    let w = queues.index_for(&conn);
     let q = queues.for_client(&conn);
     let shown = redact.id(&id).to_owned();
-    clients.spawn(async move {
+    let serve = async move {
         match r.serve_client(conn, q, welcome).await {
             Ok(()) => tracing::info!(client = %shown, "client disconnected"),
             Err(e) => tracing::warn!(client = %shown, error = %e, "client refused"),
         }
-    });
+    };
+    match threads.of(w) {
+        Some(rt) => clients.spawn_on(serve, rt),
+        None => clients.spawn(serve),
+    };
 }
 
 /// A reload's certificate step: when the certificate file holds another certificate

@@ -53,10 +53,17 @@ impl<D: PacketDevice> DeviceQueues<D> {
         &self.all
     }
 
+    /// The index of the queue `conn`'s packets go to (its worker's).
+    pub fn index_for(&self, conn: &PacketConn) -> usize {
+        aura_transport::carrier::udp::worker_of(conn.remote().ip(), self.all.len())
+    }
+
     /// The queue `conn`'s packets go to.
     pub fn for_client(&self, conn: &PacketConn) -> Arc<QueueOf<D>> {
-        let w = aura_transport::carrier::udp::worker_of(conn.remote().ip(), self.all.len());
-        self.all.get(w).unwrap_or(&self.first).clone()
+        self.all
+            .get(self.index_for(conn))
+            .unwrap_or(&self.first)
+            .clone()
     }
 }
 

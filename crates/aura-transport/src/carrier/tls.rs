@@ -429,11 +429,20 @@ pub async fn listen(
     opts: TlsOptions,
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<SocketAddr, TransportError> {
-    listen_slot(addr, Arc::new(CertSlot::new(outer)?), opts, links).await
+    listen_slot(
+        addr,
+        Arc::new(CertSlot::new(outer)?),
+        opts,
+        links,
+        Vec::new(),
+    )
+    .await
 }
 
 /// [`listen`] presenting the certificate in `outer` (replaceable while it runs), unless a
-/// served decoy's certificate stands in for it.
+/// served decoy's certificate stands in for it. Each connection is served on the
+/// runtime of its peer's worker, `runtimes[udp::worker_of(peer, len)]` (where that
+/// worker's driver takes its link), or on the current runtime when `runtimes` is empty.
 ///
 /// # Errors
 /// As [`listen`].
@@ -442,6 +451,7 @@ pub async fn listen_slot(
     outer: Arc<CertSlot>,
     opts: TlsOptions,
     links: mpsc::Sender<DatagramLink>,
+    runtimes: Vec<tokio::runtime::Handle>,
 ) -> Result<SocketAddr, TransportError> {
     // With a served decoy, knocked connections present the decoy's certificate too: a
     // censor that probes once and then watches members' handshakes sees the same
@@ -466,7 +476,9 @@ pub async fn listen_slot(
         opts.max_handshakes,
     ));
     let opts = Arc::new(opts);
-    tokio::spawn(accept_loop(listener, acceptor, opts, links, limiter));
+    tokio::spawn(accept_loop(
+        listener, acceptor, opts, links, limiter, runtimes,
+    ));
     Ok(local)
 }
 
@@ -476,6 +488,7 @@ async fn accept_loop(
     opts: Arc<TlsOptions>,
     links: mpsc::Sender<DatagramLink>,
     limiter: Arc<HandshakeLimiter>,
+    runtimes: Vec<tokio::runtime::Handle>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -493,14 +506,24 @@ async fn accept_loop(
         let Some(slot) = HandshakeLimiter::acquire(&limiter, peer.ip()) else {
             continue;
         };
-        tokio::spawn(serve_conn(
-            tcp,
-            peer,
-            acceptor.clone(),
-            opts.clone(),
-            links.clone(),
-            slot,
-        ));
+        let (acceptor, opts, links) = (acceptor.clone(), opts.clone(), links.clone());
+        let worker = super::udp::worker_of(peer.ip(), runtimes.len());
+        match crate::listen::runtime_of(&runtimes, worker) {
+            None => drop(tokio::spawn(serve_conn(
+                tcp, peer, acceptor, opts, links, slot,
+            ))),
+            Some(rt) => {
+                // Woken by the reactor of the runtime that serves it.
+                let Ok(tcp) = tcp.into_std() else {
+                    continue;
+                };
+                rt.spawn(async move {
+                    if let Ok(tcp) = TcpStream::from_std(tcp) {
+                        serve_conn(tcp, peer, acceptor, opts, links, slot).await;
+                    }
+                });
+            }
+        }
     }
 }
 
