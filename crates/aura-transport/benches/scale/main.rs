@@ -12,7 +12,6 @@
 //! | `AURA_SCALE_STREAM_CONCURRENCY` | 16 | QUIC/TLS dials in flight (all from 127.0.0.1, see below) |
 //! | `AURA_SCALE_IDLE` | 5 | seconds the connected clients stay idle before the memory reading |
 //! | `AURA_SCALE_SEND` | 5 | seconds every client sends in the packet phase |
-//! | `AURA_SCALE_ACCEPT_TASK` | unset | set: the server child accepts in a task on the driver's runtime, as `aura-node` does (see "Accept queue" below) |
 //! | `AURA_SCALE_WORKERS` | the CPUs (as `aura server`) | the server's protocol workers (`ListenConfig::workers`) |
 //! | `AURA_SCALE_PERF` | unset | a directory: `perf record -g` the server child during the handshake phase into `perf-<carrier>-<N>.data` there |
 //!
@@ -23,9 +22,11 @@
 //! server identity and CRL (handed over on its stdin), the wall clock pinned to 2030 like
 //! the test fixtures (the test PKI's certificates are valid 2029–2035). It binds the one
 //! carrier of the run on 127.0.0.1 (port 0), prints its address, accepts every connection
-//! (on a thread of its own, see "Accept queue") and reads each with `recv_packets()` on
-//! its own task (as the daemon does), counting packets and bytes and recycling the
-//! batches. A `stats` line on its stdin makes it
+//! and reads each with `recv_packets()` on its own task, counting packets and bytes and
+//! recycling the batches. It has the daemon's layout (ADR 0023): each worker's driver,
+//! socket and connection tasks on a thread of its own (`server-w0`, `server-w1`, …;
+//! `Listeners::bind_on`), the accept loop and the QUIC and TLS listeners on the main
+//! runtime's thread. A `stats` line on its stdin makes it
 //! print `VmRSS`, `VmHWM` (from /proc/self/status),
 //! connections accepted and closed, packets and bytes received, and its CPU time
 //! (getrusage). It exits when its stdin closes; the parent also kills it by PID on every
@@ -67,11 +68,8 @@
 //!
 //! **Accept queue.** The server's driver hands each new connection to `Listeners::accept`
 //! through an unbounded queue (`driver.rs`), so a connection already confirmed to its
-//! client is not closed because the accept loop is slow. With the accept loop as a task on
-//! the driver's runtime (the `aura-node` layout, `AURA_SCALE_ACCEPT_TASK=1`) the driver
-//! completes handshakes in bursts faster than that task gets to run; "confirmed / held by
-//! server" shows whether every confirmed client is held. By default the child accepts on a
-//! thread of its own, so that the memory and packet figures are for N held connections.
+//! client is not closed because the accept loop is slow; "confirmed / held by server"
+//! shows whether every confirmed client is held.
 //!
 //! The code: `server` is the child, `child` the parent's handle on it, `clients` the
 //! connect and packet phases, `run` one run of all phases, `report` the table and JSON,

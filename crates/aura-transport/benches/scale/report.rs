@@ -106,7 +106,7 @@ pub(crate) fn print_table(outcomes: &[Outcome]) {
     for o in outcomes {
         let cpu: Vec<String> = o.thread_cpu_ms.iter().map(|c| format!("{c:.0}")).collect();
         println!(
-            "- {} N = {}: handshakes per worker {:?}; CPU ms per server thread in that phase [{}]",
+            "- {} N = {}: handshakes per worker {:?}; CPU ms per server thread in that phase (the workers', then the main thread's) [{}]",
             o.carrier,
             o.n,
             o.worker_handshakes,

@@ -141,7 +141,7 @@ pub(crate) async fn run(
         .map(|(b, a)| b.saturating_sub(*a))
         .collect();
     eprintln!(
-        "  per worker: handshakes {:?}; server threads' CPU in the handshake phase (ms) {:?}",
+        "  per worker: handshakes {:?}; server threads' CPU in the handshake phase (ms; the workers', then the main thread's) {:?}",
         out.worker_handshakes, out.thread_cpu_ms
     );
     out.rss_idle_kib = idle_stats.rss_kib;

@@ -48,11 +48,13 @@ pub(crate) fn server_main(carrier: Carrier) {
     let mut lines = std::io::stdin().lines();
     let mut next = || unhex(&lines.next().unwrap().unwrap());
     let (ca, crl, cert, key) = (next(), next(), next(), next());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("server")
+    // The daemon's layout (ADR 0023): each worker on a thread and current-thread
+    // runtime of its own, the accept loop and listeners on the main thread's.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let runtimes = worker_threads(crate::workers());
     let counts = Arc::new(Counts::default());
     let (addr, listener_counters) = rt.block_on(async {
         let signer = EcdsaP256Signer::from_pkcs8_der(&key).unwrap();
@@ -85,7 +87,7 @@ pub(crate) fn server_main(carrier: Carrier) {
             wall_clock: common::wall,
             workers: crate::workers(),
         };
-        let mut server = Listeners::bind(cfg).await.unwrap();
+        let mut server = Listeners::bind_on(cfg, &runtimes).await.unwrap();
         let listener_counters = server.counters();
         let addr = match carrier {
             Carrier::Udp => server.udp_addr,
@@ -94,30 +96,25 @@ pub(crate) fn server_main(carrier: Carrier) {
         }
         .unwrap();
         let counts = counts.clone();
-        let rt = tokio::runtime::Handle::current();
-        let accept_loop = async move {
+        // Each connection served on its worker's thread, as `aura server` serves a client.
+        tokio::spawn(async move {
             while let Some(conn) = server.accept().await {
                 counts.accepted.fetch_add(1, Ordering::Relaxed);
-                rt.spawn(serve(conn, counts.clone()));
+                let w = aura_transport::carrier::udp::worker_of(conn.remote().ip(), runtimes.len());
+                runtimes[w].spawn(serve(conn, counts.clone()));
             }
-        };
-        if std::env::var_os("AURA_SCALE_ACCEPT_TASK").is_none() {
-            // Accept on a thread of its own, so that the accept queue is drained even
-            // while the driver task keeps its worker busy (see "Accept queue" in main.rs).
-            std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap()
-                    .block_on(accept_loop);
-            });
-        } else {
-            tokio::spawn(accept_loop);
-        }
+        });
         (addr, listener_counters)
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "READY {addr}").unwrap();
     out.flush().unwrap();
+    // The main runtime runs (the accept loop, the listeners) while stdin is read, on a
+    // thread listed after the workers' ("server-main").
+    std::thread::Builder::new()
+        .name("server-main".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .unwrap();
     for line in lines {
         let Ok(line) = line else { break };
         match line.trim() {
@@ -149,6 +146,25 @@ pub(crate) fn server_main(carrier: Carrier) {
     }
     // stdin closed (the parent is gone) or asked to quit: leave at once.
     std::process::exit(0);
+}
+
+/// `count` threads (at least one), each running a current-thread runtime for ever (the
+/// process exits without stopping them); their names start with "server".
+fn worker_threads(count: usize) -> Vec<tokio::runtime::Handle> {
+    (0..count.max(1))
+        .map(|w| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("server-w{w}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .unwrap();
+            handle
+        })
+        .collect()
 }
 
 /// One accepted connection: count what arrives, recycle the batches.
