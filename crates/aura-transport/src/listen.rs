@@ -141,8 +141,9 @@ impl Listeners {
     /// [`Listeners::bind`], with worker `w`'s driver task and UDP socket on runtime
     /// `runtimes[w % len]` (each worker on its own thread's runtime, say); on the current
     /// runtime when `runtimes` is empty. Tasks a driver starts for itself run on its
-    /// runtime, and so does each TLS connection of a peer the worker serves; the QUIC
-    /// and TLS listeners run on the current one.
+    /// runtime, and so do each TLS connection of a peer the worker serves and, with more
+    /// than one runtime, a QUIC endpoint of the worker's own (`quic::listen_slot`); the
+    /// TLS listener and the accept queue run on the current one.
     ///
     /// # Errors
     /// As [`Listeners::bind`].
@@ -230,8 +231,16 @@ impl Listeners {
         let mut quic = None;
         if let (Some(addr), Some(slot)) = (cfg.quic, &outer_slot) {
             let links = link_queue(&workers, Carrier::Quic);
-            quic =
-                Some(quic::listen_slot(addr, slot.clone(), cfg.quic_options.clone(), links).await?);
+            quic = Some(
+                quic::listen_slot(
+                    addr,
+                    slot.clone(),
+                    cfg.quic_options.clone(),
+                    links,
+                    runtimes.to_vec(),
+                )
+                .await?,
+            );
         }
         let mut tls_addr = None;
         if let (Some(addr), Some(slot)) = (cfg.tls, &outer_slot) {

@@ -409,3 +409,40 @@ async fn each_workers_driver_runs_on_the_runtime_given_for_it() {
     exchange(&c, &mut s, 0, 2).await;
     exchange(&s, &mut c, 1, 2).await;
 }
+
+/// With a runtime per worker, each worker has a QUIC endpoint of its own on its
+/// runtime: while the runtime of the worker a source meets is held, that source's outer
+/// QUIC handshake gets no answer; once let go, it completes. (One endpoint on the
+/// listener's runtime would answer at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_workers_quic_endpoint_runs_on_its_runtime() {
+    let pki = TestPki::new(27).unwrap();
+    let (rt0, _stop0) = runtime_thread();
+    let (rt1, _stop1) = runtime_thread();
+    let runtimes = [rt0, rt1];
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let cfg = ListenConfig {
+        udp: None,
+        tls: None,
+        workers: 2,
+        ..server_config(&pki, localhost, pki.verifier().unwrap())
+    };
+    let listeners = Listeners::bind_on(cfg, &runtimes).await.unwrap();
+    let addr = listeners.quic_addr.unwrap();
+    let (let_go, held) = std::sync::mpsc::channel::<()>();
+    runtimes[udp::worker_of(localhost, 2)].spawn(async move {
+        let _ = held.recv();
+    });
+    let client = quinn::Endpoint::client(SocketAddr::new(localhost, 0)).unwrap();
+    let quic = aura_transport::carrier::quic::client_config(&Default::default()).unwrap();
+    let first = client
+        .connect_with(quic.clone(), addr, "www.example.com")
+        .unwrap();
+    assert!(
+        timeout(Duration::from_secs(2), first).await.is_err(),
+        "the QUIC handshake completed while its worker's runtime was held"
+    );
+    let_go.send(()).unwrap();
+    let again = client.connect_with(quic, addr, "www.example.com").unwrap();
+    timeout(T, again).await.unwrap().unwrap();
+}

@@ -104,6 +104,7 @@ use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
 use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
 use crate::carrier::tls::{self, OuterIdentity};
+use crate::carrier::udp;
 use crate::error::{ConfigError, OuterTlsError, TransportError};
 
 /// The ALPN protocol offered and accepted by default (HTTP/3).
@@ -396,11 +397,19 @@ pub async fn listen(
     links: mpsc::Sender<DatagramLink>,
 ) -> Result<QuicListener, TransportError> {
     let slot = Arc::new(tls::CertSlot::new(OuterIdentity { cert_chain, key })?);
-    listen_slot(addr, slot, opts, links).await
+    listen_slot(addr, slot, opts, links, Vec::new()).await
 }
 
 /// [`listen`] presenting the certificate in `outer` (replaceable while it runs), unless a
 /// served decoy's certificate stands in for it.
+///
+/// With more than one runtime in `runtimes` (a server's workers), the address is bound
+/// by a `SO_REUSEPORT` group of as many sockets, steered by source as the UDP carrier's
+/// ([`udp::bind_group`]), and socket `w` is served by its own QUIC endpoint on
+/// `runtimes[w]`: a connection's outer layer runs on the runtime of the worker that
+/// takes its link. A client that moves to an address of another worker loses its QUIC
+/// connection there (and reconnects). With one runtime or none, one endpoint on it (on
+/// the current runtime when none).
 ///
 /// # Errors
 /// As [`listen`].
@@ -409,6 +418,7 @@ pub async fn listen_slot(
     outer: Arc<tls::CertSlot>,
     opts: QuicOptions,
     links: mpsc::Sender<DatagramLink>,
+    runtimes: Vec<tokio::runtime::Handle>,
 ) -> Result<QuicListener, TransportError> {
     // With a served decoy every connection, knocked or not, presents the decoy's
     // certificate: one configuration, so nothing before the first packet after the
@@ -426,43 +436,82 @@ pub async fn listen_slot(
         addr,
         source,
     };
-    let socket = bind_udp(addr).map_err(bind_err)?;
+    let sockets = bind_sockets(addr, runtimes.len()).map_err(bind_err)?;
     let forward = match opts.camo.as_ref().and_then(|c| c.forward.as_deref()) {
         Some(upstream) => Some(resolve_upstream(upstream).await?),
         None => None,
     };
-    let endpoint = match (&opts.camo, forward) {
-        (Some(camo), Some(upstream)) => {
-            let inner = TokioRuntime.wrap_udp_socket(socket).map_err(bind_err)?;
-            let socket = ForwardSocket::new(inner, camo.knock.clone(), upstream);
-            Endpoint::new_with_abstract_socket(
-                EndpointConfig::default(),
-                Some(cfg),
-                socket,
-                Arc::new(TokioRuntime),
-            )
-            .map_err(bind_err)?
-        }
-        _ => endpoint_on(socket, Some(cfg)).map_err(bind_err)?,
+    // Every endpoint made before any accepts: an error leaves nothing running.
+    let mut endpoints = Vec::with_capacity(sockets.len());
+    for (w, socket) in sockets.into_iter().enumerate() {
+        let runtime = crate::listen::runtime_of(&runtimes, w);
+        // The endpoint's socket and driver belong to the runtime entered here.
+        let _entered = runtime.map(tokio::runtime::Handle::enter);
+        let endpoint = match (&opts.camo, forward) {
+            (Some(camo), Some(upstream)) => {
+                let inner = TokioRuntime.wrap_udp_socket(socket).map_err(bind_err)?;
+                let socket = ForwardSocket::new(inner, camo.knock.clone(), upstream);
+                Endpoint::new_with_abstract_socket(
+                    EndpointConfig::default(),
+                    Some(cfg.clone()),
+                    socket,
+                    Arc::new(TokioRuntime),
+                )
+                .map_err(bind_err)?
+            }
+            _ => endpoint_on(socket, Some(cfg.clone())).map_err(bind_err)?,
+        };
+        endpoints.push((endpoint, runtime));
+    }
+    let local = match endpoints.first() {
+        Some((e, _)) => e.local_addr().map_err(bind_err)?,
+        None => return Err(bind_err(io::Error::from(io::ErrorKind::InvalidInput))),
     };
-    let local = endpoint.local_addr().map_err(bind_err)?;
     let limiter = Arc::new(HandshakeLimiter::new(
         MAX_HANDSHAKES_PER_SOURCE,
         MAX_HANDSHAKES_IN_FLIGHT,
     ));
     let counters = Arc::new(QuicCounters::default());
-    tokio::spawn(accept_loop(
-        endpoint,
-        opts.handshake_timeout,
-        opts.camo.clone(),
-        links,
-        limiter,
-        counters.clone(),
-    ));
+    for (endpoint, runtime) in endpoints {
+        let task = accept_loop(
+            endpoint,
+            opts.handshake_timeout,
+            opts.camo.clone(),
+            links.clone(),
+            limiter.clone(),
+            counters.clone(),
+        );
+        match runtime {
+            Some(rt) => drop(rt.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
+    }
     Ok(QuicListener {
         local_addr: local,
         counters,
     })
+}
+
+/// The listener's sockets on `addr`: one, or a steered group of `workers` when there are
+/// more than one (see [`listen_slot`]), each with [`SOCKET_BUFFER`] buffers.
+fn bind_sockets(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    if workers <= 1 {
+        return Ok(vec![bind_udp(addr)?]);
+    }
+    let group = udp::bind_group(addr, workers).map_err(|e| match e {
+        TransportError::Bind { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
+    group
+        .into_iter()
+        .map(|s| {
+            let s = s.into_std()?;
+            let r = socket2::SockRef::from(&s);
+            let _ = r.set_recv_buffer_size(SOCKET_BUFFER);
+            let _ = r.set_send_buffer_size(SOCKET_BUFFER);
+            Ok(s)
+        })
+        .collect()
 }
 
 async fn accept_loop(
