@@ -446,3 +446,45 @@ async fn each_workers_quic_endpoint_runs_on_its_runtime() {
     let again = client.connect_with(quic, addr, "www.example.com").unwrap();
     timeout(T, again).await.unwrap().unwrap();
 }
+
+/// A QUIC client that moves to an address another worker reads is told at once: that
+/// worker's endpoint answers with a stateless reset whose token the client holds from
+/// its own worker, so the connection ends with a reset (and the Aura client reconnects)
+/// instead of waiting out its idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_client_moved_to_another_worker_is_reset_at_once() {
+    let pki = TestPki::new(28).unwrap();
+    let (rt0, _stop0) = runtime_thread();
+    let (rt1, _stop1) = runtime_thread();
+    let cfg = ListenConfig {
+        udp: None,
+        tls: None,
+        workers: 2,
+        ..server_config(
+            &pki,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            pki.verifier().unwrap(),
+        )
+    };
+    let listeners = Listeners::bind_on(cfg, &[rt0, rt1]).await.unwrap();
+    let addr = listeners.quic_addr.unwrap();
+    let (a, b) = (sources_of(0, 2, 1)[0], sources_of(1, 2, 1)[0]);
+    let client = quinn::Endpoint::client(SocketAddr::new(a, 0)).unwrap();
+    let quic = aura_transport::carrier::quic::client_config(&Default::default()).unwrap();
+    let conn = timeout(
+        T,
+        client.connect_with(quic, addr, "www.example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    client
+        .rebind(std::net::UdpSocket::bind(SocketAddr::new(b, 0)).unwrap())
+        .unwrap();
+    let _ = conn.send_datagram(bytes::Bytes::from_static(&[0u8; 100]));
+    let closed = timeout(Duration::from_secs(3), conn.closed()).await;
+    assert!(
+        matches!(closed, Ok(quinn::ConnectionError::Reset)),
+        "not reset at once: {closed:?}"
+    );
+}

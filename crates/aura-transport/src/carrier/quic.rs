@@ -371,12 +371,15 @@ fn endpoint_on(
     socket: std::net::UdpSocket,
     server: Option<quinn::ServerConfig>,
 ) -> io::Result<Endpoint> {
-    Endpoint::new(
-        EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(TokioRuntime),
-    )
+    endpoint_with(EndpointConfig::default(), socket, server)
+}
+
+fn endpoint_with(
+    config: EndpointConfig,
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> io::Result<Endpoint> {
+    Endpoint::new(config, server, socket, Arc::new(TokioRuntime))
 }
 
 /// Binds a QUIC server endpoint on `addr` (UDP) and runs an accept loop task: every
@@ -408,8 +411,9 @@ pub async fn listen(
 /// ([`udp::bind_group`]), and socket `w` is served by its own QUIC endpoint on
 /// `runtimes[w]`: a connection's outer layer runs on the runtime of the worker that
 /// takes its link. A client that moves to an address of another worker loses its QUIC
-/// connection there (and reconnects). With one runtime or none, one endpoint on it (on
-/// the current runtime when none).
+/// connection there: that worker's endpoint answers with a stateless reset the client
+/// accepts (the endpoints share one reset key), and the client reconnects. With one
+/// runtime or none, one endpoint on it (on the current runtime when none).
 ///
 /// # Errors
 /// As [`listen`].
@@ -441,6 +445,16 @@ pub async fn listen_slot(
         Some(upstream) => Some(resolve_upstream(upstream).await?),
         None => None,
     };
+    // One stateless-reset key and one connection ID key for every worker's endpoint: a
+    // client that moved to an address another worker reads sends a connection ID that
+    // worker finds valid (though unknown), and gets a reset it accepts (the token is the
+    // one its own worker issued), so it closes at once and reconnects, not at its idle
+    // timeout.
+    let mut config = EndpointConfig::default();
+    let cid_key = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
     // Every endpoint made before any accepts: an error leaves nothing running.
     let mut endpoints = Vec::with_capacity(sockets.len());
     for (w, socket) in sockets.into_iter().enumerate() {
@@ -452,14 +466,14 @@ pub async fn listen_slot(
                 let inner = TokioRuntime.wrap_udp_socket(socket).map_err(bind_err)?;
                 let socket = ForwardSocket::new(inner, camo.knock.clone(), upstream);
                 Endpoint::new_with_abstract_socket(
-                    EndpointConfig::default(),
+                    config.clone(),
                     Some(cfg.clone()),
                     socket,
                     Arc::new(TokioRuntime),
                 )
                 .map_err(bind_err)?
             }
-            _ => endpoint_on(socket, Some(cfg.clone())).map_err(bind_err)?,
+            _ => endpoint_with(config.clone(), socket, Some(cfg.clone())).map_err(bind_err)?,
         };
         endpoints.push((endpoint, runtime));
     }

@@ -66,9 +66,10 @@ pub const MAX_WORKERS: usize = 64;
 /// IPv6 one — to socket [`worker_of`] (a classic BPF program on the group), so one
 /// source always reaches the same worker, whatever its ports. `count == 1` is [`bind`].
 ///
-/// A group cannot join sockets bound before it: unless the port is 0, the address is
-/// first bound once without `SO_REUSEPORT`, which fails as [`bind`] does when anything
-/// holds it (another server with its own group included).
+/// A group cannot join sockets bound before it: the address is first bound once without
+/// `SO_REUSEPORT`, which fails as [`bind`] does when anything holds it (another server
+/// with its own group included). With port 0 that first bind picks the port, so the
+/// group is never given the port of another group of this user.
 ///
 /// # Errors
 /// [`TransportError::Bind`] naming the address; more than [`MAX_WORKERS`] sockets is
@@ -82,10 +83,13 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> Result<Vec<UdpSocket>, Tran
         .ok()
         .filter(|&n| n as usize <= MAX_WORKERS)
         .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
-    if addr.port() != 0 {
-        // Refuses an address in use, reuse-port group or not; freed before the group binds.
-        drop(bind(addr)?);
-    }
+    // Refuses an address in use, reuse-port group or not; freed before the group binds.
+    // For port 0 it also picks the port: a group bound to port 0 could be given the port
+    // of another reuse-port group of this user, and the two would share datagrams.
+    let addr = {
+        let probe = bind(addr)?;
+        probe.local_addr().map_err(&err)?
+    };
     use nix::sys::socket::{setsockopt, sockopt};
     let program = steering_program(count32);
     let mut at = addr;
