@@ -181,6 +181,13 @@ impl Site {
                     let _ = stream.send_data(page.body).await;
                 }
                 let _ = stream.finish().await;
+                // The request's own end (its FIN may come after the response): read, so
+                // that dropping the stream does not stop the client's sending side with
+                // an error its `finish` would see. Bounded, and anything sent is dropped.
+                let _ = timeout(HEADER_TIMEOUT, async {
+                    while let Ok(Some(_)) = stream.recv_data().await {}
+                })
+                .await;
             });
         }
     }
