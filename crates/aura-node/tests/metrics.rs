@@ -327,7 +327,14 @@ async fn a_refused_handshake_is_counted_by_reason() {
     .await
     .expect("bob kept dialling");
     assert!(matches!(end, Err(DaemonError::Refused(_))), "{end:?}");
-    let after = samples(&scrape(s_metrics).await);
+    // The worker publishes the count at the end of the turn that sent bob the refusal,
+    // on its own thread: bob may hear the refusal first.
+    let mut after = samples(&scrape(s_metrics).await);
+    let deadline = tokio::time::Instant::now() + T;
+    while value(&after, revoked) < 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = samples(&scrape(s_metrics).await);
+    }
     assert!(value(&after, revoked) >= 1, "{after:?}");
     assert_eq!(
         value(&after, "aura_handshakes_completed_total{carrier=\"mem\"}"),
