@@ -80,8 +80,9 @@ pub struct Verifier {
 /// handshake).
 #[derive(Clone)]
 struct CheckedCrl {
-    /// Serial numbers (DER integer content octets, as in the certificates).
-    revoked: HashSet<Vec<u8>>,
+    /// Serial numbers, as magnitudes ([`Serial`]): a certificate and a CRL entry name the
+    /// same serial whatever leading zero byte their DER integers carry.
+    revoked: HashSet<Serial>,
     /// thisUpdate.
     this_update: OffsetDateTime,
     /// nextUpdate, when the CRL has one.
@@ -192,9 +193,10 @@ impl Verifier {
             OwnedCertRevocationList::from_der(der)
                 .map_err(|e| bad(format!("rejected by webpki: {e:?}")))?;
             let owned = CheckedCrl {
+                // A negative or oversized entry names no certificate Aura accepts.
                 revoked: parsed
                     .iter_revoked_certificates()
-                    .map(|r| r.raw_serial().to_vec())
+                    .filter_map(|r| Serial::from_der_integer(r.raw_serial()))
                     .collect(),
                 this_update: parsed.last_update().to_datetime(),
                 next_update,
@@ -231,6 +233,50 @@ impl Verifier {
         self.verify(end_entity_der, Role::Server, Some(server_name), now)
     }
 
+    /// Re-checks, at `now`, a peer that a verifier of the same CA verified earlier (its
+    /// chain, role and name do not change): that it has not expired, and that this
+    /// verifier's CRL is current and does not list it. A server re-checks its sessions
+    /// this way when a new CRL comes, without keeping each client's certificate.
+    ///
+    /// # Errors
+    /// [`VerifyError::Expired`], [`VerifyError::Revoked`], [`VerifyError::CrlExpired`],
+    /// [`VerifyError::CrlNotYetValid`].
+    pub fn recheck(&self, peer: &VerifiedPeer, now: UnixTime) -> Result<(), VerifyError> {
+        let at = from_unix(now);
+        if at > peer.not_after {
+            return Err(VerifyError::Expired {
+                not_after: peer.not_after,
+                now: at,
+            });
+        }
+        self.check_revocation(&peer.serial, at)
+    }
+
+    /// Whether `other` trusts the same CA certificate.
+    pub fn same_ca(&self, other: &Verifier) -> bool {
+        self.ca_der == other.ca_der
+    }
+
+    /// The CRL is current at `at` and does not list `serial`.
+    fn check_revocation(&self, serial: &Serial, at: OffsetDateTime) -> Result<(), VerifyError> {
+        if at > self.crl.next_update {
+            return Err(VerifyError::CrlExpired {
+                next_update: self.crl.next_update,
+                now: at,
+            });
+        }
+        if self.crl.this_update > at + CRL_CLOCK_SKEW {
+            return Err(VerifyError::CrlNotYetValid {
+                this_update: self.crl.this_update,
+                now: at,
+            });
+        }
+        if self.crl.revoked.contains(serial) {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(())
+    }
+
     fn verify(
         &self,
         der: &[u8],
@@ -260,22 +306,9 @@ impl Verifier {
 
         let (_, x509) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        let at = from_unix(now);
-        if at > self.crl.next_update {
-            return Err(VerifyError::CrlExpired {
-                next_update: self.crl.next_update,
-                now: at,
-            });
-        }
-        if self.crl.this_update > at + CRL_CLOCK_SKEW {
-            return Err(VerifyError::CrlNotYetValid {
-                this_update: self.crl.this_update,
-                now: at,
-            });
-        }
-        if self.crl.revoked.contains(x509.raw_serial()) {
-            return Err(VerifyError::Revoked);
-        }
+        let serial = Serial::from_der_integer(x509.raw_serial())
+            .ok_or_else(|| VerifyError::Malformed("zero, negative or oversized serial".into()))?;
+        self.check_revocation(&serial, from_unix(now))?;
 
         if let Some(name) = server_name {
             let sn = ServerName::try_from(name)
@@ -290,13 +323,17 @@ impl Verifier {
                 })?;
         }
 
-        identity(&x509, role)
+        identity(&x509, role, serial)
     }
 }
 
 /// Reads the peer identity from an already verified certificate, and enforces that it
 /// carries only the EKU of its role.
-fn identity(x509: &X509Certificate<'_>, role: Role) -> Result<VerifiedPeer, VerifyError> {
+fn identity(
+    x509: &X509Certificate<'_>,
+    role: Role,
+    serial: Serial,
+) -> Result<VerifiedPeer, VerifyError> {
     let eku = x509
         .extended_key_usage()
         .map_err(|e| VerifyError::Malformed(format!("bad extended key usage: {e}")))?
@@ -327,8 +364,6 @@ fn identity(x509: &X509Certificate<'_>, role: Role) -> Result<VerifiedPeer, Veri
             "the common name {id:?} is not a valid {role} identity"
         )));
     }
-    let serial = Serial::from_der_integer(x509.raw_serial())
-        .ok_or_else(|| VerifyError::Malformed("zero, negative or oversized serial".into()))?;
     Ok(VerifiedPeer {
         id: id.to_owned(),
         role,

@@ -181,6 +181,47 @@ fn revoked_certificate_is_rejected_as_revoked() {
     );
 }
 
+/// A peer verified earlier is re-checked from what the verifier returned (no
+/// certificate kept): a new CRL that lists it refuses it, others pass; it expires; a
+/// CRL past its nextUpdate refuses everyone; and a verifier knows its CA from another.
+#[test]
+fn a_verified_peer_is_rechecked_against_a_new_crl_and_the_clock() {
+    let mut f = Fixture::new();
+    let alice = f.client("alice", 30);
+    let bob = f.client("bob", 30);
+    let mut v = f.verifier();
+    let a = v.verify_client(&alice.cert_der, unix(soon())).unwrap();
+    let b = v.verify_client(&bob.cert_der, unix(soon())).unwrap();
+    assert_eq!(v.recheck(&a, unix(soon())), Ok(()));
+
+    v.replace_crls([&f.revoke(2, &[&alice]).der]).unwrap();
+    assert_eq!(v.recheck(&a, unix(soon())), Err(VerifyError::Revoked));
+    assert_eq!(v.recheck(&b, unix(soon())), Ok(()));
+
+    let late = unix(t0() + Duration::days(31));
+    assert!(matches!(
+        v.recheck(&b, late),
+        Err(VerifyError::Expired { .. })
+    ));
+    let stale = unix(t0() + Duration::days(181));
+    let long_lived = f.client("carol", 365);
+    let c = f
+        .verifier()
+        .verify_client(&long_lived.cert_der, unix(soon()))
+        .unwrap();
+    assert!(matches!(
+        v.recheck(&c, stale),
+        Err(VerifyError::CrlExpired { .. })
+    ));
+
+    assert!(v.same_ca(&f.verifier()));
+    let other = ca_named("Aura CA", &mut f.rng);
+    let crl = other
+        .sign_crl(1, t0(), t0() + Duration::days(180), &[])
+        .unwrap();
+    assert!(!v.same_ca(&Verifier::new(other.cert_der(), [&crl.der]).unwrap()));
+}
+
 #[test]
 fn newest_crl_wins_whatever_the_order() {
     let mut f = Fixture::new();

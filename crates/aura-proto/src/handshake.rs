@@ -350,7 +350,7 @@ impl Responder {
         &self,
         finish: &[u8],
         ctx: &Ctx<'_>,
-    ) -> Result<(SessionKeys, VerifiedPeer, Vec<u8>), HandshakeError> {
+    ) -> Result<(SessionKeys, VerifiedPeer), HandshakeError> {
         let suite = self.suite;
         let th4 = self.flight.th4.hash();
         let client_hs =
@@ -384,7 +384,6 @@ impl Responder {
                 recv: DirectionKeys::from_secret(&c_data, suite).map_err(local)?,
             },
             peer,
-            auth.cert,
         ))
     }
 
@@ -483,7 +482,7 @@ mod tests {
         if stage == 2 {
             tamper(&mut r, &mut f1, &mut finish, stage);
         }
-        let (keys, peer, _) = responder.on_finish(&finish, &ctx(f, true, server_suites))?;
+        let (keys, peer) = responder.on_finish(&finish, &ctx(f, true, server_suites))?;
         assert_eq!(peer.id, "alice");
         // Both sides derived the same keys: what one seals the other opens.
         let mut buf = *b"0123456789abcdef0123456789abcdef";
@@ -514,7 +513,7 @@ mod tests {
         };
         let (responder, resp) = Responder::respond(&mut rng, 11, 22, &init, &server_ctx)?;
         let done = init_state.on_resp(22, &resp, TEST_SERVER_NAME, &ctx(&f, false, &all))?;
-        let (keys, _, _) = responder.on_finish(&done.finish_msg, &server_ctx)?;
+        let (keys, _) = responder.on_finish(&done.finish_msg, &server_ctx)?;
         Ok((done.keys.version, keys.version))
     }
 

@@ -120,9 +120,9 @@ pub(super) struct Connection {
     /// Client side: the name the server's certificate must carry. `None` on the server,
     /// which is also how a connection knows it is the server's.
     pub server_name: Option<String>,
+    /// The peer as verified; on the server, what a new CRL is checked against
+    /// ([`aura_pki::Verifier::recheck`]).
     pub peer: Option<VerifiedPeer>,
-    /// Server side: the client's certificate, re-checked when the verifier changes.
-    pub peer_cert: Option<Vec<u8>>,
     pub current: Option<Session>,
     /// The session `current` replaced, and when it stops opening packets. This and the
     /// next two are boxed: they are empty most of a connection's life, and an idle
@@ -146,7 +146,6 @@ impl Connection {
             remote,
             server_name: Some(server_name.to_owned()),
             peer: None,
-            peer_cert: None,
             current: None,
             previous: None,
             next: None,
@@ -159,18 +158,11 @@ impl Connection {
     }
 
     /// A server connection whose first handshake just completed with `session`.
-    pub fn server(
-        remote: SocketAddr,
-        peer: VerifiedPeer,
-        cert: Vec<u8>,
-        session: Session,
-        now: Instant,
-    ) -> Self {
+    pub fn server(remote: SocketAddr, peer: VerifiedPeer, session: Session, now: Instant) -> Self {
         Self {
             remote,
             server_name: None,
             peer: Some(peer),
-            peer_cert: Some(cert),
             current: Some(session),
             previous: None,
             next: None,
@@ -352,7 +344,7 @@ impl Connection {
     }
 
     /// Server: the same client completed another handshake (a rekey, or a reconnect from
-    /// `remote`): `session` becomes current and the client's certificate is kept for
+    /// `remote`): `session` becomes current and the client as verified now is kept for
     /// re-checks. Returns the local index of the `previous` session it retired, if any,
     /// and whether the client's address changed.
     pub fn server_rekey(
@@ -360,7 +352,6 @@ impl Connection {
         session: Session,
         remote: SocketAddr,
         peer: VerifiedPeer,
-        cert: Vec<u8>,
         now: Instant,
         timers: &Timers,
     ) -> (Option<u32>, bool) {
@@ -371,7 +362,6 @@ impl Connection {
         let moved = self.remote != remote;
         self.remote = remote;
         self.peer = Some(peer);
-        self.peer_cert = Some(cert);
         self.last_recv = now;
         (retired, moved)
     }

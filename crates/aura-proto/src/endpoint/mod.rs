@@ -169,19 +169,29 @@ impl Endpoint {
 
     /// Replaces the certificate verifier (for example after a new CRL). Sessions of
     /// clients that the new verifier refuses are closed.
+    ///
+    /// Each session's client is re-checked as verified at its handshake (expiry and the
+    /// new CRL); a verifier of another CA than the one they were verified under refuses
+    /// them all.
     pub fn set_verifier(&mut self, verifier: Verifier, now: Instant) {
+        let same_ca = self.config.verifier.same_ca(&verifier);
         self.config.verifier = verifier;
         let wall = self.wall(now);
+        let server = self.is_server();
         let refused: Vec<(ConnectionHandle, aura_pki::VerifyError)> = self
             .conns
             .iter()
+            .filter(|_| server)
             .filter_map(|(h, c)| {
-                let cert = c.peer_cert.as_ref()?;
-                self.config
-                    .verifier
-                    .verify_client(cert, wall)
-                    .err()
-                    .map(|e| (*h, e))
+                let peer = c.peer.as_ref()?;
+                let checked = if same_ca {
+                    self.config.verifier.recheck(peer, wall)
+                } else {
+                    Err(aura_pki::VerifyError::UnknownIssuer(
+                        "the trusted CA changed".into(),
+                    ))
+                };
+                checked.err().map(|e| (*h, e))
             })
             .collect();
         for (h, e) in refused {
@@ -720,7 +730,6 @@ impl Endpoint {
             client_index,
             keys,
             peer,
-            cert,
         } = client;
         let suite = keys.suite;
         let session = Session::new(local_index, client_index, keys, now);
@@ -729,7 +738,7 @@ impl Endpoint {
             if let Some(conn) = self.conns.get_mut(&h) {
                 let timers = &self.config.timers;
                 let before = conn.remote;
-                let (retired, moved) = conn.server_rekey(session, remote, peer, cert, now, timers);
+                let (retired, moved) = conn.server_rekey(session, remote, peer, now, timers);
                 if let Some(index) = retired {
                     self.by_index.remove(&index);
                 }
@@ -746,7 +755,7 @@ impl Endpoint {
             self.next_conn += 1;
             self.conns.insert(
                 h,
-                Box::new(Connection::server(remote, peer.clone(), cert, session, now)),
+                Box::new(Connection::server(remote, peer.clone(), session, now)),
             );
             self.by_client_id.insert(peer.id.clone(), h);
             self.by_remote.insert(remote, h);

@@ -131,8 +131,6 @@ pub(super) struct Established {
     pub client_index: u32,
     pub keys: SessionKeys,
     pub peer: VerifiedPeer,
-    /// The client's certificate, re-checked when the verifier changes.
-    pub cert: Vec<u8>,
 }
 
 /// What a Finish fragment did.
@@ -409,14 +407,13 @@ impl Table {
             return Ok(FinishStep::Incomplete);
         };
         match pending.responder.on_finish(&msg, ctx) {
-            Ok((keys, peer, cert)) => {
+            Ok((keys, peer)) => {
                 let client_index = pending.client_index;
                 self.remove(local_index);
                 Ok(FinishStep::Established(Box::new(Established {
                     client_index,
                     keys,
                     peer,
-                    cert,
                 })))
             }
             Err(error) => {
