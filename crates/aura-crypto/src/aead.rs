@@ -27,15 +27,30 @@ pub enum Suite {
     Aes256Gcm = 1,
     /// ChaCha20-Poly1305 (RFC 8439), for CPUs without AES instructions.
     ChaCha20Poly1305 = 2,
+    /// Bound to the outer TLS session that carries it (docs/adr/0024): the handshake is
+    /// sealed with AES-256-GCM as under [`Suite::Aes256Gcm`], data packets are not
+    /// encrypted by Aura (the outer session's record protection is their encryption).
+    /// Never configured: offered and chosen only on a link that has an outer session's
+    /// exporter, which the handshake then covers.
+    Bound = 3,
 }
 
 impl Suite {
-    /// Every suite, in order of preference.
+    /// Every suite that encrypts data, in order of preference: what a configuration
+    /// offers.
     pub const ALL: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 
     /// The suite with wire identifier `id`, if any.
     pub fn from_id(id: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| *s as u8 == id)
+        Self::ALL
+            .into_iter()
+            .chain([Suite::Bound])
+            .find(|s| *s as u8 == id)
+    }
+
+    /// Whether Aura's own AEAD encrypts data packets under this suite.
+    pub fn encrypts_data(self) -> bool {
+        self != Suite::Bound
     }
 
     /// The wire identifier.
@@ -48,12 +63,13 @@ impl Suite {
         match self {
             Suite::Aes256Gcm => "aes-256-gcm",
             Suite::ChaCha20Poly1305 => "chacha20-poly1305",
+            Suite::Bound => "bound",
         }
     }
 
     fn algorithm(self) -> &'static aead::Algorithm {
         match self {
-            Suite::Aes256Gcm => &aead::AES_256_GCM,
+            Suite::Aes256Gcm | Suite::Bound => &aead::AES_256_GCM,
             Suite::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
         }
     }
@@ -357,7 +373,10 @@ mod tests {
         for s in Suite::ALL {
             assert_eq!(Suite::from_id(s.id()), Some(s));
         }
+        assert_eq!(Suite::from_id(3), Some(Suite::Bound));
+        assert!(!Suite::Bound.encrypts_data());
+        assert!(Suite::ALL.iter().all(|s| s.encrypts_data()));
         assert_eq!(Suite::from_id(0), None);
-        assert_eq!(Suite::from_id(3), None);
+        assert_eq!(Suite::from_id(4), None);
     }
 }

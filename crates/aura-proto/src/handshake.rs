@@ -46,7 +46,14 @@ pub(crate) struct Ctx<'a> {
     pub suites: &'a [Suite],
     /// Session versions this side speaks, most preferred first (`SUPPORTED_VERSIONS`).
     pub versions: &'a [u8],
+    /// The exporter of the outer TLS session the handshake runs in, when the link is
+    /// one (docs/adr/0024). Only with it may [`Suite::Bound`] be chosen; a handshake
+    /// under that suite covers it in the transcript (TH1).
+    pub binding: Option<&'a [u8; BINDING_LEN]>,
 }
+
+/// Length of an outer session's exporter as the handshake binds it.
+pub const BINDING_LEN: usize = 32;
 
 fn sign(identity: &Identity, context: &[u8], th: &[u8; 32]) -> Result<Vec<u8>, HandshakeError> {
     let mut msg = Vec::with_capacity(context.len() + th.len());
@@ -192,6 +199,18 @@ impl Initiator {
             version: msg.version,
             suite: msg.suite,
         })?;
+        // The suite bound to the outer session needs that session's exporter here too (it
+        // was offered only with one); the server's signature covers the server's.
+        let binding = match (suite, ctx.binding) {
+            (Suite::Bound, None) => {
+                return Err(HandshakeError::Downgrade {
+                    version: msg.version,
+                    suite: msg.suite,
+                });
+            }
+            (Suite::Bound, Some(b)) => Some(b),
+            _ => None,
+        };
         let ss = self
             .kem
             .decapsulate(&msg.kem_ct)
@@ -199,6 +218,9 @@ impl Initiator {
         let mut t = self.transcript.clone();
         t.add(&server_index.to_be_bytes());
         t.add(resp.get(..RESP_CLEAR_LEN).unwrap_or_default());
+        if let Some(b) = binding {
+            t.add(b);
+        }
         let th1 = t.hash();
         let secrets = HandshakeSecrets::derive(&ctx.deployment.id, &ss, &th1).map_err(local)?;
         let server_hs = DirectionKeys::from_secret(&secrets.server, suite).map_err(local)?;
@@ -292,12 +314,13 @@ impl Responder {
             .copied()
             .find(|v| msg.versions.contains(v))
             .ok_or_else(|| HandshakeError::NoCommonVersion(msg.versions.clone()))?;
-        // The client's preference among the suites this server allows.
+        // The client's preference among the suites this server allows: those configured,
+        // and the one bound to the outer session when the link has one.
         let suite = msg
             .suites
             .iter()
             .filter_map(|&id| Suite::from_id(id))
-            .find(|s| ctx.suites.contains(s))
+            .find(|s| ctx.suites.contains(s) || (*s == Suite::Bound && ctx.binding.is_some()))
             .ok_or_else(|| HandshakeError::NoCommonSuite(msg.suites.clone()))?;
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
@@ -318,6 +341,9 @@ impl Responder {
         t.add(init);
         t.add(&local_index.to_be_bytes());
         t.add(&clear);
+        if let (Suite::Bound, Some(b)) = (suite, ctx.binding) {
+            t.add(b);
+        }
         let th1 = t.hash();
         let secrets = HandshakeSecrets::derive(&ctx.deployment.id, &ss, &th1).map_err(local)?;
 
@@ -452,6 +478,7 @@ mod tests {
             wall: f.wall,
             suites,
             versions: SUPPORTED_VERSIONS,
+            binding: None,
         }
     }
 
@@ -515,6 +542,68 @@ mod tests {
         let done = init_state.on_resp(22, &resp, TEST_SERVER_NAME, &ctx(&f, false, &all))?;
         let (keys, _) = responder.on_finish(&done.finish_msg, &server_ctx)?;
         Ok((done.keys.version, keys.version))
+    }
+
+    /// A handshake where the client offers `offered` with `client_binding` and the server
+    /// has `server_binding`: the suite each side ended with.
+    fn bound(
+        offered: &[Suite],
+        client_binding: Option<&[u8; BINDING_LEN]>,
+        server_binding: Option<&[u8; BINDING_LEN]>,
+    ) -> Result<(Suite, Suite), HandshakeError> {
+        let f = fixture();
+        let all = Suite::ALL;
+        let mut rng = ChaCha20Rng::from_seed([5; 32]);
+        let (init_state, init) =
+            Initiator::start(&mut rng, offered, SUPPORTED_VERSIONS, 11).unwrap();
+        let server_ctx = Ctx {
+            binding: server_binding,
+            ..ctx(&f, true, &all)
+        };
+        let client_ctx = Ctx {
+            binding: client_binding,
+            ..ctx(&f, false, &all)
+        };
+        let (responder, resp) = Responder::respond(&mut rng, 11, 22, &init, &server_ctx)?;
+        let done = init_state.on_resp(22, &resp, TEST_SERVER_NAME, &client_ctx)?;
+        let (keys, _) = responder.on_finish(&done.finish_msg, &server_ctx)?;
+        Ok((done.keys.suite, keys.suite))
+    }
+
+    /// The bound suite is chosen only when offered and the server's link has an
+    /// exporter; it completes only when both ends hold the same one (a party that
+    /// terminates the outer session on both sides has two); a server without one falls
+    /// back to the next suite offered.
+    #[test]
+    fn the_bound_suite_needs_the_same_outer_session_at_both_ends() {
+        let offer = [Suite::Bound, Suite::Aes256Gcm];
+        let ours = [7u8; BINDING_LEN];
+        let theirs = [8u8; BINDING_LEN];
+        assert_eq!(
+            bound(&offer, Some(&ours), Some(&ours)).unwrap(),
+            (Suite::Bound, Suite::Bound)
+        );
+        // Two outer sessions: the server's authentication does not open at the client.
+        assert_eq!(
+            bound(&offer, Some(&ours), Some(&theirs)).unwrap_err(),
+            HandshakeError::Decrypt
+        );
+        // No outer session at the server: the next suite.
+        assert_eq!(
+            bound(&offer, Some(&ours), None).unwrap(),
+            (Suite::Aes256Gcm, Suite::Aes256Gcm)
+        );
+        // Not offered: never chosen, whatever the server has.
+        assert_eq!(
+            bound(&Suite::ALL, Some(&ours), Some(&ours)).unwrap(),
+            (Suite::Aes256Gcm, Suite::Aes256Gcm)
+        );
+        // Chosen for a client that has no outer session (it offered the suite without
+        // one, which the endpoint never does): refused as a downgrade, not run unbound.
+        assert!(matches!(
+            bound(&offer, None, Some(&ours)).unwrap_err(),
+            HandshakeError::Downgrade { suite: 3, .. }
+        ));
     }
 
     /// Version 2 where both speak it; version 1 with a peer that speaks only 1, either

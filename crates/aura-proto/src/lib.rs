@@ -39,6 +39,6 @@ pub use endpoint::{
     Event, IndexChange, Partition, RESEED_INTERVAL, Received, Timers, Transmit,
 };
 pub use error::{AlertCode, DropReason, HandshakeError, ProtoError};
-pub use handshake::Identity;
+pub use handshake::{BINDING_LEN, Identity};
 pub use keys::{DeploymentSecret, KNOCK_KEY_LEN};
 pub use session::{DATA_OVERHEAD, SEAL_HEADROOM};

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aura_pki::VerifyError;
-use aura_proto::{AlertCode, CloseReason, DropReason, Event, HandshakeError, Timers};
+use aura_proto::{
+    AlertCode, CloseReason, DropReason, Event, HandshakeError, SEAL_HEADROOM, Timers,
+};
 use aura_testkit::{LinkConfig, TestPki};
 use common::{Setup, World, addr};
 
@@ -43,6 +45,59 @@ fn handshake_then_data_both_ways() {
     assert_eq!(w.client.received.len(), 1);
     assert_eq!(w.client.received[0].1, b"\x45hello back");
     assert!(w.server.drops.is_empty(), "{:?}", w.server.drops);
+}
+
+/// Over links bound to one outer session at both ends: the bound suite; a data packet
+/// is the header and the payload as they are, which the other end takes (and its replay
+/// window still refuses a copy). Links bound to two different outer sessions (a party
+/// terminating the outer TLS on both sides) never connect.
+#[test]
+fn a_bound_link_carries_the_payload_as_it_is_and_two_outer_sessions_never_connect() {
+    let mut setup = Setup::new(&pki());
+    setup.bindings = Some(([1; 32], [1; 32]));
+    let mut w = World::new(setup, 5);
+    assert!(w.run_until(Duration::from_secs(2), |w| w.server_conn().is_some()));
+    let conn = w.conn.unwrap();
+    let info = w.client.ep.connection_info(conn).unwrap();
+    assert_eq!(info.suite, Some(aura_crypto::aead::Suite::Bound));
+    let now = w.clock.now();
+    let body = b"\x45an inner packet";
+    let mut buf = vec![0u8; SEAL_HEADROOM + body.len() + aura_proto::DATA_OVERHEAD];
+    buf[SEAL_HEADROOM..SEAL_HEADROOM + body.len()].copy_from_slice(body);
+    let (_, n) = w.client.ep.seal(now, conn, &mut buf, body.len()).unwrap();
+    assert_eq!(n, SEAL_HEADROOM + body.len(), "no tag");
+    assert_eq!(&buf[SEAL_HEADROOM..n], body, "not encrypted by Aura");
+    let mut copy = buf[..n].to_vec();
+    let got = w
+        .server
+        .ep
+        .handle_datagram(now, addr(common::CLIENT), &mut buf[..n])
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[got.payload], body);
+    assert_eq!(
+        w.server
+            .ep
+            .handle_datagram(now, addr(common::CLIENT), &mut copy),
+        Err(DropReason::Replay)
+    );
+
+    let mut setup = Setup::new(&pki());
+    setup.bindings = Some(([1; 32], [2; 32]));
+    let mut w = World::new(setup, 6);
+    w.run_for(Duration::from_secs(3));
+    assert!(!w.client_connected());
+    assert!(w.server_conn().is_none());
+    // Each Resp fails to open at the client (dropped, as a forged one would be).
+    assert!(!w.client.drops.is_empty());
+    assert!(
+        w.client
+            .drops
+            .iter()
+            .all(|d| *d == DropReason::Handshake(HandshakeError::Decrypt)),
+        "{:?}",
+        w.client.drops
+    );
 }
 
 fn payload(dir: u8, seq: u32) -> Vec<u8> {

@@ -193,6 +193,7 @@ impl EndpointConfig {
         &'a self,
         deployment: &'a DeploymentKeys,
         wall: UnixTime,
+        binding: Option<&'a [u8; crate::handshake::BINDING_LEN]>,
     ) -> Ctx<'a> {
         Ctx {
             deployment,
@@ -201,6 +202,7 @@ impl EndpointConfig {
             wall,
             suites: &self.suites,
             versions: &self.versions,
+            binding,
         }
     }
 }

@@ -35,7 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use aura_crypto::aead::TAG_LEN;
+use aura_crypto::aead::{Suite, TAG_LEN};
 use aura_crypto::kdf;
 use aura_pki::Verifier;
 use rand_chacha::ChaCha20Rng;
@@ -54,7 +54,7 @@ use self::deadlines::Deadlines;
 use self::indices::Indices;
 use self::server::{Established, FinishStep, HalfOpen, Limits, source_key};
 use crate::error::{AlertCode, DropReason, HandshakeError, ProtoError};
-use crate::handshake::InitiatorDone;
+use crate::handshake::{BINDING_LEN, InitiatorDone};
 use crate::keys::{DeploymentKeys, DeploymentSecret};
 use crate::session::{DATA_OVERHEAD, Session};
 use crate::wire::{
@@ -93,6 +93,8 @@ pub struct Endpoint {
     half_open: HalfOpen,
     /// The real peer address of each stream link's stand-in address.
     link_sources: HashMap<SocketAddr, IpAddr>,
+    /// Links that are an outer TLS session of their own, with its exporter (docs/adr/0024).
+    link_bindings: HashMap<SocketAddr, Box<[u8; BINDING_LEN]>>,
     cookies: CookieJar,
     deadlines: Deadlines<ConnectionHandle>,
     transmits: VecDeque<Transmit>,
@@ -135,6 +137,7 @@ impl Endpoint {
             by_remote: HashMap::new(),
             half_open: HalfOpen::new(limits),
             link_sources: HashMap::new(),
+            link_bindings: HashMap::new(),
             cookies,
             deadlines: Deadlines::new(),
             transmits: VecDeque::new(),
@@ -209,6 +212,22 @@ impl Endpoint {
             }
             None => {
                 self.link_sources.remove(&remote);
+            }
+        }
+    }
+
+    /// Records that the link at `remote` (a stream link's stand-in address) is an outer TLS
+    /// session of its own between this endpoint and its peer, with `exporter` (or forgets
+    /// it: `None`). Handshakes over such a link may then use [`Suite::Bound`]: a client
+    /// offers it first, a server accepts it, and the transcript covers the exporter, so
+    /// the handshake fails unless both ends hold the same outer session.
+    pub fn set_link_binding(&mut self, remote: SocketAddr, exporter: Option<[u8; BINDING_LEN]>) {
+        match exporter {
+            Some(e) => {
+                self.link_bindings.insert(remote, Box::new(e));
+            }
+            None => {
+                self.link_bindings.remove(&remote);
             }
         }
     }
@@ -334,9 +353,22 @@ impl Endpoint {
         handle: ConnectionHandle,
     ) -> Result<(), ProtoError> {
         let local_index = self.fresh_index();
+        let remote = self
+            .conns
+            .get(&handle)
+            .map(|c| c.remote)
+            .ok_or(ProtoError::UnknownConnection)?;
+        // On a link bound to its outer session, the bound suite first.
+        let suites: Vec<Suite> = self
+            .link_bindings
+            .contains_key(&remote)
+            .then_some(Suite::Bound)
+            .into_iter()
+            .chain(self.config.suites.iter().copied())
+            .collect();
         let hs = ClientHandshake::start(
             &mut self.rng,
-            &self.config.suites,
+            &suites,
             &self.config.versions,
             local_index,
             self.config.max_datagram,
@@ -529,7 +561,8 @@ impl Endpoint {
         };
         let local_index = self.fresh_index();
         let wall = self.wall(now);
-        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        let binding = self.link_bindings.get(&remote).map(|b| &**b);
+        let ctx = self.config.handshake_ctx(&self.deployment, wall, binding);
         match self.half_open.respond(
             &mut self.rng,
             (key, source),
@@ -612,7 +645,8 @@ impl Endpoint {
         else {
             return Err(DropReason::Unexpected);
         };
-        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        let binding = self.link_bindings.get(&remote).map(|b| &**b);
+        let ctx = self.config.handshake_ctx(&self.deployment, wall, binding);
         let done = match hs.on_resp_fragment(frag, server_name, &ctx)? {
             RespStep::Incomplete => return Ok(()),
             RespStep::ResendFinish => {
@@ -695,7 +729,8 @@ impl Endpoint {
             return Err(DropReason::UnknownIndex);
         }
         let wall = self.wall(now);
-        let ctx = self.config.handshake_ctx(&self.deployment, wall);
+        // The binding is in the transcript since TH1; the Finish needs no more of it.
+        let ctx = self.config.handshake_ctx(&self.deployment, wall, None);
         match self
             .half_open
             .on_finish_fragment(frag.receiver, frag, &ctx)?

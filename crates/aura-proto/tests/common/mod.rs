@@ -50,6 +50,8 @@ pub struct Setup {
     pub client_verifier: aura_pki::Verifier,
     pub timers: Timers,
     pub server_name: String,
+    /// The outer session exporters the client's and the server's links have, if any.
+    pub bindings: Option<([u8; aura_proto::BINDING_LEN], [u8; aura_proto::BINDING_LEN])>,
 }
 
 impl Setup {
@@ -63,6 +65,7 @@ impl Setup {
             client_verifier: pki.verifier().unwrap(),
             timers: Timers::default(),
             server_name: TEST_SERVER_NAME.to_owned(),
+            bindings: None,
         }
     }
 }
@@ -87,6 +90,11 @@ impl World {
         cc.timers = setup.timers;
         let s = Endpoint::new(sc, [seed as u8; 32], clock.now(), clock.wall()).unwrap();
         let mut c = Endpoint::new(cc, [seed as u8 ^ 0x55; 32], clock.now(), clock.wall()).unwrap();
+        let mut s = s;
+        if let Some((client, server)) = setup.bindings {
+            c.set_link_binding(addr(SERVER), Some(client));
+            s.set_link_binding(addr(CLIENT), Some(server));
+        }
         let conn = c
             .connect(clock.now(), addr(SERVER), &setup.server_name)
             .unwrap();
