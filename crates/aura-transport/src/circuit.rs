@@ -209,10 +209,13 @@ pub fn carry(mut conn: PacketConn, next: SocketAddr) -> DatagramLink {
         }
         conn.close().await;
     });
+    // The relay terminates the outer sessions on both sides of it: a hop's session is
+    // never bound to one, and keeps its own encryption.
     DatagramLink {
         peer: next,
         inbound,
         outbound,
+        binding: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub(crate) struct Counters {
     /// Whether the current session carries checksum offload (session version 2 on), as
     /// the driver last saw it.
     pub offload: AtomicBool,
+    /// Whether the current session is bound to its outer TLS session, whose encryption
+    /// is then the data's only one (docs/adr/0024).
+    pub bound: AtomicBool,
 }
 
 /// Seconds since the Unix epoch: the clock of [`StatsSnapshot::last_handshake`] (0 if the
@@ -87,6 +90,7 @@ impl Counters {
             last_handshake: AtomicU64::new(unix_now()),
             cover: Arc::default(),
             offload: AtomicBool::new(false),
+            bound: AtomicBool::new(false),
         }
     }
 
@@ -159,6 +163,12 @@ impl PacketConn {
     /// batch sent with such packets to a session that does not carry them loses them.
     pub fn offload(&self) -> bool {
         self.counters.offload.load(Ordering::Relaxed)
+    }
+
+    /// Whether the current session is bound to the outer TLS session that carries it
+    /// (suite 3, docs/adr/0024): its data is encrypted once, by that session.
+    pub fn bound(&self) -> bool {
+        self.counters.bound.load(Ordering::Relaxed)
     }
 
     /// Sends IP packets, one `Vec` each (convenience; copies them into one batch).

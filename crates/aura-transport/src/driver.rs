@@ -984,9 +984,18 @@ impl Task {
         }
     }
 
+    /// Whether `conn`'s current session is bound to its outer session (suite 3).
+    fn bound(&self, conn: ConnectionHandle) -> bool {
+        self.ep
+            .connection_info(conn)
+            .and_then(|i| i.suite)
+            .is_some_and(|s| !s.encrypts_data())
+    }
+
     fn on_link_closed(&mut self, addr: SocketAddr) {
         self.links.remove(&addr);
         self.ep.set_link_source(addr, None);
+        self.ep.set_link_binding(addr, None);
         let gone: Vec<ConnectionHandle> = self
             .ep
             .connections()
@@ -1163,9 +1172,11 @@ impl Task {
                     peer,
                     mut inbound,
                     outbound,
+                    binding,
                 } = link;
                 // Half-open handshakes over the link count against its real peer.
                 self.ep.set_link_source(addr, Some(peer.ip()));
+                self.ep.set_link_binding(addr, binding);
                 self.links.insert(
                     addr,
                     LinkState {
@@ -1262,6 +1273,7 @@ impl Task {
                 counters
                     .offload
                     .store(self.ep.offload(conn), Ordering::Relaxed);
+                counters.bound.store(self.bound(conn), Ordering::Relaxed);
                 self.conns.insert(
                     conn,
                     ConnState {
@@ -1301,6 +1313,7 @@ impl Task {
                     c.counters
                         .offload
                         .store(self.ep.offload(conn), Ordering::Relaxed);
+                    c.counters.bound.store(self.bound(conn), Ordering::Relaxed);
                 }
             }
             Event::AddressChanged { conn, remote } => {

@@ -117,6 +117,10 @@ async fn per_carrier(carrier: Carrier) {
     let mut sc = timeout(T, s.accept()).await.unwrap().unwrap();
     assert_eq!(sc.carrier(), carrier);
     assert_eq!(sc.peer().id, "alice");
+    // QUIC and TLS sessions are bound to their outer session and encrypted once by it;
+    // UDP keeps Aura's own encryption (docs/adr/0024).
+    let bound = carrier != Carrier::Udp;
+    assert_eq!((c.bound(), sc.bound()), (bound, bound), "{carrier:?}");
     exchange(&mut c, &mut sc, 10_000).await;
     offload_flags_cross(&mut c, &mut sc).await;
 }

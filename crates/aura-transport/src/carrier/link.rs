@@ -28,7 +28,14 @@ pub struct DatagramLink {
     pub inbound: mpsc::Receiver<BytesMut>,
     /// Datagrams to the peer.
     pub outbound: mpsc::Sender<BytesMut>,
+    /// When the link is an outer TLS session of its own with the peer, whose key exchange
+    /// was X25519MLKEM768: its exporter under [`BINDING_LABEL`]. Handshakes over the link
+    /// may then use the suite bound to it (docs/adr/0024).
+    pub binding: Option<[u8; aura_proto::BINDING_LEN]>,
 }
+
+/// The exporter label (RFC 8446 §7.5) of an outer session's binding, with an empty context.
+pub const BINDING_LABEL: &[u8] = b"EXPORTER-aura-channel-binding";
 
 /// Copies `datagrams` into one allocation, exactly their size, and appends each to `out`
 /// as its own `BytesMut` (in order): a reader that takes several datagrams at once pays
@@ -90,11 +97,13 @@ pub fn mem_pair(a: SocketAddr, b: SocketAddr) -> (DatagramLink, DatagramLink) {
             peer: b,
             inbound: a_rx,
             outbound: a_tx,
+            binding: None,
         },
         DatagramLink {
             peer: a,
             inbound: b_rx,
             outbound: b_tx,
+            binding: None,
         },
     )
 }

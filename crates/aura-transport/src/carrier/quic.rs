@@ -80,7 +80,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aura_proto::wire::PacketType;
@@ -102,7 +102,7 @@ use crate::camo::decoy::Site;
 use crate::camo::quic_forward::ForwardSocket;
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
+use crate::carrier::link::{BINDING_LABEL, DatagramLink, LINK_QUEUE, carve};
 use crate::carrier::tls::{self, OuterIdentity};
 use crate::carrier::udp;
 use crate::error::{ConfigError, OuterTlsError, TransportError};
@@ -340,7 +340,7 @@ pub fn server_config_slot(
 pub fn client_config(opts: &QuicOptions) -> Result<quinn::ClientConfig, TransportError> {
     let tls = tls::client_config_with(
         &opts.alpn,
-        rustls::crypto::aws_lc_rs::default_provider(),
+        witnessing_provider(),
         opts.camo.is_some(),
         tls::HelloShape::Quic,
     )?;
@@ -661,7 +661,8 @@ async fn serve_incoming(
         }
     };
     drop(slot);
-    let link = spawn_link(None, conn, send, rd, Some(first), counters);
+    let binding = binding_of(&conn);
+    let link = spawn_link(None, conn, send, rd, Some(first), counters, binding);
     // A refused or stalled hand-off drops the link, whose writer then closes the
     // connection.
     let _ = timeout(handshake_timeout, links.send(link)).await;
@@ -703,7 +704,13 @@ pub async fn connect_counted(
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let endpoint = endpoint_on(bind_udp(local)?, None)?;
-    let connecting = endpoint.connect_with(cfg, addr, sni).map_err(|e| match e {
+    // The connection's ClientHello, with its key shares, is made inside `connect_with`,
+    // on this thread: the hybrid share started there reports to this witness.
+    let hybrid = Arc::new(AtomicBool::new(false));
+    HYBRID_WITNESS.with(|w| *w.borrow_mut() = Some(hybrid.clone()));
+    let connecting = endpoint.connect_with(cfg, addr, sni);
+    HYBRID_WITNESS.with(|w| w.borrow_mut().take());
+    let connecting = connecting.map_err(|e| match e {
         quinn::ConnectError::InvalidServerName(name) => {
             TransportError::Tls(OuterTlsError::InvalidServerName(name))
         }
@@ -723,7 +730,120 @@ pub async fn connect_counted(
         .await
         .map_err(|e| connection_error(addr, &e))?;
     let rd = BufReader::with_capacity(STREAM_READ_BUFFER, recv);
-    Ok(spawn_link(Some(endpoint), conn, send, rd, None, counters))
+    let binding = if hybrid.load(Ordering::Acquire) {
+        binding_of(&conn)
+    } else {
+        None
+    };
+    Ok(spawn_link(
+        Some(endpoint),
+        conn,
+        send,
+        rd,
+        None,
+        counters,
+        binding,
+    ))
+}
+
+/// The outer session's exporter under [`BINDING_LABEL`] (docs/adr/0024). The client asks
+/// for it only once its hybrid key share is known to have completed the key exchange;
+/// the server, which quinn does not tell the group, attaches it to every link, and a
+/// client offers the bound suite only after its own check.
+fn binding_of(conn: &Connection) -> Option<[u8; aura_proto::BINDING_LEN]> {
+    let mut out = [0u8; aura_proto::BINDING_LEN];
+    conn.export_keying_material(&mut out, BINDING_LABEL, b"")
+        .ok()
+        .map(|()| out)
+}
+
+std::thread_local! {
+    /// Where the hybrid key share of the connection being created reports (see
+    /// [`connect_counted`]).
+    static HYBRID_WITNESS: std::cell::RefCell<Option<Arc<AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn hybrid_group() -> &'static dyn rustls::crypto::SupportedKxGroup {
+    rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768
+}
+
+/// X25519MLKEM768 as the aws-lc-rs provider has it, except that a key exchange it starts
+/// reports to the thread's [`HYBRID_WITNESS`] when it completes as the hybrid (not as its
+/// X25519 half, which a server may pick from the same share). The ClientHello is
+/// unchanged: same group, same shares.
+#[derive(Debug)]
+struct WitnessedHybrid;
+
+static WITNESSED_HYBRID: WitnessedHybrid = WitnessedHybrid;
+
+impl rustls::crypto::SupportedKxGroup for WitnessedHybrid {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        let inner = hybrid_group().start()?;
+        let witness = HYBRID_WITNESS.with(|w| w.borrow_mut().take());
+        Ok(Box::new(Witnessed { inner, witness }))
+    }
+
+    fn name(&self) -> rustls::NamedGroup {
+        hybrid_group().name()
+    }
+
+    fn fips(&self) -> bool {
+        hybrid_group().fips()
+    }
+
+    fn usable_for_version(&self, version: rustls::ProtocolVersion) -> bool {
+        hybrid_group().usable_for_version(version)
+    }
+}
+
+struct Witnessed {
+    inner: Box<dyn rustls::crypto::ActiveKeyExchange>,
+    witness: Option<Arc<AtomicBool>>,
+}
+
+impl rustls::crypto::ActiveKeyExchange for Witnessed {
+    fn complete(
+        self: Box<Self>,
+        peer_pub_key: &[u8],
+    ) -> Result<rustls::crypto::SharedSecret, rustls::Error> {
+        let Witnessed { inner, witness } = *self;
+        let secret = inner.complete(peer_pub_key)?;
+        if let Some(w) = witness {
+            w.store(true, Ordering::Release);
+        }
+        Ok(secret)
+    }
+
+    fn hybrid_component(&self) -> Option<(rustls::NamedGroup, &[u8])> {
+        self.inner.hybrid_component()
+    }
+
+    fn complete_hybrid_component(
+        self: Box<Self>,
+        peer_pub_key: &[u8],
+    ) -> Result<rustls::crypto::SharedSecret, rustls::Error> {
+        self.inner.complete_hybrid_component(peer_pub_key)
+    }
+
+    fn pub_key(&self) -> &[u8] {
+        self.inner.pub_key()
+    }
+
+    fn group(&self) -> rustls::NamedGroup {
+        self.inner.group()
+    }
+}
+
+/// The aws-lc-rs provider with [`WitnessedHybrid`] in place of its hybrid group.
+fn witnessing_provider() -> rustls::crypto::CryptoProvider {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    for g in &mut p.kx_groups {
+        if g.name() == hybrid_group().name() {
+            *g = &WITNESSED_HYBRID;
+        }
+    }
+    p
 }
 
 fn connection_error(addr: SocketAddr, e: &ConnectionError) -> TransportError {
@@ -751,6 +871,7 @@ fn spawn_link(
     rd: BufReader<RecvStream>,
     first: Option<BytesMut>,
     counters: Arc<QuicCounters>,
+    binding: Option<[u8; aura_proto::BINDING_LEN]>,
 ) -> DatagramLink {
     let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
@@ -771,6 +892,7 @@ fn spawn_link(
         peer,
         inbound: in_rx,
         outbound: out_tx,
+        binding,
     }
 }
 

@@ -68,7 +68,7 @@ use crate::camo::hello::{self, HelloError};
 use crate::camo::tls_knock::{self, Prepared};
 use crate::carrier::Carrier;
 use crate::carrier::limit::{HandshakeLimiter, HandshakeSlot};
-use crate::carrier::link::{DatagramLink, LINK_QUEUE, carve};
+use crate::carrier::link::{BINDING_LABEL, DatagramLink, LINK_QUEUE, carve};
 use crate::error::{OuterTlsError, TransportError};
 
 /// ALPN protocols offered and accepted by default, as a browser and a web server would.
@@ -580,10 +580,12 @@ async fn serve_conn(
     if in_tx.try_send(first).is_err() {
         return;
     }
+    let binding = binding_of(tls.get_ref().1);
     let link = DatagramLink {
         peer,
         inbound: in_rx,
         outbound: out_tx,
+        binding,
     };
     match timeout(opts.handshake_timeout, links.send(link)).await {
         Ok(Ok(())) => {}
@@ -689,6 +691,7 @@ pub async fn connect(
         .await
         .map_err(|_| timed_out("TLS handshake"))?
         .map_err(|error| TransportError::Tls(OuterTlsError::Handshake { addr, error }))?;
+    let binding = binding_of(tls.get_ref().1);
     let (in_tx, in_rx) = mpsc::channel(LINK_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(LINK_QUEUE);
     tokio::spawn(run_link(
@@ -702,7 +705,23 @@ pub async fn connect(
         peer: addr,
         inbound: in_rx,
         outbound: out_tx,
+        binding,
     })
+}
+
+/// What binds an Aura handshake to the outer TLS session `conn` (docs/adr/0024): its
+/// exporter under [`BINDING_LABEL`], when its key exchange was X25519MLKEM768; `None`
+/// otherwise, and the session's data keeps Aura's own encryption.
+pub(crate) fn binding_of<D>(
+    conn: &rustls::ConnectionCommon<D>,
+) -> Option<[u8; aura_proto::BINDING_LEN]> {
+    let group = conn.negotiated_key_exchange_group()?;
+    if group.name() != rustls::NamedGroup::X25519MLKEM768 {
+        return None;
+    }
+    let out = [0u8; aura_proto::BINDING_LEN];
+    conn.export_keying_material(out, BINDING_LABEL, Some(b""))
+        .ok()
 }
 
 /// Moves frames between `stream` and the link queues until either side closes, a bad frame
