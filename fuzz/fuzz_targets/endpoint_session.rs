@@ -4,7 +4,10 @@
 //! parser and the handshake), or inject its own datagrams carrying the fuzz-only mac1
 //! (`aura_proto::wire::FUZZ_MAC1`, which exists only in fuzzing builds) into either side,
 //! with time moving as it says. Nothing may panic; the server holds no more half-open
-//! handshakes than its limit; data that arrives is what was sent.
+//! handshakes than its limit; data that arrives is what was sent. The first byte may bind
+//! both links to one outer session (suite 3, no inner AEAD: then only data the fuzzer did
+//! not corrupt must arrive as sent, the outer session being what stops corruption) or to
+//! two different ones (no session may then complete).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -50,11 +53,21 @@ fn stamp(d: &mut [u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
     let mut clock = SimClock::new();
     let (mut server, limit) = endpoint(true, &clock);
     let (mut client, _) = endpoint(false, &clock);
     let s_addr: SocketAddr = "198.51.100.1:443".parse().expect("addr");
     let c_addr: SocketAddr = "192.0.2.7:5000".parse().expect("addr");
+    let bound = mode & 1 != 0;
+    let split = bound && mode & 2 != 0;
+    if bound {
+        client.set_link_binding(s_addr, Some([0xb1; aura_proto::BINDING_LEN]));
+        let theirs = if split { 0xb2 } else { 0xb1 };
+        server.set_link_binding(c_addr, Some([theirs; aura_proto::BINDING_LEN]));
+    }
     if client.connect(clock.now(), s_addr, "server.test").is_err() {
         return;
     }
@@ -87,6 +100,7 @@ fuzz_target!(|data: &[u8]| {
             let Some(how) = take(1).map(|b| b[0]) else {
                 break;
             };
+            let corrupted = how % 4 == 3;
             match how % 4 {
                 0 | 1 => {}
                 2 => continue, // dropped
@@ -108,7 +122,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok(Some(r)) = server.handle_datagram(now, c_addr, &mut d) {
                     let got = d.get(r.payload).unwrap_or_default();
                     assert!(
-                        got.is_empty() || sent_payloads.iter().any(|p| p == got),
+                        got.is_empty()
+                            || sent_payloads.iter().any(|p| p == got)
+                            || (bound && corrupted),
                         "the server received data the client never sent"
                     );
                 }
@@ -141,6 +157,7 @@ fuzz_target!(|data: &[u8]| {
         // The client sends a little data once connected.
         while let Some(e) = client.poll_event() {
             if let Event::Connected { conn: c, .. } = e {
+                assert!(!split, "a session over two outer sessions");
                 conn = Some(c);
             }
         }

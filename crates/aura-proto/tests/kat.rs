@@ -77,13 +77,16 @@ fn endpoint(cert: &str, key: &str, accept: bool, seed: u8, now: Instant) -> Endp
 }
 
 /// Runs the handshake and one data packet each way; returns every datagram as
-/// "direction type length hex" lines.
-fn transcript() -> Vec<String> {
+/// "direction type length hex" lines. With `binding`, both links carry it as their outer
+/// session's exporter (suite 3, docs/PROTOCOL.md §6.1).
+fn transcript(binding: Option<[u8; aura_proto::BINDING_LEN]>) -> Vec<String> {
     let t0 = Instant::now();
     let server_addr: SocketAddr = "198.51.100.1:443".parse().unwrap();
     let client_addr: SocketAddr = "192.0.2.10:40000".parse().unwrap();
     let mut server = endpoint("server.crt", "server.key", true, 0x53, t0);
     let mut client = endpoint("client.crt", "client.key", false, 0x43, t0);
+    client.set_link_binding(server_addr, binding);
+    server.set_link_binding(client_addr, binding);
     let conn = client.connect(t0, server_addr, "server.test").unwrap();
     let mut lines = Vec::new();
     let mut record =
@@ -142,18 +145,35 @@ fn transcript() -> Vec<String> {
 
 #[test]
 fn known_answer_transcript() {
-    let path = dir().join("transcript.txt");
+    check_transcript("transcript.txt", None);
+}
+
+/// The same over links bound to one outer session: suite 3 offered and chosen, the
+/// binding in the transcript, data packets the header and the payload as they are.
+#[test]
+fn known_answer_transcript_bound_to_the_outer_session() {
+    let got = check_transcript(
+        "transcript-bound.txt",
+        Some([0xb1; aura_proto::BINDING_LEN]),
+    );
+    // The client data packet: header (13 bytes) then the payload in clear, no tag.
+    let data = got[5 + 1].split(' ').nth(3).unwrap();
+    assert_eq!(&data[26..], hex::encode(b"\x45 client data"));
+}
+
+fn check_transcript(file: &str, binding: Option<[u8; aura_proto::BINDING_LEN]>) -> Vec<String> {
+    let path = dir().join(file);
     if regen() {
-        // AURA_REGEN_KAT=transcript keeps the credentials and rewrites the transcript.
+        // AURA_REGEN_KAT=transcript keeps the credentials and rewrites the transcripts.
         if std::env::var_os("AURA_REGEN_KAT").is_some_and(|v| v != "transcript") {
             write_credentials();
         }
-        let t = transcript();
+        let t = transcript(binding);
         std::fs::write(&path, t.join("\n") + "\n").unwrap();
     }
-    let got = transcript();
+    let got = transcript(binding);
     // The same inputs give the same bytes twice in one process...
-    assert_eq!(got, transcript());
+    assert_eq!(got, transcript(binding));
     // ...and the bytes frozen in the repository.
     let want: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()
@@ -168,4 +188,5 @@ fn known_answer_transcript() {
     // keepalive, one data packet each way, then one type 7 packet each way.
     let types: Vec<&str> = got.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(types, ["1", "1", "2", "2", "3", "5", "5", "5", "7", "7"]);
+    got
 }
