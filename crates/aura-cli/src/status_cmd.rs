@@ -141,6 +141,16 @@ fn addresses(v4: &str, v6: &str) -> String {
     }
 }
 
+/// The status's `encryption` value in words (an unknown value as it is).
+fn encryption_value(e: &str) -> String {
+    match e {
+        "aura" => "Aura's AEAD".into(),
+        "aura+outer" => "Aura's AEAD inside the carrier's TLS".into(),
+        "outer-bound" => "the carrier's TLS, bound to the Aura handshake".into(),
+        other => other.into(),
+    }
+}
+
 fn transfer(received: u64, sent: u64) -> String {
     format!("{} received, {} sent", bytes(received), bytes(sent))
 }
@@ -148,6 +158,9 @@ fn transfer(received: u64, sent: u64) -> String {
 fn peer_block(p: &PeerStatus, now: u64) -> Block {
     let mut b = Block::new("peer", &p.id);
     b.row("carrier", &p.carrier);
+    if !p.encryption.is_empty() {
+        b.row("encryption", encryption_value(&p.encryption));
+    }
     b.row("endpoint", &p.remote);
     b.row(
         "tunnel addresses",
@@ -207,6 +220,7 @@ fn render(resp: &Response, now: u64) -> String {
             state,
             server,
             carrier,
+            encryption,
             address,
             address6,
             bytes_in,
@@ -218,6 +232,9 @@ fn render(resp: &Response, now: u64) -> String {
             let mut b = Block::new("client", state);
             b.row("server", server);
             b.row("carrier", carrier);
+            if !encryption.is_empty() {
+                b.row("encryption", encryption_value(encryption));
+            }
             b.row("tunnel addresses", addresses(address, address6));
             b.row("latest handshake", ago(*last_handshake, now));
             b.row("transfer", transfer(*bytes_in, *bytes_out));
@@ -318,6 +335,7 @@ mod tests {
         PeerStatus {
             id: id.into(),
             carrier: "udp".into(),
+            encryption: String::new(),
             remote: "192.0.2.1:4000".into(),
             tunnel_address: "10.77.0.2".into(),
             tunnel_address6: "fd61:7572:6100::2".into(),
@@ -334,6 +352,7 @@ mod tests {
     fn a_server_shows_a_block_per_peer_latest_first() {
         let mut bob = peer("bob", NOW - 40);
         bob.carrier = "tls".into();
+        bob.encryption = "outer-bound".into();
         bob.tunnel_address6 = String::new();
         bob.padding_out = 3;
         bob.padding_in = 4;
@@ -356,6 +375,7 @@ mod tests {
              \n\
              peer: bob\n\
              \x20 carrier:           tls\n\
+             \x20 encryption:        the carrier's TLS, bound to the Aura handshake\n\
              \x20 endpoint:          192.0.2.1:4000\n\
              \x20 tunnel addresses:  10.77.0.2\n\
              \x20 connected:         3 minutes, 4 seconds ago\n\
@@ -396,6 +416,7 @@ mod tests {
             state: "connected".into(),
             server: "198.18.1.2:8443".into(),
             carrier: "udp".into(),
+            encryption: String::new(),
             address: "10.77.0.5".into(),
             address6: String::new(),
             bytes_in: 2048,

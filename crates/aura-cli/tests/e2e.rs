@@ -334,6 +334,15 @@ fn carrier_transfer(carrier: &str) {
         .find(|p| p["id"] == "alice")
         .unwrap_or_else(|| panic!("{s}"));
     assert_eq!(alice["carrier"], carrier, "{alice}");
+    // QUIC and TLS sessions are encrypted once, by the outer session they are bound to
+    // (docs/adr/0024); UDP by Aura. Both ends say so.
+    let encryption = if carrier == "udp" {
+        "aura"
+    } else {
+        "outer-bound"
+    };
+    assert_eq!(alice["encryption"], encryption, "{alice}");
+    assert_eq!(st["encryption"], encryption, "{st}");
     assert_eq!(alice["tunnel_address"], local.as_str(), "{alice}");
     assert!(
         alice["bytes_in"].as_u64().unwrap() >= 50 * MB as u64,

@@ -105,6 +105,10 @@ pub struct PeerStatus {
     pub id: String,
     /// Carrier in use.
     pub carrier: String,
+    /// What encrypts its data: "aura", "aura+outer" or "outer-bound" (the carrier's outer
+    /// TLS session alone, bound to the Aura handshake; docs/adr/0024).
+    #[serde(default)]
+    pub encryption: String,
     /// The client's network address.
     pub remote: String,
     /// Its tunnel address.
@@ -149,6 +153,10 @@ pub enum Response {
         server: String,
         /// Carrier in use.
         carrier: String,
+        /// What encrypts the data, as in [`PeerStatus::encryption`] ("" when not
+        /// connected).
+        #[serde(default)]
+        encryption: String,
         /// The client's tunnel address.
         address: String,
         /// Its IPv6 tunnel address ("" when the server's pool has no IPv6).
@@ -438,6 +446,7 @@ mod tests {
         PeerStatus {
             id: "alice".into(),
             carrier: "udp".into(),
+            encryption: "aura".into(),
             remote: "192.0.2.1:4000".into(),
             tunnel_address: "10.77.0.2".into(),
             tunnel_address6: "fd61:7572:6100::2".into(),
@@ -455,6 +464,7 @@ mod tests {
             state: "connected".into(),
             server: "192.0.2.1:8443".into(),
             carrier: "udp".into(),
+            encryption: "aura".into(),
             address: "10.77.0.2".into(),
             address6: String::new(),
             bytes_in: 1,
@@ -539,6 +549,7 @@ mod tests {
                 "peers[].bytes_out: number",
                 "peers[].carrier: string",
                 "peers[].connected_since: number",
+                "peers[].encryption: string",
                 "peers[].id: string",
                 "peers[].last_handshake: number",
                 "peers[].padding_in: number",
@@ -578,6 +589,7 @@ mod tests {
                 "cover.padding_out: number",
                 "cover.profile: string",
                 "cover.state: string",
+                "encryption: string",
                 "kind: string",
                 "last_handshake: number",
                 "server: string",
@@ -678,6 +690,7 @@ mod tests {
                 peers: vec![PeerStatus {
                     id: "alice".into(),
                     carrier: "udp".into(),
+                    encryption: "aura".into(),
                     remote: "192.0.2.1:4000".into(),
                     tunnel_address: "10.77.0.2".into(),
                     tunnel_address6: String::new(),

@@ -363,6 +363,25 @@ impl PacketSender {
         self.counters.path().0
     }
 
+    /// As [`PacketConn::bound`].
+    pub fn bound(&self) -> bool {
+        self.counters.bound.load(Ordering::Relaxed)
+    }
+
+    /// What encrypts the session's data, for status: `"aura"` (Aura's AEAD, the UDP
+    /// carrier), `"aura+outer"` (Aura's AEAD inside the carrier's outer TLS, as over a
+    /// circuit), or `"outer-bound"` (the outer TLS session alone, bound to the Aura
+    /// handshake: suite 3).
+    pub fn encryption(&self) -> &'static str {
+        if self.bound() {
+            "outer-bound"
+        } else if self.carrier() == Carrier::Udp {
+            "aura"
+        } else {
+            "aura+outer"
+        }
+    }
+
     /// The peer's network address.
     pub fn remote(&self) -> SocketAddr {
         self.counters.path().1

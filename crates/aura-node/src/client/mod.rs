@@ -368,6 +368,12 @@ async fn answer(req: admin::Request, status: &Status, book: &SharedRouteBook) ->
                 state: s.state.name().into(),
                 server: s.server.clone(),
                 carrier: s.carrier.clone(),
+                encryption: s
+                    .current
+                    .as_ref()
+                    .map(PacketSender::encryption)
+                    .unwrap_or_default()
+                    .into(),
                 address: s.address.clone(),
                 address6: s.address6.clone(),
                 bytes_in: s.bytes_in + live.bytes_in,

@@ -179,6 +179,7 @@ fn status_response(router: &Router, warning: &CrlWarning) -> Response {
                 PeerStatus {
                     id: p.id,
                     carrier: p.sender.carrier().name().into(),
+                    encryption: p.sender.encryption().into(),
                     remote: p.sender.remote().to_string(),
                     tunnel_address: p.address.to_string(),
                     tunnel_address6: p.address6.map(|a| a.to_string()).unwrap_or_default(),
