@@ -393,6 +393,7 @@ fn status_asks_the_admin_socket() {
         peers: vec![PeerStatus {
             id: "alice".into(),
             carrier: "tls".into(),
+            encryption: "outer-bound".into(),
             remote: "192.0.2.7:5555".into(),
             tunnel_address: "10.77.0.2".into(),
             tunnel_address6: "fd61:7572:6100::2".into(),
@@ -413,9 +414,12 @@ fn status_asks_the_admin_socket() {
     assert_eq!(v["peers"][0]["id"], "alice");
     assert_eq!(v["peers"][0]["bytes_in"], 1234);
     assert_eq!(v["peers"][0]["padding_in"], 9);
+    assert_eq!(v["peers"][0]["encryption"], "outer-bound");
     let o = aura(&["status", "--socket", s], dir.path());
     assert!(
-        text(&o).contains("10.77.0.2") && text(&o).contains("tls"),
+        text(&o).contains("10.77.0.2")
+            && text(&o).contains("tls")
+            && text(&o).contains("bound to the Aura handshake"),
         "{}",
         text(&o)
     );
@@ -425,6 +429,7 @@ fn status_asks_the_admin_socket() {
         peers: vec![PeerStatus {
             id: "alice".into(),
             carrier: "udp".into(),
+            encryption: "aura".into(),
             remote: "192.0.2.7:5555".into(),
             tunnel_address: "10.77.0.2".into(),
             tunnel_address6: String::new(),
